@@ -1,0 +1,153 @@
+"""The `alertd` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from alertd.config import Config, load_config
+from alertd.problems import InvalidInput
+from alertd.store import SqliteStore
+
+DEFAULT_CONFIG = "config/alertd.yaml"
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG,
+    envvar="ALERTD_CONFIG", show_default=True, help="The configuration file.",
+)
+
+
+def _config(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        raise SystemExit(2) from None
+
+
+@click.group()
+@click.version_option(package_name="alertd")
+def main() -> None:
+    """alertd: emergency alerts for residential property management."""
+
+
+@main.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run the daemon until SIGTERM or Ctrl-C."""
+    from alertd.daemon import Daemon
+
+    config = _config(config_path)
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    daemon = Daemon(config)
+    asyncio.run(daemon.run())
+    if daemon.failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@config_option
+def check(config_path: Path) -> None:
+    """Validate the configuration, devices and profiles; exit 1 on any problem."""
+    from alertd.daemon import load_router
+
+    config = _config(config_path)
+    router, problems = load_router(config)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    click.echo(
+        f"{config_path}: {len(router.devices)} devices usable, {len(config.profiles)} "
+        f"configured profiles, {len(problems)} problem(s)"
+    )
+    if problems:
+        raise SystemExit(1)
+
+
+@main.command()
+@config_option
+@click.option("--since", help="ISO time (site time zone if no offset) or an age: 30m, 2h, 7d.")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
+@click.option("--limit", type=int, help="At most this many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, oldest first.")
+def events(
+    config_path: Path, since: str | None, kinds: tuple[str, ...], limit: int | None, as_json: bool
+) -> None:
+    """List stored events, oldest first, times in the site's time zone."""
+    config = _config(config_path)
+    tz = config.site.tz
+    store = _store(config)
+    for row in store.events(since=_since(since, tz) if since else None, kinds=kinds, limit=limit):
+        row = _localise(row, tz, ("occurred_at", "received_at"))
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            where = "/".join(row[k] for k in ("building", "floor", "unit", "zone") if row[k])
+            click.echo(
+                f"{row['id']:>6} {row['occurred_at']} {row['kind']:<18} {row['state']:<7} "
+                f"{row['severity']:<8} {row['device_id']} {where} {row['detail']}".rstrip()
+            )
+
+
+@main.command("dead-letters")
+@config_option
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def dead_letters(config_path: Path, limit: int, as_json: bool) -> None:
+    """Messages that could not be used, newest last, with the reason."""
+    config = _config(config_path)
+    store = _store(config)
+    for row in store.dead_letters(limit=limit):
+        row = _localise(row, config.site.tz, ("received_at",))
+        payload = bytes(row.pop("payload")).decode("utf-8", "replace")
+        if as_json:
+            click.echo(json.dumps({**row, "payload": payload}, ensure_ascii=False))
+        else:
+            shown = payload if len(payload) <= 120 else payload[:117] + "..."
+            click.echo(f"{row['id']:>6} {row['received_at']} {row['topic']}: {row['reason']}")
+            click.echo(f"       payload ({row['size']} bytes): {shown}")
+    counters = store.counters()
+    if not as_json:
+        click.echo(f"dead letters stored in total: {counters.get('dead_letters', 0)}", err=True)
+
+
+def _store(config: Config) -> SqliteStore:
+    if not config.storage.path.exists():
+        click.echo(f"error: no store at {config.storage.path} (has alertd run yet?)", err=True)
+        raise SystemExit(2)
+    return SqliteStore(config.storage.path)
+
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+
+
+def _since(text: str, tz: ZoneInfo) -> datetime:
+    match = _AGE.match(text.strip())
+    if match:
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither an ISO time nor an age like 2h") from None
+    return at.replace(tzinfo=tz) if at.tzinfo is None else at
+
+
+def _localise(row: dict[str, Any], tz: ZoneInfo, keys: tuple[str, ...]) -> dict[str, Any]:
+    for key in keys:
+        row[key] = datetime.fromisoformat(row[key]).astimezone(tz).isoformat()
+    return row
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,94 @@
+"""The one configuration file, validated on load; errors name file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from alertd.problems import InvalidInput, Problem
+from alertd.yamlfile import load_yaml, pydantic_problems
+from integrations.mqtt.profiles.spec import ProfileSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Strict):
+    name: str = "site"
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class MqttConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = Field("alertd", min_length=1, max_length=64)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    #: how long the broker keeps our session (and queues messages) while we are away
+    session_expiry_s: int = Field(7 * 86400, ge=60)
+    #: QoS 1 messages the broker may have in flight to us before waiting for acks
+    receive_maximum: int = Field(1000, ge=1, le=65535)
+    max_payload_bytes: int = Field(64 * 1024, ge=64)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+
+class StorageConfig(_Strict):
+    path: Path = Path("var/alertd.db")
+    #: FULL survives power loss; NORMAL survives a crash of alertd only
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class IngestConfig(_Strict):
+    #: routine (non life-safety) messages waiting for a commit; beyond this they are dropped
+    queue_limit: int = Field(50_000, ge=100)
+    #: routine messages per commit, so a fire alarm never waits behind a large batch
+    batch_max: int = Field(500, ge=1)
+    #: how often heartbeats and hold times are checked
+    tick_s: float = Field(1.0, gt=0)
+
+
+class Config(_Strict):
+    site: SiteConfig = SiteConfig()
+    mqtt: MqttConfig = MqttConfig()  # type: ignore[call-arg]
+    storage: StorageConfig = StorageConfig()
+    devices: Path = Path("devices.csv")
+    profiles: dict[str, ProfileSpec] = {}
+    ingest: IngestConfig = IngestConfig()  # type: ignore[call-arg]
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def load_config(path: Path) -> Config:
+    """Load and validate `path`; relative paths inside are relative to its folder."""
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise InvalidInput([Problem(f"{path}:1", "the file must be a mapping of settings")])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(pydantic_problems(exc, lines)) from exc
+    base = path.parent
+    return config.model_copy(
+        update={
+            "devices": base / config.devices,
+            "storage": config.storage.model_copy(update={"path": base / config.storage.path}),
+        }
+    )

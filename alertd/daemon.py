@@ -1,0 +1,106 @@
+"""Wiring: configuration, devices, store, ingest and sources, run until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from alertd.clock import Clock, SystemClock
+from alertd.config import Config
+from alertd.devices import load_devices
+from alertd.ingest.pipeline import Ingest
+from alertd.problems import Problem
+from alertd.store import Writer
+from integrations.mqtt.client import MqttConnection
+from integrations.mqtt.profiles import build_profiles
+from integrations.mqtt.router import Router
+from integrations.mqtt.source import MqttSource
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 10.0
+
+
+def load_router(config: Config) -> tuple[Router, list[Problem]]:
+    """Profiles and devices as the daemon would use them, with every problem found."""
+    profiles = build_profiles(config.profiles, config.site.tz)
+    devices, problems = load_devices(config.devices, profiles=profiles, site=config.site.name)
+    router = Router(devices, profiles)
+    return router, problems + router.problems
+
+
+@dataclass
+class Daemon:
+    config: Config
+    clock: Clock = field(default_factory=SystemClock)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: bool = False
+
+    async def start(self) -> None:
+        router, problems = load_router(self.config)
+        for problem in problems:
+            log.warning("%s", problem)
+        self.writer = Writer(self.config.storage.path, synchronous=self.config.storage.synchronous)
+        await self.writer.open()
+        self.ingest = await Ingest.open(self.writer, router.devices, self.clock, self.config.ingest)
+        self.mqtt = MqttConnection(
+            self.config.mqtt, router.subscriptions, lambda msg: self.source.handle(msg)
+        )
+        self.source = MqttSource(
+            router, self.ingest.submit, self.mqtt.ack, self.clock,
+            client_id=self.config.mqtt.client_id,
+            max_payload_bytes=self.config.mqtt.max_payload_bytes,
+        )
+        self._tasks = [
+            asyncio.create_task(self.ingest.run(), name="ingest"),
+            asyncio.create_task(self.mqtt.run(), name="mqtt"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
+        log.info(
+            "alertd running: %d devices, %d subscriptions, store %s",
+            len(router.devices), len(router.subscriptions), self.config.storage.path,
+        )
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("%s stopped unexpectedly; shutting down so a supervisor restarts alertd",
+                         task.get_name(), exc_info=task.exception())
+            self.failed = True
+            self.stop.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ingest.tick_s)
+            self.ingest.tick()
+
+    async def close(self) -> None:
+        """Stop taking messages, commit what was taken, then stop."""
+        mqtt, ingest, ticker = self._tasks
+        for task in (mqtt, ticker):
+            task.cancel()
+        await asyncio.gather(mqtt, ticker, return_exceptions=True)
+        await self.mqtt.close()
+        try:
+            await asyncio.wait_for(self.ingest.drained(), DRAIN_TIMEOUT_S)
+        except TimeoutError:
+            log.error("shutdown: gave up waiting for the last commit")
+        ingest.cancel()
+        await asyncio.gather(ingest, return_exceptions=True)
+        await self.writer.close()
+        log.info("alertd stopped: %s", dict(self.ingest.counts))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop.set)
+        await self.start()
+        try:
+            await self.stop.wait()
+        finally:
+            await self.close()

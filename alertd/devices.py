@@ -1,0 +1,139 @@
+"""The devices CSV: one row per device, with its location and how it reports.
+
+Bad rows are reported with their line number and skipped; the other devices load.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alertd.events import Kind, Location
+from alertd.problems import Problem
+
+REQUIRED = ("device_id", "profile", "topic")
+KNOWN = (*REQUIRED, "site", "building", "floor", "unit", "zone", "heartbeat_s")
+OPTIONAL = ("kind", "availability_topic")
+
+#: Home Assistant binary-sensor device classes accepted in the `kind` column.
+DEVICE_CLASS_KINDS: dict[str, Kind] = {
+    "moisture": Kind.LEAK,
+    "smoke": Kind.FIRE_ALARM,
+    "heat": Kind.FIRE_ALARM,
+    "gas": Kind.GAS,
+    "carbon_monoxide": Kind.GAS,
+    "co": Kind.GAS,
+    "power": Kind.POWER_LOSS,
+    "battery": Kind.DEVICE_BATTERY_LOW,
+    "tamper": Kind.DEVICE_TAMPER,
+    "problem": Kind.FIRE_TROUBLE,
+    "connectivity": Kind.SENSOR_OFFLINE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    profile: str
+    topic: str
+    location: Location
+    heartbeat_s: float | None = None
+    kind: Kind | None = None
+    availability_topic: str = ""
+    #: kinds that also become active when the device goes offline (mains monitors)
+    offline_means: tuple[Kind, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def parse_kind(text: str) -> Kind:
+    text = text.strip().lower()
+    if text in DEVICE_CLASS_KINDS:
+        return DEVICE_CLASS_KINDS[text]
+    try:
+        return Kind(text)
+    except ValueError:
+        names = ", ".join([*(k.value for k in Kind), *DEVICE_CLASS_KINDS])
+        raise ValueError(f"unknown kind {text!r} (one of: {names})") from None
+
+
+def load_devices(
+    path: Path, *, profiles: Iterable[str], site: str
+) -> tuple[list[Device], list[Problem]]:
+    """Read the devices CSV. Returns the good devices and a problem per skipped row."""
+    known_profiles = set(profiles)
+    problems: list[Problem] = []
+    devices: list[Device] = []
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        return [], [Problem(str(path), f"cannot read devices file: {exc.strerror}")]
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            return [], [Problem(f"{path}:1", f"missing column(s): {', '.join(missing)}")]
+        seen: dict[str, int] = {}
+        line = reader.line_num
+        for row in reader:
+            where = f"{path}:{line + 1}"
+            line = reader.line_num
+            try:
+                device = _device(row, known_profiles, site)
+            except ValueError as exc:
+                problems.append(Problem(where, f"row skipped: {exc}"))
+                continue
+            if device.device_id in seen:
+                problems.append(
+                    Problem(
+                        where,
+                        f"row skipped: device_id {device.device_id!r} already used on line "
+                        f"{seen[device.device_id]}",
+                    )
+                )
+                continue
+            seen[device.device_id] = int(where.rsplit(":", 1)[1])
+            devices.append(device)
+    return devices, problems
+
+
+def _device(raw: dict[str | None, str | None | list[str]], profiles: set[str], site: str) -> Device:
+    if None in raw:
+        raise ValueError("more fields than columns in the header")
+    row = {str(k).strip(): (v or "").strip() for k, v in raw.items() if isinstance(v, str | None)}
+    for column in REQUIRED[:2]:
+        if not row.get(column):
+            raise ValueError(f"{column} is empty")
+    if row["profile"] not in profiles:
+        raise ValueError(
+            f"unknown profile {row['profile']!r} (built in or configured: "
+            f"{', '.join(sorted(profiles))})"
+        )
+    heartbeat: float | None = None
+    if row.get("heartbeat_s"):
+        try:
+            heartbeat = float(row["heartbeat_s"])
+        except ValueError:
+            raise ValueError(f"heartbeat_s must be a number of seconds, got {row['heartbeat_s']!r}")
+        if heartbeat <= 0:
+            raise ValueError("heartbeat_s must be positive (leave it empty for no heartbeat)")
+    kind = parse_kind(row["kind"]) if row.get("kind") else None
+    tags = {k: v for k, v in row.items() if k not in KNOWN and k not in OPTIONAL and v}
+    return Device(
+        device_id=row["device_id"],
+        profile=row["profile"],
+        topic=row.get("topic", ""),
+        location=Location(
+            site=row.get("site") or site,
+            building=row.get("building", ""),
+            floor=row.get("floor", ""),
+            unit=row.get("unit", ""),
+            zone=row.get("zone", ""),
+        ),
+        heartbeat_s=heartbeat,
+        kind=kind,
+        availability_topic=row.get("availability_topic", ""),
+        tags=tags,
+    )

@@ -1,0 +1,1 @@
+"""Ingest: sources' reports become edge-triggered events, committed before they are acked."""

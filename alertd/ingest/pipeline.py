@@ -1,0 +1,292 @@
+"""The ingest pipeline: reports in, edge-triggered events committed in groups, then acks.
+
+Life safety first: reports about fire, gas, leaks and power go to an urgent queue that
+is committed before any routine telemetry and never dropped. Routine reports wait in a
+bounded queue; when it is full they are acknowledged without being stored and counted
+as `dropped` (the overflow rule). A commit holds at most `batch_max` routine reports,
+so an urgent event waits for at most one such commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from alertd.clock import Clock
+from alertd.config import IngestConfig
+from alertd.devices import Device
+from alertd.events import LIFE_SAFETY, Event, Kind, Observation, State, severity_of
+from alertd.ingest.edge import Change, EdgeDetector
+from alertd.ingest.report import Receipt, Rejected, Report, Value
+from alertd.ingest.supervision import Heartbeats
+from alertd.store import Batch, DeadLetter, StateRow, Writer
+
+log = logging.getLogger(__name__)
+
+RAW_MAX = 4096
+LOG_ONCE_MAX = 10_000
+
+
+@dataclass(slots=True)
+class _Item:
+    batch: Batch
+    acks: list[Callable[[], None]] = field(default_factory=list)
+
+
+class Ingest:
+    def __init__(
+        self,
+        writer: Writer,
+        devices: Iterable[Device],
+        clock: Clock,
+        config: IngestConfig,
+        *,
+        states: dict[tuple[str, Kind], bool] | None = None,
+        last_seen: dict[str, datetime] | None = None,
+        receipts: dict[str, str] | None = None,
+        last_event_id: int = 0,
+    ) -> None:
+        devices = list(devices)
+        self._writer = writer
+        self._clock = clock
+        self._config = config
+        self._edge = EdgeDetector(states)
+        self._devices = {d.device_id: d for d in devices}
+        self._heartbeats = Heartbeats(devices, last_seen or {}, clock.now())
+        self._receipts: dict[str, str] = dict(receipts or {})
+        self._values: dict[str, dict[str, Value]] = {}
+        self._next_id = last_event_id
+        self._seq = 0
+        self._urgent: deque[_Item] = deque()
+        self._routine: deque[_Item] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._logged: set[tuple[str, str]] = set()
+        #: what happened since start: events, dead_letters, dropped, redelivered, commits
+        self.counts: Counter[str] = Counter()
+        #: called with each committed event (tests, and later the playbook engine)
+        self.listeners: list[Callable[[Event], None]] = []
+
+    @classmethod
+    async def open(
+        cls, writer: Writer, devices: Iterable[Device], clock: Clock, config: IngestConfig
+    ) -> Ingest:
+        """Resume from the store: device states, last heartbeats, receipts, event ids."""
+        store = writer.store or await writer.open()
+        states, seen, receipts, last_id = await writer.call(
+            lambda: (store.states(), store.last_seen(), store.receipts(), store.max_event_id())
+        )
+        return cls(
+            writer, devices, clock, config,
+            states=states, last_seen=seen, receipts=receipts, last_event_id=last_id,
+        )
+
+    # -- the way in (called on the event loop by sources) --------------------------------
+
+    def submit(self, item: Report | Rejected) -> None:
+        receipt = item.receipt
+        if receipt is not None and receipt.key:
+            if receipt.redelivered and self._receipts.get(receipt.key) == receipt.digest:
+                # applied before; acknowledge once whatever carried it is committed
+                self.counts["redelivered"] += 1
+                self._enqueue(_Item(Batch(), [receipt.ack]), urgent=False)
+                return
+            self._receipts[receipt.key] = receipt.digest
+        urgent = isinstance(item, Report) and self._is_urgent(item)
+        if not urgent and len(self._routine) >= self._config.queue_limit:
+            self._drop(receipt)
+            return
+        batch = Batch()
+        if receipt is not None and receipt.key:
+            batch.receipts[receipt.key] = receipt.digest
+        if isinstance(item, Rejected):
+            self._dead_letter(batch, item.source, item.reason, item.received_at, item.topic,
+                              item.device_id, item.payload)
+        else:
+            self._apply(item, batch)
+        self._enqueue(_Item(batch, [receipt.ack] if receipt else []), urgent=urgent)
+
+    def tick(self) -> None:
+        """Check heartbeats and hold times; call once a second or so."""
+        now = self._clock.now()
+        for device in self._heartbeats.overdue(now):
+            self.submit(
+                Report(
+                    source="supervision",
+                    device=device,
+                    observations=(
+                        Observation(
+                            Kind.SENSOR_OFFLINE, True, now,
+                            detail=f"no message for {device.heartbeat_s:g} s",
+                        ),
+                    ),
+                    received_at=now,
+                    alive=False,
+                )
+            )
+        due = self._edge.due(now)
+        if due:
+            batch = Batch()
+            for change in due:
+                device = self._devices.get(change.device_id)
+                if device is not None:
+                    self._record(batch, change, device, "hold", now, "")
+            self._enqueue(_Item(batch), urgent=any(c.kind in LIFE_SAFETY for c in due))
+
+    # -- deciding -----------------------------------------------------------------------
+
+    def _is_urgent(self, report: Report) -> bool:
+        return any(o.kind in LIFE_SAFETY for o in report.observations) or (
+            any(k in LIFE_SAFETY for k in report.device.offline_means)
+            and any(o.kind is Kind.SENSOR_OFFLINE for o in report.observations)
+        )
+
+    def _apply(self, report: Report, batch: Batch) -> None:
+        device = report.device
+        self._devices[device.device_id] = device
+        now = report.received_at
+        default_time = report.occurred_at or now
+        observations = list(report.observations)
+        if report.alive and not any(o.kind is Kind.SENSOR_OFFLINE for o in observations):
+            observations.append(Observation(Kind.SENSOR_OFFLINE, False))
+        changes: list[Change] = []
+        for obs in observations:
+            change = self._edge.observe(device.device_id, obs, obs.occurred_at or default_time, now)
+            if change is not None:
+                changes.append(change)
+        for change in [c for c in changes if c.kind is Kind.SENSOR_OFFLINE]:
+            for kind in device.offline_means:
+                derived = self._edge.observe(
+                    device.device_id,
+                    Observation(kind, change.active, detail=change.detail or "device back online"),
+                    change.occurred_at,
+                    now,
+                )
+                if derived is not None:
+                    changes.append(derived)
+        raw = report.raw[:RAW_MAX]
+        for change in changes:
+            self._record(batch, change, device, report.source, now, raw)
+        if report.alive:
+            self._heartbeats.seen(device.device_id, now)
+            values = self._values.setdefault(device.device_id, {})
+            values.update(report.values)
+            batch.seen[device.device_id] = (now, json.dumps(values, sort_keys=True))
+        for problem in report.problems:
+            self._dead_letter(batch, report.source, problem, now, report.topic, device.device_id,
+                              report.raw.encode())
+
+    def _record(
+        self, batch: Batch, change: Change, device: Device, source: str, now: datetime, raw: str
+    ) -> None:
+        self._next_id += 1
+        self._seq += 1
+        state = State.ACTIVE if change.active else State.RESTORE
+        event = Event(
+            id=self._next_id,
+            kind=change.kind,
+            state=state,
+            severity=severity_of(change.kind, state),
+            device_id=device.device_id,
+            location=device.location,
+            occurred_at=change.occurred_at,
+            received_at=now,
+            source=source,
+            raw=raw,
+            detail=change.detail,
+        )
+        batch.events.append(event)
+        batch.states.append(
+            StateRow(device.device_id, change.kind, change.active, change.occurred_at, event.id,
+                     self._seq)
+        )
+
+    def _dead_letter(
+        self, batch: Batch, source: str, reason: str, at: datetime, topic: str, device_id: str,
+        payload: bytes,
+    ) -> None:
+        batch.dead_letters.append(DeadLetter(at, source, reason, topic, device_id, payload))
+        batch.counters["dead_letters"] += 1
+        key = (topic, reason)
+        if key not in self._logged and len(self._logged) < LOG_ONCE_MAX:
+            self._logged.add(key)
+            log.warning("dead letter from %s on %r: %s", source, topic, reason)
+
+    def _drop(self, receipt: Receipt | None) -> None:
+        self.counts["dropped"] += 1
+        if self.counts["dropped"] == 1 or self.counts["dropped"] % 10_000 == 0:
+            log.warning(
+                "routine queue full (%d): %d routine messages dropped so far; life-safety "
+                "messages are never dropped", self._config.queue_limit, self.counts["dropped"],
+            )
+        if receipt is not None:
+            receipt.ack()
+
+    # -- committing ---------------------------------------------------------------------
+
+    def _enqueue(self, item: _Item, *, urgent: bool) -> None:
+        (self._urgent if urgent else self._routine).append(item)
+        self._idle.clear()
+        self._wake.set()
+
+    def _take(self) -> _Item:
+        out = _Item(Batch())
+        queues = [(self._urgent, len(self._urgent)),
+                  (self._routine, min(len(self._routine), self._config.batch_max))]
+        for queue, n in queues:
+            for _ in range(n):
+                item = queue.popleft()
+                out.batch.absorb(item.batch)
+                out.acks.extend(item.acks)
+        return out
+
+    async def run(self) -> None:
+        """Commit whatever is queued, urgent first, until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._urgent or self._routine:
+                item = self._take()
+                await self._commit(item.batch)
+                for ack in item.acks:
+                    ack()
+                for event in item.batch.events:
+                    for listener in self.listeners:
+                        listener(event)
+            self._idle.set()
+
+    async def _commit(self, batch: Batch) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._writer.commit(batch)
+            except Exception:
+                log.exception("commit failed; retrying in %.1f s (nothing is acknowledged)", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.counts["commits"] += 1
+            self.counts["events"] += len(batch.events)
+            self.counts["dead_letters"] += len(batch.dead_letters)
+            for event in batch.events:
+                if event.state is State.ACTIVE and event.kind in LIFE_SAFETY:
+                    log.warning("%s at %s (device %s, event %d)", event.kind, _where(event),
+                                event.device_id, event.id)
+            return
+
+    async def drained(self) -> None:
+        """Wait until everything submitted so far is committed and acknowledged."""
+        await self._idle.wait()
+
+
+def _where(event: Event) -> str:
+    loc = event.location
+    parts = [loc.site, loc.building and f"building {loc.building}", loc.floor and f"floor {loc.floor}",
+             loc.unit and f"unit {loc.unit}", loc.zone]
+    return ", ".join(p for p in parts if p) or "unknown location"

@@ -1,0 +1,57 @@
+"""What a source hands to the core: a report about a device, or a rejected message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from alertd.devices import Device
+from alertd.events import Observation
+
+Value = float | int | str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """How the source learns its message is stored, and how a redelivery is recognised.
+
+    `ack` is called once the message's effects are committed. `key` identifies the
+    message at the source (an MQTT packet id) and `digest` its content, so that a
+    redelivered message already committed is acknowledged without being applied twice.
+    """
+
+    ack: Callable[[], None]
+    key: str = ""
+    digest: str = ""
+    redelivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    source: str
+    device: Device
+    observations: tuple[Observation, ...]
+    received_at: datetime
+    occurred_at: datetime | None = None
+    values: Mapping[str, Value] = field(default_factory=dict)
+    #: the device is talking (restores sensor.offline, feeds the heartbeat)
+    alive: bool = True
+    raw: str = ""
+    topic: str = ""
+    #: parts of the message that could not be read (kept as dead letters)
+    problems: tuple[str, ...] = ()
+    receipt: Receipt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that could not be read at all; it goes to the dead-letter table."""
+
+    source: str
+    reason: str
+    received_at: datetime
+    topic: str = ""
+    payload: bytes = b""
+    device_id: str = ""
+    receipt: Receipt | None = None

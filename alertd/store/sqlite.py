@@ -1,0 +1,223 @@
+"""SQLite in WAL mode. One writer thread owns the writing connection (SQLite objects are
+bound to their thread); readers open their own connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from alertd.events import Kind
+from alertd.store.batch import Batch
+from alertd.store.schema import MIGRATIONS
+
+DEAD_LETTER_PAYLOAD_MAX = 4096
+
+
+def iso(at: datetime) -> str:
+    """UTC, fixed width, so that text order is time order."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class SqliteStore:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- migrations ----------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        for version, (name, script) in enumerate(MIGRATIONS, start=1):
+            if version in self.applied():
+                continue
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                if version not in self.applied():  # another process may have been first
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            self.conn.execute(statement)
+                    self.conn.execute(
+                        "INSERT INTO migrations VALUES (?, ?, ?)",
+                        (version, name, iso(datetime.now(UTC))),
+                    )
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    def applied(self) -> set[int]:
+        return {row[0] for row in self.conn.execute("SELECT version FROM migrations")}
+
+    # -- the write path ------------------------------------------------------------------
+
+    def commit(self, batch: Batch) -> None:
+        """Write a batch in one transaction: all of it or, on a crash, none of it."""
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            if batch.events:
+                c.executemany(
+                    "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            e.id, e.kind.value, e.state.value, str(e.severity), e.device_id,
+                            e.location.site, e.location.building, e.location.floor,
+                            e.location.unit, e.location.zone, iso(e.occurred_at),
+                            iso(e.received_at), e.source, e.detail, e.raw,
+                        )
+                        for e in batch.events
+                    ],
+                )
+            if batch.states:
+                c.executemany(
+                    "INSERT INTO device_state VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT(device_id, kind) DO UPDATE SET active = excluded.active, "
+                    "since = excluded.since, event_id = excluded.event_id, seq = excluded.seq "
+                    "WHERE excluded.seq > device_state.seq",
+                    [
+                        (s.device_id, s.kind.value, int(s.active), iso(s.since), s.event_id, s.seq)
+                        for s in batch.states
+                    ],
+                )
+            if batch.seen:
+                c.executemany(
+                    'INSERT INTO device_seen (device_id, last_seen, "values") VALUES (?,?,?) '
+                    'ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, '
+                    '"values" = excluded."values" WHERE excluded.last_seen >= device_seen.last_seen',
+                    [(d, iso(at), values) for d, (at, values) in batch.seen.items()],
+                )
+            if batch.dead_letters:
+                c.executemany(
+                    "INSERT INTO dead_letters (received_at, source, topic, device_id, reason, "
+                    "payload, size) VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (
+                            iso(d.received_at), d.source, d.topic, d.device_id, d.reason,
+                            d.payload[:DEAD_LETTER_PAYLOAD_MAX], len(d.payload),
+                        )
+                        for d in batch.dead_letters
+                    ],
+                )
+            if batch.receipts:
+                c.executemany(
+                    "INSERT OR REPLACE INTO receipts VALUES (?, ?)", batch.receipts.items()
+                )
+            if batch.counters:
+                c.executemany(
+                    "INSERT INTO counters VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    batch.counters.items(),
+                )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    # -- what the daemon needs at start-up -----------------------------------------------
+
+    def states(self) -> dict[tuple[str, Kind], bool]:
+        out = {}
+        for device_id, kind, active in self.conn.execute(
+            "SELECT device_id, kind, active FROM device_state"
+        ):
+            try:
+                out[(device_id, Kind(kind))] = bool(active)
+            except ValueError:
+                continue  # a kind this version no longer knows
+        return out
+
+    def last_seen(self) -> dict[str, datetime]:
+        return {
+            d: parse_iso(at)
+            for d, at in self.conn.execute("SELECT device_id, last_seen FROM device_seen")
+        }
+
+    def receipts(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, digest FROM receipts").fetchall())
+
+    def max_event_id(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+    # -- what the CLI reads --------------------------------------------------------------
+
+    def events(
+        self, *, since: datetime | None = None, kinds: tuple[str, ...] = (), limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        where, args = [], []
+        if since is not None:
+            where.append("received_at >= ?")
+            args.append(iso(since))
+        if kinds:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        yield from self.db["events"].rows_where(
+            " AND ".join(where) or None, args, order_by="id", limit=limit
+        )
+
+    def dead_letters(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        rows = list(self.db["dead_letters"].rows_where(order_by="id desc", limit=limit))
+        return rows[::-1]
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
+
+    def device_values(self) -> dict[str, dict[str, Any]]:
+        return {
+            d: {"last_seen": at, "values": json.loads(v)}
+            for d, at, v in self.conn.execute('SELECT device_id, last_seen, "values" FROM device_seen')
+        }
+
+
+class Writer:
+    """The single writer thread: async callers hand it batches to commit, in order."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertd-writer")
+        self._path = path
+        self._synchronous = synchronous
+        self.store: SqliteStore | None = None
+
+    async def open(self) -> SqliteStore:
+        loop = asyncio.get_running_loop()
+        self.store = await loop.run_in_executor(
+            self._pool, lambda: SqliteStore(self._path, synchronous=self._synchronous)
+        )
+        return self.store
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def commit(self, batch: Batch) -> None:
+        assert self.store is not None, "open() first"
+        await self.call(self.store.commit, batch)
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.call(self.store.close)
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,128 @@
+"""YAML loading that remembers line numbers and fills in `${VAR}` from the environment.
+
+Validation errors from pydantic carry a key path; `LineMap` turns that path back into
+`file:line` so that a supervisor editing a file can find the mistake.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alertd.problems import InvalidInput, Problem
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+Path_ = tuple[str | int, ...]
+
+
+class LineMap:
+    def __init__(self, path: Path, lines: dict[Path_, int]) -> None:
+        self.path = path
+        self._lines = lines
+
+    def where(self, loc: Sequence[str | int]) -> str:
+        """`file:line key.path` for the deepest part of `loc` that has a line."""
+        key = tuple(loc)
+        while key and key not in self._lines:
+            key = key[:-1]
+        line = self._lines.get(key, 1)
+        dotted = ".".join(str(p) for p in loc)
+        return f"{self.path}:{line}" + (f" {dotted}" if dotted else "")
+
+
+def load_yaml(path: Path, *, expand_env: bool = True) -> tuple[Any, LineMap]:
+    """Parse `path`; raise InvalidInput naming file:line for syntax errors or missing env vars."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput([Problem(str(path), f"cannot read: {exc.strerror}")]) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise InvalidInput([Problem(f"{path}:{line}", f"invalid YAML: {reason}")]) from exc
+    lines: dict[Path_, int] = {}
+    problems: list[Problem] = []
+    data = _convert(node, (), lines, problems, path, expand_env) if node is not None else {}
+    if problems:
+        raise InvalidInput(problems)
+    return data, LineMap(path, lines)
+
+
+def _convert(
+    node: yaml.Node,
+    at: Path_,
+    lines: dict[Path_, int],
+    problems: list[Problem],
+    path: Path,
+    expand_env: bool,
+) -> Any:
+    lines[at] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in out:
+                problems.append(
+                    Problem(f"{path}:{key_node.start_mark.line + 1}", f"duplicate key {key!r}")
+                )
+            out[key] = _convert(value_node, (*at, key), lines, problems, path, expand_env)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _convert(item, (*at, i), lines, problems, path, expand_env)
+            for i, item in enumerate(node.value)
+        ]
+    value = yaml.SafeLoader(" ").construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+    if expand_env and isinstance(value, str) and "${" in value:
+        value = _expand(value, f"{path}:{lines[at]}", problems)
+    return value
+
+
+def _expand(value: str, where: str, problems: list[Problem]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        problems.append(Problem(where, f"environment variable {name} is not set"))
+        return ""
+
+    return _ENV.sub(sub, value)
+
+
+def pydantic_problems(exc: Any, lines: LineMap, prefix: Path_ = ()) -> list[Problem]:
+    """Turn a pydantic ValidationError into problems with file:line and key."""
+    out = []
+    for err in exc.errors():
+        loc = [*prefix, *(p for p in err["loc"] if not _is_union_tag(p))]
+        secret = any(s in str(p).lower() for p in loc for s in _SECRET_WORDS)
+        out.append(Problem(lines.where(loc), _message(err, echo=not secret)))
+    return out
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+_SECRET_WORDS = ("password", "token", "secret", "key")
+
+
+def _message(err: Mapping[str, Any], *, echo: bool) -> str:
+    msg = str(err["msg"])
+    if err.get("type") == "extra_forbidden":
+        return "unknown key (check the spelling; see config/alertd.example.yaml)"
+    if echo and "input" in err and err.get("type") not in ("missing",) and not isinstance(
+        err["input"], dict | list
+    ):
+        return f"{msg} (got {err['input']!r})"
+    return msg

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Start a local Mosquitto (unless one already listens on 1883) and run alertd on the
+# example configuration. Called by `make demo`.
+set -eu
+BIN=${1:-.venv/bin}
+PATH="$PATH:/usr/sbin"
+mkdir -p var/mosquitto
+if ! "$BIN/python" -c "import socket; socket.create_connection(('127.0.0.1', 1883), 1)" \
+    2>/dev/null; then
+  mosquitto -c config/mosquitto.conf -d
+  echo "started Mosquitto on 127.0.0.1:1883 (settings: config/mosquitto.conf)"
+fi
+"$BIN/alertd" check --config config/alertd.example.yaml
+cat <<'TXT'
+
+alertd is starting with config/alertd.example.yaml (devices: config/devices.example.csv,
+store: var/alertd.db). In another terminal, report a water leak in flat 1203 of building 3:
+
+  mosquitto_pub -q 1 -t zigbee2mqtt/flat_3b/leak_kitchen -m '{"battery":97,"water_leak":true}'
+
+then see the event, and the dead letter a malformed message leaves:
+
+  .venv/bin/alertd events --config config/alertd.example.yaml
+  mosquitto_pub -q 1 -t zigbee2mqtt/flat_3b/leak_kitchen -m '{oops'
+  .venv/bin/alertd dead-letters --config config/alertd.example.yaml
+
+More messages to try are in README.md. Stop with Ctrl-C.
+
+TXT
+exec "$BIN/alertd" run --config config/alertd.example.yaml

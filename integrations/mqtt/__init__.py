@@ -1,0 +1,1 @@
+"""MQTT: the broker connection, and profiles that read each ecosystem's messages."""

@@ -1,0 +1,209 @@
+"""The broker connection: paho-mqtt 2.x driven by the asyncio loop, with manual acks.
+
+paho's socket is registered with the event loop (no hidden network thread); only the
+blocking TCP connect runs in a worker thread. A persistent MQTT 5 session (clean start
+off, session expiry > 0, fixed client id) makes the broker queue what is published
+while alertd is away. Messages are acknowledged only when the caller says they are
+stored; an ack for a previous connection is dropped, since the broker will send that
+message again on the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from alertd.config import MqttConfig
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_CHUNK = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message as it arrived; paho's own objects never leave this module."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+    mid: int
+    connection: int
+
+
+class MqttConnection:
+    def __init__(
+        self,
+        config: MqttConfig,
+        subscriptions: list[str],
+        on_message: Callable[[Incoming], None],
+    ) -> None:
+        self.config = config
+        self.subscriptions = subscriptions
+        self._on_message = on_message
+        self._client: paho.Client | None = None
+        self._connection = 0
+        self._lost: asyncio.Event = asyncio.Event()
+        self.connected = asyncio.Event()
+        #: how many times a session was (re)established
+        self.connects = 0
+
+    # -- public -------------------------------------------------------------------------
+
+    def ack(self, mid: int, connection: int) -> None:
+        if self._client is not None and connection == self._connection:
+            self._client.ack(mid, 1)
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect with backoff; until cancelled."""
+        delay = 0.5
+        while True:
+            try:
+                await self._session()
+                delay = 0.5
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                log.warning("MQTT broker %s:%d unreachable: %s", self.config.host,
+                            self.config.port, exc)
+            finally:
+                self._teardown()
+            wait = delay * (0.5 + random.random())
+            log.info("reconnecting to MQTT in %.1f s", wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    # -- one connection -----------------------------------------------------------------
+
+    async def _session(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._connection += 1
+        connection = self._connection
+        self._lost = asyncio.Event()
+        client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=True,
+        )
+        self._client = client
+        if self.config.username:
+            password = self.config.password.get_secret_value() if self.config.password else None
+            client.username_pw_set(self.config.username, password)
+        if self.config.tls:
+            client.tls_set()
+
+        loop_thread = threading.get_ident()
+
+        def soon(fn: Callable[..., Any], *args: Any) -> None:
+            # paho calls back from the worker thread during connect, else from the loop
+            if threading.get_ident() == loop_thread:
+                fn(*args)
+            else:
+                loop.call_soon_threadsafe(fn, *args)
+
+        def opened(sock: Any) -> None:
+            if self._client is client:
+                loop.add_reader(sock, client.loop_read)
+
+        def want_write(sock: Any) -> None:
+            if self._client is client:
+                loop.add_writer(sock, client.loop_write)
+
+        client.on_socket_open = lambda c, u, sock: soon(opened, sock)
+        client.on_socket_close = lambda c, u, sock: soon(_forget_socket, loop, sock)
+        client.on_socket_register_write = lambda c, u, sock: soon(want_write, sock)
+        client.on_socket_unregister_write = lambda c, u, sock: soon(loop.remove_writer, sock)
+        client.on_connect = lambda c, u, flags, rc, props: self._connected(
+            c, flags, rc, connection
+        )
+        client.on_disconnect = lambda c, u, flags, rc, props: self._disconnected(rc)
+        client.on_message = lambda c, u, msg: self._message(msg, connection)
+
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        props.ReceiveMaximum = self.config.receive_maximum
+        await asyncio.wait_for(
+            loop.run_in_executor(
+                None,
+                lambda: client.connect(
+                    self.config.host, self.config.port, self.config.keepalive_s,
+                    clean_start=False, properties=props,
+                ),
+            ),
+            timeout=10,
+        )
+        misc = asyncio.create_task(self._misc(client))
+        try:
+            await self._lost.wait()
+        finally:
+            misc.cancel()
+
+    async def _misc(self, client: paho.Client) -> None:
+        """Keepalive pings, and noticing a half-open connection (no PINGRESP)."""
+        while True:
+            await asyncio.sleep(1)
+            if client.loop_misc() != paho.MQTT_ERR_SUCCESS:
+                self._lost.set()
+                return
+
+    def _connected(self, client: paho.Client, flags: Any, rc: Any, connection: int) -> None:
+        if rc.is_failure:
+            log.error("MQTT broker refused the connection: %s", rc)
+            self._lost.set()
+            return
+        self.connects += 1
+        log.info(
+            "connected to MQTT %s:%d as %r (session %s)", self.config.host, self.config.port,
+            self.config.client_id, "resumed" if flags.session_present else "new",
+        )
+        options = SubscribeOptions(qos=1)
+        for i in range(0, len(self.subscriptions), SUBSCRIBE_CHUNK):
+            chunk = self.subscriptions[i : i + SUBSCRIBE_CHUNK]
+            client.subscribe([(topic, options) for topic in chunk])
+        self.connected.set()
+
+    def _disconnected(self, rc: Any) -> None:
+        log.warning("MQTT connection lost: %s", rc)
+        self.connected.clear()
+        self._lost.set()
+
+    def _message(self, msg: paho.MQTTMessage, connection: int) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = repr(msg._topic)  # noqa: SLF001 - paho raises on a non-UTF-8 topic
+        self._on_message(
+            Incoming(topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup),
+                     msg.mid, connection)
+        )
+
+    def _teardown(self) -> None:
+        self.connected.clear()
+        client, self._client = self._client, None
+        if client is not None:
+            sock = client.socket()
+            if sock is not None:
+                _forget_socket(asyncio.get_running_loop(), sock)
+            client.disconnect()  # keeps the session: it expires only after session_expiry_s
+
+    async def close(self) -> None:
+        self._teardown()
+
+
+def _forget_socket(loop: asyncio.AbstractEventLoop, sock: Any) -> None:
+    try:
+        loop.remove_reader(sock)
+        loop.remove_writer(sock)
+    except (ValueError, OSError):
+        pass  # already closed and unregistered

@@ -1,0 +1,40 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from zoneinfo import ZoneInfo
+
+from alertd.devices import Device, parse_kind
+from alertd.events import Location
+from integrations.mqtt.profiles import Profile, build_profiles
+from integrations.mqtt.profiles.spec import ProfileSpec
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def device(
+    device_id: str = "dev-1",
+    profile: str = "zigbee2mqtt",
+    topic: str = "zigbee2mqtt/flat_3b/leak_kitchen",
+    *,
+    building: str = "3",
+    unit: str = "1203",
+    heartbeat_s: float | None = None,
+    kind: str = "",
+    availability_topic: str = "",
+) -> Device:
+    return Device(
+        device_id=device_id,
+        profile=profile,
+        topic=topic,
+        location=Location("Harbour View", building, "12", unit, "kitchen"),
+        heartbeat_s=heartbeat_s,
+        kind=parse_kind(kind) if kind else None,
+        availability_topic=availability_topic,
+    )
+
+
+def profiles(specs: dict[str, dict[str, object]] | None = None) -> dict[str, Profile]:
+    parsed = {name: ProfileSpec.model_validate(spec) for name, spec in (specs or {}).items()}
+    return build_profiles(parsed, SHANGHAI if specs is not None else UTC)
