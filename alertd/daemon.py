@@ -38,6 +38,7 @@ class Daemon:
     clock: Clock = field(default_factory=SystemClock)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     failed: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         router, problems = load_router(self.config)
@@ -79,8 +80,11 @@ class Daemon:
             self.ingest.tick()
 
     async def close(self) -> None:
-        """Stop taking messages, commit what was taken, then stop."""
+        """Stop taking messages, commit what was taken, then stop. Safe to call twice."""
+        if not self._tasks:
+            return
         mqtt, ingest, ticker = self._tasks
+        self._tasks = []
         for task in (mqtt, ticker):
             task.cancel()
         await asyncio.gather(mqtt, ticker, return_exceptions=True)

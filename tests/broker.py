@@ -46,6 +46,7 @@ class Broker:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            "user root\n"  # stay the user that owns the test folders
             "persistence true\n"
             f"persistence_location {workdir / 'data'}/\n"
             "autosave_interval 1\n"

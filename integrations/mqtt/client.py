@@ -191,11 +191,20 @@ class MqttConnection:
     def _teardown(self) -> None:
         self.connected.clear()
         client, self._client = self._client, None
-        if client is not None:
-            sock = client.socket()
-            if sock is not None:
-                _forget_socket(asyncio.get_running_loop(), sock)
-            client.disconnect()  # keeps the session: it expires only after session_expiry_s
+        if client is None:
+            return
+        sock = client.socket()
+        if sock is not None:
+            _forget_socket(asyncio.get_running_loop(), sock)
+        # a clean DISCONNECT keeps the session: it expires only after session_expiry_s
+        client.disconnect()
+        client.loop_write()
+        for callback in ("on_socket_open", "on_socket_close", "on_socket_register_write",
+                         "on_socket_unregister_write", "on_connect", "on_disconnect",
+                         "on_message"):
+            setattr(client, callback, None)
+        if sock is not None:
+            sock.close()
 
     async def close(self) -> None:
         self._teardown()

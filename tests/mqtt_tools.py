@@ -1,0 +1,72 @@
+"""Test helpers around a real broker: a publishing client and daemon configurations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as paho
+
+from alertd.config import Config, load_config
+from alertd.events import Event
+from tests.broker import Broker
+
+
+class Publisher:
+    """A plain paho client in its own thread; publishes QoS 1 and waits for PUBACK."""
+
+    def __init__(self, broker: Broker, client_id: str = "test-publisher") -> None:
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(10)
+
+    def publish_all(self, messages: list[tuple[str, str]]) -> None:
+        infos = [self.client.publish(t, p, qos=1) for t, p in messages]
+        for info in infos:
+            info.wait_for_publish(30)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def write_config(tmp_path: Path, broker: Broker, devices_csv: str, *, extra: str = "",
+                 client_id: str = "alertd-test") -> Path:
+    (tmp_path / "devices.csv").write_text(devices_csv)
+    path = tmp_path / "alertd.yaml"
+    path.write_text(
+        f"site: {{name: Test Site, timezone: Asia/Shanghai}}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {broker.port}, client_id: {client_id}, keepalive_s: 5,"
+        f" reconnect_max_s: 0.5}}\n"
+        "storage: {path: alertd.db, synchronous: NORMAL}\n"
+        "devices: devices.csv\n"
+        "ingest: {tick_s: 0.1}\n" + extra
+    )
+    return path
+
+
+def config(tmp_path: Path, broker: Broker, devices_csv: str, **kw: str) -> Config:
+    return load_config(write_config(tmp_path, broker, devices_csv, **kw))
+
+
+class Collector:
+    """Committed events, and a way to wait for a condition on them (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def until(self, predicate: Callable[[list[Event]], bool], timeout: float = 20) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self.events):
+                self._changed.clear()
+                await self._changed.wait()

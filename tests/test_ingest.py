@@ -1,0 +1,284 @@
+"""The ingest pipeline on a real SQLite file, in simulated time."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alertd.clock import FakeClock
+from alertd.config import IngestConfig
+from alertd.devices import Device
+from alertd.events import Event, Kind, Observation, State
+from alertd.ingest.pipeline import Ingest
+from alertd.ingest.report import Receipt, Rejected, Report
+from alertd.store import SqliteStore, Writer
+from integrations.mqtt.client import Incoming
+from integrations.mqtt.router import Router
+from integrations.mqtt.source import MqttSource
+from tests.helpers import device, profiles
+
+LEAK = device("leak-1", heartbeat_s=60)
+MAINS = dataclasses.replace(device("mains-1", profile="tasmota", topic="mains_b3"),
+                            offline_means=(Kind.POWER_LOSS,))
+
+
+class Pipeline:
+    def __init__(self, path: Path, clock: FakeClock, devices: list[Device],
+                 config: IngestConfig) -> None:
+        self.path, self.clock, self.devices, self.config = path, clock, devices, config
+        self.events: list[Event] = []
+
+    async def open(self, *, run: bool = True) -> Ingest:
+        self.writer = Writer(self.path, synchronous="NORMAL")
+        await self.writer.open()
+        self.ingest = await Ingest.open(self.writer, self.devices, self.clock, self.config)
+        self.ingest.listeners.append(self.events.append)
+        self.task: asyncio.Task[None] | None = None
+        if run:
+            self.run()
+        return self.ingest
+
+    def run(self) -> None:
+        self.task = asyncio.create_task(self.ingest.run())
+
+    async def close(self) -> None:
+        if self.task is not None:
+            await self.ingest.drained()
+            self.task.cancel()
+        await self.writer.close()
+
+    async def restart(self) -> Ingest:
+        await self.close()
+        self.events.clear()
+        return await self.open()
+
+    def stored(self) -> list[dict[str, object]]:
+        store = SqliteStore(self.path)
+        try:
+            return list(store.events())
+        finally:
+            store.close()
+
+
+@pytest.fixture
+async def pipe(tmp_path: Path) -> AsyncIterator[Pipeline]:
+    p = Pipeline(tmp_path / "alertd.db", FakeClock(), [LEAK, MAINS], IngestConfig())
+    await p.open()
+    yield p
+    await p.close()
+
+
+def report(dev: Device, *obs: Observation, clock: FakeClock, receipt: Receipt | None = None,
+           alive: bool = True) -> Report:
+    return Report("test", dev, obs, clock.now(), alive=alive, raw="{}", receipt=receipt)
+
+
+def leak(active: bool) -> Observation:
+    return Observation(Kind.LEAK, active)
+
+
+async def test_an_event_is_committed_before_the_source_is_acked(pipe: Pipeline) -> None:
+    seen_at_ack: list[int] = []
+
+    def ack() -> None:
+        seen_at_ack.append(len(pipe.stored()))
+
+    pipe.ingest.submit(report(LEAK, leak(True), clock=pipe.clock, receipt=Receipt(ack, "k1", "d1")))
+    await pipe.ingest.drained()
+    assert seen_at_ack == [1]
+    (row,) = pipe.stored()
+    assert (row["kind"], row["state"], row["severity"], row["building"], row["unit"]) == (
+        "leak", "active", "major", "3", "1203")
+
+
+async def test_edge_triggering_and_state_across_a_restart(pipe: Pipeline) -> None:
+    for active in (False, True, True, True):
+        pipe.ingest.submit(report(LEAK, leak(active), clock=pipe.clock))
+    await pipe.ingest.drained()
+    assert [(e.kind, e.state) for e in pipe.events] == [(Kind.LEAK, State.ACTIVE)]
+    ingest = await pipe.restart()
+    ingest.submit(report(LEAK, leak(True), clock=pipe.clock))  # still wet after the restart
+    ingest.submit(report(LEAK, leak(False), clock=pipe.clock))
+    await ingest.drained()
+    assert [(e.kind, e.state, e.id) for e in pipe.events] == [(Kind.LEAK, State.RESTORE, 2)]
+    assert [r["id"] for r in pipe.stored()] == [1, 2]
+
+
+async def test_a_redelivered_message_is_acked_but_not_applied_twice(pipe: Pipeline) -> None:
+    acks: list[str] = []
+
+    def receipt(key: str, digest: str, redelivered: bool = False) -> Receipt:
+        return Receipt(lambda: acks.append(key), key, digest, redelivered)
+
+    pipe.ingest.submit(report(LEAK, leak(True), clock=pipe.clock, receipt=receipt("m1", "wet")))
+    pipe.ingest.submit(report(LEAK, leak(False), clock=pipe.clock, receipt=receipt("m2", "dry")))
+    await pipe.ingest.drained()
+    ingest = await pipe.restart()  # as after a crash between commit and ack
+    ingest.submit(report(LEAK, leak(True), clock=pipe.clock, receipt=receipt("m1", "wet", True)))
+    ingest.submit(report(LEAK, leak(False), clock=pipe.clock, receipt=receipt("m2", "dry", True)))
+    # a reused packet id with new content is a new message, even when flagged as a duplicate
+    ingest.submit(report(LEAK, leak(True), clock=pipe.clock, receipt=receipt("m1", "new", True)))
+    await ingest.drained()
+    assert sorted(acks) == ["m1", "m1", "m1", "m2", "m2"]  # urgent ones may be acked first
+    assert [(r["id"], r["state"]) for r in pipe.stored()] == [
+        (1, "active"), (2, "restore"), (3, "active")]
+    assert ingest.counts["redelivered"] == 2
+
+
+async def test_heartbeat_silence_and_return(pipe: Pipeline) -> None:
+    pipe.ingest.submit(report(LEAK, leak(False), clock=pipe.clock))
+    pipe.clock.advance(59)
+    pipe.ingest.tick()
+    pipe.clock.advance(2)
+    pipe.ingest.tick()
+    pipe.ingest.tick()
+    await pipe.ingest.drained()
+    assert [(e.kind, e.state, e.detail) for e in pipe.events] == [
+        (Kind.SENSOR_OFFLINE, State.ACTIVE, "no message for 60 s")]
+    pipe.ingest.submit(report(LEAK, leak(False), clock=pipe.clock))
+    await pipe.ingest.drained()
+    assert (pipe.events[-1].kind, pipe.events[-1].state) == (Kind.SENSOR_OFFLINE, State.RESTORE)
+
+
+async def test_a_mains_monitor_going_offline_is_a_power_loss(pipe: Pipeline) -> None:
+    offline = Observation(Kind.SENSOR_OFFLINE, True, detail="Tasmota LWT Offline")
+    pipe.ingest.submit(report(MAINS, offline, clock=pipe.clock, alive=False))
+    pipe.ingest.submit(report(MAINS, Observation(Kind.SENSOR_OFFLINE, False), clock=pipe.clock))
+    await pipe.ingest.drained()
+    assert [(e.kind, e.state) for e in pipe.events] == [
+        (Kind.SENSOR_OFFLINE, State.ACTIVE), (Kind.POWER_LOSS, State.ACTIVE),
+        (Kind.SENSOR_OFFLINE, State.RESTORE), (Kind.POWER_LOSS, State.RESTORE)]
+
+
+async def test_a_held_condition_fires_on_the_tick(pipe: Pipeline) -> None:
+    low = Observation(Kind.POWER_LOSS, True, hold_s=5)
+    pipe.ingest.submit(report(MAINS, low, clock=pipe.clock))
+    pipe.clock.advance(5)
+    pipe.ingest.tick()
+    await pipe.ingest.drained()
+    assert [(e.kind, e.state, e.source) for e in pipe.events] == [
+        (Kind.POWER_LOSS, State.ACTIVE, "hold")]
+
+
+async def test_fire_is_committed_before_queued_telemetry(tmp_path: Path) -> None:
+    devices = [device(f"d{i}") for i in range(1000)]
+    p = Pipeline(tmp_path / "a.db", FakeClock(), devices, IngestConfig(batch_max=100))
+    ingest = await p.open(run=False)
+    for dev in devices:
+        ingest.submit(report(dev, Observation(Kind.DEVICE_BATTERY_LOW, True), clock=p.clock))
+    ingest.submit(report(devices[0], Observation(Kind.FIRE_ALARM, True), clock=p.clock))
+    p.run()
+    await ingest.drained()
+    await p.close()
+    assert p.events[0].kind is Kind.FIRE_ALARM
+    assert len(p.events) == 1001
+    assert ingest.counts["commits"] == 10  # batches of at most 100 routine reports
+
+
+async def test_routine_overflow_is_dropped_and_counted_fire_never(tmp_path: Path) -> None:
+    devices = [device(f"d{i}") for i in range(300)]
+    p = Pipeline(tmp_path / "a.db", FakeClock(), devices, IngestConfig(queue_limit=100))
+    ingest = await p.open(run=False)
+    acked: list[int] = []
+    for i, dev in enumerate(devices):
+        routine = Observation(Kind.DEVICE_BATTERY_LOW, True)
+        ingest.submit(report(dev, routine, clock=p.clock, receipt=Receipt(lambda i=i: acked.append(i))))
+    for dev in devices:
+        ingest.submit(report(dev, Observation(Kind.FIRE_ALARM, True), clock=p.clock))
+    assert ingest.counts["dropped"] == 200
+    assert sorted(acked) == list(range(100, 300))  # dropped ones are acked, not redelivered
+    p.run()
+    await ingest.drained()
+    await p.close()
+    kinds = [e.kind for e in p.events]
+    assert kinds.count(Kind.FIRE_ALARM) == 300
+    assert kinds.count(Kind.DEVICE_BATTERY_LOW) == 100
+
+
+async def test_bad_input_is_kept_as_a_dead_letter(pipe: Pipeline) -> None:
+    pipe.ingest.submit(Rejected("mqtt", "malformed JSON", pipe.clock.now(), "zigbee2mqtt/x",
+                                b"{oops"))
+    partly = dataclasses.replace(report(LEAK, leak(True), clock=pipe.clock),
+                                 problems=("battery_low must be true or false, got 'x'",))
+    pipe.ingest.submit(partly)
+    await pipe.ingest.drained()
+    store = SqliteStore(pipe.path)
+    letters = {d["reason"]: d for d in store.dead_letters()}
+    rejected = letters["malformed JSON"]
+    assert (rejected["topic"], bytes(rejected["payload"])) == ("zigbee2mqtt/x", b"{oops")
+    assert letters["battery_low must be true or false, got 'x'"]["device_id"] == "leak-1"
+    assert store.counters()["dead_letters"] == 2
+    store.close()
+    assert [e.kind for e in pipe.events] == [Kind.LEAK]  # the readable part was used
+
+
+# -- the MQTT source never lets bad input escape ---------------------------------------
+
+ALL = [device("z", topic="zigbee2mqtt/flat_3b/leak"),
+       device("t", profile="tasmota", topic="tasmota_1"),
+       device("s1", profile="shelly_gen1", topic="shellies/shellyflood-1"),
+       device("s2", profile="shelly_gen2", topic="plus-1"),
+       device("h", profile="homeassistant", topic="ha/leak", kind="moisture",
+              availability_topic="ha/leak/avail"),
+       device("u", profile="ups", topic="nut/ups1")]
+UPS = {"ups": {"rules": [{"topic": "{topic}/ups.status", "kind": "power.loss", "tokens": ["OB"]},
+                         {"topic": "{topic}/json", "field": "a.b", "kind": "leak", "below": 3}]}}
+TOPICS = ["zigbee2mqtt/flat_3b/leak", "zigbee2mqtt/flat_3b/leak/availability",
+          "zigbee2mqtt/bridge/state", "zigbee2mqtt/other", "tele/tasmota_1/LWT",
+          "tele/tasmota_1/SENSOR", "stat/tasmota_1/POWER", "stat/tasmota_1/RESULT",
+          "shellies/shellyflood-1/sensor/flood", "shellies/shellyflood-1/online",
+          "plus-1/status/switch:0", "plus-1/events/rpc", "plus-1/online", "ha/leak",
+          "ha/leak/avail", "nut/ups1/ups.status", "nut/ups1/json", "random/topic"]
+payloads = st.one_of(
+    st.binary(max_size=64),
+    st.sampled_from([b"", b"true", b"ON", b"Offline", b"null", b"[]", b'{"state":1}',
+                     b'{"water_leak":1}', b'{"ENERGY":"x"}', b'{"a":{"b":"NaN"}}',
+                     b'{"method":"NotifyStatus","params":[]}', b"\xff\xfe", b"1e999"]),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["water_leak", "smoke", "ENERGY", "Voltage", "a", "b",
+                                           "params", "flood:0", "alarm", "state", "ts"]), inner,
+                          max_size=4),
+        max_leaves=8,
+    ).map(lambda v: __import__("json").dumps(v).encode()),
+)
+
+
+def _collecting_source() -> tuple[MqttSource, list[Report | Rejected]]:
+    out: list[Report | Rejected] = []
+    router = Router(ALL, profiles(UPS))
+    source = MqttSource(router, out.append, lambda mid, conn: None, FakeClock(),
+                        client_id="t", max_payload_bytes=1024)
+    return source, out
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(topic=st.sampled_from(TOPICS), payload=payloads, retain=st.booleans())
+def test_no_payload_makes_the_source_raise(topic: str, payload: bytes, retain: bool) -> None:
+    source, out = _collecting_source()
+    source.handle(Incoming(topic, payload, 1, retain, False, 1, 1))
+    assert out or source.ignored == 1
+    for item in out:
+        if isinstance(item, Rejected):
+            assert item.reason and item.topic == topic
+
+
+def test_oversized_and_unknown_messages_are_rejected_with_a_reason() -> None:
+    source, out = _collecting_source()
+    source.handle(Incoming("zigbee2mqtt/flat_3b/leak", b"{" + b" " * 2000 + b"}", 1, False, False,
+                           1, 1))
+    source.handle(Incoming("zigbee2mqtt/new_device", b"{}", 1, False, False, 2, 1))
+    reasons = [r.reason for r in out if isinstance(r, Rejected)]
+    assert reasons == [
+        "payload of 2002 bytes is over mqtt.max_payload_bytes (1024)",
+        "unknown device: no row of the devices file owns this topic",
+    ]
+
+

@@ -1,0 +1,157 @@
+"""The daemon against a real Mosquitto: real formats in, durable events out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alertd.config import Config
+from alertd.daemon import Daemon
+from alertd.events import Kind, State
+from alertd.store import SqliteStore
+from tests.broker import Broker
+from tests.conftest import fixture_messages
+from tests.mqtt_tools import Collector, Publisher, config
+
+HEADER = "device_id,profile,topic,site,building,floor,unit,zone,heartbeat_s,kind\n"
+Z2M = (
+    HEADER
+    + "leak-boiler,zigbee2mqtt,zigbee2mqtt/basement/water_leak_boiler,,1,B1,,boiler,,\n"
+    + "smoke-3b,zigbee2mqtt,zigbee2mqtt/flat_3b/smoke_kitchen,,3,12,1203,kitchen,,\n"
+    + "pump,zigbee2mqtt,zigbee2mqtt/plant_room/plug_sump_pump,,1,B1,,plant room,,\n"
+)
+
+
+class Running:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.seen = Collector()
+
+    async def start(self) -> Daemon:
+        self.daemon = Daemon(self.cfg)
+        await self.daemon.start()
+        self.daemon.ingest.listeners.append(self.seen)
+        await asyncio.wait_for(self.daemon.mqtt.connected.wait(), 10)
+        return self.daemon
+
+    async def stop(self) -> None:
+        await self.daemon.close()
+
+
+@pytest.fixture
+async def run(tmp_path: Path) -> AsyncIterator[Callable[[Config], Any]]:
+    started: list[Running] = []
+
+    async def start(cfg: Config) -> Running:
+        r = Running(cfg)
+        await r.start()
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        await r.stop()
+
+
+async def publish(broker: Broker, messages: list[tuple[str, str]]) -> None:
+    pub = Publisher(broker)
+    try:
+        await asyncio.to_thread(pub.publish_all, messages)
+    finally:
+        pub.close()
+
+
+def stored(cfg: Config) -> list[dict[str, Any]]:
+    store = SqliteStore(cfg.storage.path)
+    try:
+        return list(store.events())
+    finally:
+        store.close()
+
+
+async def test_zigbee2mqtt_fixture_stream_becomes_edge_triggered_events(
+    tmp_path: Path, broker: Broker, run: Callable[[Config], Any]
+) -> None:
+    cfg = config(tmp_path, broker, Z2M)
+    r = await run(cfg)
+    messages = [(m["topic"], m["payload"]) for m in fixture_messages("zigbee2mqtt.json")]
+    await publish(broker, messages)
+    expected = [
+        ("leak-boiler", Kind.LEAK, State.ACTIVE),
+        ("leak-boiler", Kind.LEAK, State.RESTORE),
+        ("leak-boiler", Kind.SENSOR_OFFLINE, State.ACTIVE),
+        ("leak-boiler", Kind.SENSOR_OFFLINE, State.RESTORE),
+        ("smoke-3b", Kind.FIRE_ALARM, State.ACTIVE),
+        ("smoke-3b", Kind.FIRE_ALARM, State.RESTORE),
+        ("smoke-3b", Kind.DEVICE_TAMPER, State.ACTIVE),
+        ("smoke-3b", Kind.FIRE_ALARM, State.ACTIVE),  # the test button
+        ("smoke-3b", Kind.DEVICE_TAMPER, State.RESTORE),
+        ("pump", Kind.SENSOR_OFFLINE, State.ACTIVE),
+    ]
+    await r.seen.until(lambda evs: len(evs) >= len(expected))
+    got = sorted((e.device_id, e.kind, e.state, e.id) for e in r.seen.events)
+    assert [g[:3] for g in sorted(got, key=lambda g: g[3])] == expected
+    # an unknown device (the IEEE-address topic) is a dead letter; bridge chatter is not
+    await r.stop()
+    store = SqliteStore(cfg.storage.path)
+    letters = store.dead_letters()
+    store.close()
+    assert [(d["topic"], d["reason"]) for d in letters] == [
+        ("zigbee2mqtt/0x00158d0001a2b3c4",
+         "unknown device: no row of the devices file owns this topic")]
+    rows = stored(cfg)
+    assert [r_["id"] for r_ in rows] == list(range(1, len(expected) + 1))
+    fire = next(row for row in rows if row["kind"] == "fire.alarm")
+    assert (fire["site"], fire["building"], fire["floor"], fire["unit"], fire["zone"]) == (
+        "Test Site", "3", "12", "1203", "kitchen")
+    assert json.loads(fire["raw"])["smoke"] is True
+
+
+def leak_messages(devices: int, rounds: int, start: int = 0) -> list[tuple[str, str]]:
+    """Alternating wet/dry reports: every message is a change, so every one is an event."""
+    return [
+        (f"zigbee2mqtt/flat_{d}/leak", json.dumps({"water_leak": (n % 2 == 0), "seq": n,
+                                                    "battery": 90, "linkquality": 100}))
+        for n in range(start, start + rounds)
+        for d in range(devices)
+    ]
+
+
+def leak_devices(n: int) -> str:
+    return HEADER + "".join(
+        f"leak-{d},zigbee2mqtt,zigbee2mqtt/flat_{d}/leak,,1,{d // 10},{d},bath,,\n"
+        for d in range(n)
+    )
+
+
+async def test_messages_published_while_alertd_is_down_are_delivered_on_return(
+    tmp_path: Path, broker: Broker, run: Callable[[Config], Any]
+) -> None:
+    cfg = config(tmp_path, broker, leak_devices(50), client_id="alertd-away")
+    first = await run(cfg)
+    await first.stop()
+    await publish(broker, leak_messages(50, 4))
+    second = await run(cfg)
+    await second.seen.until(lambda evs: len(evs) >= 200)
+    assert len({(e.device_id, json.loads(e.raw)["seq"]) for e in second.seen.events}) == 200
+
+
+async def test_a_broker_restart_mid_stream_loses_nothing(
+    tmp_path: Path, own_broker: Broker, run: Callable[[Config], Any]
+) -> None:
+    cfg = config(tmp_path, own_broker, leak_devices(100), client_id="alertd-restart")
+    r = await run(cfg)
+    await publish(own_broker, leak_messages(100, 5))
+    own_broker.stop()  # SIGTERM: Mosquitto saves sessions and queued messages
+    own_broker.start()
+    await publish(own_broker, leak_messages(100, 5, start=5))
+    await r.seen.until(lambda evs: len(evs) >= 1000, timeout=30)
+    await r.stop()
+    keys = [(row["device_id"], json.loads(row["raw"])["seq"]) for row in stored(cfg)]
+    assert len(keys) == len(set(keys)) == 1000
+    assert r.daemon.mqtt.connects >= 2
