@@ -20,8 +20,13 @@ from alertd.store import SqliteStore
 
 DEFAULT_CONFIG = "config/alertd.yaml"
 config_option = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG,
-    envvar="ALERTD_CONFIG", show_default=True, help="The configuration file.",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CONFIG,
+    envvar="ALERTD_CONFIG",
+    show_default=True,
+    help="The configuration file.",
 )
 
 

@@ -51,7 +51,10 @@ class Daemon:
             self.config.mqtt, router.subscriptions, lambda msg: self.source.handle(msg)
         )
         self.source = MqttSource(
-            router, self.ingest.submit, self.mqtt.ack, self.clock,
+            router,
+            self.ingest.submit,
+            self.mqtt.ack,
+            self.clock,
             client_id=self.config.mqtt.client_id,
             max_payload_bytes=self.config.mqtt.max_payload_bytes,
         )
@@ -64,13 +67,18 @@ class Daemon:
             task.add_done_callback(self._task_done)
         log.info(
             "alertd running: %d devices, %d subscriptions, store %s",
-            len(router.devices), len(router.subscriptions), self.config.storage.path,
+            len(router.devices),
+            len(router.subscriptions),
+            self.config.storage.path,
         )
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.critical("%s stopped unexpectedly; shutting down so a supervisor restarts alertd",
-                         task.get_name(), exc_info=task.exception())
+            log.critical(
+                "%s stopped unexpectedly; shutting down so a supervisor restarts alertd",
+                task.get_name(),
+                exc_info=task.exception(),
+            )
             self.failed = True
             self.stop.set()
 

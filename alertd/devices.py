@@ -99,7 +99,7 @@ def load_devices(
     return devices, problems
 
 
-def _device(raw: dict[str | None, str | None | list[str]], profiles: set[str], site: str) -> Device:
+def _device(raw: dict[str | None, str | list[str] | None], profiles: set[str], site: str) -> Device:
     if None in raw:
         raise ValueError("more fields than columns in the header")
     row = {str(k).strip(): (v or "").strip() for k, v in raw.items() if isinstance(v, str | None)}
@@ -116,7 +116,9 @@ def _device(raw: dict[str | None, str | None | list[str]], profiles: set[str], s
         try:
             heartbeat = float(row["heartbeat_s"])
         except ValueError:
-            raise ValueError(f"heartbeat_s must be a number of seconds, got {row['heartbeat_s']!r}")
+            raise ValueError(
+                f"heartbeat_s must be a number of seconds, got {row['heartbeat_s']!r}"
+            ) from None
         if heartbeat <= 0:
             raise ValueError("heartbeat_s must be positive (leave it empty for no heartbeat)")
     kind = parse_kind(row["kind"]) if row.get("kind") else None

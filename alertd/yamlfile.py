@@ -81,7 +81,7 @@ def _convert(
             _convert(item, (*at, i), lines, problems, path, expand_env)
             for i, item in enumerate(node.value)
         ]
-    value = yaml.SafeLoader(" ").construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+    value = yaml.SafeLoader(" ").construct_object(node, deep=True)
     if expand_env and isinstance(value, str) and "${" in value:
         value = _expand(value, f"{path}:{lines[at]}", problems)
     return value
@@ -121,8 +121,11 @@ def _message(err: Mapping[str, Any], *, echo: bool) -> str:
     msg = str(err["msg"])
     if err.get("type") == "extra_forbidden":
         return "unknown key (check the spelling; see config/alertd.example.yaml)"
-    if echo and "input" in err and err.get("type") not in ("missing",) and not isinstance(
-        err["input"], dict | list
+    if (
+        echo
+        and "input" in err
+        and err.get("type") not in ("missing",)
+        and not isinstance(err["input"], dict | list)
     ):
         return f"{msg} (got {err['input']!r})"
     return msg

@@ -35,8 +35,14 @@ class Publisher:
         self.client.loop_stop()
 
 
-def write_config(tmp_path: Path, broker: Broker, devices_csv: str, *, extra: str = "",
-                 client_id: str = "alertd-test") -> Path:
+def write_config(
+    tmp_path: Path,
+    broker: Broker,
+    devices_csv: str,
+    *,
+    extra: str = "",
+    client_id: str = "alertd-test",
+) -> Path:
     (tmp_path / "devices.csv").write_text(devices_csv)
     path = tmp_path / "alertd.yaml"
     path.write_text(
@@ -65,8 +71,8 @@ class Collector:
         self.events.append(event)
         self._changed.set()
 
-    async def until(self, predicate: Callable[[list[Event]], bool], timeout: float = 20) -> None:
-        async with asyncio.timeout(timeout):
+    async def until(self, predicate: Callable[[list[Event]], bool], within: float = 20) -> None:
+        async with asyncio.timeout(within):
             while not predicate(self.events):
                 self._changed.clear()
                 await self._changed.wait()

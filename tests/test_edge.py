@@ -18,16 +18,20 @@ def test_repeated_state_is_not_an_event() -> None:
     now = clock.now()
     assert edge.observe("d", LEAK_OFF, now, now) is None  # first normal report: no restore
     change = edge.observe("d", LEAK_ON, now, now)
-    assert change is not None and change.active
+    assert change is not None
+    assert change.active
     assert edge.observe("d", LEAK_ON, now, now) is None
     restore = edge.observe("d", LEAK_OFF, now, now)
-    assert restore is not None and not restore.active
+    assert restore is not None
+    assert not restore.active
 
 
 def test_first_report_of_an_active_condition_is_an_event() -> None:
     now = FakeClock().now()
     change = EdgeDetector().observe("d", LEAK_ON, now, now)
-    assert change is not None and change.active and change.kind is Kind.LEAK
+    assert change is not None
+    assert change.active
+    assert change.kind is Kind.LEAK
 
 
 def test_known_state_survives_a_restart() -> None:
@@ -48,7 +52,8 @@ def test_hold_time_fires_when_the_condition_persists() -> None:
     assert edge.due(clock.now()) == []
     clock.advance(2)
     (change,) = edge.due(clock.now())
-    assert change.active and change.occurred_at == started  # when the dip began
+    assert change.active
+    assert change.occurred_at == started
     assert edge.due(clock.now()) == []
 
 
@@ -69,7 +74,8 @@ def test_hold_confirmed_by_a_later_message() -> None:
     edge.observe("m", low, clock.now(), clock.now())
     clock.advance(6)
     change = edge.observe("m", low, clock.now(), clock.now())
-    assert change is not None and change.active
+    assert change is not None
+    assert change.active
 
 
 def test_heartbeat_silence_is_reported_once_per_silence() -> None:

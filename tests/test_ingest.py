@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +24,15 @@ from integrations.mqtt.source import MqttSource
 from tests.helpers import device, profiles
 
 LEAK = device("leak-1", heartbeat_s=60)
-MAINS = dataclasses.replace(device("mains-1", profile="tasmota", topic="mains_b3"),
-                            offline_means=(Kind.POWER_LOSS,))
+MAINS = dataclasses.replace(
+    device("mains-1", profile="tasmota", topic="mains_b3"), offline_means=(Kind.POWER_LOSS,)
+)
 
 
 class Pipeline:
-    def __init__(self, path: Path, clock: FakeClock, devices: list[Device],
-                 config: IngestConfig) -> None:
+    def __init__(
+        self, path: Path, clock: FakeClock, devices: list[Device], config: IngestConfig
+    ) -> None:
         self.path, self.clock, self.devices, self.config = path, clock, devices, config
         self.events: list[Event] = []
 
@@ -74,8 +76,13 @@ async def pipe(tmp_path: Path) -> AsyncIterator[Pipeline]:
     await p.close()
 
 
-def report(dev: Device, *obs: Observation, clock: FakeClock, receipt: Receipt | None = None,
-           alive: bool = True) -> Report:
+def report(
+    dev: Device,
+    *obs: Observation,
+    clock: FakeClock,
+    receipt: Receipt | None = None,
+    alive: bool = True,
+) -> Report:
     return Report("test", dev, obs, clock.now(), alive=alive, raw="{}", receipt=receipt)
 
 
@@ -94,7 +101,12 @@ async def test_an_event_is_committed_before_the_source_is_acked(pipe: Pipeline) 
     assert seen_at_ack == [1]
     (row,) = pipe.stored()
     assert (row["kind"], row["state"], row["severity"], row["building"], row["unit"]) == (
-        "leak", "active", "major", "3", "1203")
+        "leak",
+        "active",
+        "major",
+        "3",
+        "1203",
+    )
 
 
 async def test_edge_triggering_and_state_across_a_restart(pipe: Pipeline) -> None:
@@ -127,7 +139,10 @@ async def test_a_redelivered_message_is_acked_but_not_applied_twice(pipe: Pipeli
     await ingest.drained()
     assert sorted(acks) == ["m1", "m1", "m1", "m2", "m2"]  # urgent ones may be acked first
     assert [(r["id"], r["state"]) for r in pipe.stored()] == [
-        (1, "active"), (2, "restore"), (3, "active")]
+        (1, "active"),
+        (2, "restore"),
+        (3, "active"),
+    ]
     assert ingest.counts["redelivered"] == 2
 
 
@@ -140,7 +155,8 @@ async def test_heartbeat_silence_and_return(pipe: Pipeline) -> None:
     pipe.ingest.tick()
     await pipe.ingest.drained()
     assert [(e.kind, e.state, e.detail) for e in pipe.events] == [
-        (Kind.SENSOR_OFFLINE, State.ACTIVE, "no message for 60 s")]
+        (Kind.SENSOR_OFFLINE, State.ACTIVE, "no message for 60 s")
+    ]
     pipe.ingest.submit(report(LEAK, leak(False), clock=pipe.clock))
     await pipe.ingest.drained()
     assert (pipe.events[-1].kind, pipe.events[-1].state) == (Kind.SENSOR_OFFLINE, State.RESTORE)
@@ -152,8 +168,11 @@ async def test_a_mains_monitor_going_offline_is_a_power_loss(pipe: Pipeline) -> 
     pipe.ingest.submit(report(MAINS, Observation(Kind.SENSOR_OFFLINE, False), clock=pipe.clock))
     await pipe.ingest.drained()
     assert [(e.kind, e.state) for e in pipe.events] == [
-        (Kind.SENSOR_OFFLINE, State.ACTIVE), (Kind.POWER_LOSS, State.ACTIVE),
-        (Kind.SENSOR_OFFLINE, State.RESTORE), (Kind.POWER_LOSS, State.RESTORE)]
+        (Kind.SENSOR_OFFLINE, State.ACTIVE),
+        (Kind.POWER_LOSS, State.ACTIVE),
+        (Kind.SENSOR_OFFLINE, State.RESTORE),
+        (Kind.POWER_LOSS, State.RESTORE),
+    ]
 
 
 async def test_a_held_condition_fires_on_the_tick(pipe: Pipeline) -> None:
@@ -163,7 +182,8 @@ async def test_a_held_condition_fires_on_the_tick(pipe: Pipeline) -> None:
     pipe.ingest.tick()
     await pipe.ingest.drained()
     assert [(e.kind, e.state, e.source) for e in pipe.events] == [
-        (Kind.POWER_LOSS, State.ACTIVE, "hold")]
+        (Kind.POWER_LOSS, State.ACTIVE, "hold")
+    ]
 
 
 async def test_fire_is_committed_before_queued_telemetry(tmp_path: Path) -> None:
@@ -188,7 +208,9 @@ async def test_routine_overflow_is_dropped_and_counted_fire_never(tmp_path: Path
     acked: list[int] = []
     for i, dev in enumerate(devices):
         routine = Observation(Kind.DEVICE_BATTERY_LOW, True)
-        ingest.submit(report(dev, routine, clock=p.clock, receipt=Receipt(lambda i=i: acked.append(i))))
+        ingest.submit(
+            report(dev, routine, clock=p.clock, receipt=Receipt(lambda i=i: acked.append(i)))
+        )
     for dev in devices:
         ingest.submit(report(dev, Observation(Kind.FIRE_ALARM, True), clock=p.clock))
     assert ingest.counts["dropped"] == 200
@@ -202,10 +224,13 @@ async def test_routine_overflow_is_dropped_and_counted_fire_never(tmp_path: Path
 
 
 async def test_bad_input_is_kept_as_a_dead_letter(pipe: Pipeline) -> None:
-    pipe.ingest.submit(Rejected("mqtt", "malformed JSON", pipe.clock.now(), "zigbee2mqtt/x",
-                                b"{oops"))
-    partly = dataclasses.replace(report(LEAK, leak(True), clock=pipe.clock),
-                                 problems=("battery_low must be true or false, got 'x'",))
+    pipe.ingest.submit(
+        Rejected("mqtt", "malformed JSON", pipe.clock.now(), "zigbee2mqtt/x", b"{oops")
+    )
+    partly = dataclasses.replace(
+        report(LEAK, leak(True), clock=pipe.clock),
+        problems=("battery_low must be true or false, got 'x'",),
+    )
     pipe.ingest.submit(partly)
     await pipe.ingest.drained()
     store = SqliteStore(pipe.path)
@@ -220,32 +245,91 @@ async def test_bad_input_is_kept_as_a_dead_letter(pipe: Pipeline) -> None:
 
 # -- the MQTT source never lets bad input escape ---------------------------------------
 
-ALL = [device("z", topic="zigbee2mqtt/flat_3b/leak"),
-       device("t", profile="tasmota", topic="tasmota_1"),
-       device("s1", profile="shelly_gen1", topic="shellies/shellyflood-1"),
-       device("s2", profile="shelly_gen2", topic="plus-1"),
-       device("h", profile="homeassistant", topic="ha/leak", kind="moisture",
-              availability_topic="ha/leak/avail"),
-       device("u", profile="ups", topic="nut/ups1")]
-UPS = {"ups": {"rules": [{"topic": "{topic}/ups.status", "kind": "power.loss", "tokens": ["OB"]},
-                         {"topic": "{topic}/json", "field": "a.b", "kind": "leak", "below": 3}]}}
-TOPICS = ["zigbee2mqtt/flat_3b/leak", "zigbee2mqtt/flat_3b/leak/availability",
-          "zigbee2mqtt/bridge/state", "zigbee2mqtt/other", "tele/tasmota_1/LWT",
-          "tele/tasmota_1/SENSOR", "stat/tasmota_1/POWER", "stat/tasmota_1/RESULT",
-          "shellies/shellyflood-1/sensor/flood", "shellies/shellyflood-1/online",
-          "plus-1/status/switch:0", "plus-1/events/rpc", "plus-1/online", "ha/leak",
-          "ha/leak/avail", "nut/ups1/ups.status", "nut/ups1/json", "random/topic"]
+ALL = [
+    device("z", topic="zigbee2mqtt/flat_3b/leak"),
+    device("t", profile="tasmota", topic="tasmota_1"),
+    device("s1", profile="shelly_gen1", topic="shellies/shellyflood-1"),
+    device("s2", profile="shelly_gen2", topic="plus-1"),
+    device(
+        "h",
+        profile="homeassistant",
+        topic="ha/leak",
+        kind="moisture",
+        availability_topic="ha/leak/avail",
+    ),
+    device("u", profile="ups", topic="nut/ups1"),
+]
+UPS = {
+    "ups": {
+        "rules": [
+            {"topic": "{topic}/ups.status", "kind": "power.loss", "tokens": ["OB"]},
+            {"topic": "{topic}/json", "field": "a.b", "kind": "leak", "below": 3},
+        ]
+    }
+}
+TOPICS = [
+    "zigbee2mqtt/flat_3b/leak",
+    "zigbee2mqtt/flat_3b/leak/availability",
+    "zigbee2mqtt/bridge/state",
+    "zigbee2mqtt/other",
+    "tele/tasmota_1/LWT",
+    "tele/tasmota_1/SENSOR",
+    "stat/tasmota_1/POWER",
+    "stat/tasmota_1/RESULT",
+    "shellies/shellyflood-1/sensor/flood",
+    "shellies/shellyflood-1/online",
+    "plus-1/status/switch:0",
+    "plus-1/events/rpc",
+    "plus-1/online",
+    "ha/leak",
+    "ha/leak/avail",
+    "nut/ups1/ups.status",
+    "nut/ups1/json",
+    "random/topic",
+]
 payloads = st.one_of(
     st.binary(max_size=64),
-    st.sampled_from([b"", b"true", b"ON", b"Offline", b"null", b"[]", b'{"state":1}',
-                     b'{"water_leak":1}', b'{"ENERGY":"x"}', b'{"a":{"b":"NaN"}}',
-                     b'{"method":"NotifyStatus","params":[]}', b"\xff\xfe", b"1e999"]),
+    st.sampled_from(
+        [
+            b"",
+            b"true",
+            b"ON",
+            b"Offline",
+            b"null",
+            b"[]",
+            b'{"state":1}',
+            b'{"water_leak":1}',
+            b'{"ENERGY":"x"}',
+            b'{"a":{"b":"NaN"}}',
+            b'{"method":"NotifyStatus","params":[]}',
+            b"\xff\xfe",
+            b"1e999",
+        ]
+    ),
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-        lambda inner: st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(["water_leak", "smoke", "ENERGY", "Voltage", "a", "b",
-                                           "params", "flood:0", "alarm", "state", "ts"]), inner,
-                          max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "water_leak",
+                        "smoke",
+                        "ENERGY",
+                        "Voltage",
+                        "a",
+                        "b",
+                        "params",
+                        "flood:0",
+                        "alarm",
+                        "state",
+                        "ts",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
         max_leaves=8,
     ).map(lambda v: __import__("json").dumps(v).encode()),
 )
@@ -254,8 +338,14 @@ payloads = st.one_of(
 def _collecting_source() -> tuple[MqttSource, list[Report | Rejected]]:
     out: list[Report | Rejected] = []
     router = Router(ALL, profiles(UPS))
-    source = MqttSource(router, out.append, lambda mid, conn: None, FakeClock(),
-                        client_id="t", max_payload_bytes=1024)
+    source = MqttSource(
+        router,
+        out.append,
+        lambda mid, conn: None,
+        FakeClock(),
+        client_id="t",
+        max_payload_bytes=1024,
+    )
     return source, out
 
 
@@ -267,18 +357,18 @@ def test_no_payload_makes_the_source_raise(topic: str, payload: bytes, retain: b
     assert out or source.ignored == 1
     for item in out:
         if isinstance(item, Rejected):
-            assert item.reason and item.topic == topic
+            assert item.reason
+            assert item.topic == topic
 
 
 def test_oversized_and_unknown_messages_are_rejected_with_a_reason() -> None:
     source, out = _collecting_source()
-    source.handle(Incoming("zigbee2mqtt/flat_3b/leak", b"{" + b" " * 2000 + b"}", 1, False, False,
-                           1, 1))
+    source.handle(
+        Incoming("zigbee2mqtt/flat_3b/leak", b"{" + b" " * 2000 + b"}", 1, False, False, 1, 1)
+    )
     source.handle(Incoming("zigbee2mqtt/new_device", b"{}", 1, False, False, 2, 1))
     reasons = [r.reason for r in out if isinstance(r, Rejected)]
     assert reasons == [
         "payload of 2002 bytes is over mqtt.max_payload_bytes (1024)",
         "unknown device: no row of the devices file owns this topic",
     ]
-
-

@@ -102,21 +102,31 @@ async def test_zigbee2mqtt_fixture_stream_becomes_edge_triggered_events(
     letters = store.dead_letters()
     store.close()
     assert [(d["topic"], d["reason"]) for d in letters] == [
-        ("zigbee2mqtt/0x00158d0001a2b3c4",
-         "unknown device: no row of the devices file owns this topic")]
+        (
+            "zigbee2mqtt/0x00158d0001a2b3c4",
+            "unknown device: no row of the devices file owns this topic",
+        )
+    ]
     rows = stored(cfg)
     assert [r_["id"] for r_ in rows] == list(range(1, len(expected) + 1))
     fire = next(row for row in rows if row["kind"] == "fire.alarm")
     assert (fire["site"], fire["building"], fire["floor"], fire["unit"], fire["zone"]) == (
-        "Test Site", "3", "12", "1203", "kitchen")
+        "Test Site",
+        "3",
+        "12",
+        "1203",
+        "kitchen",
+    )
     assert json.loads(fire["raw"])["smoke"] is True
 
 
 def leak_messages(devices: int, rounds: int, start: int = 0) -> list[tuple[str, str]]:
     """Alternating wet/dry reports: every message is a change, so every one is an event."""
     return [
-        (f"zigbee2mqtt/flat_{d}/leak", json.dumps({"water_leak": (n % 2 == 0), "seq": n,
-                                                    "battery": 90, "linkquality": 100}))
+        (
+            f"zigbee2mqtt/flat_{d}/leak",
+            json.dumps({"water_leak": (n % 2 == 0), "seq": n, "battery": 90, "linkquality": 100}),
+        )
         for n in range(start, start + rounds)
         for d in range(devices)
     ]
@@ -150,7 +160,7 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
     own_broker.stop()  # SIGTERM: Mosquitto saves sessions and queued messages
     own_broker.start()
     await publish(own_broker, leak_messages(100, 5, start=5))
-    await r.seen.until(lambda evs: len(evs) >= 1000, timeout=30)
+    await r.seen.until(lambda evs: len(evs) >= 1000, within=30)
     await r.stop()
     keys = [(row["device_id"], json.loads(row["raw"])["seq"]) for row in stored(cfg)]
     assert len(keys) == len(set(keys)) == 1000

@@ -22,7 +22,7 @@ def decode(dev: Device, topic: str, payload: str | bytes) -> Decoded:
     routed = router.route(topic)
     assert routed is not None, f"{topic} is not routed to {dev.device_id}"
     targets, base, suffix = routed
-    (_, profile), = targets
+    ((_, profile),) = targets
     data = payload.encode() if isinstance(payload, str) else payload
     return profile.decode(dev, base, suffix, data)
 
@@ -35,14 +35,26 @@ CONFIGURED: dict[str, dict[str, object]] = {
     "tasmota_mains": {
         "base": "tasmota",
         "offline_means": ["power.loss"],
-        "rules": [{"topic": "tele/{topic}/SENSOR", "field": "ENERGY.Voltage", "kind": "power.loss",
-                   "below": 180, "restore_above": 200, "hold_s": 5}],
+        "rules": [
+            {
+                "topic": "tele/{topic}/SENSOR",
+                "field": "ENERGY.Voltage",
+                "kind": "power.loss",
+                "below": 180,
+                "restore_above": 200,
+                "hold_s": 5,
+            }
+        ],
     },
     "nut_ups": {
         "availability": {"topic": "{topic}/status"},
         "rules": [
-            {"topic": "{topic}/ups.status", "kind": "power.loss", "tokens": ["OB"],
-             "restore_tokens": ["OL"]},
+            {
+                "topic": "{topic}/ups.status",
+                "kind": "power.loss",
+                "tokens": ["OB"],
+                "restore_tokens": ["OL"],
+            },
             {"topic": "{topic}/ups.status", "kind": "power.low_battery", "tokens": ["LB"]},
         ],
     },
@@ -65,15 +77,18 @@ class TestZigbee2Mqtt:
             routed = router.route(msg["topic"])
             if routed is None:
                 continue
-            (dev, profile), = routed[0]
+            ((dev, profile),) = routed[0]
             profile.decode(dev, routed[1], routed[2], msg["payload"].encode())
             seen += 1
         assert seen >= 8
 
     def test_leak_detected_and_cleared(self) -> None:
-        wet = decode(self.leak, self.leak.topic,
-                     '{"battery":100,"battery_low":false,"linkquality":117,"temperature":21,'
-                     '"voltage":3015,"water_leak":true}')
+        wet = decode(
+            self.leak,
+            self.leak.topic,
+            '{"battery":100,"battery_low":false,"linkquality":117,"temperature":21,'
+            '"voltage":3015,"water_leak":true}',
+        )
         assert kinds(wet) == {Kind.LEAK: True, Kind.DEVICE_BATTERY_LOW: False}
         assert wet.values["battery"] == 100
         assert wet.alive
@@ -81,11 +96,18 @@ class TestZigbee2Mqtt:
         assert kinds(dry) == {Kind.LEAK: False, Kind.DEVICE_BATTERY_LOW: True}
 
     def test_smoke_with_ias_keys_tamper_and_test_button(self) -> None:
-        alarm = decode(self.smoke, self.smoke.topic,
-                       '{"ac_status":false,"battery":100,"battery_low":false,"smoke":true,'
-                       '"tamper":false,"test":false,"trouble":false}')
-        assert kinds(alarm) == {Kind.FIRE_ALARM: True, Kind.DEVICE_TAMPER: False,
-                                Kind.DEVICE_BATTERY_LOW: False, Kind.FIRE_TROUBLE: False}
+        alarm = decode(
+            self.smoke,
+            self.smoke.topic,
+            '{"ac_status":false,"battery":100,"battery_low":false,"smoke":true,'
+            '"tamper":false,"test":false,"trouble":false}',
+        )
+        assert kinds(alarm) == {
+            Kind.FIRE_ALARM: True,
+            Kind.DEVICE_TAMPER: False,
+            Kind.DEVICE_BATTERY_LOW: False,
+            Kind.FIRE_TROUBLE: False,
+        }
         tested = decode(self.smoke, self.smoke.topic, '{"smoke":true,"test":true}')
         assert tested.observations[0] == Observation(Kind.FIRE_ALARM, True, detail="test button")
         tamper = decode(self.smoke, self.smoke.topic, '{"smoke":false,"tamper":true}')
@@ -93,8 +115,12 @@ class TestZigbee2Mqtt:
 
     @pytest.mark.parametrize(
         ("payload", "offline"),
-        [('{"state":"offline"}', True), ('{"state":"online"}', False),
-         ("offline", True), ("online", False)],
+        [
+            ('{"state":"offline"}', True),
+            ('{"state":"online"}', False),
+            ("offline", True),
+            ("online", False),
+        ],
     )
     def test_availability_json_and_legacy(self, payload: str, offline: bool) -> None:
         decoded = decode(self.leak, f"{self.leak.topic}/availability", payload)
@@ -102,20 +128,33 @@ class TestZigbee2Mqtt:
         assert decoded.alive is not offline
 
     def test_plug_power_and_voltage_are_values(self) -> None:
-        decoded = decode(self.plug, self.plug.topic,
-                         '{"current":2.61,"energy":148.72,"linkquality":156,"power":583,'
-                         '"power_outage_memory":"restore","state":"ON","voltage":231}')
+        decoded = decode(
+            self.plug,
+            self.plug.topic,
+            '{"current":2.61,"energy":148.72,"linkquality":156,"power":583,'
+            '"power_outage_memory":"restore","state":"ON","voltage":231}',
+        )
         assert decoded.observations == ()
-        assert decoded.values == {"current": 2.61, "energy": 148.72, "linkquality": 156,
-                                  "power": 583, "state": "ON", "voltage": 231}
+        assert decoded.values == {
+            "current": 2.61,
+            "energy": 148.72,
+            "linkquality": 156,
+            "power": 583,
+            "state": "ON",
+            "voltage": 231,
+        }
 
     def test_commands_to_the_device_are_not_reports(self) -> None:
         decoded = decode(self.plug, f"{self.plug.topic}/set", '{"state":"OFF"}')
-        assert decoded.observations == () and not decoded.alive
+        assert decoded.observations == ()
+        assert not decoded.alive
 
     def test_last_seen_is_the_device_time(self) -> None:
-        decoded = decode(self.leak, self.leak.topic,
-                         '{"water_leak":true,"last_seen":"2026-11-27T20:15:03+08:00"}')
+        decoded = decode(
+            self.leak,
+            self.leak.topic,
+            '{"water_leak":true,"last_seen":"2026-11-27T20:15:03+08:00"}',
+        )
         assert decoded.observations[0].occurred_at == datetime(2026, 11, 27, 12, 15, 3, tzinfo=UTC)
         epoch = decode(self.leak, self.leak.topic, '{"water_leak":true,"last_seen":1764245703000}')
         assert epoch.observations[0].occurred_at == datetime.fromtimestamp(1764245703, UTC)
@@ -148,34 +187,45 @@ class TestTasmota:
 
     def test_lwt(self) -> None:
         assert kinds(decode(self.plug, "tele/tasmota_9CF9D1/LWT", "Offline")) == {
-            Kind.SENSOR_OFFLINE: True}
+            Kind.SENSOR_OFFLINE: True
+        }
         assert kinds(decode(self.plug, "tele/tasmota_9CF9D1/LWT", "Online")) == {
-            Kind.SENSOR_OFFLINE: False}
+            Kind.SENSOR_OFFLINE: False
+        }
         with pytest.raises(PayloadError, match="Online or Offline"):
             decode(self.plug, "tele/tasmota_9CF9D1/LWT", "maybe")
 
     def test_sensor_energy_block_and_local_time(self) -> None:
         decoded = decode(
-            self.plug, "tele/tasmota_9CF9D1/SENSOR",
+            self.plug,
+            "tele/tasmota_9CF9D1/SENSOR",
             '{"Time":"2024-02-24T22:20:38","ENERGY":{"TotalStartTime":"2024-01-01T00:00:00",'
             '"Total":12.3,"Yesterday":0.5,"Today":0.2,"Power":50,"ApparentPower":55,'
             '"ReactivePower":10,"Factor":0.9,"Voltage":229,"Current":0.22}}',
         )
-        assert decoded.values["Voltage"] == 229 and decoded.values["Power"] == 50
+        assert decoded.values["Voltage"] == 229
+        assert decoded.values["Power"] == 50
         assert decoded.values["Total"] == 12.3
         assert decoded.occurred_at == datetime(2024, 2, 24, 14, 20, 38, tzinfo=UTC)  # UTC+8
 
     def test_state_and_stat_power(self) -> None:
-        state = decode(self.plug, "tele/tasmota_9CF9D1/STATE",
-                       '{"Time":"2024-02-24T22:20:38","Uptime":"0T00:10:11","POWER":"OFF"}')
+        state = decode(
+            self.plug,
+            "tele/tasmota_9CF9D1/STATE",
+            '{"Time":"2024-02-24T22:20:38","Uptime":"0T00:10:11","POWER":"OFF"}',
+        )
         assert state.values == {"POWER": "OFF"}
         assert decode(self.plug, "stat/tasmota_9CF9D1/POWER", "ON").values == {"POWER": "ON"}
         assert decode(self.plug, "stat/tasmota_9CF9D1/RESULT", '{"POWER1":"off"}').values == {
-            "POWER1": "OFF"}
+            "POWER1": "OFF"
+        }
 
     def test_mains_voltage_threshold_with_hold(self) -> None:
-        low = decode(self.mains, "tele/tasmota_mains_b3/SENSOR",
-                     '{"Time":"2026-11-27T03:00:00","ENERGY":{"Voltage":120,"Power":0}}')
+        low = decode(
+            self.mains,
+            "tele/tasmota_mains_b3/SENSOR",
+            '{"Time":"2026-11-27T03:00:00","ENERGY":{"Voltage":120,"Power":0}}',
+        )
         assert low.observations == (
             Observation(Kind.POWER_LOSS, True, datetime(2026, 11, 26, 19, 0, tzinfo=UTC), 5.0),
         )
@@ -185,7 +235,8 @@ class TestTasmota:
         assert kinds(back) == {Kind.POWER_LOSS: False}
         # the base profile still reads its own topics
         assert kinds(decode(self.mains, "tele/tasmota_mains_b3/LWT", "Offline")) == {
-            Kind.SENSOR_OFFLINE: True}
+            Kind.SENSOR_OFFLINE: True
+        }
 
     def test_mains_monitor_offline_means_power_loss(self) -> None:
         router = Router([self.mains], PROFILES | profiles(CONFIGURED))
@@ -211,7 +262,8 @@ class TestShelly:
         base = self.relay.topic
         assert decode(self.relay, f"{base}/relay/0", "on").values == {"relay/0": "on"}
         assert decode(self.relay, f"{base}/relay/0/power", "583.21").values == {
-            "relay/0/power": 583.21}
+            "relay/0/power": 583.21
+        }
         with pytest.raises(PayloadError):
             decode(self.relay, f"{base}/relay/0/power", "lots")
         assert not decode(self.relay, f"{base}/relay/0/command", "off").alive
@@ -223,27 +275,37 @@ class TestShelly:
 
     def test_gen2_switch_status(self) -> None:
         decoded = decode(
-            self.plus, f"{self.plus.topic}/status/switch:0",
+            self.plus,
+            f"{self.plus.topic}/status/switch:0",
             '{"id":0,"source":"init","output":true,"apower":42.1,"voltage":229.8,"current":0.2,'
             '"aenergy":{"total":12.5,"by_minute":[0,0,0],"minute_ts":1700000000},'
             '"temperature":{"tC":40.1,"tF":104.2}}',
         )
-        assert decoded.values == {"switch:0.output": True, "switch:0.apower": 42.1,
-                                  "switch:0.voltage": 229.8, "switch:0.current": 0.2}
+        assert decoded.values == {
+            "switch:0.output": True,
+            "switch:0.apower": 42.1,
+            "switch:0.voltage": 229.8,
+            "switch:0.current": 0.2,
+        }
         assert kinds(decode(self.plus, f"{self.plus.topic}/online", "false")) == {
-            Kind.SENSOR_OFFLINE: True}
+            Kind.SENSOR_OFFLINE: True
+        }
 
     def test_gen2_flood_and_smoke_via_notify_status(self) -> None:
         flood = device("pf", profile="shelly_gen2", topic="shellyplusflood-b0b21c1a2b3c")
         decoded = decode(
-            flood, f"{flood.topic}/events/rpc",
+            flood,
+            f"{flood.topic}/events/rpc",
             '{"src":"shellyplusflood-b0b21c1a2b3c","dst":"shellyplusflood-b0b21c1a2b3c/events",'
             '"method":"NotifyStatus","params":{"ts":1700000000.5,"flood:0":{"id":0,"alarm":true,'
             '"mute":false}}}',
         )
         assert decoded.observations == (
-            Observation(Kind.LEAK, True, datetime.fromtimestamp(1700000000.5, UTC)),)
-        smoke = decode(flood, f"{flood.topic}/status/smoke:0", '{"id":0,"alarm":false,"mute":false}')
+            Observation(Kind.LEAK, True, datetime.fromtimestamp(1700000000.5, UTC)),
+        )
+        smoke = decode(
+            flood, f"{flood.topic}/status/smoke:0", '{"id":0,"alarm":false,"mute":false}'
+        )
         assert kinds(smoke) == {Kind.FIRE_ALARM: False}
 
     def test_gen2_prefix_defaults_to_the_device_id(self) -> None:
@@ -255,14 +317,19 @@ class TestShelly:
 
 
 class TestHomeAssistant:
-    leak = device(profile="homeassistant", topic="bldg_a/leak/b2/state", kind="moisture",
-                  availability_topic="bldg_a/leak/b2/availability")
+    leak = device(
+        profile="homeassistant",
+        topic="bldg_a/leak/b2/state",
+        kind="moisture",
+        availability_topic="bldg_a/leak/b2/availability",
+    )
 
     def test_on_off_and_availability(self) -> None:
         assert kinds(decode(self.leak, "bldg_a/leak/b2/state", "ON")) == {Kind.LEAK: True}
         assert kinds(decode(self.leak, "bldg_a/leak/b2/state", "OFF")) == {Kind.LEAK: False}
         assert kinds(decode(self.leak, "bldg_a/leak/b2/availability", "offline")) == {
-            Kind.SENSOR_OFFLINE: True}
+            Kind.SENSOR_OFFLINE: True
+        }
         with pytest.raises(PayloadError):
             decode(self.leak, "bldg_a/leak/b2/state", "PERHAPS")
 
@@ -286,15 +353,28 @@ class TestConfigured:
         low = decode(self.ups, "nut/ups1/ups.status", "OB LB")
         assert kinds(low) == {Kind.POWER_LOSS: True, Kind.POWER_LOW_BATTERY: True}
         assert kinds(decode(self.ups, "nut/ups1/ups.status", "OL CHRG")) == {
-            Kind.POWER_LOSS: False, Kind.POWER_LOW_BATTERY: False}
+            Kind.POWER_LOSS: False,
+            Kind.POWER_LOW_BATTERY: False,
+        }
         assert kinds(decode(self.ups, "nut/ups1/status", "offline")) == {Kind.SENSOR_OFFLINE: True}
 
     def test_values_and_json_fields(self) -> None:
         facp = device(profile="facp", topic="facp1")
-        spec = {"facp": {"rules": [{"topic": "{topic}/state", "field": "panel.fire",
-                                    "kind": "fire.alarm", "active": [True], "restore": [False]}]}}
+        spec = {
+            "facp": {
+                "rules": [
+                    {
+                        "topic": "{topic}/state",
+                        "field": "panel.fire",
+                        "kind": "fire.alarm",
+                        "active": [True],
+                        "restore": [False],
+                    }
+                ]
+            }
+        }
         router = Router([facp], PROFILES | profiles(spec))
-        (_, profile), = router.route("facp1/state")[0]  # type: ignore[index]
+        ((_, profile),) = router.route("facp1/state")[0]  # type: ignore[index]
         decoded = profile.decode(facp, "facp1/state", "", b'{"panel":{"fire":true}}')
         assert kinds(decoded) == {Kind.FIRE_ALARM: True}
         with pytest.raises(PayloadError, match="missing"):
@@ -304,8 +384,11 @@ class TestConfigured:
 
 
 def test_subscriptions_do_not_overlap() -> None:
-    devs = [device("a", topic="zigbee2mqtt/a"), device("b", topic="zigbee2mqtt/b"),
-            device("c", profile="shelly_gen2", topic="plus-1"),
-            device("d", profile="homeassistant", topic="plus-1/x", kind="leak")]
+    devs = [
+        device("a", topic="zigbee2mqtt/a"),
+        device("b", topic="zigbee2mqtt/b"),
+        device("c", profile="shelly_gen2", topic="plus-1"),
+        device("d", profile="homeassistant", topic="plus-1/x", kind="leak"),
+    ]
     # "x/#" also matches "x" itself, so "plus-1" and "plus-1/x" are left out
     assert Router(devs, PROFILES).subscriptions == ["zigbee2mqtt/#", "plus-1/#"]

@@ -83,8 +83,14 @@ class Ingest:
             lambda: (store.states(), store.last_seen(), store.receipts(), store.max_event_id())
         )
         return cls(
-            writer, devices, clock, config,
-            states=states, last_seen=seen, receipts=receipts, last_event_id=last_id,
+            writer,
+            devices,
+            clock,
+            config,
+            states=states,
+            last_seen=seen,
+            receipts=receipts,
+            last_event_id=last_id,
         )
 
     # -- the way in (called on the event loop by sources) --------------------------------
@@ -106,8 +112,15 @@ class Ingest:
         if receipt is not None and receipt.key:
             batch.receipts[receipt.key] = receipt.digest
         if isinstance(item, Rejected):
-            self._dead_letter(batch, item.source, item.reason, item.received_at, item.topic,
-                              item.device_id, item.payload)
+            self._dead_letter(
+                batch,
+                item.source,
+                item.reason,
+                item.received_at,
+                item.topic,
+                item.device_id,
+                item.payload,
+            )
         else:
             self._apply(item, batch)
         self._enqueue(_Item(batch, [receipt.ack] if receipt else []), urgent=urgent)
@@ -122,7 +135,9 @@ class Ingest:
                     device=device,
                     observations=(
                         Observation(
-                            Kind.SENSOR_OFFLINE, True, now,
+                            Kind.SENSOR_OFFLINE,
+                            True,
+                            now,
                             detail=f"no message for {device.heartbeat_s:g} s",
                         ),
                     ),
@@ -134,9 +149,9 @@ class Ingest:
         if due:
             batch = Batch()
             for change in due:
-                device = self._devices.get(change.device_id)
-                if device is not None:
-                    self._record(batch, change, device, "hold", now, "")
+                held = self._devices.get(change.device_id)
+                if held is not None:
+                    self._record(batch, change, held, "hold", now, "")
             self._enqueue(_Item(batch), urgent=any(c.kind in LIFE_SAFETY for c in due))
 
     # -- deciding -----------------------------------------------------------------------
@@ -179,8 +194,15 @@ class Ingest:
             values.update(report.values)
             batch.seen[device.device_id] = (now, json.dumps(values, sort_keys=True))
         for problem in report.problems:
-            self._dead_letter(batch, report.source, problem, now, report.topic, device.device_id,
-                              report.raw.encode())
+            self._dead_letter(
+                batch,
+                report.source,
+                problem,
+                now,
+                report.topic,
+                device.device_id,
+                report.raw.encode(),
+            )
 
     def _record(
         self, batch: Batch, change: Change, device: Device, source: str, now: datetime, raw: str
@@ -203,12 +225,24 @@ class Ingest:
         )
         batch.events.append(event)
         batch.states.append(
-            StateRow(device.device_id, change.kind, change.active, change.occurred_at, event.id,
-                     self._seq)
+            StateRow(
+                device.device_id,
+                change.kind,
+                change.active,
+                change.occurred_at,
+                event.id,
+                self._seq,
+            )
         )
 
     def _dead_letter(
-        self, batch: Batch, source: str, reason: str, at: datetime, topic: str, device_id: str,
+        self,
+        batch: Batch,
+        source: str,
+        reason: str,
+        at: datetime,
+        topic: str,
+        device_id: str,
         payload: bytes,
     ) -> None:
         batch.dead_letters.append(DeadLetter(at, source, reason, topic, device_id, payload))
@@ -223,7 +257,9 @@ class Ingest:
         if self.counts["dropped"] == 1 or self.counts["dropped"] % 10_000 == 0:
             log.warning(
                 "routine queue full (%d): %d routine messages dropped so far; life-safety "
-                "messages are never dropped", self._config.queue_limit, self.counts["dropped"],
+                "messages are never dropped",
+                self._config.queue_limit,
+                self.counts["dropped"],
             )
         if receipt is not None:
             receipt.ack()
@@ -237,8 +273,10 @@ class Ingest:
 
     def _take(self) -> _Item:
         out = _Item(Batch())
-        queues = [(self._urgent, len(self._urgent)),
-                  (self._routine, min(len(self._routine), self._config.batch_max))]
+        queues = [
+            (self._urgent, len(self._urgent)),
+            (self._routine, min(len(self._routine), self._config.batch_max)),
+        ]
         for queue, n in queues:
             for _ in range(n):
                 item = queue.popleft()
@@ -276,8 +314,13 @@ class Ingest:
             self.counts["dead_letters"] += len(batch.dead_letters)
             for event in batch.events:
                 if event.state is State.ACTIVE and event.kind in LIFE_SAFETY:
-                    log.warning("%s at %s (device %s, event %d)", event.kind, _where(event),
-                                event.device_id, event.id)
+                    log.warning(
+                        "%s at %s (device %s, event %d)",
+                        event.kind,
+                        _where(event),
+                        event.device_id,
+                        event.id,
+                    )
             return
 
     async def drained(self) -> None:
@@ -287,6 +330,11 @@ class Ingest:
 
 def _where(event: Event) -> str:
     loc = event.location
-    parts = [loc.site, loc.building and f"building {loc.building}", loc.floor and f"floor {loc.floor}",
-             loc.unit and f"unit {loc.unit}", loc.zone]
+    parts = [
+        loc.site,
+        loc.building and f"building {loc.building}",
+        loc.floor and f"floor {loc.floor}",
+        loc.unit and f"unit {loc.unit}",
+        loc.zone,
+    ]
     return ", ".join(p for p in parts if p) or "unknown location"

@@ -86,10 +86,21 @@ class SqliteStore:
                     "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
-                            e.id, e.kind.value, e.state.value, str(e.severity), e.device_id,
-                            e.location.site, e.location.building, e.location.floor,
-                            e.location.unit, e.location.zone, iso(e.occurred_at),
-                            iso(e.received_at), e.source, e.detail, e.raw,
+                            e.id,
+                            e.kind.value,
+                            e.state.value,
+                            str(e.severity),
+                            e.device_id,
+                            e.location.site,
+                            e.location.building,
+                            e.location.floor,
+                            e.location.unit,
+                            e.location.zone,
+                            iso(e.occurred_at),
+                            iso(e.received_at),
+                            e.source,
+                            e.detail,
+                            e.raw,
                         )
                         for e in batch.events
                     ],
@@ -108,8 +119,9 @@ class SqliteStore:
             if batch.seen:
                 c.executemany(
                     'INSERT INTO device_seen (device_id, last_seen, "values") VALUES (?,?,?) '
-                    'ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, '
-                    '"values" = excluded."values" WHERE excluded.last_seen >= device_seen.last_seen',
+                    "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, "
+                    '"values" = excluded."values" '
+                    "WHERE excluded.last_seen >= device_seen.last_seen",
                     [(d, iso(at), values) for d, (at, values) in batch.seen.items()],
                 )
             if batch.dead_letters:
@@ -118,8 +130,13 @@ class SqliteStore:
                     "payload, size) VALUES (?,?,?,?,?,?,?)",
                     [
                         (
-                            iso(d.received_at), d.source, d.topic, d.device_id, d.reason,
-                            d.payload[:DEAD_LETTER_PAYLOAD_MAX], len(d.payload),
+                            iso(d.received_at),
+                            d.source,
+                            d.topic,
+                            d.device_id,
+                            d.reason,
+                            d.payload[:DEAD_LETTER_PAYLOAD_MAX],
+                            len(d.payload),
                         )
                         for d in batch.dead_letters
                     ],
@@ -167,7 +184,11 @@ class SqliteStore:
     # -- what the CLI reads --------------------------------------------------------------
 
     def events(
-        self, *, since: datetime | None = None, kinds: tuple[str, ...] = (), limit: int | None = None
+        self,
+        *,
+        since: datetime | None = None,
+        kinds: tuple[str, ...] = (),
+        limit: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         where, args = [], []
         if since is not None:
@@ -190,7 +211,9 @@ class SqliteStore:
     def device_values(self) -> dict[str, dict[str, Any]]:
         return {
             d: {"last_seen": at, "values": json.loads(v)}
-            for d, at, v in self.conn.execute('SELECT device_id, last_seen, "values" FROM device_seen')
+            for d, at, v in self.conn.execute(
+                'SELECT device_id, last_seen, "values" FROM device_seen'
+            )
         }
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -74,8 +75,9 @@ class MqttConnection:
                 await self._session()
                 delay = 0.5
             except (OSError, ConnectionError, TimeoutError) as exc:
-                log.warning("MQTT broker %s:%d unreachable: %s", self.config.host,
-                            self.config.port, exc)
+                log.warning(
+                    "MQTT broker %s:%d unreachable: %s", self.config.host, self.config.port, exc
+                )
             finally:
                 self._teardown()
             wait = delay * (0.5 + random.random())
@@ -91,7 +93,7 @@ class MqttConnection:
         connection = self._connection
         self._lost = asyncio.Event()
         client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=self.config.client_id,
             protocol=paho.MQTTv5,
             manual_ack=True,
@@ -124,9 +126,7 @@ class MqttConnection:
         client.on_socket_close = lambda c, u, sock: soon(_forget_socket, loop, sock)
         client.on_socket_register_write = lambda c, u, sock: soon(want_write, sock)
         client.on_socket_unregister_write = lambda c, u, sock: soon(loop.remove_writer, sock)
-        client.on_connect = lambda c, u, flags, rc, props: self._connected(
-            c, flags, rc, connection
-        )
+        client.on_connect = lambda c, u, flags, rc, props: self._connected(c, flags, rc, connection)
         client.on_disconnect = lambda c, u, flags, rc, props: self._disconnected(rc)
         client.on_message = lambda c, u, msg: self._message(msg, connection)
 
@@ -137,8 +137,11 @@ class MqttConnection:
             loop.run_in_executor(
                 None,
                 lambda: client.connect(
-                    self.config.host, self.config.port, self.config.keepalive_s,
-                    clean_start=False, properties=props,
+                    self.config.host,
+                    self.config.port,
+                    self.config.keepalive_s,
+                    clean_start=False,
+                    properties=props,
                 ),
             ),
             timeout=10,
@@ -164,8 +167,11 @@ class MqttConnection:
             return
         self.connects += 1
         log.info(
-            "connected to MQTT %s:%d as %r (session %s)", self.config.host, self.config.port,
-            self.config.client_id, "resumed" if flags.session_present else "new",
+            "connected to MQTT %s:%d as %r (session %s)",
+            self.config.host,
+            self.config.port,
+            self.config.client_id,
+            "resumed" if flags.session_present else "new",
         )
         options = SubscribeOptions(qos=1)
         for i in range(0, len(self.subscriptions), SUBSCRIBE_CHUNK):
@@ -182,10 +188,17 @@ class MqttConnection:
         try:
             topic = msg.topic
         except UnicodeDecodeError:
-            topic = repr(msg._topic)  # noqa: SLF001 - paho raises on a non-UTF-8 topic
+            topic = repr(msg._topic)
         self._on_message(
-            Incoming(topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup),
-                     msg.mid, connection)
+            Incoming(
+                topic,
+                bytes(msg.payload),
+                msg.qos,
+                bool(msg.retain),
+                bool(msg.dup),
+                msg.mid,
+                connection,
+            )
         )
 
     def _teardown(self) -> None:
@@ -199,9 +212,15 @@ class MqttConnection:
         # a clean DISCONNECT keeps the session: it expires only after session_expiry_s
         client.disconnect()
         client.loop_write()
-        for callback in ("on_socket_open", "on_socket_close", "on_socket_register_write",
-                         "on_socket_unregister_write", "on_connect", "on_disconnect",
-                         "on_message"):
+        for callback in (
+            "on_socket_open",
+            "on_socket_close",
+            "on_socket_register_write",
+            "on_socket_unregister_write",
+            "on_connect",
+            "on_disconnect",
+            "on_message",
+        ):
             setattr(client, callback, None)
         if sock is not None:
             sock.close()

@@ -59,6 +59,7 @@ def _minimal(filters: Iterable[str]) -> list[str]:
     unique = list(dict.fromkeys(filters))
     wild = [f[:-2] for f in unique if f.endswith("/#")]
     return [
-        f for f in unique
+        f
+        for f in unique
         if not any(f != w + "/#" and (f == w or f.startswith(w + "/")) for w in wild)
     ]

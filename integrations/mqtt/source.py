@@ -43,7 +43,10 @@ class MqttSource:
                     SOURCE,
                     f"payload of {len(msg.payload)} bytes is over mqtt.max_payload_bytes "
                     f"({self._max_payload})",
-                    now, msg.topic, msg.payload, receipt=receipt,
+                    now,
+                    msg.topic,
+                    msg.payload,
+                    receipt=receipt,
                 )
             )
             return
@@ -55,8 +58,14 @@ class MqttSource:
                     receipt.ack()
                 return
             self._submit(
-                Rejected(SOURCE, "unknown device: no row of the devices file owns this topic",
-                         now, msg.topic, msg.payload, receipt=receipt)
+                Rejected(
+                    SOURCE,
+                    "unknown device: no row of the devices file owns this topic",
+                    now,
+                    msg.topic,
+                    msg.payload,
+                    receipt=receipt,
+                )
             )
             return
         targets, base, suffix = routed
@@ -68,8 +77,15 @@ class MqttSource:
                 decoded = profile.decode(device, base, suffix, msg.payload)
             except PayloadError as exc:
                 self._submit(
-                    Rejected(SOURCE, f"{profile.name}: {exc}", now, msg.topic, msg.payload,
-                             device.device_id, receipt=part)
+                    Rejected(
+                        SOURCE,
+                        f"{profile.name}: {exc}",
+                        now,
+                        msg.topic,
+                        msg.payload,
+                        device.device_id,
+                        receipt=part,
+                    )
                 )
                 continue
             self._submit(

@@ -80,8 +80,13 @@ def json_object(payload: bytes) -> dict[str, Any]:
     return data
 
 
-def flag(value: object, name: str, *, true: tuple[str, ...] = ("true",),
-         false: tuple[str, ...] = ("false",)) -> bool:
+def flag(
+    value: object,
+    name: str,
+    *,
+    true: tuple[str, ...] = ("true",),
+    false: tuple[str, ...] = ("false",),
+) -> bool:
     """A boolean from JSON true/false or from one of the given words (any case)."""
     if isinstance(value, bool):
         return value

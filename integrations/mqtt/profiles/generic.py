@@ -76,7 +76,9 @@ class Generic(Profile):
             try:
                 value = _read(payload, rule.field)
                 if rule.field:
-                    values[rule.field] = value if isinstance(value, int | float | str | bool) else str(value)
+                    values[rule.field] = (
+                        value if isinstance(value, int | float | str | bool) else str(value)
+                    )
                 active = _judge(rule, value)
             except PayloadError as exc:
                 problems.append(str(exc))

@@ -89,7 +89,7 @@ class ShellyGen2(Profile):
         if suffix == "online":
             return _online(payload)
         if suffix.startswith("status/"):
-            return self._components({suffix[len("status/"):]: json_object(payload)}, None)
+            return self._components({suffix[len("status/") :]: json_object(payload)}, None)
         if suffix == "events/rpc":
             frame = json_object(payload)
             params = frame.get("params")

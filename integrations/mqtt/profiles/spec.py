@@ -46,19 +46,20 @@ class RuleSpec(_Strict):
             self.tokens is not None,
         ]
         if sum(ways) != 1:
-            raise ValueError("give exactly one of: active (values), below/above (threshold), tokens")
+            raise ValueError(
+                "give exactly one of: active (values), below/above (threshold), tokens"
+            )
         if self.below is not None and self.above is not None:
             raise ValueError("give below or above, not both")
         if self.restore is not None and self.active is None:
             raise ValueError("restore values go with active values")
         if self.restore_tokens is not None and self.tokens is None:
             raise ValueError("restore_tokens go with tokens")
-        if self.below is not None and self.restore_above is not None:
-            if self.restore_above < self.below:
-                raise ValueError("restore_above must be at least below")
-        if self.above is not None and self.restore_below is not None:
-            if self.restore_below > self.above:
-                raise ValueError("restore_below must be at most above")
+        below, above = self.below, self.above
+        if below is not None and self.restore_above is not None and self.restore_above < below:
+            raise ValueError("restore_above must be at least below")
+        if above is not None and self.restore_below is not None and self.restore_below > above:
+            raise ValueError("restore_below must be at most above")
         if "{topic}" not in self.topic and "{device_id}" not in self.topic:
             raise ValueError("topic must contain {topic} or {device_id}")
         return self
@@ -72,9 +73,9 @@ class AvailabilitySpec(_Strict):
 
 
 class ProfileSpec(_Strict):
-    base: Literal["zigbee2mqtt", "tasmota", "shelly_gen1", "shelly_gen2", "homeassistant"] | None = (
-        None
-    )
+    base: (
+        Literal["zigbee2mqtt", "tasmota", "shelly_gen1", "shelly_gen2", "homeassistant"] | None
+    ) = None
     offline_means: list[Kind] = []
     availability: AvailabilitySpec | None = None
     rules: list[RuleSpec] = []

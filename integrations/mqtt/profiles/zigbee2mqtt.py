@@ -90,7 +90,7 @@ def _availability(payload: bytes) -> Decoded:
         return offline(False)
     if word == "offline":
         return offline(True, detail="zigbee2mqtt availability offline")
-    raise PayloadError(f"availability must be online/offline or {{\"state\": ...}}, got {raw!r}")
+    raise PayloadError(f'availability must be online/offline or {{"state": ...}}, got {raw!r}')
 
 
 def _root(device: Device) -> str:
