@@ -62,6 +62,8 @@ class IngestConfig(_Strict):
     queue_limit: int = Field(50_000, ge=100)
     #: routine messages per commit, so a fire alarm never waits behind a large batch
     batch_max: int = Field(500, ge=1)
+    #: how long routine messages may wait to share a commit (urgent ones never wait)
+    linger_ms: float = Field(5.0, ge=0, le=1000)
     #: how often heartbeats and hold times are checked
     tick_s: float = Field(1.0, gt=0)
 

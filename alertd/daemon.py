@@ -91,12 +91,13 @@ class Daemon:
         """Stop taking messages, commit what was taken, then stop. Safe to call twice."""
         if not self._tasks:
             return
-        mqtt, ingest, ticker = self._tasks
+        ingest, mqtt, ticker = self._tasks
         self._tasks = []
         for task in (mqtt, ticker):
             task.cancel()
         await asyncio.gather(mqtt, ticker, return_exceptions=True)
         await self.mqtt.close()
+        self.ingest.tick()  # saves last-seen times
         try:
             await asyncio.wait_for(self.ingest.drained(), DRAIN_TIMEOUT_S)
         except TimeoutError:

@@ -4,12 +4,14 @@ Life safety first: reports about fire, gas, leaks and power go to an urgent queu
 is committed before any routine telemetry and never dropped. Routine reports wait in a
 bounded queue; when it is full they are acknowledged without being stored and counted
 as `dropped` (the overflow rule). A commit holds at most `batch_max` routine reports,
-so an urgent event waits for at most one such commit.
+so an urgent event waits for at most one such commit; routine reports may wait up to
+`linger_ms` to share a commit, urgent ones never do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter, deque
@@ -60,11 +62,14 @@ class Ingest:
         self._heartbeats = Heartbeats(devices, last_seen or {}, clock.now())
         self._receipts: dict[str, str] = dict(receipts or {})
         self._values: dict[str, dict[str, Value]] = {}
+        #: devices heard since the last tick; their last_seen and values are saved then
+        self._seen: dict[str, datetime] = {}
         self._next_id = last_event_id
         self._seq = 0
         self._urgent: deque[_Item] = deque()
         self._routine: deque[_Item] = deque()
         self._wake = asyncio.Event()
+        self._full = asyncio.Event()  # something must not wait for the linger time
         self._idle = asyncio.Event()
         self._idle.set()
         self._logged: set[tuple[str, str]] = set()
@@ -103,13 +108,14 @@ class Ingest:
                 self.counts["redelivered"] += 1
                 self._enqueue(_Item(Batch(), [receipt.ack]), urgent=False)
                 return
-            self._receipts[receipt.key] = receipt.digest
         urgent = isinstance(item, Report) and self._is_urgent(item)
         if not urgent and len(self._routine) >= self._config.queue_limit:
             self._drop(receipt)
             return
         batch = Batch()
-        if receipt is not None and receipt.key:
+        batch.counters["reports" if isinstance(item, Report) else "rejected"] += 1
+        if receipt is not None and receipt.key and _matters_twice(item):
+            self._receipts[receipt.key] = receipt.digest
             batch.receipts[receipt.key] = receipt.digest
         if isinstance(item, Rejected):
             self._dead_letter(
@@ -126,8 +132,15 @@ class Ingest:
         self._enqueue(_Item(batch, [receipt.ack] if receipt else []), urgent=urgent)
 
     def tick(self) -> None:
-        """Check heartbeats and hold times; call once a second or so."""
+        """Check heartbeats and hold times, save last-seen times; call once a second or so."""
         now = self._clock.now()
+        if self._seen:
+            seen = Batch()
+            for device_id, at in self._seen.items():
+                values = json.dumps(self._values.get(device_id, {}), sort_keys=True)
+                seen.seen[device_id] = (at, values)
+            self._seen.clear()
+            self._enqueue(_Item(seen), urgent=False)
         for device in self._heartbeats.overdue(now):
             self.submit(
                 Report(
@@ -190,9 +203,8 @@ class Ingest:
             self._record(batch, change, device, report.source, now, raw)
         if report.alive:
             self._heartbeats.seen(device.device_id, now)
-            values = self._values.setdefault(device.device_id, {})
-            values.update(report.values)
-            batch.seen[device.device_id] = (now, json.dumps(values, sort_keys=True))
+            self._values.setdefault(device.device_id, {}).update(report.values)
+            self._seen[device.device_id] = now
         for problem in report.problems:
             self._dead_letter(
                 batch,
@@ -270,6 +282,8 @@ class Ingest:
         (self._urgent if urgent else self._routine).append(item)
         self._idle.clear()
         self._wake.set()
+        if urgent or len(self._routine) >= self._config.batch_max:
+            self._full.set()
 
     def _take(self) -> _Item:
         out = _Item(Batch())
@@ -290,6 +304,7 @@ class Ingest:
             await self._wake.wait()
             self._wake.clear()
             while self._urgent or self._routine:
+                await self._linger()
                 item = self._take()
                 await self._commit(item.batch)
                 for ack in item.acks:
@@ -298,6 +313,16 @@ class Ingest:
                     for listener in self.listeners:
                         listener(event)
             self._idle.set()
+
+    async def _linger(self) -> None:
+        """Let routine reports gather for a few ms so that they share a commit (each commit
+        has a fixed cost); anything urgent, or a full batch, ends the wait at once."""
+        if self._urgent or len(self._routine) >= self._config.batch_max:
+            self._full.clear()
+            return
+        self._full.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._full.wait(), self._config.linger_ms / 1000)
 
     async def _commit(self, batch: Batch) -> None:
         delay = 0.1
@@ -310,8 +335,8 @@ class Ingest:
                 delay = min(delay * 2, 10.0)
                 continue
             self.counts["commits"] += 1
+            self.counts.update(batch.counters)
             self.counts["events"] += len(batch.events)
-            self.counts["dead_letters"] += len(batch.dead_letters)
             for event in batch.events:
                 if event.state is State.ACTIVE and event.kind in LIFE_SAFETY:
                     log.warning(
@@ -326,6 +351,16 @@ class Ingest:
     async def drained(self) -> None:
         """Wait until everything submitted so far is committed and acknowledged."""
         await self._idle.wait()
+
+
+def _matters_twice(item: Report | Rejected) -> bool:
+    """Whether applying this message again after a crash could change anything.
+
+    Pure telemetry (values only) cannot, so it needs no receipt: that saves a write per
+    message for most traffic. A report of any condition can (a repeated "wet" arriving
+    after a "dry" would be a new leak), and so can a rejection (a second dead letter).
+    """
+    return isinstance(item, Rejected) or bool(item.observations or item.problems)
 
 
 def _where(event: Event) -> str:
