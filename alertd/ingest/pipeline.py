@@ -102,12 +102,15 @@ class Ingest:
 
     def submit(self, item: Report | Rejected) -> None:
         receipt = item.receipt
-        if receipt is not None and receipt.key:
-            if receipt.redelivered and self._receipts.get(receipt.key) == receipt.digest:
-                # applied before; acknowledge once whatever carried it is committed
-                self.counts["redelivered"] += 1
-                self._enqueue(_Item(Batch(), [receipt.ack]), urgent=False)
-                return
+        if (
+            receipt is not None
+            and receipt.redelivered
+            and self._receipts.get(receipt.key) == receipt.digest
+        ):
+            # applied before; acknowledge once whatever carried it is committed
+            self.counts["redelivered"] += 1
+            self._enqueue(_Item(Batch(), [receipt.ack]), urgent=False)
+            return
         urgent = isinstance(item, Report) and self._is_urgent(item)
         if not urgent and len(self._routine) >= self._config.queue_limit:
             self._drop(receipt)
