@@ -17,6 +17,7 @@ from alertd.store import SqliteStore
 from tests.broker import Broker
 from tests.conftest import fixture_messages
 from tests.mqtt_tools import Collector, Publisher, config
+from tests.proxy import FreezableProxy
 
 HEADER = "device_id,profile,topic,site,building,floor,unit,zone,heartbeat_s,kind\n"
 Z2M = (
@@ -165,3 +166,34 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
     keys = [(row["device_id"], json.loads(row["raw"])["seq"]) for row in stored(cfg)]
     assert len(keys) == len(set(keys)) == 1000
     assert r.daemon.mqtt.connects >= 2
+
+
+async def test_a_half_open_connection_is_noticed_and_replaced(
+    tmp_path: Path, broker: Broker, run: Callable[[Config], Any]
+) -> None:
+    proxy = await FreezableProxy(broker.port).start()
+    try:
+        cfg = config(tmp_path, broker, leak_devices(1), client_id="alertd-half-open")
+        cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"port": proxy.port})})
+        r = await run(cfg)
+        proxy.freeze()  # the network drops everything; no FIN, no RST
+        await publish(broker, leak_messages(1, 1))
+        # noticed after about 1.5-2x keepalive (5 s), then the queued message arrives
+        await r.seen.until(lambda evs: len(evs) == 1, within=30)
+        assert r.daemon.mqtt.connects == 2
+    finally:
+        await proxy.close()
+
+
+async def test_a_clean_stop_commits_what_it_took_and_the_rest_waits_in_the_broker(
+    tmp_path: Path, broker: Broker, run: Callable[[Config], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = config(tmp_path, broker, leak_devices(20), client_id="alertd-clean-stop")
+    first = await run(cfg)
+    await publish(broker, leak_messages(20, 10))
+    await first.stop()  # immediately: some messages are queued, some not yet received
+    assert "gave up" not in caplog.text
+    second = await run(cfg)
+    await second.seen.until(lambda evs: len(first.seen.events) + len(evs) >= 200)
+    keys = [(row["device_id"], json.loads(row["raw"])["seq"]) for row in stored(cfg)]
+    assert len(keys) == len(set(keys)) == 200

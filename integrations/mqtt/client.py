@@ -57,7 +57,9 @@ class MqttConnection:
         self._client: paho.Client | None = None
         self._connection = 0
         self._lost: asyncio.Event = asyncio.Event()
+        #: set while connected with every subscription confirmed by the broker
         self.connected = asyncio.Event()
+        self._unconfirmed: dict[int, list[str]] = {}
         #: how many times a session was (re)established
         self.connects = 0
 
@@ -99,6 +101,7 @@ class MqttConnection:
             manual_ack=True,
         )
         self._client = client
+        client.enable_logger(logging.getLogger("paho"))
         if self.config.username:
             password = self.config.password.get_secret_value() if self.config.password else None
             client.username_pw_set(self.config.username, password)
@@ -129,6 +132,7 @@ class MqttConnection:
         client.on_connect = lambda c, u, flags, rc, props: self._connected(c, flags, rc, connection)
         client.on_disconnect = lambda c, u, flags, rc, props: self._disconnected(rc)
         client.on_message = lambda c, u, msg: self._message(msg, connection)
+        client.on_subscribe = lambda c, u, mid, codes, props: self._subscribed(mid, codes)
 
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
@@ -174,13 +178,27 @@ class MqttConnection:
             "resumed" if flags.session_present else "new",
         )
         options = SubscribeOptions(qos=1)
+        self._unconfirmed.clear()
         for i in range(0, len(self.subscriptions), SUBSCRIBE_CHUNK):
             chunk = self.subscriptions[i : i + SUBSCRIBE_CHUNK]
-            client.subscribe([(topic, options) for topic in chunk])
-        self.connected.set()
+            _, mid = client.subscribe([(topic, options) for topic in chunk])
+            if mid is not None:
+                self._unconfirmed[mid] = chunk
+        if not self._unconfirmed:
+            self.connected.set()
+
+    def _subscribed(self, mid: int, reason_codes: list[Any]) -> None:
+        """`connected` is set once the broker has confirmed every subscription."""
+        chunk = self._unconfirmed.pop(mid, [])
+        for topic, code in zip(chunk, reason_codes, strict=False):
+            if code.is_failure:
+                log.error("MQTT broker refused the subscription to %r: %s", topic, code)
+        if not self._unconfirmed:
+            self.connected.set()
 
     def _disconnected(self, rc: Any) -> None:
-        log.warning("MQTT connection lost: %s", rc)
+        if not self._lost.is_set():
+            log.warning("MQTT connection lost: %s", rc)
         self.connected.clear()
         self._lost.set()
 
@@ -220,6 +238,7 @@ class MqttConnection:
             "on_connect",
             "on_disconnect",
             "on_message",
+            "on_subscribe",
         ):
             setattr(client, callback, None)
         if sock is not None:
