@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,32 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
     keys = [(row["device_id"], json.loads(row["raw"])["seq"]) for row in stored(cfg)]
     assert len(keys) == len(set(keys)) == 1000
     assert r.daemon.mqtt.connects >= 2
+
+
+async def test_a_broker_crash_is_survived(
+    tmp_path: Path, own_broker: Broker, run: Callable[[Config], Any]
+) -> None:
+    """SIGKILL: the broker may lose what it had not saved, but alertd reconnects, keeps
+    what it committed, and takes what comes after."""
+    cfg = config(tmp_path, own_broker, leak_devices(50), client_id="alertd-broker-crash")
+    r = await run(cfg)
+    await publish(own_broker, leak_messages(50, 2))
+    await r.seen.until(lambda evs: len(evs) >= 100)
+    own_broker.stop(signal.SIGKILL)
+    own_broker.start()
+    await asyncio.wait_for(_reconnected(r), 30)
+    await publish(own_broker, leak_messages(50, 2, start=2))
+    await r.seen.until(lambda evs: len(evs) >= 200)
+    await r.stop()
+    keys = [(row["device_id"], json.loads(row["raw"])["seq"]) for row in stored(cfg)]
+    assert len(keys) == len(set(keys)) == 200
+
+
+async def _reconnected(r: Running) -> None:
+    # a count no event marks; then the event that says subscriptions are confirmed
+    while r.daemon.mqtt.connects < 2:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await r.daemon.mqtt.connected.wait()
 
 
 async def test_a_half_open_connection_is_noticed_and_replaced(
