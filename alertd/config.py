@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from alertd.problems import InvalidInput, Problem
 from alertd.yamlfile import load_yaml, pydantic_problems
 from integrations.mqtt.profiles.spec import ProfileSpec
+from integrations.panels.spec import PanelConfig, PrinterFormat, ReceiverConfig
 
 
 class _Strict(BaseModel):
@@ -74,6 +75,9 @@ class Config(_Strict):
     storage: StorageConfig = StorageConfig()
     devices: Path = Path("devices.csv")
     profiles: dict[str, ProfileSpec] = {}
+    panels: dict[str, PanelConfig] = {}
+    receivers: dict[str, ReceiverConfig] = {}
+    printer_formats: dict[str, PrinterFormat] = {}
     ingest: IngestConfig = IngestConfig()  # type: ignore[call-arg]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -87,6 +91,16 @@ def load_config(path: Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(pydantic_problems(exc, lines)) from exc
+    missing = [
+        Problem(
+            lines.where(("panels", name, "format")),
+            f"no printer format {panel.format!r} under printer_formats",
+        )
+        for name, panel in config.panels.items()
+        if panel.format and panel.format not in config.printer_formats
+    ]
+    if missing:
+        raise InvalidInput(missing)
     base = path.parent
     return config.model_copy(
         update={

@@ -18,6 +18,7 @@ from integrations.mqtt.client import MqttConnection
 from integrations.mqtt.profiles import build_profiles
 from integrations.mqtt.router import Router
 from integrations.mqtt.source import MqttSource
+from integrations.panels.setup import build as build_panels
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,20 @@ class Daemon:
         router, problems = load_router(self.config)
         for problem in problems:
             log.warning("%s", problem)
+        self.panels = build_panels(
+            self.config.panels,
+            self.config.receivers,
+            self.config.printer_formats,
+            site=self.config.site.name,
+            tz=self.config.site.tz,
+            submit=lambda item: self.ingest.submit(item),
+            clock=self.clock,
+        )
         self.writer = Writer(self.config.storage.path, synchronous=self.config.storage.synchronous)
         await self.writer.open()
-        self.ingest = await Ingest.open(self.writer, router.devices, self.clock, self.config.ingest)
+        self.ingest = await Ingest.open(
+            self.writer, [*router.devices, *self.panels.devices], self.clock, self.config.ingest
+        )
         self.mqtt = MqttConnection(
             self.config.mqtt, router.subscriptions, lambda msg: self.source.handle(msg)
         )
@@ -58,12 +70,18 @@ class Daemon:
             client_id=self.config.mqtt.client_id,
             max_payload_bytes=self.config.mqtt.max_payload_bytes,
         )
+        for receiver in self.panels.receivers:
+            await receiver.start()
+        self._ingest_task = asyncio.create_task(self.ingest.run(), name="ingest")
         self._tasks = [
-            asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.mqtt.run(), name="mqtt"),
             asyncio.create_task(self._ticker(), name="ticker"),
+            *(
+                asyncio.create_task(link.run(), name=f"panel {link.name}")
+                for link in self.panels.links
+            ),
         ]
-        for task in self._tasks:
+        for task in (self._ingest_task, *self._tasks):
             task.add_done_callback(self._task_done)
         log.info(
             "alertd running: %d devices, %d subscriptions, store %s",
@@ -91,19 +109,20 @@ class Daemon:
         """Stop taking messages, commit what was taken, then stop. Safe to call twice."""
         if not self._tasks:
             return
-        ingest, mqtt, ticker = self._tasks
-        self._tasks = []
-        for task in (mqtt, ticker):
+        inputs, self._tasks = self._tasks, []
+        for task in inputs:
             task.cancel()
-        await asyncio.gather(mqtt, ticker, return_exceptions=True)
+        await asyncio.gather(*inputs, return_exceptions=True)
         await self.mqtt.close()
+        for receiver in self.panels.receivers:
+            await receiver.close()
         self.ingest.tick()  # saves last-seen times
         try:
             await asyncio.wait_for(self.ingest.drained(), DRAIN_TIMEOUT_S)
         except TimeoutError:
             log.error("shutdown: gave up waiting for the last commit")
-        ingest.cancel()
-        await asyncio.gather(ingest, return_exceptions=True)
+        self._ingest_task.cancel()
+        await asyncio.gather(self._ingest_task, return_exceptions=True)
         await self.writer.close()
         log.info("alertd stopped: %s", dict(self.ingest.counts))
 

@@ -26,6 +26,22 @@ class Receipt:
     digest: str = ""
     redelivered: bool = False
 
+    def split(self, parts: int) -> list[Receipt]:
+        """Receipts for `parts` reports made from one message: the message is acknowledged
+        once all of them are stored. Only the first keeps the key (dedup is per message)."""
+        if parts == 1:
+            return [self]
+        left = parts
+
+        def one_done() -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                self.ack()
+
+        first = Receipt(one_done, self.key, self.digest, self.redelivered)
+        return [first] + [Receipt(one_done) for _ in range(parts - 1)]
+
 
 @dataclass(frozen=True, slots=True)
 class Report:

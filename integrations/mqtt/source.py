@@ -69,10 +69,9 @@ class MqttSource:
             )
             return
         targets, base, suffix = routed
-        acks = _CountDown(len(targets), receipt)
+        parts = receipt.split(len(targets)) if receipt else [None] * len(targets)
         raw = msg.payload.decode("utf-8", "replace")
-        for i, (device, profile) in enumerate(targets):
-            part = acks.part(receipt if i == 0 else None)
+        for (device, profile), part in zip(targets, parts, strict=True):
             try:
                 decoded = profile.decode(device, base, suffix, msg.payload)
             except PayloadError as exc:
@@ -117,28 +116,3 @@ class MqttSource:
             digest=digest,
             redelivered=msg.dup,
         )
-
-
-class _CountDown:
-    """One message read by several devices is acknowledged when all of them are stored."""
-
-    def __init__(self, parts: int, receipt: Receipt | None) -> None:
-        self._left = parts
-        self._receipt = receipt
-
-    def part(self, dedup: Receipt | None) -> Receipt | None:
-        if self._receipt is None:
-            return None
-        if self._left == 1 and dedup is not None:
-            return dedup
-        return Receipt(
-            ack=self._one_done,
-            key=dedup.key if dedup else "",
-            digest=dedup.digest if dedup else "",
-            redelivered=dedup.redelivered if dedup else False,
-        )
-
-    def _one_done(self) -> None:
-        self._left -= 1
-        if self._left == 0 and self._receipt is not None:
-            self._receipt.ack()

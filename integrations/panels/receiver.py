@@ -1,0 +1,159 @@
+"""A SIA DC-09 alarm receiver on TCP and UDP, as a central station runs one.
+
+Each frame is answered: ACK once what it carries is committed (so a panel that gets no
+ACK sends again and nothing is lost), NAK for a frame that fails its CRC, length,
+decryption or timestamp window (with our time, so that the panel can correct its clock),
+DUH for a valid frame whose content we cannot use. A NULL frame is the account's
+supervision heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from alertd.clock import Clock
+from alertd.ingest.report import Receipt
+from integrations.panels import sia_dc09
+from integrations.panels.signal import FrameError
+from integrations.panels.source import PanelSource
+from integrations.panels.spec import ReceiverConfig
+
+log = logging.getLogger(__name__)
+
+ACK_WAIT_S = 15.0  # panels wait about 20 s for an answer before sending again
+
+
+class Dc09Receiver:
+    def __init__(
+        self,
+        name: str,
+        config: ReceiverConfig,
+        accounts: dict[str, PanelSource],
+        unknown: Callable[[str], PanelSource],
+        clock: Clock,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._sources = accounts
+        self._unknown = unknown
+        self._clock = clock
+        keys = {
+            acct: bytes.fromhex(a.key.get_secret_value())
+            for acct, a in config.accounts.items()
+            if a.key is not None
+        }
+        self._accounts = sia_dc09.Accounts(keys, (config.max_lag_s, config.max_lead_s))
+        self._servers: list[asyncio.AbstractServer] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self.tcp_port = 0
+        self.udp_port = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.config.tcp:
+            server = await asyncio.start_server(
+                self._connection, self.config.host, self.config.port, limit=sia_dc09.MAX_FRAME
+            )
+            self._servers.append(server)
+            self.tcp_port = server.sockets[0].getsockname()[1]
+        if self.config.udp:
+            udp_port = self.tcp_port or self.config.port
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=(self.config.host, udp_port)
+            )
+            self.udp_port = self._udp.get_extra_info("sockname")[1]
+        log.info(
+            "receiver %s: SIA DC-09 on %s tcp %s udp %s",
+            self.name,
+            self.config.host,
+            self.tcp_port or "-",
+            self.udp_port or "-",
+        )
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        if self._udp is not None:
+            self._udp.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    raw = await reader.readuntil(sia_dc09.CR)
+                except asyncio.LimitOverrunError as exc:
+                    await reader.readexactly(exc.consumed)
+                    self._reject_unplaced("frame longer than 1024 bytes", b"")
+                    writer.write(sia_dc09.nak(self._clock.now()))
+                    continue
+                except asyncio.IncompleteReadError:
+                    return  # the panel hung up (a partial frame is not answered)
+                writer.write(await self.answer(raw))
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def answer(self, raw: bytes) -> bytes:
+        """The response to one frame, once its content is safely stored."""
+        now = self._clock.now()
+        try:
+            frame = sia_dc09.parse_frame(raw, self._accounts, now)
+        except FrameError as exc:
+            self._reject_unplaced(str(exc), raw)
+            return sia_dc09.nak(now)
+        source = self._sources.get(frame.account) or self._unknown(frame.account)
+        try:
+            reading = sia_dc09.read(frame)
+        except FrameError as exc:
+            source.reject(f"SIA DC-09: {exc}", raw)
+            return sia_dc09.duh(frame)
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def acked() -> None:
+            if not stored.done():
+                stored.set_result(None)
+
+        receipt = Receipt(
+            ack=acked,
+            key=f"sia:{frame.account}:{frame.sequence}",
+            digest=raw.strip()[:4].decode("ascii", "replace"),
+            redelivered=True,  # a panel resends what was not ACKed: dedup every frame
+        )
+        source.report(reading, raw.decode("ascii", "replace").strip(), receipt)
+        try:
+            await asyncio.wait_for(stored, ACK_WAIT_S)
+        except TimeoutError:
+            log.error("receiver %s: not stored within %.0f s; no ACK", self.name, ACK_WAIT_S)
+            return sia_dc09.nak(self._clock.now())
+        return sia_dc09.ack(frame, self._accounts.keys.get(frame.account), self._clock.now())
+
+    def _reject_unplaced(self, reason: str, raw: bytes) -> None:
+        self._unknown("").reject(f"SIA DC-09: {reason}", raw)
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, receiver: Dc09Receiver) -> None:
+        self._receiver = receiver
+        self._transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, int]) -> None:
+        task = asyncio.create_task(self._answer(data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, data: bytes, addr: tuple[str | int, int]) -> None:
+        response = await self._receiver.answer(data)
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(response, addr)

@@ -1,0 +1,33 @@
+"""What a panel protocol reads off the wire, before it is tied to a configured panel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from alertd.events import Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One condition of one zone (or of the panel itself when `zone` is empty)."""
+
+    kind: Kind
+    active: bool
+    zone: str = ""
+    detail: str = ""
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Everything one message said: conditions, and facts to record without alerting."""
+
+    signals: tuple[Signal, ...] = ()
+    #: e.g. {"test_report": "602"}: recorded on the panel, never an event
+    notes: tuple[tuple[str, str], ...] = ()
+    account: str = ""
+
+
+class FrameError(ValueError):
+    """The bytes are not a valid message; the text says why (dead letter, NAK)."""

@@ -1,0 +1,124 @@
+"""The YAML schema of panels, alarm receivers and printer-port formats."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from alertd.events import Kind
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Place(_Strict):
+    """Where a panel, account or zone is; a zone's place fills in its panel's."""
+
+    site: str = ""
+    building: str = ""
+    floor: str = ""
+    unit: str = ""
+    zone: str = ""
+
+
+class PanelConfig(_Strict):
+    protocol: Literal["alarmdecoder", "contact_id", "printer"]
+    #: a device path (prefer /dev/serial/by-id/...) or a pyserial URL such as socket://host:port
+    port: str
+    baudrate: int = Field(9600, gt=0)
+    framing: str = "8N1"
+    line_ending: Literal["\r\n", "\n", "\r"] = "\r\n"
+    max_line: int = Field(512, ge=16, le=65536)
+    #: the printer format (`printer_formats:`) for protocol: printer
+    format: str | None = None
+    #: longest silence before the panel counts as offline; empty for none
+    heartbeat_s: float | None = Field(None, gt=0)
+    place: Place = Place()
+    zones: dict[str, Place] = {}
+
+    @field_validator("framing")
+    @classmethod
+    def _framing(cls, value: str) -> str:
+        if not re.fullmatch(r"[5-8][NEOMS][12]", value.upper()):
+            raise ValueError("framing is data bits, parity, stop bits, e.g. 8N1 or 7E1")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _format_for_printer(self) -> Self:
+        if self.protocol == "printer" and not self.format:
+            raise ValueError("protocol printer needs format: (a name under printer_formats)")
+        return self
+
+
+class AccountConfig(_Strict):
+    #: AES key in hex (32, 48 or 64 digits), from the environment: ${SIA_KEY_1234}
+    key: SecretStr | None = None
+    heartbeat_s: float | None = Field(None, gt=0)
+    place: Place = Place()
+    zones: dict[str, Place] = {}
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        text = value.get_secret_value()
+        if len(text) not in (32, 48, 64) or not re.fullmatch(r"[0-9A-Fa-f]+", text):
+            raise ValueError("key must be 32, 48 or 64 hex digits (AES-128/192/256)")
+        return value
+
+
+class ReceiverConfig(_Strict):
+    protocol: Literal["sia-dc09"] = "sia-dc09"
+    host: str = "0.0.0.0"
+    port: int = Field(12128, ge=1, le=65535)
+    tcp: bool = True
+    udp: bool = True
+    #: seconds a message's timestamp may lag behind / run ahead of our clock
+    max_lag_s: float = 40.0
+    max_lead_s: float = 20.0
+    accounts: dict[str, AccountConfig] = {}
+
+    @field_validator("accounts")
+    @classmethod
+    def _account_numbers(cls, value: dict[str, AccountConfig]) -> dict[str, AccountConfig]:
+        for number in value:
+            if not re.fullmatch(r"[0-9A-Fa-f]{3,16}", number):
+                raise ValueError(f"account {number!r} must be 3 to 16 hex digits")
+        return {k.upper(): v for k, v in value.items()}
+
+
+class PrinterType(_Strict):
+    kind: Kind | None = None
+    active: bool = True
+
+
+class PrinterFormat(_Strict):
+    """Named groups: `type` (required), `zone`, `text`, `time` (parsed with time_format)."""
+
+    pattern: str
+    time_format: str | None = None
+    types: dict[str, PrinterType]
+    #: lines matching this are not events and not errors (headers, "SYSTEM NORMAL")
+    ignore: str | None = None
+
+    @field_validator("pattern", "ignore")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        del compiled
+        return value
+
+    @model_validator(mode="after")
+    def _has_type(self) -> Self:
+        if "type" not in re.compile(self.pattern).groupindex:
+            raise ValueError("pattern needs a named group (?P<type>...)")
+        return self
