@@ -126,6 +126,70 @@ def dead_letters(config_path: Path, limit: int, as_json: bool) -> None:
         click.echo(f"dead letters stored in total: {counters.get('dead_letters', 0)}", err=True)
 
 
+@main.group()
+def simulate() -> None:
+    """Replay a capture into a serial line or an alarm receiver (demos, wiring checks)."""
+
+
+@simulate.command("serial")
+@click.option(
+    "--link",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Create a pseudo-terminal reachable at this path (point a panel's port here).",
+)
+@click.option("--delay", type=float, default=0.5, show_default=True, help="Seconds between lines.")
+@click.option(
+    "--ending", type=click.Choice(["crlf", "lf", "cr"]), default="crlf", show_default=True
+)
+@click.option(
+    "--hold/--no-hold",
+    default=True,
+    show_default=True,
+    help="Keep the line open after the capture (until Ctrl-C).",
+)
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def simulate_serial(link: Path, delay: float, ending: str, hold: bool, capture: Path) -> None:
+    """Write CAPTURE's lines to a new pseudo-terminal at LINK, as a panel would."""
+    import os
+    import time
+
+    from integrations.panels import simulate as sim
+
+    fd = sim.open_pty_link(link)
+    click.echo(f"serial line ready at {link}; waiting 2 s for alertd to open it")
+    time.sleep(2)
+    bytes_ending = {"crlf": b"\r\n", "lf": b"\n", "cr": b"\r"}[ending]
+    sim.write_lines(
+        fd, sim.capture_lines(capture), bytes_ending, delay, lambda line: click.echo(f"> {line}")
+    )
+    if hold:
+        click.echo("capture sent; holding the line open (Ctrl-C to close it)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    os.close(fd)
+
+
+@simulate.command("dc09")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=12128, show_default=True)
+@click.option("--udp", is_flag=True, help="Send over UDP instead of TCP.")
+@click.option("--key", envvar="SIA_KEY", help="AES key in hex, to send encrypted frames.")
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def simulate_dc09(host: str, port: int, udp: bool, key: str | None, capture: Path) -> None:
+    """Send CAPTURE's lines (`ADM-CID 1234 1110 01 015`, `SIA-DCS 1234 Nri1/FA015`,
+    `NULL 1234`) as SIA DC-09 frames and print each answer."""
+    from integrations.panels import simulate as sim
+
+    frames = sim.dc09_frames(sim.capture_lines(capture), bytes.fromhex(key) if key else None)
+    answers = asyncio.run(sim.send_dc09(host, port, frames, udp=udp))
+    for frame, answer in zip(frames, answers, strict=True):
+        click.echo(f"> {frame.strip().decode()}\n< {answer.strip().decode()}")
+
+
 def _store(config: Config) -> SqliteStore:
     if not config.storage.path.exists():
         click.echo(f"error: no store at {config.storage.path} (has alertd run yet?)", err=True)

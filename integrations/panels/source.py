@@ -71,12 +71,11 @@ class PanelSource:
             by_device[device.device_id].append(_observation(signal, known))
         panel_obs = by_device.pop(self.panel.device_id, [])
         values: dict[str, Value] = dict(reading.notes)
+        # zone reports first: the first report carries the message's dedup key
         reports = [
-            Report(self.source, self.panel, tuple(panel_obs), now, values=values, raw=raw)
-        ] + [
             Report(self.source, devices[d], tuple(obs), now, alive=False, raw=raw)
             for d, obs in by_device.items()
-        ]
+        ] + [Report(self.source, self.panel, tuple(panel_obs), now, values=values, raw=raw)]
         parts = receipt.split(len(reports)) if receipt else [None] * len(reports)
         for report, part in zip(reports, parts, strict=True):
             self._submit(_with_receipt(report, part))

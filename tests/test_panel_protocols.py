@@ -1,0 +1,314 @@
+"""Panel protocols as pure parsers: real formats in, signals out, never a stray exception."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alertd.events import Kind
+from integrations.panels import alarmdecoder, contact_id, sia_dc09
+from integrations.panels.printer import PrinterParser
+from integrations.panels.signal import FrameError, Reading
+from integrations.panels.spec import PrinterFormat
+from tests.conftest import FIXTURES
+
+NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+KEY = bytes.fromhex("3A1F6B8C9D4E7F20123456789ABCDEF0")
+ACCOUNTS = sia_dc09.Accounts({"1234": KEY})
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return dict(json.loads((FIXTURES / name).read_text()))
+
+
+def signals(reading: Reading) -> list[tuple[Kind, bool, str]]:
+    return [(s.kind, s.active, s.zone) for s in reading.signals]
+
+
+# -- Contact ID ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", fixture("contact_id.json")["messages"])
+def test_contact_id_fixture_checksums(message: dict[str, Any]) -> None:
+    if message["checksum_ok"]:
+        cid = contact_id.parse(message["raw"])
+        assert cid.account == message["fields"]["acct"]
+        assert cid.code == message["fields"]["xyz"]
+        assert cid.encode() == message["raw"]
+    else:
+        with pytest.raises(FrameError, match="checksum"):
+            contact_id.parse(message["raw"])
+
+
+def test_contact_id_meanings() -> None:
+    assert signals(contact_id.read("1234181111010150")) == [(Kind.FIRE_ALARM, True, "015")]
+    assert signals(contact_id.read("1234 18 3111 01 015 8")) == [(Kind.FIRE_ALARM, False, "015")]
+    assert signals(contact_id.read("1234181154010095")) == [(Kind.LEAK, True, "009")]
+    assert signals(contact_id.read("1234181200010318")) == [(Kind.FIRE_SUPERVISORY, True, "031")]
+    assert signals(contact_id.read("1234181301000006")) == [(Kind.POWER_LOSS, True, "")]
+    assert signals(contact_id.read("1234181302000005")) == [(Kind.POWER_LOW_BATTERY, True, "")]
+    assert signals(contact_id.read("1234181373010308")) == [(Kind.FIRE_TROUBLE, True, "030")]
+    test = contact_id.read("1234181602000002")
+    assert test.signals == ()
+    assert test.notes == (("test_report", "602 periodic test report"),)
+    still = contact_id.ContactId("1234", "18", 6, "111", "01", "015").encode()
+    assert signals(contact_id.read(still)) == [(Kind.FIRE_ALARM, True, "015")]
+
+
+cid_fields = st.builds(
+    contact_id.ContactId,
+    account=st.text("0123456789BCDEF", min_size=4, max_size=4),
+    message_type=st.sampled_from(["18", "98"]),
+    qualifier=st.sampled_from([1, 3, 6]),
+    code=st.text("0123456789", min_size=3, max_size=3),
+    group=st.text("0123456789", min_size=2, max_size=2),
+    zone=st.text("0123456789", min_size=3, max_size=3),
+)
+
+
+@given(cid_fields)
+def test_every_valid_contact_id_round_trips(cid: contact_id.ContactId) -> None:
+    assert contact_id.parse(cid.encode()) == cid
+    contact_id.read(cid.encode())
+
+
+@given(st.text(max_size=40))
+def test_contact_id_rejects_garbage_with_a_reason(text: str) -> None:
+    try:
+        contact_id.read(text)
+    except FrameError as exc:
+        reason = str(exc)
+    else:
+        reason = "parsed"
+    assert reason
+
+
+# -- AlarmDecoder ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", fixture("alarmdecoder.json")["lines"])
+def test_alarmdecoder_fixture_lines(line: dict[str, Any]) -> None:
+    reading = alarmdecoder.read(line["raw"])
+    expected = line.get("expected_parse", {})
+    got = {(s.kind, s.zone): s.active for s in reading.signals}
+    if "fire_alarm" in expected:
+        assert got[(Kind.FIRE_ALARM, "")] is expected["fire_alarm"]
+    if "ac_power" in expected:
+        assert got[(Kind.POWER_LOSS, "")] is (not expected["ac_power"])
+    if "battery_low" in expected and line["kind"] == "keypad":
+        assert got[(Kind.POWER_LOW_BATTERY, "")] is expected["battery_low"]
+    if "check_zone" in expected:
+        assert got[(Kind.FIRE_TROUBLE, "")] is expected["check_zone"]
+    if line["kind"] == "rf" and "battery" in expected:
+        assert got[(Kind.DEVICE_BATTERY_LOW, "RF0180036-1")] is expected["battery"]
+
+
+def test_alarmdecoder_lrr_and_zones() -> None:
+    assert signals(alarmdecoder.read("!LRR:015,1,CID_1111,ff")) == [(Kind.FIRE_ALARM, True, "015")]
+    assert signals(alarmdecoder.read("!LRR:015,1,CID_3111,ff")) == [(Kind.FIRE_ALARM, False, "015")]
+    assert signals(alarmdecoder.read("!LRR:9,1,CID_1154")) == [(Kind.LEAK, True, "009")]
+    assert signals(alarmdecoder.read("!EXP:07,01,01")) == [(Kind.FIRE_ALARM, True, "EXP07-01")]
+    fire = alarmdecoder.read(
+        '[00010001011001000A--],015,[f707000600e5800c0c020000],"FIRE 15 SMOKE DET 3RD FL HALL   "'
+    )
+    assert "FIRE 15 SMOKE DET 3RD FL HALL" in fire.signals[0].detail
+    assert (
+        alarmdecoder.read(
+            "!VER:ffffffff,V2.2a.8.9,TX;RX;SM;VZ;RF;ZX;RE;AU;3X;CG;DD;MF;LR;KE;MK;CB"
+        ).signals
+        == ()
+    )
+    with pytest.raises(FrameError, match="not an AlarmDecoder message"):
+        alarmdecoder.read("[0000],001")
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.text(max_size=120),
+        st.sampled_from(["!LRR:", "!EXP:", "!RFX:", "!KPM:[", "["]).flatmap(
+            lambda head: st.text(max_size=60).map(lambda t: head + t)
+        ),
+    )
+)
+def test_alarmdecoder_never_raises_anything_but_frame_error(line: str) -> None:
+    try:
+        alarmdecoder.read(line)
+    except FrameError as exc:
+        reason = str(exc)
+    else:
+        reason = "parsed"
+    assert reason
+
+
+# -- SIA DC-09 -----------------------------------------------------------------------
+
+
+def test_crc_of_a_published_frame() -> None:
+    body = b'"SIA-DCS"0002R1L232#78919[#78919|Nri1/BA012][X012W34.1][Y045N12.2]_14:12:04,09-25-2026'
+    assert sia_dc09.crc16(body) == 0x7358
+    frame = sia_dc09.parse_frame(
+        b"\n73580056" + body + b"\r", ACCOUNTS, datetime(2026, 9, 25, 14, 12, 10, tzinfo=UTC)
+    )
+    assert (frame.account, frame.receiver, frame.line, frame.sequence) == (
+        "78919",
+        "R1",
+        "L232",
+        "0002",
+    )
+    assert frame.extended == ("X012W34.1", "Y045N12.2")
+    assert sia_dc09.read(frame).notes == (("last_signal", "SIA BA012"),)
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "expected"),
+    [
+        ("SIA-DCS", "#1234|Nri1/FA015", [(Kind.FIRE_ALARM, True, "015")]),
+        ("SIA-DCS", "#1234|Nri1/FH015", [(Kind.FIRE_ALARM, False, "015")]),
+        (
+            "SIA-DCS",
+            "#1234|Nti10:12/ri2/WA009/FT030",
+            [(Kind.LEAK, True, "009"), (Kind.FIRE_TROUBLE, True, "030")],
+        ),
+        ("SIA-DCS", "#1234|NAT", [(Kind.POWER_LOSS, True, "")]),
+        ("ADM-CID", "#1234|1110 01 015", [(Kind.FIRE_ALARM, True, "015")]),
+        ("ADM-CID", "#1234|3154 01 009", [(Kind.LEAK, False, "009")]),
+        ("NULL", "", []),
+    ],
+)
+def test_dc09_messages(kind: str, data: str, expected: list[tuple[Kind, bool, str]]) -> None:
+    for key in (None, KEY):
+        raw = sia_dc09.message(kind, 7, "1234", data, at=NOW, key=key)
+        frame = sia_dc09.parse_frame(raw, ACCOUNTS, NOW)
+        assert frame.encrypted is (key is not None)
+        assert signals(sia_dc09.read(frame)) == expected
+
+
+def test_dc09_rejections_say_why() -> None:
+    good = sia_dc09.message("SIA-DCS", 1, "1234", "#1234|Nri1/FA015", at=NOW)
+    bad_crc = good[:1] + b"0000" + good[5:]
+    with pytest.raises(FrameError, match="CRC mismatch"):
+        sia_dc09.parse_frame(bad_crc, ACCOUNTS, NOW)
+    with pytest.raises(FrameError, match="length"):
+        sia_dc09.parse_frame(good[:-5] + b"\r", ACCOUNTS, NOW)
+    with pytest.raises(FrameError, match="outside the allowed window"):
+        sia_dc09.parse_frame(good, ACCOUNTS, NOW + timedelta(seconds=41))
+    with pytest.raises(FrameError, match="outside the allowed window"):
+        sia_dc09.parse_frame(good, ACCOUNTS, NOW - timedelta(seconds=21))
+    sia_dc09.parse_frame(good, ACCOUNTS, NOW + timedelta(seconds=39))
+    other_key = sia_dc09.message("SIA-DCS", 1, "1234", "#1234|NFA1", at=NOW, key=bytes(16))
+    with pytest.raises(FrameError, match="wrong key"):
+        sia_dc09.parse_frame(other_key, ACCOUNTS, NOW)
+    no_key = sia_dc09.message("SIA-DCS", 1, "9999", "#9999|NFA1", at=NOW, key=KEY)
+    with pytest.raises(FrameError, match="has no key"):
+        sia_dc09.parse_frame(no_key, ACCOUNTS, NOW)
+    unknown = sia_dc09.parse_frame(sia_dc09.message("XYZ-ABC", 1, "1234", "x"), ACCOUNTS, NOW)
+    with pytest.raises(FrameError, match="unknown message type"):
+        sia_dc09.read(unknown)
+
+
+def test_dc09_responses() -> None:
+    frame = sia_dc09.parse_frame(
+        sia_dc09.message("ADM-CID", 42, "1234", "#1234|1110 01 015"), ACCOUNTS, NOW
+    )
+    assert sia_dc09.ack(frame, None, NOW) == sia_dc09.build('"ACK"0042R0L0#1234[]')
+    assert sia_dc09.duh(frame) == sia_dc09.build('"DUH"0042R0L0#1234[]')
+    assert sia_dc09.nak(NOW) == sia_dc09.build('"NAK"0000R0L0A0[]_03:00:00,11-27-2026')
+    encrypted = sia_dc09.parse_frame(
+        sia_dc09.message("ADM-CID", 43, "1234", "#1234|1110 01 015", at=NOW, key=KEY), ACCOUNTS, NOW
+    )
+    reply = sia_dc09.ack(encrypted, KEY, NOW)
+    assert reply.startswith(b"\n")
+    assert b'"*ACK"0043R0L0#1234[' in reply
+    # the panel can read it back: same CRC rules, and it decrypts with the account's key
+    parsed = sia_dc09.parse_frame(reply, ACCOUNTS, NOW)
+    assert (parsed.id, parsed.sequence, parsed.timestamp) == ("ACK", "0043", NOW)
+
+
+@settings(max_examples=200)
+@given(
+    kind=st.sampled_from(["SIA-DCS", "ADM-CID", "NULL"]),
+    seq=st.integers(0, 9999),
+    account=st.text("0123456789ABCDEF", min_size=3, max_size=16),
+    encrypted=st.booleans(),
+    zone=st.integers(0, 999),
+)
+def test_every_valid_dc09_frame_round_trips(
+    kind: str, seq: int, account: str, encrypted: bool, zone: int
+) -> None:
+    data = {
+        "SIA-DCS": f"#{account}|Nri1/FA{zone:03d}",
+        "ADM-CID": f"#{account}|1110 01 {zone:03d}",
+        "NULL": "",
+    }[kind]
+    accounts = sia_dc09.Accounts({account: KEY})
+    raw = sia_dc09.message(kind, seq, account, data, at=NOW, key=KEY if encrypted else None)
+    frame = sia_dc09.parse_frame(raw, accounts, NOW)
+    assert (frame.id, frame.sequence, frame.account, frame.data) == (
+        kind,
+        f"{seq:04d}",
+        account,
+        data,
+    )
+    sia_dc09.read(frame)
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(
+            lambda t: sia_dc09.build('"SIA-DCS"0001R0L0#1234[' + t)
+        ),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(
+            lambda t: sia_dc09.build('"ADM-CID"0001R0L0#1234[#1234|' + t)
+        ),
+        st.binary(max_size=60).map(lambda b: b"\n" + b),
+    )
+)
+def test_dc09_parser_never_raises_anything_but_frame_error(raw: bytes) -> None:
+    try:
+        sia_dc09.read(sia_dc09.parse_frame(raw, ACCOUNTS, NOW))
+    except FrameError as exc:
+        reason = str(exc)
+    else:
+        reason = "parsed"
+    assert reason
+
+
+# -- printer port ---------------------------------------------------------------------
+
+GST = PrinterFormat(
+    pattern=r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(?P<type>\S+)\s+(?P<text>.*?)\s+"
+    r"(?P<zone>\d{3}-\d{3})$",
+    time_format="%Y-%m-%d %H:%M:%S",
+    types={
+        "火警": {"kind": "fire.alarm"},
+        "火警恢复": {"kind": "fire.alarm", "active": False},
+        "故障": {"kind": "fire.trouble"},
+        "复位": {},
+    },
+    ignore=r"^(打印|=+)",
+)
+
+
+def test_printer_lines_map_to_events_with_the_panel_time() -> None:
+    parser = PrinterParser("gst", GST, ZoneInfo("Asia/Shanghai"))
+    fire = parser.read("2026-11-27 03:12:45 火警 3号楼 12层 走廊 感烟探测器 001-015")
+    (signal,) = fire.signals
+    assert (signal.kind, signal.active, signal.zone) == (Kind.FIRE_ALARM, True, "001-015")
+    assert signal.detail == "火警: 3号楼 12层 走廊 感烟探测器"
+    assert signal.occurred_at == datetime(2026, 11, 26, 19, 12, 45, tzinfo=UTC)
+    assert parser.read("2026-11-27 03:20:00 火警恢复 3号楼 001-015").signals[0].active is False
+    assert parser.read("==========").signals == ()
+    assert parser.read("2026-11-27 03:30:00 复位 控制器 000-000").notes
+    with pytest.raises(FrameError, match="does not match"):
+        parser.read("random noise")
+    with pytest.raises(FrameError, match="not in printer format"):
+        parser.read("2026-11-27 03:12:45 未知 3号楼 001-015")

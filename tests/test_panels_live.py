@@ -1,0 +1,282 @@
+"""Fire panels end to end: real pseudo-terminals, real TCP and UDP, a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alertd.clock import FakeClock
+from alertd.config import Config, load_config
+from alertd.daemon import Daemon
+from alertd.events import Kind, State
+from alertd.store import SqliteStore
+from integrations.panels import sia_dc09
+from integrations.panels.simulate import open_pty_link, send_dc09
+from tests.broker import Broker, free_port
+from tests.mqtt_tools import Collector
+
+KEY = "3A1F6B8C9D4E7F20123456789ABCDEF0"
+
+
+def panel_config(tmp_path: Path, broker: Broker, body: str) -> Config:
+    (tmp_path / "devices.csv").write_text("device_id,profile,topic\n")
+    path = tmp_path / "alertd.yaml"
+    path.write_text(
+        f"site: {{name: Test Site, timezone: Asia/Shanghai}}\n"
+        f"mqtt: {{port: {broker.port}, client_id: panels-{tmp_path.name[-20:]}}}\n"
+        "storage: {path: alertd.db, synchronous: NORMAL}\n"
+        "devices: devices.csv\ningest: {tick_s: 0.05}\n" + body
+    )
+    return load_config(path)
+
+
+class Live:
+    def __init__(self, config: Config, clock: FakeClock | None = None) -> None:
+        self.config = config
+        self.daemon = Daemon(config, clock=clock) if clock else Daemon(config)
+        self.seen = Collector()
+
+    async def __aenter__(self) -> Live:
+        await self.daemon.start()
+        self.daemon.ingest.listeners.append(self.seen)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.daemon.close()
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        store = SqliteStore(self.config.storage.path)
+        try:
+            return store.dead_letters()
+        finally:
+            store.close()
+
+
+def write_split(fd: int, data: bytes, sizes: list[int]) -> None:
+    """Write `data` in pieces of the given sizes (cycled): lines split anywhere."""
+    i = 0
+    k = 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        os.write(fd, data[i : i + n])
+        i += n
+        k += 1
+
+
+SERIAL = """
+panels:
+  facp-b3:
+    protocol: alarmdecoder
+    port: {port}
+    baudrate: 115200
+    max_line: 128
+    place: {{building: "3"}}
+    zones:
+      "015": {{floor: "3", zone: 3rd floor hall}}
+"""
+
+
+@pytest.fixture
+async def serial_panel(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[Live, int, Path]]:
+    link = tmp_path / "serial" / "by-id" / "usb-AD2USB-if00"
+    fd = open_pty_link(link)
+    live = Live(panel_config(tmp_path, broker, SERIAL.format(port=link)))
+    async with live:
+        await asyncio.wait_for(live.daemon.panels.links[0].connected.wait(), 10)
+        yield live, fd, link
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+async def test_a_fire_alarm_from_a_serial_panel_reaches_the_store(
+    serial_panel: tuple[Live, int, Path],
+) -> None:
+    live, fd, _ = serial_panel
+    lines = (
+        b"!LRR:015,1,CID_1111,ff\r\n!LRR:077,1,CID_1111,ff\r\n"
+        b"[10000001000000000A--],008,[f707000600e5800c0c020000],"
+        b'"****DISARMED****  Ready to Arm  "\r\n'
+    )
+    write_split(fd, lines, [1, 3, 7, 2, 13])
+    await live.seen.until(lambda evs: len(evs) >= 2)
+    mapped, unmapped = live.seen.events[:2]
+    assert (mapped.kind, mapped.state, mapped.device_id) == (
+        Kind.FIRE_ALARM,
+        State.ACTIVE,
+        "facp-b3:015",
+    )
+    loc = mapped.location
+    assert (loc.site, loc.building, loc.floor, loc.zone) == (
+        "Test Site",
+        "3",
+        "3",
+        "3rd floor hall",
+    )
+    assert mapped.source == "serial:alarmdecoder"
+    assert mapped.raw == "!LRR:015,1,CID_1111,ff"
+    assert (unmapped.device_id, unmapped.location.building, unmapped.location.zone) == (
+        "facp-b3:077",
+        "3",
+        "077",
+    )
+    assert "zone not in the zone map" in unmapped.detail
+
+
+async def test_the_link_drops_mid_line_and_comes_back_through_the_stable_path(
+    serial_panel: tuple[Live, int, Path],
+) -> None:
+    live, fd, link = serial_panel
+    link_state = live.daemon.panels.links[0]
+    os.write(fd, b"!LRR:015,1,CID_1111,ff\r\n!LRR:016,1,CID_11")  # then the cable is pulled
+    await live.seen.until(lambda evs: len(evs) >= 1)
+    os.close(fd)
+    await live.seen.until(lambda evs: any(e.kind is Kind.SENSOR_OFFLINE for e in evs))
+    offline = next(e for e in live.seen.events if e.kind is Kind.SENSOR_OFFLINE)
+    assert (offline.device_id, offline.state) == ("facp-b3", State.ACTIVE)
+    assert "serial link" in offline.detail
+    new_fd = open_pty_link(link)  # the adapter is plugged back in
+    try:
+        await asyncio.wait_for(link_state.connected.wait(), 20)
+        os.write(new_fd, b"!LRR:015,1,CID_3111,ff\r\n")
+        await live.seen.until(lambda evs: len(evs) >= 4)
+    finally:
+        os.close(new_fd)
+    kinds = [(e.device_id, e.kind, e.state) for e in sorted(live.seen.events, key=lambda e: e.id)]
+    assert kinds[:2] == [
+        ("facp-b3:015", Kind.FIRE_ALARM, State.ACTIVE),
+        ("facp-b3", Kind.SENSOR_OFFLINE, State.ACTIVE),
+    ]
+    # one line after the reconnection: the panel is back, and zone 015 restores
+    assert set(kinds[2:]) == {
+        ("facp-b3", Kind.SENSOR_OFFLINE, State.RESTORE),
+        ("facp-b3:015", Kind.FIRE_ALARM, State.RESTORE),
+    }
+    assert len(kinds) == 4  # the half line for zone 016 was never taken for a whole one
+
+
+async def test_garbage_and_overlong_lines_are_dead_letters_and_the_link_stays_up(
+    serial_panel: tuple[Live, int, Path],
+) -> None:
+    live, fd, _ = serial_panel
+    os.write(fd, b"\xff\xfe\x00garbage\r\n")
+    os.write(fd, b"!LRR:" + b"9" * 300 + b"\r\n")
+    os.write(fd, b"!LRR:015,1,CID_1111\r\n")
+    await live.seen.until(lambda evs: len(evs) >= 1)
+    await live.daemon.ingest.drained()
+    reasons = [d["reason"] for d in live.dead_letters()]
+    assert "line is not ASCII (garbage on the wire, or a wrong baud rate?)" in reasons
+    assert "line longer than max_line (128 bytes)" in reasons
+    assert live.daemon.panels.links[0].opened == 1
+
+
+RECEIVER = """
+receivers:
+  central:
+    host: 127.0.0.1
+    port: {port}
+    accounts:
+      "1234":
+        key: {key}
+        heartbeat_s: 60
+        place: {{building: "5"}}
+        zones:
+          "015": {{floor: "15", zone: lobby}}
+      "5678": {{}}
+"""
+
+
+@pytest.mark.parametrize("udp", [False, True])
+async def test_dc09_receiver_answers_ack_nak_duh_and_stores_events(
+    tmp_path: Path, broker: Broker, udp: bool
+) -> None:
+    port = free_port()
+    cfg = panel_config(tmp_path, broker, RECEIVER.format(port=port, key=KEY))
+    async with Live(cfg) as live:
+        key = bytes.fromhex(KEY)
+        good = sia_dc09.message("ADM-CID", 1, "1234", "#1234|1110 01 015", at=_now(live), key=key)
+        plain = sia_dc09.message("SIA-DCS", 2, "5678", "#5678|Nri1/WA009")
+        null = sia_dc09.message("NULL", 3, "5678", "")
+        bad_crc = plain[:1] + b"FFFF" + plain[5:]
+        unknown = sia_dc09.message("XYZ-ABC", 4, "5678", "x")
+        answers = await send_dc09("127.0.0.1", port, [good, plain, null, bad_crc, unknown], udp=udp)
+        assert answers[0].startswith(b"\n")
+        assert b'"*ACK"0001R0L0#1234[' in answers[0]
+        assert answers[1] == sia_dc09.build('"ACK"0002R0L0#5678[]')
+        assert answers[2] == sia_dc09.build('"ACK"0003R0L0#5678[]')
+        assert b'"NAK"0000R0L0A0[]_' in answers[3]
+        assert answers[4] == sia_dc09.build('"DUH"0004R0L0#5678[]')
+        await live.seen.until(lambda evs: len(evs) >= 2)
+        fire, leak = sorted(live.seen.events, key=lambda e: e.kind)
+        assert (
+            fire.kind,
+            fire.device_id,
+            fire.location.building,
+            fire.location.floor,
+            fire.location.zone,
+        ) == (Kind.FIRE_ALARM, "sia:1234:015", "5", "15", "lobby")
+        assert (leak.kind, leak.device_id) == (Kind.LEAK, "sia:5678:009")
+        # the ACK came after the commit: the events are in the store already
+        await live.daemon.ingest.drained()
+        reasons = " ".join(d["reason"] for d in live.dead_letters())
+        assert "CRC mismatch" in reasons
+        assert "unknown message type" in reasons
+
+
+async def test_a_resent_frame_is_acked_again_but_stored_once(
+    tmp_path: Path, broker: Broker
+) -> None:
+    port = free_port()
+    cfg = panel_config(tmp_path, broker, RECEIVER.format(port=port, key=KEY))
+    async with Live(cfg) as live:
+        fire = sia_dc09.message("SIA-DCS", 9, "5678", "#5678|Nri1/FA001")
+        clear = sia_dc09.message("SIA-DCS", 10, "5678", "#5678|Nri1/FH001")
+        answers = await send_dc09("127.0.0.1", port, [fire, clear, fire])  # the ACK was lost
+        assert [a.count(b'"ACK"') for a in answers] == [1, 1, 1]
+        await live.daemon.ingest.drained()
+        assert [(e.kind, e.state) for e in live.seen.events] == [
+            (Kind.FIRE_ALARM, State.ACTIVE),
+            (Kind.FIRE_ALARM, State.RESTORE),
+        ]
+
+
+async def test_a_silent_account_goes_offline_and_a_test_report_is_recorded(
+    tmp_path: Path, broker: Broker
+) -> None:
+    port = free_port()
+    clock = FakeClock()
+    cfg = panel_config(tmp_path, broker, RECEIVER.format(port=port, key=KEY))
+    async with Live(cfg, clock) as live:
+        key = bytes.fromhex(KEY)
+        test = sia_dc09.message("ADM-CID", 1, "1234", "#1234|1602 00 000", at=clock.now(), key=key)
+        await send_dc09("127.0.0.1", port, [test])
+        clock.advance(59)
+        await send_dc09(
+            "127.0.0.1", port, [sia_dc09.message("NULL", 2, "1234", "", at=clock.now(), key=key)]
+        )
+        clock.advance(59)
+        await live.daemon.ingest.drained()
+        assert live.seen.events == []  # a test report and a heartbeat are not alarms
+        clock.advance(2)
+        await live.seen.until(lambda evs: len(evs) >= 1)
+        (offline,) = live.seen.events
+        assert (offline.kind, offline.device_id, offline.detail) == (
+            Kind.SENSOR_OFFLINE,
+            "sia:1234",
+            "no message for 60 s",
+        )
+        live.daemon.ingest.tick()
+        await live.daemon.ingest.drained()
+        store = SqliteStore(cfg.storage.path)
+        values = store.device_values()
+        store.close()
+        assert values["sia:1234"]["values"]["test_report"] == "602 periodic test report"
+
+
+def _now(live: Live) -> Any:
+    return live.daemon.clock.now()
