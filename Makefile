@@ -31,6 +31,7 @@ unit: $(STAMP) mosquitto
 
 bench: $(STAMP) mosquitto
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.panels
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

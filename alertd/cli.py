@@ -71,9 +71,11 @@ def check(config_path: Path) -> None:
     router, problems = load_router(config)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
+    accounts = sum(len(r.accounts) for r in config.receivers.values())
     click.echo(
         f"{config_path}: {len(router.devices)} devices usable, {len(config.profiles)} "
-        f"configured profiles, {len(problems)} problem(s)"
+        f"configured profiles, {len(config.panels)} panels, {len(config.receivers)} receivers "
+        f"({accounts} accounts), {len(problems)} problem(s)"
     )
     if problems:
         raise SystemExit(1)

@@ -24,6 +24,12 @@ then see the event, and the dead letter a malformed message leaves:
   mosquitto_pub -q 1 -t zigbee2mqtt/flat_3b/leak_kitchen -m '{oops'
   .venv/bin/alertd dead-letters --config config/alertd.example.yaml
 
+The fire panel facp-b3 is offline until its serial line exists; play a capture into it
+(a pseudo-terminal at var/panel-b3), and send SIA DC-09 frames to the alarm receiver:
+
+  .venv/bin/alertd simulate serial --link var/panel-b3 config/captures/alarmdecoder.txt
+  .venv/bin/alertd simulate dc09 --port 12128 config/captures/dc09.txt
+
 More messages to try are in README.md. Stop with Ctrl-C.
 
 TXT

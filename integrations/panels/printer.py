@@ -45,8 +45,11 @@ class PrinterParser:
         raw = groups.get("time")
         if not raw or not self._time_format:
             return None
+        raw = raw.strip()
+        if "%p" in self._time_format:
+            raw = re.sub(r"(\d)([AaPp])(?=\s|$)", r"\1\2M", raw)  # 10:41A, as printers abbreviate
         try:
-            at = datetime.strptime(raw.strip(), self._time_format)
+            at = datetime.strptime(raw, self._time_format)
         except ValueError:
             return None  # the panel's clock text is a detail; the event still counts
         if at.year == 1900:  # formats without a year
