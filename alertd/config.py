@@ -106,5 +106,16 @@ def load_config(path: Path) -> Config:
         update={
             "devices": base / config.devices,
             "storage": config.storage.model_copy(update={"path": base / config.storage.path}),
+            "panels": {
+                name: panel.model_copy(update={"port": _relative_to(base, panel.port)})
+                for name, panel in config.panels.items()
+            },
         }
     )
+
+
+def _relative_to(base: Path, port: str) -> str:
+    """A relative device path is relative to the config file; URLs stay as they are."""
+    if "://" in port or Path(port).is_absolute():
+        return port
+    return str(base / port)

@@ -59,8 +59,10 @@ async def serial_latency(daemon: Daemon, fd: int, count: int) -> None:
     writer.join()
     daemon.ingest.listeners.remove(on_event)
     lat = [committed[d] - sent[d] for d in sent]
-    print(f"serial panel: last byte of a fire alarm line -> event committed: n={len(lat)} "
-          f"p50={q(lat, 50):.2f} ms p99={q(lat, 99):.2f} ms max={max(lat) * 1000:.2f} ms")
+    print(
+        f"serial panel: last byte of a fire alarm line -> event committed: n={len(lat)} "
+        f"p50={q(lat, 50):.2f} ms p99={q(lat, 99):.2f} ms max={max(lat) * 1000:.2f} ms"
+    )
 
 
 def dc09_clients(port: int, seconds: int, result: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -69,8 +71,12 @@ def dc09_clients(port: int, seconds: int, result: mp.Queue) -> None:  # type: ig
     async def panel(n: int, latencies: list[float], acks: list[int]) -> None:
         account = f"{1000 + n}"
         frames = [
-            sia_dc09.message("ADM-CID", k % 9999 + 1, account,
-                             f"#{account}|{1 if k % 2 == 0 else 3}110 01 {k % 50:03d}")
+            sia_dc09.message(
+                "ADM-CID",
+                k % 9999 + 1,
+                account,
+                f"#{account}|{1 if k % 2 == 0 else 3}110 01 {k % 50:03d}",
+            )
             for k in range(seconds * 10)
         ]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -122,13 +128,18 @@ async def run(quick: bool) -> None:
             proc = ctx.Process(target=dc09_clients, args=(port, seconds, result))
             proc.start()
             sent, acked, elapsed, lat = await asyncio.get_running_loop().run_in_executor(
-                None, result.get)
+                None, result.get
+            )
             proc.join()
-            print(f"DC-09 receiver: {CONNECTIONS} TCP connections, {sent} frames in "
-                  f"{elapsed:.1f} s = {sent / elapsed:,.0f} frames/s offered, {acked} ACKed; "
-                  f"ACK latency p50={q(lat, 50):.1f} ms p99={q(lat, 99):.1f} ms")
-            print(f"events committed: {daemon.ingest.counts['events']}, "
-                  f"dead letters: {daemon.ingest.counts['dead_letters']}")
+            print(
+                f"DC-09 receiver: {CONNECTIONS} TCP connections, {sent} frames in "
+                f"{elapsed:.1f} s = {sent / elapsed:,.0f} frames/s offered, {acked} ACKed; "
+                f"ACK latency p50={q(lat, 50):.1f} ms p99={q(lat, 99):.1f} ms"
+            )
+            print(
+                f"events committed: {daemon.ingest.counts['events']}, "
+                f"dead letters: {daemon.ingest.counts['dead_letters']}"
+            )
             await daemon.close()
         finally:
             os.close(fd)

@@ -322,9 +322,11 @@ def test_the_shipped_printer_formats_read_their_sample_lines() -> None:
     gst = PrinterParser("gst_cn", config.printer_formats["gst_cn"], tz)
     notifier = PrinterParser("notifier_en", config.printer_formats["notifier_en"], tz)
     assert signals(gst.read("2026-11-27 03:12:45 火警 3号楼 12层 走廊 感烟探测器 001-015")) == [
-        (Kind.FIRE_ALARM, True, "001-015")]
+        (Kind.FIRE_ALARM, True, "001-015")
+    ]
     assert signals(gst.read("2026-11-27 03:40:00 故障恢复 3号楼 电源 000-001")) == [
-        (Kind.FIRE_TROUBLE, False, "000-001")]
+        (Kind.FIRE_TROUBLE, False, "000-001")
+    ]
     fire = notifier.read("FIRE ALARM SMOKE(PHOTO) 3RD FL HALL 10:41A 112726 Z015")
     assert signals(fire) == [(Kind.FIRE_ALARM, True, "015")]
     assert fire.signals[0].occurred_at == datetime(2026, 11, 27, 2, 41, tzinfo=UTC)

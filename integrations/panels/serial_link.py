@@ -49,6 +49,7 @@ class SerialLink:
         #: how many times the port was opened
         self.opened = 0
         self.connected = asyncio.Event()
+        self._last_down = ""
 
     async def run(self) -> None:
         delay = 0.2
@@ -59,6 +60,7 @@ class SerialLink:
                 self._down(f"cannot open {self.config.port}: {exc}")
             else:
                 self.opened += 1
+                self._last_down = ""
                 delay = 0.2
                 log.info("panel %s: %s open", self.name, self.config.port)
                 self.connected.set()
@@ -109,5 +111,8 @@ class SerialLink:
             self._on_line(line.rstrip(b"\r\n"))
 
     def _down(self, reason: str) -> None:
-        log.warning("panel %s: %s", self.name, reason)
-        self._on_down(reason)
+        """Report each outage once, not each failed attempt to reopen the port."""
+        if reason != self._last_down:
+            log.warning("panel %s: %s (retrying with backoff)", self.name, reason)
+            self._on_down(reason)
+        self._last_down = reason
