@@ -331,3 +331,26 @@ def test_the_shipped_printer_formats_read_their_sample_lines() -> None:
     assert signals(fire) == [(Kind.FIRE_ALARM, True, "015")]
     assert fire.signals[0].occurred_at == datetime(2026, 11, 27, 2, 41, tzinfo=UTC)
     assert notifier.read("SYSTEM NORMAL").signals == ()
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=120))
+def test_printer_parser_never_raises_anything_but_frame_error(line: str) -> None:
+    parser = PrinterParser("gst", GST, ZoneInfo("Asia/Shanghai"))
+    try:
+        parser.read(line)
+    except FrameError as exc:
+        reason = str(exc)
+    else:
+        reason = "parsed"
+    assert reason
+
+
+@settings(max_examples=100)
+@given(st.binary(min_size=16, max_size=16))
+def test_a_wrong_key_is_always_a_rejection(key: bytes) -> None:
+    raw = sia_dc09.message("ADM-CID", 1, "1234", "#1234|1110 01 015", at=NOW, key=key)
+    if key == KEY:
+        return
+    with pytest.raises(FrameError, match="wrong key"):
+        sia_dc09.parse_frame(raw, ACCOUNTS, NOW)

@@ -280,3 +280,53 @@ async def test_a_silent_account_goes_offline_and_a_test_report_is_recorded(
 
 def _now(live: Live) -> Any:
     return live.daemon.clock.now()
+
+
+async def test_a_serial_over_ip_panel_reports_and_its_link_is_supervised(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """socket:// (a serial-to-Ethernet converter): EOF when the peer closes mid-line."""
+    connections: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+
+    async def converter(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await connections.put(writer)
+
+    server = await asyncio.start_server(converter, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    body = f"""
+panels:
+  facp-cid:
+    protocol: contact_id
+    port: socket://127.0.0.1:{port}
+    line_ending: "\\n"
+    zones: {{"015": {{building: "7", floor: "2"}}}}
+"""
+    try:
+        async with Live(panel_config(tmp_path, broker, body)) as live:
+            first = await asyncio.wait_for(connections.get(), 10)
+            first.write(b"1234181111010150\n1234181111010157\n1234181154")  # bad checksum, half
+            await first.drain()
+            await live.seen.until(lambda evs: len(evs) >= 1)
+            first.close()
+            await live.seen.until(lambda evs: len(evs) >= 2)
+            second = await asyncio.wait_for(connections.get(), 20)  # alertd reconnects
+            second.write(b"1234183111010158\n")
+            await second.drain()
+            await live.seen.until(lambda evs: len(evs) >= 4)
+            second.close()
+            await live.daemon.ingest.drained()
+            events = sorted(live.seen.events, key=lambda e: e.id)[:4]
+            assert [(e.device_id, e.kind, e.state) for e in events[:2]] == [
+                ("facp-cid:015", Kind.FIRE_ALARM, State.ACTIVE),
+                ("facp-cid", Kind.SENSOR_OFFLINE, State.ACTIVE),
+            ]
+            assert {(e.device_id, e.kind, e.state) for e in events[2:]} == {
+                ("facp-cid", Kind.SENSOR_OFFLINE, State.RESTORE),
+                ("facp-cid:015", Kind.FIRE_ALARM, State.RESTORE),
+            }
+            assert events[0].location.building == "7"
+            reasons = {d["reason"]: bytes(d["payload"]) for d in live.dead_letters()}
+            assert "Contact ID checksum does not match: '1234181111010157'" in reasons
+            assert reasons["partial line lost when the link closed"] == b"1234181154"
+    finally:
+        server.close()

@@ -170,9 +170,11 @@ def _decrypt(key: bytes, hex_text: str) -> str:
     if not cipher or len(cipher) % 16:
         raise FrameError("encrypted part is not a whole number of AES blocks")
     decryptor = Cipher(algorithms.AES(key), modes.CBC(bytes(16))).decryptor()
-    plain = (decryptor.update(cipher) + decryptor.finalize()).decode("ascii", "replace")
-    _pad, bar, content = plain.partition("|")
-    if not bar or "]" not in content:
+    plain = decryptor.update(cipher) + decryptor.finalize()
+    # what a wrong key yields is random bytes: never all printable, padding and "|" included
+    text = plain.decode("latin-1")
+    _pad, bar, content = text.partition("|")
+    if not (text.isascii() and text.isprintable() and bar and "]" in content):
         raise FrameError("decryption failed (wrong key?)")
     return content
 
