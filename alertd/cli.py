@@ -66,16 +66,21 @@ def run(config_path: Path) -> None:
 def check(config_path: Path) -> None:
     """Validate the configuration, devices and profiles; exit 1 on any problem."""
     from alertd.daemon import load_router
+    from alertd.playbooks.loader import load_playbooks
 
     config = _config(config_path)
     router, problems = load_router(config)
+    playbooks = load_playbooks(config.playbooks) if config.playbooks else None
+    if playbooks is not None:
+        problems += playbooks.problems
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     accounts = sum(len(r.accounts) for r in config.receivers.values())
     click.echo(
         f"{config_path}: {len(router.devices)} devices usable, {len(config.profiles)} "
         f"configured profiles, {len(config.panels)} panels, {len(config.receivers)} receivers "
-        f"({accounts} accounts), {len(problems)} problem(s)"
+        f"({accounts} accounts), {len(playbooks.enabled) if playbooks else 0} playbooks, "
+        f"{len(problems)} problem(s)"
     )
     if problems:
         raise SystemExit(1)
@@ -96,6 +101,7 @@ def events(
     store = _store(config)
     for row in store.events(since=_since(since, tz) if since else None, kinds=kinds, limit=limit):
         row = _localise(row, tz, ("occurred_at", "received_at"))
+        row["tags"], row["drill"] = json.loads(row["tags"]), bool(row["drill"])
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:

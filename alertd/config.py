@@ -74,6 +74,8 @@ class Config(_Strict):
     mqtt: MqttConfig = MqttConfig()  # type: ignore[call-arg]
     storage: StorageConfig = StorageConfig()
     devices: Path = Path("devices.csv")
+    #: the folder of playbooks (one YAML file each); none configured: no playbooks
+    playbooks: Path | None = None
     profiles: dict[str, ProfileSpec] = {}
     panels: dict[str, PanelConfig] = {}
     receivers: dict[str, ReceiverConfig] = {}
@@ -105,6 +107,7 @@ def load_config(path: Path) -> Config:
     return config.model_copy(
         update={
             "devices": base / config.devices,
+            "playbooks": base / config.playbooks if config.playbooks else None,
             "storage": config.storage.model_copy(update={"path": base / config.storage.path}),
             "panels": {
                 name: panel.model_copy(update={"port": _relative_to(base, panel.port)})

@@ -109,7 +109,9 @@ class Event:
     source: str
     raw: str = ""
     detail: str = ""
+    #: the device's tags (extra columns of the devices file), for playbook matching
     tags: dict[str, str] = field(default_factory=dict)
+    drill: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         loc = self.location
@@ -129,4 +131,6 @@ class Event:
             "source": self.source,
             "detail": self.detail,
             "raw": self.raw,
+            "tags": self.tags,
+            "drill": self.drill,
         }

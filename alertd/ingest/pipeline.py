@@ -237,6 +237,7 @@ class Ingest:
             source=source,
             raw=raw,
             detail=change.detail,
+            tags=device.tags,
         )
         batch.events.append(event)
         batch.states.append(

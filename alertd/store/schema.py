@@ -50,4 +50,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
         """,
     ),
+    (
+        "events carry the device's tags and a drill flag",
+        """
+        ALTER TABLE events ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE events ADD COLUMN drill INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

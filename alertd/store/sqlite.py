@@ -83,7 +83,9 @@ class SqliteStore:
         try:
             if batch.events:
                 c.executemany(
-                    "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO events (id, kind, state, severity, device_id, site, building, "
+                    "floor, unit, zone, occurred_at, received_at, source, detail, raw, tags, drill)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             e.id,
@@ -101,6 +103,8 @@ class SqliteStore:
                             e.source,
                             e.detail,
                             e.raw,
+                            json.dumps(e.tags, sort_keys=True) if e.tags else "{}",
+                            int(e.drill),
                         )
                         for e in batch.events
                     ],

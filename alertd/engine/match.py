@@ -1,0 +1,60 @@
+"""Which playbooks an event matches, and for the others which condition failed: the
+answer to "why didn't it fire?" is data, kept on the incident timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+from alertd.events import Event
+from alertd.playbooks.schema import WEEKDAYS, Playbook, Window
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    playbook: str
+    matched: bool
+    reason: str
+
+
+def check(playbook: Playbook, event: Event, tz: tzinfo) -> Trace:
+    m = playbook.match
+    loc = event.location
+
+    def fail(reason: str) -> Trace:
+        return Trace(playbook.name, False, reason)
+
+    if event.kind not in m.kinds:
+        return fail(f"kind {event.kind} is not one of {', '.join(k.value for k in m.kinds)}")
+    if event.state.value == "active" and event.severity < m.min_severity:
+        return fail(f"severity {event.severity} is below {m.min_severity}")
+    for name, allowed, value in (
+        ("building", m.buildings, loc.building),
+        ("floor", m.floors, loc.floor),
+        ("unit", m.units, loc.unit),
+        ("zone", m.zones, loc.zone),
+    ):
+        if allowed and value not in allowed:
+            return fail(f"{name} {value or '(none)'} is not one of {', '.join(allowed)}")
+    for tag, wanted in m.tags.items():
+        if event.tags.get(tag) != wanted:
+            return fail(f"tag {tag} is {event.tags.get(tag)!r}, not {wanted!r}")
+    if m.drill is not None and event.drill != m.drill:
+        return fail("a drill" if event.drill else "not a drill")
+    if m.windows:
+        local = event.occurred_at.astimezone(tz)
+        if not any(_inside(w, local) for w in m.windows):
+            return fail(f"{local:%a %H:%M} is outside the playbook's time windows")
+    return Trace(playbook.name, True, "matched")
+
+
+def _inside(window: Window, local: datetime) -> bool:
+    day = WEEKDAYS[local.weekday()]
+    now = local.time()
+    if window.start <= window.end:
+        return day in window.days and window.start <= now < window.end
+    # crossing midnight: the part after midnight belongs to the day the window started
+    yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
+    return (day in window.days and now >= window.start) or (
+        yesterday in window.days and now < window.end
+    )
