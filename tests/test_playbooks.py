@@ -79,7 +79,7 @@ def test_a_broken_playbook_is_disabled_with_file_and_line_and_the_others_load(
     )
     (tmp_path / "duplicate.yaml").write_text((SHIPPED / "fire_alarm.yaml").read_text())
     loaded = load_playbooks(tmp_path)
-    assert {"fire-alarm", "water-leak"} == set(loaded.enabled)
+    assert set(loaded.enabled) == set(load_playbooks(SHIPPED).enabled)
     problems = {Path(f).name: [str(p) for p in ps] for f, ps in loaded.disabled.items()}
     assert problems["broken_yaml.yaml"][0].startswith(f"{tmp_path / 'broken_yaml.yaml'}:")
     assert "invalid YAML" in problems["broken_yaml.yaml"][0]

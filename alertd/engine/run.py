@@ -1,0 +1,156 @@
+"""Running a playbook's steps for an incident: each call goes as far as it can, up to a
+wait (acknowledgement or delay), and says which timer will pick it up again."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, tzinfo
+
+from alertd.engine.state import Action, Decision, Entry, Incident, Run, Sequence, Timer
+from alertd.engine.templates import context, render
+from alertd.playbooks.schema import (
+    Delay,
+    Note,
+    Notify,
+    Pa,
+    Playbook,
+    Recipient,
+    RestoreEta,
+    Sms,
+    Step,
+    WaitAck,
+    Webhook,
+)
+
+
+def steps_of(playbook: Playbook, sequence: Sequence) -> list[Step]:
+    if sequence == "steps":
+        return list(playbook.steps)
+    if sequence == "on_restore":
+        return list(playbook.on_restore.steps)
+    return list(playbook.follow_up.steps) if playbook.follow_up else []
+
+
+def start(
+    playbook: Playbook,
+    incident: Incident,
+    sequence: Sequence,
+    now: datetime,
+    tz: tzinfo,
+    decision: Decision,
+) -> Incident:
+    return advance(playbook, dataclasses.replace(incident, run=Run(sequence)), now, tz, decision)
+
+
+def advance(
+    playbook: Playbook, incident: Incident, now: datetime, tz: tzinfo, decision: Decision
+) -> Incident:
+    """Run steps from `incident.run.step` until a wait or the end of the sequence."""
+    run = incident.run
+    steps = steps_of(playbook, run.sequence)
+    index = run.step
+    while index < len(steps):
+        step = steps[index]
+        if isinstance(step, WaitAck):
+            if incident.status in ("acknowledged", "resolved", "closed"):
+                decision.entries.append(Entry("step", f"step {index + 1}: already acknowledged"))
+                index += 1
+                continue
+            decision.timers.append(
+                Timer(incident.id, now + timedelta(seconds=step.wait_ack_s), "escalate", index)
+            )
+            decision.entries.append(
+                Entry(
+                    "step",
+                    f"step {index + 1}: waiting up to {step.wait_ack_s:g} s for an acknowledgement",
+                )
+            )
+            return dataclasses.replace(incident, run=Run(run.sequence, index, index, 0, run.queued))
+        if isinstance(step, Delay):
+            decision.timers.append(
+                Timer(incident.id, now + timedelta(seconds=step.delay_s), "continue", index)
+            )
+            decision.entries.append(Entry("step", f"step {index + 1}: waiting {step.delay_s:g} s"))
+            return dataclasses.replace(incident, run=Run(run.sequence, index, index, 0, run.queued))
+        incident = _do(playbook, incident, step, index, now, tz, decision)
+        index += 1
+    if run.queued and run.sequence == "steps":
+        decision.entries.append(Entry("step", "running the steps again for a queued event"))
+        return advance(playbook, dataclasses.replace(incident, run=Run("steps")), now, tz, decision)
+    return dataclasses.replace(incident, run=Run(run.sequence, index, None, 0, False, True))
+
+
+def _do(
+    playbook: Playbook,
+    incident: Incident,
+    step: Step,
+    index: int,
+    now: datetime,
+    tz: tzinfo,
+    decision: Decision,
+) -> Incident:
+    label = f"{incident.run.sequence} step {index + 1}"
+    if isinstance(step, Note):
+        decision.entries.append(Entry("note", step.note))
+        return incident
+    if isinstance(step, RestoreEta):
+        eta = now + timedelta(seconds=step.restore_eta_s)
+        decision.entries.append(Entry("restore_eta", f"expected restore {eta.isoformat()}"))
+        return dataclasses.replace(incident, expected_restore_at=eta)
+    assert isinstance(step, Notify | Sms | Pa | Webhook)  # waits are handled by advance()
+    values = context(incident, now, tz)
+    texts = render(playbook.templates[step.template], values, drill=incident.drill)
+    if isinstance(step, Notify):
+        action = Action(
+            "call" if step.channel == "call" else "notify", _who(step.notify), texts, step=label
+        )
+    elif isinstance(step, Sms):
+        action = Action("sms", step.sms, texts, step.vulnerable_first, label)
+    elif isinstance(step, Pa):
+        action = Action("pa", step.pa, texts, step=label)
+    else:
+        assert isinstance(step, Webhook)
+        action = Action("webhook", step.webhook, texts, step=label)
+    decision.actions.append(action)
+    decision.entries.append(Entry("action", f"{label}: {action.channel} to {action.target}"))
+    return incident
+
+
+def escalate(
+    playbook: Playbook,
+    incident: Incident,
+    timer: Timer,
+    now: datetime,
+    tz: tzinfo,
+    decision: Decision,
+) -> Incident:
+    """An acknowledgement deadline passed: notify the next in the chain, wait again."""
+    run = incident.run
+    step = steps_of(playbook, run.sequence)[timer.step]
+    assert isinstance(step, WaitAck)
+    level = min(run.escalation, len(step.escalate) - 1)
+    target = step.escalate[level]
+    texts = render(
+        playbook.templates[target.template], context(incident, now, tz), drill=incident.drill
+    )
+    decision.actions.append(
+        Action("notify", _who(target.to), texts, step=f"escalation {run.escalation + 1}")
+    )
+    decision.entries.append(Entry("escalation", f"not acknowledged: notifying {_who(target.to)}"))
+    next_level = run.escalation + 1
+    if next_level < len(step.escalate):
+        due = now + timedelta(seconds=step.wait_ack_s)
+    elif step.repeat_s is not None:
+        due = now + timedelta(seconds=step.repeat_s)
+    else:
+        return dataclasses.replace(incident, run=dataclasses.replace(run, escalation=next_level))
+    decision.timers.append(Timer(incident.id, due, "escalate", timer.step))
+    return dataclasses.replace(incident, run=dataclasses.replace(run, escalation=next_level))
+
+
+def _who(recipient: Recipient) -> str:
+    if recipient.role:
+        return f"role:{recipient.role}"
+    if recipient.oncall:
+        return f"oncall:{recipient.oncall}"
+    return f"person:{recipient.person}"

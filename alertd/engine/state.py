@@ -1,0 +1,89 @@
+"""An incident as the engine sees it, and what the engine decides: plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from alertd.events import Location, Severity
+
+Status = Literal["open", "acknowledged", "resolved", "closed"]
+Sequence = Literal["steps", "on_restore", "follow_up"]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Where an incident is in its playbook: the next step of which sequence."""
+
+    sequence: Sequence = "steps"
+    step: int = 0
+    #: waiting on a wait_ack or delay step (the step index), or not waiting
+    waiting: int | None = None
+    escalation: int = 0
+    #: a matching event came while the steps ran, in mode queued: run again after
+    queued: bool = False
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    id: int
+    playbook: str
+    key: str
+    status: Status
+    severity: Severity
+    location: Location
+    title: str
+    opened_at: datetime
+    last_event_at: datetime
+    active: frozenset[str] = frozenset()
+    run: Run = Run()
+    drill: bool = False
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    expected_restore_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Something to send: the delivery stage expands audiences and picks the language."""
+
+    channel: Literal["notify", "call", "sms", "pa", "webhook"]
+    #: "role:security", "oncall:maintenance", "person:Li Wei", "unit", "building", ...
+    target: str
+    texts: dict[str, str]
+    vulnerable_first: bool = False
+    step: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    incident: int
+    due_at: datetime
+    kind: Literal["continue", "escalate", "follow_up"]
+    #: the run step the timer belongs to (a stale timer does nothing)
+    step: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of the incident timeline."""
+
+    type: str
+    text: str
+    actor: str = "alertd"
+    event_id: int | None = None
+
+
+@dataclass
+class Decision:
+    """What one event, timer or staff command changes: the incident (new or updated),
+    its timeline lines, actions for the outbox and timers; nothing is done yet."""
+
+    incident: Incident | None = None
+    entries: list[Entry] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    #: timers of this incident to drop (an acknowledgement ends an escalation)
+    cancel_timers: bool = False
