@@ -226,5 +226,13 @@ def _localise(row: dict[str, Any], tz: ZoneInfo, keys: tuple[str, ...]) -> dict[
     return row
 
 
+def _register() -> None:
+    from alertd.incidents.cli import register
+
+    register(main, config_option, _config, _store)
+
+
+_register()
+
 if __name__ == "__main__":
     main(sys.argv[1:])

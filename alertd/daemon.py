@@ -7,11 +7,17 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config
-from alertd.devices import load_devices
+from alertd.devices import Device, load_devices
+from alertd.engine.engine import Engine
+from alertd.events import Kind, Location, Observation
+from alertd.incidents.service import IncidentService
 from alertd.ingest.pipeline import Ingest
+from alertd.ingest.report import Report
+from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.problems import Problem
 from alertd.store import Writer
 from integrations.mqtt.client import MqttConnection
@@ -70,9 +76,19 @@ class Daemon:
             client_id=self.config.mqtt.client_id,
             max_payload_bytes=self.config.mqtt.max_payload_bytes,
         )
+        playbooks = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
+        for problem in playbooks.problems:
+            log.warning("playbook disabled: %s", problem)
+        self.incidents = IncidentService(
+            self.writer, Engine(playbooks.enabled, self.config.site.tz), self.clock
+        )
+        catch_up = await self.incidents.open()
+        self.ingest.listeners.append(self.incidents.on_event)
+        self.incidents.make_event = self._declared
         for receiver in self.panels.receivers:
             await receiver.start()
         self._ingest_task = asyncio.create_task(self.ingest.run(), name="ingest")
+        self._incidents_task = asyncio.create_task(self.incidents.run(catch_up), name="incidents")
         self._tasks = [
             asyncio.create_task(self.mqtt.run(), name="mqtt"),
             asyncio.create_task(self._ticker(), name="ticker"),
@@ -81,7 +97,7 @@ class Daemon:
                 for link in self.panels.links
             ),
         ]
-        for task in (self._ingest_task, *self._tasks):
+        for task in (self._ingest_task, self._incidents_task, *self._tasks):
             task.add_done_callback(self._task_done)
         log.info(
             "alertd running: %d devices, %d subscriptions, store %s",
@@ -104,6 +120,35 @@ class Daemon:
         while True:
             await asyncio.sleep(self.config.ingest.tick_s)
             self.ingest.tick()
+            await self.incidents.tick()
+
+    def _declared(self, args: dict[str, Any]) -> None:
+        """A staff declaration or a drill becomes an event like any sensor's."""
+        place = Location(
+            site=args.get("site") or self.config.site.name,
+            building=args.get("building", ""),
+            floor=args.get("floor", ""),
+            unit=args.get("unit", ""),
+            zone=args.get("zone", ""),
+        )
+        source = "drill" if args["drill"] else "manual"
+        device = Device(
+            f"{source}:{args['command']}", source, "", place, tags={"by": args["actor"]}
+        )
+        observation = Observation(
+            Kind(args["kind"]), True, detail=f"{args['actor']}: {args['text']}".strip(": ")
+        )
+        self.ingest.submit(
+            Report(
+                source,
+                device,
+                (observation,),
+                self.clock.now(),
+                alive=False,
+                raw=args["text"],
+                drill=args["drill"],
+            )
+        )
 
     async def close(self) -> None:
         """Stop taking messages, commit what was taken, then stop. Safe to call twice."""
@@ -121,8 +166,10 @@ class Daemon:
             await asyncio.wait_for(self.ingest.drained(), DRAIN_TIMEOUT_S)
         except TimeoutError:
             log.error("shutdown: gave up waiting for the last commit")
-        self._ingest_task.cancel()
-        await asyncio.gather(self._ingest_task, return_exceptions=True)
+        await self.incidents.drained()
+        for task in (self._ingest_task, self._incidents_task):
+            task.cancel()
+        await asyncio.gather(self._ingest_task, self._incidents_task, return_exceptions=True)
         await self.writer.close()
         log.info("alertd stopped: %s", dict(self.ingest.counts))
 

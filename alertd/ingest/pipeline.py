@@ -203,7 +203,7 @@ class Ingest:
                     changes.append(derived)
         raw = report.raw[:RAW_MAX]
         for change in changes:
-            self._record(batch, change, device, report.source, now, raw)
+            self._record(batch, change, device, report.source, now, raw, drill=report.drill)
         if report.alive:
             self._heartbeats.seen(device.device_id, now)
             self._values.setdefault(device.device_id, {}).update(report.values)
@@ -220,7 +220,15 @@ class Ingest:
             )
 
     def _record(
-        self, batch: Batch, change: Change, device: Device, source: str, now: datetime, raw: str
+        self,
+        batch: Batch,
+        change: Change,
+        device: Device,
+        source: str,
+        now: datetime,
+        raw: str,
+        *,
+        drill: bool = False,
     ) -> None:
         self._next_id += 1
         self._seq += 1
@@ -238,6 +246,7 @@ class Ingest:
             raw=raw,
             detail=change.detail,
             tags=device.tags,
+            drill=drill,
         )
         batch.events.append(event)
         batch.states.append(

@@ -58,6 +58,8 @@ class Report:
     #: parts of the message that could not be read (kept as dead letters)
     problems: tuple[str, ...] = ()
     receipt: Receipt | None = None
+    #: a drill: its events and everything that follows are marked as such
+    drill: bool = False
 
 
 @dataclass(frozen=True, slots=True)

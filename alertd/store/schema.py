@@ -57,4 +57,74 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE events ADD COLUMN drill INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        "incidents, their timeline, the outbox, timers and staff commands",
+        """
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            playbook TEXT NOT NULL,
+            key TEXT NOT NULL,
+            status TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            site TEXT NOT NULL, building TEXT NOT NULL, floor TEXT NOT NULL,
+            unit TEXT NOT NULL, zone TEXT NOT NULL,
+            title TEXT NOT NULL,
+            opened_at TEXT NOT NULL,
+            last_event_at TEXT NOT NULL,
+            acknowledged_at TEXT,
+            resolved_at TEXT,
+            expected_restore_at TEXT,
+            active TEXT NOT NULL,
+            run TEXT NOT NULL,
+            drill INTEGER NOT NULL
+        );
+        CREATE INDEX incidents_status ON incidents(status, id);
+        CREATE TABLE timeline (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            type TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            text TEXT NOT NULL,
+            event_id INTEGER
+        );
+        CREATE INDEX timeline_incident ON timeline(incident_id, id);
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            target TEXT NOT NULL,
+            texts TEXT NOT NULL,
+            vulnerable_first INTEGER NOT NULL,
+            step TEXT NOT NULL,
+            drill INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+        );
+        CREATE INDEX outbox_status ON outbox(status, id);
+        CREATE TABLE timers (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL,
+            due_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+        );
+        CREATE INDEX timers_pending ON timers(state, due_at);
+        CREATE TABLE commands (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            command TEXT NOT NULL,
+            incident_id INTEGER,
+            actor TEXT NOT NULL,
+            text TEXT NOT NULL,
+            args TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'pending',
+            result TEXT NOT NULL DEFAULT ''
+        );
+        ALTER TABLE events ADD COLUMN decided INTEGER NOT NULL DEFAULT 0;
+        UPDATE events SET decided = 1;
+        CREATE INDEX events_undecided ON events(id) WHERE decided = 0;
+        """,
+    ),
 ]

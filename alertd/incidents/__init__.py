@@ -1,0 +1,1 @@
+"""Incidents: committed events go through the engine; its decisions are stored."""

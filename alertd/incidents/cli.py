@@ -1,0 +1,267 @@
+"""`alertd incidents ...`, `alertd declare`, `alertd drill`, `alertd report`, `alertd replay`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from alertd.config import Config
+from alertd.events import Kind
+from alertd.incidents.report import markdown, to_html
+from alertd.store import SqliteStore
+from alertd.store import incidents as db
+
+WAIT_S = 10.0
+ALIASES = {
+    "fire": "fire.alarm",
+    "smoke": "fire.alarm",
+    "power": "power.loss",
+    "water": "leak",
+    "flood": "leak",
+}
+
+
+def _rows(store: SqliteStore, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    store.conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in store.conn.execute(sql, args).fetchall()]
+    finally:
+        store.conn.row_factory = None
+
+
+def _command(
+    store: SqliteStore, command: str, incident: int | None, by: str, text: str, args: dict[str, Any]
+) -> None:
+    """Hand a command to the daemon (the one place incidents change) and wait for it."""
+    cid = db.add_command(store.conn, command, incident, by, text, args, datetime.now(UTC))
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        state, result = store.conn.execute(
+            "SELECT state, result FROM commands WHERE id = ?", (cid,)
+        ).fetchone()
+        if state != "pending":
+            if state == "failed":
+                raise click.ClickException(result)
+            click.echo(f"{command}: done{': ' + result if result else ''}")
+            return
+        time.sleep(0.1)
+    click.echo(f"{command}: queued as command {cid}; it is applied when alertd runs", err=True)
+    raise SystemExit(3)
+
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+Load = Callable[[Path], Config]
+StoreOf = Callable[[Config], SqliteStore]
+
+
+def register(main: click.Group, config_option: Decorator, load: Load, store_of: StoreOf) -> None:
+    @main.group()
+    def incidents() -> None:
+        """Incidents: list, show, acknowledge, add notes, resolve."""
+
+    @incidents.command("list")
+    @config_option
+    @click.option(
+        "--status",
+        type=click.Choice(["open", "acknowledged", "resolved", "closed", "all"]),
+        default="all",
+        show_default=True,
+    )
+    @click.option("--json", "as_json", is_flag=True)
+    def list_(config_path: Path, status: str, as_json: bool) -> None:
+        config: Config = load(config_path)
+        store = store_of(config)
+        where = "" if status == "all" else "WHERE status = ?"
+        rows = _rows(
+            store,
+            f"SELECT * FROM incidents {where} ORDER BY id",
+            () if status == "all" else (status,),
+        )
+        for row in rows:
+            if as_json:
+                click.echo(json.dumps(row, ensure_ascii=False))
+            else:
+                drill = " DRILL" if row["drill"] else ""
+                click.echo(
+                    f"{row['id']:>5} {row['status']:<12} {row['severity']:<8} "
+                    f"{row['opened_at'][:19]} {row['title']}{drill}"
+                )
+
+    @incidents.command("show")
+    @config_option
+    @click.argument("incident_id", type=int)
+    @click.option("--json", "as_json", is_flag=True)
+    def show(config_path: Path, incident_id: int, as_json: bool) -> None:
+        config: Config = load(config_path)
+        store = store_of(config)
+        incident, timeline, outbox = _incident(store, incident_id)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"incident": incident, "timeline": timeline, "outbox": outbox},
+                    ensure_ascii=False,
+                )
+            )
+            return
+        click.echo(markdown(incident, timeline, outbox, config.site.tz), nl=False)
+
+    for name, help_text in (
+        ("ack", "Acknowledge: stops the escalation."),
+        ("note", "Add a note to the timeline."),
+        ("resolve", "Resolve: the follow-up is scheduled."),
+    ):
+        _staff_command(incidents, name, help_text, config_option, load, store_of)
+
+    @main.command()
+    @config_option
+    @click.argument("kind")
+    @click.option("--building", required=True)
+    @click.option("--floor", default="")
+    @click.option("--unit", default="")
+    @click.option("--zone", default="")
+    @click.option("--by", "by", required=True, help="Who declares it.")
+    @click.option("--text", default="", help="The caller's description.")
+    def declare(
+        config_path: Path,
+        kind: str,
+        building: str,
+        floor: str,
+        unit: str,
+        zone: str,
+        by: str,
+        text: str,
+    ) -> None:
+        """Declare an emergency by hand (a phone call): it runs the matching playbook."""
+        kind = ALIASES.get(kind, kind)
+        try:
+            Kind(kind)
+        except ValueError:
+            raise click.BadParameter(f"unknown kind {kind!r}", param_hint="KIND") from None
+        store = store_of(load(config_path))
+        _command(
+            store,
+            "declare",
+            None,
+            by,
+            text,
+            {
+                "kind": kind,
+                "building": building,
+                "floor": floor,
+                "unit": unit,
+                "zone": zone,
+                "command": f"{by}-{int(time.time() * 1000)}",
+            },
+        )
+
+    @main.command()
+    @config_option
+    @click.argument("playbook")
+    @click.option("--building", required=True)
+    @click.option("--floor", default="")
+    @click.option("--unit", default="")
+    @click.option("--by", "by", required=True)
+    def drill(
+        config_path: Path, playbook: str, building: str, floor: str, unit: str, by: str
+    ) -> None:
+        """Run a real playbook on a synthetic event marked as a drill (演练 / DRILL)."""
+        from alertd.playbooks.loader import load_playbooks
+
+        config: Config = load(config_path)
+        books = load_playbooks(config.playbooks) if config.playbooks else None
+        if books is None or playbook not in books.enabled:
+            raise click.BadParameter(f"no enabled playbook {playbook!r}", param_hint="PLAYBOOK")
+        kind = books.enabled[playbook].match.kinds[0].value
+        _command(
+            store_of(config),
+            "drill",
+            None,
+            by,
+            f"drill of {playbook}",
+            {
+                "kind": kind,
+                "building": building,
+                "floor": floor,
+                "unit": unit,
+                "command": f"{playbook}-{int(time.time() * 1000)}",
+            },
+        )
+
+    @main.command()
+    @config_option
+    @click.argument("incident_id", type=int)
+    @click.option(
+        "--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True
+    )
+    def report(config_path: Path, incident_id: int, fmt: str) -> None:
+        """The incident report: time, place, measures taken and by whom, messages."""
+        config: Config = load(config_path)
+        text = markdown(*_incident(store_of(config), incident_id), config.site.tz)
+        click.echo(to_html(text) if fmt == "html" else text, nl=False)
+
+    @main.command()
+    @config_option
+    @click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    def replay(config_path: Path, events: Path) -> None:
+        """Run EVENTS (JSON lines, as `alertd events --json` prints) through the playbooks
+        in simulated time and print every action; nothing is sent or stored."""
+        from alertd.engine.engine import Engine
+        from alertd.engine.replay import parse_event
+        from alertd.engine.replay import replay as run
+        from alertd.playbooks.loader import load_playbooks
+
+        config: Config = load(config_path)
+        if config.playbooks is None:
+            raise click.ClickException("the configuration names no playbooks folder")
+        books = load_playbooks(config.playbooks)
+        for problem in books.problems:
+            click.echo(f"warning: playbook disabled: {problem}", err=True)
+        lines = events.read_text(encoding="utf-8").splitlines()
+        try:
+            parsed = [parse_event(line, n) for n, line in enumerate(lines, 1) if line.strip()]
+        except ValueError as exc:
+            raise click.ClickException(f"{events}: {exc}") from None
+        tz = config.site.tz
+        for step in run(parsed, Engine(books.enabled, tz)):
+            a = step.action
+            click.echo(
+                f"{step.at.astimezone(tz):%Y-%m-%d %H:%M:%S} incident {step.incident} "
+                f"{a.channel} -> {a.target}: {a.texts['zh']} | {a.texts['en']}"
+            )
+
+
+def _staff_command(
+    group: click.Group,
+    name: str,
+    help_text: str,
+    config_option: Decorator,
+    load: Load,
+    store_of: StoreOf,
+) -> None:
+    @group.command(name, help=help_text)
+    @config_option
+    @click.argument("incident_id", type=int)
+    @click.option("--by", "by", required=True, help="Who does it.")
+    @click.option("--text", default="")
+    def command(config_path: Path, incident_id: int, by: str, text: str) -> None:
+        _command(store_of(load(config_path)), name, incident_id, by, text, {})
+
+
+def _incident(
+    store: SqliteStore, incident_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    found = _rows(store, "SELECT * FROM incidents WHERE id = ?", (incident_id,))
+    if not found:
+        raise click.ClickException(f"no incident {incident_id}")
+    timeline = _rows(
+        store, "SELECT * FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,)
+    )
+    outbox = _rows(store, "SELECT * FROM outbox WHERE incident_id = ? ORDER BY id", (incident_id,))
+    return found[0], timeline, outbox

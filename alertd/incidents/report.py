@@ -1,0 +1,84 @@
+"""The incident report, in the shape the operations manual asks for: time, place, what
+happened, measures taken and by whom, messages sent, restore times, response times."""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime, tzinfo
+from typing import Any
+
+
+def _local(text: str | None, tz: tzinfo) -> str:
+    return (
+        datetime.fromisoformat(text).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if text else "—"
+    )
+
+
+def _minutes(start: str, end: str | None) -> str:
+    if not end:
+        return "—"
+    delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return f"{delta.total_seconds() / 60:.1f} min"
+
+
+def markdown(
+    incident: dict[str, Any],
+    timeline: list[dict[str, Any]],
+    outbox: list[dict[str, Any]],
+    tz: tzinfo,
+) -> str:
+    i = incident
+    place = " / ".join(
+        p
+        for p in (
+            i["site"],
+            i["building"] and f"building {i['building']}",
+            i["floor"] and f"floor {i['floor']}",
+            i["unit"],
+            i["zone"],
+        )
+        if p
+    )
+    lines = [
+        f"# Incident {i['id']}: {i['title']}" + (" (DRILL / 演练)" if i["drill"] else ""),
+        "",
+        f"- **Time:** opened {_local(i['opened_at'], tz)}, acknowledged "
+        f"{_local(i['acknowledged_at'], tz)}, resolved {_local(i['resolved_at'], tz)}",
+        f"- **Place:** {place or '—'}",
+        f"- **Playbook:** {i['playbook']} · **severity:** {i['severity']} · "
+        f"**status:** {i['status']}",
+        f"- **Expected restore:** {_local(i['expected_restore_at'], tz)}",
+        f"- **Response times:** to acknowledge {_minutes(i['opened_at'], i['acknowledged_at'])}, "
+        f"to resolve {_minutes(i['opened_at'], i['resolved_at'])}",
+        "",
+        "## What happened and what was done",
+        "",
+        "| time | what | by | details |",
+        "|---|---|---|---|",
+    ]
+    for row in timeline:
+        text = str(row["text"]).replace("|", "\\|")
+        lines.append(f"| {_local(row['at'], tz)} | {row['type']} | {row['actor']} | {text} |")
+    lines += [
+        "",
+        "## Messages",
+        "",
+        "| time | channel | to | status | text |",
+        "|---|---|---|---|---|",
+    ]
+    for row in outbox:
+        text = json.loads(row["texts"]).get("zh", "").replace("|", "\\|")
+        lines.append(
+            f"| {_local(row['created_at'], tz)} | {row['channel']} | {row['target']} | "
+            f"{row['status']} | {text} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_html(markdown_text: str) -> str:
+    """A plain, printable page (tables kept as preformatted text)."""
+    return (
+        "<!doctype html><meta charset=utf-8><title>alertd incident report</title>"
+        f"<pre style='font: 14px/1.4 monospace'>{html.escape(markdown_text)}</pre>\n"
+    )

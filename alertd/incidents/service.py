@@ -1,0 +1,188 @@
+"""Runs the engine on committed events, due timers and staff commands, one at a time,
+and stores each decision in one transaction (incident, timeline, outbox, timers).
+
+Staff commands (`alertd incidents ack|note|resolve`, `alertd declare`, `alertd drill`)
+arrive through the `commands` table, so that the daemon stays the one place where
+incidents change. Timers are stored; after a restart those that fell due fire once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from alertd.clock import Clock
+from alertd.engine.engine import Engine
+from alertd.engine.state import Action, Decision, Incident, Timer
+from alertd.events import Event
+from alertd.store import Writer
+from alertd.store import incidents as db
+
+log = logging.getLogger(__name__)
+
+#: undecided events older than this at start-up are marked decided without playbooks
+CATCH_UP = timedelta(hours=1)
+#: resolved incidents a flapping sensor can still reopen
+KEEP = timedelta(days=2)
+
+
+class IncidentService:
+    def __init__(self, writer: Writer, engine: Engine, clock: Clock) -> None:
+        self._writer = writer
+        self.engine = engine
+        self._clock = clock
+        self._incidents: dict[int, Incident] = {}
+        self._timers: dict[int, Timer] = {}
+        self._next_id = 1
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._lock = asyncio.Lock()
+        #: called with (incident, action) for each action put in the outbox
+        self.outbox_listeners: list[Callable[[Incident, Action], None]] = [_console]
+        #: commands from staff that make an event (declare, drill) go back to ingest
+        self.make_event: Callable[[dict[str, Any]], None] | None = None
+
+    async def open(self) -> list[Event]:
+        """Load the state; returns the undecided events to catch up on."""
+        store = self._writer.store
+        assert store is not None
+        now = self._clock.now()
+        live: list[Incident] = await self._writer.call(db.live_incidents, store.conn, now, KEEP)
+        timers = await self._writer.call(db.pending_timers, store.conn)
+        last: int = await self._writer.call(db.max_incident_id, store.conn)
+        undecided: list[Event] = await self._writer.call(db.undecided_events, store.conn)
+        self._incidents = {i.id: i for i in live}
+        self._timers = dict(timers)
+        self._next_id = last + 1
+        return undecided
+
+    def on_event(self, event: Event) -> None:
+        self._events.put_nowait(event)
+
+    async def drained(self) -> None:
+        """Wait until every committed event handed over so far is decided."""
+        await self._events.join()
+
+    async def run(self, catch_up: list[Event]) -> None:
+        for event in catch_up:
+            stale = self._clock.now() - event.received_at > CATCH_UP
+            await self.decide_event(event, skip=stale)
+        while True:
+            event = await self._events.get()
+            try:
+                await self.decide_event(event)
+            finally:
+                self._events.task_done()
+
+    async def decide_event(self, event: Event, *, skip: bool = False) -> None:
+        async with self._lock:
+            now = self._clock.now()
+            if skip:
+                log.warning(
+                    "event %d is older than %s: recorded, not run through playbooks",
+                    event.id,
+                    CATCH_UP,
+                )
+                await self._save([], now, db.Done(event=event.id))
+                return
+            _, decisions = self.engine.on_event(
+                event, list(self._incidents.values()), now, self._next_id
+            )
+            self._next_id = max(
+                [self._next_id, *(d.incident.id + 1 for d in decisions if d.incident)]
+            )
+            await self._save(decisions, now, db.Done(event=event.id))
+
+    async def tick(self) -> None:
+        """Fire due timers and apply staff commands."""
+        now = self._clock.now()
+        for tid, timer in sorted(self._timers.items(), key=lambda t: t[1].due_at):
+            if timer.due_at > now:
+                break
+            async with self._lock:
+                incident = self._incidents.get(timer.incident)
+                decision = self.engine.on_timer(incident, timer, now) if incident else Decision()
+                self._timers.pop(tid, None)
+                await self._save([decision], now, db.Done(timer=tid))
+        store = self._writer.store
+        assert store is not None
+        for command in await self._writer.call(db.pending_commands, store.conn):
+            await self._command(command)
+
+    async def _command(self, command: dict[str, Any]) -> None:
+        async with self._lock:
+            now = self._clock.now()
+            name, actor, text = command["command"], command["actor"], command["text"]
+            if name in ("declare", "drill"):
+                if self.make_event is not None:
+                    self.make_event(
+                        {
+                            **json.loads(command["args"]),
+                            "actor": actor,
+                            "text": text,
+                            "drill": name == "drill",
+                        }
+                    )
+                await self._save([], now, db.Done(command=(command["id"], "done", "event made")))
+                return
+            incident = self._incidents.get(command["incident_id"])
+            if incident is None:
+                await self._save(
+                    [],
+                    now,
+                    db.Done(
+                        command=(
+                            command["id"],
+                            "failed",
+                            f"no open incident {command['incident_id']}",
+                        )
+                    ),
+                )
+                return
+            if name == "ack":
+                decision = self.engine.acknowledge(incident, actor, now, text)
+            elif name == "note":
+                decision = self.engine.note(incident, actor, text)
+            elif name == "resolve":
+                decision = self.engine.resolve(incident, actor, now, text)
+            else:
+                await self._save(
+                    [], now, db.Done(command=(command["id"], "failed", f"unknown command {name}"))
+                )
+                return
+            await self._save([decision], now, db.Done(command=(command["id"], "done", "")))
+
+    async def _save(self, decisions: list[Decision], now: datetime, done: db.Done) -> None:
+        store = self._writer.store
+        assert store is not None
+        new_timers = await self._writer.call(db.save, store.conn, decisions, now, done)
+        for d in decisions:
+            if d.incident is None:
+                continue
+            self._incidents[d.incident.id] = d.incident
+            if d.cancel_timers:
+                self._timers = {
+                    k: t
+                    for k, t in self._timers.items()
+                    if t.incident != d.incident.id or t.kind == "follow_up"
+                }
+            for action in d.actions:
+                for listener in self.outbox_listeners:
+                    listener(d.incident, action)
+        self._timers.update(new_timers)
+
+    def incident(self, incident_id: int) -> Incident | None:
+        return self._incidents.get(incident_id)
+
+
+def _console(incident: Incident, action: Action) -> None:
+    """Until delivery sends them (issue 4), outbox rows are printed."""
+    log.info(
+        "OUTBOX incident %d: %s to %s: %s",
+        incident.id,
+        action.channel,
+        action.target,
+        action.texts["zh"],
+    )

@@ -1,0 +1,229 @@
+"""Incidents, their timeline, the outbox, timers and staff commands in SQLite.
+
+Every decision is written in one transaction: the incident change, its timeline lines,
+the outbox rows and the timers, with the event, timer or command that caused it marked
+done. A crash loses no decision half-made, and none is made twice."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from alertd.engine.state import Decision, Incident, Run, Timer
+from alertd.events import Event, Kind, Location, Severity, State, severity_of
+from alertd.store.sqlite import iso, parse_iso
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Done:
+    """What caused a decision, marked done in the same transaction."""
+
+    event: int | None = None
+    timer: int | None = None
+    command: tuple[int, str, str] | None = None  # id, state, result
+
+
+def save(
+    conn: sqlite3.Connection, decisions: Iterable[Decision], now: datetime, done: Done
+) -> list[tuple[int, Timer]]:
+    """Write decisions; returns the new timers with their ids."""
+    timers: list[tuple[int, Timer]] = []
+    conn.execute("BEGIN")
+    try:
+        for d in decisions:
+            if d.incident is None:
+                continue
+            i = d.incident
+            _upsert(conn, i)
+            if d.cancel_timers:
+                conn.execute(
+                    "UPDATE timers SET state = 'cancelled' WHERE incident_id = ? "
+                    "AND state = 'pending' AND kind != 'follow_up'",
+                    (i.id,),
+                )
+            for t in d.timers:
+                cur = conn.execute(
+                    "INSERT INTO timers (incident_id, due_at, kind, step) VALUES (?,?,?,?)",
+                    (t.incident, iso(t.due_at), t.kind, t.step),
+                )
+                timers.append((int(cur.lastrowid or 0), t))
+            conn.executemany(
+                "INSERT INTO timeline (incident_id, at, type, actor, text, event_id) "
+                "VALUES (?,?,?,?,?,?)",
+                [(i.id, iso(now), e.type, e.actor, e.text, e.event_id) for e in d.entries],
+            )
+            conn.executemany(
+                "INSERT INTO outbox (incident_id, created_at, channel, target, texts, "
+                "vulnerable_first, step, drill) VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        i.id,
+                        iso(now),
+                        a.channel,
+                        a.target,
+                        json.dumps(a.texts, ensure_ascii=False),
+                        int(a.vulnerable_first),
+                        a.step,
+                        int(i.drill),
+                    )
+                    for a in d.actions
+                ],
+            )
+        if done.event is not None:
+            conn.execute("UPDATE events SET decided = 1 WHERE id = ?", (done.event,))
+        if done.timer is not None:
+            conn.execute(
+                "UPDATE timers SET state = 'fired' WHERE id = ? AND state = 'pending'",
+                (done.timer,),
+            )
+        if done.command is not None:
+            cid, state, result = done.command
+            conn.execute(
+                "UPDATE commands SET state = ?, result = ? WHERE id = ?", (state, result, cid)
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return timers
+
+
+def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
+    loc = i.location
+    conn.execute(
+        "INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            i.id,
+            i.playbook,
+            i.key,
+            i.status,
+            str(i.severity),
+            loc.site,
+            loc.building,
+            loc.floor,
+            loc.unit,
+            loc.zone,
+            i.title,
+            iso(i.opened_at),
+            iso(i.last_event_at),
+            _opt(i.acknowledged_at),
+            _opt(i.resolved_at),
+            _opt(i.expected_restore_at),
+            json.dumps(sorted(i.active)),
+            json.dumps(dataclasses.asdict(i.run)),
+            int(i.drill),
+        ),
+    )
+
+
+def _opt(at: datetime | None) -> str | None:
+    return iso(at) if at is not None else None
+
+
+def _at(text: str | None) -> datetime | None:
+    return parse_iso(text) if text else None
+
+
+def incident_from_row(row: sqlite3.Row | dict[str, Any]) -> Incident:
+    return Incident(
+        id=row["id"],
+        playbook=row["playbook"],
+        key=row["key"],
+        status=row["status"],
+        severity=Severity[str(row["severity"]).upper()],
+        location=Location(row["site"], row["building"], row["floor"], row["unit"], row["zone"]),
+        title=row["title"],
+        opened_at=parse_iso(row["opened_at"]),
+        last_event_at=parse_iso(row["last_event_at"]),
+        active=frozenset(json.loads(row["active"])),
+        run=Run(**json.loads(row["run"])),
+        drill=bool(row["drill"]),
+        acknowledged_at=_at(row["acknowledged_at"]),
+        resolved_at=_at(row["resolved_at"]),
+        expected_restore_at=_at(row["expected_restore_at"]),
+    )
+
+
+def live_incidents(conn: sqlite3.Connection, now: datetime, keep: timedelta) -> list[Incident]:
+    """Incidents a new event can still join: not closed, and not resolved long ago."""
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(
+            "SELECT * FROM incidents WHERE status != 'closed' AND "
+            "(resolved_at IS NULL OR resolved_at >= ?)",
+            (iso(now - keep),),
+        ).fetchall()
+    finally:
+        conn.row_factory = None
+    return [incident_from_row(r) for r in rows]
+
+
+def pending_timers(conn: sqlite3.Connection) -> list[tuple[int, Timer]]:
+    return [
+        (tid, Timer(incident, parse_iso(due), kind, step))
+        for tid, incident, due, kind, step in conn.execute(
+            "SELECT id, incident_id, due_at, kind, step FROM timers WHERE state = 'pending' "
+            "ORDER BY due_at"
+        )
+    ]
+
+
+def undecided_events(conn: sqlite3.Connection) -> list[Event]:
+    """Events committed but not yet decided (alertd stopped in between)."""
+    cur = conn.execute("SELECT * FROM events WHERE decided = 0 ORDER BY id")
+    names = [c[0] for c in cur.description]
+    return [event_from_row(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
+
+
+def event_from_row(row: dict[str, Any]) -> Event:
+    state = State(row["state"])
+    kind = Kind(row["kind"])
+    return Event(
+        id=row["id"],
+        kind=kind,
+        state=state,
+        severity=severity_of(kind, state),
+        device_id=row["device_id"],
+        location=Location(row["site"], row["building"], row["floor"], row["unit"], row["zone"]),
+        occurred_at=parse_iso(row["occurred_at"]),
+        received_at=parse_iso(row["received_at"]),
+        source=row["source"],
+        raw=row.get("raw", ""),
+        detail=row.get("detail", ""),
+        tags=json.loads(row.get("tags") or "{}"),
+        drill=bool(row.get("drill", 0)),
+    )
+
+
+def max_incident_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM incidents").fetchone()[0])
+
+
+def pending_commands(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        "SELECT id, command, incident_id, actor, text, args FROM commands "
+        "WHERE state = 'pending' ORDER BY id"
+    )
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def add_command(
+    conn: sqlite3.Connection,
+    command: str,
+    incident: int | None,
+    actor: str,
+    text: str,
+    args: dict[str, Any],
+    now: datetime,
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO commands (created_at, command, incident_id, actor, text, args) "
+        "VALUES (?,?,?,?,?,?)",
+        (iso(now), command, incident, actor, text, json.dumps(args, ensure_ascii=False)),
+    )
+    return int(cur.lastrowid or 0)
