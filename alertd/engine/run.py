@@ -142,8 +142,9 @@ def escalate(
         due = now + timedelta(seconds=step.wait_ack_s)
     elif step.repeat_s is not None:
         due = now + timedelta(seconds=step.repeat_s)
-    else:
-        return dataclasses.replace(incident, run=dataclasses.replace(run, escalation=next_level))
+    else:  # the chain is done and nothing repeats: the steps go on
+        moved = dataclasses.replace(run, step=timer.step + 1, waiting=None, escalation=0)
+        return advance(playbook, dataclasses.replace(incident, run=moved), now, tz, decision)
     decision.timers.append(Timer(incident.id, due, "escalate", timer.step))
     return dataclasses.replace(incident, run=dataclasses.replace(run, escalation=next_level))
 
