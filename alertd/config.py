@@ -69,6 +69,11 @@ class IngestConfig(_Strict):
     tick_s: float = Field(1.0, gt=0)
 
 
+class DrillConfig(_Strict):
+    #: text residents during drills (their messages carry 演练 / DRILL); off by default
+    resident_sms: bool = False
+
+
 class Config(_Strict):
     site: SiteConfig = SiteConfig()
     mqtt: MqttConfig = MqttConfig()  # type: ignore[call-arg]
@@ -81,6 +86,7 @@ class Config(_Strict):
     receivers: dict[str, ReceiverConfig] = {}
     printer_formats: dict[str, PrinterFormat] = {}
     ingest: IngestConfig = IngestConfig()  # type: ignore[call-arg]
+    drills: DrillConfig = DrillConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

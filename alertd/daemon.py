@@ -80,7 +80,13 @@ class Daemon:
         for problem in playbooks.problems:
             log.warning("playbook disabled: %s", problem)
         self.incidents = IncidentService(
-            self.writer, Engine(playbooks.enabled, self.config.site.tz), self.clock
+            self.writer,
+            Engine(
+                playbooks.enabled,
+                self.config.site.tz,
+                resident_sms_in_drills=self.config.drills.resident_sms,
+            ),
+            self.clock,
         )
         catch_up = await self.incidents.open()
         self.ingest.listeners.append(self.incidents.on_event)

@@ -132,21 +132,25 @@ def test_a_flapping_sensor_reopens_the_incident_it_came_from() -> None:
     assert actions(flap)[0] == ("notify", "oncall:maintenance")
 
 
-def test_a_fire_drill_is_marked_in_every_message() -> None:
-    e, clock = engine(), FakeClock()
-    _, (decision,) = e.on_event(
-        event(Kind.FIRE_ALARM, drill=True, at=clock.now()), [], clock.now(), 1
-    )
-    assert actions(decision) == [
-        ("call", "oncall:security"),
-        ("pa", "building"),
-        ("sms", "building"),
-    ]
-    assert all(a.texts["zh"].startswith("【演练】") for a in decision.actions)
-    assert all(a.texts["en"].startswith("[DRILL] ") for a in decision.actions)
-    assert decision.actions[2].vulnerable_first
-    assert decision.incident is not None
-    assert decision.incident.drill
+def test_a_fire_drill_is_marked_and_residents_are_not_texted_unless_allowed() -> None:
+    clock = FakeClock()
+    for allowed in (False, True):
+        e = Engine(PLAYBOOKS, TZ, resident_sms_in_drills=allowed)
+        _, (decision,) = e.on_event(
+            event(Kind.FIRE_ALARM, drill=True, at=clock.now()), [], clock.now(), 1
+        )
+        expected = [
+            ("call", "oncall:security"),
+            ("notify", "oncall:security"),
+            ("pa", "building"),
+        ] + ([("sms", "building")] if allowed else [])
+        assert actions(decision) == expected
+        assert all(a.texts["zh"].startswith("【演练】") for a in decision.actions)
+        assert all(a.texts["en"].startswith("[DRILL] ") for a in decision.actions)
+        assert decision.actions[1].vulnerable_list  # the door-to-door list for security
+        suppressed = [x.text for x in decision.entries if x.type == "suppressed"]
+        assert suppressed == ([] if allowed else ["steps step 4: sms to building (a drill)"])
+        assert decision.incident is not None and decision.incident.drill
 
 
 def test_run_modes_restart_and_queued() -> None:

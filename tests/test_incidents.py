@@ -103,10 +103,11 @@ async def test_a_smoke_message_opens_a_fire_incident_with_its_outbox_rows(
     outbox = rows(cfg, "SELECT channel, target, texts FROM outbox ORDER BY id")
     assert [(o["channel"], o["target"]) for o in outbox] == [
         ("call", "oncall:security"),
+        ("notify", "oncall:security"),
         ("pa", "building"),
         ("sms", "building"),
     ]
-    assert "3号楼发生火警" in json.loads(outbox[2]["texts"])["zh"]
+    assert "3号楼发生火警" in json.loads(outbox[3]["texts"])["zh"]
     types = [t["type"] for t in rows(cfg, "SELECT type FROM timeline ORDER BY id")]
     assert types[:2] == ["opened", "event"]
     assert rows(cfg, "SELECT count(*) AS n FROM timers WHERE state = 'pending'")[0]["n"] == 1

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from alertd.engine.correlate import OpenIncident, place
 from alertd.engine.match import Trace, check
-from alertd.engine.run import advance, escalate, start, steps_of
+from alertd.engine.run import RunContext, advance, escalate, start, steps_of
 from alertd.engine.state import Decision, Entry, Incident, Timer
 from alertd.events import Event, Location, State
 from alertd.playbooks.schema import Playbook, WaitAck
@@ -19,9 +19,12 @@ LEVELS = {"site": 1, "building": 2, "floor": 3, "unit": 4, "zone": 5, "device": 
 
 
 class Engine:
-    def __init__(self, playbooks: Mapping[str, Playbook], tz: tzinfo) -> None:
+    def __init__(
+        self, playbooks: Mapping[str, Playbook], tz: tzinfo, *, resident_sms_in_drills: bool = False
+    ) -> None:
         self.playbooks = dict(playbooks)
         self.tz = tz
+        self.ctx = RunContext(tz, resident_sms_in_drills)
 
     def on_event(
         self, event: Event, incidents: Sequence[Incident], now: datetime, next_id: int
@@ -62,7 +65,7 @@ class Engine:
                 )
                 next_id += 1
                 decision.entries.insert(0, Entry("opened", f"incident opened by {pb.name}"))
-                decision.incident = start(pb, incident, "steps", now, self.tz, decision)
+                decision.incident = start(pb, incident, "steps", now, self.ctx, decision)
             else:
                 assert placed.incident is not None
                 current = dataclasses.replace(
@@ -88,10 +91,10 @@ class Engine:
         if outcome == "reopen":
             decision.entries.append(Entry("reopened", "the condition came back"))
             reopened = dataclasses.replace(incident, status="open", resolved_at=None)
-            return start(pb, reopened, "steps", now, self.tz, decision)
+            return start(pb, reopened, "steps", now, self.ctx, decision)
         if outcome == "all_clear":
             decision.entries.append(Entry("all_clear", "every condition is back to normal"))
-            incident = start(pb, incident, "on_restore", now, self.tz, decision)
+            incident = start(pb, incident, "on_restore", now, self.ctx, decision)
             if pb.on_restore.resolve == "auto":
                 return self._resolved(
                     pb, incident, now, "alertd", "resolved automatically", decision
@@ -101,10 +104,10 @@ class Engine:
         if event.state is State.ACTIVE and pb.mode == "restart":
             decision.entries.append(Entry("step", "mode restart: the steps start again"))
             decision.cancel_timers = True
-            return start(pb, incident, "steps", now, self.tz, decision)
+            return start(pb, incident, "steps", now, self.ctx, decision)
         if event.state is State.ACTIVE and pb.mode == "queued":
             if incident.run.done:
-                return start(pb, incident, "steps", now, self.tz, decision)
+                return start(pb, incident, "steps", now, self.ctx, decision)
             return dataclasses.replace(incident, run=dataclasses.replace(incident.run, queued=True))
         return incident
 
@@ -117,7 +120,7 @@ class Engine:
         if timer.kind == "follow_up":
             if incident.status == "resolved":
                 decision.entries.append(Entry("follow_up", "follow-up"))
-                decision.incident = start(pb, incident, "follow_up", now, self.tz, decision)
+                decision.incident = start(pb, incident, "follow_up", now, self.ctx, decision)
             return decision
         if incident.run.waiting != timer.step or incident.status in ("resolved", "closed"):
             return decision  # overtaken by an acknowledgement, a restart or a resolution
@@ -125,9 +128,9 @@ class Engine:
             moved = dataclasses.replace(
                 incident, run=dataclasses.replace(incident.run, step=timer.step + 1, waiting=None)
             )
-            decision.incident = advance(pb, moved, now, self.tz, decision)
+            decision.incident = advance(pb, moved, now, self.ctx, decision)
         elif incident.status == "open":
-            decision.incident = escalate(pb, incident, timer, now, self.tz, decision)
+            decision.incident = escalate(pb, incident, timer, now, self.ctx, decision)
         return decision
 
     def acknowledge(self, incident: Incident, by: str, now: datetime, text: str = "") -> Decision:
@@ -144,7 +147,7 @@ class Engine:
             moved = dataclasses.replace(
                 acked, run=dataclasses.replace(run, step=run.waiting + 1, waiting=None)
             )
-            acked = advance(pb, moved, now, self.tz, decision)
+            acked = advance(pb, moved, now, self.ctx, decision)
         decision.incident = acked
         return decision
 
@@ -155,6 +158,13 @@ class Engine:
         decision = Decision(cancel_timers=True)
         pb = self.playbooks.get(incident.playbook)
         decision.incident = self._resolved(pb, incident, now, by, text or "resolved", decision)
+        return decision
+
+    def close(self, incident: Incident, by: str, text: str = "") -> Decision:
+        """Closed: the record is complete; no event joins it any more."""
+        decision = Decision(cancel_timers=True)
+        decision.entries.append(Entry("closed", text or "closed", actor=by))
+        decision.incident = dataclasses.replace(incident, status="closed")
         return decision
 
     def _resolved(

@@ -4,6 +4,7 @@ wait (acknowledgement or delay), and says which timer will pick it up again."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
 from alertd.engine.state import Action, Decision, Entry, Incident, Run, Sequence, Timer
@@ -23,6 +24,13 @@ from alertd.playbooks.schema import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    tz: tzinfo
+    #: residents are texted during drills only when the configuration says so
+    resident_sms_in_drills: bool = False
+
+
 def steps_of(playbook: Playbook, sequence: Sequence) -> list[Step]:
     if sequence == "steps":
         return list(playbook.steps)
@@ -36,14 +44,14 @@ def start(
     incident: Incident,
     sequence: Sequence,
     now: datetime,
-    tz: tzinfo,
+    ctx: RunContext,
     decision: Decision,
 ) -> Incident:
-    return advance(playbook, dataclasses.replace(incident, run=Run(sequence)), now, tz, decision)
+    return advance(playbook, dataclasses.replace(incident, run=Run(sequence)), now, ctx, decision)
 
 
 def advance(
-    playbook: Playbook, incident: Incident, now: datetime, tz: tzinfo, decision: Decision
+    playbook: Playbook, incident: Incident, now: datetime, ctx: RunContext, decision: Decision
 ) -> Incident:
     """Run steps from `incident.run.step` until a wait or the end of the sequence."""
     run = incident.run
@@ -72,11 +80,13 @@ def advance(
             )
             decision.entries.append(Entry("step", f"step {index + 1}: waiting {step.delay_s:g} s"))
             return dataclasses.replace(incident, run=Run(run.sequence, index, index, 0, run.queued))
-        incident = _do(playbook, incident, step, index, now, tz, decision)
+        incident = _do(playbook, incident, step, index, now, ctx, decision)
         index += 1
     if run.queued and run.sequence == "steps":
         decision.entries.append(Entry("step", "running the steps again for a queued event"))
-        return advance(playbook, dataclasses.replace(incident, run=Run("steps")), now, tz, decision)
+        return advance(
+            playbook, dataclasses.replace(incident, run=Run("steps")), now, ctx, decision
+        )
     return dataclasses.replace(incident, run=Run(run.sequence, index, None, 0, False, True))
 
 
@@ -86,7 +96,7 @@ def _do(
     step: Step,
     index: int,
     now: datetime,
-    tz: tzinfo,
+    ctx: RunContext,
     decision: Decision,
 ) -> Incident:
     label = f"{incident.run.sequence} step {index + 1}"
@@ -98,11 +108,18 @@ def _do(
         decision.entries.append(Entry("restore_eta", f"expected restore {eta.isoformat()}"))
         return dataclasses.replace(incident, expected_restore_at=eta)
     assert isinstance(step, Notify | Sms | Pa | Webhook)  # waits are handled by advance()
-    values = context(incident, now, tz)
+    if isinstance(step, Sms) and incident.drill and not ctx.resident_sms_in_drills:
+        decision.entries.append(Entry("suppressed", f"{label}: sms to {step.sms} (a drill)"))
+        return incident
+    values = context(incident, now, ctx.tz)
     texts = render(playbook.templates[step.template], values, drill=incident.drill)
     if isinstance(step, Notify):
         action = Action(
-            "call" if step.channel == "call" else "notify", _who(step.notify), texts, step=label
+            "call" if step.channel == "call" else "notify",
+            _who(step.notify),
+            texts,
+            step=label,
+            vulnerable_list=step.vulnerable_list,
         )
     elif isinstance(step, Sms):
         action = Action("sms", step.sms, texts, step.vulnerable_first, label)
@@ -121,7 +138,7 @@ def escalate(
     incident: Incident,
     timer: Timer,
     now: datetime,
-    tz: tzinfo,
+    ctx: RunContext,
     decision: Decision,
 ) -> Incident:
     """An acknowledgement deadline passed: notify the next in the chain, wait again."""
@@ -131,7 +148,7 @@ def escalate(
     level = min(run.escalation, len(step.escalate) - 1)
     target = step.escalate[level]
     texts = render(
-        playbook.templates[target.template], context(incident, now, tz), drill=incident.drill
+        playbook.templates[target.template], context(incident, now, ctx.tz), drill=incident.drill
     )
     decision.actions.append(
         Action("notify", _who(target.to), texts, step=f"escalation {run.escalation + 1}")
@@ -144,7 +161,7 @@ def escalate(
         due = now + timedelta(seconds=step.repeat_s)
     else:  # the chain is done and nothing repeats: the steps go on
         moved = dataclasses.replace(run, step=timer.step + 1, waiting=None, escalation=0)
-        return advance(playbook, dataclasses.replace(incident, run=moved), now, tz, decision)
+        return advance(playbook, dataclasses.replace(incident, run=moved), now, ctx, decision)
     decision.timers.append(Timer(incident.id, due, "escalate", timer.step))
     return dataclasses.replace(incident, run=dataclasses.replace(run, escalation=next_level))
 

@@ -38,6 +38,8 @@ class Incident:
     opened_at: datetime
     last_event_at: datetime
     active: frozenset[str] = frozenset()
+    #: every unit an event of this incident came from
+    units: frozenset[str] = frozenset()
     run: Run = Run()
     drill: bool = False
     acknowledged_at: datetime | None = None
@@ -55,6 +57,8 @@ class Action:
     texts: dict[str, str]
     vulnerable_first: bool = False
     step: str = ""
+    #: the delivery stage attaches the vulnerable residents of the incident's place
+    vulnerable_list: bool = False
 
 
 @dataclass(frozen=True, slots=True)

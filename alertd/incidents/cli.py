@@ -116,6 +116,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         ("ack", "Acknowledge: stops the escalation."),
         ("note", "Add a note to the timeline."),
         ("resolve", "Resolve: the follow-up is scheduled."),
+        ("close", "Close: the record is complete."),
     ):
         _staff_command(incidents, name, help_text, config_option, load, store_of)
 

@@ -147,6 +147,8 @@ class IncidentService:
                 decision = self.engine.note(incident, actor, text)
             elif name == "resolve":
                 decision = self.engine.resolve(incident, actor, now, text)
+            elif name == "close":
+                decision = self.engine.close(incident, actor, text)
             else:
                 await self._save(
                     [], now, db.Done(command=(command["id"], "failed", f"unknown command {name}"))

@@ -76,6 +76,9 @@ class Notify(_Strict):
     notify: Recipient
     template: str
     channel: Literal["sms", "call"] = "sms"
+    #: add the list of vulnerable residents (alone, elderly, disabled) of the incident's
+    #: place, for door-to-door checks
+    vulnerable_list: bool = False
 
 
 class Sms(_Strict):

@@ -58,7 +58,7 @@ def save(
             )
             conn.executemany(
                 "INSERT INTO outbox (incident_id, created_at, channel, target, texts, "
-                "vulnerable_first, step, drill) VALUES (?,?,?,?,?,?,?,?)",
+                "vulnerable_first, step, vulnerable_list, drill) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         i.id,
@@ -68,6 +68,7 @@ def save(
                         json.dumps(a.texts, ensure_ascii=False),
                         int(a.vulnerable_first),
                         a.step,
+                        int(a.vulnerable_list),
                         int(i.drill),
                     )
                     for a in d.actions
@@ -95,7 +96,7 @@ def save(
 def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
     loc = i.location
     conn.execute(
-        "INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             i.id,
             i.playbook,
@@ -114,6 +115,7 @@ def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
             _opt(i.resolved_at),
             _opt(i.expected_restore_at),
             json.dumps(sorted(i.active)),
+            json.dumps(sorted(i.units)),
             json.dumps(dataclasses.asdict(i.run)),
             int(i.drill),
         ),
@@ -140,6 +142,7 @@ def incident_from_row(row: sqlite3.Row | dict[str, Any]) -> Incident:
         opened_at=parse_iso(row["opened_at"]),
         last_event_at=parse_iso(row["last_event_at"]),
         active=frozenset(json.loads(row["active"])),
+        units=frozenset(json.loads(row["units"])),
         run=Run(**json.loads(row["run"])),
         drill=bool(row["drill"]),
         acknowledged_at=_at(row["acknowledged_at"]),

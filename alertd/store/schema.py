@@ -75,6 +75,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             resolved_at TEXT,
             expected_restore_at TEXT,
             active TEXT NOT NULL,
+            units TEXT NOT NULL,
             run TEXT NOT NULL,
             drill INTEGER NOT NULL
         );
@@ -98,6 +99,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             texts TEXT NOT NULL,
             vulnerable_first INTEGER NOT NULL,
             step TEXT NOT NULL,
+            vulnerable_list INTEGER NOT NULL,
             drill INTEGER NOT NULL,
             status TEXT NOT NULL DEFAULT 'pending'
         );
