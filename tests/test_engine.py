@@ -150,7 +150,8 @@ def test_a_fire_drill_is_marked_and_residents_are_not_texted_unless_allowed() ->
         assert decision.actions[1].vulnerable_list  # the door-to-door list for security
         suppressed = [x.text for x in decision.entries if x.type == "suppressed"]
         assert suppressed == ([] if allowed else ["steps step 4: sms to building (a drill)"])
-        assert decision.incident is not None and decision.incident.drill
+        assert decision.incident is not None
+        assert decision.incident.drill
 
 
 def test_run_modes_restart_and_queued() -> None:
