@@ -32,6 +32,7 @@ unit: $(STAMP) mosquitto
 bench: $(STAMP) mosquitto
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.panels
+	$(BIN)/python -m bench.engine
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -8,10 +8,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 
-from alertd.engine.correlate import OpenIncident, place
+from alertd.engine.correlate import OpenIncident, correlation_key, place
 from alertd.engine.match import Trace, check
 from alertd.engine.run import RunContext, advance, escalate, start, steps_of
-from alertd.engine.state import Decision, Entry, Incident, Timer
+from alertd.engine.state import Decision, Entry, Incident, IncidentIndex, Timer
 from alertd.events import Event, Location, State
 from alertd.playbooks.schema import Playbook, WaitAck
 
@@ -27,19 +27,26 @@ class Engine:
         self.ctx = RunContext(tz, resident_sms_in_drills)
 
     def on_event(
-        self, event: Event, incidents: Sequence[Incident], now: datetime, next_id: int
+        self,
+        event: Event,
+        incidents: IncidentIndex | Sequence[Incident],
+        now: datetime,
+        next_id: int,
     ) -> tuple[list[Trace], list[Decision]]:
         """One decision per matching playbook. `next_id` numbers new incidents."""
+        index = incidents if isinstance(incidents, IncidentIndex) else IncidentIndex(incidents)
         traces = [check(pb, event, self.tz) for pb in self.playbooks.values()]
         summary = "; ".join(f"{t.playbook}: {t.reason}" for t in traces)
-        views = [_view(i) for i in incidents if i.status != "closed"]
-        by_id = {i.id: i for i in incidents}
+        by_id: dict[int, Incident] = {}
         decisions = []
         for trace in traces:
             if not trace.matched:
                 continue
             pb = self.playbooks[trace.playbook]
-            placed = place(pb, event, views)
+            key = correlation_key(pb, event)
+            mine = [i for i in index.find(pb.name, key) if i.status != "closed"]
+            by_id.update((i.id, i) for i in mine)
+            placed = place(pb, event, [_view(i) for i in mine])
             if placed.outcome == "ignore":
                 continue
             decision = Decision()

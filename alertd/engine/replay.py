@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alertd.engine.engine import Engine
-from alertd.engine.state import Action, Decision, Incident, Timer
+from alertd.engine.state import Action, Decision, IncidentIndex, Timer
 from alertd.events import Event, Kind, Location, State, severity_of
 
 HORIZON = timedelta(days=2)
@@ -55,7 +55,7 @@ def parse_event(line: str, number: int) -> Event:
 
 
 def replay(events: Iterable[Event], engine: Engine, horizon: timedelta = HORIZON) -> Iterator[Step]:
-    incidents: dict[int, Incident] = {}
+    incidents = IncidentIndex()
     timers: list[tuple[datetime, int, Timer]] = []
     seq = 0
     next_id = 1
@@ -66,7 +66,7 @@ def replay(events: Iterable[Event], engine: Engine, horizon: timedelta = HORIZON
         for d in decisions:
             if d.incident is None:
                 continue
-            incidents[d.incident.id] = d.incident
+            incidents.put(d.incident)
             if d.cancel_timers:
                 timers = [
                     t for t in timers if t[2].incident != d.incident.id or t[2].kind == "follow_up"
@@ -87,7 +87,7 @@ def replay(events: Iterable[Event], engine: Engine, horizon: timedelta = HORIZON
 
     for event in sorted(events, key=lambda e: (e.occurred_at, e.id)):
         yield from fire_until(event.occurred_at)
-        _, decisions = engine.on_event(event, list(incidents.values()), event.occurred_at, next_id)
+        _, decisions = engine.on_event(event, incidents, event.occurred_at, next_id)
         next_id = max([next_id, *(d.incident.id + 1 for d in decisions if d.incident)])
         yield from apply(decisions, event.occurred_at)
         last = event.occurred_at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -91,3 +92,27 @@ class Decision:
     timers: list[Timer] = field(default_factory=list)
     #: timers of this incident to drop (an acknowledgement ends an escalation)
     cancel_timers: bool = False
+
+
+class IncidentIndex:
+    """Incidents by id and by (playbook, correlation key): an event only looks at the
+    incidents it could join, however many are open."""
+
+    def __init__(self, incidents: Iterable[Incident] = ()) -> None:
+        self._by_id: dict[int, Incident] = {}
+        self._by_key: dict[tuple[str, str], dict[int, Incident]] = {}
+        for incident in incidents:
+            self.put(incident)
+
+    def put(self, incident: Incident) -> None:
+        self._by_id[incident.id] = incident
+        self._by_key.setdefault((incident.playbook, incident.key), {})[incident.id] = incident
+
+    def get(self, incident_id: int) -> Incident | None:
+        return self._by_id.get(incident_id)
+
+    def find(self, playbook: str, key: str) -> list[Incident]:
+        return list(self._by_key.get((playbook, key), {}).values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)

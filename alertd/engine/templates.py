@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, tzinfo
 from typing import Any
 
+import jinja2
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -43,12 +45,17 @@ def context(incident: Incident, now: datetime, tz: tzinfo) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
 def render(template: Template, values: dict[str, Any], *, drill: bool) -> dict[str, str]:
     out = {}
     for language in ("zh", "en"):
         source = getattr(template, language)
         try:
-            text = _ENV.from_string(source).render(values)
+            text = _compiled(source).render(values)
         except TemplateError as exc:  # a message still goes out, with the raw wording
             text = f"{source} ({exc})"
         out[language] = (DRILL[language] if drill else "") + text

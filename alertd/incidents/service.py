@@ -16,7 +16,7 @@ from typing import Any
 
 from alertd.clock import Clock
 from alertd.engine.engine import Engine
-from alertd.engine.state import Action, Decision, Incident, Timer
+from alertd.engine.state import Action, Decision, Incident, IncidentIndex, Timer
 from alertd.events import Event
 from alertd.store import Writer
 from alertd.store import incidents as db
@@ -34,7 +34,7 @@ class IncidentService:
         self._writer = writer
         self.engine = engine
         self._clock = clock
-        self._incidents: dict[int, Incident] = {}
+        self._incidents = IncidentIndex()
         self._timers: dict[int, Timer] = {}
         self._next_id = 1
         self._events: asyncio.Queue[Event] = asyncio.Queue()
@@ -53,7 +53,7 @@ class IncidentService:
         timers = await self._writer.call(db.pending_timers, store.conn)
         last: int = await self._writer.call(db.max_incident_id, store.conn)
         undecided: list[Event] = await self._writer.call(db.undecided_events, store.conn)
-        self._incidents = {i.id: i for i in live}
+        self._incidents = IncidentIndex(live)
         self._timers = dict(timers)
         self._next_id = last + 1
         return undecided
@@ -87,9 +87,7 @@ class IncidentService:
                 )
                 await self._save([], now, db.Done(event=event.id))
                 return
-            _, decisions = self.engine.on_event(
-                event, list(self._incidents.values()), now, self._next_id
-            )
+            _, decisions = self.engine.on_event(event, self._incidents, now, self._next_id)
             self._next_id = max(
                 [self._next_id, *(d.incident.id + 1 for d in decisions if d.incident)]
             )
@@ -163,7 +161,7 @@ class IncidentService:
         for d in decisions:
             if d.incident is None:
                 continue
-            self._incidents[d.incident.id] = d.incident
+            self._incidents.put(d.incident)
             if d.cancel_timers:
                 self._timers = {
                     k: t
