@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from alertd.engine.engine import Engine
 from alertd.engine.replay import replay
-from alertd.engine.state import Incident
+from alertd.engine.state import Incident, IncidentIndex
 from alertd.events import Event, Kind, Location, State, severity_of
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
@@ -67,7 +67,7 @@ def decisions(samples: int) -> None:
         times.append(time.perf_counter() - t)
     q = statistics.quantiles(times, n=100)
     print(
-        f"engine: one event, {len(books)} playbooks, {len(live)} open incidents: "
+        f"engine: one event, {len(books)} playbooks, {len(index)} open incidents: "
         f"p50={q[49] * 1000:.3f} ms p99={q[98] * 1000:.3f} ms"
     )
 
