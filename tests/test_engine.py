@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import pytest
+
 from alertd.clock import FakeClock
 from alertd.engine.engine import Engine
+from alertd.engine.replay import replay
 from alertd.engine.state import Decision, Incident, Timer
 from alertd.events import Kind, State
 from alertd.playbooks.loader import load_playbooks
-from alertd.playbooks.schema import Playbook
+from alertd.playbooks.schema import Playbook, WaitAck
 from tests.test_playbooks import SHIPPED, TZ, event
 
 PLAYBOOKS = load_playbooks(SHIPPED).enabled
@@ -199,3 +202,45 @@ def test_shipped_playbooks_exist_for_each_hazard() -> None:
         Kind.SENSOR_OFFLINE,
         Kind.MANUAL,
     } <= kinds
+
+
+SCENARIOS = {
+    "fire-alarm": (
+        Kind.FIRE_ALARM,
+        [
+            ("call", "oncall:security"),
+            ("notify", "oncall:security"),
+            ("pa", "building"),
+            ("sms", "building"),
+        ],
+    ),
+    "fire-trouble": (Kind.FIRE_TROUBLE, [("notify", "oncall:maintenance")]),
+    "power-loss": (Kind.POWER_LOSS, [("notify", "oncall:maintenance"), ("sms", "building")]),
+    "water-leak": (
+        Kind.LEAK,
+        [("notify", "oncall:maintenance"), ("sms", "unit"), ("sms", "unit_below")],
+    ),
+    "sensor-offline": (Kind.SENSOR_OFFLINE, [("notify", "oncall:maintenance")]),
+    "manual-emergency": (Kind.MANUAL, [("call", "oncall:security")]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_shipped_playbook_through_replay(name: str) -> None:
+    """Golden first actions, then: the escalation an hour of silence brings, the restore,
+    and the follow-up."""
+    kind, first = SCENARIOS[name]
+    clock = FakeClock()
+    active = event(kind, at=clock.now())
+    restore = event(kind, State.RESTORE, at=clock.now() + timedelta(hours=1))
+    steps = list(replay([active, restore], Engine({name: PLAYBOOKS[name]}, TZ)))
+    assert [(s.action.channel, s.action.target) for s in steps[: len(first)]] == first
+    assert all(s.action.texts["zh"] and s.action.texts["en"] for s in steps)
+    escalated = [s for s in steps if s.action.step.startswith("escalation")]
+    has_chain = any(isinstance(x, WaitAck) for x in PLAYBOOKS[name].steps)
+    assert bool(escalated) == has_chain
+    if escalated:
+        assert escalated[0].at > clock.now()
+    follow_up = PLAYBOOKS[name].follow_up
+    if follow_up is not None and PLAYBOOKS[name].on_restore.resolve == "auto":
+        assert steps[-1].at == restore.occurred_at + timedelta(seconds=follow_up.after_s)
