@@ -168,6 +168,20 @@ async def test_declare_and_drill_run_the_playbooks(daemon: tuple[Running, Path])
     assert all(t["zh"].startswith("【演练】") for t in texts)
     events = rows(cfg, "SELECT source, detail FROM events ORDER BY id")
     assert events[0] == {"source": "manual", "detail": "Front desk: caller reports smoke on 12F"}
+    suppressed = rows(
+        cfg, "SELECT text FROM timeline WHERE incident_id = 2 AND type = 'suppressed'"
+    )
+    assert [r["text"] for r in suppressed] == [
+        "steps step 2: sms to unit (a drill)",
+        "steps step 3: sms to unit_below (a drill)",
+    ]
+    acked = await cli(path, "incidents", "ack", "2", "--by", "Sun Min")
+    assert acked.exit_code == 0, acked.output
+    report = await cli(path, "report", "2")
+    assert "(DRILL / 演练)" in report.output
+    assert "- **Drill score:** acknowledged in 0.0 min - within the 10.0 min target" in (
+        report.output
+    )
 
 
 async def test_an_escalation_timer_fires_once_after_a_restart(

@@ -203,8 +203,15 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     )
     def report(config_path: Path, incident_id: int, fmt: str) -> None:
         """The incident report: time, place, measures taken and by whom, messages."""
+        from alertd.playbooks.loader import load_playbooks
+        from alertd.playbooks.schema import WaitAck
+
         config: Config = load(config_path)
-        text = markdown(*_incident(store_of(config), incident_id), config.site.tz)
+        incident, timeline, outbox = _incident(store_of(config), incident_id)
+        books = load_playbooks(config.playbooks).enabled if config.playbooks else {}
+        playbook = books.get(incident["playbook"])
+        waits = [s.wait_ack_s for s in playbook.steps if isinstance(s, WaitAck)] if playbook else []
+        text = markdown(incident, timeline, outbox, config.site.tz, waits[0] if waits else None)
         click.echo(to_html(text) if fmt == "html" else text, nl=False)
 
     @main.command()

@@ -22,11 +22,32 @@ def _minutes(start: str, end: str | None) -> str:
     return f"{delta.total_seconds() / 60:.1f} min"
 
 
+def drill_score(incident: dict[str, Any], ack_target_s: float | None) -> str:
+    """How a drill went against the playbook's acknowledgement deadline."""
+    if not incident["acknowledged_at"]:
+        return "not acknowledged"
+    took = (
+        datetime.fromisoformat(incident["acknowledged_at"])
+        - datetime.fromisoformat(incident["opened_at"])
+    ).total_seconds()
+    verdict = ""
+    if ack_target_s is not None:
+        target = f"{ack_target_s / 60:.1f} min target"
+        verdict = (
+            f" - within the {target}"
+            if took <= ack_target_s
+            else f" - {(took - ack_target_s) / 60:.1f} min over the {target}"
+        )
+    resolved = _minutes(incident["opened_at"], incident["resolved_at"])
+    return f"acknowledged in {took / 60:.1f} min{verdict}; resolved in {resolved}"
+
+
 def markdown(
     incident: dict[str, Any],
     timeline: list[dict[str, Any]],
     outbox: list[dict[str, Any]],
     tz: tzinfo,
+    ack_target_s: float | None = None,
 ) -> str:
     i = incident
     place = " / ".join(
@@ -51,6 +72,7 @@ def markdown(
         f"- **Expected restore:** {_local(i['expected_restore_at'], tz)}",
         f"- **Response times:** to acknowledge {_minutes(i['opened_at'], i['acknowledged_at'])}, "
         f"to resolve {_minutes(i['opened_at'], i['resolved_at'])}",
+        *([f"- **Drill score:** {drill_score(i, ack_target_s)}"] if i["drill"] else []),
         "",
         "## What happened and what was done",
         "",
