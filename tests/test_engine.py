@@ -244,3 +244,24 @@ def test_every_shipped_playbook_through_replay(name: str) -> None:
     follow_up = PLAYBOOKS[name].follow_up
     if follow_up is not None and PLAYBOOKS[name].on_restore.resolve == "auto":
         assert steps[-1].at == restore.occurred_at + timedelta(seconds=follow_up.after_s)
+
+
+def test_a_new_restore_time_is_recorded_and_residents_are_updated() -> None:
+    e, clock = engine(), FakeClock()  # 2026-01-01 00:00 UTC = 08:00 in Shanghai
+    _, (opened,) = e.on_event(event(Kind.POWER_LOSS, at=clock.now()), [], clock.now(), 1)
+    assert opened.incident is not None
+    assert "预计 10:00 左右恢复供电" in opened.actions[1].texts["zh"]  # the playbook's 2 h
+    later = clock.advance(1800)
+    update = e.expect_restore(
+        opened.incident,
+        "Sun Min",
+        later + timedelta(hours=3),
+        later,
+        "the power company says 3 hours",
+    )
+    assert update.incident is not None
+    assert update.incident.expected_restore_at == later + timedelta(hours=3)
+    assert actions(update) == [("sms", "building")]
+    assert "预计 11:30 左右恢复供电" in update.actions[0].texts["zh"]
+    assert update.entries[0].actor == "Sun Min"
+    assert update.entries[0].text.endswith("the power company says 3 hours")

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from alertd.engine.correlate import OpenIncident, correlation_key, place
 from alertd.engine.match import Trace, check
-from alertd.engine.run import RunContext, advance, escalate, start, steps_of
+from alertd.engine.run import RunContext, advance, escalate, run_inline, start, steps_of
 from alertd.engine.state import Decision, Entry, Incident, IncidentIndex, Timer
 from alertd.events import Event, Location, State
 from alertd.playbooks.schema import Playbook, WaitAck
@@ -160,6 +160,24 @@ class Engine:
 
     def note(self, incident: Incident, by: str, text: str) -> Decision:
         return Decision(incident, [Entry("note", text, actor=by)])
+
+    def expect_restore(
+        self, incident: Incident, by: str, eta: datetime, now: datetime, text: str = ""
+    ) -> Decision:
+        """Staff learnt when service comes back: record it and tell whom the playbook says."""
+        decision = Decision()
+        local = eta.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+        decision.entries.append(
+            Entry(
+                "restore_eta", f"expected restore {local}" + (f": {text}" if text else ""), actor=by
+            )
+        )
+        updated = dataclasses.replace(incident, expected_restore_at=eta)
+        pb = self.playbooks.get(incident.playbook)
+        if pb is not None:
+            updated = run_inline(pb, updated, list(pb.on_eta), "on_eta", now, self.ctx, decision)
+        decision.incident = updated
+        return decision
 
     def resolve(self, incident: Incident, by: str, now: datetime, text: str = "") -> Decision:
         decision = Decision(cancel_timers=True)

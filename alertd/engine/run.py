@@ -98,8 +98,9 @@ def _do(
     now: datetime,
     ctx: RunContext,
     decision: Decision,
+    sequence: str = "",
 ) -> Incident:
-    label = f"{incident.run.sequence} step {index + 1}"
+    label = f"{sequence or incident.run.sequence} step {index + 1}"
     if isinstance(step, Note):
         decision.entries.append(Entry("note", step.note))
         return incident
@@ -130,6 +131,21 @@ def _do(
         action = Action("webhook", step.webhook, texts, step=label)
     decision.actions.append(action)
     decision.entries.append(Entry("action", f"{label}: {action.channel} to {action.target}"))
+    return incident
+
+
+def run_inline(
+    playbook: Playbook,
+    incident: Incident,
+    steps: list[Step],
+    name: str,
+    now: datetime,
+    ctx: RunContext,
+    decision: Decision,
+) -> Incident:
+    """Steps with no waits, run at once beside the incident's own run (e.g. on_eta)."""
+    for index, step in enumerate(steps):
+        incident = _do(playbook, incident, step, index, now, ctx, decision, name)
     return incident
 
 

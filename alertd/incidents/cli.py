@@ -120,6 +120,22 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     ):
         _staff_command(incidents, name, help_text, config_option, load, store_of)
 
+    @incidents.command("eta")
+    @config_option
+    @click.argument("incident_id", type=int)
+    @click.option(
+        "--in",
+        "minutes",
+        type=float,
+        required=True,
+        help="Minutes from now until service is expected back.",
+    )
+    @click.option("--by", "by", required=True)
+    @click.option("--text", default="", help="e.g. what the power company said")
+    def eta(config_path: Path, incident_id: int, minutes: float, by: str, text: str) -> None:
+        """Set the expected restore time; residents are updated as the playbook says."""
+        _command(store_of(load(config_path)), "eta", incident_id, by, text, {"minutes": minutes})
+
     @main.command()
     @config_option
     @click.argument("kind")

@@ -147,6 +147,10 @@ class IncidentService:
                 decision = self.engine.resolve(incident, actor, now, text)
             elif name == "close":
                 decision = self.engine.close(incident, actor, text)
+            elif name == "eta":
+                minutes = float(json.loads(command["args"])["minutes"])
+                eta = now + timedelta(minutes=minutes)
+                decision = self.engine.expect_restore(incident, actor, eta, now, text)
             else:
                 await self._save(
                     [], now, db.Done(command=(command["id"], "failed", f"unknown command {name}"))

@@ -154,6 +154,8 @@ class Playbook(_Strict):
     steps: list[Step] = Field(min_length=1)
     on_restore: OnRestore = OnRestore()
     follow_up: FollowUp | None = None
+    #: run when staff set a new expected restore time (`alertd incidents eta`): no waits
+    on_eta: list[Notify | Sms | Pa | Webhook | Note] = []
     templates: dict[str, Template] = {}
 
     @model_validator(mode="after")
@@ -164,6 +166,7 @@ class Playbook(_Strict):
                 *self.steps,
                 *self.on_restore.steps,
                 *(self.follow_up.steps if self.follow_up else []),
+                *self.on_eta,
             ]
         ] + [e.template for step in self.steps if isinstance(step, WaitAck) for e in step.escalate]
         missing = sorted({t for t in used if t and t not in self.templates})
