@@ -102,6 +102,7 @@ def events(
     for row in store.events(since=_since(since, tz) if since else None, kinds=kinds, limit=limit):
         row = _localise(row, tz, ("occurred_at", "received_at"))
         row["tags"], row["drill"] = json.loads(row["tags"]), bool(row["drill"])
+        row.pop("decided", None)
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:

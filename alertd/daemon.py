@@ -172,7 +172,10 @@ class Daemon:
             await asyncio.wait_for(self.ingest.drained(), DRAIN_TIMEOUT_S)
         except TimeoutError:
             log.error("shutdown: gave up waiting for the last commit")
-        await self.incidents.drained()
+        try:
+            await asyncio.wait_for(self.incidents.drained(), DRAIN_TIMEOUT_S)
+        except TimeoutError:
+            log.error("shutdown: gave up waiting for the last incident decisions")
         for task in (self._ingest_task, self._incidents_task):
             task.cancel()
         await asyncio.gather(self._ingest_task, self._incidents_task, return_exceptions=True)

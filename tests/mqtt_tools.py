@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 
+from alertd.clock import FakeClock
 from alertd.config import Config, load_config
+from alertd.daemon import Daemon
 from alertd.events import Event
+from alertd.store import SqliteStore
 from tests.broker import Broker
 
 
@@ -76,3 +80,39 @@ class Collector:
             while not predicate(self.events):
                 self._changed.clear()
                 await self._changed.wait()
+
+
+class Live:
+    """A daemon running in the test's event loop, with its committed events collected."""
+
+    def __init__(self, config: Config, clock: FakeClock | None = None) -> None:
+        self.config = config
+        self.daemon = Daemon(config, clock=clock) if clock else Daemon(config)
+        self.seen = Collector()
+
+    async def start(self) -> Live:
+        await self.daemon.start()
+        self.daemon.ingest.listeners.append(self.seen)
+        await asyncio.wait_for(self.daemon.mqtt.connected.wait(), 10)
+        return self
+
+    async def stop(self) -> None:
+        await self.daemon.close()
+
+    async def __aenter__(self) -> Live:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def settled(self) -> None:
+        """Everything received so far is committed and decided."""
+        await self.daemon.ingest.drained()
+        await self.daemon.incidents.drained()
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        store = SqliteStore(self.config.storage.path)
+        try:
+            return store.dead_letters()
+        finally:
+            store.close()

@@ -16,9 +16,8 @@ from click.testing import CliRunner, Result
 from alertd.cli import main
 from alertd.clock import FakeClock
 from alertd.config import Config, load_config
-from alertd.daemon import Daemon
 from tests.broker import Broker
-from tests.mqtt_tools import Collector, Publisher
+from tests.mqtt_tools import Live, Publisher
 from tests.test_playbooks import SHIPPED
 
 DEVICES = (
@@ -49,40 +48,20 @@ def rows(cfg: Config, sql: str, *args: Any) -> list[dict[str, Any]]:
         conn.close()
 
 
-class Running:
-    def __init__(self, cfg: Config, clock: FakeClock | None = None) -> None:
-        self.cfg = cfg
-        self.daemon = Daemon(cfg, clock=clock) if clock else Daemon(cfg)
-        self.seen = Collector()
-
-    async def __aenter__(self) -> Running:
-        await self.daemon.start()
-        self.daemon.ingest.listeners.append(self.seen)
-        await asyncio.wait_for(self.daemon.mqtt.connected.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.daemon.close()
-
-    async def settled(self) -> None:
-        await self.daemon.ingest.drained()
-        await self.daemon.incidents.drained()
-
-
 async def cli(path: Path, *args: str) -> Result:
     """The CLI from another thread: it waits for the daemon, which runs on this loop."""
     return await asyncio.to_thread(CliRunner().invoke, main, [*args, "--config", str(path)])
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[Running, Path]]:
+async def daemon(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[Live, Path]]:
     path = make_config(tmp_path, broker, f"inc-{tmp_path.name[-12:]}")
-    async with Running(load_config(path)) as running:
+    async with Live(load_config(path)) as running:
         yield running, path
 
 
 async def test_a_smoke_message_opens_a_fire_incident_with_its_outbox_rows(
-    daemon: tuple[Running, Path], broker: Broker
+    daemon: tuple[Live, Path], broker: Broker
 ) -> None:
     running, path = daemon
     pub = Publisher(broker, "incident-publisher")
@@ -92,7 +71,7 @@ async def test_a_smoke_message_opens_a_fire_incident_with_its_outbox_rows(
     pub.close()
     await running.seen.until(lambda evs: len(evs) >= 1)
     await running.settled()
-    cfg = running.cfg
+    cfg = running.config
     (incident,) = rows(cfg, "SELECT * FROM incidents")
     assert (incident["playbook"], incident["status"], incident["building"], incident["floor"]) == (
         "fire-alarm",
@@ -125,7 +104,7 @@ async def test_a_smoke_message_opens_a_fire_incident_with_its_outbox_rows(
     assert "- **Response times:** to acknowledge" in report.output
 
 
-async def test_declare_and_drill_run_the_playbooks(daemon: tuple[Running, Path]) -> None:
+async def test_declare_and_drill_run_the_playbooks(daemon: tuple[Live, Path]) -> None:
     running, path = daemon
     declared = await cli(
         path,
@@ -157,7 +136,7 @@ async def test_declare_and_drill_run_the_playbooks(daemon: tuple[Running, Path])
     assert drill.exit_code == 0, drill.output
     await running.seen.until(lambda evs: len(evs) >= 2)
     await running.settled()
-    cfg = running.cfg
+    cfg = running.config
     incidents = rows(cfg, "SELECT playbook, building, drill FROM incidents ORDER BY id")
     assert incidents == [
         {"playbook": "fire-alarm", "building": "5", "drill": 0},
@@ -190,7 +169,7 @@ async def test_an_escalation_timer_fires_once_after_a_restart(
     path = make_config(tmp_path, broker, "inc-restart")
     cfg = load_config(path)
     clock = FakeClock()
-    async with Running(cfg, clock) as first:
+    async with Live(cfg, clock) as first:
         pub = Publisher(broker, "restart-publisher")
         await asyncio.to_thread(
             pub.publish, "zigbee2mqtt/flat_3b/leak_kitchen", '{"water_leak":true}'
@@ -199,7 +178,7 @@ async def test_an_escalation_timer_fires_once_after_a_restart(
         await first.seen.until(lambda evs: len(evs) >= 1)
         await first.settled()
     clock.advance(601)  # alertd was down while the acknowledgement deadline passed
-    async with Running(cfg, clock) as second:
+    async with Live(cfg, clock) as second:
         await second.settled()
         for _ in range(3):
             await second.daemon.incidents.tick()

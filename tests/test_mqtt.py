@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from alertd.config import Config
-from alertd.daemon import Daemon
 from alertd.events import Kind, State
 from alertd.store import SqliteStore
 from tests.broker import Broker
 from tests.conftest import fixture_messages
-from tests.mqtt_tools import Collector, Publisher, config
+from tests.mqtt_tools import Live, Publisher, config
 from tests.proxy import FreezableProxy
 
 HEADER = "device_id,profile,topic,site,building,floor,unit,zone,heartbeat_s,kind\n"
@@ -29,29 +28,12 @@ Z2M = (
 )
 
 
-class Running:
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self.seen = Collector()
-
-    async def start(self) -> Daemon:
-        self.daemon = Daemon(self.cfg)
-        await self.daemon.start()
-        self.daemon.ingest.listeners.append(self.seen)
-        await asyncio.wait_for(self.daemon.mqtt.connected.wait(), 10)
-        return self.daemon
-
-    async def stop(self) -> None:
-        await self.daemon.close()
-
-
 @pytest.fixture
 async def run(tmp_path: Path) -> AsyncIterator[Callable[[Config], Any]]:
-    started: list[Running] = []
+    started: list[Live] = []
 
-    async def start(cfg: Config) -> Running:
-        r = Running(cfg)
-        await r.start()
+    async def start(cfg: Config) -> Live:
+        r = await Live(cfg).start()
         started.append(r)
         return r
 
@@ -188,7 +170,7 @@ async def test_a_broker_crash_is_survived(
     assert len(keys) == len(set(keys)) == 200
 
 
-async def _reconnected(r: Running) -> None:
+async def _reconnected(r: Live) -> None:
     # a count no event marks; then the event that says subscriptions are confirmed
     while r.daemon.mqtt.connects < 2:  # noqa: ASYNC110
         await asyncio.sleep(0.05)

@@ -13,13 +13,12 @@ import pytest
 
 from alertd.clock import FakeClock
 from alertd.config import Config, load_config
-from alertd.daemon import Daemon
 from alertd.events import Kind, State
 from alertd.store import SqliteStore
 from integrations.panels import sia_dc09
 from integrations.panels.simulate import open_pty_link, send_dc09
 from tests.broker import Broker, free_port
-from tests.mqtt_tools import Collector
+from tests.mqtt_tools import Live
 
 KEY = "3A1F6B8C9D4E7F20123456789ABCDEF0"
 
@@ -34,28 +33,6 @@ def panel_config(tmp_path: Path, broker: Broker, body: str) -> Config:
         "devices: devices.csv\ningest: {tick_s: 0.05}\n" + body
     )
     return load_config(path)
-
-
-class Live:
-    def __init__(self, config: Config, clock: FakeClock | None = None) -> None:
-        self.config = config
-        self.daemon = Daemon(config, clock=clock) if clock else Daemon(config)
-        self.seen = Collector()
-
-    async def __aenter__(self) -> Live:
-        await self.daemon.start()
-        self.daemon.ingest.listeners.append(self.seen)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.daemon.close()
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        store = SqliteStore(self.config.storage.path)
-        try:
-            return store.dead_letters()
-        finally:
-            store.close()
 
 
 def write_split(fd: int, data: bytes, sizes: list[int]) -> None:
