@@ -111,6 +111,7 @@ def test_check_lists_playbook_problems(tmp_path: Path) -> None:
         ({"tags": {"model": "SJCGQ11LM"}}, event(tags={"model": "SJCGQ11LM"}), "matched"),
         ({"tags": {"model": "SJCGQ11LM"}}, event(), "tag model is None, not 'SJCGQ11LM'"),
         ({"drill": False}, event(drill=True), "a drill"),
+        ({"states": ["restore"]}, event(), "state active is not one of restore"),
         ({"windows": [{"start": "09:00", "end": "18:00", "days": ["fri"]}]}, event(), "matched"),
         (
             {"windows": [{"start": "22:00", "end": "06:00"}]},

@@ -26,6 +26,8 @@ def check(playbook: Playbook, event: Event, tz: tzinfo) -> Trace:
 
     if event.kind not in m.kinds:
         return fail(f"kind {event.kind} is not one of {', '.join(k.value for k in m.kinds)}")
+    if event.state not in m.states:
+        return fail(f"state {event.state} is not one of {', '.join(s.value for s in m.states)}")
     if event.state.value == "active" and event.severity < m.min_severity:
         return fail(f"severity {event.severity} is below {m.min_severity}")
     for name, allowed, value in (

@@ -69,7 +69,8 @@ def markdown(
         f"- **Place:** {place or '—'}",
         f"- **Playbook:** {i['playbook']} · **severity:** {i['severity']} · "
         f"**status:** {i['status']}",
-        f"- **Expected restore:** {_local(i['expected_restore_at'], tz)}",
+        f"- **Expected restore:** {_local(i['expected_restore_at'], tz)} · **actual restore:** "
+        f"{_local(next((r['at'] for r in timeline if r['type'] == 'all_clear'), None), tz)}",
         f"- **Response times:** to acknowledge {_minutes(i['opened_at'], i['acknowledged_at'])}, "
         f"to resolve {_minutes(i['opened_at'], i['resolved_at'])}",
         *([f"- **Drill score:** {drill_score(i, ack_target_s)}"] if i["drill"] else []),

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from alertd.events import Kind, Severity
+from alertd.events import Kind, Severity, State
 
 
 def _severity(value: object) -> object:
@@ -40,6 +40,8 @@ class Window(_Strict):
 
 class Match(_Strict):
     kinds: list[Kind] = Field(min_length=1)
+    #: active events open and join incidents; restores clear them
+    states: list[State] = Field([State.ACTIVE, State.RESTORE], min_length=1)
     min_severity: SeverityName = Severity.INFO
     buildings: list[str] = []
     floors: list[str] = []
