@@ -228,9 +228,11 @@ def _localise(row: dict[str, Any], tz: ZoneInfo, keys: tuple[str, ...]) -> dict[
 
 
 def _register() -> None:
+    from alertd.directory.cli import register as register_directory
     from alertd.incidents.cli import register
 
     register(main, config_option, _config, _store)
+    register_directory(main, config_option, _config, _store)
 
 
 _register()

@@ -21,6 +21,8 @@ class _Strict(BaseModel):
 class SiteConfig(_Strict):
     name: str = "site"
     timezone: str = "UTC"
+    #: the region phone numbers without a country code belong to (ISO 3166, e.g. CN)
+    country: str = "CN"
 
     @field_validator("timezone")
     @classmethod
@@ -81,6 +83,8 @@ class Config(_Strict):
     devices: Path = Path("devices.csv")
     #: the folder of playbooks (one YAML file each); none configured: no playbooks
     playbooks: Path | None = None
+    #: staff, roles and on-call rotations (YAML)
+    staff: Path | None = None
     profiles: dict[str, ProfileSpec] = {}
     panels: dict[str, PanelConfig] = {}
     receivers: dict[str, ReceiverConfig] = {}
@@ -114,6 +118,7 @@ def load_config(path: Path) -> Config:
         update={
             "devices": base / config.devices,
             "playbooks": base / config.playbooks if config.playbooks else None,
+            "staff": base / config.staff if config.staff else None,
             "storage": config.storage.model_copy(update={"path": base / config.storage.path}),
             "panels": {
                 name: panel.model_copy(update={"port": _relative_to(base, panel.port)})

@@ -4,10 +4,10 @@ answer to "why didn't it fire?" is data, kept on the incident timeline."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 
 from alertd.events import Event
-from alertd.playbooks.schema import WEEKDAYS, Playbook, Window
+from alertd.playbooks.schema import Playbook
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +45,6 @@ def check(playbook: Playbook, event: Event, tz: tzinfo) -> Trace:
         return fail("a drill" if event.drill else "not a drill")
     if m.windows:
         local = event.occurred_at.astimezone(tz)
-        if not any(_inside(w, local) for w in m.windows):
+        if not any(w.contains(local) for w in m.windows):
             return fail(f"{local:%a %H:%M} is outside the playbook's time windows")
     return Trace(playbook.name, True, "matched")
-
-
-def _inside(window: Window, local: datetime) -> bool:
-    day = WEEKDAYS[local.weekday()]
-    now = local.time()
-    if window.start <= window.end:
-        return day in window.days and window.start <= now < window.end
-    # crossing midnight: the part after midnight belongs to the day the window started
-    yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
-    return (day in window.days and now >= window.start) or (
-        yesterday in window.days and now < window.end
-    )

@@ -3,7 +3,7 @@ trigger -> condition -> action. One playbook per file in `playbooks/`."""
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import datetime, time
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -36,6 +36,18 @@ class Window(_Strict):
     start: time
     end: time
     days: list[Weekday] = list(WEEKDAYS)
+
+    def contains(self, local: datetime) -> bool:
+        """Whether a local (site time zone) wall-clock time is inside. The part after
+        midnight of a window crossing it belongs to the day the window started."""
+        day = WEEKDAYS[local.weekday()]
+        now = local.time()
+        if self.start <= self.end:
+            return day in self.days and self.start <= now < self.end
+        yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
+        return (day in self.days and now >= self.start) or (
+            yesterday in self.days and now < self.end
+        )
 
 
 class Match(_Strict):

@@ -129,4 +129,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX events_undecided ON events(id) WHERE decided = 0;
         """,
     ),
+    (
+        "the residents directory",
+        """
+        CREATE TABLE residents (
+            id INTEGER PRIMARY KEY,
+            building TEXT NOT NULL, floor TEXT NOT NULL, unit TEXT NOT NULL,
+            name TEXT NOT NULL,
+            phone TEXT NOT NULL,
+            language TEXT NOT NULL,
+            vulnerable INTEGER NOT NULL,
+            notes TEXT NOT NULL,
+            opted_out INTEGER NOT NULL DEFAULT 0,
+            undeliverable TEXT,
+            moved_out TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (building, unit, phone)
+        );
+        CREATE INDEX residents_place ON residents(building, floor, unit);
+        """,
+    ),
 ]

@@ -1,0 +1,113 @@
+"""`alertd residents import|list` and `alertd oncall`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from alertd.config import Config
+from alertd.directory.phones import mask
+from alertd.directory.residents import import_residents, read_residents
+from alertd.directory.staff import load_staff
+from alertd.playbooks.schema import Role
+from alertd.problems import InvalidInput
+from alertd.store import SqliteStore
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+ROLES: tuple[Role, ...] = ("security", "maintenance", "front_desk", "supervisor")
+
+
+def register(
+    main: click.Group,
+    config_option: Decorator,
+    load: Callable[[Path], Config],
+    open_store: Callable[[Config], SqliteStore],
+) -> None:
+    @main.group()
+    def residents() -> None:
+        """The residents directory (phone numbers masked unless --show-phones)."""
+
+    @residents.command("import")
+    @config_option
+    @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    def import_(config_path: Path, csv_file: Path) -> None:
+        """Import or re-import FILE.csv; bad rows are reported and skipped."""
+        config = load(config_path)
+        found, problems = read_residents(csv_file, config.site.country)
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        store = SqliteStore(config.storage.path)
+        try:
+            added, updated, gone = import_residents(store.conn, found, datetime.now(UTC))
+        finally:
+            store.close()
+        click.echo(
+            f"{csv_file}: {added} added, {updated} updated, {gone} marked moved out, "
+            f"{len(problems)} row(s) skipped"
+        )
+        if problems:
+            raise SystemExit(1)
+
+    @residents.command("list")
+    @config_option
+    @click.option("--building", default=None)
+    @click.option("--show-phones", is_flag=True, help="Show full phone numbers (personal data).")
+    @click.option("--json", "as_json", is_flag=True)
+    def list_(config_path: Path, building: str | None, show_phones: bool, as_json: bool) -> None:
+        """Residents, vulnerable ones marked."""
+        store = open_store(load(config_path))
+        sql = (
+            "SELECT building, floor, unit, name, phone, language, vulnerable, notes, "
+            "opted_out FROM residents WHERE moved_out IS NULL"
+        )
+        args: tuple[str, ...] = ()
+        if building:
+            sql, args = sql + " AND building = ?", (building,)
+        cur = store.conn.execute(sql + " ORDER BY building, floor, unit", args)
+        names = [c[0] for c in cur.description]
+        for values in cur.fetchall():
+            row = dict(zip(names, values, strict=True))
+            row["phone"] = row["phone"] if show_phones else mask(row["phone"])
+            if as_json:
+                click.echo(json.dumps(row, ensure_ascii=False))
+            else:
+                flags = ("  vulnerable" if row["vulnerable"] else "") + (
+                    "  opted out" if row["opted_out"] else ""
+                )
+                click.echo(
+                    f"{row['building']:>4} {row['unit']:>6} {row['name']:<16} "
+                    f"{row['phone']:<18} {row['language']}{flags}"
+                )
+
+    @main.command()
+    @config_option
+    @click.option("--at", "at", default=None, help="ISO time (site zone if no offset); now.")
+    @click.option("--show-phones", is_flag=True, help="Show full phone numbers.")
+    def oncall(config_path: Path, at: str | None, show_phones: bool) -> None:
+        """Who is on call now (or at --at), per role."""
+        config = load(config_path)
+        if config.staff is None:
+            raise click.ClickException("the configuration names no staff file (staff:)")
+        try:
+            staff = load_staff(config.staff, config.site.country, config.site.tz)
+        except InvalidInput as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            raise SystemExit(2) from None
+        when = datetime.now(UTC)
+        if at:
+            parsed = datetime.fromisoformat(at)
+            when = parsed if parsed.tzinfo else parsed.replace(tzinfo=config.site.tz)
+        click.echo(f"on call at {when.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z}:")
+        for role in ROLES:
+            who = staff.on_call(role, when)
+            if who is None:
+                click.echo(f"  {role:<12} nobody (role: {', '.join(staff.with_role(role)) or '-'})")
+                continue
+            phone = staff.people[who].phone
+            click.echo(f"  {role:<12} {who:<14} {phone if show_phones else mask(phone)}")
