@@ -71,6 +71,31 @@ class IngestConfig(_Strict):
     tick_s: float = Field(1.0, gt=0)
 
 
+class DeliveryConfig(_Strict):
+    #: SMS requests per second (per sender); unset: as fast as the concurrency allows
+    sms_per_s: float | None = Field(None, gt=0)
+    calls_per_s: float | None = Field(1.0, gt=0)
+    #: requests in flight at once, per channel
+    concurrency: int = Field(20, ge=1, le=500)
+    #: a safety message not sent within this is dropped with a reason, not sent late
+    expire_s: float = Field(1800, gt=0)
+    send_timeout_s: float = Field(15, gt=0)
+    batch: int = Field(500, ge=1)
+    poll_s: float = Field(0.5, gt=0)
+
+
+class TwilioConfig(_Strict):
+    account_sid: str
+    auth_token: SecretStr
+    #: a sender number, or a Messaging Service (one of the two)
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    #: Twilio's API, or a compatible gateway (tests point the real SDK at a local fake)
+    api_base_url: str = "https://api.twilio.com"
+    #: where Twilio posts delivery receipts (the public URL of alertd's callbacks)
+    status_callback_url: str | None = None
+
+
 class DrillConfig(_Strict):
     #: text residents during drills (their messages carry 演练 / DRILL); off by default
     resident_sms: bool = False
@@ -91,6 +116,9 @@ class Config(_Strict):
     printer_formats: dict[str, PrinterFormat] = {}
     ingest: IngestConfig = IngestConfig()  # type: ignore[call-arg]
     drills: DrillConfig = DrillConfig()
+    delivery: DeliveryConfig = DeliveryConfig()  # type: ignore[call-arg]
+    #: without it, messages are printed to the console (the demo)
+    twilio: TwilioConfig | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

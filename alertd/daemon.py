@@ -12,13 +12,16 @@ from typing import Any
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config
 from alertd.devices import Device, load_devices
+from alertd.directory.staff import Staff, load_staff
 from alertd.engine.engine import Engine
 from alertd.events import Kind, Location, Observation
 from alertd.incidents.service import IncidentService
 from alertd.ingest.pipeline import Ingest
 from alertd.ingest.report import Report
+from alertd.outbox.dispatcher import Dispatcher
+from alertd.outbox.sink import ConsoleSink, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
-from alertd.problems import Problem
+from alertd.problems import InvalidInput, Problem
 from alertd.store import Writer
 from integrations.mqtt.client import MqttConnection
 from integrations.mqtt.profiles import build_profiles
@@ -88,6 +91,11 @@ class Daemon:
             ),
             self.clock,
         )
+        self.dispatcher = Dispatcher(
+            self.writer, _sinks(self.config), self.clock, self.config.delivery, _staff(self.config)
+        )
+        await self.dispatcher.start()
+        self.incidents.outbox_listeners.append(lambda _i, _a: self.dispatcher.wake.set())
         catch_up = await self.incidents.open()
         self.ingest.listeners.append(self.incidents.on_event)
         self.incidents.make_event = self._declared
@@ -97,6 +105,7 @@ class Daemon:
         self._incidents_task = asyncio.create_task(self.incidents.run(catch_up), name="incidents")
         self._tasks = [
             asyncio.create_task(self.mqtt.run(), name="mqtt"),
+            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self._ticker(), name="ticker"),
             *(
                 asyncio.create_task(link.run(), name=f"panel {link.name}")
@@ -179,8 +188,13 @@ class Daemon:
         for task in (self._ingest_task, self._incidents_task):
             task.cancel()
         await asyncio.gather(self._ingest_task, self._incidents_task, return_exceptions=True)
+        await self.dispatcher.close()
         await self.writer.close()
-        log.info("alertd stopped: %s", dict(self.ingest.counts))
+        log.info(
+            "alertd stopped: %s; messages %s",
+            dict(self.ingest.counts),
+            dict(self.dispatcher.counts),
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -192,3 +206,33 @@ class Daemon:
             await self.stop.wait()
         finally:
             await self.close()
+
+
+def _sinks(config: Config) -> dict[str, Sink]:
+    """Twilio when configured, else the console (the demo); PA and webhooks print too
+    until their sinks land."""
+    console = ConsoleSink(lambda text: log.info("SEND %s", text))
+    sinks: dict[str, Sink] = {
+        "console": console,
+        "sms": console,
+        "call": console,
+        "pa": console,
+        "webhook": console,
+    }
+    if config.twilio is not None:
+        from integrations.twilio.sink import TwilioSink
+
+        sinks["sms"] = TwilioSink(config.twilio, "sms")
+        sinks["call"] = TwilioSink(config.twilio, "call")
+    return sinks
+
+
+def _staff(config: Config) -> Staff | None:
+    if config.staff is None:
+        return None
+    try:
+        return load_staff(config.staff, config.site.country, config.site.tz)
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            log.error("staff file: %s (staff are not notified until it is fixed)", problem)
+        return None

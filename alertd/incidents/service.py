@@ -40,7 +40,7 @@ class IncidentService:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._lock = asyncio.Lock()
         #: called with (incident, action) for each action put in the outbox
-        self.outbox_listeners: list[Callable[[Incident, Action], None]] = [_console]
+        self.outbox_listeners: list[Callable[[Incident, Action], None]] = []
         #: commands from staff that make an event (declare, drill) go back to ingest
         self.make_event: Callable[[dict[str, Any]], None] | None = None
 
@@ -179,14 +179,3 @@ class IncidentService:
 
     def incident(self, incident_id: int) -> Incident | None:
         return self._incidents.get(incident_id)
-
-
-def _console(incident: Incident, action: Action) -> None:
-    """Until delivery sends them (issue 4), outbox rows are printed."""
-    log.info(
-        "OUTBOX incident %d: %s to %s: %s",
-        incident.id,
-        action.channel,
-        action.target,
-        action.texts["zh"],
-    )

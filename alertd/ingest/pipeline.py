@@ -11,7 +11,6 @@ so an urgent event waits for at most one such commit; routine reports may wait u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections import Counter, deque
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from alertd.aio import wait_event
 from alertd.clock import Clock
 from alertd.config import IngestConfig
 from alertd.devices import Device
@@ -334,8 +334,7 @@ class Ingest:
             self._full.clear()
             return
         self._full.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._full.wait(), self._config.linger_ms / 1000)
+        await wait_event(self._full, self._config.linger_ms / 1000)
 
     async def _commit(self, batch: Batch) -> None:
         delay = 0.1

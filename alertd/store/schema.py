@@ -149,4 +149,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX residents_place ON residents(building, floor, unit);
         """,
     ),
+    (
+        "messages: one row per recipient, written before it is sent",
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            outbox_id INTEGER NOT NULL,
+            incident_id INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            recipient_kind TEXT NOT NULL,
+            recipient_ref TEXT NOT NULL,
+            language TEXT NOT NULL,
+            body TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            due_at TEXT NOT NULL,
+            expires_at TEXT,
+            provider_id TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            updated_at TEXT NOT NULL,
+            UNIQUE (outbox_id, channel, recipient)
+        );
+        CREATE INDEX messages_due ON messages(status, priority, due_at);
+        CREATE INDEX messages_provider ON messages(provider_id);
+        """,
+    ),
 ]

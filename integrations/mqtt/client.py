@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from alertd.aio import within
 from alertd.config import MqttConfig
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ class MqttConnection:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
-        await asyncio.wait_for(
+        await within(
+            10,
             loop.run_in_executor(
                 None,
                 lambda: client.connect(
@@ -148,7 +150,6 @@ class MqttConnection:
                     properties=props,
                 ),
             ),
-            timeout=10,
         )
         misc = asyncio.create_task(self._misc(client))
         try:

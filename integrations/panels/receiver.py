@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
+from alertd.aio import within
 from alertd.clock import Clock
 from alertd.ingest.report import Receipt
 from integrations.panels import sia_dc09
@@ -129,7 +130,7 @@ class Dc09Receiver:
         )
         source.report(reading, raw.decode("ascii", "replace").strip(), receipt)
         try:
-            await asyncio.wait_for(stored, ACK_WAIT_S)
+            await within(ACK_WAIT_S, stored)
         except TimeoutError:
             log.error("receiver %s: not stored within %.0f s; no ACK", self.name, ACK_WAIT_S)
             return sia_dc09.nak(self._clock.now())

@@ -1,0 +1,51 @@
+"""What a sink is: it sends one message and says how it went. It never retries or
+sleeps: the dispatcher's retry stage decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    channel: str
+    recipient: str
+    body: str
+    language: str
+    #: seconds the message is still worth delivering (Twilio ValidityPeriod)
+    valid_for_s: int | None = None
+    #: this is attempt number ...
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Literal["sent", "retryable", "permanent"]
+    reason: str = ""
+    provider_id: str = ""
+    retry_after_s: float | None = None
+
+
+class Sink(Protocol):
+    async def send(self, message: Message) -> Result: ...
+
+    async def close(self) -> None: ...
+
+
+class ConsoleSink:
+    """The demo's sink: prints what would be sent (numbers masked)."""
+
+    def __init__(self, echo: object = print) -> None:
+        self._echo = echo
+
+    async def send(self, message: Message) -> Result:
+        from alertd.directory.phones import mask
+
+        to = mask(message.recipient) if message.recipient.startswith("+") else message.recipient
+        self._echo(f"[{message.channel} to {to}] {message.body}")  # type: ignore[operator]
+        return Result("sent", provider_id=f"console-{message.id}")
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,136 @@
+"""Message rows through their life: pending -> sending -> sent (-> delivered | failed by
+receipt), or retried, expired, or failed. A row is marked `sending` in its own commit
+before the request goes out, so after a crash exactly those rows are the ones that may
+have been sent twice; they are counted."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from alertd.outbox.sink import Message, Result
+from alertd.store.sqlite import iso, parse_iso
+
+INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
+#: Twilio error codes that no retry can fix, and what they mean for the directory
+PERMANENT = {
+    21211: "invalid number",
+    21614: "not a mobile number",
+    21610: "unsubscribed (STOP)",
+    21408: "region not enabled",
+    21612: "cannot route to this number",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    message: Message
+    result: Result
+    retry_at: datetime | None = None
+    #: the staff SMS failed: try a voice call to the same person
+    fallback_call: bool = False
+
+
+def recover_inflight(conn: sqlite3.Connection) -> int:
+    cur = conn.execute(
+        "UPDATE messages SET status = 'pending', reason = ? WHERE status = 'sending'", (INFLIGHT,)
+    )
+    return cur.rowcount
+
+
+def claim(conn: sqlite3.Connection, now: datetime, limit: int) -> list[Message]:
+    """Expire what is too late, then take due messages (urgent first) and mark them sending."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "UPDATE messages SET status = 'expired', reason = 'expired before it could "
+            "be sent', updated_at = ? WHERE status = 'pending' AND expires_at < ?",
+            (iso(now), iso(now)),
+        )
+        rows = conn.execute(
+            "SELECT id, channel, recipient, body, language, expires_at, attempts FROM messages "
+            "WHERE status = 'pending' AND due_at <= ? ORDER BY priority, id LIMIT ?",
+            (iso(now), limit),
+        ).fetchall()
+        conn.executemany(
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1, "
+            "updated_at = ? WHERE id = ?",
+            [(iso(now), r[0]) for r in rows],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return [
+        Message(
+            mid,
+            channel,
+            recipient,
+            body,
+            language,
+            max(1, int((parse_iso(expires) - now).total_seconds())) if expires else None,
+            attempts + 1,
+        )
+        for mid, channel, recipient, body, language, expires, attempts in rows
+    ]
+
+
+def record(conn: sqlite3.Connection, outcomes: list[Outcome], now: datetime) -> None:
+    conn.execute("BEGIN")
+    try:
+        for o in outcomes:
+            r = o.result
+            if r.outcome == "sent":
+                conn.execute(
+                    "UPDATE messages SET status = 'sent', provider_id = ?, reason = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (r.provider_id, r.reason, iso(now), o.message.id),
+                )
+            elif r.outcome == "retryable" and o.retry_at is not None:
+                conn.execute(
+                    "UPDATE messages SET status = 'pending', due_at = ?, reason = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (iso(o.retry_at), r.reason, iso(now), o.message.id),
+                )
+            else:
+                reason = r.reason if r.outcome == "permanent" else f"gave up: {r.reason}"
+                conn.execute(
+                    "UPDATE messages SET status = 'failed', reason = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (reason, iso(now), o.message.id),
+                )
+                if r.outcome == "permanent":
+                    _flag(conn, o.message, reason)
+                if o.fallback_call:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, "
+                        "recipient, recipient_kind, recipient_ref, language, body, priority, "
+                        "due_at, expires_at, updated_at) SELECT outbox_id, incident_id, 'call', "
+                        "recipient, recipient_kind, recipient_ref, language, body, 0, ?, "
+                        "expires_at, ? FROM messages WHERE id = ?",
+                        (iso(now), iso(now), o.message.id),
+                    )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _flag(conn: sqlite3.Connection, message: Message, reason: str) -> None:
+    """A permanent failure is kept on the directory entry: no more attempts to that number."""
+    if "unsubscribed" in reason:
+        conn.execute("UPDATE residents SET opted_out = 1 WHERE phone = ?", (message.recipient,))
+    else:
+        conn.execute(
+            "UPDATE residents SET undeliverable = ? WHERE phone = ?", (reason, message.recipient)
+        )
+
+
+def progress(conn: sqlite3.Connection, incident_id: int) -> dict[str, int]:
+    return dict(
+        conn.execute(
+            "SELECT status, count(*) FROM messages WHERE incident_id = ? GROUP BY status",
+            (incident_id,),
+        ).fetchall()
+    )

@@ -1,0 +1,1 @@
+"""Twilio: SMS and voice through the official SDK's async client."""

@@ -1,0 +1,106 @@
+"""SMS and voice through the real twilio SDK (async client).
+
+Known traps handled here: the async HTTP client is built inside the running loop and
+closed; its `timeout` is ignored (the dispatcher bounds each call); `max_retries` is left
+off because it re-POSTs on 5xx and can send an SMS twice (the dispatcher's retry stage
+decides); `api_base_url` rewrites the URL, so tests and compatible gateways can stand in
+for Twilio. Errors become results: 429 and 5xx are retryable (with Retry-After when
+given), known error codes are permanent."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from alertd.config import TwilioConfig
+from alertd.outbox.sink import Message, Result
+from alertd.store.messages import PERMANENT
+
+TWILIO = "https://api.twilio.com"
+VOICE = {"zh": "cmn-CN", "en": "en-US"}
+
+
+class _Rebased(AsyncTwilioHttpClient):
+    """The SDK's client with its API host replaced (a local fake, or a gateway)."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self._base = base_url.rstrip("/")
+        self.retry_after: dict[str, float] = {}
+
+    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if self._base != TWILIO and url.startswith(TWILIO):
+            url = self._base + url[len(TWILIO) :]
+        return await super().request(method, url, *args, **kwargs)
+
+
+class TwilioSink:
+    def __init__(self, config: TwilioConfig, channel: str = "sms") -> None:
+        self._config = config
+        self._channel = channel
+        self._http = _Rebased(config.api_base_url)
+        self._client = Client(
+            config.account_sid, config.auth_token.get_secret_value(), http_client=self._http
+        )
+
+    async def send(self, message: Message) -> Result:
+        try:
+            if self._channel == "call":
+                resource = await self._client.calls.create_async(
+                    to=message.recipient,
+                    from_=self._config.from_number,
+                    twiml=_say(message),
+                    status_callback=self._callback(),
+                )
+            else:
+                resource = await self._client.messages.create_async(
+                    to=message.recipient,
+                    body=message.body,
+                    **self._sender(),
+                    status_callback=self._callback(),
+                    validity_period=min(max(message.valid_for_s or 14400, 1), 14400),
+                )
+        except TwilioRestException as exc:
+            return _result(exc)
+        except OSError as exc:  # connection refused or reset: nothing was accepted
+            return Result("retryable", f"connection: {exc}")
+        return Result("sent", provider_id=str(resource.sid))
+
+    def _sender(self) -> dict[str, str]:
+        if self._config.messaging_service_sid:
+            return {"messaging_service_sid": self._config.messaging_service_sid}
+        return {"from_": self._config.from_number or ""}
+
+    def _callback(self) -> Any:
+        from twilio.base import values
+
+        return self._config.status_callback_url or values.unset
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+def _say(message: Message) -> str:
+    language = VOICE.get(message.language, "cmn-CN")
+    text = html.escape(message.body)
+    return (
+        f'<Response><Gather numDigits="1" timeout="10"><Say language="{language}">{text}'
+        "</Say></Gather></Response>"
+    )
+
+
+def _result(exc: TwilioRestException) -> Result:
+    reason = f"Twilio {exc.status}" + (f" error {exc.code}: {exc.msg}" if exc.code else "")
+    if exc.code in PERMANENT:
+        return Result("permanent", f"{PERMANENT[exc.code]} (Twilio {exc.code})")
+    if exc.status == 429 or exc.status >= 500:
+        retry_after = None
+        details = exc.details or {}
+        if isinstance(details, dict) and "retry_after" in details:
+            retry_after = float(details["retry_after"])
+        return Result("retryable", reason, retry_after_s=retry_after)
+    return Result("permanent", reason)
