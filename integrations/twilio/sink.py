@@ -9,7 +9,9 @@ given), known error codes are permanent."""
 
 from __future__ import annotations
 
+import contextvars
 import html
+import logging
 from typing import Any
 
 from twilio.base.exceptions import TwilioRestException
@@ -21,6 +23,12 @@ from alertd.outbox.sink import Message, Result
 from alertd.store.messages import PERMANENT
 
 TWILIO = "https://api.twilio.com"
+#: the Retry-After of the last response, per task (each send runs in its own task)
+_RETRY_AFTER: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "retry_after", default=None
+)
+# the SDK logs requests at INFO; keep its log (and anything it might echo) quiet
+logging.getLogger("twilio").setLevel(logging.WARNING)
 VOICE = {"zh": "cmn-CN", "en": "en-US"}
 
 
@@ -30,12 +38,17 @@ class _Rebased(AsyncTwilioHttpClient):
     def __init__(self, base_url: str) -> None:
         super().__init__()
         self._base = base_url.rstrip("/")
-        self.retry_after: dict[str, float] = {}
 
     async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if self._base != TWILIO and url.startswith(TWILIO):
             url = self._base + url[len(TWILIO) :]
-        return await super().request(method, url, *args, **kwargs)
+        response = await super().request(method, url, *args, **kwargs)
+        header = (response.headers or {}).get("Retry-After")
+        try:
+            _RETRY_AFTER.set(float(header) if header else None)
+        except ValueError:
+            _RETRY_AFTER.set(None)
+        return response
 
 
 class TwilioSink:
@@ -98,9 +111,5 @@ def _result(exc: TwilioRestException) -> Result:
     if exc.code in PERMANENT:
         return Result("permanent", f"{PERMANENT[exc.code]} (Twilio {exc.code})")
     if exc.status == 429 or exc.status >= 500:
-        retry_after = None
-        details = exc.details or {}
-        if isinstance(details, dict) and "retry_after" in details:
-            retry_after = float(details["retry_after"])
-        return Result("retryable", reason, retry_after_s=retry_after)
+        return Result("retryable", reason, retry_after_s=_RETRY_AFTER.get())
     return Result("permanent", reason)

@@ -1,0 +1,93 @@
+"""A local stand-in for Twilio's REST API: the real SDK talks to it. It records every
+request and fails on demand (500, 429 with Retry-After, a hang, Twilio error codes)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+OK = "ok"
+HANG = "hang"
+
+
+@dataclass
+class Failure:
+    status: int
+    code: int | None = None
+    retry_after: float | None = None
+
+
+@dataclass
+class FakeTwilio:
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    #: what the next requests get, in order; then `OK`
+    plan: deque[str | Failure] = field(default_factory=deque)
+    #: a failure for every request to these numbers
+    always: dict[str, Failure] = field(default_factory=dict)
+    base_url: str = ""
+
+    async def start(self) -> FakeTwilio:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Calls.json", self._create)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._ids = itertools.count(1)
+        self._closing = asyncio.Event()
+        return self
+
+    async def close(self) -> None:
+        self._closing.set()
+        await self._runner.cleanup()
+
+    def sms(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["kind"] == "Messages" and r["answered"] == 201]
+
+    async def _create(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        kind = request.path.rsplit("/", 1)[1].split(".")[0]
+        action: str | Failure = self.always.get(str(form.get("To")), OK)
+        if action == OK and self.plan:
+            action = self.plan.popleft()
+        record = {
+            "kind": kind,
+            "form": form,
+            "auth": request.headers.get("Authorization", ""),
+            "answered": 0,
+        }
+        self.requests.append(record)
+        if action == HANG:  # until the test ends: the client must give up on its own
+            await self._closing.wait()
+        if isinstance(action, Failure):
+            record["answered"] = action.status
+            headers = {"Retry-After": str(action.retry_after)} if action.retry_after else {}
+            body = {
+                "code": action.code or 20000 + action.status,
+                "status": action.status,
+                "message": f"fake failure {action.code or action.status}",
+                "more_info": "https://www.twilio.com/docs/errors",
+            }
+            return web.json_response(body, status=action.status, headers=headers)
+        record["answered"] = 201
+        prefix = "SM" if kind == "Messages" else "CA"
+        sid = f"{prefix}{next(self._ids):032x}"
+        return web.json_response(
+            {
+                "sid": sid,
+                "status": "queued",
+                "to": form.get("To"),
+                "from": form.get("From"),
+                "body": form.get("Body"),
+                "account_sid": request.match_info["sid"],
+            },
+            status=201,
+        )

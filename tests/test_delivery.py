@@ -1,0 +1,257 @@
+"""Delivery with the real twilio SDK against a local fake Twilio, a real SQLite file and
+simulated time for retries (no sleeps)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import SecretStr
+
+from alertd.clock import FakeClock
+from alertd.config import DeliveryConfig, TwilioConfig
+from alertd.directory.residents import Resident, import_residents
+from alertd.directory.staff import load_staff
+from alertd.engine.state import Action, Decision, Incident
+from alertd.events import Location, Severity
+from alertd.outbox.dispatcher import Dispatcher
+from alertd.store import Writer
+from alertd.store import incidents as incidents_db
+from integrations.twilio.sink import TwilioSink
+from tests.fake_twilio import HANG, Failure, FakeTwilio
+
+SID = "AC" + "0" * 32
+TEXTS = {"zh": "您好，3号楼发生火警，请立即撤离。", "en": "Fire alarm in building 3: leave now."}
+
+
+def phone(n: int) -> str:
+    return f"+86138{n:08d}"
+
+
+@dataclass
+class Rig:
+    writer: Writer
+    clock: FakeClock
+    fake: FakeTwilio
+    dispatcher: Dispatcher
+
+    def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        assert self.writer.store is not None
+        conn = sqlite3.connect(self.writer.store.path)  # a reader of its own
+        try:
+            return list(conn.execute(sql, args).fetchall())
+        finally:
+            conn.close()
+
+    async def add_action(
+        self, incident_id: int, channel: str, target: str, vulnerable_first: bool = True
+    ) -> None:
+        incident = Incident(
+            incident_id,
+            "fire-alarm",
+            "building:HV/3",
+            "open",
+            Severity.CRITICAL,
+            Location("HV", "3", "1", "103"),
+            "fire",
+            self.clock.now(),
+            self.clock.now(),
+            units=frozenset({"103"}),
+        )
+        decision = Decision(incident, actions=[Action(channel, target, TEXTS, vulnerable_first)])
+        assert self.writer.store is not None
+        await self.writer.call(
+            incidents_db.save,
+            self.writer.store.conn,
+            [decision],
+            self.clock.now(),
+            incidents_db.Done(),
+        )
+
+    async def settle(self, rounds: int = 50, step_s: float = 400) -> None:
+        """Send, and move simulated time on so that retries fall due, until quiet."""
+        for _ in range(rounds):
+            await self.dispatcher.step()
+            pending = self.rows("SELECT count(*) FROM messages WHERE status = 'pending'")[0][0]
+            if not pending:
+                return
+            self.clock.advance(step_s)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    fake = await FakeTwilio().start()
+    writer = Writer(tmp_path / "alertd.db", synchronous="NORMAL")
+    store = await writer.open()
+    residents = [
+        Resident(
+            "3",
+            str(n // 100),
+            f"{n // 100}{n % 100:02d}",
+            f"R{n}",
+            phone(n),
+            "en" if n % 5 == 0 else "zh",
+            n % 10 == 0,
+        )
+        for n in range(1000)
+    ]
+    clock = FakeClock()
+    await writer.call(import_residents, store.conn, residents, clock.now())
+    (tmp_path / "staff.yaml").write_text(
+        "people:\n  Wang: {phone: '+8613900000001', roles: [security]}\n"
+        "oncall:\n  security:\n    - {who: Wang, start: '00:00', end: '23:59'}\n"
+    )
+    staff = load_staff(tmp_path / "staff.yaml", "CN", ZoneInfo("Asia/Shanghai"))
+    twilio = TwilioConfig(
+        account_sid=SID,
+        auth_token=SecretStr("secret-token"),
+        from_number="+15005550006",
+        api_base_url=fake.base_url,
+    )
+    sinks = {"sms": TwilioSink(twilio, "sms"), "call": TwilioSink(twilio, "call")}
+    config = DeliveryConfig(concurrency=50, send_timeout_s=2)  # type: ignore[call-arg]
+    dispatcher = Dispatcher(writer, sinks, clock, config, staff)
+    await dispatcher.start()
+    yield Rig(writer, clock, fake, dispatcher)
+    await dispatcher.close()
+    await writer.close()
+    await fake.close()
+
+
+async def test_a_building_fan_out_texts_every_resident_once_in_their_language(rig: Rig) -> None:
+    await rig.add_action(1, "sms", "building")
+    await rig.settle()
+    sent = rig.fake.sms()
+    assert len(sent) == 1000
+    assert len({r["form"]["To"] for r in sent}) == 1000
+    by_number = {r["form"]["To"]: r["form"]["Body"] for r in sent}
+    assert by_number[phone(5)] == TEXTS["en"]
+    assert by_number[phone(7)] == TEXTS["zh"]
+    assert all(r["auth"].startswith("Basic ") for r in sent)  # the real SDK's own requests
+    assert sent[0]["form"]["ValidityPeriod"] == "1800"
+    first_batch = {r["form"]["To"] for r in sent[:100]}
+    assert first_batch == {phone(n) for n in range(0, 1000, 10)}  # vulnerable first
+    statuses = Counter(s for (s,) in rig.rows("SELECT status FROM messages"))
+    assert statuses == {"sent": 1000}
+
+
+async def test_a_429_storm_is_retried_after_retry_after_and_nobody_is_texted_twice(
+    rig: Rig,
+) -> None:
+    rig.fake.plan.extend([Failure(429, retry_after=30)] * 300 + [Failure(500)] * 50)
+    await rig.add_action(1, "sms", "building")
+    await rig.dispatcher.step()
+    retrying = rig.rows("SELECT due_at FROM messages WHERE status = 'pending'")
+    assert len(retrying) == 350
+    earliest = min(str(d) for (d,) in retrying)
+    assert earliest >= (rig.clock.now() + timedelta(seconds=0.5)).isoformat()
+    await rig.settle()
+    accepted = [r["form"]["To"] for r in rig.fake.sms()]
+    assert len(accepted) == len(set(accepted)) == 1000
+    assert rig.dispatcher.counts["retryable"] == 350
+
+
+async def test_permanent_errors_are_not_retried_and_are_kept_on_the_directory(rig: Rig) -> None:
+    rig.fake.always[phone(3)] = Failure(400, 21211)
+    rig.fake.always[phone(4)] = Failure(400, 21610)
+    rig.fake.always[phone(6)] = Failure(400, 21614)
+    await rig.add_action(1, "sms", "building")
+    await rig.settle()
+    tried = Counter(r["form"]["To"] for r in rig.fake.requests)
+    assert tried[phone(3)] == tried[phone(4)] == tried[phone(6)] == 1
+    failed = dict(rig.rows("SELECT recipient, reason FROM messages WHERE status = 'failed'"))
+    assert failed == {
+        phone(3): "invalid number (Twilio 21211)",
+        phone(4): "unsubscribed (STOP) (Twilio 21610)",
+        phone(6): "not a mobile number (Twilio 21614)",
+    }
+    flags = dict(
+        rig.rows(
+            "SELECT phone, coalesce(undeliverable, opted_out) FROM residents "
+            "WHERE phone IN (?, ?, ?)",
+            phone(3),
+            phone(4),
+            phone(6),
+        )
+    )
+    assert flags == {
+        phone(3): "invalid number (Twilio 21211)",
+        phone(4): 1,
+        phone(6): "not a mobile number (Twilio 21614)",
+    }
+    # the next alert leaves them out
+    await rig.add_action(2, "sms", "building")
+    await rig.settle()
+    assert Counter(r["form"]["To"] for r in rig.fake.requests)[phone(3)] == 1
+
+
+async def test_a_staff_sms_that_fails_falls_back_to_a_voice_call(rig: Rig) -> None:
+    rig.fake.always["+8613900000001"] = Failure(400, 21612)
+    await rig.add_action(1, "notify", "oncall:security")
+    await rig.settle()
+    calls = [r for r in rig.fake.requests if r["kind"] == "Calls"]
+    assert len(calls) == 1
+    assert calls[0]["form"]["To"] == "+8613900000001"
+    assert '<Say language="cmn-CN">' in calls[0]["form"]["Twiml"]
+
+
+async def test_messages_in_flight_at_a_crash_are_counted_and_sent_again(
+    rig: Rig, tmp_path: Path
+) -> None:
+    await rig.add_action(1, "sms", "floor")
+    assert rig.writer.store is not None
+    from alertd.outbox.expand import expand_pending
+
+    await rig.writer.call(
+        expand_pending, rig.writer.store.conn, None, rig.clock.now(), timedelta(hours=1)
+    )
+    await rig.writer.call(
+        lambda: rig.writer.store.conn.execute(  # type: ignore[union-attr]
+            "UPDATE messages SET status = 'sending' WHERE id IN (SELECT id FROM messages LIMIT 3)"
+        )
+    )
+    restarted = Dispatcher(
+        rig.writer,
+        rig.dispatcher._sinks,
+        rig.clock,
+        DeliveryConfig(),
+        None,
+    )  # type: ignore[call-arg]
+    await restarted.start()
+    assert restarted.counts["inflight_at_start"] == 3
+    await restarted.step()
+    assert len(rig.fake.sms()) == len(rig.rows("SELECT id FROM messages"))
+
+
+async def test_an_expired_safety_message_is_dropped_not_sent_late(rig: Rig) -> None:
+    await rig.add_action(1, "sms", "unit")
+    assert rig.writer.store is not None
+    from alertd.outbox.expand import expand_pending
+
+    await rig.writer.call(
+        expand_pending, rig.writer.store.conn, None, rig.clock.now(), timedelta(seconds=60)
+    )
+    rig.clock.advance(61)
+    await rig.dispatcher.step()
+    assert rig.fake.requests == []
+    assert rig.rows("SELECT status, reason FROM messages") == [
+        ("expired", "expired before it could be sent")
+    ]
+
+
+async def test_a_hanging_request_is_bounded_and_retried(rig: Rig) -> None:
+    rig.fake.plan.append(HANG)
+    await rig.add_action(1, "sms", "unit")
+    await rig.dispatcher.step()
+    (reason,) = rig.rows("SELECT reason FROM messages")[0]
+    assert reason == "no answer within 2.0 s"
+    await rig.settle()
+    assert [s for (s,) in rig.rows("SELECT status FROM messages")] == ["sent"]
+    assert json.dumps(rig.dispatcher.counts)
