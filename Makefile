@@ -33,6 +33,7 @@ bench: $(STAMP) mosquitto
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.panels
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.delivery
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
