@@ -103,16 +103,16 @@ class Daemon:
             await receiver.start()
         self._ingest_task = asyncio.create_task(self.ingest.run(), name="ingest")
         self._incidents_task = asyncio.create_task(self.incidents.run(catch_up), name="incidents")
+        self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._tasks = [
             asyncio.create_task(self.mqtt.run(), name="mqtt"),
-            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self._ticker(), name="ticker"),
             *(
                 asyncio.create_task(link.run(), name=f"panel {link.name}")
                 for link in self.panels.links
             ),
         ]
-        for task in (self._ingest_task, self._incidents_task, *self._tasks):
+        for task in (self._ingest_task, self._incidents_task, self._dispatcher_task, *self._tasks):
             task.add_done_callback(self._task_done)
         log.info(
             "alertd running: %d devices, %d subscriptions, store %s",
@@ -188,6 +188,11 @@ class Daemon:
         for task in (self._ingest_task, self._incidents_task):
             task.cancel()
         await asyncio.gather(self._ingest_task, self._incidents_task, return_exceptions=True)
+        self.dispatcher.stop()  # ends after the batch in flight
+        try:
+            await asyncio.wait_for(self._dispatcher_task, DRAIN_TIMEOUT_S)
+        except TimeoutError:
+            log.error("shutdown: messages still being sent; they count as in flight")
         await self.dispatcher.close()
         await self.writer.close()
         log.info(

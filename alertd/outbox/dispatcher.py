@@ -58,6 +58,7 @@ class Dispatcher:
         self._limits = {"sms": RateLimit(config.sms_per_s), "call": RateLimit(config.calls_per_s)}
         self._slots = {ch: asyncio.Semaphore(config.concurrency) for ch in self._sinks}
         self.wake = asyncio.Event()
+        self._stopping = False
         #: sent, retried, failed, expired, inflight_at_start
         self.counts: Counter[str] = Counter()
 
@@ -74,10 +75,16 @@ class Dispatcher:
         self.counts["inflight_at_start"] += inflight
 
     async def run(self) -> None:
-        while True:
+        """Until stop(): a clean stop ends between batches, so that nothing is left marked
+        `sending` (which the next start would count as possibly sent twice)."""
+        while not self._stopping:
             await self.step()
             self.wake.clear()
             await wait_event(self.wake, self._config.poll_s)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake.set()
 
     async def step(self) -> int:
         """Expand, then send everything due now; returns how many were attempted."""
@@ -95,6 +102,8 @@ class Dispatcher:
             outcomes = await asyncio.gather(*(self._send(m) for m in batch))
             await self._writer.call(db.record, store.conn, list(outcomes), self._clock.now())
             attempted += len(batch)
+            if self._stopping:
+                return attempted
 
     async def _send(self, message: Message) -> db.Outcome:
         sink = self._sinks.get(message.channel) or self._sinks.get("console")
