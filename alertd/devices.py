@@ -5,13 +5,13 @@ Bad rows are reported with their line number and skipped; the other devices load
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alertd.csvfile import check_row, read_rows
 from alertd.events import Kind, Location
-from alertd.problems import Problem
+from alertd.problems import InvalidInput, Problem
 
 REQUIRED = ("device_id", "profile", "topic")
 KNOWN = (*REQUIRED, "site", "building", "floor", "unit", "zone", "heartbeat_s")
@@ -65,44 +65,33 @@ def load_devices(
     known_profiles = set(profiles)
     problems: list[Problem] = []
     devices: list[Device] = []
+    seen: dict[str, int] = {}
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        return [], [Problem(str(path), f"cannot read devices file: {exc.strerror}")]
-    with handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            return [], [Problem(f"{path}:1", f"missing column(s): {', '.join(missing)}")]
-        seen: dict[str, int] = {}
-        line = reader.line_num
-        for row in reader:
-            where = f"{path}:{line + 1}"
-            line = reader.line_num
-            try:
-                device = _device(row, known_profiles, site)
-            except ValueError as exc:
-                problems.append(Problem(where, f"row skipped: {exc}"))
-                continue
-            if device.device_id in seen:
-                problems.append(
-                    Problem(
-                        where,
-                        f"row skipped: device_id {device.device_id!r} already used on line "
-                        f"{seen[device.device_id]}",
-                    )
+        rows = list(read_rows(path, REQUIRED, what="devices file"))
+    except InvalidInput as exc:
+        return [], exc.problems
+    for line, cells in rows:
+        where = f"{path}:{line}"
+        try:
+            device = _device(check_row(cells), known_profiles, site)
+        except ValueError as exc:
+            problems.append(Problem(where, f"row skipped: {exc}"))
+            continue
+        if device.device_id in seen:
+            problems.append(
+                Problem(
+                    where,
+                    f"row skipped: device_id {device.device_id!r} "
+                    f"already used on line {seen[device.device_id]}",
                 )
-                continue
-            seen[device.device_id] = int(where.rsplit(":", 1)[1])
-            devices.append(device)
+            )
+            continue
+        seen[device.device_id] = line
+        devices.append(device)
     return devices, problems
 
 
-def _device(raw: dict[str | None, str | list[str] | None], profiles: set[str], site: str) -> Device:
-    if None in raw:
-        raise ValueError("more fields than columns in the header")
-    row = {str(k).strip(): (v or "").strip() for k, v in raw.items() if isinstance(v, str | None)}
+def _device(row: dict[str, str], profiles: set[str], site: str) -> Device:
     for column in REQUIRED[:2]:
         if not row.get(column):
             raise ValueError(f"{column} is empty")

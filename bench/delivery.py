@@ -9,7 +9,6 @@ Against the local fake Twilio (unthrottled), with the real twilio SDK:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -30,6 +29,7 @@ from alertd.events import Location, Severity
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
+from bench import quick_flag
 from integrations.twilio.sink import TwilioSink
 from tests.fake_twilio import FakeTwilio
 
@@ -130,9 +130,7 @@ async def run(quick: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    asyncio.run(run(parser.parse_args().quick))
+    asyncio.run(run(quick_flag(__doc__)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from alertd.engine.state import Incident, IncidentIndex
 from alertd.events import Event, Kind, Location, State, severity_of
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
+from bench import quick_flag
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
@@ -88,9 +88,7 @@ def replay_many(count: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    quick = parser.parse_args().quick
+    quick = quick_flag(__doc__)
     decisions(300 if quick else 2000)
     replay_many(10_000 if quick else 100_000)
 

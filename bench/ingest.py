@@ -12,7 +12,6 @@ separate processes. Reports:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -26,6 +25,7 @@ from pathlib import Path
 from alertd.config import load_config
 from alertd.daemon import Daemon
 from alertd.events import Event
+from bench import quick_flag
 from tests.broker import Broker
 
 DEVICES = 2000
@@ -217,9 +217,7 @@ def _latency(event: Event, out: list[float]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run (CI smoke test)")
-    asyncio.run(run(parser.parse_args().quick))
+    asyncio.run(run(quick_flag(__doc__)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import multiprocessing as mp
@@ -23,6 +22,7 @@ from pathlib import Path
 from alertd.config import load_config
 from alertd.daemon import Daemon
 from alertd.events import Event
+from bench import quick_flag
 from integrations.panels import sia_dc09
 from integrations.panels.simulate import open_pty_link
 from tests.broker import Broker, free_port
@@ -147,9 +147,7 @@ async def run(quick: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    asyncio.run(run(parser.parse_args().quick))
+    asyncio.run(run(quick_flag(__doc__)))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ opt-out (STOP) is never forgotten."""
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from alertd.csvfile import check_row, read_rows
 from alertd.directory.phones import normalise
-from alertd.problems import Problem
+from alertd.problems import InvalidInput, Problem
 from alertd.store.sqlite import iso
 
 COLUMNS = ("building", "floor", "unit", "name", "phone", "language", "vulnerable", "notes")
@@ -37,42 +37,30 @@ class Resident:
 def read_residents(path: Path, region: str) -> tuple[list[Resident], list[Problem]]:
     problems: list[Problem] = []
     residents: list[Resident] = []
+    seen: dict[tuple[str, str, str], int] = {}
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        return [], [Problem(str(path), f"cannot read: {exc.strerror}")]
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS[:6] if c not in (reader.fieldnames or [])]
-        if missing:
-            return [], [Problem(f"{path}:1", f"missing column(s): {', '.join(missing)}")]
-        seen: dict[tuple[str, str, str], int] = {}
-        line = reader.line_num
-        for row in reader:
-            where, line = f"{path}:{line + 1}", reader.line_num
-            try:
-                resident = _resident(row, region)
-            except ValueError as exc:
-                problems.append(Problem(where, f"row skipped: {exc}"))
-                continue
-            key = (resident.building, resident.unit, resident.phone)
-            number = int(where.rsplit(":", 1)[1])
-            if key in seen:
-                problems.append(
-                    Problem(
-                        where, f"row skipped: the same phone in the same unit as line {seen[key]}"
-                    )
-                )
-                continue
-            seen[key] = number
-            residents.append(resident)
+        rows = list(read_rows(path, COLUMNS[:6], what="residents file"))
+    except InvalidInput as exc:
+        return [], exc.problems
+    for line, cells in rows:
+        where = f"{path}:{line}"
+        try:
+            resident = _resident(check_row(cells), region)
+        except ValueError as exc:
+            problems.append(Problem(where, f"row skipped: {exc}"))
+            continue
+        key = (resident.building, resident.unit, resident.phone)
+        if key in seen:
+            problems.append(
+                Problem(where, f"row skipped: the same phone in the same unit as line {seen[key]}")
+            )
+            continue
+        seen[key] = line
+        residents.append(resident)
     return residents, problems
 
 
-def _resident(row: dict[str | None, str | None], region: str) -> Resident:
-    if None in row:
-        raise ValueError("more fields than columns")
-    cell = {k: (v or "").strip() for k, v in row.items() if k is not None}
+def _resident(cell: dict[str, str], region: str) -> Resident:
     for column in ("building", "unit"):
         if not cell.get(column):
             raise ValueError(f"{column} is empty")
