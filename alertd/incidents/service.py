@@ -66,32 +66,42 @@ class IncidentService:
         await self._events.join()
 
     async def run(self, catch_up: list[Event]) -> None:
-        for event in catch_up:
-            stale = self._clock.now() - event.received_at > CATCH_UP
-            await self.decide_event(event, skip=stale)
+        now = self._clock.now()
+        stale = [e for e in catch_up if now - e.received_at > CATCH_UP]
+        if stale:
+            log.warning(
+                "%d undecided event(s) older than %s: recorded, not run through playbooks",
+                len(stale),
+                CATCH_UP,
+            )
+            await self.decide_events(stale, skip=True)
+        await self.decide_events([e for e in catch_up if e not in stale])
         while True:
-            event = await self._events.get()
+            batch = [await self._events.get()]
+            while not self._events.empty():  # what queued meanwhile shares one commit
+                batch.append(self._events.get_nowait())
             try:
-                await self.decide_event(event)
+                await self.decide_events(batch)
             finally:
-                self._events.task_done()
+                for _ in batch:
+                    self._events.task_done()
 
-    async def decide_event(self, event: Event, *, skip: bool = False) -> None:
+    async def decide_events(self, events: list[Event], *, skip: bool = False) -> None:
+        """Decide events in order (each sees the incidents the previous ones changed) and
+        store all the decisions, with the events marked decided, in one transaction."""
+        if not events:
+            return
         async with self._lock:
             now = self._clock.now()
-            if skip:
-                log.warning(
-                    "event %d is older than %s: recorded, not run through playbooks",
-                    event.id,
-                    CATCH_UP,
-                )
-                await self._save([], now, db.Done(event=event.id))
-                return
-            _, decisions = self.engine.on_event(event, self._incidents, now, self._next_id)
-            self._next_id = max(
-                [self._next_id, *(d.incident.id + 1 for d in decisions if d.incident)]
-            )
-            await self._save(decisions, now, db.Done(event=event.id))
+            decisions: list[Decision] = []
+            for event in [] if skip else events:
+                _, made = self.engine.on_event(event, self._incidents, now, self._next_id)
+                for d in made:
+                    if d.incident is not None:
+                        self._incidents.put(d.incident)
+                        self._next_id = max(self._next_id, d.incident.id + 1)
+                decisions.extend(made)
+            await self._save(decisions, now, db.Done(events=tuple(e.id for e in events)))
 
     async def tick(self) -> None:
         """Fire due timers and apply staff commands."""

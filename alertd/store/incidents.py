@@ -22,7 +22,7 @@ from alertd.store.sqlite import iso, parse_iso
 class Done:
     """What caused a decision, marked done in the same transaction."""
 
-    event: int | None = None
+    events: tuple[int, ...] = ()
     timer: int | None = None
     command: tuple[int, str, str] | None = None  # id, state, result
 
@@ -74,8 +74,7 @@ def save(
                     for a in d.actions
                 ],
             )
-        if done.event is not None:
-            conn.execute("UPDATE events SET decided = 1 WHERE id = ?", (done.event,))
+        conn.executemany("UPDATE events SET decided = 1 WHERE id = ?", [(e,) for e in done.events])
         if done.timer is not None:
             conn.execute(
                 "UPDATE timers SET state = 'fired' WHERE id = ? AND state = 'pending'",
