@@ -96,6 +96,15 @@ class TwilioConfig(_Strict):
     status_callback_url: str | None = None
 
 
+class HttpConfig(_Strict):
+    """alertd's own HTTP server (Twilio's callbacks)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: the URL Twilio reaches this server at; signatures are checked against it
+    public_url: str = "http://127.0.0.1:8080"
+
+
 class DrillConfig(_Strict):
     #: text residents during drills (their messages carry 演练 / DRILL); off by default
     resident_sms: bool = False
@@ -119,6 +128,7 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()  # type: ignore[call-arg]
     #: without it, messages are printed to the console (the demo)
     twilio: TwilioConfig | None = None
+    http: HttpConfig | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

@@ -9,8 +9,10 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from alertd.clock import Clock, SystemClock
-from alertd.config import Config
+from alertd.config import Config, HttpConfig, TwilioConfig
 from alertd.devices import Device, load_devices
 from alertd.directory.staff import Staff, load_staff
 from alertd.engine.engine import Engine
@@ -103,6 +105,9 @@ class Daemon:
             await receiver.start()
         self._ingest_task = asyncio.create_task(self.ingest.run(), name="ingest")
         self._incidents_task = asyncio.create_task(self.incidents.run(catch_up), name="incidents")
+        self._http: web.AppRunner | None = None
+        if self.config.http is not None and self.config.twilio is not None:
+            await self._serve_callbacks(self.config.http, self.config.twilio)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._tasks = [
             asyncio.create_task(self.mqtt.run(), name="mqtt"),
@@ -130,6 +135,22 @@ class Daemon:
             )
             self.failed = True
             self.stop.set()
+
+    async def _serve_callbacks(self, http: HttpConfig, twilio: TwilioConfig) -> None:
+        from integrations.twilio.callbacks import Callbacks
+
+        callbacks = Callbacks(
+            self.writer,
+            twilio.auth_token.get_secret_value(),
+            http.public_url,
+            self.dispatcher.staff,
+            self.clock,
+        )
+        self._http = web.AppRunner(callbacks.app(), access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, http.host, http.port)
+        await site.start()
+        log.info("callbacks on http://%s:%d (public URL %s)", http.host, http.port, http.public_url)
 
     async def _ticker(self) -> None:
         while True:
@@ -188,6 +209,8 @@ class Daemon:
         for task in (self._ingest_task, self._incidents_task):
             task.cancel()
         await asyncio.gather(self._ingest_task, self._incidents_task, return_exceptions=True)
+        if self._http is not None:
+            await self._http.cleanup()
         self.dispatcher.stop()  # ends after the batch in flight
         try:
             await asyncio.wait_for(self._dispatcher_task, DRAIN_TIMEOUT_S)

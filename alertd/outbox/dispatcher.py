@@ -54,7 +54,7 @@ class Dispatcher:
         self._sinks = dict(sinks)
         self._clock = clock
         self._config = config
-        self._staff = staff
+        self.staff = staff
         self._limits = {"sms": RateLimit(config.sms_per_s), "call": RateLimit(config.calls_per_s)}
         self._slots = {ch: asyncio.Semaphore(config.concurrency) for ch in self._sinks}
         self.wake = asyncio.Event()
@@ -91,7 +91,7 @@ class Dispatcher:
         store = self._writer.store
         assert store is not None
         expire = timedelta(seconds=self._config.expire_s)
-        await self._writer.call(expand_pending, store.conn, self._staff, self._clock.now(), expire)
+        await self._writer.call(expand_pending, store.conn, self.staff, self._clock.now(), expire)
         attempted = 0
         while True:
             batch: list[Message] = await self._writer.call(
@@ -135,8 +135,8 @@ class Dispatcher:
         )
 
     def _is_staff(self, message: Message) -> bool:
-        return self._staff is not None and any(
-            p.phone == message.recipient for p in self._staff.people.values()
+        return self.staff is not None and any(
+            p.phone == message.recipient for p in self.staff.people.values()
         )
 
     async def close(self) -> None:

@@ -134,3 +134,89 @@ def progress(conn: sqlite3.Connection, incident_id: int) -> dict[str, int]:
             (incident_id,),
         ).fetchall()
     )
+
+
+DELIVERY_STATUSES = {
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "receiving",
+    "received",
+    "read",
+    "canceled",
+    "accepted",
+    "scheduled",
+}
+
+
+def apply_status(
+    conn: sqlite3.Connection, provider_id: str, status: str, error_code: int | None, now: datetime
+) -> tuple[int, str] | None:
+    """A delivery receipt: the message row follows it; a failure goes on the timeline.
+    Returns (incident, recipient), or None for a message alertd did not send."""
+    row = conn.execute(
+        "SELECT id, incident_id, recipient FROM messages WHERE provider_id = ?", (provider_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    mid, incident, recipient = row
+    final = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}.get(status)
+    conn.execute("BEGIN")
+    try:
+        if final is not None:
+            reason = f"Twilio {status}" + (f" (error {error_code})" if error_code else "")
+            conn.execute(
+                "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
+                (final, reason, iso(now), mid),
+            )
+            if final == "failed":
+                conn.execute(
+                    "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
+                    (
+                        incident,
+                        iso(now),
+                        "delivery",
+                        "twilio",
+                        f"message {mid} not delivered: {reason}",
+                    ),
+                )
+                if error_code in PERMANENT:
+                    _flag(
+                        conn,
+                        Message(mid, "sms", recipient, "", ""),
+                        f"{PERMANENT[error_code]} (Twilio {error_code})",
+                    )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return incident, recipient
+
+
+def latest_incident_for(conn: sqlite3.Connection, phone: str) -> int | None:
+    row = conn.execute(
+        "SELECT incident_id FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT 1", (phone,)
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def note_reply(
+    conn: sqlite3.Connection, phone: str, kind: str, text: str, now: datetime
+) -> int | None:
+    """A resident's or staff member's reply goes on the incident they were last texted about."""
+    incident = latest_incident_for(conn, phone)
+    if incident is not None:
+        conn.execute(
+            "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
+            (incident, iso(now), kind, phone, text),
+        )
+    return incident
+
+
+def set_opt_out(conn: sqlite3.Connection, phone: str, opted_out: bool) -> int:
+    return conn.execute(
+        "UPDATE residents SET opted_out = ? WHERE phone = ?", (int(opted_out), phone)
+    ).rowcount

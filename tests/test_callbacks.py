@@ -1,0 +1,164 @@
+"""Twilio's callbacks over real HTTP, signed with the real SDK's validator; forged
+requests are refused and change nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from alertd.clock import FakeClock
+from alertd.directory.residents import Resident, import_residents
+from alertd.directory.staff import load_staff
+from alertd.outbox.replies import classify
+from alertd.store import Writer
+from integrations.twilio.callbacks import Callbacks
+from tests.broker import free_port
+
+TOKEN = "callback-secret"
+RESIDENT = "+8613800001203"
+STAFF = "+8613900000001"
+
+
+@dataclass
+class Server:
+    url: str
+    public: str
+    db: Path
+
+    async def post(
+        self, path: str, form: dict[str, str], *, sign: bool = True, token: str = TOKEN
+    ) -> tuple[int, str]:
+        headers = {}
+        if sign:
+            signature = RequestValidator(token).compute_signature(self.public + path, form)
+            headers["X-Twilio-Signature"] = signature
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url + path, data=form, headers=headers) as response,
+        ):
+            return response.status, await response.text()
+
+    def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(self.db)
+        try:
+            return list(conn.execute(sql, args).fetchall())
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    writer = Writer(tmp_path / "alertd.db", synchronous="NORMAL")
+    store = await writer.open()
+    clock = FakeClock()
+    residents = [Resident("3", "12", "1203", "Li Hua", RESIDENT, "zh", False)]
+    await writer.call(import_residents, store.conn, residents, clock.now())
+    await writer.call(
+        lambda: store.conn.executescript(
+            "INSERT INTO messages (outbox_id, incident_id, channel, recipient, recipient_kind, "
+            "recipient_ref, language, body, priority, status, due_at, provider_id, updated_at) "
+            f"VALUES (1, 7, 'sms', '{RESIDENT}', 'resident', '1', 'zh', 'x', 1, 'sent', '', "
+            f"'SM1', ''), (2, 7, 'sms', '{STAFF}', 'staff', 'Wang', 'zh', 'x', 0, 'sent', "
+            "'', 'SM2', '');"
+        )
+    )
+    (tmp_path / "staff.yaml").write_text(
+        f"people:\n  Wang: {{phone: '{STAFF}', roles: [security]}}\n"
+    )
+    staff = load_staff(tmp_path / "staff.yaml", "CN", ZoneInfo("Asia/Shanghai"))
+    port = free_port()
+    public = "https://alertd.example.com"
+    runner = web.AppRunner(Callbacks(writer, TOKEN, public, staff, clock).app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield Server(f"http://127.0.0.1:{port}", public, tmp_path / "alertd.db")
+    await runner.cleanup()
+    await writer.close()
+
+
+async def test_delivery_receipts_update_the_message_and_failures_reach_the_timeline(
+    server: Server,
+) -> None:
+    status, _ = await server.post(
+        "/twilio/status", {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    )
+    assert status == 204
+    assert server.rows("SELECT status FROM messages WHERE provider_id = 'SM1'") == [("delivered",)]
+    await server.post(
+        "/twilio/status",
+        {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "21614"},
+    )
+    assert server.rows("SELECT status, reason FROM messages WHERE provider_id = 'SM1'") == [
+        ("failed", "Twilio undelivered (error 21614)")
+    ]
+    assert server.rows("SELECT undeliverable FROM residents") == [
+        ("not a mobile number (Twilio 21614)",)
+    ]
+    (entry,) = server.rows("SELECT incident_id, type, text FROM timeline")
+    assert entry == (7, "delivery", "message 1 not delivered: Twilio undelivered (error 21614)")
+
+
+async def test_a_forged_or_unsigned_callback_is_refused_and_changes_nothing(
+    server: Server,
+) -> None:
+    forged = await server.post(
+        "/twilio/status", {"MessageSid": "SM1", "MessageStatus": "failed"}, token="not-the-token"
+    )
+    unsigned = await server.post("/twilio/inbound", {"From": RESIDENT, "Body": "STOP"}, sign=False)
+    assert forged[0] == unsigned[0] == 403
+    assert server.rows("SELECT status FROM messages WHERE provider_id = 'SM1'") == [("sent",)]
+    assert server.rows("SELECT opted_out FROM residents") == [(0,)]
+
+
+async def test_stop_and_start_from_a_resident(server: Server) -> None:
+    status, twiml = await server.post("/twilio/inbound", {"From": RESIDENT, "Body": " stop "})
+    assert status == 200
+    assert "您已退订" in twiml
+    assert twiml.startswith("<Response><Message>")
+    assert server.rows("SELECT opted_out FROM residents") == [(1,)]
+    await server.post("/twilio/inbound", {"From": RESIDENT, "Body": "START"})
+    assert server.rows("SELECT opted_out FROM residents") == [(0,)]
+
+
+async def test_check_ins_and_staff_acknowledgements(server: Server) -> None:
+    await server.post("/twilio/inbound", {"From": RESIDENT, "Body": "2"})
+    (entry,) = server.rows("SELECT incident_id, type, text FROM timeline")
+    assert entry == (7, "check_in", "+86 138****1203: need help (2)")
+    _, twiml = await server.post("/twilio/inbound", {"From": STAFF, "Body": "OK"})
+    assert "已确认" in twiml
+    assert server.rows("SELECT command, incident_id, actor FROM commands") == [("ack", 7, "Wang")]
+    await server.post("/twilio/voice", {"To": STAFF, "Digits": "1"})
+    assert len(server.rows("SELECT id FROM commands")) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "staff", "intent"),
+    [
+        ("STOP", False, "stop"),
+        ("退订", False, "stop"),
+        ("unsubscribe", True, "stop"),
+        ("start", False, "start"),
+        ("HELP", False, "help"),
+        ("1", False, "safe"),
+        ("平安", False, "safe"),
+        ("2", False, "need_help"),
+        ("ok", True, "ack"),
+        ("OK 12", True, "ack"),
+        ("ok", False, "other"),
+        ("收到", True, "ack"),
+        ("water everywhere", False, "other"),
+    ],
+)
+def test_reply_words(body: str, staff: bool, intent: str) -> None:
+    reply = classify(body, from_staff=staff)
+    assert reply.intent == intent
+    if body == "OK 12":
+        assert reply.incident == 12
