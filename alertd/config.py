@@ -96,6 +96,18 @@ class TwilioConfig(_Strict):
     status_callback_url: str | None = None
 
 
+class PaConfig(_Strict):
+    """The PA broadcast controller listens on MQTT: one topic per building."""
+
+    topic: str = "pa/building-{building}/broadcast"
+
+
+class WebhookConfig(_Strict):
+    #: the robot's URL carries its token: give it from the environment
+    url: SecretStr
+    format: Literal["wecom", "dingtalk", "slack"] = "wecom"
+
+
 class HttpConfig(_Strict):
     """alertd's own HTTP server (Twilio's callbacks)."""
 
@@ -129,6 +141,8 @@ class Config(_Strict):
     #: without it, messages are printed to the console (the demo)
     twilio: TwilioConfig | None = None
     http: HttpConfig | None = None
+    pa: PaConfig = PaConfig()
+    webhooks: dict[str, WebhookConfig] = {}
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

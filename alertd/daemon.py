@@ -20,6 +20,7 @@ from alertd.events import Kind, Location, Observation
 from alertd.incidents.service import IncidentService
 from alertd.ingest.pipeline import Ingest
 from alertd.ingest.report import Report
+from alertd.outbox.broadcast import PaSink, Publish, WebhookSink
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.sink import ConsoleSink, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
@@ -94,7 +95,11 @@ class Daemon:
             self.clock,
         )
         self.dispatcher = Dispatcher(
-            self.writer, _sinks(self.config), self.clock, self.config.delivery, _staff(self.config)
+            self.writer,
+            _sinks(self.config, self.mqtt.publish),
+            self.clock,
+            self.config.delivery,
+            _staff(self.config),
         )
         await self.dispatcher.start()
         self.incidents.outbox_listeners.append(lambda _i, _a: self.dispatcher.wake.set())
@@ -236,16 +241,15 @@ class Daemon:
             await self.close()
 
 
-def _sinks(config: Config) -> dict[str, Sink]:
-    """Twilio when configured, else the console (the demo); PA and webhooks print too
-    until their sinks land."""
+def _sinks(config: Config, publish: Publish) -> dict[str, Sink]:
+    """Twilio when configured, else the console (the demo); the PA over MQTT; webhooks."""
     console = ConsoleSink(lambda text: log.info("SEND %s", text))
     sinks: dict[str, Sink] = {
         "console": console,
         "sms": console,
         "call": console,
-        "pa": console,
-        "webhook": console,
+        "pa": PaSink(config.pa, publish),
+        "webhook": WebhookSink(config.webhooks),
     }
     if config.twilio is not None:
         from integrations.twilio.sink import TwilioSink

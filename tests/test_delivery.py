@@ -255,3 +255,38 @@ async def test_a_hanging_request_is_bounded_and_retried(rig: Rig) -> None:
     await rig.settle()
     assert [s for (s,) in rig.rows("SELECT status FROM messages")] == ["sent"]
     assert json.dumps(rig.dispatcher.counts)
+
+
+async def test_webhooks_post_json_and_say_what_went_wrong_without_the_url() -> None:
+    from aiohttp import web
+
+    from alertd.config import WebhookConfig
+    from alertd.outbox.broadcast import WebhookSink
+    from alertd.outbox.sink import Message
+
+    posts: list[object] = []
+    answers = [200, 429, 400]
+
+    async def robot(request: web.Request) -> web.Response:
+        posts.append(await request.json())
+        return web.Response(status=answers.pop(0), headers={"Retry-After": "7"})
+
+    app = web.Application()
+    app.router.add_post("/robot/send", robot)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}/robot/send?key=SECRET-KEY"
+    sink = WebhookSink({"security": WebhookConfig(url=SecretStr(url))})
+    try:
+        message = Message(1, "webhook", "webhook:security:3", "3号楼火警", "zh")
+        results = [await sink.send(message) for _ in range(3)]
+    finally:
+        await sink.close()
+        await runner.cleanup()
+    assert posts[0] == {"msgtype": "text", "text": {"content": "3号楼火警"}}
+    assert [r.outcome for r in results] == ["sent", "retryable", "permanent"]
+    assert results[1].retry_after_s == 7.0
+    assert all("SECRET" not in r.reason for r in results)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 from click.testing import CliRunner, Result
+from paho.mqtt.enums import CallbackAPIVersion
 
 from alertd.cli import main
 from alertd.clock import FakeClock
@@ -245,3 +248,37 @@ def test_replay_prints_every_action_in_simulated_time(tmp_path: Path) -> None:
     failed = CliRunner().invoke(main, ["replay", "--config", str(cfg), str(bad)])
     assert failed.exit_code == 1
     assert "line 1: 'occurred_at'" in failed.output
+
+
+async def test_the_fire_playbook_triggers_the_pa_broadcast_over_mqtt(
+    daemon: tuple[Live, Path], broker: Broker
+) -> None:
+    running, _ = daemon
+    heard: list[tuple[str, bytes]] = []
+    got = threading.Event()
+    listener = paho.Client(CallbackAPIVersion.VERSION2, client_id="pa-controller")
+
+    def on_message(_c: object, _u: object, msg: paho.MQTTMessage) -> None:
+        heard.append((msg.topic, msg.payload))
+        got.set()
+
+    listener.on_message = on_message
+    listener.connect(broker.host, broker.port)
+    listener.subscribe("pa/#", qos=1)
+    listener.loop_start()
+    try:
+        pub = Publisher(broker, "pa-publisher")
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/flat_3b/smoke_kitchen", '{"smoke":true}')
+        pub.close()
+        assert await asyncio.to_thread(got.wait, 15)
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    ((topic, payload),) = heard
+    assert topic == "pa/building-3/broadcast"
+    body = json.loads(payload)
+    assert body["building"] == "3"
+    assert "3号楼发生火警" in body["text"]
+    await running.settled()
+    sent = rows(running.config, "SELECT status FROM messages WHERE channel = 'pa'")
+    assert sent == [{"status": "sent"}]

@@ -61,6 +61,7 @@ class MqttConnection:
         #: set while connected with every subscription confirmed by the broker
         self.connected = asyncio.Event()
         self._unconfirmed: dict[int, list[str]] = {}
+        self._pubacks: dict[int, asyncio.Future[None]] = {}
         #: how many times a session was (re)established
         self.connects = 0
 
@@ -69,6 +70,26 @@ class MqttConnection:
     def ack(self, mid: int, connection: int) -> None:
         if self._client is not None and connection == self._connection:
             self._client.ack(mid, 1)
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish with QoS 1 and wait for the broker's PUBACK (ConnectionError when the
+        connection is down or drops first: the caller retries)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise ConnectionError("not connected to the MQTT broker")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        info = client.publish(topic, payload, qos=1)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"publish refused: {paho.error_string(info.rc)}")
+        self._pubacks[info.mid] = done
+        lost: asyncio.Task[bool] = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait([done, lost], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        finally:
+            lost.cancel()
+            self._pubacks.pop(info.mid, None)
+        if not done.done():
+            raise ConnectionError("the connection dropped before the broker acknowledged")
 
     async def run(self) -> None:
         """Connect, stay connected, reconnect with backoff; until cancelled."""
@@ -134,6 +155,7 @@ class MqttConnection:
         client.on_disconnect = lambda c, u, flags, rc, props: self._disconnected(rc)
         client.on_message = lambda c, u, msg: self._message(msg, connection)
         client.on_subscribe = lambda c, u, mid, codes, props: self._subscribed(mid, codes)
+        client.on_publish = lambda c, u, mid, rc, props: self._published(mid)
 
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
@@ -197,6 +219,11 @@ class MqttConnection:
         if not self._unconfirmed:
             self.connected.set()
 
+    def _published(self, mid: int) -> None:
+        future = self._pubacks.get(mid)
+        if future is not None and not future.done():
+            future.set_result(None)
+
     def _disconnected(self, rc: Any) -> None:
         if not self._lost.is_set():
             log.warning("MQTT connection lost: %s", rc)
@@ -240,6 +267,7 @@ class MqttConnection:
             "on_disconnect",
             "on_message",
             "on_subscribe",
+            "on_publish",
         ):
             setattr(client, callback, None)
         if sock is not None:

@@ -1,0 +1,84 @@
+"""Sinks that are not phones: the PA broadcast controller (an MQTT publish) and webhooks
+(a JSON POST, e.g. a WeCom, DingTalk or Slack-compatible robot)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+
+import aiohttp
+
+from alertd.config import PaConfig, WebhookConfig
+from alertd.outbox.sink import Message, Result
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+
+class PaSink:
+    """`pa:<scope>:<building>` messages become a QoS 1 publish to the building's topic."""
+
+    def __init__(self, config: PaConfig, publish: Publish) -> None:
+        self._config = config
+        self._publish = publish
+
+    async def send(self, message: Message) -> Result:
+        _, scope, building = ([*message.recipient.split(":", 2), "", ""])[:3]
+        topic = self._config.topic.format(building=building, scope=scope)
+        payload = json.dumps(
+            {
+                "building": building,
+                "scope": scope,
+                "text": message.body,
+                "language": message.language,
+                "message": message.id,
+            },
+            ensure_ascii=False,
+        ).encode()
+        try:
+            await self._publish(topic, payload)
+        except ConnectionError as exc:
+            return Result("retryable", f"PA broadcast: {exc}")
+        return Result("sent", provider_id=f"mqtt:{topic}")
+
+    async def close(self) -> None:
+        return None
+
+
+class WebhookSink:
+    """`webhook:<name>:<building>` messages are POSTed to the named webhook's URL."""
+
+    def __init__(self, hooks: Mapping[str, WebhookConfig]) -> None:
+        self._hooks = dict(hooks)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def send(self, message: Message) -> Result:
+        name = message.recipient.split(":", 2)[1] if ":" in message.recipient else ""
+        hook = self._hooks.get(name)
+        if hook is None:
+            return Result("permanent", f"no webhook named {name!r} under webhooks:")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body: dict[str, object] = (
+            {"text": message.body}
+            if hook.format == "slack"
+            else {"msgtype": "text", "text": {"content": message.body}}
+        )
+        try:
+            async with self._session.post(hook.url.get_secret_value(), json=body) as response:
+                if response.status < 300:
+                    return Result("sent", provider_id=f"webhook:{name}")
+                retry_after = response.headers.get("Retry-After")
+                reason = f"webhook {name}: HTTP {response.status}"  # never the URL: a secret
+                if response.status == 429 or response.status >= 500:
+                    return Result(
+                        "retryable",
+                        reason,
+                        retry_after_s=float(retry_after) if retry_after else None,
+                    )
+                return Result("permanent", reason)
+        except aiohttp.ClientError as exc:
+            return Result("retryable", f"webhook {name}: {type(exc).__name__}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
