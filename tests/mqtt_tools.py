@@ -109,6 +109,7 @@ class Live:
         """Everything received so far is committed and decided."""
         await self.daemon.ingest.drained()
         await self.daemon.incidents.drained()
+        await self.daemon.dispatcher.step()  # and what the decisions put in the outbox is sent
 
     def dead_letters(self) -> list[dict[str, Any]]:
         store = SqliteStore(self.config.storage.path)

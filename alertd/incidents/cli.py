@@ -17,6 +17,7 @@ from alertd.events import Kind
 from alertd.incidents.report import markdown, to_html
 from alertd.store import SqliteStore
 from alertd.store import incidents as db
+from alertd.store import messages as messages_db
 
 WAIT_S = 10.0
 ALIASES = {
@@ -102,15 +103,50 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         config: Config = load(config_path)
         store = store_of(config)
         incident, timeline, outbox = _incident(store, incident_id)
+        progress = messages_db.progress(store.conn, incident_id)
         if as_json:
             click.echo(
                 json.dumps(
-                    {"incident": incident, "timeline": timeline, "outbox": outbox},
+                    {
+                        "incident": incident,
+                        "timeline": timeline,
+                        "outbox": outbox,
+                        "messages": progress,
+                    },
                     ensure_ascii=False,
                 )
             )
             return
         click.echo(markdown(incident, timeline, outbox, config.site.tz), nl=False)
+        click.echo(f"\nMessages: {_progress(progress)}")
+
+    @main.command()
+    @config_option
+    @click.option("--pending", "which", flag_value="pending", help="Only what waits to be sent.")
+    @click.option("--failed", "which", flag_value="failed", help="Only what failed or expired.")
+    @click.option("--limit", type=int, default=50, show_default=True)
+    def outbox(config_path: Path, which: str | None, limit: int) -> None:
+        """Messages waiting or failed, and why (phone numbers masked)."""
+        from alertd.directory.phones import mask
+
+        store = store_of(load(config_path))
+        states = {"pending": ("pending", "sending"), "failed": ("failed", "expired")}.get(
+            which or "", ("pending", "sending", "failed", "expired")
+        )
+        rows = store.conn.execute(
+            f"SELECT id, incident_id, channel, recipient, status, attempts, reason, due_at "
+            f"FROM messages WHERE status IN ({','.join('?' * len(states))}) ORDER BY id DESC "
+            "LIMIT ?",
+            (*states, limit),
+        ).fetchall()
+        for mid, incident, channel, recipient, status, attempts, reason, due in rows[::-1]:
+            to = mask(recipient) if recipient.startswith("+") else recipient
+            click.echo(
+                f"{mid:>7} incident {incident:<5} {channel:<8} {to:<18} {status:<8} "
+                f"tries {attempts}  {reason or ('due ' + due[:19])}"
+            )
+        totals = dict(store.conn.execute("SELECT status, count(*) FROM messages GROUP BY status"))
+        click.echo(f"all messages: {_progress(totals)}", err=True)
 
     for name, help_text in (
         ("ack", "Acknowledge: stops the escalation."),
@@ -276,6 +312,12 @@ def _staff_command(
     @click.option("--text", default="")
     def command(config_path: Path, incident_id: int, by: str, text: str) -> None:
         _command(store_of(load(config_path)), name, incident_id, by, text, {})
+
+
+def _progress(counts: dict[str, int]) -> str:
+    order = ("sent", "delivered", "pending", "sending", "failed", "expired")
+    parts = [f"{counts.get(s, 0)} {s}" for s in order if counts.get(s)]
+    return ", ".join(parts) or "none"
 
 
 def _incident(
