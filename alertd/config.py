@@ -75,12 +75,12 @@ class DeliveryConfig(_Strict):
     #: SMS requests per second (per sender); unset: as fast as the concurrency allows
     sms_per_s: float | None = Field(None, gt=0)
     calls_per_s: float | None = Field(1.0, gt=0)
-    #: requests in flight at once, per channel
+    #: requests in flight at once; also the most a crash can make twice (the rows marked
+    #: `sending` are claimed this many at a time)
     concurrency: int = Field(20, ge=1, le=500)
     #: a safety message not sent within this is dropped with a reason, not sent late
     expire_s: float = Field(1800, gt=0)
     send_timeout_s: float = Field(15, gt=0)
-    batch: int = Field(500, ge=1)
     poll_s: float = Field(0.5, gt=0)
 
 

@@ -30,6 +30,8 @@ class FakeTwilio:
     #: a failure for every request to these numbers
     always: dict[str, Failure] = field(default_factory=dict)
     base_url: str = ""
+    #: seconds each answer takes (a slow Twilio makes a fan-out last)
+    delay_s: float = 0.0
 
     async def start(self) -> FakeTwilio:
         app = web.Application()
@@ -67,6 +69,8 @@ class FakeTwilio:
         self.requests.append(record)
         if action == HANG:  # until the test ends: the client must give up on its own
             await self._closing.wait()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)  # the fake's service time, not synchronisation
         if isinstance(action, Failure):
             record["answered"] = action.status
             headers = {"Retry-After": str(action.retry_after)} if action.retry_after else {}

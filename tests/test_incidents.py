@@ -104,7 +104,8 @@ async def test_a_smoke_message_opens_a_fire_incident_with_its_outbox_rows(
     assert "| acknowledged | Wang (security) | on my way |" in shown.output
     assert "Messages: 1 sent" in shown.output  # the PA broadcast; no staff or residents here
     outbox = await cli(path, "outbox")
-    assert outbox.exit_code == 0 and "all messages: 1 sent" in outbox.output
+    assert outbox.exit_code == 0
+    assert "all messages: 1 sent" in outbox.output
     report = await cli(path, "report", "1")
     assert report.output.startswith("# Incident 1: fire.alarm HV building 3 floor 12 unit 1203")
     assert "- **Response times:** to acknowledge" in report.output

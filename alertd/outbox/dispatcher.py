@@ -95,7 +95,7 @@ class Dispatcher:
         attempted = 0
         while True:
             batch: list[Message] = await self._writer.call(
-                db.claim, store.conn, self._clock.now(), self._config.batch
+                db.claim, store.conn, self._clock.now(), self._config.concurrency
             )
             if not batch:
                 return attempted
