@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import Counter
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -80,10 +81,24 @@ def markdown(
         "| time | what | by | details |",
         "|---|---|---|---|",
     ]
+    delivered = {
+        r["id"] for r in timeline if r["type"] == "delivery" and "not delivered" not in r["text"]
+    }
+    checkins = Counter(
+        "need help" if "need help" in r["text"] else "safe"
+        for r in timeline
+        if r["type"] == "check_in"
+    )
     for row in timeline:
+        if row["id"] in delivered:
+            continue  # counted below, not listed one by one
         text = str(row["text"]).replace("|", "\\|")
         lines.append(f"| {_local(row['at'], tz)} | {row['type']} | {row['actor']} | {text} |")
     lines += [
+        "",
+        f"- **Delivery receipts:** {len(delivered)} delivered",
+        f"- **Residents' check-ins:** {checkins.get('safe', 0)} safe, "
+        f"{checkins.get('need help', 0)} need help",
         "",
         "## Messages",
         "",

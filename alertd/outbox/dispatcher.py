@@ -59,6 +59,7 @@ class Dispatcher:
         self._slots = {ch: asyncio.Semaphore(config.concurrency) for ch in self._sinks}
         self.wake = asyncio.Event()
         self._stopping = False
+        self._stepping = asyncio.Lock()
         #: sent, retried, failed, expired, inflight_at_start
         self.counts: Counter[str] = Counter()
 
@@ -87,7 +88,12 @@ class Dispatcher:
         self.wake.set()
 
     async def step(self) -> int:
-        """Expand, then send everything due now; returns how many were attempted."""
+        """Expand, then send everything due now; returns how many were attempted. One
+        step at a time: a second caller waits for the step in progress, then runs its own."""
+        async with self._stepping:
+            return await self._step()
+
+    async def _step(self) -> int:
         store = self._writer.store
         assert store is not None
         expire = timedelta(seconds=self._config.expire_s)

@@ -172,23 +172,21 @@ def apply_status(
                 "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
                 (final, reason, iso(now), mid),
             )
-            if final == "failed":
-                conn.execute(
-                    "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
-                    (
-                        incident,
-                        iso(now),
-                        "delivery",
-                        "twilio",
-                        f"message {mid} not delivered: {reason}",
-                    ),
+            text = (
+                f"message {mid} delivered"
+                if final == "delivered"
+                else f"message {mid} not delivered: {reason}"
+            )
+            conn.execute(
+                "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
+                (incident, iso(now), "delivery", "twilio", text),
+            )
+            if final == "failed" and error_code in PERMANENT:
+                _flag(
+                    conn,
+                    Message(mid, "sms", recipient, "", ""),
+                    f"{PERMANENT[error_code]} (Twilio {error_code})",
                 )
-                if error_code in PERMANENT:
-                    _flag(
-                        conn,
-                        Message(mid, "sms", recipient, "", ""),
-                        f"{PERMANENT[error_code]} (Twilio {error_code})",
-                    )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
