@@ -290,3 +290,67 @@ async def test_webhooks_post_json_and_say_what_went_wrong_without_the_url() -> N
     assert [r.outcome for r in results] == ["sent", "retryable", "permanent"]
     assert results[1].retry_after_s == 7.0
     assert all("SECRET" not in r.reason for r in results)
+
+
+async def test_stop_then_an_alert_leaves_the_resident_out_and_start_brings_them_back(
+    rig: Rig,
+) -> None:
+    from alertd.store import messages as messages_db
+
+    assert rig.writer.store is not None
+    conn = rig.writer.store.conn
+    await rig.writer.call(messages_db.set_opt_out, conn, phone(103), True)  # STOP
+    await rig.add_action(1, "sms", "unit")
+    await rig.settle()
+    assert [r["form"]["To"] for r in rig.fake.sms()] == []
+    await rig.writer.call(messages_db.set_opt_out, conn, phone(103), False)  # START
+    await rig.add_action(2, "sms", "unit")
+    await rig.settle()
+    assert [r["form"]["To"] for r in rig.fake.sms()] == [phone(103)]
+
+
+def test_the_report_tallies_receipts_and_check_ins() -> None:
+    from alertd.incidents.report import markdown
+
+    incident = {
+        "id": 7,
+        "title": "fire",
+        "drill": 0,
+        "opened_at": "2026-11-27T02:00:00+00:00",
+        "acknowledged_at": None,
+        "resolved_at": None,
+        "expected_restore_at": None,
+        "site": "HV",
+        "building": "3",
+        "floor": "",
+        "unit": "",
+        "zone": "",
+        "playbook": "fire-alarm",
+        "severity": "critical",
+        "status": "open",
+    }
+    at = "2026-11-27T02:05:00+00:00"
+    timeline = [
+        {"id": 1, "at": at, "type": "delivery", "actor": "twilio", "text": "message 1 delivered"},
+        {"id": 2, "at": at, "type": "delivery", "actor": "twilio", "text": "message 2 delivered"},
+        {
+            "id": 3,
+            "at": at,
+            "type": "delivery",
+            "actor": "twilio",
+            "text": "message 3 not delivered: Twilio failed",
+        },
+        {"id": 4, "at": at, "type": "check_in", "actor": "x", "text": "+86 138****0001: safe (1)"},
+        {
+            "id": 5,
+            "at": at,
+            "type": "check_in",
+            "actor": "x",
+            "text": "+86 138****0002: need help (2)",
+        },
+    ]
+    text = markdown(incident, timeline, [], ZoneInfo("Asia/Shanghai"))
+    assert "- **Delivery receipts:** 2 delivered" in text
+    assert "- **Residents' check-ins:** 1 safe, 1 need help" in text
+    assert "message 3 not delivered" in text
+    assert "message 1 delivered" not in text
