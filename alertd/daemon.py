@@ -254,8 +254,9 @@ def _sinks(config: Config, publish: Publish) -> dict[str, Sink]:
     if config.twilio is not None:
         from integrations.twilio.sink import TwilioSink
 
-        sinks["sms"] = TwilioSink(config.twilio, "sms")
-        sinks["call"] = TwilioSink(config.twilio, "call")
+        public = config.http.public_url if config.http else None
+        sinks["sms"] = TwilioSink(config.twilio, "sms", public)
+        sinks["call"] = TwilioSink(config.twilio, "call", public)
     return sinks
 
 

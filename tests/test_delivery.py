@@ -35,6 +35,22 @@ def phone(n: int) -> str:
     return f"+86138{n:08d}"
 
 
+def first_thousand() -> list[Resident]:
+    """Building 3: every 5th resident reads English, every 10th is vulnerable."""
+    return [
+        Resident(
+            "3",
+            str(n // 100),
+            f"{n // 100}{n % 100:02d}",
+            f"R{n}",
+            phone(n),
+            "en" if n % 5 == 0 else "zh",
+            n % 10 == 0,
+        )
+        for n in range(1000)
+    ]
+
+
 @dataclass
 class Rig:
     writer: Writer
@@ -90,18 +106,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     fake = await FakeTwilio().start()
     writer = Writer(tmp_path / "alertd.db", synchronous="NORMAL")
     store = await writer.open()
-    residents = [
-        Resident(
-            "3",
-            str(n // 100),
-            f"{n // 100}{n % 100:02d}",
-            f"R{n}",
-            phone(n),
-            "en" if n % 5 == 0 else "zh",
-            n % 10 == 0,
-        )
-        for n in range(1000)
-    ]
+    residents = first_thousand()
     clock = FakeClock()
     await writer.call(import_residents, store.conn, residents, clock.now())
     (tmp_path / "staff.yaml").write_text(
@@ -115,7 +120,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         from_number="+15005550006",
         api_base_url=fake.base_url,
     )
-    sinks = {"sms": TwilioSink(twilio, "sms"), "call": TwilioSink(twilio, "call")}
+    public = "https://alertd.example.com"
+    sinks = {"sms": TwilioSink(twilio, "sms", public), "call": TwilioSink(twilio, "call", public)}
     config = DeliveryConfig(concurrency=50, send_timeout_s=2)  # type: ignore[call-arg]
     dispatcher = Dispatcher(writer, sinks, clock, config, staff)
     await dispatcher.start()
@@ -126,20 +132,29 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 async def test_a_building_fan_out_texts_every_resident_once_in_their_language(rig: Rig) -> None:
+    more = [
+        Resident("3", "40", f"40{n:05d}", f"R{n}", phone(n), "zh", False)
+        for n in range(1000, 10_000)
+    ]
+    assert rig.writer.store is not None  # a re-import is the whole list: the first 1,000 too
+    await rig.writer.call(
+        import_residents, rig.writer.store.conn, first_thousand() + more, rig.clock.now()
+    )
     await rig.add_action(1, "sms", "building")
     await rig.settle()
     sent = rig.fake.sms()
-    assert len(sent) == 1000
-    assert len({r["form"]["To"] for r in sent}) == 1000
+    assert len(sent) == 10_000
+    assert len({r["form"]["To"] for r in sent}) == 10_000
     by_number = {r["form"]["To"]: r["form"]["Body"] for r in sent}
     assert by_number[phone(5)] == TEXTS["en"]
     assert by_number[phone(7)] == TEXTS["zh"]
     assert all(r["auth"].startswith("Basic ") for r in sent)  # the real SDK's own requests
     assert sent[0]["form"]["ValidityPeriod"] == "1800"
+    assert sent[0]["form"]["StatusCallback"] == "https://alertd.example.com/twilio/status"
     first_batch = {r["form"]["To"] for r in sent[:100]}
     assert first_batch == {phone(n) for n in range(0, 1000, 10)}  # vulnerable first
     statuses = Counter(s for (s,) in rig.rows("SELECT status FROM messages"))
-    assert statuses == {"sent": 1000}
+    assert statuses == {"sent": 10_000}
 
 
 async def test_a_429_storm_is_retried_after_retry_after_and_nobody_is_texted_twice(
@@ -199,7 +214,9 @@ async def test_a_staff_sms_that_fails_falls_back_to_a_voice_call(rig: Rig) -> No
     calls = [r for r in rig.fake.requests if r["kind"] == "Calls"]
     assert len(calls) == 1
     assert calls[0]["form"]["To"] == "+8613900000001"
-    assert '<Say language="cmn-CN">' in calls[0]["form"]["Twiml"]
+    twiml = calls[0]["form"]["Twiml"]
+    assert '<Say language="cmn-CN" loop="2">' in twiml
+    assert 'action="https://alertd.example.com/twilio/voice"' in twiml  # press 1 to acknowledge
 
 
 async def test_messages_in_flight_at_a_crash_are_counted_and_sent_again(

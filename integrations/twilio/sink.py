@@ -52,9 +52,15 @@ class _Rebased(AsyncTwilioHttpClient):
 
 
 class TwilioSink:
-    def __init__(self, config: TwilioConfig, channel: str = "sms") -> None:
+    def __init__(
+        self, config: TwilioConfig, channel: str = "sms", callbacks_url: str | None = None
+    ) -> None:
+        """`callbacks_url`: alertd's public URL, for receipts and the voice keypad."""
         self._config = config
         self._channel = channel
+        base = callbacks_url.rstrip("/") if callbacks_url else None
+        self._status_url = config.status_callback_url or (f"{base}/twilio/status" if base else None)
+        self._voice_url = f"{base}/twilio/voice" if base else None
         self._http = _Rebased(config.api_base_url)
         self._client = Client(
             config.account_sid, config.auth_token.get_secret_value(), http_client=self._http
@@ -66,7 +72,7 @@ class TwilioSink:
                 resource = await self._client.calls.create_async(
                     to=message.recipient,
                     from_=self._config.from_number,
-                    twiml=_say(message),
+                    twiml=_say(message, self._voice_url),
                     status_callback=self._callback(),
                 )
             else:
@@ -91,18 +97,20 @@ class TwilioSink:
     def _callback(self) -> Any:
         from twilio.base import values
 
-        return self._config.status_callback_url or values.unset
+        return self._status_url or values.unset
 
     async def close(self) -> None:
         await self._http.close()
 
 
-def _say(message: Message) -> str:
+def _say(message: Message, action: str | None) -> str:
+    """Read the message twice in the recipient's language; pressing 1 acknowledges."""
     language = VOICE.get(message.language, "cmn-CN")
     text = html.escape(message.body)
+    target = f' action="{html.escape(action)}" method="POST"' if action else ""
     return (
-        f'<Response><Gather numDigits="1" timeout="10"><Say language="{language}">{text}'
-        "</Say></Gather></Response>"
+        f'<Response><Gather numDigits="1" timeout="10"{target}>'
+        f'<Say language="{language}" loop="2">{text}</Say></Gather></Response>'
     )
 
 
