@@ -286,3 +286,61 @@ async def test_the_fire_playbook_triggers_the_pa_broadcast_over_mqtt(
     await running.settled()
     sent = rows(running.config, "SELECT status FROM messages WHERE channel = 'pa'")
     assert sent == [{"status": "sent"}]
+
+
+async def test_an_sms_reply_from_staff_acknowledges_and_stops_the_escalation(
+    tmp_path: Path, broker: Broker
+) -> None:
+    from aiohttp import ClientSession
+    from twilio.request_validator import RequestValidator
+
+    from tests.broker import free_port
+    from tests.fake_twilio import FakeTwilio
+
+    fake = await FakeTwilio().start()
+    port = free_port()
+    path = make_config(tmp_path, broker, "inc-sms-ack")
+    (tmp_path / "staff.yaml").write_text(
+        "people:\n  Sun Min: {phone: '+8613900000004', roles: [maintenance]}\n"
+    )
+    path.write_text(
+        path.read_text()
+        + (
+            f"staff: staff.yaml\nhttp: {{port: {port}, public_url: 'https://alertd.example.com'}}\n"
+            f"twilio: {{account_sid: AC{'0' * 32}, auth_token: tok, from_number: '+15005550006', "
+            f"api_base_url: '{fake.base_url}'}}\n"
+        )
+    )
+    try:
+        async with Live(load_config(path)) as running:
+            pub = Publisher(broker, "sms-ack-publisher")
+            await asyncio.to_thread(
+                pub.publish, "zigbee2mqtt/flat_3b/leak_kitchen", '{"water_leak":true}'
+            )
+            pub.close()
+            await running.seen.until(lambda evs: len(evs) >= 1)
+            await running.settled()
+            (texted,) = fake.sms()  # maintenance is told (no residents in this test)
+            assert texted["form"]["To"] == "+8613900000004"
+            form = {"From": "+8613900000004", "Body": "OK", "To": "+15005550006"}
+            signature = RequestValidator("tok").compute_signature(
+                "https://alertd.example.com/twilio/inbound", form
+            )
+            async with (
+                ClientSession() as session,
+                session.post(
+                    f"http://127.0.0.1:{port}/twilio/inbound",
+                    data=form,
+                    headers={"X-Twilio-Signature": signature},
+                ) as response,
+            ):
+                assert response.status == 200
+            await running.daemon.incidents.tick()  # applies the acknowledgement
+            cfg = running.config
+            assert rows(cfg, "SELECT status FROM incidents") == [{"status": "acknowledged"}]
+            pending = rows(cfg, "SELECT count(*) AS n FROM timers WHERE state = 'pending'")
+            assert pending == [{"n": 0}]  # the escalation chain is stopped
+            (ack,) = rows(cfg, "SELECT actor, text FROM timeline WHERE type = 'acknowledged'")
+            assert ack == {"actor": "Sun Min", "text": "by SMS: OK"}
+    finally:
+        await fake.close()
