@@ -108,6 +108,16 @@ class WebhookConfig(_Strict):
     format: Literal["wecom", "dingtalk", "slack"] = "wecom"
 
 
+class SmtpConfig(_Strict):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    from_address: str
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = True
+    timeout_s: float = Field(15, gt=0)
+
+
 class HttpConfig(_Strict):
     """alertd's own HTTP server (Twilio's callbacks)."""
 
@@ -143,6 +153,7 @@ class Config(_Strict):
     http: HttpConfig | None = None
     pa: PaConfig = PaConfig()
     webhooks: dict[str, WebhookConfig] = {}
+    smtp: SmtpConfig | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

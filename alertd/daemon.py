@@ -22,6 +22,7 @@ from alertd.ingest.pipeline import Ingest
 from alertd.ingest.report import Report
 from alertd.outbox.broadcast import PaSink, Publish, WebhookSink
 from alertd.outbox.dispatcher import Dispatcher
+from alertd.outbox.email import EmailSink
 from alertd.outbox.sink import ConsoleSink, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.problems import InvalidInput, Problem
@@ -250,6 +251,7 @@ def _sinks(config: Config, publish: Publish) -> dict[str, Sink]:
         "call": console,
         "pa": PaSink(config.pa, publish),
         "webhook": WebhookSink(config.webhooks),
+        "email": EmailSink(config.smtp) if config.smtp else console,
     }
     if config.twilio is not None:
         from integrations.twilio.sink import TwilioSink

@@ -371,3 +371,48 @@ def test_the_report_tallies_receipts_and_check_ins() -> None:
     assert "- **Residents' check-ins:** 1 safe, 1 need help" in text
     assert "message 3 not delivered" in text
     assert "message 1 delivered" not in text
+
+
+async def test_e_mail_to_staff_through_a_real_smtp_server(tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+
+    from alertd.config import SmtpConfig
+    from alertd.outbox.email import EmailSink
+    from alertd.outbox.expand import staff_for
+    from alertd.outbox.sink import Message
+    from tests.broker import free_port
+
+    received: list[tuple[str, list[str], bytes]] = []
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            received.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))  # type: ignore[attr-defined]
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        (tmp_path / "staff.yaml").write_text(
+            "people:\n  Li Wei: {phone: '+8613900000001', roles: [supervisor], "
+            "email: li.wei@example.com}\n"
+            "  Sun Min: {phone: '+8613900000004', roles: [supervisor]}\n"
+        )
+        staff = load_staff(tmp_path / "staff.yaml", "CN", ZoneInfo("Asia/Shanghai"))
+        (to,) = staff_for(staff, "role:supervisor", FakeClock().now(), email=True)  # Sun has none
+        sink = EmailSink(
+            SmtpConfig(
+                host="127.0.0.1", port=port, from_address="alertd@example.com", starttls=False
+            )
+        )
+        result = await sink.send(Message(1, "email", to.address, "【火警】3号楼\n详情见系统", "zh"))
+    finally:
+        controller.stop()
+    assert result.outcome == "sent"
+    (sender, recipients, content) = received[0]
+    assert (sender, recipients) == ("alertd@example.com", ["li.wei@example.com"])
+    assert b"Subject: =?utf-8?" in content  # the Chinese subject, encoded
+    refused = await EmailSink(
+        SmtpConfig(host="127.0.0.1", port=free_port(), from_address="a@example.com", starttls=False)
+    ).send(Message(2, "email", "x@example.com", "hi", "en"))
+    assert refused.outcome == "retryable"  # nobody listening: try again later

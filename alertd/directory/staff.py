@@ -25,6 +25,7 @@ class Person(_Strict):
     phone: str
     roles: list[Role] = Field(min_length=1)
     language: Literal["zh", "en"] = "zh"
+    email: str | None = None
 
 
 class Shift(Window):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import Literal
 
 from alertd.engine.state import Action, Decision, Entry, Incident, Run, Sequence, Timer
 from alertd.engine.templates import context, render
@@ -22,6 +23,13 @@ from alertd.playbooks.schema import (
     WaitAck,
     Webhook,
 )
+
+#: how a Notify step's channel becomes an action's channel
+STAFF_CHANNELS: dict[str, Literal["notify", "call", "email"]] = {
+    "sms": "notify",
+    "call": "call",
+    "email": "email",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +124,7 @@ def _do(
     texts = render(playbook.templates[step.template], values, drill=incident.drill)
     if isinstance(step, Notify):
         action = Action(
-            "call" if step.channel == "call" else "notify",
+            STAFF_CHANNELS[step.channel],
             _who(step.notify),
             texts,
             step=label,

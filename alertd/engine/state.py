@@ -52,7 +52,7 @@ class Incident:
 class Action:
     """Something to send: the delivery stage expands audiences and picks the language."""
 
-    channel: Literal["notify", "call", "sms", "pa", "webhook"]
+    channel: Literal["notify", "call", "email", "sms", "pa", "webhook"]
     #: "role:security", "oncall:maintenance", "person:Li Wei", "unit", "building", ...
     target: str
     texts: dict[str, str]

@@ -68,7 +68,9 @@ def _floor_of(unit: str, floor: str) -> str:
     return floor or (unit[:-2] if unit.isdigit() and len(unit) > 2 else "")
 
 
-def staff_for(staff: Staff | None, target: str, now: datetime) -> list[Recipient]:
+def staff_for(
+    staff: Staff | None, target: str, now: datetime, *, email: bool = False
+) -> list[Recipient]:
     if staff is None:
         return []
     how, _, name = target.partition(":")
@@ -80,7 +82,9 @@ def staff_for(staff: Staff | None, target: str, now: datetime) -> list[Recipient
     else:
         names = staff.with_role(name)
     return [
-        Recipient(staff.people[n].phone, "staff", n, staff.people[n].language, 0) for n in names
+        Recipient(address, "staff", n, staff.people[n].language, 0)
+        for n in names
+        if (address := staff.people[n].email if email else staff.people[n].phone)
     ]
 
 
@@ -115,6 +119,9 @@ def expand_pending(
         elif channel in ("notify", "call"):
             recipients = staff_for(staff, target, now)
             send_as = "sms" if channel == "notify" else "call"
+        elif channel == "email":
+            recipients = staff_for(staff, target, now, email=True)
+            send_as = "email"
         else:  # pa, webhook: one system recipient named by the target
             recipients = [Recipient(f"{channel}:{target}:{building}", "system", target, "zh", 0)]
             send_as = channel

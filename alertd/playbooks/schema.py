@@ -89,7 +89,7 @@ class Recipient(_Strict):
 class Notify(_Strict):
     notify: Recipient
     template: str
-    channel: Literal["sms", "call"] = "sms"
+    channel: Literal["sms", "call", "email"] = "sms"
     #: add the list of vulnerable residents (alone, elderly, disabled) of the incident's
     #: place, for door-to-door checks
     vulnerable_list: bool = False

@@ -1,0 +1,48 @@
+"""E-mail through SMTP (stdlib smtplib, in a worker thread so the loop never blocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from email.message import EmailMessage
+
+from alertd.config import SmtpConfig
+from alertd.outbox.sink import Message, Result
+
+
+class EmailSink:
+    def __init__(self, config: SmtpConfig) -> None:
+        self._config = config
+
+    async def send(self, message: Message) -> Result:
+        email = EmailMessage()
+        email["From"] = self._config.from_address
+        email["To"] = message.recipient
+        email["Subject"] = message.body.split("\n", 1)[0][:80]
+        email.set_content(message.body)
+        try:
+            await asyncio.to_thread(self._deliver, email)
+        except smtplib.SMTPRecipientsRefused as exc:
+            return Result("permanent", f"SMTP refused the recipient: {_codes(exc)}")
+        except smtplib.SMTPResponseException as exc:
+            outcome = "permanent" if 500 <= exc.smtp_code < 600 else "retryable"
+            return Result(outcome, f"SMTP {exc.smtp_code}")  # type: ignore[arg-type]
+        except (OSError, smtplib.SMTPException) as exc:
+            return Result("retryable", f"SMTP: {type(exc).__name__}")
+        return Result("sent", provider_id=f"smtp:{message.id}")
+
+    def _deliver(self, email: EmailMessage) -> None:
+        c = self._config
+        with smtplib.SMTP(c.host, c.port, timeout=c.timeout_s) as smtp:
+            if c.starttls:
+                smtp.starttls()
+            if c.username:
+                smtp.login(c.username, c.password.get_secret_value() if c.password else "")
+            smtp.send_message(email)
+
+    async def close(self) -> None:
+        return None
+
+
+def _codes(exc: smtplib.SMTPRecipientsRefused) -> str:
+    return ", ".join(str(code) for code, _ in exc.recipients.values())
