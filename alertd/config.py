@@ -100,6 +100,17 @@ class PaConfig(_Strict):
     """The PA broadcast controller listens on MQTT: one topic per building."""
 
     topic: str = "pa/building-{building}/broadcast"
+    #: where the controller confirms a broadcast, if it does; recorded on the incident
+    ack_topic: str | None = None
+
+    @field_validator("ack_topic")
+    @classmethod
+    def _has_building(cls, value: str | None) -> str | None:
+        if value is not None and value.count("{building}") != 1:
+            raise ValueError("ack_topic must name the building once: {building}")
+        if value is not None and any(c in value for c in "+#"):
+            raise ValueError("ack_topic is a topic, not a filter: no + or #")
+        return value
 
 
 class WebhookConfig(_Strict):

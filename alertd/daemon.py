@@ -23,11 +23,12 @@ from alertd.ingest.report import Report
 from alertd.outbox.broadcast import PaSink, Publish, WebhookSink
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.email import EmailSink
+from alertd.outbox.pa_ack import PaAcks, record_pa_ack
 from alertd.outbox.sink import ConsoleSink, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.problems import InvalidInput, Problem
 from alertd.store import Writer
-from integrations.mqtt.client import MqttConnection
+from integrations.mqtt.client import Incoming, MqttConnection
 from integrations.mqtt.profiles import build_profiles
 from integrations.mqtt.router import Router
 from integrations.mqtt.source import MqttSource
@@ -53,6 +54,7 @@ class Daemon:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     failed: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _side_tasks: set[asyncio.Future[None]] = field(default_factory=set)
 
     async def start(self) -> None:
         router, problems = load_router(self.config)
@@ -72,9 +74,18 @@ class Daemon:
         self.ingest = await Ingest.open(
             self.writer, [*router.devices, *self.panels.devices], self.clock, self.config.ingest
         )
-        self.mqtt = MqttConnection(
-            self.config.mqtt, router.subscriptions, lambda msg: self.source.handle(msg)
-        )
+        pa_acks = PaAcks(self.config.pa.ack_topic) if self.config.pa.ack_topic else None
+        subscriptions = [*router.subscriptions, *([pa_acks.filter] if pa_acks else [])]
+
+        def on_message(msg: Incoming) -> None:
+            if pa_acks is not None and pa_acks.matches(msg.topic):
+                task = asyncio.ensure_future(self._pa_ack(pa_acks, msg))
+                self._side_tasks.add(task)
+                task.add_done_callback(self._side_tasks.discard)
+            else:
+                self.source.handle(msg)
+
+        self.mqtt = MqttConnection(self.config.mqtt, subscriptions, on_message)
         self.source = MqttSource(
             router,
             self.ingest.submit,
@@ -157,6 +168,19 @@ class Daemon:
         site = web.TCPSite(self._http, http.host, http.port)
         await site.start()
         log.info("callbacks on http://%s:%d (public URL %s)", http.host, http.port, http.public_url)
+
+    async def _pa_ack(self, acks: PaAcks, msg: Incoming) -> None:
+        """The broadcast controller confirmed: put it on the incident, then ack MQTT."""
+        building = acks.building(msg.topic)
+        text = msg.payload.decode("utf-8", "replace")[:500]
+        await self.writer.call(
+            record_pa_ack,
+            self.writer.store.conn if self.writer.store else None,
+            building,
+            text,
+            self.clock.now(),
+        )
+        self.mqtt.ack(msg.mid, msg.connection)
 
     async def _ticker(self) -> None:
         while True:

@@ -38,6 +38,7 @@ def make_config(tmp_path: Path, broker: Broker, name: str) -> Path:
         f"mqtt: {{port: {broker.port}, client_id: {name}}}\n"
         "storage: {path: alertd.db, synchronous: NORMAL}\n"
         f"devices: devices.csv\nplaybooks: {SHIPPED}\ningest: {{tick_s: 0.05}}\n"
+        "pa: {ack_topic: 'pa/building-{building}/ack'}\n"
     )
     return path
 
@@ -286,6 +287,21 @@ async def test_the_fire_playbook_triggers_the_pa_broadcast_over_mqtt(
     await running.settled()
     sent = rows(running.config, "SELECT status FROM messages WHERE channel = 'pa'")
     assert sent == [{"status": "sent"}]
+    # the controller confirms on its ack topic: the confirmation lands on the incident
+    ack = Publisher(broker, "pa-controller-ack")
+    await asyncio.to_thread(ack.publish, "pa/building-3/ack", "playing evacuation message")
+    ack.close()
+    async with asyncio.timeout(10):
+        while not rows(running.config, "SELECT id FROM timeline WHERE type = 'pa_ack'"):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # the daemon records it on its own loop
+    (entry,) = rows(
+        running.config, "SELECT incident_id, actor, text FROM timeline WHERE type = 'pa_ack'"
+    )
+    assert entry == {
+        "incident_id": 1,
+        "actor": "pa controller",
+        "text": "building 3: playing evacuation message",
+    }
 
 
 async def test_an_sms_reply_from_staff_acknowledges_and_stops_the_escalation(
