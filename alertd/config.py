@@ -100,6 +100,9 @@ class PaConfig(_Strict):
     """The PA broadcast controller listens on MQTT: one topic per building."""
 
     topic: str = "pa/building-{building}/broadcast"
+    #: the body the controller expects; {text}, {building}, {language} and {message} are
+    #: filled in (JSON-escaped); unset: a JSON object with those fields
+    payload: str | None = None
     #: where the controller confirms a broadcast, if it does; recorded on the incident
     ack_topic: str | None = None
 

@@ -416,3 +416,23 @@ async def test_e_mail_to_staff_through_a_real_smtp_server(tmp_path: Path) -> Non
         SmtpConfig(host="127.0.0.1", port=free_port(), from_address="a@example.com", starttls=False)
     ).send(Message(2, "email", "x@example.com", "hi", "en"))
     assert refused.outcome == "retryable"  # nobody listening: try again later
+
+
+async def test_the_pa_payload_follows_the_configured_template() -> None:
+    from alertd.config import PaConfig
+    from alertd.outbox.broadcast import PaSink
+    from alertd.outbox.sink import Message
+
+    published: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        published.append((topic, payload))
+
+    sink = PaSink(
+        PaConfig(topic="bldg/{building}/pa", payload='{{"say": "{text}", "vol": 9}}'), publish
+    )
+    result = await sink.send(Message(4, "pa", "pa:building:3", 'Leave "now"', "en"))
+    assert result.outcome == "sent"
+    ((topic, payload),) = published
+    assert topic == "bldg/3/pa"
+    assert json.loads(payload) == {"say": 'Leave "now"', "vol": 9}  # the text JSON-escaped

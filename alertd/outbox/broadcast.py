@@ -24,16 +24,21 @@ class PaSink:
     async def send(self, message: Message) -> Result:
         _, scope, building = ([*message.recipient.split(":", 2), "", ""])[:3]
         topic = self._config.topic.format(building=building, scope=scope)
-        payload = json.dumps(
-            {
-                "building": building,
-                "scope": scope,
-                "text": message.body,
-                "language": message.language,
-                "message": message.id,
-            },
-            ensure_ascii=False,
-        ).encode()
+        fields = {
+            "building": building,
+            "scope": scope,
+            "text": message.body,
+            "language": message.language,
+            "message": message.id,
+        }
+        if self._config.payload is None:
+            payload = json.dumps(fields, ensure_ascii=False).encode()
+        else:
+            escaped = {
+                k: json.dumps(v, ensure_ascii=False)[1:-1] if isinstance(v, str) else v
+                for k, v in fields.items()
+            }
+            payload = self._config.payload.format(**escaped).encode()
         try:
             await self._publish(topic, payload)
         except ConnectionError as exc:

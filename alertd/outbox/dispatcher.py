@@ -108,6 +108,10 @@ class Dispatcher:
             outcomes = await asyncio.gather(*(self._send(m) for m in batch))
             await self._writer.call(db.record, store.conn, list(outcomes), self._clock.now())
             attempted += len(batch)
+            if attempted % 1000 < len(batch):  # a long fan-out shows its progress
+                log.info(
+                    "delivery: %d sent this round; since start %s", attempted, dict(self.counts)
+                )
             if self._stopping:
                 return attempted
 
