@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ class FakeTwilio:
             "form": form,
             "auth": request.headers.get("Authorization", ""),
             "answered": 0,
+            "at": time.perf_counter(),
         }
         self.requests.append(record)
         if action == HANG:  # until the test ends: the client must give up on its own
