@@ -6,19 +6,16 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from alertd.model import Strict
 from alertd.problems import InvalidInput, Problem
 from alertd.yamlfile import load_yaml, pydantic_problems
 from integrations.mqtt.profiles.spec import ProfileSpec
 from integrations.panels.spec import PanelConfig, PrinterFormat, ReceiverConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SiteConfig(_Strict):
+class SiteConfig(Strict):
     name: str = "site"
     timezone: str = "UTC"
     #: the region phone numbers without a country code belong to (ISO 3166, e.g. CN)
@@ -38,7 +35,7 @@ class SiteConfig(_Strict):
         return ZoneInfo(self.timezone)
 
 
-class MqttConfig(_Strict):
+class MqttConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     client_id: str = Field("alertd", min_length=1, max_length=64)
@@ -54,13 +51,13 @@ class MqttConfig(_Strict):
     reconnect_max_s: float = Field(30.0, gt=0)
 
 
-class StorageConfig(_Strict):
+class StorageConfig(Strict):
     path: Path = Path("var/alertd.db")
     #: FULL survives power loss; NORMAL survives a crash of alertd only
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
-class IngestConfig(_Strict):
+class IngestConfig(Strict):
     #: routine (non life-safety) messages waiting for a commit; beyond this they are dropped
     queue_limit: int = Field(50_000, ge=100)
     #: routine messages per commit, so a fire alarm never waits behind a large batch
@@ -71,7 +68,7 @@ class IngestConfig(_Strict):
     tick_s: float = Field(1.0, gt=0)
 
 
-class DeliveryConfig(_Strict):
+class DeliveryConfig(Strict):
     #: SMS requests per second (per sender); unset: as fast as the concurrency allows
     sms_per_s: float | None = Field(None, gt=0)
     calls_per_s: float | None = Field(1.0, gt=0)
@@ -84,7 +81,7 @@ class DeliveryConfig(_Strict):
     poll_s: float = Field(0.5, gt=0)
 
 
-class TwilioConfig(_Strict):
+class TwilioConfig(Strict):
     account_sid: str
     auth_token: SecretStr
     #: a sender number, or a Messaging Service (one of the two)
@@ -96,7 +93,7 @@ class TwilioConfig(_Strict):
     status_callback_url: str | None = None
 
 
-class PaConfig(_Strict):
+class PaConfig(Strict):
     """The PA broadcast controller listens on MQTT: one topic per building."""
 
     topic: str = "pa/building-{building}/broadcast"
@@ -116,13 +113,13 @@ class PaConfig(_Strict):
         return value
 
 
-class WebhookConfig(_Strict):
+class WebhookConfig(Strict):
     #: the robot's URL carries its token: give it from the environment
     url: SecretStr
     format: Literal["wecom", "dingtalk", "slack"] = "wecom"
 
 
-class SmtpConfig(_Strict):
+class SmtpConfig(Strict):
     host: str
     port: int = Field(587, ge=1, le=65535)
     from_address: str
@@ -132,7 +129,7 @@ class SmtpConfig(_Strict):
     timeout_s: float = Field(15, gt=0)
 
 
-class HttpConfig(_Strict):
+class HttpConfig(Strict):
     """alertd's own HTTP server (Twilio's callbacks)."""
 
     host: str = "127.0.0.1"
@@ -141,12 +138,12 @@ class HttpConfig(_Strict):
     public_url: str = "http://127.0.0.1:8080"
 
 
-class DrillConfig(_Strict):
+class DrillConfig(Strict):
     #: text residents during drills (their messages carry 演练 / DRILL); off by default
     resident_sms: bool = False
 
 
-class Config(_Strict):
+class Config(Strict):
     site: SiteConfig = SiteConfig()
     mqtt: MqttConfig = MqttConfig()  # type: ignore[call-arg]
     storage: StorageConfig = StorageConfig()

@@ -9,19 +9,16 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from alertd.directory.phones import normalise
+from alertd.model import Strict
 from alertd.playbooks.schema import Role, Window
 from alertd.problems import InvalidInput, Problem
 from alertd.yamlfile import load_yaml, pydantic_problems
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Person(_Strict):
+class Person(Strict):
     phone: str
     roles: list[Role] = Field(min_length=1)
     language: Literal["zh", "en"] = "zh"
@@ -32,7 +29,7 @@ class Shift(Window):
     who: str
 
 
-class Override(_Strict):
+class Override(Strict):
     role: Role
     who: str
     start: datetime  # local time in the site's zone
@@ -45,7 +42,7 @@ class Override(_Strict):
         return self
 
 
-class StaffFile(_Strict):
+class StaffFile(Strict):
     people: dict[str, Person]
     oncall: dict[Role, list[Shift]] = {}
     overrides: list[Override] = []

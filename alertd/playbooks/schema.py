@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from alertd.events import Kind, Severity, State
+from alertd.model import Strict
 
 
 def _severity(value: object) -> object:
@@ -26,11 +27,7 @@ Role = Literal["security", "maintenance", "front_desk", "supervisor"]
 Audience = Literal["unit", "unit_below", "floor", "building", "site"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Window(_Strict):
+class Window(Strict):
     """A time-of-day window in the site's time zone; `start` after `end` crosses midnight."""
 
     start: time
@@ -50,7 +47,7 @@ class Window(_Strict):
         )
 
 
-class Match(_Strict):
+class Match(Strict):
     kinds: list[Kind] = Field(min_length=1)
     #: active events open and join incidents; restores clear them
     states: list[State] = Field([State.ACTIVE, State.RESTORE], min_length=1)
@@ -66,7 +63,7 @@ class Match(_Strict):
     drill: bool | None = None
 
 
-class Correlate(_Strict):
+class Correlate(Strict):
     """How events join one incident: same playbook, same place at this level, while the
     incident is open and the last event is no older than `window_s`."""
 
@@ -74,7 +71,7 @@ class Correlate(_Strict):
     window_s: float = Field(3600.0, gt=0)
 
 
-class Recipient(_Strict):
+class Recipient(Strict):
     role: Role | None = None
     person: str | None = None
     oncall: Role | None = None
@@ -86,7 +83,7 @@ class Recipient(_Strict):
         return self
 
 
-class Notify(_Strict):
+class Notify(Strict):
     notify: Recipient
     template: str
     channel: Literal["sms", "call", "email"] = "sms"
@@ -95,36 +92,36 @@ class Notify(_Strict):
     vulnerable_list: bool = False
 
 
-class Sms(_Strict):
+class Sms(Strict):
     sms: Audience
     template: str
     vulnerable_first: bool = True
 
 
-class Pa(_Strict):
+class Pa(Strict):
     pa: Literal["building", "floor"] = "building"
     template: str
 
 
-class Webhook(_Strict):
+class Webhook(Strict):
     webhook: str  # a name under `webhooks:` in the config (the URL is a secret)
     template: str
 
 
-class Note(_Strict):
+class Note(Strict):
     note: str
 
 
-class RestoreEta(_Strict):
+class RestoreEta(Strict):
     restore_eta_s: float = Field(gt=0)
 
 
-class Escalation(_Strict):
+class Escalation(Strict):
     to: Recipient
     template: str
 
 
-class WaitAck(_Strict):
+class WaitAck(Strict):
     """Wait for a staff acknowledgement; at each deadline notify the next in the chain,
     then keep repeating the last one every `repeat_s`."""
 
@@ -133,30 +130,30 @@ class WaitAck(_Strict):
     repeat_s: float | None = Field(None, gt=0)
 
 
-class Delay(_Strict):
+class Delay(Strict):
     delay_s: float = Field(gt=0)
 
 
 Step = Notify | Sms | Pa | Webhook | Note | RestoreEta | WaitAck | Delay
 
 
-class OnRestore(_Strict):
+class OnRestore(Strict):
     steps: list[Step] = []
     #: resolve the incident when every device is back to normal, or ask staff to confirm
     resolve: Literal["auto", "confirm"] = "confirm"
 
 
-class FollowUp(_Strict):
+class FollowUp(Strict):
     after_s: float = Field(gt=0)
     steps: list[Step] = Field(min_length=1)
 
 
-class Template(_Strict):
+class Template(Strict):
     zh: str
     en: str
 
 
-class Playbook(_Strict):
+class Playbook(Strict):
     name: str = Field(min_length=1)
     description: str = ""
     match: Match

@@ -5,16 +5,13 @@ from __future__ import annotations
 import re
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alertd.events import Kind
+from alertd.model import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Place(_Strict):
+class Place(Strict):
     """Where a panel, account or zone is; a zone's place fills in its panel's."""
 
     site: str = ""
@@ -24,7 +21,7 @@ class Place(_Strict):
     zone: str = ""
 
 
-class PanelConfig(_Strict):
+class PanelConfig(Strict):
     protocol: Literal["alarmdecoder", "contact_id", "printer"]
     #: a device path (prefer /dev/serial/by-id/...) or a pyserial URL such as socket://host:port
     port: str
@@ -53,7 +50,7 @@ class PanelConfig(_Strict):
         return self
 
 
-class AccountConfig(_Strict):
+class AccountConfig(Strict):
     #: AES key in hex (32, 48 or 64 digits), from the environment: ${SIA_KEY_1234}
     key: SecretStr | None = None
     heartbeat_s: float | None = Field(None, gt=0)
@@ -71,7 +68,7 @@ class AccountConfig(_Strict):
         return value
 
 
-class ReceiverConfig(_Strict):
+class ReceiverConfig(Strict):
     protocol: Literal["sia-dc09"] = "sia-dc09"
     host: str = "0.0.0.0"
     port: int = Field(12128, ge=1, le=65535)
@@ -91,12 +88,12 @@ class ReceiverConfig(_Strict):
         return {k.upper(): v for k, v in value.items()}
 
 
-class PrinterType(_Strict):
+class PrinterType(Strict):
     kind: Kind | None = None
     active: bool = True
 
 
-class PrinterFormat(_Strict):
+class PrinterFormat(Strict):
     """Named groups: `type` (required), `zone`, `text`, `time` (parsed with time_format)."""
 
     pattern: str

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from alertd.events import Kind
+from alertd.model import Strict
 
 BUILTIN = ("zigbee2mqtt", "tasmota", "shelly_gen1", "shelly_gen2", "homeassistant")
 
 Scalar = str | int | float | bool
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RuleSpec(_Strict):
+class RuleSpec(Strict):
     """One condition read from one topic (and optionally one JSON field) of a device.
 
     Exactly one way of reading it: `active`/`restore` values, a numeric threshold
@@ -65,14 +62,14 @@ class RuleSpec(_Strict):
         return self
 
 
-class AvailabilitySpec(_Strict):
+class AvailabilitySpec(Strict):
     topic: str = "{topic}/availability"
     field: str | None = None
     online: list[Scalar] = ["online"]
     offline: list[Scalar] = ["offline"]
 
 
-class ProfileSpec(_Strict):
+class ProfileSpec(Strict):
     base: (
         Literal["zigbee2mqtt", "tasmota", "shelly_gen1", "shelly_gen2", "homeassistant"] | None
     ) = None
