@@ -11,6 +11,7 @@ if ! "$BIN/python" -c "import socket; socket.create_connection(('127.0.0.1', 188
   echo "started Mosquitto on 127.0.0.1:1883 (settings: config/mosquitto.conf)"
 fi
 "$BIN/alertd" check --config config/alertd.example.yaml
+"$BIN/alertd" residents import --config config/alertd.example.yaml config/residents.example.csv
 cat <<'TXT'
 
 alertd is starting with config/alertd.example.yaml (devices: config/devices.example.csv,
@@ -18,7 +19,14 @@ store: var/alertd.db). In another terminal, report a water leak in flat 1203 of 
 
   mosquitto_pub -q 1 -t zigbee2mqtt/flat_3b/leak_kitchen -m '{"battery":97,"water_leak":true}'
 
-then see the event, and the dead letter a malformed message leaves:
+alertd opens an incident, tells the on-call technician and texts flat 1203 and the flat
+below (messages are printed here: no Twilio account is configured). Then look at it all:
+
+  .venv/bin/alertd incidents list --config config/alertd.example.yaml
+  .venv/bin/alertd incidents show 1 --config config/alertd.example.yaml
+  .venv/bin/alertd incidents ack 1 --by "Sun Min" --config config/alertd.example.yaml
+
+and at the event, and the dead letter a malformed message leaves:
 
   .venv/bin/alertd events --config config/alertd.example.yaml
   mosquitto_pub -q 1 -t zigbee2mqtt/flat_3b/leak_kitchen -m '{oops'
