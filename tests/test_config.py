@@ -173,3 +173,30 @@ def test_events_json_is_one_object_per_line_with_offsets(tmp_path: Path) -> None
     only_fire = CliRunner().invoke(main, ["events", "--config", str(cfg), "--kind", "fire.alarm"])
     assert "fire.alarm" in only_fire.output
     assert "leak" not in only_fire.output
+
+
+def test_every_setting_is_shown_in_the_example_configuration() -> None:
+    """The example is the reference: a setting missing from it is undocumented."""
+    from pydantic import BaseModel
+
+    from alertd.config import Config
+
+    text = EXAMPLE.read_text()
+    missing = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            if f"{name}:" not in text:
+                missing.append(prefix + name)
+            kind = info.annotation
+            for candidate in (kind, *getattr(kind, "__args__", ())):
+                if (
+                    isinstance(candidate, type)
+                    and issubclass(candidate, BaseModel)
+                    and name
+                    not in ("profiles", "panels", "receivers", "printer_formats", "webhooks")
+                ):
+                    walk(candidate, f"{prefix}{name}.")
+
+    walk(Config, "")
+    assert missing == []
