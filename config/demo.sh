@@ -23,8 +23,8 @@ alertd opens an incident, tells the on-call technician and texts flat 1203 and t
 below (messages are printed here: no Twilio account is configured). Then look at it all:
 
   .venv/bin/alertd incidents list --config config/alertd.example.yaml
-  .venv/bin/alertd incidents show 1 --config config/alertd.example.yaml
-  .venv/bin/alertd incidents ack 1 --by "Sun Min" --config config/alertd.example.yaml
+  .venv/bin/alertd incidents show ID --config config/alertd.example.yaml
+  .venv/bin/alertd incidents ack ID --by "Sun Min" --config config/alertd.example.yaml
 
 and at the event, and the dead letter a malformed message leaves:
 
