@@ -25,8 +25,9 @@ class EmailSink:
         except smtplib.SMTPRecipientsRefused as exc:
             return Result("permanent", f"SMTP refused the recipient: {_codes(exc)}")
         except smtplib.SMTPResponseException as exc:
-            outcome = "permanent" if 500 <= exc.smtp_code < 600 else "retryable"
-            return Result(outcome, f"SMTP {exc.smtp_code}")  # type: ignore[arg-type]
+            if 500 <= exc.smtp_code < 600:
+                return Result("permanent", f"SMTP {exc.smtp_code}")
+            return Result("retryable", f"SMTP {exc.smtp_code}")
         except (OSError, smtplib.SMTPException) as exc:
             return Result("retryable", f"SMTP: {type(exc).__name__}")
         return Result("sent", provider_id=f"smtp:{message.id}")

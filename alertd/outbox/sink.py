@@ -3,6 +3,7 @@ sleeps: the dispatcher's retry stage decides."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -37,14 +38,14 @@ class Sink(Protocol):
 class ConsoleSink:
     """The demo's sink: prints what would be sent (numbers masked)."""
 
-    def __init__(self, echo: object = print) -> None:
+    def __init__(self, echo: Callable[[str], object] = print) -> None:
         self._echo = echo
 
     async def send(self, message: Message) -> Result:
         from alertd.directory.phones import mask
 
         to = mask(message.recipient) if message.recipient.startswith("+") else message.recipient
-        self._echo(f"[{message.channel} to {to}] {message.body}")  # type: ignore[operator]
+        self._echo(f"[{message.channel} to {to}] {message.body}")
         return Result("sent", provider_id=f"console-{message.id}")
 
     async def close(self) -> None:
