@@ -19,6 +19,7 @@ from alertd.ingest.pipeline import Ingest
 from alertd.ingest.report import Receipt, Rejected, Report
 from alertd.store import SqliteStore, Writer
 from integrations.mqtt.client import Incoming
+from integrations.mqtt.profiles import Decoded
 from integrations.mqtt.router import Router
 from integrations.mqtt.source import MqttSource
 from tests.helpers import device, profiles
@@ -372,3 +373,32 @@ def test_oversized_and_unknown_messages_are_rejected_with_a_reason() -> None:
         "payload of 2002 bytes is over mqtt.max_payload_bytes (1024)",
         "unknown device: no row of the devices file owns this topic",
     ]
+
+
+def test_a_profile_bug_rejects_the_message_instead_of_losing_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from integrations.mqtt.profiles import Profile
+
+    class Broken(Profile):
+        name = "broken"
+
+        def decode(self, device: Device, base: str, suffix: str, payload: bytes) -> Decoded:
+            raise ZeroDivisionError("a bug")
+
+    out: list[Report | Rejected] = []
+    dev = device("b", profile="broken", topic="broken/1")
+    source = MqttSource(
+        Router([dev], {"broken": Broken()}),
+        out.append,
+        lambda m, c: None,
+        FakeClock(),
+        client_id="t",
+        max_payload_bytes=1024,
+    )
+    source.handle(Incoming("broken/1", b"{}", 1, False, False, 1, 1))
+    (rejected,) = out
+    assert isinstance(rejected, Rejected)
+    assert rejected.reason == "broken: could not read it (ZeroDivisionError); kept for inspection"
+    assert rejected.receipt is not None  # acknowledged once the dead letter is stored
+    assert "profile broken failed" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 
 from alertd.clock import Clock
@@ -12,6 +13,7 @@ from integrations.mqtt.profiles import PayloadError
 from integrations.mqtt.router import Router
 
 SOURCE = "mqtt"
+log = logging.getLogger(__name__)
 
 
 class MqttSource:
@@ -74,11 +76,16 @@ class MqttSource:
         for (device, profile), part in zip(targets, parts, strict=True):
             try:
                 decoded = profile.decode(device, base, suffix, msg.payload)
-            except PayloadError as exc:
+            except Exception as exc:
+                if not isinstance(exc, PayloadError):
+                    log.exception("profile %s failed on %r", profile.name, msg.topic)
                 self._submit(
                     Rejected(
                         SOURCE,
-                        f"{profile.name}: {exc}",
+                        f"{profile.name}: {exc}"
+                        if isinstance(exc, PayloadError)
+                        else f"{profile.name}: could not read it ({type(exc).__name__}); kept "
+                        "for inspection",
                         now,
                         msg.topic,
                         msg.payload,

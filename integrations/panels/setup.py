@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -19,6 +20,7 @@ from integrations.panels.source import PanelSource, place_location
 from integrations.panels.spec import PanelConfig, PrinterFormat, ReceiverConfig
 
 Submit = Callable[[Report | Rejected], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,6 +96,10 @@ def _link(
             return
         except FrameError as exc:
             source.reject(str(exc), raw)
+            return
+        except Exception as exc:
+            log.exception("panel %s: parser failed on %r", name, raw[:80])
+            source.reject(f"could not read it ({type(exc).__name__}); kept for inspection", raw)
             return
         source.report(reading, text)
 
