@@ -117,3 +117,11 @@ class Live:
             return store.dead_letters()
         finally:
             store.close()
+
+
+async def until(predicate: Callable[[], object], within: float = 20) -> None:
+    """Wait for state that another process, thread or connection owns (a file, a fake
+    server's request log, a reconnection count): nothing to await there, so poll it."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)

@@ -17,7 +17,7 @@ from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
 from tests.broker import Broker
 from tests.fake_twilio import FakeTwilio
-from tests.mqtt_tools import Publisher
+from tests.mqtt_tools import Publisher, until
 
 RESIDENTS = 5000
 PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
@@ -31,13 +31,6 @@ def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-
-
-async def until(predicate: object, seconds: float) -> None:
-    """Poll another process's progress (a file, the fake's request log)."""
-    async with asyncio.timeout(seconds):
-        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
 
 
 async def test_sigkill_in_the_middle_of_a_fan_out(tmp_path: Path, broker: Broker) -> None:

@@ -20,7 +20,7 @@ from alertd.cli import main
 from alertd.clock import FakeClock
 from alertd.config import Config, load_config
 from tests.broker import Broker
-from tests.mqtt_tools import Live, Publisher
+from tests.mqtt_tools import Live, Publisher, until
 from tests.test_playbooks import SHIPPED
 
 DEVICES = (
@@ -291,9 +291,7 @@ async def test_the_fire_playbook_triggers_the_pa_broadcast_over_mqtt(
     ack = Publisher(broker, "pa-controller-ack")
     await asyncio.to_thread(ack.publish, "pa/building-3/ack", "playing evacuation message")
     ack.close()
-    async with asyncio.timeout(10):
-        while not rows(running.config, "SELECT id FROM timeline WHERE type = 'pa_ack'"):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)  # the daemon records it on its own loop
+    await until(lambda: rows(running.config, "SELECT id FROM timeline WHERE type = 'pa_ack'"), 10)
     (entry,) = rows(
         running.config, "SELECT incident_id, actor, text FROM timeline WHERE type = 'pa_ack'"
     )

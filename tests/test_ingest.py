@@ -402,3 +402,15 @@ def test_a_profile_bug_rejects_the_message_instead_of_losing_it(
     assert rejected.reason == "broken: could not read it (ZeroDivisionError); kept for inspection"
     assert rejected.receipt is not None  # acknowledged once the dead letter is stored
     assert "profile broken failed" in caplog.text
+
+
+def test_a_message_read_by_several_devices_is_acked_once_all_parts_are_stored() -> None:
+    acks: list[str] = []
+    parts = Receipt(lambda: acks.append("acked"), "mqtt:c:7", "d", redelivered=True).split(3)
+    assert [p.key for p in parts] == ["mqtt:c:7/0", "mqtt:c:7/1", "mqtt:c:7/2"]
+    assert all(p.digest == "d" and p.redelivered for p in parts)
+    parts[2].ack()
+    parts[0].ack()
+    assert acks == []
+    parts[1].ack()
+    assert acks == ["acked"]

@@ -16,7 +16,7 @@ from alertd.events import Kind, State
 from alertd.store import SqliteStore
 from tests.broker import Broker
 from tests.conftest import fixture_messages
-from tests.mqtt_tools import Live, Publisher, config
+from tests.mqtt_tools import Live, Publisher, config, until
 from tests.proxy import FreezableProxy
 
 HEADER = "device_id,profile,topic,site,building,floor,unit,zone,heartbeat_s,kind\n"
@@ -171,10 +171,7 @@ async def test_a_broker_crash_is_survived(
 
 
 async def _reconnected(r: Live) -> None:
-    # a count no event marks; then the event that says subscriptions are confirmed
-    while r.daemon.mqtt.connects < 2:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    await r.daemon.mqtt.connected.wait()
+    await until(lambda: r.daemon.mqtt.connects >= 2 and r.daemon.mqtt.connected.is_set(), 30)
 
 
 async def test_a_half_open_connection_is_noticed_and_replaced(

@@ -28,7 +28,8 @@ class Receipt:
 
     def split(self, parts: int) -> list[Receipt]:
         """Receipts for `parts` reports made from one message: the message is acknowledged
-        once all of them are stored. Only the first keeps the key (dedup is per message)."""
+        once all of them are stored. Each part is recognised on redelivery by its own key,
+        so whichever parts are worth remembering are remembered."""
         if parts == 1:
             return [self]
         left = parts
@@ -39,8 +40,10 @@ class Receipt:
             if left == 0:
                 self.ack()
 
-        first = Receipt(one_done, self.key, self.digest, self.redelivered)
-        return [first] + [Receipt(one_done) for _ in range(parts - 1)]
+        return [
+            Receipt(one_done, f"{self.key}/{i}" if self.key else "", self.digest, self.redelivered)
+            for i in range(parts)
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ class PanelSource:
             by_device[device.device_id].append(_observation(signal, known))
         panel_obs = by_device.pop(self.panel.device_id, [])
         values: dict[str, Value] = dict(reading.notes)
-        # zone reports first: the first report carries the message's dedup key
+        # zones first: a zone's alarm is what the message is about
         reports = [
             Report(self.source, devices[d], tuple(obs), now, alive=False, raw=raw)
             for d, obs in by_device.items()
