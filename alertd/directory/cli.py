@@ -17,6 +17,7 @@ from alertd.directory.staff import load_staff
 from alertd.playbooks.schema import Role
 from alertd.problems import InvalidInput
 from alertd.store import SqliteStore
+from alertd.store.sqlite import dict_rows
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 ROLES: tuple[Role, ...] = ("security", "maintenance", "front_desk", "supervisor")
@@ -68,10 +69,7 @@ def register(
         args: tuple[str, ...] = ()
         if building:
             sql, args = sql + " AND building = ?", (building,)
-        cur = store.conn.execute(sql + " ORDER BY building, floor, unit", args)
-        names = [c[0] for c in cur.description]
-        for values in cur.fetchall():
-            row = dict(zip(names, values, strict=True))
+        for row in dict_rows(store.conn, sql + " ORDER BY building, floor, unit", args):
             row["phone"] = row["phone"] if show_phones else mask(row["phone"])
             if as_json:
                 click.echo(json.dumps(row, ensure_ascii=False))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from alertd.incidents.report import markdown, to_html
 from alertd.store import SqliteStore
 from alertd.store import incidents as db
 from alertd.store import messages as messages_db
+from alertd.store.sqlite import dict_rows
 
 WAIT_S = 10.0
 ALIASES = {
@@ -30,11 +30,7 @@ ALIASES = {
 
 
 def _rows(store: SqliteStore, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    store.conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in store.conn.execute(sql, args).fetchall()]
-    finally:
-        store.conn.row_factory = None
+    return dict_rows(store.conn, sql, args)
 
 
 def _command(

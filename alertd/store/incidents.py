@@ -15,7 +15,7 @@ from typing import Any
 
 from alertd.engine.state import Decision, Incident, Run, Timer
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
-from alertd.store.sqlite import iso, parse_iso
+from alertd.store.sqlite import dict_rows, iso, parse_iso
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ def _at(text: str | None) -> datetime | None:
     return parse_iso(text) if text else None
 
 
-def incident_from_row(row: sqlite3.Row | dict[str, Any]) -> Incident:
+def incident_from_row(row: dict[str, Any]) -> Incident:
     return Incident(
         id=row["id"],
         playbook=row["playbook"],
@@ -152,15 +152,12 @@ def incident_from_row(row: sqlite3.Row | dict[str, Any]) -> Incident:
 
 def live_incidents(conn: sqlite3.Connection, now: datetime, keep: timedelta) -> list[Incident]:
     """Incidents a new event can still join: not closed, and not resolved long ago."""
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(
-            "SELECT * FROM incidents WHERE status != 'closed' AND "
-            "(resolved_at IS NULL OR resolved_at >= ?)",
-            (iso(now - keep),),
-        ).fetchall()
-    finally:
-        conn.row_factory = None
+    rows = dict_rows(
+        conn,
+        "SELECT * FROM incidents WHERE status != 'closed' AND "
+        "(resolved_at IS NULL OR resolved_at >= ?)",
+        (iso(now - keep),),
+    )
     return [incident_from_row(r) for r in rows]
 
 
@@ -176,9 +173,8 @@ def pending_timers(conn: sqlite3.Connection) -> list[tuple[int, Timer]]:
 
 def undecided_events(conn: sqlite3.Connection) -> list[Event]:
     """Events committed but not yet decided (alertd stopped in between)."""
-    cur = conn.execute("SELECT * FROM events WHERE decided = 0 ORDER BY id")
-    names = [c[0] for c in cur.description]
-    return [event_from_row(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
+    rows = dict_rows(conn, "SELECT * FROM events WHERE decided = 0 ORDER BY id")
+    return [event_from_row(row) for row in rows]
 
 
 def event_from_row(row: dict[str, Any]) -> Event:
@@ -206,12 +202,11 @@ def max_incident_id(conn: sqlite3.Connection) -> int:
 
 
 def pending_commands(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    cur = conn.execute(
+    return dict_rows(
+        conn,
         "SELECT id, command, incident_id, actor, text, args FROM commands "
-        "WHERE state = 'pending' ORDER BY id"
+        "WHERE state = 'pending' ORDER BY id",
     )
-    names = [c[0] for c in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def add_command(
