@@ -271,7 +271,7 @@ async def test_a_hanging_request_is_bounded_and_retried(rig: Rig) -> None:
     assert reason == "no answer within 2.0 s"
     await rig.settle()
     assert [s for (s,) in rig.rows("SELECT status FROM messages")] == ["sent"]
-    assert json.dumps(rig.dispatcher.counts)
+    assert rig.dispatcher.counts["retryable"] == 1
 
 
 async def test_webhooks_post_json_and_say_what_went_wrong_without_the_url() -> None:

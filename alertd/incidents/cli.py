@@ -171,55 +171,24 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     @main.command()
     @config_option
     @click.argument("kind")
-    @click.option("--building", required=True)
-    @click.option("--floor", default="")
-    @click.option("--unit", default="")
-    @click.option("--zone", default="")
+    @_place_options
     @click.option("--by", "by", required=True, help="Who declares it.")
     @click.option("--text", default="", help="The caller's description.")
-    def declare(
-        config_path: Path,
-        kind: str,
-        building: str,
-        floor: str,
-        unit: str,
-        zone: str,
-        by: str,
-        text: str,
-    ) -> None:
+    def declare(config_path: Path, kind: str, by: str, text: str, **place: str) -> None:
         """Declare an emergency by hand (a phone call): it runs the matching playbook."""
         kind = ALIASES.get(kind, kind)
         try:
             Kind(kind)
         except ValueError:
             raise click.BadParameter(f"unknown kind {kind!r}", param_hint="KIND") from None
-        store = store_of(load(config_path))
-        _command(
-            store,
-            "declare",
-            None,
-            by,
-            text,
-            {
-                "kind": kind,
-                "building": building,
-                "floor": floor,
-                "unit": unit,
-                "zone": zone,
-                "command": f"{by}-{int(time.time() * 1000)}",
-            },
-        )
+        _event_command(store_of(load(config_path)), "declare", by, text, kind, place)
 
     @main.command()
     @config_option
     @click.argument("playbook")
-    @click.option("--building", required=True)
-    @click.option("--floor", default="")
-    @click.option("--unit", default="")
+    @_place_options
     @click.option("--by", "by", required=True)
-    def drill(
-        config_path: Path, playbook: str, building: str, floor: str, unit: str, by: str
-    ) -> None:
+    def drill(config_path: Path, playbook: str, by: str, **place: str) -> None:
         """Run a real playbook on a synthetic event marked as a drill (演练 / DRILL)."""
         from alertd.playbooks.loader import load_playbooks
 
@@ -228,20 +197,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         if books is None or playbook not in books.enabled:
             raise click.BadParameter(f"no enabled playbook {playbook!r}", param_hint="PLAYBOOK")
         kind = books.enabled[playbook].match.kinds[0].value
-        _command(
-            store_of(config),
-            "drill",
-            None,
-            by,
-            f"drill of {playbook}",
-            {
-                "kind": kind,
-                "building": building,
-                "floor": floor,
-                "unit": unit,
-                "command": f"{playbook}-{int(time.time() * 1000)}",
-            },
-        )
+        _event_command(store_of(config), "drill", by, f"drill of {playbook}", kind, place)
 
     @main.command()
     @config_option
@@ -314,6 +270,23 @@ def _progress(counts: dict[str, int]) -> str:
     order = ("sent", "delivered", "pending", "sending", "failed", "expired")
     parts = [f"{counts.get(s, 0)} {s}" for s in order if counts.get(s)]
     return ", ".join(parts) or "none"
+
+
+def _place_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the declared (or drilled) emergency is."""
+    for name, required in (("zone", False), ("unit", False), ("floor", False), ("building", True)):
+        command = click.option(f"--{name}", required=required, default=None if required else "")(
+            command
+        )
+    return command
+
+
+def _event_command(
+    store: SqliteStore, name: str, by: str, text: str, kind: str, place: dict[str, str]
+) -> None:
+    """Ask the daemon to make an event (each gets a device of its own: a new incident)."""
+    args = {"kind": kind, **place, "command": f"{by}-{int(time.time() * 1000)}"}
+    _command(store, name, None, by, text, args)
 
 
 def _incident(
