@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from alertd import logs
 from alertd.config import Config, load_config
 from alertd.problems import InvalidInput
 from alertd.store import SqliteStore
@@ -52,9 +52,7 @@ def run(config_path: Path) -> None:
     from alertd.daemon import Daemon
 
     config = _config(config_path)
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(config.log_level, config.site.tz)
     daemon = Daemon(config)
     asyncio.run(daemon.run())
     if daemon.failed:

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from alertd.engine.inhibit import InhibitRule
+from alertd.events import Kind
 from alertd.model import Strict
 from alertd.problems import InvalidInput, Problem
 from alertd.yamlfile import load_yaml, pydantic_problems
@@ -20,6 +22,30 @@ class SiteConfig(Strict):
     timezone: str = "UTC"
     #: the region phone numbers without a country code belong to (ISO 3166, e.g. CN)
     country: str = "CN"
+    #: put at the start of every resident SMS, e.g. 【海景物业服务中心】; one text for both
+    #: languages, or one per language (a Chinese signature makes an English SMS UCS-2,
+    #: which fits 70 characters a segment instead of 160)
+    sms_signature: str | dict[Literal["zh", "en"], str] = ""
+    #: how flats are numbered, to find the flat below a leak: unset, alertd tries the
+    #: usual forms (1203, 0805, 805, 3-0805) against the residents directory; or a
+    #: pattern such as "{floor:02}{flat:02}" or "{building}-{floor}{flat:02}"
+    unit_format: str | None = None
+
+    @field_validator("unit_format")
+    @classmethod
+    def _unit_format(cls, value: str | None) -> str | None:
+        from alertd.directory.units import check_format
+
+        problem = check_format(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @property
+    def signatures(self) -> dict[str, str]:
+        if isinstance(self.sms_signature, str):
+            return {"zh": self.sms_signature, "en": self.sms_signature}
+        return {"zh": "", "en": "", **{str(k): v for k, v in self.sms_signature.items()}}
 
     @field_validator("timezone")
     @classmethod
@@ -141,6 +167,14 @@ class HttpConfig(Strict):
 class DrillConfig(Strict):
     #: text residents during drills (their messages carry 演练 / DRILL); off by default
     resident_sms: bool = False
+    #: a drill incident nobody closed is closed this long after it opened
+    end_after_s: float = Field(4 * 3600, gt=0)
+
+
+#: a power cut takes the mains-powered devices of its building offline with it
+DEFAULT_INHIBIT = [
+    InhibitRule(source=[Kind.POWER_LOSS], target=[Kind.SENSOR_OFFLINE], equal=["site", "building"])
+]
 
 
 class Config(Strict):
@@ -157,7 +191,8 @@ class Config(Strict):
     receivers: dict[str, ReceiverConfig] = {}
     printer_formats: dict[str, PrinterFormat] = {}
     ingest: IngestConfig = IngestConfig()  # type: ignore[call-arg]
-    drills: DrillConfig = DrillConfig()
+    drills: DrillConfig = DrillConfig()  # type: ignore[call-arg]
+    inhibit: list[InhibitRule] = DEFAULT_INHIBIT
     delivery: DeliveryConfig = DeliveryConfig()  # type: ignore[call-arg]
     #: without it, messages are printed to the console (the demo)
     twilio: TwilioConfig | None = None

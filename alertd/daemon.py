@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from alertd.outbox.email import EmailSink
 from alertd.outbox.pa_ack import PaAcks, record_pa_ack
 from alertd.outbox.sink import ConsoleSink, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
+from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
 from alertd.store import Writer
 from integrations.mqtt.client import Incoming, MqttConnection
@@ -97,21 +99,17 @@ class Daemon:
         playbooks = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
         for problem in playbooks.problems:
             log.warning("playbook disabled: %s", problem)
+        staff = _staff(self.config)
         self.incidents = IncidentService(
-            self.writer,
-            Engine(
-                playbooks.enabled,
-                self.config.site.tz,
-                resident_sms_in_drills=self.config.drills.resident_sms,
-            ),
-            self.clock,
+            self.writer, make_engine(self.config, playbooks.enabled), self.clock, staff
         )
         self.dispatcher = Dispatcher(
             self.writer,
             _sinks(self.config, self.mqtt.publish),
             self.clock,
             self.config.delivery,
-            _staff(self.config),
+            staff,
+            self.config.site.unit_format,
         )
         await self.dispatcher.start()
         self.incidents.outbox_listeners.append(lambda _i, _a: self.dispatcher.wake.set())
@@ -264,6 +262,18 @@ class Daemon:
             await self.stop.wait()
         finally:
             await self.close()
+
+
+def make_engine(config: Config, playbooks: Mapping[str, Playbook]) -> Engine:
+    """The engine as the configuration sets it up (the daemon and `replay` alike)."""
+    return Engine(
+        playbooks,
+        config.site.tz,
+        resident_sms_in_drills=config.drills.resident_sms,
+        signatures=config.site.signatures,
+        drill_end_s=config.drills.end_after_s,
+        inhibit=config.inhibit,
+    )
 
 
 def _sinks(config: Config, publish: Publish) -> dict[str, Sink]:

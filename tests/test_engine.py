@@ -54,11 +54,13 @@ def test_a_leak_opens_an_incident_and_tells_maintenance_and_both_flats() -> None
         ("sms", "unit_below"),
     ]
     resident = decision.actions[1].texts
+    # a sensor detected it (nobody "reported" it), what to do now, and how to ask for help
     assert resident["zh"] == (
-        "您好，您家漏水情况我们已收到，会立刻联系维修师傅，他们将在30分钟内到达现场。"
+        "您家漏水传感器报警。请先关闭进户水阀，维修师傅30分钟内到场。需要协助请回复2。"
     )
-    assert resident["en"].startswith("Hello, we have received the report of a water leak")
-    assert "HV 3# 12F 1203" in decision.actions[0].texts["zh"]
+    assert resident["en"].startswith("The water sensor in your flat detected a leak.")
+    assert "3号楼 12层 1203 厨房" in decision.actions[0].texts["zh"]
+    assert "Bldg 3, 12F, 1203 kitchen" in decision.actions[0].texts["en"]
     assert decision.timers == [Timer(1, clock.now() + timedelta(seconds=600), "escalate", 3)]
     assert [e.type for e in decision.entries][:2] == ["opened", "event"]
     assert "water-leak: matched" in decision.entries[1].text
@@ -107,13 +109,20 @@ def test_more_sensors_in_the_flat_join_the_incident_and_the_last_restore_clears_
         clock.now(),
         2,
     )
-    assert actions(dry2) == [("sms", "unit")]
-    assert dry2.actions[0].texts["zh"] == "您好，漏水情况已得到控制，感谢您的耐心配合。"
+    # dry sensors are not "under control": that is for staff to say
+    assert dry2.actions == []
     assert dry2.incident is not None
-    assert dry2.incident.status == "open"
-    resolved = e.resolve(dry2.incident, "Li (supervisor)", clock.advance(300))
+    (hold,) = dry2.timers
+    held = e.on_timer(dry2.incident, hold, clock.advance(60))
+    assert held.actions == []
+    assert held.incident is not None
+    assert held.incident.status == "open"
+    assert "when staff confirm" in held.entries[-1].text
+    resolved = e.resolve(held.incident, "Li (supervisor)", clock.advance(300))
     assert resolved.incident is not None
     assert resolved.incident.status == "resolved"
+    assert actions(resolved) == [("sms", "notified")]
+    assert "漏水已得到控制" in resolved.actions[0].texts["zh"]
     (follow,) = resolved.timers
     assert (follow.kind, follow.due_at) == ("follow_up", clock.now() + timedelta(days=1))
     later = e.on_timer(resolved.incident, follow, follow.due_at)
@@ -242,15 +251,17 @@ def test_every_shipped_playbook_through_replay(name: str) -> None:
     if escalated:
         assert escalated[0].at > clock.now()
     follow_up = PLAYBOOKS[name].follow_up
-    if follow_up is not None and PLAYBOOKS[name].on_restore.resolve == "auto":
-        assert steps[-1].at == restore.occurred_at + timedelta(seconds=follow_up.after_s)
+    on_restore = PLAYBOOKS[name].on_restore
+    if follow_up is not None and on_restore.resolve == "auto":
+        held = timedelta(seconds=on_restore.hold_s + follow_up.after_s)
+        assert steps[-1].at == restore.occurred_at + held
 
 
 def test_a_new_restore_time_is_recorded_and_residents_are_updated() -> None:
     e, clock = engine(), FakeClock()  # 2026-01-01 00:00 UTC = 08:00 in Shanghai
     _, (opened,) = e.on_event(event(Kind.POWER_LOSS, at=clock.now()), [], clock.now(), 1)
     assert opened.incident is not None
-    assert "预计 10:00 左右恢复供电" in opened.actions[1].texts["zh"]  # the playbook's 2 h
+    assert "预计10:00恢复" in opened.actions[1].texts["zh"]  # the playbook's 2 h
     later = clock.advance(1800)
     update = e.expect_restore(
         opened.incident,
@@ -262,6 +273,6 @@ def test_a_new_restore_time_is_recorded_and_residents_are_updated() -> None:
     assert update.incident is not None
     assert update.incident.expected_restore_at == later + timedelta(hours=3)
     assert actions(update) == [("sms", "building")]
-    assert "预计 11:30 左右恢复供电" in update.actions[0].texts["zh"]
+    assert "预计11:30恢复供电" in update.actions[0].texts["zh"]
     assert update.entries[0].actor == "Sun Min"
     assert update.entries[0].text.endswith("the power company says 3 hours")

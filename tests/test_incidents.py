@@ -90,7 +90,7 @@ async def test_a_smoke_message_opens_a_fire_incident_with_its_outbox_rows(
         ("pa", "building"),
         ("sms", "building"),
     ]
-    assert "3号楼发生火警" in json.loads(outbox[3]["texts"])["zh"]
+    assert "3号楼火警，请立即走楼梯撤离" in json.loads(outbox[3]["texts"])["zh"]
     types = [t["type"] for t in rows(cfg, "SELECT type FROM timeline ORDER BY id")]
     assert types[:2] == ["opened", "event"]
     assert rows(cfg, "SELECT count(*) AS n FROM timers WHERE state = 'pending'")[0]["n"] == 1
@@ -108,7 +108,9 @@ async def test_a_smoke_message_opens_a_fire_incident_with_its_outbox_rows(
     assert outbox.exit_code == 0
     assert "all messages: 1 sent" in outbox.output
     report = await cli(path, "report", "1")
-    assert report.output.startswith("# Incident 1: fire.alarm HV building 3 floor 12 unit 1203")
+    assert report.output.startswith(
+        "# Incident 1: 火警 3号楼 12层 1203 厨房 / Fire alarm, Bldg 3, 12F, 1203 kitchen"
+    )
     assert "- **Response times:** to acknowledge" in report.output
 
 
@@ -197,16 +199,17 @@ async def test_an_escalation_timer_fires_once_after_a_restart(
 
 
 GOLDEN = [
-    "2026-11-27 10:00:00 incident 1 notify -> oncall:maintenance",
-    "2026-11-27 10:00:00 incident 1 sms -> unit",
-    "2026-11-27 10:00:00 incident 1 sms -> unit_below",
-    "2026-11-27 10:00:00 incident 2 notify -> oncall:maintenance",
-    "2026-11-27 10:00:00 incident 2 sms -> building",
-    "2026-11-27 10:10:00 incident 1 notify -> role:supervisor",
-    "2026-11-27 10:15:00 incident 2 notify -> role:supervisor",
-    "2026-11-27 10:20:00 incident 1 notify -> role:supervisor",
-    "2026-11-27 10:30:00 incident 1 notify -> role:supervisor",
-    "2026-11-27 10:30:00 incident 2 sms -> building",
+    "2026-11-27 10:00:00 +08:00 incident 1 notify -> oncall:maintenance",
+    "2026-11-27 10:00:00 +08:00 incident 1 sms -> unit",
+    "2026-11-27 10:00:00 +08:00 incident 1 sms -> unit_below",
+    "2026-11-27 10:00:00 +08:00 incident 2 notify -> oncall:maintenance",
+    "2026-11-27 10:00:00 +08:00 incident 2 sms -> building",
+    "2026-11-27 10:10:00 +08:00 incident 1 notify -> role:supervisor",
+    "2026-11-27 10:15:00 +08:00 incident 2 notify -> role:supervisor",
+    "2026-11-27 10:20:00 +08:00 incident 1 notify -> role:supervisor",
+    "2026-11-27 10:30:00 +08:00 incident 1 notify -> role:supervisor",
+    # power came back at 10:30 and stayed on for the playbook's hold of 60 s
+    "2026-11-27 10:31:00 +08:00 incident 2 sms -> notified",
 ]
 
 
@@ -243,11 +246,11 @@ def test_replay_prints_every_action_in_simulated_time(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = [line.split(": ", 1)[0] for line in result.output.splitlines()]
     assert summary[: len(GOLDEN)] == GOLDEN
-    assert "预计 12:00 左右恢复供电" in result.output  # the restore ETA in the residents' SMS
-    # power came back at 10:30 and resolved itself: the follow-up goes out a day later
-    assert "2026-11-28 10:30:00 incident 2 sms -> building" in summary
+    assert "预计12:00恢复" in result.output  # the restore ETA in the residents' SMS
+    # power came back and resolved itself: the follow-up goes out a day later
+    assert "2026-11-28 10:31:00 +08:00 incident 2 sms -> notified" in summary
     # the leak was never acknowledged: the supervisor is reminded every 10 minutes
-    assert summary.count("2026-11-27 11:00:00 incident 1 notify -> role:supervisor") == 1
+    assert summary.count("2026-11-27 11:00:00 +08:00 incident 1 notify -> role:supervisor") == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"kind": "leak"}\n')
     failed = CliRunner().invoke(main, ["replay", "--config", str(cfg), str(bad)])

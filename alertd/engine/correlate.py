@@ -23,6 +23,7 @@ class OpenIncident:
     last_event_at: datetime
     #: "device_id kind" of every condition still active
     active: frozenset[str] = field(default_factory=frozenset)
+    drill: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ def place(playbook: Playbook, event: Event, incidents: Iterable[OpenIncident]) -
         for i in incidents
         if i.playbook == playbook.name
         and i.key == key
+        and i.drill == event.drill  # a drill never absorbs a real alarm, nor the reverse
         and (i.status != "resolved" or event.occurred_at - i.last_event_at <= window)
     ]
     current = max(candidates, key=lambda i: i.last_event_at, default=None)

@@ -8,10 +8,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 
-from alertd.engine.correlate import OpenIncident, correlation_key, place
+from alertd.engine.correlate import OpenIncident, Placement, correlation_key
+from alertd.engine.correlate import place as placement
+from alertd.engine.inhibit import InhibitRule, explained_by
 from alertd.engine.match import Trace, check
 from alertd.engine.run import RunContext, advance, escalate, run_inline, start, steps_of
 from alertd.engine.state import Decision, Entry, Incident, IncidentIndex, Timer
+from alertd.engine.wording import place, stamp, title
 from alertd.events import Event, Location, State
 from alertd.playbooks.schema import Playbook, WaitAck
 
@@ -20,11 +23,20 @@ LEVELS = {"site": 1, "building": 2, "floor": 3, "unit": 4, "zone": 5, "device": 
 
 class Engine:
     def __init__(
-        self, playbooks: Mapping[str, Playbook], tz: tzinfo, *, resident_sms_in_drills: bool = False
+        self,
+        playbooks: Mapping[str, Playbook],
+        tz: tzinfo,
+        *,
+        resident_sms_in_drills: bool = False,
+        signatures: Mapping[str, str] | None = None,
+        drill_end_s: float = 4 * 3600.0,
+        inhibit: Sequence[InhibitRule] = (),
     ) -> None:
         self.playbooks = dict(playbooks)
         self.tz = tz
-        self.ctx = RunContext(tz, resident_sms_in_drills)
+        self.ctx = RunContext(
+            tz, resident_sms_in_drills, dict(signatures or {}), drill_end_s, tuple(inhibit)
+        )
 
     def on_event(
         self,
@@ -37,6 +49,14 @@ class Engine:
         index = incidents if isinstance(incidents, IncidentIndex) else IncidentIndex(incidents)
         traces = [check(pb, event, self.tz) for pb in self.playbooks.values()]
         summary = "; ".join(f"{t.playbook}: {t.reason}" for t in traces)
+        cause = explained_by(event, self.ctx.inhibit, index.live())
+        if cause is not None:
+            text = (
+                f"{event.kind} {event.state} at {event.device_id} "
+                f"({place(event.location, 'en')}) is explained by this incident: "
+                "no incident of its own"
+            )
+            return traces, [Decision(cause, [Entry("inhibited", text, event_id=event.id)])]
         by_id: dict[int, Incident] = {}
         decisions = []
         for trace in traces:
@@ -46,45 +66,75 @@ class Engine:
             key = correlation_key(pb, event)
             mine = [i for i in index.find(pb.name, key) if i.status != "closed"]
             by_id.update((i.id, i) for i in mine)
-            placed = place(pb, event, [_view(i) for i in mine])
+            placed = placement(pb, event, [_view(i) for i in mine])
             if placed.outcome == "ignore":
                 continue
             decision = Decision()
             entry = Entry(
                 "event",
-                f"{event.kind} {event.state} at {event.device_id}: {placed.reason} [{summary}]",
+                f"{event.kind} {event.state} at {event.device_id} "
+                f"({place(event.location, 'en')}): {placed.reason} [{summary}]",
                 event_id=event.id,
             )
             decision.entries.append(entry)
             if placed.outcome == "open":
-                incident = Incident(
-                    id=next_id,
-                    playbook=pb.name,
-                    key=placed.key,
-                    status="open",
-                    severity=pb.severity or event.severity,
-                    location=_trim(event.location, pb.correlate.by),
-                    title=f"{event.kind} {_describe(event.location)}".strip(),
-                    opened_at=now,
-                    last_event_at=event.occurred_at,
-                    active=placed.active,
-                    drill=event.drill,
-                )
+                decision.incident = self._open(pb, placed, event, now, next_id, mine, decision)
                 next_id += 1
-                decision.entries.insert(0, Entry("opened", f"incident opened by {pb.name}"))
-                decision.incident = start(pb, incident, "steps", now, self.ctx, decision)
             else:
                 assert placed.incident is not None
+                before = by_id[placed.incident]
                 current = dataclasses.replace(
-                    by_id[placed.incident],
+                    before,
                     active=placed.active,
-                    last_event_at=max(by_id[placed.incident].last_event_at, event.occurred_at),
+                    last_event_at=max(before.last_event_at, event.occurred_at),
                 )
                 decision.incident = self._attached(
                     pb, current, placed.outcome, event, now, decision
                 )
             decisions.append(decision)
         return traces, decisions
+
+    def _open(
+        self,
+        pb: Playbook,
+        placed: Placement,
+        event: Event,
+        now: datetime,
+        incident_id: int,
+        others: Sequence[Incident],
+        decision: Decision,
+    ) -> Incident:
+        incident = Incident(
+            id=incident_id,
+            playbook=pb.name,
+            key=placed.key,
+            status="open",
+            severity=pb.severity or event.severity,
+            location=_trim(event.location, pb.correlate.by),
+            title=title(event.kind, event.location),
+            opened_at=now,
+            last_event_at=event.occurred_at,
+            active=placed.active,
+            units=_units(event),
+            drill=event.drill,
+            origin=event.location,
+            seen=_places(event),
+        )
+        decision.entries.insert(0, Entry("opened", f"incident opened by {pb.name}"))
+        if event.drill:
+            due = now + timedelta(seconds=self.ctx.drill_end_s)
+            decision.timers.append(Timer(incident_id, due, "drill_end"))
+        else:
+            drills = sorted(i.id for i in others if i.drill)
+            if drills:
+                decision.entries.append(
+                    Entry(
+                        "note",
+                        f"a drill runs here too (incident {', '.join(map(str, drills))}); "
+                        "this is a real alarm, handled as one",
+                    )
+                )
+        return start(pb, incident, "steps", now, self.ctx, decision)
 
     def _attached(
         self,
@@ -95,41 +145,97 @@ class Engine:
         now: datetime,
         decision: Decision,
     ) -> Incident:
+        if outcome == "all_clear":
+            incident = dataclasses.replace(incident, cleared_at=now)
+            hold = pb.on_restore.hold_s
+            if not hold:
+                return self._clear(pb, incident, now, decision)
+            decision.timers.append(Timer(incident.id, now + timedelta(seconds=hold), "clear"))
+            decision.entries.append(
+                Entry("restored", f"every condition is back to normal; all-clear after {hold:g} s")
+            )
+            return incident
+        if event.state is not State.ACTIVE:
+            return incident
+        new = _places(event) - incident.seen
+        incident = dataclasses.replace(
+            incident,
+            seen=incident.seen | new,
+            units=incident.units | _units(event),
+            cleared_at=None,
+            all_clear_sent=False,
+        )
         if outcome == "reopen":
             decision.entries.append(Entry("reopened", "the condition came back"))
             reopened = dataclasses.replace(incident, status="open", resolved_at=None)
             return start(pb, reopened, "steps", now, self.ctx, decision)
-        if outcome == "all_clear":
-            decision.entries.append(Entry("all_clear", "every condition is back to normal"))
-            incident = start(pb, incident, "on_restore", now, self.ctx, decision)
-            if pb.on_restore.resolve == "auto":
-                return self._resolved(
-                    pb, incident, now, "alertd", "resolved automatically", decision
-                )
-            decision.entries.append(Entry("confirm", "staff to confirm and resolve"))
-            return incident
-        if event.state is State.ACTIVE and pb.mode == "restart":
+        join = pb.on_join
+        news = sorted(p for p in new if join is not None and p.split(":", 1)[0] in join.new)
+        if join is not None and news:
+            decision.entries.append(
+                Entry("join", f"new: {', '.join(news)}; announced", event_id=event.id)
+            )
+            incident = run_inline(
+                pb, incident, join.steps, "on_join", now, self.ctx, decision, where=event.location
+            )
+        if pb.mode == "restart":
             decision.entries.append(Entry("step", "mode restart: the steps start again"))
             decision.cancel_timers = True
             return start(pb, incident, "steps", now, self.ctx, decision)
-        if event.state is State.ACTIVE and pb.mode == "queued":
+        if pb.mode == "queued":
             if incident.run.done:
                 return start(pb, incident, "steps", now, self.ctx, decision)
             return dataclasses.replace(incident, run=dataclasses.replace(incident.run, queued=True))
         return incident
 
+    def _clear(
+        self, pb: Playbook, incident: Incident, now: datetime, decision: Decision
+    ) -> Incident:
+        """The all-clear, once per clearing: when nothing is active and either the playbook
+        resolves by itself or staff have resolved the incident."""
+        if incident.active or incident.all_clear_sent:
+            return incident
+        if pb.on_restore.resolve == "confirm" and incident.status != "resolved":
+            decision.entries.append(
+                Entry(
+                    "confirm",
+                    "every condition is back to normal; the all-clear goes out when staff "
+                    f"confirm: alertd incidents resolve {incident.id}",
+                )
+            )
+            return incident
+        decision.entries.append(Entry("all_clear", "every condition is back to normal"))
+        cleared = dataclasses.replace(incident, all_clear_sent=True)
+        cleared = start(pb, cleared, "on_restore", now, self.ctx, decision)
+        if cleared.status == "resolved":
+            return cleared
+        return self._resolved(pb, cleared, now, "alertd", "resolved automatically", decision)
+
     def on_timer(self, incident: Incident, timer: Timer, now: datetime) -> Decision:
         pb = self.playbooks.get(incident.playbook)
         decision = Decision()
+        if incident.status == "closed":
+            return decision
+        if timer.kind == "drill_end":
+            hours = self.ctx.drill_end_s / 3600
+            return self.close(incident, "alertd", f"the drill ended: closed after {hours:g} h")
         if pb is None:
             decision.entries.append(Entry("timer", f"playbook {incident.playbook} is gone"))
+            return decision
+        if timer.kind == "clear":
+            held = (
+                incident.cleared_at is not None
+                and (now - incident.cleared_at).total_seconds() >= pb.on_restore.hold_s - 0.001
+            )
+            if held:
+                decision.incident = self._clear(pb, incident, now, decision)
             return decision
         if timer.kind == "follow_up":
             if incident.status == "resolved":
                 decision.entries.append(Entry("follow_up", "follow-up"))
                 decision.incident = start(pb, incident, "follow_up", now, self.ctx, decision)
             return decision
-        if incident.run.waiting != timer.step or incident.status in ("resolved", "closed"):
+        if incident.run.waiting != timer.step or incident.status == "resolved":
             return decision  # overtaken by an acknowledgement, a restart or a resolution
         if timer.kind == "continue":
             moved = dataclasses.replace(
@@ -141,9 +247,20 @@ class Engine:
         return decision
 
     def acknowledge(self, incident: Incident, by: str, now: datetime, text: str = "") -> Decision:
+        """The first acknowledgement counts for response times; later ones are timeline
+        lines; none after the incident is resolved."""
+        if incident.status in ("resolved", "closed"):
+            return Decision(refused=f"incident {incident.id} is {incident.status} already")
+        if incident.status == "acknowledged" and incident.acknowledged_at is not None:
+            at = stamp(incident.acknowledged_at, self.tz)
+            first = f"{incident.acknowledged_by or 'someone'} at {at}"
+            entry = Entry("acknowledged", f"{text or 'acknowledged'} (first: {first})", actor=by)
+            return Decision(incident, [entry], reply=f"already acknowledged by {first}")
         decision = Decision(cancel_timers=True)
         decision.entries.append(Entry("acknowledged", text or "acknowledged", actor=by))
-        acked = dataclasses.replace(incident, status="acknowledged", acknowledged_at=now)
+        acked = dataclasses.replace(
+            incident, status="acknowledged", acknowledged_at=now, acknowledged_by=by
+        )
         pb = self.playbooks.get(incident.playbook)
         run = acked.run
         if (
@@ -166,7 +283,7 @@ class Engine:
     ) -> Decision:
         """Staff learnt when service comes back: record it and tell whom the playbook says."""
         decision = Decision()
-        local = eta.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+        local = stamp(eta, self.tz)
         decision.entries.append(
             Entry(
                 "restore_eta", f"expected restore {local}" + (f": {text}" if text else ""), actor=by
@@ -174,19 +291,69 @@ class Engine:
         )
         updated = dataclasses.replace(incident, expected_restore_at=eta)
         pb = self.playbooks.get(incident.playbook)
-        if pb is not None:
-            updated = run_inline(pb, updated, list(pb.on_eta), "on_eta", now, self.ctx, decision)
+        if pb is not None and pb.on_eta:
+            updated = run_inline(pb, updated, pb.on_eta, "on_eta", now, self.ctx, decision)
+            decision.reply = f"expected restore {local}; {len(decision.actions)} message step(s)"
+        else:
+            decision.reply = (
+                f"expected restore {local} recorded; playbook {incident.playbook} has no "
+                "on_eta steps, so nobody was told"
+            )
         decision.incident = updated
         return decision
 
     def resolve(self, incident: Incident, by: str, now: datetime, text: str = "") -> Decision:
+        """Staff confirm it is over. The all-clear goes out now, unless a condition is still
+        active: then it waits for the last one to clear."""
+        if incident.status in ("resolved", "closed"):
+            return Decision(refused=f"incident {incident.id} is {incident.status} already")
         decision = Decision(cancel_timers=True)
         pb = self.playbooks.get(incident.playbook)
-        decision.incident = self._resolved(pb, incident, now, by, text or "resolved", decision)
+        resolved = self._resolved(pb, incident, now, by, text or "resolved", decision)
+        if resolved.active:
+            still = ", ".join(sorted(resolved.active))
+            decision.reply = f"resolved; the all-clear waits until these clear: {still}"
+            decision.entries.append(Entry("all_clear_held", decision.reply))
+        elif pb is not None and not resolved.all_clear_sent:
+            resolved = self._clear(pb, resolved, now, decision)
+            sent = sum(a.channel == "sms" for a in decision.actions)
+            decision.reply = f"resolved; all-clear: {sent} resident message step(s)"
+        decision.incident = resolved
+        return decision
+
+    def help_requested(
+        self, incident: Incident, resident: Mapping[str, str], text: str, now: datetime
+    ) -> Decision:
+        """A resident texted about this incident asks for help: a person is told now, with
+        the flat, the name and the vulnerable note."""
+        pb = self.playbooks.get(incident.playbook) or FALLBACK
+        where = Location(
+            incident.origin.site or incident.location.site,
+            resident.get("building", ""),
+            resident.get("floor", ""),
+            resident.get("unit", ""),
+        )
+        who = f"{place(where, 'en')} {resident.get('name', '')}".strip()
+        decision = Decision()
+        decision.entries.append(
+            Entry("help_request", f"{who} asked for help: {text!r}", actor="resident")
+        )
+        extra = {
+            "resident_name": resident.get("name", ""),
+            "resident_note": resident.get("notes", ""),
+            "resident_phone": resident.get("phone", ""),
+            "resident_text": text,
+        }
+        decision.incident = run_inline(
+            pb, incident, pb.on_help, "on_help", now, self.ctx, decision, where=where, extra=extra
+        )
+        decision.reply = f"help request from {who} sent to staff"
         return decision
 
     def close(self, incident: Incident, by: str, text: str = "") -> Decision:
         """Closed: the record is complete; no event joins it any more."""
+        if incident.status == "closed":
+            return Decision(refused=f"incident {incident.id} is closed already")
         decision = Decision(cancel_timers=True)
         decision.entries.append(Entry("closed", text or "closed", actor=by))
         decision.incident = dataclasses.replace(incident, status="closed")
@@ -205,8 +372,15 @@ class Engine:
         if pb is not None and pb.follow_up is not None:
             due = now + timedelta(seconds=pb.follow_up.after_s)
             decision.timers.append(Timer(incident.id, due, "follow_up"))
-            decision.entries.append(Entry("follow_up", f"follow-up due {due.isoformat()}"))
+            decision.entries.append(Entry("follow_up", f"follow-up due {stamp(due, self.tz)}"))
         return dataclasses.replace(incident, status="resolved", resolved_at=now)
+
+
+#: for an incident whose playbook was removed: a resident's help request still reaches
+#: security
+FALLBACK = Playbook.model_validate(
+    {"name": "(fallback)", "match": {"kinds": ["manual"]}, "steps": [{"note": "fallback"}]}
+)
 
 
 def _view(incident: Incident) -> OpenIncident:
@@ -218,7 +392,25 @@ def _view(incident: Incident) -> OpenIncident:
         incident.status,
         incident.last_event_at,
         incident.active,
+        incident.drill,
     )
+
+
+def _places(event: Event) -> frozenset[str]:
+    """What `on_join.new` compares: the event's device, zone, unit, floor and building."""
+    loc = event.location
+    parts = {
+        "device": event.device_id,
+        "building": loc.building,
+        "floor": loc.floor and f"{loc.building}/{loc.floor}",
+        "unit": loc.unit and f"{loc.building}/{loc.unit}",
+        "zone": loc.zone and f"{loc.building}/{loc.floor}/{loc.unit}/{loc.zone}",
+    }
+    return frozenset(f"{k}:{v}" for k, v in parts.items() if v)
+
+
+def _units(event: Event) -> frozenset[str]:
+    return frozenset({event.location.unit} if event.location.unit else ())
 
 
 def _trim(location: Location, level: str) -> Location:
@@ -228,17 +420,3 @@ def _trim(location: Location, level: str) -> Location:
     if level == "zone":
         values[3] = ""
     return Location(*[v if i < keep else "" for i, v in enumerate(values)])
-
-
-def _describe(location: Location) -> str:
-    return " ".join(
-        p
-        for p in (
-            location.site,
-            location.building and f"building {location.building}",
-            location.floor and f"floor {location.floor}",
-            location.unit and f"unit {location.unit}",
-            location.zone,
-        )
-        if p
-    )

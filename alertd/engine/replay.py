@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alertd.engine.engine import Engine
-from alertd.engine.state import Action, Decision, IncidentIndex, Timer
+from alertd.engine.state import LASTING_TIMERS, Action, Decision, IncidentIndex, Timer
 from alertd.events import Event, Kind, Location, State, severity_of
 
 HORIZON = timedelta(days=2)
@@ -69,7 +69,9 @@ def replay(events: Iterable[Event], engine: Engine, horizon: timedelta = HORIZON
             incidents.put(d.incident)
             if d.cancel_timers:
                 timers = [
-                    t for t in timers if t[2].incident != d.incident.id or t[2].kind == "follow_up"
+                    t
+                    for t in timers
+                    if t[2].incident != d.incident.id or t[2].kind in LASTING_TIMERS
                 ]
                 heapq.heapify(timers)
             for timer in d.timers:

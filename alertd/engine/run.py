@@ -4,12 +4,16 @@ wait (acknowledgement or delay), and says which timer will pick it up again."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
-from alertd.engine.state import Action, Decision, Entry, Incident, Run, Sequence, Timer
+from alertd.engine.inhibit import InhibitRule
+from alertd.engine.state import Action, Decision, Entry, Incident, Run, Timer
+from alertd.engine.state import Sequence as RunSequence
 from alertd.engine.templates import context, render
+from alertd.events import Location
 from alertd.playbooks.schema import (
     Delay,
     Note,
@@ -37,9 +41,14 @@ class RunContext:
     tz: tzinfo
     #: residents are texted during drills only when the configuration says so
     resident_sms_in_drills: bool = False
+    #: the sender signature at the start of every resident SMS, per language
+    signatures: Mapping[str, str] = field(default_factory=dict)
+    #: a drill incident nobody closed is closed this long after it opened
+    drill_end_s: float = 4 * 3600.0
+    inhibit: Sequence[InhibitRule] = ()
 
 
-def steps_of(playbook: Playbook, sequence: Sequence) -> list[Step]:
+def steps_of(playbook: Playbook, sequence: RunSequence) -> list[Step]:
     if sequence == "steps":
         return list(playbook.steps)
     if sequence == "on_restore":
@@ -50,7 +59,7 @@ def steps_of(playbook: Playbook, sequence: Sequence) -> list[Step]:
 def start(
     playbook: Playbook,
     incident: Incident,
-    sequence: Sequence,
+    sequence: RunSequence,
     now: datetime,
     ctx: RunContext,
     decision: Decision,
@@ -107,6 +116,9 @@ def _do(
     ctx: RunContext,
     decision: Decision,
     sequence: str = "",
+    *,
+    where: Location | None = None,
+    extra: dict[str, str] | None = None,
 ) -> Incident:
     label = f"{sequence or incident.run.sequence} step {index + 1}"
     if isinstance(step, Note):
@@ -120,8 +132,14 @@ def _do(
     if isinstance(step, Sms) and incident.drill and not ctx.resident_sms_in_drills:
         decision.entries.append(Entry("suppressed", f"{label}: sms to {step.sms} (a drill)"))
         return incident
-    values = context(incident, now, ctx.tz)
-    texts = render(playbook.templates[step.template], values, drill=incident.drill)
+    channel = step.channel if isinstance(step, Notify) else ""
+    values = context(incident, now, ctx.tz, where=where, channel=channel, extra=extra)
+    texts = render(
+        playbook.templates[step.template],
+        values,
+        drill=incident.drill,
+        prefix=dict(ctx.signatures) if isinstance(step, Sms) else None,
+    )
     if isinstance(step, Notify):
         action = Action(
             STAFF_CHANNELS[step.channel],
@@ -145,15 +163,23 @@ def _do(
 def run_inline(
     playbook: Playbook,
     incident: Incident,
-    steps: list[Step],
+    steps: Sequence[Step],
     name: str,
     now: datetime,
     ctx: RunContext,
     decision: Decision,
+    *,
+    where: Location | None = None,
+    extra: dict[str, str] | None = None,
 ) -> Incident:
-    """Steps with no waits, run at once beside the incident's own run (e.g. on_eta)."""
+    """Steps with no waits, run at once beside the incident's own run (on_eta, on_join,
+    on_help, the all-clear). `where`: the place the messages are about."""
     for index, step in enumerate(steps):
-        incident = _do(playbook, incident, step, index, now, ctx, decision, name)
+        if isinstance(step, WaitAck | Delay):
+            continue  # the schema allows none here but on_restore; the run does not wait
+        incident = _do(
+            playbook, incident, step, index, now, ctx, decision, name, where=where, extra=extra
+        )
     return incident
 
 
@@ -172,7 +198,9 @@ def escalate(
     level = min(run.escalation, len(step.escalate) - 1)
     target = step.escalate[level]
     texts = render(
-        playbook.templates[target.template], context(incident, now, ctx.tz), drill=incident.drill
+        playbook.templates[target.template],
+        context(incident, now, ctx.tz),
+        drill=incident.drill,
     )
     decision.actions.append(
         Action("notify", _who(target.to), texts, step=f"escalation {run.escalation + 1}")

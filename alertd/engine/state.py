@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -46,6 +46,17 @@ class Incident:
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
     expected_restore_at: datetime | None = None
+    #: the full place of the device that opened it (the incident's own place is only as
+    #: precise as its correlation level); staff texts name this one
+    origin: Location = field(default_factory=Location)
+    #: every place an active event came from, as `device:ID`, `floor:12`, ... (`on_join`
+    #: announces what is new)
+    seen: frozenset[str] = frozenset()
+    #: when the last active condition cleared (None while any is active)
+    cleared_at: datetime | None = None
+    #: the all-clear went out for this clearing; a condition coming back resets it
+    all_clear_sent: bool = False
+    acknowledged_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +77,7 @@ class Action:
 class Timer:
     incident: int
     due_at: datetime
-    kind: Literal["continue", "escalate", "follow_up"]
+    kind: Literal["continue", "escalate", "follow_up", "clear", "drill_end"]
     #: the run step the timer belongs to (a stale timer does nothing)
     step: int = 0
 
@@ -92,6 +103,14 @@ class Decision:
     timers: list[Timer] = field(default_factory=list)
     #: timers of this incident to drop (an acknowledgement ends an escalation)
     cancel_timers: bool = False
+    #: a staff command that must not change the record, and why
+    refused: str = ""
+    #: what to tell whoever asked (the command's result)
+    reply: str = ""
+
+
+#: timers an acknowledgement or a restart does not cancel: they are not the escalation
+LASTING_TIMERS = frozenset({"follow_up", "clear", "drill_end"})
 
 
 class IncidentIndex:
@@ -110,6 +129,10 @@ class IncidentIndex:
 
     def get(self, incident_id: int) -> Incident | None:
         return self._by_id.get(incident_id)
+
+    def live(self) -> Iterator[Incident]:
+        """Incidents still open or acknowledged."""
+        return (i for i in self._by_id.values() if i.status in ("open", "acknowledged"))
 
     def find(self, playbook: str, key: str) -> list[Incident]:
         return list(self._by_key.get((playbook, key), {}).values())

@@ -1,4 +1,5 @@
-"""Message texts: Jinja2 in a sandbox, one Chinese and one English text per template."""
+"""Message texts: Jinja2 in a sandbox, one Chinese and one English text per template,
+each rendered with values in its own language."""
 
 from __future__ import annotations
 
@@ -11,38 +12,54 @@ from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from alertd.engine.state import Incident
+from alertd.engine.wording import LANGUAGES, local_time, place
+from alertd.events import Location
 from alertd.playbooks.schema import Template
 
 _ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
 DRILL = {"zh": "【演练】", "en": "[DRILL] "}
+#: how staff acknowledge, by the channel that reaches them
+ACK = {
+    "call": {"zh": "按1确认", "en": "press 1 to acknowledge"},
+    "text": {"zh": "回复 OK {id} 确认", "en": "reply OK {id}"},
+}
+
+Values = dict[str, dict[str, Any]]
 
 
-def context(incident: Incident, now: datetime, tz: tzinfo) -> dict[str, Any]:
-    loc = incident.location
+def context(
+    incident: Incident,
+    now: datetime,
+    tz: tzinfo,
+    *,
+    where: Location | None = None,
+    channel: str = "",
+    extra: dict[str, str] | None = None,
+) -> Values:
+    """Values for each language. `where`: the place of the device the message is about
+    (a joining detector); by default the device that opened the incident."""
+    here = where or (incident.origin if incident.origin != Location() else incident.location)
     eta = incident.expected_restore_at
-    return {
-        "incident": incident.id,
-        "title": incident.title,
-        "site": loc.site,
-        "building": loc.building,
-        "floor": loc.floor,
-        "unit": loc.unit,
-        "zone": loc.zone,
-        "location": " ".join(
-            p
-            for p in (
-                loc.site,
-                loc.building and f"{loc.building}#",
-                loc.floor and f"{loc.floor}F",
-                loc.unit,
-                loc.zone,
-            )
-            if p
-        ),
-        "time": incident.opened_at.astimezone(tz).strftime("%H:%M"),
-        "minutes_open": int((now - incident.opened_at).total_seconds() // 60),
-        "restore_eta": eta.astimezone(tz).strftime("%H:%M") if eta else "",
-    }
+    titles = dict(zip(LANGUAGES, (incident.title.split(" / ", 1) * 2)[:2], strict=True))
+    ack = ACK["call"] if channel == "call" else ACK["text"]
+    out: Values = {}
+    for language in LANGUAGES:
+        out[language] = {
+            "incident": incident.id,
+            "title": titles[language],
+            "site": here.site,
+            "building": here.building,
+            "floor": here.floor,
+            "unit": here.unit,
+            "zone": here.zone,
+            "location": place(here, language),
+            "time": incident.opened_at.astimezone(tz).strftime("%H:%M"),
+            "minutes_open": int((now - incident.opened_at).total_seconds() // 60),
+            "restore_eta": local_time(eta, tz, now, language) if eta else "",
+            "ack": ack[language].format(id=incident.id),
+            **(extra or {}),
+        }
+    return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -50,13 +67,21 @@ def _compiled(source: str) -> jinja2.Template:
     return _ENV.from_string(source)
 
 
-def render(template: Template, values: dict[str, Any], *, drill: bool) -> dict[str, str]:
+def render(
+    template: Template,
+    values: Values,
+    *,
+    drill: bool,
+    prefix: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """`prefix`: a sender signature put before everything (resident SMS)."""
     out = {}
-    for language in ("zh", "en"):
+    for language in LANGUAGES:
         source = getattr(template, language)
         try:
-            text = _compiled(source).render(values)
+            text = _compiled(source).render(values[language])
         except TemplateError as exc:  # a message still goes out, with the raw wording
             text = f"{source} ({exc})"
-        out[language] = (DRILL[language] if drill else "") + text
+        head = (prefix or {}).get(language, "")
+        out[language] = head + (DRILL[language] if drill else "") + text
     return out

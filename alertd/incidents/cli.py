@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from alertd.config import Config
+from alertd.engine.wording import stamp
 from alertd.events import Kind
 from alertd.incidents.report import markdown, to_html
 from alertd.store import SqliteStore
@@ -86,9 +87,10 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
                 click.echo(json.dumps(row, ensure_ascii=False))
             else:
                 drill = " DRILL" if row["drill"] else ""
+                opened = stamp(datetime.fromisoformat(row["opened_at"]), config.site.tz)
                 click.echo(
                     f"{row['id']:>5} {row['status']:<12} {row['severity']:<8} "
-                    f"{row['opened_at'][:19]} {row['title']}{drill}"
+                    f"{opened} {row['title']}{drill}"
                 )
 
     @incidents.command("show")
@@ -125,7 +127,8 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         """Messages waiting or failed, and why (phone numbers masked)."""
         from alertd.directory.phones import mask
 
-        store = store_of(load(config_path))
+        config = load(config_path)
+        store = store_of(config)
         states = {"pending": ("pending", "sending"), "failed": ("failed", "expired")}.get(
             which or "", ("pending", "sending", "failed", "expired")
         )
@@ -139,7 +142,8 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
             to = mask(recipient) if recipient.startswith("+") else recipient
             click.echo(
                 f"{mid:>7} incident {incident:<5} {channel:<8} {to:<18} {status:<8} "
-                f"tries {attempts}  {reason or ('due ' + due[:19])}"
+                f"tries {attempts}  "
+                f"{reason or ('due ' + stamp(datetime.fromisoformat(due), config.site.tz))}"
             )
         totals = dict(store.conn.execute("SELECT status, count(*) FROM messages GROUP BY status"))
         click.echo(f"all messages: {_progress(totals)}", err=True)
@@ -224,7 +228,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     def replay(config_path: Path, events: Path) -> None:
         """Run EVENTS (JSON lines, as `alertd events --json` prints) through the playbooks
         in simulated time and print every action; nothing is sent or stored."""
-        from alertd.engine.engine import Engine
+        from alertd.daemon import make_engine
         from alertd.engine.replay import parse_event
         from alertd.engine.replay import replay as run
         from alertd.playbooks.loader import load_playbooks
@@ -241,10 +245,10 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         except ValueError as exc:
             raise click.ClickException(f"{events}: {exc}") from None
         tz = config.site.tz
-        for step in run(parsed, Engine(books.enabled, tz)):
+        for step in run(parsed, make_engine(config, books.enabled)):
             a = step.action
             click.echo(
-                f"{step.at.astimezone(tz):%Y-%m-%d %H:%M:%S} incident {step.incident} "
+                f"{stamp(step.at, tz)} incident {step.incident} "
                 f"{a.channel} -> {a.target}: {a.texts['zh']} | {a.texts['en']}"
             )
 

@@ -9,11 +9,11 @@ from collections import Counter
 from datetime import datetime, tzinfo
 from typing import Any
 
+from alertd.engine.wording import stamp
+
 
 def _local(text: str | None, tz: tzinfo) -> str:
-    return (
-        datetime.fromisoformat(text).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if text else "—"
-    )
+    return stamp(datetime.fromisoformat(text), tz) if text else "—"
 
 
 def _minutes(start: str, end: str | None) -> str:

@@ -15,8 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alertd.clock import Clock
+from alertd.directory.staff import Staff
 from alertd.engine.engine import Engine
-from alertd.engine.state import Action, Decision, Incident, IncidentIndex, Timer
+from alertd.engine.state import (
+    LASTING_TIMERS,
+    Action,
+    Decision,
+    Incident,
+    IncidentIndex,
+    Timer,
+)
 from alertd.events import Event
 from alertd.store import Writer
 from alertd.store import incidents as db
@@ -30,10 +38,13 @@ KEEP = timedelta(days=2)
 
 
 class IncidentService:
-    def __init__(self, writer: Writer, engine: Engine, clock: Clock) -> None:
+    def __init__(
+        self, writer: Writer, engine: Engine, clock: Clock, staff: Staff | None = None
+    ) -> None:
         self._writer = writer
         self.engine = engine
         self._clock = clock
+        self.staff = staff
         self._incidents = IncidentIndex()
         self._timers: dict[int, Timer] = {}
         self._next_id = 1
@@ -123,31 +134,33 @@ class IncidentService:
         async with self._lock:
             now = self._clock.now()
             name, actor, text = command["command"], command["actor"], command["text"]
-            if name in ("declare", "drill"):
+            args = json.loads(command["args"] or "{}")
+            cid = command["id"]
+            if name != "help" and not self._known(actor):
+                who = f"{actor!r} is not in the staff file" if actor.strip() else "no name"
+                await self._failed(cid, f"{who}: staff actions need a name from the staff file")
+                return
+            if name in ("declare", "drill") or (name == "help" and command["incident_id"] is None):
                 if self.make_event is not None:
+                    if name == "help":  # asked for help with no incident: a manual emergency
+                        args = {**_help_place(args), "command": f"help-{cid}"}
                     self.make_event(
-                        {
-                            **json.loads(command["args"]),
-                            "actor": actor,
-                            "text": text,
-                            "drill": name == "drill",
-                        }
+                        {**args, "actor": actor, "text": text, "drill": name == "drill"}
                     )
-                await self._save([], now, db.Done(command=(command["id"], "done", "event made")))
+                await self._save([], now, db.Done(command=(cid, "done", "event made")))
                 return
             incident = self._incidents.get(command["incident_id"])
             if incident is None:
-                await self._save(
-                    [],
-                    now,
-                    db.Done(
-                        command=(
-                            command["id"],
-                            "failed",
-                            f"no open incident {command['incident_id']}",
-                        )
-                    ),
+                store = self._writer.store
+                assert store is not None
+                status = await self._writer.call(
+                    db.incident_status, store.conn, command["incident_id"]
                 )
+                why = f"incident {command['incident_id']} is {status}" if status else "no such"
+                await self._failed(cid, why if status else f"no incident {command['incident_id']}")
+                return
+            if incident.status == "closed" and name != "help":
+                await self._failed(cid, f"incident {incident.id} is closed: the record is final")
                 return
             if name == "ack":
                 decision = self.engine.acknowledge(incident, actor, now, text)
@@ -158,15 +171,26 @@ class IncidentService:
             elif name == "close":
                 decision = self.engine.close(incident, actor, text)
             elif name == "eta":
-                minutes = float(json.loads(command["args"])["minutes"])
-                eta = now + timedelta(minutes=minutes)
+                eta = now + timedelta(minutes=float(args["minutes"]))
                 decision = self.engine.expect_restore(incident, actor, eta, now, text)
+            elif name == "help":
+                decision = self.engine.help_requested(incident, args, text, now)
             else:
-                await self._save(
-                    [], now, db.Done(command=(command["id"], "failed", f"unknown command {name}"))
-                )
+                await self._failed(cid, f"unknown command {name}")
                 return
-            await self._save([decision], now, db.Done(command=(command["id"], "done", "")))
+            if decision.refused:
+                await self._failed(cid, decision.refused)
+                return
+            await self._save([decision], now, db.Done(command=(cid, "done", decision.reply)))
+
+    def _known(self, actor: str) -> bool:
+        """Staff actions name a person of the staff file (without one, any non-empty name)."""
+        if not actor.strip():
+            return False
+        return actor == "alertd" or self.staff is None or actor in self.staff.people
+
+    async def _failed(self, command_id: int, why: str) -> None:
+        await self._save([], self._clock.now(), db.Done(command=(command_id, "failed", why)))
 
     async def _save(self, decisions: list[Decision], now: datetime, done: db.Done) -> None:
         store = self._writer.store
@@ -180,7 +204,7 @@ class IncidentService:
                 self._timers = {
                     k: t
                     for k, t in self._timers.items()
-                    if t.incident != d.incident.id or t.kind == "follow_up"
+                    if t.incident != d.incident.id or t.kind in LASTING_TIMERS
                 }
             for action in d.actions:
                 for listener in self.outbox_listeners:
@@ -189,3 +213,11 @@ class IncidentService:
 
     def incident(self, incident_id: int) -> Incident | None:
         return self._incidents.get(incident_id)
+
+
+def _help_place(resident: dict[str, Any]) -> dict[str, str]:
+    """Where a resident who asked for help lives, as a declared emergency's place."""
+    return {
+        "kind": "manual",
+        **{k: str(resident.get(k, "")) for k in ("building", "floor", "unit")},
+    }

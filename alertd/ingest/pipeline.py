@@ -199,8 +199,8 @@ class Ingest:
                     change.occurred_at,
                     now,
                 )
-                if derived is not None:
-                    changes.append(derived)
+                if derived is not None:  # the cause first: it explains the offline alarm
+                    changes.insert(changes.index(change), derived)
         raw = report.raw[:RAW_MAX]
         for change in changes:
             self._record(batch, change, device, report.source, now, raw, drill=report.drill)

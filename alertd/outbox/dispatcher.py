@@ -49,12 +49,14 @@ class Dispatcher:
         clock: Clock,
         config: DeliveryConfig,
         staff: Staff | None,
+        unit_format: str | None = None,
     ) -> None:
         self._writer = writer
         self._sinks = dict(sinks)
         self._clock = clock
         self._config = config
         self.staff = staff
+        self._unit_format = unit_format
         self._limits = {"sms": RateLimit(config.sms_per_s), "call": RateLimit(config.calls_per_s)}
         self._slots = {ch: asyncio.Semaphore(config.concurrency) for ch in self._sinks}
         self.wake = asyncio.Event()
@@ -97,7 +99,9 @@ class Dispatcher:
         store = self._writer.store
         assert store is not None
         expire = timedelta(seconds=self._config.expire_s)
-        await self._writer.call(expand_pending, store.conn, self.staff, self._clock.now(), expire)
+        await self._writer.call(
+            expand_pending, store.conn, self.staff, self._clock.now(), expire, self._unit_format
+        )
         attempted = 0
         while True:
             batch: list[Message] = await self._writer.call(

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alertd.directory.staff import Staff
+from alertd.directory.units import below
 from alertd.store.sqlite import iso
 
 ACTIVE = "moved_out IS NULL AND opted_out = 0 AND undeliverable IS NULL"
@@ -24,15 +25,34 @@ class Recipient:
     priority: int  # 0 goes first
 
 
-def unit_below(floor: str, unit: str) -> str | None:
-    """1203 on floor 12 -> 1103; None when the numbering does not say."""
-    if not floor.isdigit() or not unit.startswith(floor) or int(floor) <= 1:
-        return None
-    return f"{int(floor) - 1}{unit[len(floor) :]}"
+def _flats_below(
+    conn: sqlite3.Connection, building: str, units: list[str], floor: str, unit_format: str | None
+) -> list[str]:
+    """The flat under each unit: of the candidate numbers, those the directory knows
+    (else the most likely one)."""
+    out: list[str] = []
+    for unit in units:
+        candidates = below(unit, floor, unit_format)
+        if not candidates:
+            continue
+        known = {
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT unit FROM residents WHERE building = ? AND unit IN "
+                f"({','.join('?' * len(candidates))})",
+                (building, *candidates),
+            )
+        }
+        out += [c for c in candidates if c in known] or candidates[:1]
+    return out
 
 
 def residents(
-    conn: sqlite3.Connection, audience: str, incident: dict[str, Any], vulnerable_first: bool
+    conn: sqlite3.Connection,
+    audience: str,
+    incident: dict[str, Any],
+    vulnerable_first: bool,
+    unit_format: str | None = None,
 ) -> list[Recipient]:
     building, floor = incident["building"], incident["floor"]
     units = json.loads(incident.get("units") or "[]") or (
@@ -44,9 +64,15 @@ def residents(
         where, args = "AND building = ?", [building]
     elif audience == "floor":
         where, args = "AND building = ? AND floor = ?", [building, floor]
+    elif audience == "notified":
+        where = (
+            "AND CAST(id AS TEXT) IN (SELECT recipient_ref FROM messages WHERE incident_id = ? "
+            "AND recipient_kind = 'resident')"
+        )
+        args = [incident["id"]]
     else:
         if audience == "unit_below":
-            units = [b for u in units if (b := unit_below(_floor_of(u, floor), u))]
+            units = _flats_below(conn, building, units, floor, unit_format)
         if not units:
             return []
         where = f"AND building = ? AND unit IN ({','.join('?' * len(units))})"
@@ -63,9 +89,45 @@ def residents(
     ]
 
 
-def _floor_of(unit: str, floor: str) -> str:
-    """The floor a unit number is on: the incident's floor, or the unit's leading digits."""
-    return floor or (unit[:-2] if unit.isdigit() and len(unit) > 2 else "")
+#: a staff text with the door-check list stays within what one (concatenated) SMS carries
+STAFF_BODY_MAX = 600
+MORE = {
+    "zh": "……另有 {n} 户，完整名单：alertd incidents show {id}",
+    "en": "... and {n} more: alertd incidents show {id}",
+}
+NONE = {"zh": "（本楼没有登记的独居、老人或行动不便住户）", "en": " (none registered here)"}
+
+
+def vulnerable_residents(conn: sqlite3.Connection, incident: dict[str, Any]) -> list[str]:
+    """`1203 张秀兰 (独居)` for each vulnerable resident of the incident's building
+    (its floor, when the incident is as precise as that), in door-check order."""
+    where, args = "building = ?", [incident["building"]]
+    if incident["floor"]:
+        where, args = where + " AND floor = ?", [*args, incident["floor"]]
+    rows = conn.execute(
+        f"SELECT unit, name, notes FROM residents WHERE moved_out IS NULL AND vulnerable = 1 "
+        f"AND {where} ORDER BY floor, unit, id",
+        args,
+    ).fetchall()
+    return [
+        f"{unit} {name}".strip() + (f" ({notes})" if notes else "") for unit, name, notes in rows
+    ]
+
+
+def with_list(text: str, entries: list[str], language: str, incident_id: int) -> str:
+    """The text followed by as many entries as fit, then "and N more"."""
+    if not entries:
+        return text + NONE[language]
+    sep = "；" if language == "zh" else "; "
+    body = text + " "
+    for shown, entry in enumerate(entries):
+        left = len(entries) - shown
+        more = MORE[language].format(n=left - 1, id=incident_id)
+        last = left == 1
+        if len(body) + len(entry) + (0 if last else len(sep) + len(more)) > STAFF_BODY_MAX:
+            return body.rstrip(sep) + MORE[language].format(n=left, id=incident_id)
+        body += entry + ("" if last else sep)
+    return body
 
 
 def staff_for(
@@ -89,14 +151,18 @@ def staff_for(
 
 
 def expand_pending(
-    conn: sqlite3.Connection, staff: Staff | None, now: datetime, expire: timedelta
+    conn: sqlite3.Connection,
+    staff: Staff | None,
+    now: datetime,
+    expire: timedelta,
+    unit_format: str | None = None,
 ) -> int:
     """Expand every pending outbox action, each in its own transaction; returns the number
     of message rows written."""
     written = 0
     actions = conn.execute(
         "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
-        "i.building, i.floor, i.unit, i.units FROM outbox o JOIN incidents i "
+        "o.vulnerable_list, i.building, i.floor, i.unit, i.units FROM outbox o JOIN incidents i "
         "ON i.id = o.incident_id WHERE o.status = 'pending' ORDER BY o.id"
     ).fetchall()
     for (
@@ -106,15 +172,25 @@ def expand_pending(
         target,
         texts_json,
         vfirst,
+        vlist,
         building,
         floor,
         unit,
         units,
     ) in actions:
         texts = json.loads(texts_json)
-        incident = {"building": building, "floor": floor, "unit": unit, "units": units}
+        incident = {
+            "id": incident_id,
+            "building": building,
+            "floor": floor,
+            "unit": unit,
+            "units": units,
+        }
+        listed = vulnerable_residents(conn, incident) if vlist else None
+        if listed is not None:
+            texts = {lang: with_list(t, listed, lang, incident_id) for lang, t in texts.items()}
         if channel == "sms":
-            recipients = residents(conn, target, incident, bool(vfirst))
+            recipients = residents(conn, target, incident, bool(vfirst), unit_format)
             send_as = "sms"
         elif channel in ("notify", "call"):
             recipients = staff_for(staff, target, now)
@@ -154,6 +230,18 @@ def expand_pending(
                 "UPDATE outbox SET status = ? WHERE id = ?",
                 ("expanded" if recipients else "no recipients", oid),
             )
+            if listed is not None:
+                conn.execute(
+                    "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
+                    (
+                        incident_id,
+                        iso(now),
+                        "vulnerable_list",
+                        "alertd",
+                        f"door-check list for {target} ({len(listed)}): "
+                        + ("; ".join(listed) or "none registered"),
+                    ),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -4,8 +4,9 @@ trigger -> condition -> action. One playbook per file in `playbooks/`."""
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
+from jinja2 import Environment, TemplateSyntaxError, meta
 from pydantic import BeforeValidator, Field, model_validator
 
 from alertd.events import Kind, Severity, State
@@ -24,7 +25,10 @@ SeverityName = Annotated[Severity, BeforeValidator(_severity)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Role = Literal["security", "maintenance", "front_desk", "supervisor"]
-Audience = Literal["unit", "unit_below", "floor", "building", "site"]
+#: `notified`: the residents texted about this incident so far (for all-clears)
+Audience = Literal["unit", "unit_below", "floor", "building", "site", "notified"]
+#: what makes an event joining an incident new: a device, zone, unit or floor not seen yet
+Novelty = Literal["device", "zone", "unit", "floor", "building"]
 
 
 class Window(Strict):
@@ -138,9 +142,21 @@ Step = Notify | Sms | Pa | Webhook | Note | RestoreEta | WaitAck | Delay
 
 
 class OnRestore(Strict):
+    """The all-clear: sent once per clearing, never while a condition is still active,
+    and only after every condition stayed clear for `hold_s` (flapping detectors)."""
+
     steps: list[Step] = []
-    #: resolve the incident when every device is back to normal, or ask staff to confirm
+    #: `auto`: the all-clear goes out (and the incident resolves) when every device is
+    #: back to normal; `confirm`: it waits for staff to resolve (`alertd incidents resolve`)
     resolve: Literal["auto", "confirm"] = "confirm"
+    hold_s: float = Field(30.0, ge=0)
+
+
+class OnJoin(Strict):
+    """A new device, zone, unit or floor joining an open incident (acknowledged or not)."""
+
+    new: list[Novelty] = Field(["device"], min_length=1)
+    steps: list[Notify | Sms | Pa | Webhook | Note] = Field(min_length=1)
 
 
 class FollowUp(Strict):
@@ -153,6 +169,27 @@ class Template(Strict):
     en: str
 
 
+#: built in, so that no playbook is without them; a playbook's own template of the same
+#: name wins
+DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
+    "resident_help": {
+        "zh": "【住户求助 #{{ incident }}】{{ resident_place }} {{ resident_name }}"
+        "{{ resident_note and '（' ~ resident_note ~ '）' }} 回复：“{{ resident_text }}”。"
+        "请立即联系 {{ resident_phone }}。事件：{{ title }}，{{ location }}。",
+        "en": "[RESIDENT NEEDS HELP #{{ incident }}] {{ resident_place }} {{ resident_name }}"
+        "{{ resident_note and ' (' ~ resident_note ~ ')' }} replied: \"{{ resident_text }}\". "
+        "Call {{ resident_phone }} now. Incident: {{ title }}, {{ location }}.",
+    },
+}
+#: every staff text must say which incident (so `OK 12` works) and where: the variables
+#: that carry each (`title` names the place the incident started)
+STAFF_MUST_NAME = {
+    "the incident number": ("incident",),
+    "the place": ("location", "title"),
+}
+_JINJA = Environment()
+
+
 class Playbook(Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -163,24 +200,67 @@ class Playbook(Strict):
     mode: Literal["single", "restart", "queued"] = "single"
     severity: SeverityName | None = None
     steps: list[Step] = Field(min_length=1)
-    on_restore: OnRestore = OnRestore()
+    on_restore: OnRestore = OnRestore()  # type: ignore[call-arg]
     follow_up: FollowUp | None = None
     #: run when staff set a new expected restore time (`alertd incidents eta`): no waits
     on_eta: list[Notify | Sms | Pa | Webhook | Note] = []
+    #: new places joining an open incident; unset: recorded on the timeline only
+    on_join: OnJoin | None = None
+    #: a resident texted about the incident asks for help (replies 2, or free text)
+    on_help: list[Notify] = Field(
+        default_factory=lambda: [
+            Notify(notify=Recipient(oncall="security"), template="resident_help")
+        ],
+        min_length=1,
+    )
     templates: dict[str, Template] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_templates(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("templates", {}), dict):
+            data = {**data, "templates": {**DEFAULT_TEMPLATES, **data.get("templates", {})}}
+        return data
+
+    def all_steps(self) -> list[Step]:
+        return [
+            *self.steps,
+            *self.on_restore.steps,
+            *(self.follow_up.steps if self.follow_up else []),
+            *self.on_eta,
+            *(self.on_join.steps if self.on_join else []),
+            *self.on_help,
+        ]
+
+    def staff_templates(self) -> set[str]:
+        """Templates that reach staff: notifications and escalations."""
+        used = {s.template for s in self.all_steps() if isinstance(s, Notify)}
+        return used | {
+            e.template for s in self.all_steps() if isinstance(s, WaitAck) for e in s.escalate
+        }
 
     @model_validator(mode="after")
     def _templates_exist(self) -> Self:
-        used = [
-            getattr(step, "template", None)
-            for step in [
-                *self.steps,
-                *self.on_restore.steps,
-                *(self.follow_up.steps if self.follow_up else []),
-                *self.on_eta,
-            ]
-        ] + [e.template for step in self.steps if isinstance(step, WaitAck) for e in step.escalate]
+        used = [getattr(step, "template", None) for step in self.all_steps()]
+        used += [e.template for s in self.all_steps() if isinstance(s, WaitAck) for e in s.escalate]
         missing = sorted({t for t in used if t and t not in self.templates})
         if missing:
             raise ValueError(f"templates not defined under templates: {', '.join(missing)}")
+        problems = []
+        for name in sorted(self.staff_templates()):
+            for language in ("zh", "en"):
+                source = getattr(self.templates[name], language)
+                try:
+                    names = meta.find_undeclared_variables(_JINJA.parse(source))
+                except TemplateSyntaxError as exc:
+                    problems.append(f"template {name} ({language}): {exc.message}")
+                    continue
+                problems += [
+                    f"template {name} ({language}) goes to staff but does not name "
+                    f"{what} ({{{{ {variables[0]} }}}})"
+                    for what, variables in STAFF_MUST_NAME.items()
+                    if not names & set(variables)
+                ]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self

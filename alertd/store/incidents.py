@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from alertd.engine.state import Decision, Incident, Run, Timer
+from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
 from alertd.store.sqlite import dict_rows, iso, parse_iso
 
@@ -40,10 +40,11 @@ def save(
             i = d.incident
             _upsert(conn, i)
             if d.cancel_timers:
+                lasting = sorted(LASTING_TIMERS)
                 conn.execute(
                     "UPDATE timers SET state = 'cancelled' WHERE incident_id = ? "
-                    "AND state = 'pending' AND kind != 'follow_up'",
-                    (i.id,),
+                    f"AND state = 'pending' AND kind NOT IN ({','.join('?' * len(lasting))})",
+                    (i.id, *lasting),
                 )
             for t in d.timers:
                 cur = conn.execute(
@@ -94,30 +95,36 @@ def save(
 
 def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
     loc = i.location
+    row = {
+        "id": i.id,
+        "playbook": i.playbook,
+        "key": i.key,
+        "status": i.status,
+        "severity": str(i.severity),
+        "site": loc.site,
+        "building": loc.building,
+        "floor": loc.floor,
+        "unit": loc.unit,
+        "zone": loc.zone,
+        "title": i.title,
+        "opened_at": iso(i.opened_at),
+        "last_event_at": iso(i.last_event_at),
+        "acknowledged_at": _opt(i.acknowledged_at),
+        "resolved_at": _opt(i.resolved_at),
+        "expected_restore_at": _opt(i.expected_restore_at),
+        "active": json.dumps(sorted(i.active)),
+        "units": json.dumps(sorted(i.units)),
+        "run": json.dumps(dataclasses.asdict(i.run)),
+        "drill": int(i.drill),
+        "origin": json.dumps(dataclasses.asdict(i.origin), ensure_ascii=False),
+        "seen": json.dumps(sorted(i.seen), ensure_ascii=False),
+        "cleared_at": _opt(i.cleared_at),
+        "all_clear_sent": int(i.all_clear_sent),
+        "acknowledged_by": i.acknowledged_by,
+    }
     conn.execute(
-        "INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            i.id,
-            i.playbook,
-            i.key,
-            i.status,
-            str(i.severity),
-            loc.site,
-            loc.building,
-            loc.floor,
-            loc.unit,
-            loc.zone,
-            i.title,
-            iso(i.opened_at),
-            iso(i.last_event_at),
-            _opt(i.acknowledged_at),
-            _opt(i.resolved_at),
-            _opt(i.expected_restore_at),
-            json.dumps(sorted(i.active)),
-            json.dumps(sorted(i.units)),
-            json.dumps(dataclasses.asdict(i.run)),
-            int(i.drill),
-        ),
+        f"INSERT OR REPLACE INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        tuple(row.values()),
     )
 
 
@@ -147,7 +154,17 @@ def incident_from_row(row: dict[str, Any]) -> Incident:
         acknowledged_at=_at(row["acknowledged_at"]),
         resolved_at=_at(row["resolved_at"]),
         expected_restore_at=_at(row["expected_restore_at"]),
+        origin=Location(**json.loads(row["origin"])),
+        seen=frozenset(json.loads(row["seen"])),
+        cleared_at=_at(row["cleared_at"]),
+        all_clear_sent=bool(row["all_clear_sent"]),
+        acknowledged_by=row["acknowledged_by"],
     )
+
+
+def incident_status(conn: sqlite3.Connection, incident_id: int) -> str | None:
+    row = conn.execute("SELECT status FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+    return str(row[0]) if row else None
 
 
 def live_incidents(conn: sqlite3.Connection, now: datetime, keep: timedelta) -> list[Incident]:

@@ -176,4 +176,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX messages_provider ON messages(provider_id);
         """,
     ),
+    (
+        "incidents keep their origin, the places seen, the all-clear state and who acked",
+        """
+        ALTER TABLE incidents ADD COLUMN origin TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE incidents ADD COLUMN seen TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE incidents ADD COLUMN cleared_at TEXT;
+        ALTER TABLE incidents ADD COLUMN all_clear_sent INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE incidents ADD COLUMN acknowledged_by TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
