@@ -27,6 +27,16 @@ RESIDENT = "+8613800001203"
 STAFF = "+8613900000001"
 
 
+def incident_row(number: int, title: str, status: str = "open") -> tuple[str, tuple[object, ...]]:
+    return (
+        "INSERT INTO incidents (id, playbook, key, status, severity, site, building, floor, "
+        "unit, zone, title, opened_at, last_event_at, active, units, run, drill) VALUES "
+        "(?, 'fire-alarm', 'k', ?, 'critical', 'HV', '3', '', '', '', ?, '', '', '[]', '[]', "
+        "'{}', 0)",
+        (number, status, title),
+    )
+
+
 @dataclass
 class Server:
     url: str
@@ -49,7 +59,9 @@ class Server:
     def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         conn = sqlite3.connect(self.db)
         try:
-            return list(conn.execute(sql, args).fetchall())
+            found = list(conn.execute(sql, args).fetchall())
+            conn.commit()  # a test's own writes (another writer, as Twilio's state would be)
+            return found
         finally:
             conn.close()
 
@@ -59,7 +71,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     writer = Writer(tmp_path / "alertd.db", synchronous="NORMAL")
     store = await writer.open()
     clock = FakeClock()
-    residents = [Resident("3", "12", "1203", "Li Hua", RESIDENT, "zh", False)]
+    residents = [Resident("3", "12", "1203", "Li Hua", RESIDENT, "zh", True, "lives alone")]
     await writer.call(import_residents, store.conn, residents, clock.now())
     await writer.call(
         lambda: store.conn.executescript(
@@ -70,6 +82,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
             "'', 'SM2', '');"
         )
     )
+    for number, title in ((7, "火警 3号楼 / Fire alarm, Bldg 3"), (8, "漏水 5号楼 / Water leak")):
+        await writer.call(store.conn.execute, *incident_row(number, title))
     (tmp_path / "staff.yaml").write_text(
         f"people:\n  Wang: {{phone: '{STAFF}', roles: [security]}}\n"
     )
@@ -131,15 +145,64 @@ async def test_stop_and_start_from_a_resident(server: Server) -> None:
     assert server.rows("SELECT opted_out FROM residents") == [(0,)]
 
 
-async def test_check_ins_and_staff_acknowledgements(server: Server) -> None:
-    await server.post("/twilio/inbound", {"From": RESIDENT, "Body": "2"})
+async def test_a_resident_asking_for_help_reaches_a_person(server: Server) -> None:
+    status, twiml = await server.post("/twilio/inbound", {"From": RESIDENT, "Body": "2"})
+    assert status == 200
+    assert "事件 #7" in twiml
+    assert "duty staff are being told" in twiml
     (entry,) = server.rows("SELECT incident_id, type, text FROM timeline")
-    assert entry == (7, "check_in", "+86 138****1203: need help (2)")
+    assert entry == (7, "check_in", "Bldg 3, 12F, 1203: need help (2)")
+    # the daemon turns the command into a staff notification (tests/test_duty_desk.py)
+    ((command, incident, args),) = server.rows("SELECT command, incident_id, args FROM commands")
+    assert (command, incident) == ("help", 7)
+    assert '"unit": "1203"' in str(args)
+    assert '"notes": "lives alone"' in str(args)
+    # free words from a resident are a person to answer too
+    await server.post("/twilio/inbound", {"From": RESIDENT, "Body": "water in the lift"})
+    assert [r[0] for r in server.rows("SELECT command FROM commands")] == ["help", "help"]
+
+
+async def test_acknowledgements_land_on_the_incident_they_name(server: Server) -> None:
+    # the staff member was told about incident 7 only: a bare OK is for 7
     _, twiml = await server.post("/twilio/inbound", {"From": STAFF, "Body": "OK"})
-    assert "已确认" in twiml
-    assert server.rows("SELECT command, incident_id, actor FROM commands") == [("ack", 7, "Wang")]
-    await server.post("/twilio/voice", {"To": STAFF, "Digits": "1"})
-    assert len(server.rows("SELECT id FROM commands")) == 2
+    assert "已确认事件 #7" in twiml
+    assert "Incident #7 acknowledged" in twiml
+    # told about two open incidents: a bare OK is answered with the list, no guess
+    server.rows(
+        "INSERT INTO messages (outbox_id, incident_id, channel, recipient, recipient_kind, "
+        "recipient_ref, language, body, priority, status, due_at, updated_at) VALUES "
+        "(3, 8, 'sms', ?, 'staff', 'Wang', 'zh', 'x', 0, 'sent', '', '')",
+        STAFF,
+    )
+    _, listed = await server.post("/twilio/inbound", {"From": STAFF, "Body": "ok"})
+    assert "You have 2 incidents" in listed
+    assert "#8 漏水" in listed
+    assert "#7 火警" in listed
+    _, named = await server.post("/twilio/inbound", {"From": STAFF, "Body": "OK 8"})
+    assert "Incident #8 acknowledged" in named
+    assert server.rows("SELECT command, incident_id, actor FROM commands") == [
+        ("ack", 7, "Wang"),
+        ("ack", 8, "Wang"),
+    ]
+    _, unknown = await server.post("/twilio/inbound", {"From": STAFF, "Body": "OK 99"})
+    assert "There is no incident #99" in unknown
+
+
+async def test_an_acknowledgement_of_a_resolved_incident_is_refused(server: Server) -> None:
+    server.rows("UPDATE incidents SET status = 'resolved' WHERE id = 7")
+    _, twiml = await server.post("/twilio/inbound", {"From": STAFF, "Body": "OK 7"})
+    assert "Incident #7 is resolved" in twiml
+    assert server.rows("SELECT id FROM commands") == []
+
+
+async def test_the_voice_keypad_acknowledges_the_incident_the_call_was_about(
+    server: Server,
+) -> None:
+    status, twiml = await server.post("/twilio/voice?incident=8", {"To": STAFF, "Digits": "1"})
+    assert status == 200
+    assert "已确认事件 8" in twiml
+    assert 'language="cmn-CN"' in twiml
+    assert server.rows("SELECT command, incident_id FROM commands") == [("ack", 8)]
 
 
 @pytest.mark.parametrize(

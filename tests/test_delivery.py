@@ -216,7 +216,8 @@ async def test_a_staff_sms_that_fails_falls_back_to_a_voice_call(rig: Rig) -> No
     assert calls[0]["form"]["To"] == "+8613900000001"
     twiml = calls[0]["form"]["Twiml"]
     assert '<Say language="cmn-CN" loop="2">' in twiml
-    assert 'action="https://alertd.example.com/twilio/voice"' in twiml  # press 1 to acknowledge
+    # pressing 1 acknowledges the incident the call is about
+    assert 'action="https://alertd.example.com/twilio/voice?incident=1"' in twiml
 
 
 async def test_messages_in_flight_at_a_crash_are_counted_and_sent_again(

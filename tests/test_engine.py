@@ -58,7 +58,7 @@ def test_a_leak_opens_an_incident_and_tells_maintenance_and_both_flats() -> None
     assert resident["zh"] == (
         "您家漏水传感器报警。请先关闭进户水阀，维修师傅30分钟内到场。需要协助请回复2。"
     )
-    assert resident["en"].startswith("The water sensor in your flat detected a leak.")
+    assert resident["en"].startswith("Your flat's water sensor detected a leak.")
     assert "3号楼 12层 1203 厨房" in decision.actions[0].texts["zh"]
     assert "Bldg 3, 12F, 1203 kitchen" in decision.actions[0].texts["en"]
     assert decision.timers == [Timer(1, clock.now() + timedelta(seconds=600), "escalate", 3)]

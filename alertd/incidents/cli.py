@@ -54,6 +54,27 @@ def _command(
     raise SystemExit(3)
 
 
+def _actor(config: Config, by: str) -> str:
+    """Staff actions name a person of the staff file (the daemon checks again)."""
+    from alertd.directory.staff import load_staff
+    from alertd.problems import InvalidInput
+
+    if not by.strip():
+        raise click.BadParameter("name who does it", param_hint="--by")
+    if config.staff is None:
+        return by
+    try:
+        people = load_staff(config.staff, config.site.country, config.site.tz).people
+    except InvalidInput as exc:
+        raise click.ClickException(f"the staff file is broken: {exc.problems[0]}") from None
+    if by not in people:
+        raise click.BadParameter(
+            f"{by!r} is not in {config.staff} (people: {', '.join(sorted(people))})",
+            param_hint="--by",
+        )
+    return by
+
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 Load = Callable[[Path], Config]
 StoreOf = Callable[[Config], SqliteStore]
@@ -170,7 +191,10 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     @click.option("--text", default="", help="e.g. what the power company said")
     def eta(config_path: Path, incident_id: int, minutes: float, by: str, text: str) -> None:
         """Set the expected restore time; residents are updated as the playbook says."""
-        _command(store_of(load(config_path)), "eta", incident_id, by, text, {"minutes": minutes})
+        config: Config = load(config_path)
+        _command(
+            store_of(config), "eta", incident_id, _actor(config, by), text, {"minutes": minutes}
+        )
 
     @main.command()
     @config_option
@@ -185,7 +209,8 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
             Kind(kind)
         except ValueError:
             raise click.BadParameter(f"unknown kind {kind!r}", param_hint="KIND") from None
-        _event_command(store_of(load(config_path)), "declare", by, text, kind, place)
+        config: Config = load(config_path)
+        _event_command(store_of(config), "declare", _actor(config, by), text, kind, place)
 
     @main.command()
     @config_option
@@ -201,6 +226,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         if books is None or playbook not in books.enabled:
             raise click.BadParameter(f"no enabled playbook {playbook!r}", param_hint="PLAYBOOK")
         kind = books.enabled[playbook].match.kinds[0].value
+        by = _actor(config, by)
         _event_command(store_of(config), "drill", by, f"drill of {playbook}", kind, place)
 
     @main.command()
@@ -267,7 +293,8 @@ def _staff_command(
     @click.option("--by", "by", required=True, help="Who does it.")
     @click.option("--text", default="")
     def command(config_path: Path, incident_id: int, by: str, text: str) -> None:
-        _command(store_of(load(config_path)), name, incident_id, by, text, {})
+        config = load(config_path)
+        _command(store_of(config), name, incident_id, _actor(config, by), text, {})
 
 
 def _progress(counts: dict[str, int]) -> str:

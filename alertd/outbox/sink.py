@@ -19,6 +19,8 @@ class Message:
     valid_for_s: int | None = None
     #: this is attempt number ...
     attempts: int = 1
+    #: the incident it is about (a voice call's keypad acknowledges this one)
+    incident: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,9 @@ def claim(conn: sqlite3.Connection, now: datetime, limit: int) -> list[Message]:
             (iso(now), iso(now)),
         )
         rows = conn.execute(
-            "SELECT id, channel, recipient, body, language, expires_at, attempts FROM messages "
-            "WHERE status = 'pending' AND due_at <= ? ORDER BY priority, id LIMIT ?",
+            "SELECT id, channel, recipient, body, language, expires_at, attempts, incident_id "
+            "FROM messages WHERE status = 'pending' AND due_at <= ? ORDER BY priority, id "
+            "LIMIT ?",
             (iso(now), limit),
         ).fetchall()
         conn.executemany(
@@ -71,8 +72,9 @@ def claim(conn: sqlite3.Connection, now: datetime, limit: int) -> list[Message]:
             language,
             max(1, int((parse_iso(expires) - now).total_seconds())) if expires else None,
             attempts + 1,
+            incident,
         )
-        for mid, channel, recipient, body, language, expires, attempts in rows
+        for mid, channel, recipient, body, language, expires, attempts, incident in rows
     ]
 
 
@@ -218,3 +220,35 @@ def set_opt_out(conn: sqlite3.Connection, phone: str, opted_out: bool) -> int:
     return conn.execute(
         "UPDATE residents SET opted_out = ? WHERE phone = ?", (int(opted_out), phone)
     ).rowcount
+
+
+def incidents_told(conn: sqlite3.Connection, phone: str) -> list[tuple[int, str, str]]:
+    """(id, status, title) of the incidents still open or acknowledged that this number
+    was messaged about, newest first."""
+    return [
+        (int(i), str(s), str(t))
+        for i, s, t in conn.execute(
+            "SELECT id, status, title FROM incidents WHERE status IN ('open', 'acknowledged') "
+            "AND id IN (SELECT incident_id FROM messages WHERE recipient = ?) ORDER BY id DESC",
+            (phone,),
+        )
+    ]
+
+
+def incident_summary(conn: sqlite3.Connection, incident_id: int) -> tuple[str, str] | None:
+    row = conn.execute(
+        "SELECT status, title FROM incidents WHERE id = ?", (incident_id,)
+    ).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+def resident_by_phone(conn: sqlite3.Connection, phone: str) -> dict[str, str] | None:
+    row = conn.execute(
+        "SELECT building, floor, unit, name, notes, vulnerable, phone FROM residents "
+        "WHERE phone = ? AND moved_out IS NULL ORDER BY id LIMIT 1",
+        (phone,),
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("building", "floor", "unit", "name", "notes", "vulnerable", "phone")
+    return {k: str(v) for k, v in zip(keys, row, strict=True)}

@@ -15,6 +15,8 @@ from twilio.request_validator import RequestValidator
 from alertd.clock import Clock
 from alertd.directory.phones import mask
 from alertd.directory.staff import Staff
+from alertd.engine.wording import place
+from alertd.events import Location
 from alertd.outbox.replies import classify
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
@@ -29,7 +31,6 @@ ANSWERS = {
     "help": "物业服务中心安全通知：回复 1 表示安全，2 表示需要帮助，STOP 退订。Safety notices from "
     "your property service centre: reply 1 if safe, 2 if you need help, STOP to opt out.",
     "safe": "收到，谢谢您告知。Thank you, noted that you are safe.",
-    "need_help": "已收到，工作人员将尽快联系您。We have your message; staff will contact you now.",
     "ack": "已确认，谢谢。Acknowledged, thank you.",
 }
 
@@ -89,14 +90,9 @@ class Callbacks:
                 db.note_reply, conn, phone, "reply", f"{mask(phone)}: {reply.intent.upper()}", now
             )
         elif reply.intent == "ack" and staff is not None:
-            incident = reply.incident or await self._writer.call(
-                db.latest_incident_for, conn, phone
-            )
-            if incident is None:
-                return _twiml("没有需要确认的事件。Nothing to acknowledge.")
-            await self._writer.call(
-                incidents_db.add_command, conn, "ack", incident, staff, f"by SMS: {body}", {}, now
-            )
+            return _twiml(await self._acknowledge(staff, phone, reply.incident, body))
+        elif reply.intent in ("need_help", "other") and staff is None:
+            return _twiml(await self._help(phone, body, reply.intent))
         elif reply.intent in ("safe", "need_help", "other"):
             who = staff or mask(phone)
             await self._writer.call(
@@ -107,10 +103,86 @@ class Callbacks:
                 f"{who}: {reply.intent.replace('_', ' ')} ({body.strip()})",
                 now,
             )
-            if reply.intent == "need_help":
-                log.warning("resident %s needs help", mask(phone))
         answer = ANSWERS.get(reply.intent)
         return _twiml(answer) if answer else _twiml(None)
+
+    async def _acknowledge(self, staff: str, phone: str, number: int | None, body: str) -> str:
+        """`OK 12` acknowledges incident 12; a bare `OK` the one open incident this person
+        was told about, or gets the list back when there are several. Every answer names
+        the incident."""
+        store = self._writer.store
+        assert store is not None
+        if number is None:
+            told = await self._writer.call(db.incidents_told, store.conn, phone)
+            waiting = [t for t in told if t[1] == "open"] or told
+            if not waiting:
+                return "没有需要确认的事件。Nothing to acknowledge."
+            if len(waiting) > 1:
+                listed = "; ".join(f"#{i} {title}" for i, _, title in waiting[:5])
+                return (
+                    f"您有 {len(waiting)} 个事件，请回复 OK 加编号，如 OK {waiting[0][0]}。"
+                    f"You have {len(waiting)} incidents; reply OK and the number, e.g. "
+                    f"OK {waiting[0][0]}: {listed}"
+                )
+            number = waiting[0][0]
+        summary = await self._writer.call(db.incident_summary, store.conn, number)
+        if summary is None:
+            return f"没有事件 #{number}。There is no incident #{number}."
+        status, title = summary
+        if status in ("resolved", "closed"):
+            return f"事件 #{number} 已结束（{status}），无需确认。Incident #{number} is {status}."
+        await self._writer.call(
+            incidents_db.add_command,
+            store.conn,
+            "ack",
+            number,
+            staff,
+            f"by SMS: {body.strip()}",
+            {},
+            self._now(),
+        )
+        return f"已确认事件 #{number}：{title}。Incident #{number} acknowledged."
+
+    async def _help(self, phone: str, body: str, intent: str) -> str:
+        """A resident asks for help (2, or any words): a person is told at once, with the
+        flat, the name and the vulnerable note; the timeline says which flat asked."""
+        store = self._writer.store
+        assert store is not None
+        conn, now = store.conn, self._now()
+        resident = await self._writer.call(db.resident_by_phone, conn, phone)
+        incident = await self._writer.call(db.latest_incident_for, conn, phone)
+        if resident is None and incident is None:
+            log.warning("a message from %s, who is neither staff nor a resident", mask(phone))
+            return ANSWERS["help"]
+        r = resident or {}
+        where = place(
+            Location("", r.get("building", ""), r.get("floor", ""), r.get("unit", "")), "en"
+        )
+        await self._writer.call(
+            db.note_reply,
+            conn,
+            phone,
+            "check_in" if intent == "need_help" else "reply",
+            f"{where or mask(phone)}: {intent.replace('_', ' ')} ({body.strip()})",
+            now,
+        )
+        await self._writer.call(
+            incidents_db.add_command,
+            conn,
+            "help",
+            incident,
+            "resident",
+            body.strip(),
+            resident or {"phone": phone},
+            now,
+        )
+        log.warning("resident %s (%s) asked for help", mask(phone), where or "unknown flat")
+        about = f"（事件 #{incident}）" if incident else ""
+        about_en = f" (incident #{incident})" if incident else ""
+        return (
+            f"已收到{about}，正在通知值班人员立即联系您。"
+            f"We have your message{about_en}; duty staff are being told to contact you now."
+        )
 
     async def _voice(self, request: web.Request) -> web.Response:
         form = await self._form(request)
@@ -119,7 +191,12 @@ class Callbacks:
         if form.get("Digits") == "1" and staff is not None:
             store = self._writer.store
             assert store is not None
-            incident = await self._writer.call(db.latest_incident_for, store.conn, phone)
+            number = request.query.get("incident", "")
+            incident = (
+                int(number)
+                if number.isdigit()
+                else await self._writer.call(db.latest_incident_for, store.conn, phone)
+            )
             if incident is not None:
                 await self._writer.call(
                     incidents_db.add_command,
@@ -131,8 +208,15 @@ class Callbacks:
                     {},
                     self._now(),
                 )
+                assert self._staff is not None
+                english = self._staff.people[staff].language == "en"
+                said = (
+                    f"Incident {incident} acknowledged." if english else f"已确认事件 {incident}。"
+                )
+                voice = "en-US" if english else "cmn-CN"
                 return web.Response(
-                    text="<Response><Say>OK</Say></Response>", content_type="text/xml"
+                    text=f'<Response><Say language="{voice}">{escape(said)}</Say></Response>',
+                    content_type="text/xml",
                 )
         return web.Response(text="<Response/>", content_type="text/xml")
 

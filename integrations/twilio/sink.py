@@ -104,9 +104,12 @@ class TwilioSink:
 
 
 def _say(message: Message, action: str | None) -> str:
-    """Read the message twice in the recipient's language; pressing 1 acknowledges."""
+    """Read the message twice in the recipient's language; pressing 1 acknowledges the
+    incident the call is about (its number is in the keypad's callback URL)."""
     language = VOICE.get(message.language, "cmn-CN")
     text = html.escape(message.body)
+    if action and message.incident is not None:
+        action += f"?incident={message.incident}"
     target = f' action="{html.escape(action)}" method="POST"' if action else ""
     return (
         f'<Response><Gather numDigits="1" timeout="10"{target}>'
