@@ -28,7 +28,10 @@ from integrations.twilio.sink import TwilioSink
 from tests.fake_twilio import HANG, Failure, FakeTwilio
 
 SID = "AC" + "0" * 32
-TEXTS = {"zh": "您好，3号楼发生火警，请立即撤离。", "en": "Fire alarm in building 3: leave now."}
+TEXTS = {
+    "zh": "【火警 #1】3号楼发生火警，请立即前往，回复 OK 1 确认。",
+    "en": "[FIRE #1] Fire alarm in building 3: go now; reply OK 1.",
+}
 
 
 def phone(n: int) -> str:
@@ -216,6 +219,8 @@ async def test_a_staff_sms_that_fails_falls_back_to_a_voice_call(rig: Rig) -> No
     assert calls[0]["form"]["To"] == "+8613900000001"
     twiml = calls[0]["form"]["Twiml"]
     assert '<Say language="cmn-CN" loop="2">' in twiml
+    assert "请立即前往，按1确认。" in twiml  # what a call says instead of "reply OK 1"
+    assert "OK" not in twiml
     # pressing 1 acknowledges the incident the call is about
     assert 'action="https://alertd.example.com/twilio/voice?incident=1"' in twiml
 

@@ -8,20 +8,26 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from alertd.clock import FakeClock
 from alertd.config import DEFAULT_INHIBIT
+from alertd.directory.residents import Resident, import_residents
+from alertd.directory.staff import Person, Staff
 from alertd.directory.units import below
 from alertd.engine.engine import Engine
 from alertd.engine.replay import replay
 from alertd.engine.state import Decision, Incident, IncidentIndex, Timer
 from alertd.events import Kind, State
+from alertd.outbox.expand import STAFF_BODY_MAX, expand_pending
 from alertd.outbox.segments import segments
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook, Sms
+from alertd.store import SqliteStore
+from alertd.store import incidents as incidents_db
 from tests.test_playbooks import SHIPPED, T0, TZ, event
 
 PLAYBOOKS = load_playbooks(SHIPPED).enabled
@@ -468,3 +474,103 @@ def test_a_resident_text_of_any_shipped_template_has_no_raw_kind() -> None:
             if isinstance(step, Sms):
                 template = pb.templates[step.template]
                 assert not RAW_KINDS.search(template.zh + template.en)
+
+
+# 4 and 5, as the delivery stage expands them from the directory (a real SQLite file) ----
+
+
+SECURITY = Staff(
+    {
+        "Wang": Person(phone="+8613900000001", roles=["security"]),
+        "Sam": Person(phone="+8613900000002", roles=["security"], language="en"),
+    },
+    {},
+    [],
+    TZ,
+)
+
+
+def expand(tmp_path: Path, residents: list[Resident], decision: Decision) -> SqliteStore:
+    store = SqliteStore(tmp_path / "alertd.db")
+    import_residents(store.conn, residents, T0)
+    incidents_db.save(store.conn, [decision], T0, incidents_db.Done())
+    expand_pending(store.conn, SECURITY, T0, timedelta(hours=1))
+    return store
+
+
+def texted(store: SqliteStore, outbox_step: str) -> list[str]:
+    return [
+        r[0]
+        for r in store.conn.execute(
+            "SELECT r.unit FROM messages m JOIN outbox o ON o.id = m.outbox_id JOIN residents r "
+            "ON CAST(r.id AS TEXT) = m.recipient_ref WHERE o.step = ? ORDER BY r.unit",
+            (outbox_step,),
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("leak_unit", "floor", "flats", "expected"),
+    [
+        ("0805", "8", ["0705", "0805", "0905"], ["0705"]),  # zero-padded
+        ("805", "8", ["705", "805"], ["705"]),  # unpadded
+        ("805", "", ["705", "805"], ["705"]),  # no floor given: read from the number
+        ("1203", "12", ["1103", "1203"], ["1103"]),
+        ("3-0805", "8", ["3-0705", "3-0805"], ["3-0705"]),
+    ],
+)
+def test_the_flat_below_a_leak_is_texted_however_flats_are_numbered(
+    tmp_path: Path, leak_unit: str, floor: str, flats: list[str], expected: list[str]
+) -> None:
+    residents = [
+        Resident("3", f, u, f"R{u}", f"+86138{n:08d}", "zh", False)
+        for n, u in enumerate(flats)
+        for f in [u.split("-")[-1][:-2].lstrip("0")]
+    ]
+    desk = Desk()
+    (opened,) = desk.event(Kind.LEAK, device="leak-1", floor=floor, unit=leak_unit)
+    store = expand(tmp_path, residents, opened)
+    assert texted(store, "steps step 3") == expected
+    assert texted(store, "steps step 2") == [leak_unit]
+
+
+def test_the_door_check_list_is_made_from_the_directory_and_says_how_many_more(
+    tmp_path: Path,
+) -> None:
+    residents = [
+        Resident(
+            "3",
+            str(f),
+            f"{f:02d}0{u}",
+            f"Resident {f}-{u}",
+            f"+8613{f:03d}{u:06d}",
+            "zh",
+            True,
+            "lives alone",
+        )
+        for f in range(2, 30)
+        for u in (1, 2)
+    ] + [Resident("3", "5", "0503", "Not Vulnerable", "+8613800000503", "zh", False)]
+    desk = Desk()
+    (opened,) = desk.event(device="smoke-1")
+    store = expand(tmp_path, residents, opened)
+    bodies = dict(
+        store.conn.execute(
+            "SELECT m.language, m.body FROM messages m JOIN outbox o ON o.id = m.outbox_id "
+            "WHERE o.vulnerable_list = 1"
+        ).fetchall()
+    )
+    assert "... and " in bodies["en"]
+    assert bodies["en"].endswith("more: alertd incidents show 1")
+    zh = bodies["zh"]
+    assert zh.startswith("【火警 #1】3号楼 12层 1203 厨房")
+    assert "0201 Resident 2-1 (lives alone)" in zh  # lowest floors first, door to door
+    assert "Not Vulnerable" not in zh
+    shown = zh.count("(lives alone)")
+    assert 0 < shown < 56
+    assert zh.endswith(f"另有 {56 - shown} 户，完整名单：alertd incidents show 1")
+    assert len(zh) <= STAFF_BODY_MAX
+    (listed,) = store.conn.execute(
+        "SELECT text FROM timeline WHERE type = 'vulnerable_list'"
+    ).fetchall()
+    assert listed[0].count("(lives alone)") == 56  # the timeline keeps the whole list

@@ -4,6 +4,7 @@ each rendered with values in its own language."""
 from __future__ import annotations
 
 import functools
+import re
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -25,6 +26,17 @@ ACK = {
 }
 
 Values = dict[str, dict[str, Any]]
+_TEXT_ACK = {
+    language: re.compile(re.escape(hint).replace(re.escape("{id}"), r"\d+"))
+    for language, hint in ACK["text"].items()
+}
+
+
+def spoken(body: str, language: str) -> str:
+    """A text written for SMS, as a call reads it: "press 1" instead of "reply OK 12" (a
+    staff SMS that failed falls back to a call with the same body)."""
+    pattern = _TEXT_ACK.get(language)
+    return pattern.sub(ACK["call"][language], body) if pattern else body
 
 
 def context(

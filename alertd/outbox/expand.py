@@ -106,7 +106,7 @@ def vulnerable_residents(conn: sqlite3.Connection, incident: dict[str, Any]) -> 
         where, args = where + " AND floor = ?", [*args, incident["floor"]]
     rows = conn.execute(
         f"SELECT unit, name, notes FROM residents WHERE moved_out IS NULL AND vulnerable = 1 "
-        f"AND {where} ORDER BY floor, unit, id",
+        f"AND {where} ORDER BY CAST(floor AS INTEGER), floor, unit, id",
         args,
     ).fetchall()
     return [

@@ -19,6 +19,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from alertd.config import TwilioConfig
+from alertd.engine.templates import spoken
 from alertd.outbox.sink import Message, Result
 from alertd.store.messages import PERMANENT
 
@@ -107,7 +108,7 @@ def _say(message: Message, action: str | None) -> str:
     """Read the message twice in the recipient's language; pressing 1 acknowledges the
     incident the call is about (its number is in the keypad's callback URL)."""
     language = VOICE.get(message.language, "cmn-CN")
-    text = html.escape(message.body)
+    text = html.escape(spoken(message.body, message.language))
     if action and message.incident is not None:
         action += f"?incident={message.incident}"
     target = f' action="{html.escape(action)}" method="POST"' if action else ""
