@@ -34,6 +34,14 @@ class Engine:
     ) -> None:
         self.playbooks = dict(playbooks)
         self.tz = tz
+        #: most events match few playbooks: the kind test and its reason, ready-made
+        self._kinds = {
+            name: (
+                frozenset(pb.match.kinds),
+                f"is not one of {', '.join(k.value for k in pb.match.kinds)}",
+            )
+            for name, pb in self.playbooks.items()
+        }
         self.ctx = RunContext(
             tz, resident_sms_in_drills, dict(signatures or {}), drill_end_s, tuple(inhibit)
         )
@@ -47,7 +55,12 @@ class Engine:
     ) -> tuple[list[Trace], list[Decision]]:
         """One decision per matching playbook. `next_id` numbers new incidents."""
         index = incidents if isinstance(incidents, IncidentIndex) else IncidentIndex(incidents)
-        traces = [check(pb, event, self.tz) for pb in self.playbooks.values()]
+        traces = [
+            check(pb, event, self.tz)
+            if event.kind in self._kinds[name][0]
+            else Trace(name, False, f"kind {event.kind} {self._kinds[name][1]}")
+            for name, pb in self.playbooks.items()
+        ]
         summary = "; ".join(f"{t.playbook}: {t.reason}" for t in traces)
         cause = explained_by(event, self.ctx.inhibit, index.live())
         if cause is not None:
@@ -158,13 +171,15 @@ class Engine:
         if event.state is not State.ACTIVE:
             return incident
         new = _places(event) - incident.seen
-        incident = dataclasses.replace(
-            incident,
-            seen=incident.seen | new,
-            units=incident.units | _units(event),
-            cleared_at=None,
-            all_clear_sent=False,
-        )
+        units = _units(event)
+        if new or incident.cleared_at or incident.all_clear_sent or not units <= incident.units:
+            incident = dataclasses.replace(
+                incident,
+                seen=incident.seen | new,
+                units=incident.units | units,
+                cleared_at=None,
+                all_clear_sent=False,
+            )
         if outcome == "reopen":
             decision.entries.append(Entry("reopened", "the condition came back"))
             reopened = dataclasses.replace(incident, status="open", resolved_at=None)

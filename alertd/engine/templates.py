@@ -54,24 +54,27 @@ def context(
     eta = incident.expected_restore_at
     titles = dict(zip(LANGUAGES, (incident.title.split(" / ", 1) * 2)[:2], strict=True))
     ack = ACK["call"] if channel == "call" else ACK["text"]
-    out: Values = {}
-    for language in LANGUAGES:
-        out[language] = {
-            "incident": incident.id,
+    common = {
+        "incident": incident.id,
+        "site": here.site,
+        "building": here.building,
+        "floor": here.floor,
+        "unit": here.unit,
+        "zone": here.zone,
+        "time": incident.opened_at.astimezone(tz).strftime("%H:%M"),
+        "minutes_open": int((now - incident.opened_at).total_seconds() // 60),
+        **(extra or {}),
+    }
+    return {
+        language: {
+            **common,
             "title": titles[language],
-            "site": here.site,
-            "building": here.building,
-            "floor": here.floor,
-            "unit": here.unit,
-            "zone": here.zone,
             "location": place(here, language),
-            "time": incident.opened_at.astimezone(tz).strftime("%H:%M"),
-            "minutes_open": int((now - incident.opened_at).total_seconds() // 60),
             "restore_eta": local_time(eta, tz, now, language) if eta else "",
             "ack": ack[language].format(id=incident.id),
-            **(extra or {}),
         }
-    return out
+        for language in LANGUAGES
+    }
 
 
 @functools.lru_cache(maxsize=4096)

@@ -6,6 +6,7 @@ every text, title and report line that names a place goes through here."""
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
+from functools import lru_cache
 
 from alertd.events import Kind, Location
 
@@ -66,6 +67,7 @@ def _cjk(text: str) -> bool:
     return any("\u4e00" <= c <= "\u9fff" for c in text)
 
 
+@lru_cache(maxsize=8192)
 def place(location: Location, language: str) -> str:
     """`3号楼 12层 1203 厨房` or `Bldg 3, 12F, 1203 kitchen` (the site is left out: one
     site's staff know it; templates have `site` when several share a number)."""
@@ -87,6 +89,7 @@ def place(location: Location, language: str) -> str:
     return ", ".join(p for p in [*head, tail] if p)
 
 
+@lru_cache(maxsize=8192)
 def title(kind: Kind | str, location: Location) -> str:
     """One line for lists and reports, both languages: `火警 3号楼 … / Fire alarm, Bldg 3 …`."""
     zh = f"{kind_words(kind, 'zh')} {place(location, 'zh')}".strip()
