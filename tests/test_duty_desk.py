@@ -62,6 +62,10 @@ class Desk:
     fake: FakeTwilio
     callbacks: str
 
+    async def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`alertd ARGS --config FILE` as its own process, as staff type it."""
+        return await asyncio.to_thread(alertd, *args, "--config", str(self.config))
+
     def sms_to(self, phone: str) -> list[str]:
         return [r["form"]["Body"] for r in self.fake.sms() if r["form"]["To"] == phone]
 
@@ -152,11 +156,8 @@ def publish(broker: Broker, topic: str, payload: str) -> None:
 async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(
     desk: Desk, broker: Broker
 ) -> None:
-    cfg = str(desk.config)
     # 1. a drill in building 3, then a real smoke alarm there: a real incident of its own
-    drill = await asyncio.to_thread(
-        alertd, "drill", "fire-alarm", "--building", "3", "--by", "Wang", "--config", cfg
-    )
+    drill = await desk.cli("drill", "fire-alarm", "--building", "3", "--by", "Wang")
     assert drill.returncode == 0, drill.stderr
     await until(lambda: any("【演练】" in b for b in desk.sms_to(WANG)))
     await asyncio.to_thread(publish, broker, "zigbee2mqtt/b3/smoke_1203", '{"smoke": true}')
@@ -204,39 +205,29 @@ async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(
             == "acknowledged"
         )
     )
-    shown = await asyncio.to_thread(alertd, "incidents", "show", "2", "--config", cfg)
+    shown = await desk.cli("incidents", "show", "2")
     assert "help_request" in shown.stdout
     assert "Zhang Xiulan asked for help" in shown.stdout
     assert "door-check list" in shown.stdout
     # 10. the record cannot be bent
-    fake_person = await asyncio.to_thread(
-        alertd, "incidents", "ack", "2", "--by", "Totally Fake Person", "--config", cfg
-    )
+    fake_person = await desk.cli("incidents", "ack", "2", "--by", "Totally Fake Person")
     assert fake_person.returncode == 2
     assert "'Totally Fake Person' is not in" in fake_person.stderr
-    resolved = await asyncio.to_thread(
-        alertd, "incidents", "resolve", "2", "--by", "Wang", "--config", cfg
-    )
+    resolved = await desk.cli("incidents", "resolve", "2", "--by", "Wang")
     assert resolved.returncode == 0, resolved.stderr
     # 7. both detectors are still in alarm: no all-clear yet, and the desk is told why
     assert "the all-clear waits until these clear" in resolved.stdout
     assert not any("火警已解除" in b for b in desk.sms_to(ZHANG))
-    late_ack = await asyncio.to_thread(
-        alertd, "incidents", "ack", "2", "--by", "Wang", "--config", cfg
-    )
+    late_ack = await desk.cli("incidents", "ack", "2", "--by", "Wang")
     assert late_ack.returncode == 1
     assert "incident 2 is resolved already" in late_ack.stderr
-    closed = await asyncio.to_thread(
-        alertd, "incidents", "close", "2", "--by", "Wang", "--config", cfg
-    )
+    closed = await desk.cli("incidents", "close", "2", "--by", "Wang")
     assert closed.returncode == 0, closed.stderr
-    note = await asyncio.to_thread(
-        alertd, "incidents", "note", "2", "--by", "Wang", "--text", "x", "--config", cfg
-    )
+    note = await desk.cli("incidents", "note", "2", "--by", "Wang", "--text", "x")
     assert note.returncode == 1
     assert "incident 2 is closed" in note.stderr
     # 13. one clock for people: the site's zone, with its offset
-    listing_out = await asyncio.to_thread(alertd, "incidents", "list", "--config", cfg)
+    listing_out = await desk.cli("incidents", "list")
     lines = listing_out.stdout.splitlines()
     assert len(lines) == 2
     assert all("+08:00" in line for line in lines)
