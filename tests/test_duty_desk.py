@@ -291,3 +291,17 @@ async def test_a_flapping_detector_gets_one_all_clear_once_staff_confirm(
     )
     assert cleared == Counter({r.phone: 1 for r in RESIDENTS})  # once each, to those told
     assert timeline(live, 1).count("all_clear") == 1
+
+
+async def test_a_resident_asking_for_help_with_no_incident_open_gets_one_at_their_flat(
+    live_desk: tuple[Live, Desk, FakeClock],
+) -> None:
+    live, desk, _ = live_desk
+    chen = RESIDENTS[3].phone
+    answer = await desk.text(chen, "2")
+    assert "duty staff are being told" in answer
+    await until(lambda: rows(live.config, "SELECT id FROM incidents"))
+    await live.settled()
+    (incident,) = rows(live.config, "SELECT playbook, building, floor, drill FROM incidents")
+    assert incident == {"playbook": "manual-emergency", "building": "3", "floor": "4", "drill": 0}
+    await until(lambda: any("3号楼 4层 0405" in t for t in desk.calls_to(WANG)))

@@ -140,9 +140,10 @@ class IncidentService:
                 who = f"{actor!r} is not in the staff file" if actor.strip() else "no name"
                 await self._failed(cid, f"{who}: staff actions need a name from the staff file")
                 return
-            if name in ("declare", "drill") or (name == "help" and command["incident_id"] is None):
+            about = self._incidents.get(command["incident_id"] or 0)
+            if name in ("declare", "drill") or (name == "help" and about is None):
                 if self.make_event is not None:
-                    if name == "help":  # asked for help with no incident: a manual emergency
+                    if name == "help":  # no incident to attach to: a manual emergency
                         args = {**_help_place(args), "command": f"help-{cid}"}
                     self.make_event(
                         {**args, "actor": actor, "text": text, "drill": name == "drill"}
