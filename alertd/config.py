@@ -105,6 +105,11 @@ class DeliveryConfig(Strict):
     expire_s: float = Field(1800, gt=0)
     send_timeout_s: float = Field(15, gt=0)
     poll_s: float = Field(0.5, gt=0)
+    #: a waiting message gains one priority level per this many seconds, so residents'
+    #: texts are never starved for long by staff alerts of later incidents
+    starve_s: float = Field(10.0, gt=0)
+    #: a lane stopped by the provider (bad credentials) tries one message this often
+    probe_s: float = Field(60.0, gt=0)
 
 
 class TwilioConfig(Strict):

@@ -112,7 +112,7 @@ class Daemon:
             self.config.site.unit_format,
         )
         await self.dispatcher.start()
-        self.incidents.outbox_listeners.append(lambda _i, _a: self.dispatcher.wake.set())
+        self.incidents.outbox_listeners.append(lambda _i, _a: self.dispatcher.outbox_changed())
         catch_up = await self.incidents.open()
         self.ingest.listeners.append(self.incidents.on_event)
         self.incidents.make_event = self._declared

@@ -30,6 +30,8 @@ class FakeTwilio:
     plan: deque[str | Failure] = field(default_factory=deque)
     #: a failure for every request to these numbers
     always: dict[str, Failure] = field(default_factory=dict)
+    #: while set, every request gets it (an account-wide 429 storm, a revoked token)
+    storm: Failure | None = None
     base_url: str = ""
     #: seconds each answer takes (a slow Twilio makes a fan-out last)
     delay_s: float = 0.0
@@ -58,7 +60,7 @@ class FakeTwilio:
     async def _create(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
         kind = request.path.rsplit("/", 1)[1].split(".")[0]
-        action: str | Failure = self.always.get(str(form.get("To")), OK)
+        action: str | Failure = self.storm or self.always.get(str(form.get("To")), OK)
         if action == OK and self.plan:
             action = self.plan.popleft()
         record = {

@@ -1,6 +1,13 @@
-"""The dispatcher: expands outbox actions into messages, sends due messages through the
-sinks with per-channel concurrency and rate limits, and is the one retry stage
-(exponential backoff with jitter, Retry-After honoured). Sinks never retry."""
+"""The dispatcher: expands outbox actions into messages and sends due messages, each
+channel on its own lane (alertd/outbox/lanes.py), with continuous flow: a free slot takes
+the next due message of its lane, most urgent first; there is no batch barrier, so a call
+waiting for its rate limit never holds an SMS, and one incident's fan-out never holds
+another incident's staff alert. It is the one retry stage (exponential backoff with
+jitter, Retry-After honoured); sinks never retry.
+
+Crash safety as before: a message is marked `sending` in a commit before its request goes
+out, and claims reach at most one lookahead ahead, so a crash repeats at most the
+messages in flight (counted and logged at the next start)."""
 
 from __future__ import annotations
 
@@ -15,30 +22,13 @@ from alertd.clock import Clock
 from alertd.config import DeliveryConfig
 from alertd.directory.staff import Staff
 from alertd.outbox.expand import expand_pending
+from alertd.outbox.lanes import Lane, LaneState
 from alertd.outbox.retry import next_attempt
 from alertd.outbox.sink import Message, Result, Sink
 from alertd.store import Writer
 from alertd.store import messages as db
 
 log = logging.getLogger(__name__)
-
-
-class RateLimit:
-    """At most `rate` starts per second, spaced evenly."""
-
-    def __init__(self, rate: float | None) -> None:
-        self._interval = 1.0 / rate if rate else 0.0
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        if not self._interval:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        start = max(now, self._next)
-        self._next = start + self._interval
-        if start > now:
-            await asyncio.sleep(start - now)  # pacing, not synchronisation
 
 
 class Dispatcher:
@@ -57,12 +47,19 @@ class Dispatcher:
         self._config = config
         self.staff = staff
         self._unit_format = unit_format
-        self._limits = {"sms": RateLimit(config.sms_per_s), "call": RateLimit(config.calls_per_s)}
-        self._slots = {ch: asyncio.Semaphore(config.concurrency) for ch in self._sinks}
+        rates = {"sms": config.sms_per_s, "call": config.calls_per_s}
+        self.lanes = {
+            channel: Lane(channel, config.concurrency, rates.get(channel), clock, config.probe_s)
+            for channel in self._sinks
+            if channel != "console"
+        }
         self.wake = asyncio.Event()
+        self._expand = True
         self._stopping = False
-        self._stepping = asyncio.Lock()
-        #: sent, retried, failed, expired, inflight_at_start
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[db.Outcome] = []
+        self._lane_changes: dict[str, LaneState] = {}
+        #: sent, retryable, permanent, throttled, unavailable, inflight_at_start
         self.counts: Counter[str] = Counter()
 
     async def start(self) -> None:
@@ -77,69 +74,130 @@ class Dispatcher:
             )
         self.counts["inflight_at_start"] += inflight
 
+    def outbox_changed(self) -> None:
+        """New outbox actions were committed: expand them now."""
+        self._expand = True
+        self.wake.set()
+
     async def run(self) -> None:
-        """Until stop(): a clean stop ends between batches, so that nothing is left marked
-        `sending` (which the next start would count as possibly sent twice)."""
-        while not self._stopping:
-            await self.step()
-            self.wake.clear()
-            await wait_event(self.wake, self._config.poll_s)
+        """Until stop(); then what is in flight finishes and is recorded, so that nothing
+        is left marked `sending` (which the next start would count as possibly twice)."""
+        try:
+            while not self._stopping:
+                self.wake.clear()  # before the round: a wake-up during it is kept
+                await self._round()
+                await self._record()
+                await wait_event(self.wake, self._sleep())
+        finally:
+            await self._drain()
 
     def stop(self) -> None:
         self._stopping = True
         self.wake.set()
 
     async def step(self) -> int:
-        """Expand, then send everything due now; returns how many were attempted. One
-        step at a time: a second caller waits for the step in progress, then runs its own."""
-        async with self._stepping:
-            return await self._step()
+        """Send everything due now and wait until it is sent and recorded (tests, and
+        whoever needs the outbox settled); returns how many sends were started."""
+        self._expand = True
+        started = 0
+        while True:
+            started += await self._round()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            await self._record()
+            paced = [
+                w
+                for lane in self.lanes.values()
+                if not lane.stopped and not lane.paused() and (w := lane.ready_in())
+            ]
+            if paced and await self._due():
+                await asyncio.sleep(min(paced))  # a rate limit: its next start
+                continue
+            if not await self._claimable_due():
+                return started
 
-    async def _step(self) -> int:
+    async def _due(self) -> bool:
         store = self._writer.store
         assert store is not None
-        expire = timedelta(seconds=self._config.expire_s)
-        await self._writer.call(
-            expand_pending, store.conn, self.staff, self._clock.now(), expire, self._unit_format
-        )
-        attempted = 0
-        while True:
-            batch: list[Message] = await self._writer.call(
-                db.claim, store.conn, self._clock.now(), self._config.concurrency
-            )
-            if not batch:
-                return attempted
-            outcomes = await asyncio.gather(*(self._send(m) for m in batch))
-            await self._writer.call(db.record, store.conn, list(outcomes), self._clock.now())
-            attempted += len(batch)
-            if attempted % 1000 < len(batch):  # a long fan-out shows its progress
-                log.info(
-                    "delivery: %d sent this round; since start %s", attempted, dict(self.counts)
-                )
-            if self._stopping:
-                return attempted
+        channels = [c for c, lane in self.lanes.items() if not lane.stopped and not lane.paused()]
+        count: int = await self._writer.call(db.due_count, store.conn, self._clock.now(), channels)
+        return count > 0
 
-    async def _send(self, message: Message) -> db.Outcome:
+    async def _claimable_due(self) -> bool:
+        return any(lane.claimable() for lane in self.lanes.values()) and await self._due()
+
+    def _sleep(self) -> float:
+        waits = [w for lane in self.lanes.values() if (w := lane.ready_in()) is not None]
+        return min([self._config.poll_s, *waits])
+
+    async def _round(self) -> int:
+        """Expand new actions, then give every lane with room the due messages it can
+        start now."""
+        store = self._writer.store
+        assert store is not None
+        if self._expand:
+            self._expand = False
+            expire = timedelta(seconds=self._config.expire_s)
+            await self._writer.call(
+                expand_pending, store.conn, self.staff, self._clock.now(), expire, self._unit_format
+            )
+        wants = {c: n for c, lane in self.lanes.items() if (n := lane.claimable()) > 0}
+        if not wants:
+            return 0
+        claimed: list[Message] = await self._writer.call(
+            db.claim, store.conn, self._clock.now(), wants, self._config.starve_s
+        )
+        for message in claimed:
+            lane = self.lanes[message.channel]
+            task = asyncio.create_task(self._deliver(lane, message, lane.take()))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    async def _deliver(self, lane: Lane, message: Message, start: float) -> None:
+        try:
+            if await lane.wait_turn(start):
+                outcome = self._outcome(lane, message, await self._send(message))
+            else:  # the lane paused or stopped while this one waited: back, unsent
+                self.counts["held"] += 1
+                result = Result("unavailable" if lane.stopped else "throttled", lane.hold_reason())
+                outcome = db.Outcome(message, result, lane.paused_until or self._clock.now())
+        finally:
+            lane.release()
+        self._outcomes.append(outcome)
+        self.wake.set()
+
+    async def _send(self, message: Message) -> Result:
         sink = self._sinks.get(message.channel) or self._sinks.get("console")
         if sink is None:
-            return db.Outcome(message, Result("permanent", f"no sink for {message.channel}"))
-        async with self._slots.setdefault(
-            message.channel, asyncio.Semaphore(self._config.concurrency)
-        ):
-            limit = self._limits.get(message.channel)
-            if limit is not None:
-                await limit.wait()
-            try:
-                result = await within(self._config.send_timeout_s, sink.send(message))
-            except TimeoutError:
-                result = Result("retryable", f"no answer within {self._config.send_timeout_s} s")
-            except Exception as exc:
-                log.exception("sink %s failed on message %d", message.channel, message.id)
-                result = Result("retryable", f"sink error: {exc}")
+            return Result("permanent", f"no sink for {message.channel}")
+        try:
+            result = await within(self._config.send_timeout_s, sink.send(message))
+        except TimeoutError:
+            result = Result("retryable", f"no answer within {self._config.send_timeout_s} s")
+        except Exception as exc:
+            log.exception("sink %s failed on message %d", message.channel, message.id)
+            result = Result("retryable", f"sink error: {exc}")
         self.counts[result.outcome] += 1
+        return result
+
+    def _outcome(self, lane: Lane, message: Message, result: Result) -> db.Outcome:
+        now = self._clock.now()
+        before = lane.state()
         retry_at = None
-        if result.outcome == "retryable":
-            retry_at = next_attempt(message.attempts, self._clock.now(), result.retry_after_s)
+        if result.outcome == "sent":
+            lane.succeeded()
+        elif result.outcome == "throttled":
+            retry_at = lane.throttle(result.retry_after_s)
+        elif result.outcome == "unavailable":
+            lane.stop(result.reason)
+            retry_at = now
+        elif result.outcome == "retryable":
+            retry_at = next_attempt(message.attempts, now, result.retry_after_s)
+        after = lane.state()
+        if (after.state, after.reason) != (before.state, before.reason):
+            self._lane_changes[lane.channel] = after
         failed = result.outcome == "permanent" or (result.outcome == "retryable" and not retry_at)
         return db.Outcome(
             message,
@@ -147,6 +205,25 @@ class Dispatcher:
             retry_at,
             fallback_call=failed and message.channel == "sms" and self._is_staff(message),
         )
+
+    async def _record(self) -> None:
+        """Every outcome so far, and lane changes, in one commit."""
+        if not self._outcomes and not self._lane_changes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        changes, self._lane_changes = self._lane_changes, {}
+        store = self._writer.store
+        assert store is not None
+        lanes = [(c.channel, c.state, c.reason) for c in changes.values()]
+        await self._writer.call(db.record, store.conn, outcomes, self._clock.now(), lanes)
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._config.send_timeout_s + 1)
+        await self._record()
+
+    def lane_states(self) -> list[LaneState]:
+        return [lane.state() for lane in self.lanes.values()]
 
     def _is_staff(self, message: Message) -> bool:
         return self.staff is not None and any(

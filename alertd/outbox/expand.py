@@ -11,6 +11,7 @@ from typing import Any
 
 from alertd.directory.staff import Staff
 from alertd.directory.units import below
+from alertd.events import Severity
 from alertd.store.sqlite import iso
 
 ACTIVE = "moved_out IS NULL AND opted_out = 0 AND undeliverable IS NULL"
@@ -150,6 +151,16 @@ def staff_for(
     ]
 
 
+def priority(recipient: Recipient, severity: Severity) -> int:
+    """Lower goes first, within a lane: staff of a life-safety incident (fire and gas
+    before leak and power), then by the incident's severity, vulnerable residents before
+    the others. Claims age waiting messages, so none starves (`delivery.starve_s`)."""
+    rank = Severity.CRITICAL - severity
+    if recipient.kind != "resident" and severity >= Severity.MAJOR:
+        return rank
+    return 10 + 2 * rank + recipient.priority
+
+
 def expand_pending(
     conn: sqlite3.Connection,
     staff: Staff | None,
@@ -162,7 +173,8 @@ def expand_pending(
     written = 0
     actions = conn.execute(
         "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
-        "o.vulnerable_list, i.building, i.floor, i.unit, i.units FROM outbox o JOIN incidents i "
+        "o.vulnerable_list, i.building, i.floor, i.unit, i.units, i.severity "
+        "FROM outbox o JOIN incidents i "
         "ON i.id = o.incident_id WHERE o.status = 'pending' ORDER BY o.id"
     ).fetchall()
     for (
@@ -177,6 +189,7 @@ def expand_pending(
         floor,
         unit,
         units,
+        severity,
     ) in actions:
         texts = json.loads(texts_json)
         incident = {
@@ -218,7 +231,7 @@ def expand_pending(
                         r.ref,
                         r.language,
                         texts.get(r.language) or texts["zh"],
-                        r.priority,
+                        priority(r, Severity[str(severity).upper()]),
                         iso(now),
                         expires,
                         iso(now),

@@ -25,10 +25,17 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    outcome: Literal["sent", "retryable", "permanent"]
+    """How one send went. `throttled` and `unavailable` are about the provider, not the
+    message: the lane pauses (429: for Retry-After) or stops (bad credentials, a closed
+    account) and the message waits, its attempt not counted."""
+
+    outcome: Literal["sent", "retryable", "permanent", "throttled", "unavailable"]
     reason: str = ""
     provider_id: str = ""
     retry_after_s: float | None = None
+    #: the number itself cannot be reached (Twilio 21211, 21614, 21610, ...): kept on
+    #: the directory entry, so later alerts leave it out and `residents list` says why
+    flag: str = ""
 
 
 class Sink(Protocol):

@@ -6,21 +6,35 @@ have been sent twice; they are counted."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from alertd.outbox.sink import Message, Result
 from alertd.store.sqlite import iso, parse_iso
 
 INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
-#: Twilio error codes that no retry can fix, and what they mean for the directory
-PERMANENT = {
+#: Twilio error codes about one number: no retry can fix them, and the directory keeps them
+NUMBER_CODES = {
     21211: "invalid number",
     21614: "not a mobile number",
     21610: "unsubscribed (STOP)",
-    21408: "region not enabled",
     21612: "cannot route to this number",
 }
+#: about the message or the account's settings for a region, not the number: failed,
+#: not flagged
+MESSAGE_CODES = {21408: "sending to this region is not enabled on the account"}
+#: the whole account, for every number: the lane stops until it is fixed
+ACCOUNT_CODES = {
+    20003: "authentication failed (check the account SID and auth token)",
+    20005: "the account is not active",
+    20008: "test credentials cannot do this",
+    21606: "the From number is not valid for this account",
+    21608: "the account may only text verified numbers (trial)",
+}
+#: rate limits of the account: the lane pauses
+THROTTLE_CODES = {20429: "too many requests", 14107: "SMS rate limit exceeded"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +53,12 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
     return cur.rowcount
 
 
-def claim(conn: sqlite3.Connection, now: datetime, limit: int) -> list[Message]:
-    """Expire what is too late, then take due messages (urgent first) and mark them sending."""
+def claim(
+    conn: sqlite3.Connection, now: datetime, wants: dict[str, int], starve_s: float
+) -> list[Message]:
+    """Expire what is too late, then take up to `wants[channel]` due messages of each
+    lane, most urgent first, and mark them sending. A message gains one priority level
+    for every `starve_s` it has waited, so no priority starves for long."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
@@ -48,12 +66,24 @@ def claim(conn: sqlite3.Connection, now: datetime, limit: int) -> list[Message]:
             "be sent', updated_at = ? WHERE status = 'pending' AND expires_at < ?",
             (iso(now), iso(now)),
         )
-        rows = conn.execute(
-            "SELECT id, channel, recipient, body, language, expires_at, attempts, incident_id "
-            "FROM messages WHERE status = 'pending' AND due_at <= ? ORDER BY priority, id "
-            "LIMIT ?",
-            (iso(now), limit),
-        ).fetchall()
+        rows: list[tuple[Any, ...]] = []
+        for channel, n in wants.items():
+            columns = (
+                "SELECT id, channel, recipient, body, language, expires_at, attempts, "
+                "incident_id, priority, due_at FROM messages WHERE status = 'pending' "
+                "AND channel = ? AND due_at <= ?"
+            )
+            urgent = conn.execute(
+                f"{columns} ORDER BY priority, id LIMIT ?", (channel, iso(now), n)
+            ).fetchall()
+            oldest = conn.execute(
+                f"{columns} ORDER BY due_at, id LIMIT ?", (channel, iso(now), n)
+            ).fetchall()
+            candidates = {r[0]: r for r in [*urgent, *oldest]}.values()
+            rows += sorted(
+                candidates,
+                key=lambda r: (r[8] - (now - parse_iso(r[9])).total_seconds() / starve_s, r[0]),
+            )[:n]
         conn.executemany(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1, "
             "updated_at = ? WHERE id = ?",
@@ -74,13 +104,21 @@ def claim(conn: sqlite3.Connection, now: datetime, limit: int) -> list[Message]:
             attempts + 1,
             incident,
         )
-        for mid, channel, recipient, body, language, expires, attempts, incident in rows
+        for mid, channel, recipient, body, language, expires, attempts, incident, _, _ in rows
     ]
 
 
-def record(conn: sqlite3.Connection, outcomes: list[Outcome], now: datetime) -> None:
+def record(
+    conn: sqlite3.Connection,
+    outcomes: list[Outcome],
+    now: datetime,
+    lanes: Sequence[tuple[str, str, str]] = (),
+) -> None:
+    """Outcomes of sends, and lanes that changed state (channel, state, reason)."""
     conn.execute("BEGIN")
     try:
+        for channel, state, reason in lanes:
+            set_lane(conn, channel, state, reason, now)
         for o in outcomes:
             r = o.result
             if r.outcome == "sent":
@@ -88,6 +126,13 @@ def record(conn: sqlite3.Connection, outcomes: list[Outcome], now: datetime) -> 
                     "UPDATE messages SET status = 'sent', provider_id = ?, reason = ?, "
                     "updated_at = ? WHERE id = ?",
                     (r.provider_id, r.reason, iso(now), o.message.id),
+                )
+            elif r.outcome in ("throttled", "unavailable"):
+                # the provider's state, not this message's: it waits, the try not counted
+                conn.execute(
+                    "UPDATE messages SET status = 'pending', attempts = attempts - 1, "
+                    "due_at = ?, reason = ?, updated_at = ? WHERE id = ?",
+                    (iso(o.retry_at or now), r.reason, iso(now), o.message.id),
                 )
             elif r.outcome == "retryable" and o.retry_at is not None:
                 conn.execute(
@@ -102,8 +147,8 @@ def record(conn: sqlite3.Connection, outcomes: list[Outcome], now: datetime) -> 
                     "WHERE id = ?",
                     (reason, iso(now), o.message.id),
                 )
-                if r.outcome == "permanent":
-                    _flag(conn, o.message, reason)
+                if r.flag:
+                    _flag(conn, o.message.recipient, r.flag)
                 if o.fallback_call:
                     conn.execute(
                         "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, "
@@ -119,14 +164,46 @@ def record(conn: sqlite3.Connection, outcomes: list[Outcome], now: datetime) -> 
         raise
 
 
-def _flag(conn: sqlite3.Connection, message: Message, reason: str) -> None:
-    """A permanent failure is kept on the directory entry: no more attempts to that number."""
+def _flag(conn: sqlite3.Connection, phone: str, reason: str) -> None:
+    """A number that cannot be reached is kept on the directory entry: no more attempts
+    to it until it is fixed (a new phone on import, or `alertd residents clear`)."""
     if "unsubscribed" in reason:
-        conn.execute("UPDATE residents SET opted_out = 1 WHERE phone = ?", (message.recipient,))
+        conn.execute("UPDATE residents SET opted_out = 1 WHERE phone = ?", (phone,))
     else:
+        conn.execute("UPDATE residents SET undeliverable = ? WHERE phone = ?", (reason, phone))
+
+
+def due_count(conn: sqlite3.Connection, now: datetime, channels: Sequence[str]) -> int:
+    if not channels:
+        return 0
+    return int(
         conn.execute(
-            "UPDATE residents SET undeliverable = ? WHERE phone = ?", (reason, message.recipient)
+            f"SELECT count(*) FROM messages WHERE status = 'pending' AND due_at <= ? AND "
+            f"channel IN ({','.join('?' * len(channels))})",
+            (iso(now), *channels),
+        ).fetchone()[0]
+    )
+
+
+def set_lane(
+    conn: sqlite3.Connection, channel: str, state: str, reason: str, now: datetime
+) -> None:
+    """A lane's state, for `alertd outbox` and health (another process reads it)."""
+    conn.execute(
+        "INSERT INTO delivery_lanes (channel, state, reason, since) VALUES (?,?,?,?) "
+        "ON CONFLICT (channel) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
+        "since = excluded.since",
+        (channel, state, reason, iso(now)),
+    )
+
+
+def lanes(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
+    return [
+        (str(c), str(st), str(r), str(at))
+        for c, st, r, at in conn.execute(
+            "SELECT channel, state, reason, since FROM delivery_lanes ORDER BY channel"
         )
+    ]
 
 
 def progress(conn: sqlite3.Connection, incident_id: int) -> dict[str, int]:
@@ -183,12 +260,8 @@ def apply_status(
                 "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
                 (incident, iso(now), "delivery", "twilio", text),
             )
-            if final == "failed" and error_code in PERMANENT:
-                _flag(
-                    conn,
-                    Message(mid, "sms", recipient, "", ""),
-                    f"{PERMANENT[error_code]} (Twilio {error_code})",
-                )
+            if final == "failed" and error_code in NUMBER_CODES:
+                _flag(conn, recipient, f"{NUMBER_CODES[error_code]} (Twilio {error_code})")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -186,4 +186,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE incidents ADD COLUMN acknowledged_by TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        "delivery lanes: claims per channel by priority, and each lane's state",
+        """
+        CREATE INDEX messages_lane ON messages(status, channel, priority, id);
+        CREATE INDEX messages_lane_age ON messages(status, channel, due_at, id);
+        CREATE TABLE delivery_lanes (
+            channel TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            since TEXT NOT NULL
+        );
+        """,
+    ),
 ]

@@ -21,7 +21,7 @@ from twilio.rest import Client
 from alertd.config import TwilioConfig
 from alertd.engine.templates import spoken
 from alertd.outbox.sink import Message, Result
-from alertd.store.messages import PERMANENT
+from alertd.store.messages import ACCOUNT_CODES, MESSAGE_CODES, NUMBER_CODES, THROTTLE_CODES
 
 TWILIO = "https://api.twilio.com"
 #: the Retry-After of the last response, per task (each send runs in its own task)
@@ -119,9 +119,21 @@ def _say(message: Message, action: str | None) -> str:
 
 
 def _result(exc: TwilioRestException) -> Result:
-    reason = f"Twilio {exc.status}" + (f" error {exc.code}: {exc.msg}" if exc.code else "")
-    if exc.code in PERMANENT:
-        return Result("permanent", f"{PERMANENT[exc.code]} (Twilio {exc.code})")
-    if exc.status == 429 or exc.status >= 500:
+    """Twilio's answer, by whom it is about: the number (flag it), the message, the
+    account's rate (pause the lane) or the account itself (stop the lane)."""
+    code, status = exc.code, exc.status
+    reason = f"Twilio {status}" + (f" error {code}: {exc.msg}" if code else "")
+    if code in NUMBER_CODES:
+        said = f"{NUMBER_CODES[code]} (Twilio {code})"
+        return Result("permanent", said, flag=said)
+    if code in MESSAGE_CODES:
+        return Result("permanent", f"{MESSAGE_CODES[code]} (Twilio {code})")
+    if code in THROTTLE_CODES or status == 429:
+        said = f"{THROTTLE_CODES.get(code or 0, 'too many requests')} (Twilio {code or status})"
+        return Result("throttled", said, retry_after_s=_RETRY_AFTER.get())
+    if code in ACCOUNT_CODES or status in (401, 403):
+        said = ACCOUNT_CODES.get(code or 0, "the account was refused")
+        return Result("unavailable", f"{said} (Twilio {code or status})")
+    if status >= 500:
         return Result("retryable", reason, retry_after_s=_RETRY_AFTER.get())
     return Result("permanent", reason)

@@ -1,0 +1,173 @@
+"""A delivery lane: one channel's sends (SMS, call, PA, webhook, e-mail), with its own
+concurrency and rate, so that nothing waiting for one channel's limit holds another.
+
+A lane paces its starts (at most `rate` a second, reserved only a short way ahead, so a
+message is never marked `sending` long before it goes; the loop's monotonic time), pauses
+for a provider's Retry-After and then climbs back to its full rate, and stops when the
+provider refuses the account (bad credentials): messages wait, one probe goes out every
+`probe_s`, and the lane starts again by itself once the probe gets through. Pauses and
+probes are timers, on the injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from alertd.clock import Clock
+
+log = logging.getLogger(__name__)
+
+#: how far ahead starts are reserved (and messages claimed)
+LOOKAHEAD_S = 0.05
+#: after a 429 the rate halves; each success gives back this share of the full rate
+RECOVERY = 0.02
+#: a lane with no configured rate that was throttled starts again at this rate
+THROTTLED_RATE = 10.0
+
+
+@dataclass
+class LaneState:
+    channel: str
+    state: str  # ok | paused | stopped
+    reason: str
+    busy: int
+    rate: float | None
+
+
+class Lane:
+    def __init__(
+        self,
+        channel: str,
+        concurrency: int,
+        rate: float | None,
+        clock: Clock,
+        probe_s: float = 60.0,
+    ) -> None:
+        self.channel = channel
+        self.concurrency = concurrency
+        self.nominal = rate
+        self.rate = rate
+        self.probe_s = probe_s
+        self.busy = 0
+        self._clock = clock
+        self._next_start = 0.0
+        self.paused_until: datetime | None = None
+        self.stopped = ""
+        self._probe_at: datetime | None = None
+        self._throttles = 0
+
+    @staticmethod
+    def _mono() -> float:
+        return asyncio.get_running_loop().time()
+
+    def paused(self) -> bool:
+        return self.paused_until is not None and self._clock.now() < self.paused_until
+
+    def _probe_due(self) -> bool:
+        return self._probe_at is None or self._clock.now() >= self._probe_at
+
+    # -- what the dispatcher asks -----------------------------------------------------
+
+    def claimable(self) -> int:
+        """How many messages this lane can start within the lookahead."""
+        free = self.concurrency - self.busy
+        if free <= 0 or self.paused():
+            return 0
+        if self.stopped:
+            return 1 if self._probe_due() and self.busy == 0 else 0
+        n = free
+        if self.rate is not None:
+            now = self._mono()
+            start = max(now, self._next_start)
+            if start > now + LOOKAHEAD_S:
+                return 0
+            n = min(free, int((now + LOOKAHEAD_S - start) * self.rate) + 1)
+        # a busy lane claims in small batches, not one transaction per freed slot
+        batch = max(1, min(self.concurrency // 4, int((self.rate or 1e9) * LOOKAHEAD_S)))
+        return n if n >= batch or self.busy == 0 else 0
+
+    def ready_in(self) -> float | None:
+        """Seconds until this lane can take work again, when something holds it."""
+        now = self._clock.now()
+        if self.stopped and self._probe_at is not None:
+            return max(0.0, (self._probe_at - now).total_seconds())
+        if self.paused_until is not None and now < self.paused_until:
+            return (self.paused_until - now).total_seconds()
+        ahead = self._next_start - LOOKAHEAD_S - self._mono()
+        return ahead if ahead > 0 else None
+
+    def take(self) -> float:
+        """A slot and a start time (monotonic) for one message."""
+        now = self._mono()
+        self.busy += 1
+        if self.stopped:
+            self._probe_at = self._clock.now() + timedelta(seconds=self.probe_s)
+        start = max(now, self._next_start)
+        if self.rate is not None:
+            self._next_start = start + 1.0 / self.rate
+        return start
+
+    async def wait_turn(self, start: float) -> bool:
+        """Sleep until the reserved start (the rate; at most the lookahead). False when
+        the lane paused or stopped meanwhile: the message goes back unsent."""
+        delay = start - self._mono()
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing: this is the rate limit, not synchronisation
+        return not self.paused() and (not self.stopped or self.busy == 1)
+
+    def release(self) -> None:
+        self.busy -= 1
+
+    def hold_reason(self) -> str:
+        return self.stopped or "the provider asked to slow down; waiting for its Retry-After"
+
+    # -- what the provider said -------------------------------------------------------
+
+    def succeeded(self) -> None:
+        if self.stopped:
+            log.warning("delivery: the %s lane works again", self.channel)
+            self.stopped = ""
+            self._probe_at = None
+        self._throttles = 0
+        if self.rate is not None and self.rate != self.nominal:
+            full = self.nominal or THROTTLED_RATE * 10
+            self.rate = min(full, self.rate + full * RECOVERY)
+            if self.nominal is None and self.rate >= full:
+                self.rate = None
+
+    def throttle(self, retry_after_s: float | None) -> datetime:
+        """The provider said "too many": no start until Retry-After (or a backoff), then
+        half the rate, climbing back. Returns when the pause ends."""
+        already = self.paused()  # the other answers to requests that were in flight
+        if not already:
+            self._throttles += 1
+            self.rate = max(0.5, (self.rate or THROTTLED_RATE * 2) / 2)
+        pause = retry_after_s if retry_after_s is not None else min(30.0, 2.0**self._throttles)
+        until = self._clock.now() + timedelta(seconds=pause)
+        self.paused_until = max(self.paused_until or until, until)
+        return self.paused_until
+
+    def stop(self, reason: str) -> bool:
+        """The provider refused the account: nothing more until a probe gets through.
+        True the first time (said loudly once)."""
+        first = not self.stopped
+        if first:
+            log.error(
+                "delivery: the %s lane stopped: %s; messages wait and go out once it works "
+                "(one try every %g s)",
+                self.channel,
+                reason,
+                self.probe_s,
+            )
+        self.stopped = reason
+        self._probe_at = self._clock.now() + timedelta(seconds=self.probe_s)
+        return first
+
+    def state(self) -> LaneState:
+        if self.stopped:
+            return LaneState(self.channel, "stopped", self.stopped, self.busy, self.rate)
+        if self.paused():
+            return LaneState(self.channel, "paused", "provider rate limit", self.busy, self.rate)
+        return LaneState(self.channel, "ok", "", self.busy, self.rate)
