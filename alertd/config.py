@@ -157,6 +157,8 @@ class SmtpConfig(Strict):
     username: str | None = None
     password: SecretStr | None = None
     starttls: bool = True
+    #: CA certificates to trust for STARTTLS (a private CA); unset: the system's
+    ca_file: str | None = None
     timeout_s: float = Field(15, gt=0)
 
 

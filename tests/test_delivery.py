@@ -70,14 +70,19 @@ class Rig:
             conn.close()
 
     async def add_action(
-        self, incident_id: int, channel: str, target: str, vulnerable_first: bool = True
+        self,
+        incident_id: int,
+        channel: str,
+        target: str,
+        vulnerable_first: bool = True,
+        severity: Severity = Severity.CRITICAL,
     ) -> None:
         incident = Incident(
             incident_id,
             "fire-alarm",
             "building:HV/3",
             "open",
-            Severity.CRITICAL,
+            severity,
             Location("HV", "3", "1", "103"),
             "fire",
             self.clock.now(),
@@ -296,11 +301,20 @@ async def test_webhooks_post_json_and_say_what_went_wrong_without_the_url() -> N
     from alertd.outbox.sink import Message
 
     posts: list[object] = []
-    answers = [200, 429, 400]
+    # WeCom and DingTalk answer errors inside an HTTP 200: only errcode 0 is delivered
+    answers = [
+        (200, '{"errcode": 0, "errmsg": "ok"}'),
+        (429, ""),
+        (400, ""),
+        (200, '{"errcode": 93000, "errmsg": "invalid webhook url"}'),
+        (200, '{"errcode": 45009, "errmsg": "api freq out of limit"}'),
+        (200, "<html>a captive portal</html>"),
+    ]
 
     async def robot(request: web.Request) -> web.Response:
         posts.append(await request.json())
-        return web.Response(status=answers.pop(0), headers={"Retry-After": "7"})
+        status, body = answers.pop(0)
+        return web.Response(status=status, text=body, headers={"Retry-After": "7"})
 
     app = web.Application()
     app.router.add_post("/robot/send", robot)
@@ -313,13 +327,21 @@ async def test_webhooks_post_json_and_say_what_went_wrong_without_the_url() -> N
     sink = WebhookSink({"security": WebhookConfig(url=SecretStr(url))})
     try:
         message = Message(1, "webhook", "webhook:security:3", "3号楼火警", "zh")
-        results = [await sink.send(message) for _ in range(3)]
+        results = [await sink.send(message) for _ in range(6)]
     finally:
         await sink.close()
         await runner.cleanup()
     assert posts[0] == {"msgtype": "text", "text": {"content": "3号楼火警"}}
-    assert [r.outcome for r in results] == ["sent", "retryable", "permanent"]
+    assert [r.outcome for r in results] == [
+        "sent",
+        "throttled",  # the robot's whole lane waits, not just this message
+        "permanent",
+        "permanent",
+        "throttled",
+        "retryable",
+    ]
     assert results[1].retry_after_s == 7.0
+    assert results[3].reason == "webhook security: errcode 93000 invalid webhook url"
     assert all("SECRET" not in r.reason for r in results)
 
 

@@ -57,30 +57,70 @@ def register(
     @residents.command("list")
     @config_option
     @click.option("--building", default=None)
+    @click.option("--flagged", is_flag=True, help="Only those texts do not reach, and why.")
     @click.option("--show-phones", is_flag=True, help="Show full phone numbers (personal data).")
     @click.option("--json", "as_json", is_flag=True)
-    def list_(config_path: Path, building: str | None, show_phones: bool, as_json: bool) -> None:
-        """Residents, vulnerable ones marked."""
+    def list_(
+        config_path: Path, building: str | None, flagged: bool, show_phones: bool, as_json: bool
+    ) -> None:
+        """Residents: vulnerable ones, opted-out (STOP) and undeliverable numbers marked,
+        with why."""
         store = open_store(load(config_path))
         sql = (
             "SELECT building, floor, unit, name, phone, language, vulnerable, notes, "
-            "opted_out FROM residents WHERE moved_out IS NULL"
+            "opted_out, undeliverable FROM residents WHERE moved_out IS NULL"
         )
         args: tuple[str, ...] = ()
         if building:
             sql, args = sql + " AND building = ?", (building,)
+        if flagged:
+            sql += " AND (opted_out = 1 OR undeliverable IS NOT NULL)"
+        shown = 0
         for row in dict_rows(store.conn, sql + " ORDER BY building, floor, unit", args):
+            shown += 1
             row["phone"] = row["phone"] if show_phones else mask(row["phone"])
             if as_json:
                 click.echo(json.dumps(row, ensure_ascii=False))
-            else:
-                flags = ("  vulnerable" if row["vulnerable"] else "") + (
-                    "  opted out" if row["opted_out"] else ""
-                )
-                click.echo(
-                    f"{row['building']:>4} {row['unit']:>6} {row['name']:<16} "
-                    f"{row['phone']:<18} {row['language']}{flags}"
-                )
+                continue
+            flags = ("  vulnerable" if row["vulnerable"] else "") + (
+                "  opted out (replied STOP)" if row["opted_out"] else ""
+            )
+            if row["undeliverable"]:
+                flags += f"  undeliverable: {row['undeliverable']}"
+            click.echo(
+                f"{row['building']:>4} {row['unit']:>6} {row['name']:<16} "
+                f"{row['phone']:<18} {row['language']}{flags}"
+            )
+        if not as_json:
+            click.echo(f"{shown} resident(s)", err=True)
+
+    @residents.command("clear")
+    @config_option
+    @click.argument("phone")
+    def clear(config_path: Path, phone: str) -> None:
+        """Text PHONE again: clears an undeliverable flag (after a number was fixed, or a
+        provider error was taken for the number's). A STOP is the resident's to undo."""
+        from alertd.directory.phones import normalise
+
+        config = load(config_path)
+        try:
+            number = normalise(phone, config.site.country)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="PHONE") from None
+        store = SqliteStore(config.storage.path)
+        try:
+            cleared = store.conn.execute(
+                "UPDATE residents SET undeliverable = NULL WHERE phone = ? "
+                "AND undeliverable IS NOT NULL",
+                (number,),
+            ).rowcount
+        finally:
+            store.close()
+        if not cleared:
+            raise click.ClickException(f"no undeliverable flag on {mask(number)}")
+        click.echo(
+            f"{mask(number)}: flag cleared on {cleared} entr{'y' if cleared == 1 else 'ies'}"
+        )
 
     @main.command()
     @config_option

@@ -144,8 +144,10 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     @click.option("--pending", "which", flag_value="pending", help="Only what waits to be sent.")
     @click.option("--failed", "which", flag_value="failed", help="Only what failed or expired.")
     @click.option("--limit", type=int, default=50, show_default=True)
-    def outbox(config_path: Path, which: str | None, limit: int) -> None:
-        """Messages waiting or failed, and why (phone numbers masked)."""
+    @click.option("--show-phones", is_flag=True, help="Full phone numbers (personal data).")
+    def outbox(config_path: Path, which: str | None, limit: int, show_phones: bool) -> None:
+        """Delivery lanes that are stopped or paused, then messages waiting or failed and
+        why (phone numbers masked unless --show-phones)."""
         from alertd.directory.phones import mask
 
         config = load(config_path)
@@ -159,8 +161,12 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
             "LIMIT ?",
             (*states, limit),
         ).fetchall()
+        for channel, state, why, since in messages_db.lanes(store.conn):
+            if state != "ok":
+                at = stamp(datetime.fromisoformat(since), config.site.tz)
+                click.echo(f"LANE {channel} {state.upper()} since {at}: {why}")
         for mid, incident, channel, recipient, status, attempts, reason, due in rows[::-1]:
-            to = mask(recipient) if recipient.startswith("+") else recipient
+            to = mask(recipient) if recipient.startswith("+") and not show_phones else recipient
             click.echo(
                 f"{mid:>7} incident {incident:<5} {channel:<8} {to:<18} {status:<8} "
                 f"tries {attempts}  "

@@ -49,6 +49,27 @@ class PaSink:
         return None
 
 
+#: robots' "slow down" answers: WeCom 45009 (API frequency out of limit), DingTalk 130101
+#: (send too fast: 20 a minute, then held for 10 minutes) and 90030 (webhook over limit)
+ROBOT_THROTTLED = {45009, 130101, 90030}
+
+
+def _robot_answer(name: str, body: bytes) -> Result:
+    """WeCom and DingTalk answer HTTP 200 with `{"errcode": N, "errmsg": ...}`: only
+    errcode 0 is a message delivered."""
+    try:
+        answer = json.loads(body)
+        code = int(answer.get("errcode", -1))
+    except (ValueError, TypeError, AttributeError):
+        return Result("retryable", f"webhook {name}: an answer that is not the robot's JSON")
+    if code == 0:
+        return Result("sent", provider_id=f"webhook:{name}")
+    reason = f"webhook {name}: errcode {code} {str(answer.get('errmsg', ''))[:120]}".rstrip()
+    if code in ROBOT_THROTTLED:
+        return Result("throttled", reason, retry_after_s=60.0)
+    return Result("permanent", reason)
+
+
 class WebhookSink:
     """`webhook:<name>:<building>` messages are POSTed to the named webhook's URL."""
 
@@ -70,16 +91,19 @@ class WebhookSink:
         )
         try:
             async with self._session.post(hook.url.get_secret_value(), json=body) as response:
-                if response.status < 300:
-                    return Result("sent", provider_id=f"webhook:{name}")
                 retry_after = response.headers.get("Retry-After")
+                wait = float(retry_after) if retry_after else None
                 reason = f"webhook {name}: HTTP {response.status}"  # never the URL: a secret
-                if response.status == 429 or response.status >= 500:
-                    return Result(
-                        "retryable",
-                        reason,
-                        retry_after_s=float(retry_after) if retry_after else None,
-                    )
+                if response.status < 300:
+                    if hook.format == "slack":
+                        return Result("sent", provider_id=f"webhook:{name}")
+                    return _robot_answer(name, await response.read())
+                if response.status == 429:
+                    return Result("throttled", reason, retry_after_s=wait)
+                if response.status in (401, 403):
+                    return Result("unavailable", reason)
+                if response.status >= 500:
+                    return Result("retryable", reason, retry_after_s=wait)
                 return Result("permanent", reason)
         except aiohttp.ClientError as exc:
             return Result("retryable", f"webhook {name}: {type(exc).__name__}")

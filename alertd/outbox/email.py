@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import ssl
 from email.message import EmailMessage
 
 from alertd.config import SmtpConfig
@@ -24,6 +25,10 @@ class EmailSink:
             await asyncio.to_thread(self._deliver, email)
         except smtplib.SMTPRecipientsRefused as exc:
             return Result("permanent", f"SMTP refused the recipient: {_codes(exc)}")
+        except ssl.SSLCertVerificationError as exc:
+            return Result(
+                "unavailable", f"SMTP server certificate not trusted: {exc.verify_message}"
+            )
         except smtplib.SMTPResponseException as exc:
             if 500 <= exc.smtp_code < 600:
                 return Result("permanent", f"SMTP {exc.smtp_code}")
@@ -36,7 +41,9 @@ class EmailSink:
         c = self._config
         with smtplib.SMTP(c.host, c.port, timeout=c.timeout_s) as smtp:
             if c.starttls:
-                smtp.starttls()
+                # smtplib's default context checks no certificate: a man in the middle
+                # would read staff alerts and the credentials
+                smtp.starttls(context=ssl.create_default_context(cafile=c.ca_file))
             if c.username:
                 smtp.login(c.username, c.password.get_secret_value() if c.password else "")
             smtp.send_message(email)

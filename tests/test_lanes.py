@@ -1,0 +1,248 @@
+"""Urgent first, end to end in delivery: independent lanes, staff alerts ahead of fan-outs,
+no starvation, a provider's account-wide answers pause or stop a lane and never mark a
+person. The real twilio SDK against the fake Twilio, a real SQLite file, simulated time
+for pauses and probes; orders are compared, never durations."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import ssl
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from alertd.cli import main
+from alertd.config import DeliveryConfig, SmtpConfig
+from alertd.directory.residents import Resident, import_residents
+from alertd.events import Severity
+from alertd.outbox.dispatcher import Dispatcher
+from alertd.outbox.email import EmailSink
+from alertd.outbox.sink import Message
+from alertd.store import messages as db
+from alertd.store.sqlite import iso
+from tests.broker import free_port
+from tests.fake_twilio import Failure
+from tests.mqtt_tools import until
+from tests.test_delivery import Rig, first_thousand, phone
+from tests.test_delivery import rig as rig
+
+WANG = "+8613900000001"  # security, in the rig's staff file
+
+
+async def test_bad_credentials_stop_the_lane_flag_nobody_and_messages_go_once_fixed(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.fake.storm = Failure(401, code=20003)
+    await rig.add_action(1, "sms", "building")
+    with caplog.at_level(logging.ERROR):
+        await rig.dispatcher.step()
+        rig.clock.advance(61)  # one probe a minute while the account is refused
+        await rig.dispatcher.step()
+    refused = len(rig.fake.requests)
+    assert refused <= 50 + 1  # what was in flight, then one probe
+    assert rig.rows("SELECT count(*) FROM residents WHERE undeliverable IS NOT NULL") == [(0,)]
+    assert rig.rows("SELECT count(*) FROM messages WHERE status = 'failed'") == [(0,)]
+    stopped = [r for r in caplog.records if "lane stopped" in r.getMessage()]
+    assert len(stopped) == 1  # loudly, once
+    assert "authentication failed" in stopped[0].getMessage()
+    assert rig.rows("SELECT state, reason FROM delivery_lanes") == [
+        ("stopped", "authentication failed (check the account SID and auth token) (Twilio 20003)")
+    ]
+    rig.fake.storm = None  # the token is fixed
+    rig.clock.advance(61)
+    await rig.settle()
+    assert len({r["form"]["To"] for r in rig.fake.sms()}) == 1000
+    assert rig.rows("SELECT max(attempts) FROM messages") == [(1,)]
+    assert rig.rows("SELECT state FROM delivery_lanes") == [("ok",)]
+
+
+async def test_only_number_codes_flag_a_number(rig: Rig) -> None:
+    rig.fake.always[phone(3)] = Failure(400, 21211)  # invalid number: flagged
+    rig.fake.always[phone(4)] = Failure(400, 21408)  # region not enabled: not the number
+    await rig.add_action(1, "sms", "building")
+    await rig.settle()
+    flagged = dict(
+        rig.rows("SELECT phone, undeliverable FROM residents WHERE undeliverable IS NOT NULL")
+    )
+    assert flagged == {phone(3): "invalid number (Twilio 21211)"}
+
+
+async def test_a_call_waiting_for_its_rate_never_holds_an_sms(rig: Rig) -> None:
+    dispatcher = Dispatcher(
+        rig.writer,
+        rig.dispatcher._sinks,
+        rig.clock,
+        DeliveryConfig(calls_per_s=1, concurrency=20, poll_s=30),  # type: ignore[call-arg]
+        rig.dispatcher.staff,
+    )
+    for incident in range(1, 6):  # five calls to make, one a second
+        await rig.add_action(incident, "call", "role:security")
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await until(lambda: len(rig.fake.requests) >= 1)
+        await rig.add_action(6, "notify", "oncall:security")
+        dispatcher.outbox_changed()  # as the incident service does after its commit
+        await until(lambda: any(r["kind"] == "Messages" for r in rig.fake.requests))
+        kinds = [r["kind"] for r in rig.fake.requests]
+    finally:
+        dispatcher.stop()
+        await task
+    # the SMS went out while the calls waited for their 1 a second
+    assert kinds.index("Messages") <= 2
+    assert kinds.count("Calls") < 5
+
+
+async def test_staff_of_a_fire_go_before_a_fan_out_already_under_way(rig: Rig) -> None:
+    rig.fake.delay_s = 0.02  # Twilio's answer time: what is in flight stays in flight a while
+    await rig.add_action(1, "sms", "building", severity=Severity.MAJOR)  # a leak's 1,000
+    dispatcher = rig.dispatcher
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await until(lambda: len(rig.fake.sms()) >= 100)
+        at = len(rig.fake.requests)
+        await rig.add_action(2, "notify", "oncall:security", severity=Severity.CRITICAL)
+        dispatcher.outbox_changed()
+        await until(lambda: any(r["form"]["To"] == WANG for r in rig.fake.requests))
+        wang = next(i for i, r in enumerate(rig.fake.requests) if r["form"]["To"] == WANG)
+    finally:
+        dispatcher.stop()
+        await task
+    # only what was already in flight (50), or claimed meanwhile (a batch), went first
+    assert wang - at <= 50 + 12
+
+
+def test_a_waiting_message_is_not_starved_by_later_urgent_ones(tmp_path: Path) -> None:
+    from alertd.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "alertd.db")
+    now = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
+    rows = [(1, 19, now - timedelta(seconds=200))]  # a resident, waiting 200 s
+    rows += [(n, 0, now - timedelta(seconds=1)) for n in range(2, 12)]  # fresh staff alerts
+    store.conn.executemany(
+        "INSERT INTO messages (outbox_id, incident_id, channel, recipient, recipient_kind, "
+        "recipient_ref, language, body, priority, due_at, updated_at) "
+        "VALUES (?, 1, 'sms', ?, 'x', 'x', 'zh', 'x', ?, ?, '')",
+        [(n, f"+86138{n:08d}", p, iso(at)) for n, p, at in rows],
+    )
+    (first,) = db.claim(store.conn, now, {"sms": 1}, starve_s=10)
+    assert first.recipient == "+8613800000001"  # 200 s at one level per 10 s: it is its turn
+    fresh = db.claim(store.conn, now, {"sms": 3}, starve_s=1000)
+    assert [m.recipient for m in fresh] == ["+8613800000002", "+8613800000003", "+8613800000004"]
+
+
+def test_the_directory_shows_flags_and_a_new_phone_or_a_command_heals_them(tmp_path: Path) -> None:
+    from alertd.store import SqliteStore
+
+    (tmp_path / "a.yaml").write_text("storage: {path: alertd.db}\n")
+    store = SqliteStore(tmp_path / "alertd.db")
+    now = dt.datetime.now(dt.UTC)
+    residents = first_thousand()[:3]
+    import_residents(store.conn, residents, now)
+    store.conn.execute(
+        "UPDATE residents SET undeliverable = 'invalid number (Twilio 21211)' WHERE phone = ?",
+        (phone(1),),
+    )
+    store.conn.execute(
+        "UPDATE residents SET undeliverable = 'gave up' WHERE phone = ?", (phone(2),)
+    )
+    store.conn.execute("UPDATE residents SET opted_out = 1 WHERE phone = ?", (phone(0),))
+    runner = CliRunner()
+    cfg = ["--config", str(tmp_path / "a.yaml")]
+    listed = runner.invoke(main, ["residents", "list", "--flagged", *cfg])
+    assert listed.exit_code == 0, listed.output
+    assert "opted out (replied STOP)" in listed.output
+    assert "undeliverable: invalid number (Twilio 21211)" in listed.output
+    assert phone(1) not in listed.output  # masked
+    # the resident of flat 1 gave a new phone: re-imported, the new number is texted
+    moved = Resident(
+        residents[1].building,
+        residents[1].floor,
+        residents[1].unit,
+        residents[1].name,
+        "+8613812345678",
+        "zh",
+        False,
+    )
+    import_residents(store.conn, [residents[0], moved, residents[2]], now)
+    again = runner.invoke(main, ["residents", "list", "--flagged", "--show-phones", *cfg])
+    assert "+8613812345678" not in again.output
+    assert phone(2) in again.output
+    cleared = runner.invoke(main, ["residents", "clear", phone(2), *cfg])
+    assert cleared.exit_code == 0, cleared.output
+    after = runner.invoke(main, ["residents", "list", "--flagged", "--show-phones", *cfg])
+    assert phone(2) not in after.output
+    assert phone(0) in after.output  # a STOP is the resident's to undo
+    nothing = runner.invoke(main, ["residents", "clear", phone(2), *cfg])
+    assert nothing.exit_code == 1
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_starttls_checks_the_servers_certificate(tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    received: list[object] = []
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
+    )
+    controller.start()
+    try:
+        message = Message(1, "email", "li.wei@example.com", "【火警 #1】3号楼", "zh")
+        smtp = {"host": "127.0.0.1", "port": port, "from_address": "alertd@example.com"}
+        untrusted = await EmailSink(SmtpConfig(**smtp)).send(message)  # type: ignore[arg-type]
+        trusted = await EmailSink(SmtpConfig(**smtp, ca_file=str(cert))).send(message)  # type: ignore[arg-type]
+    finally:
+        controller.stop()
+    assert untrusted.outcome == "unavailable"
+    assert "certificate not trusted" in untrusted.reason
+    assert trusted.outcome == "sent"
+    assert len(received) == 1
