@@ -3,6 +3,8 @@ requests are refused and change nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -228,3 +230,62 @@ def test_reply_words(body: str, staff: bool, intent: str) -> None:
     assert reply.intent == intent
     if body == "OK 12":
         assert reply.incident == 12
+
+
+async def test_a_forged_flood_is_refused_unread_and_logged_once_a_minute(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    megabyte = {"Body": "x" * 1_000_000, "From": RESIDENT}
+
+    async def post(form: dict[str, str], headers: dict[str, str]) -> int:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(server.url + "/twilio/inbound", data=form, headers=headers) as response,
+        ):
+            return response.status
+
+    with caplog.at_level(logging.WARNING):
+        unsigned = [await post(megabyte, {}) for _ in range(20)]
+        huge_signature = await post({"Body": "2"}, {"X-Twilio-Signature": "A" * 5000})
+        wrong = await post({"Body": "STOP", "From": RESIDENT}, {"X-Twilio-Signature": "A" * 28})
+    assert set(unsigned) == {403}
+    assert (huge_signature, wrong) == (403, 403)
+    logged = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(logged) == 1  # then counted, not logged, for a minute
+    assert logged[0].startswith("rejected 1 request(s)")
+    # a signed body larger than anything Twilio sends is refused too
+    oversized = {"From": RESIDENT, "Body": "y" * 40_000}
+    status, _ = await server.post("/twilio/inbound", oversized)
+    assert status == 413
+    assert server.rows("SELECT opted_out FROM residents") == [(0,)]  # nothing changed
+
+
+async def test_receipts_come_together_and_an_early_one_waits_for_its_send(server: Server) -> None:
+    from alertd.outbox.sink import Message, Result
+    from alertd.store import messages as messages_db
+
+    # many receipts at once (a fan-out's): all applied
+    await asyncio.gather(
+        *(
+            server.post("/twilio/status", {"MessageSid": sid, "MessageStatus": "delivered"})
+            for sid in ("SM1", "SM2")
+            for _ in range(20)
+        )
+    )
+    assert server.rows("SELECT status FROM messages ORDER BY id") == [("delivered",)] * 2
+    # Twilio can answer the receipt before alertd has recorded the send
+    await server.post("/twilio/status", {"MessageSid": "SM9", "MessageStatus": "delivered"})
+    server.rows(
+        "INSERT INTO messages (id, outbox_id, incident_id, channel, recipient, recipient_kind, "
+        "recipient_ref, language, body, priority, status, due_at, updated_at) VALUES "
+        "(9, 9, 7, 'sms', '+8613800000009', 'resident', '9', 'zh', 'x', 1, 'sending', '', '')"
+    )
+    conn = sqlite3.connect(server.db, isolation_level=None)
+    try:
+        sent = messages_db.Outcome(
+            Message(9, "sms", "+8613800000009", "x", "zh"), Result("sent", provider_id="SM9")
+        )
+        messages_db.record(conn, [sent], FakeClock().now())
+    finally:
+        conn.close()
+    assert server.rows("SELECT status FROM messages WHERE id = 9") == [("delivered",)]

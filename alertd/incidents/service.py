@@ -196,7 +196,10 @@ class IncidentService:
     async def _save(self, decisions: list[Decision], now: datetime, done: db.Done) -> None:
         store = self._writer.store
         assert store is not None
-        new_timers = await self._writer.call(db.save, store.conn, decisions, now, done)
+        urgent = any(d.actions for d in decisions)  # something to send: before bookkeeping
+        new_timers = await self._writer.call(
+            db.save, store.conn, decisions, now, done, urgent=urgent
+        )
         for d in decisions:
             if d.incident is None:
                 continue

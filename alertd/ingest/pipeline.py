@@ -340,7 +340,9 @@ class Ingest:
         delay = 0.1
         while True:
             try:
-                await self._writer.commit(batch)
+                await self._writer.commit(
+                    batch, urgent=any(e.kind in LIFE_SAFETY for e in batch.events)
+                )
             except Exception:
                 log.exception("commit failed; retrying in %.1f s (nothing is acknowledged)", delay)
                 await asyncio.sleep(delay)

@@ -140,13 +140,19 @@ class Dispatcher:
             self._expand = False
             expire = timedelta(seconds=self._config.expire_s)
             await self._writer.call(
-                expand_pending, store.conn, self.staff, self._clock.now(), expire, self._unit_format
+                expand_pending,
+                store.conn,
+                self.staff,
+                self._clock.now(),
+                expire,
+                self._unit_format,
+                urgent=True,
             )
         wants = {c: n for c, lane in self.lanes.items() if (n := lane.claimable()) > 0}
         if not wants:
             return 0
         claimed: list[Message] = await self._writer.call(
-            db.claim, store.conn, self._clock.now(), wants, self._config.starve_s
+            db.claim, store.conn, self._clock.now(), wants, self._config.starve_s, urgent=True
         )
         for message in claimed:
             lane = self.lanes[message.channel]

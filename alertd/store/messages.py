@@ -127,6 +127,7 @@ def record(
                     "updated_at = ? WHERE id = ?",
                     (r.provider_id, r.reason, iso(now), o.message.id),
                 )
+                _early(conn, r.provider_id, now)
             elif r.outcome in ("throttled", "unavailable"):
                 # the provider's state, not this message's: it waits, the try not counted
                 conn.execute(
@@ -231,42 +232,74 @@ DELIVERY_STATUSES = {
 }
 
 
-def apply_status(
-    conn: sqlite3.Connection, provider_id: str, status: str, error_code: int | None, now: datetime
-) -> tuple[int, str] | None:
-    """A delivery receipt: the message row follows it; a failure goes on the timeline.
-    Returns (incident, recipient), or None for a message alertd did not send."""
-    row = conn.execute(
-        "SELECT id, incident_id, recipient FROM messages WHERE provider_id = ?", (provider_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    mid, incident, recipient = row
-    final = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}.get(status)
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A delivery receipt (Twilio's status callback)."""
+
+    provider_id: str
+    status: str
+    error_code: int | None = None
+
+
+def apply_receipts(conn: sqlite3.Connection, receipts: Sequence[Receipt], now: datetime) -> int:
+    """Receipts in one commit (they arrive by the thousand during a fan-out and must not
+    take the writer from urgent work). A receipt for a message whose send is not recorded
+    yet is kept and applied when it is. Returns how many matched a message."""
     conn.execute("BEGIN")
     try:
-        if final is not None:
-            reason = f"Twilio {status}" + (f" (error {error_code})" if error_code else "")
-            conn.execute(
-                "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
-                (final, reason, iso(now), mid),
-            )
-            text = (
-                f"message {mid} delivered"
-                if final == "delivered"
-                else f"message {mid} not delivered: {reason}"
-            )
-            conn.execute(
-                "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
-                (incident, iso(now), "delivery", "twilio", text),
-            )
-            if final == "failed" and error_code in NUMBER_CODES:
-                _flag(conn, recipient, f"{NUMBER_CODES[error_code]} (Twilio {error_code})")
+        matched = sum(_apply(conn, r, now) for r in receipts)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return incident, recipient
+    return matched
+
+
+def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> bool:
+    row = conn.execute(
+        "SELECT id, incident_id, recipient FROM messages WHERE provider_id = ?",
+        (receipt.provider_id,),
+    ).fetchone()
+    if row is None:  # early: the send's own record is still on its way
+        conn.execute(
+            "INSERT INTO early_receipts (provider_id, status, error_code, at) VALUES (?,?,?,?)",
+            (receipt.provider_id, receipt.status, receipt.error_code, iso(now)),
+        )
+        return False
+    mid, incident, recipient = row
+    status, error_code = receipt.status, receipt.error_code
+    final = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}.get(status)
+    if final is None:
+        return True
+    reason = f"Twilio {status}" + (f" (error {error_code})" if error_code else "")
+    conn.execute(
+        "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
+        (final, reason, iso(now), mid),
+    )
+    text = (
+        f"message {mid} delivered"
+        if final == "delivered"
+        else f"message {mid} not delivered: {reason}"
+    )
+    conn.execute(
+        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
+        (incident, iso(now), "delivery", "twilio", text),
+    )
+    if final == "failed" and error_code in NUMBER_CODES:
+        _flag(conn, recipient, f"{NUMBER_CODES[error_code]} (Twilio {error_code})")
+    return True
+
+
+def _early(conn: sqlite3.Connection, provider_id: str, now: datetime) -> None:
+    """Receipts that came before the send was recorded, applied now."""
+    rows = conn.execute(
+        "SELECT status, error_code FROM early_receipts WHERE provider_id = ? ORDER BY rowid",
+        (provider_id,),
+    ).fetchall()
+    if rows:
+        conn.execute("DELETE FROM early_receipts WHERE provider_id = ?", (provider_id,))
+        for status, code in rows:
+            _apply(conn, Receipt(provider_id, status, code), now)
 
 
 def latest_incident_for(conn: sqlite3.Connection, phone: str) -> int | None:

@@ -191,6 +191,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         """
         CREATE INDEX messages_lane ON messages(status, channel, priority, id);
         CREATE INDEX messages_lane_age ON messages(status, channel, due_at, id);
+        CREATE TABLE early_receipts (
+            provider_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error_code INTEGER,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX early_receipts_id ON early_receipts(provider_id);
         CREATE TABLE delivery_lanes (
             channel TEXT PRIMARY KEY,
             state TEXT NOT NULL,

@@ -5,10 +5,13 @@ bound to their thread); readers open their own connections.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import itertools
 import json
+import queue
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -229,29 +232,54 @@ class SqliteStore:
 
 
 class Writer:
-    """The single writer thread: async callers hand it batches to commit, in order."""
+    """The single writer thread: async callers hand it work, done one piece at a time.
+    Urgent work (a life-safety commit, an incident decision, a claim of messages to send)
+    goes before what waits in the queue (telemetry batches, receipts, bookkeeping); each
+    priority keeps its order."""
+
+    URGENT, ROUTINE = 0, 1
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertd-writer")
         self._path = path
         self._synchronous = synchronous
+        self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._thread = threading.Thread(target=self._work, name="alertd-writer", daemon=True)
+        self._thread.start()
         self.store: SqliteStore | None = None
 
+    def _work(self) -> None:
+        while True:
+            _, _, job = self._queue.get()
+            if job is None:
+                return
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
     async def open(self) -> SqliteStore:
-        loop = asyncio.get_running_loop()
-        self.store = await loop.run_in_executor(
-            self._pool, lambda: SqliteStore(self._path, synchronous=self._synchronous)
+        self.store = await self.call(
+            lambda: SqliteStore(self._path, synchronous=self._synchronous), urgent=True
         )
         return self.store
 
-    async def call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    async def call(self, fn: Any, *args: Any, urgent: bool = False) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put(
+            (self.URGENT if urgent else self.ROUTINE, next(self._seq), (future, fn, args))
+        )
+        return await asyncio.wrap_future(future)
 
-    async def commit(self, batch: Batch) -> None:
+    async def commit(self, batch: Batch, *, urgent: bool = False) -> None:
         assert self.store is not None, "open() first"
-        await self.call(self.store.commit, batch)
+        await self.call(self.store.commit, batch, urgent=urgent)
 
     async def close(self) -> None:
         if self.store is not None:
             await self.call(self.store.close)
-        self._pool.shutdown(wait=True)
+        self._queue.put((self.ROUTINE + 1, next(self._seq), None))
+        await asyncio.to_thread(self._thread.join)

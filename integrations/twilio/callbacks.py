@@ -5,8 +5,10 @@ configured public URL; a forged or unsigned request gets 403 and changes nothing
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
+from typing import NoReturn
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -21,8 +23,16 @@ from alertd.outbox.replies import classify
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as db
+from alertd.store.group import GroupCommit
 
 log = logging.getLogger(__name__)
+
+#: Twilio's callbacks are form posts of a few KB at most
+MAX_BODY = 16 * 1024
+#: a base64 HMAC-SHA1 is 28 characters (SHA-256 ones, 44)
+MAX_SIGNATURE = 64
+#: forged requests are logged at most once in this many seconds, with a count
+FORGED_LOG_S = 60.0
 
 ANSWERS = {
     "stop": "您已退订本物业的短信通知。回复 START 可重新订阅。You have unsubscribed; reply START "
@@ -44,36 +54,63 @@ class Callbacks:
         self._public = public_url.rstrip("/")
         self._staff = staff
         self._clock = clock
+        self._forgeries = 0
+        store = writer.store
+        assert store is not None
+        self._receipts: GroupCommit[db.Receipt] = GroupCommit(
+            writer, lambda receipts: db.apply_receipts(store.conn, receipts, clock.now())
+        )
+        self._forged_logged = -FORGED_LOG_S
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/twilio/status", self._status)
         app.router.add_post("/twilio/inbound", self._inbound)
         app.router.add_post("/twilio/voice", self._voice)
         return app
 
     async def _form(self, request: web.Request) -> dict[str, str]:
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        """The signed form, or 403. The header is checked before the body is read, and
+        bodies are capped at what Twilio sends: forged floods cost neither memory nor
+        log lines."""
         signature = request.headers.get("X-Twilio-Signature", "")
-        url = self._public + request.path_qs
-        if not signature or not self._validator.validate(url, form, signature):
-            log.warning("rejected a request to %s with a missing or wrong signature", request.path)
-            raise web.HTTPForbidden(text="invalid signature")
+        if not 0 < len(signature) <= MAX_SIGNATURE:
+            self._forged(request)
+        if (request.content_length or 0) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=MAX_BODY, actual_size=request.content_length or 0
+            )
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if not self._validator.validate(self._public + request.path_qs, form, signature):
+            self._forged(request)
         return form
 
+    def _forged(self, request: web.Request) -> NoReturn:
+        self._forgeries += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._forged_logged >= FORGED_LOG_S:
+            log.warning(
+                "rejected %d request(s) with a missing or wrong signature in the last %g s "
+                "(latest: %s from %s)",
+                self._forgeries,
+                FORGED_LOG_S,
+                request.path,
+                request.remote,
+            )
+            self._forgeries, self._forged_logged = 0, now
+        raise web.HTTPForbidden(text="invalid signature")
+
     async def _status(self, request: web.Request) -> web.Response:
+        """A delivery receipt, answered once it is committed with the others that came
+        meanwhile (one transaction for many)."""
         form = await self._form(request)
         code = form.get("ErrorCode")
-        store = self._writer.store
-        assert store is not None
-        await self._writer.call(
-            db.apply_status,
-            store.conn,
+        receipt = db.Receipt(
             form.get("MessageSid", ""),
             form.get("MessageStatus", ""),
-            int(code) if code else None,
-            self._now(),
+            int(code) if code and code.isdigit() else None,
         )
+        await self._receipts.add(receipt)
         return web.Response(status=204)
 
     async def _inbound(self, request: web.Request) -> web.Response:
