@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 OK = "ok"
@@ -35,6 +36,10 @@ class FakeTwilio:
     base_url: str = ""
     #: seconds each answer takes (a slow Twilio makes a fan-out last)
     delay_s: float = 0.0
+    #: post a signed "delivered" receipt to each message's StatusCallback, as Twilio
+    #: does (needs the account's auth token to sign)
+    receipts_token: str | None = None
+    receipts_posted: int = 0
 
     async def start(self) -> FakeTwilio:
         app = web.Application()
@@ -48,10 +53,31 @@ class FakeTwilio:
         self.base_url = f"http://127.0.0.1:{port}"
         self._ids = itertools.count(1)
         self._closing = asyncio.Event()
+        self._receipt_tasks: set[asyncio.Future[None]] = set()
+        self._session = aiohttp.ClientSession()
         return self
+
+    async def _receipt(self, url: str, sid: str) -> None:
+        """Twilio's status callback, signed with the account's token."""
+        from twilio.request_validator import RequestValidator
+
+        form = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": "AC"}
+        assert self.receipts_token is not None
+        signature = RequestValidator(self.receipts_token).compute_signature(url, form)
+        try:
+            async with self._session.post(
+                url, data=form, headers={"X-Twilio-Signature": signature}
+            ) as response:
+                if response.status < 300:
+                    self.receipts_posted += 1
+        except aiohttp.ClientError:
+            pass  # Twilio gives up too
 
     async def close(self) -> None:
         self._closing.set()
+        for task in list(self._receipt_tasks):
+            task.cancel()
+        await self._session.close()
         await self._runner.cleanup()
 
     def sms(self) -> list[dict[str, Any]]:
@@ -69,6 +95,7 @@ class FakeTwilio:
             "auth": request.headers.get("Authorization", ""),
             "answered": 0,
             "at": time.perf_counter(),
+            "wall": time.time(),
         }
         self.requests.append(record)
         if action == HANG:  # until the test ends: the client must give up on its own
@@ -88,6 +115,11 @@ class FakeTwilio:
         record["answered"] = 201
         prefix = "SM" if kind == "Messages" else "CA"
         sid = f"{prefix}{next(self._ids):032x}"
+        callback = str(form.get("StatusCallback") or "")
+        if self.receipts_token and callback and kind == "Messages":
+            task = asyncio.ensure_future(self._receipt(callback, sid))
+            self._receipt_tasks.add(task)
+            task.add_done_callback(self._receipt_tasks.discard)
         return web.json_response(
             {
                 "sid": sid,

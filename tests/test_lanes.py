@@ -129,9 +129,9 @@ def test_a_waiting_message_is_not_starved_by_later_urgent_ones(tmp_path: Path) -
         "VALUES (?, 1, 'sms', ?, 'x', 'x', 'zh', 'x', ?, ?, '')",
         [(n, f"+86138{n:08d}", p, iso(at)) for n, p, at in rows],
     )
-    (first,) = db.claim(store.conn, now, {"sms": 1}, starve_s=10)
+    (first,) = db.claim(store.conn, now, {"sms": (1, 0)}, starve_s=10)
     assert first.recipient == "+8613800000001"  # 200 s at one level per 10 s: it is its turn
-    fresh = db.claim(store.conn, now, {"sms": 3}, starve_s=1000)
+    fresh = db.claim(store.conn, now, {"sms": (3, 0)}, starve_s=1000)
     assert [m.recipient for m in fresh] == ["+8613800000002", "+8613800000003", "+8613800000004"]
 
 

@@ -57,7 +57,9 @@ class Dispatcher:
         self._expand = True
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._outcomes: list[db.Outcome] = []
+        self._outcomes: list[tuple[db.Outcome, asyncio.Future[None]]] = []
+        self._recorded = asyncio.Event()
+        self._recorder_task: asyncio.Task[None] | None = None
         self._lane_changes: dict[str, LaneState] = {}
         #: sent, retryable, permanent, throttled, unavailable, inflight_at_start
         self.counts: Counter[str] = Counter()
@@ -86,10 +88,17 @@ class Dispatcher:
             while not self._stopping:
                 self.wake.clear()  # before the round: a wake-up during it is kept
                 await self._round()
-                await self._record()
                 await wait_event(self.wake, self._sleep())
         finally:
             await self._drain()
+
+    async def _recorder(self) -> None:
+        """Outcomes are bookkeeping: written on their own task, so that the sending loop
+        never waits behind them (or behind what the writer has queued before them)."""
+        while True:
+            await self._recorded.wait()
+            self._recorded.clear()
+            await self._record()
 
     def stop(self) -> None:
         self._stopping = True
@@ -105,7 +114,6 @@ class Dispatcher:
             if self._tasks:
                 await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 continue
-            await self._record()
             paced = [
                 w
                 for lane in self.lanes.values()
@@ -136,6 +144,8 @@ class Dispatcher:
         start now."""
         store = self._writer.store
         assert store is not None
+        if self._recorder_task is None or self._recorder_task.done():
+            self._recorder_task = asyncio.create_task(self._recorder(), name="delivery records")
         if self._expand:
             self._expand = False
             expire = timedelta(seconds=self._config.expire_s)
@@ -148,7 +158,8 @@ class Dispatcher:
                 self._unit_format,
                 urgent=True,
             )
-        wants = {c: n for c, lane in self.lanes.items() if (n := lane.claimable()) > 0}
+        wants = {c: lane.claimable() for c, lane in self.lanes.items()}
+        wants = {c: n for c, n in wants.items() if n[0] or n[1]}
         if not wants:
             return 0
         claimed: list[Message] = await self._writer.call(
@@ -156,23 +167,29 @@ class Dispatcher:
         )
         for message in claimed:
             lane = self.lanes[message.channel]
-            task = asyncio.create_task(self._deliver(lane, message, lane.take()))
+            lane.take()
+            task = asyncio.create_task(self._deliver(lane, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(claimed)
 
-    async def _deliver(self, lane: Lane, message: Message, start: float) -> None:
+    async def _deliver(self, lane: Lane, message: Message) -> None:
+        """Send one message; its slot is free again once the outcome is committed, so
+        that at most `concurrency` rows are ever left `sending` by a crash."""
         try:
-            if await lane.wait_turn(start):
+            if await lane.wait_turn(message.priority):
                 outcome = self._outcome(lane, message, await self._send(message))
             else:  # the lane paused or stopped while this one waited: back, unsent
                 self.counts["held"] += 1
                 result = Result("unavailable" if lane.stopped else "throttled", lane.hold_reason())
                 outcome = db.Outcome(message, result, lane.paused_until or self._clock.now())
+            written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._outcomes.append((outcome, written))
+            self._recorded.set()
+            await written
         finally:
             lane.release()
-        self._outcomes.append(outcome)
-        self.wake.set()
+            self.wake.set()
 
     async def _send(self, message: Message) -> Result:
         sink = self._sinks.get(message.channel) or self._sinks.get("console")
@@ -216,16 +233,30 @@ class Dispatcher:
         """Every outcome so far, and lane changes, in one commit."""
         if not self._outcomes and not self._lane_changes:
             return
-        outcomes, self._outcomes = self._outcomes, []
+        pending, self._outcomes = self._outcomes, []
         changes, self._lane_changes = self._lane_changes, {}
         store = self._writer.store
         assert store is not None
         lanes = [(c.channel, c.state, c.reason) for c in changes.values()]
-        await self._writer.call(db.record, store.conn, outcomes, self._clock.now(), lanes)
+        outcomes = [outcome for outcome, _ in pending]
+        try:
+            await self._writer.call(db.record, store.conn, outcomes, self._clock.now(), lanes)
+        except Exception as exc:
+            for _, written in pending:
+                if not written.done():
+                    written.set_exception(exc)
+            raise
+        for _, written in pending:
+            if not written.done():
+                written.set_result(None)
 
     async def _drain(self) -> None:
+        """What is in flight finishes (bounded) and everything is recorded."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._config.send_timeout_s + 1)
+        if self._recorder_task is not None:
+            self._recorder_task.cancel()
+            await asyncio.gather(self._recorder_task, return_exceptions=True)
         await self._record()
 
     def lane_states(self) -> list[LaneState]:

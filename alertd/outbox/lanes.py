@@ -11,6 +11,8 @@ probes are timers, on the injected clock."""
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,12 +21,14 @@ from alertd.clock import Clock
 
 log = logging.getLogger(__name__)
 
-#: how far ahead starts are reserved (and messages claimed)
+#: how much work a paced lane keeps waiting for its turn (and claims ahead)
 LOOKAHEAD_S = 0.05
 #: after a 429 the rate halves; each success gives back this share of the full rate
 RECOVERY = 0.02
 #: a lane with no configured rate that was throttled starts again at this rate
 THROTTLED_RATE = 10.0
+#: slots beyond the concurrency that only staff alerts of life-safety incidents may use
+URGENT_SLOTS = 2
 
 
 @dataclass
@@ -53,6 +57,9 @@ class Lane:
         self.busy = 0
         self._clock = clock
         self._next_start = 0.0
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._pacer: asyncio.Task[None] | None = None
         self.paused_until: datetime | None = None
         self.stopped = ""
         self._probe_at: datetime | None = None
@@ -70,20 +77,24 @@ class Lane:
 
     # -- what the dispatcher asks -----------------------------------------------------
 
-    def claimable(self) -> int:
-        """How many messages this lane can start within the lookahead."""
-        free = self.concurrency - self.busy
-        if free <= 0 or self.paused():
-            return 0
+    def claimable(self) -> tuple[int, int]:
+        """How many messages this lane can start within the lookahead, and how many more
+        staff alerts of life-safety incidents (they jump the pacing and have slots of
+        their own: a fan-out never holds them)."""
+        if self.paused():
+            return 0, 0
         if self.stopped:
-            return 1 if self._probe_due() and self.busy == 0 else 0
+            return (1 if self._probe_due() and self.busy == 0 else 0), 0
+        urgent = max(0, min(URGENT_SLOTS, self.concurrency + URGENT_SLOTS - self.busy))
+        return self._claimable(), urgent
+
+    def _claimable(self) -> int:
+        free = self.concurrency - self.busy
+        if free <= 0:
+            return 0
         n = free
-        if self.rate is not None:
-            now = self._mono()
-            start = max(now, self._next_start)
-            if start > now + LOOKAHEAD_S:
-                return 0
-            n = min(free, int((now + LOOKAHEAD_S - start) * self.rate) + 1)
+        if self.rate is not None:  # keep only a lookahead's worth waiting for their turn
+            n = min(free, max(0, int(self.rate * LOOKAHEAD_S) + 1 - len(self._waiting)))
         # a busy lane claims in small batches, not one transaction per freed slot
         batch = max(1, min(self.concurrency // 4, int((self.rate or 1e9) * LOOKAHEAD_S)))
         return n if n >= batch or self.busy == 0 else 0
@@ -95,27 +106,37 @@ class Lane:
             return max(0.0, (self._probe_at - now).total_seconds())
         if self.paused_until is not None and now < self.paused_until:
             return (self.paused_until - now).total_seconds()
-        ahead = self._next_start - LOOKAHEAD_S - self._mono()
-        return ahead if ahead > 0 else None
+        return None
 
-    def take(self) -> float:
-        """A slot and a start time (monotonic) for one message."""
-        now = self._mono()
+    def take(self) -> None:
+        """A slot for one message."""
         self.busy += 1
         if self.stopped:
             self._probe_at = self._clock.now() + timedelta(seconds=self.probe_s)
-        start = max(now, self._next_start)
-        if self.rate is not None:
-            self._next_start = start + 1.0 / self.rate
-        return start
 
-    async def wait_turn(self, start: float) -> bool:
-        """Sleep until the reserved start (the rate; at most the lookahead). False when
-        the lane paused or stopped meanwhile: the message goes back unsent."""
-        delay = start - self._mono()
-        if delay > 0:
-            await asyncio.sleep(delay)  # pacing: this is the rate limit, not synchronisation
+    async def wait_turn(self, priority: int) -> bool:
+        """Wait for this message's turn at the lane's rate, most urgent first (a staff
+        alert passes the residents' texts waiting here). False when the lane paused or
+        stopped meanwhile: the message goes back unsent."""
+        if self.rate is not None:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (priority, next(self._seq), turn))
+            if self._pacer is None or self._pacer.done():
+                self._pacer = asyncio.create_task(self._pace())
+            await turn
         return not self.paused() and (not self.stopped or self.busy == 1)
+
+    async def _pace(self) -> None:
+        while self._waiting:
+            delay = self._next_start - self._mono()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing: this is the rate limit
+            _, _, turn = heapq.heappop(self._waiting)
+            if turn.done():
+                continue
+            turn.set_result(None)
+            rate = self.rate or 1e9
+            self._next_start = max(self._next_start, self._mono()) + 1.0 / rate
 
     def release(self) -> None:
         self.busy -= 1

@@ -21,6 +21,8 @@ class Message:
     attempts: int = 1
     #: the incident it is about (a voice call's keypad acknowledges this one)
     incident: int | None = None
+    #: lower goes first (alertd/outbox/expand.py)
+    priority: int = 10
 
 
 @dataclass(frozen=True, slots=True)

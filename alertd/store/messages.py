@@ -53,12 +53,20 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
     return cur.rowcount
 
 
+#: staff alerts of life-safety incidents (see alertd/outbox/expand.py `priority`)
+URGENT_PRIORITY = 1
+
+
 def claim(
-    conn: sqlite3.Connection, now: datetime, wants: dict[str, int], starve_s: float
+    conn: sqlite3.Connection,
+    now: datetime,
+    wants: dict[str, tuple[int, int]],
+    starve_s: float,
 ) -> list[Message]:
-    """Expire what is too late, then take up to `wants[channel]` due messages of each
-    lane, most urgent first, and mark them sending. A message gains one priority level
-    for every `starve_s` it has waited, so no priority starves for long."""
+    """Expire what is too late, then take due messages of each lane, most urgent first,
+    and mark them sending: `wants[channel]` is (any, staff alerts of life-safety
+    incidents beyond that). A message gains one priority level for every `starve_s` it
+    has waited, so no priority starves for long."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
@@ -67,23 +75,26 @@ def claim(
             (iso(now), iso(now)),
         )
         rows: list[tuple[Any, ...]] = []
-        for channel, n in wants.items():
+        for channel, (n, extra) in wants.items():
             columns = (
                 "SELECT id, channel, recipient, body, language, expires_at, attempts, "
                 "incident_id, priority, due_at FROM messages WHERE status = 'pending' "
                 "AND channel = ? AND due_at <= ?"
             )
             urgent = conn.execute(
-                f"{columns} ORDER BY priority, id LIMIT ?", (channel, iso(now), n)
+                f"{columns} ORDER BY priority, id LIMIT ?", (channel, iso(now), n + extra)
             ).fetchall()
             oldest = conn.execute(
                 f"{columns} ORDER BY due_at, id LIMIT ?", (channel, iso(now), n)
             ).fetchall()
             candidates = {r[0]: r for r in [*urgent, *oldest]}.values()
-            rows += sorted(
+            ranked = sorted(
                 candidates,
                 key=lambda r: (r[8] - (now - parse_iso(r[9])).total_seconds() / starve_s, r[0]),
-            )[:n]
+            )
+            taken = ranked[:n]
+            taken += [r for r in ranked[n:] if r[8] <= URGENT_PRIORITY][:extra]
+            rows += taken
         conn.executemany(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1, "
             "updated_at = ? WHERE id = ?",
@@ -103,8 +114,9 @@ def claim(
             max(1, int((parse_iso(expires) - now).total_seconds())) if expires else None,
             attempts + 1,
             incident,
+            rank,
         )
-        for mid, channel, recipient, body, language, expires, attempts, incident, _, _ in rows
+        for mid, channel, recipient, body, language, expires, attempts, incident, rank, _ in rows
     ]
 
 
