@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import Counter
 from collections.abc import Mapping
 from datetime import timedelta
@@ -21,12 +22,13 @@ from alertd.aio import wait_event, within
 from alertd.clock import Clock
 from alertd.config import DeliveryConfig
 from alertd.directory.staff import Staff
-from alertd.outbox.expand import expand_pending
+from alertd.outbox.expand import expand as expand_actions
 from alertd.outbox.lanes import Lane, LaneState
 from alertd.outbox.retry import next_attempt
 from alertd.outbox.sink import Message, Result, Sink
 from alertd.store import Writer
 from alertd.store import messages as db
+from alertd.store.sqlite import transaction
 
 log = logging.getLogger(__name__)
 
@@ -146,24 +148,13 @@ class Dispatcher:
         assert store is not None
         if self._recorder_task is None or self._recorder_task.done():
             self._recorder_task = asyncio.create_task(self._recorder(), name="delivery records")
-        if self._expand:
-            self._expand = False
-            expire = timedelta(seconds=self._config.expire_s)
-            await self._writer.call(
-                expand_pending,
-                store.conn,
-                self.staff,
-                self._clock.now(),
-                expire,
-                self._unit_format,
-                urgent=True,
-            )
+        expand, self._expand = self._expand, False
         wants = {c: lane.claimable() for c, lane in self.lanes.items()}
         wants = {c: n for c, n in wants.items() if n[0] or n[1]}
-        if not wants:
+        if not wants and not expand:
             return 0
         claimed: list[Message] = await self._writer.call(
-            db.claim, store.conn, self._clock.now(), wants, self._config.starve_s, urgent=True
+            self._expand_and_take, store.conn, expand, wants, urgent=True
         )
         for message in claimed:
             lane = self.lanes[message.channel]
@@ -172,6 +163,18 @@ class Dispatcher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(claimed)
+
+    def _expand_and_take(
+        self, conn: sqlite3.Connection, expand: bool, wants: dict[str, tuple[int, int]]
+    ) -> list[Message]:
+        """On the writer thread, one commit: new outbox actions become messages, and each
+        lane takes what it can start."""
+        now = self._clock.now()
+        with transaction(conn, immediate=True):
+            if expand:
+                expire = timedelta(seconds=self._config.expire_s)
+                expand_actions(conn, self.staff, now, expire, self._unit_format)
+            return db.take_due(conn, now, wants, self._config.starve_s) if wants else []
 
     async def _deliver(self, lane: Lane, message: Message) -> None:
         """Send one message; its slot is free again once the outcome is committed, so

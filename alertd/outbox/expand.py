@@ -12,7 +12,7 @@ from typing import Any
 from alertd.directory.staff import Staff
 from alertd.directory.units import below
 from alertd.events import Severity
-from alertd.store.sqlite import iso
+from alertd.store.sqlite import iso, transaction
 
 ACTIVE = "moved_out IS NULL AND opted_out = 0 AND undeliverable IS NULL"
 
@@ -168,8 +168,22 @@ def expand_pending(
     expire: timedelta,
     unit_format: str | None = None,
 ) -> int:
-    """Expand every pending outbox action, each in its own transaction; returns the number
-    of message rows written."""
+    """Expand every pending outbox action in one transaction; returns the number of
+    message rows written."""
+    with transaction(conn):
+        return expand(conn, staff, now, expire, unit_format)
+
+
+def expand(
+    conn: sqlite3.Connection,
+    staff: Staff | None,
+    now: datetime,
+    expire: timedelta,
+    unit_format: str | None = None,
+) -> int:
+    """Expand every pending outbox action, inside the caller's transaction (the dispatcher
+    expands and claims in one commit: a fire's staff alert waits for one fsync, not one
+    per action)."""
     written = 0
     actions = conn.execute(
         "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
@@ -215,49 +229,43 @@ def expand_pending(
             recipients = [Recipient(f"{channel}:{target}:{building}", "system", target, "zh", 0)]
             send_as = channel
         expires = iso(now + expire)
-        conn.execute("BEGIN")
-        try:
-            conn.executemany(
-                "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, recipient, "
-                "recipient_kind, recipient_ref, language, body, priority, due_at, expires_at, "
-                "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        oid,
-                        incident_id,
-                        send_as,
-                        r.address,
-                        r.kind,
-                        r.ref,
-                        r.language,
-                        texts.get(r.language) or texts["zh"],
-                        priority(r, Severity[str(severity).upper()]),
-                        iso(now),
-                        expires,
-                        iso(now),
-                    )
-                    for r in recipients
-                ],
-            )
-            conn.execute(
-                "UPDATE outbox SET status = ? WHERE id = ?",
-                ("expanded" if recipients else "no recipients", oid),
-            )
-            if listed is not None:
-                conn.execute(
-                    "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
-                    (
-                        incident_id,
-                        iso(now),
-                        "vulnerable_list",
-                        "alertd",
-                        f"door-check list for {target} ({len(listed)}): "
-                        + ("; ".join(listed) or "none registered"),
-                    ),
+        conn.executemany(
+            "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, recipient, "
+            "recipient_kind, recipient_ref, language, body, priority, due_at, expires_at, "
+            "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    oid,
+                    incident_id,
+                    send_as,
+                    r.address,
+                    r.kind,
+                    r.ref,
+                    r.language,
+                    texts.get(r.language) or texts["zh"],
+                    priority(r, Severity[str(severity).upper()]),
+                    iso(now),
+                    expires,
+                    iso(now),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                for r in recipients
+            ],
+        )
+        conn.execute(
+            "UPDATE outbox SET status = ? WHERE id = ?",
+            ("expanded" if recipients else "no recipients", oid),
+        )
+        if listed is not None:
+            conn.execute(
+                "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
+                (
+                    incident_id,
+                    iso(now),
+                    "vulnerable_list",
+                    "alertd",
+                    f"door-check list for {target} ({len(listed)}): "
+                    + ("; ".join(listed) or "none registered"),
+                ),
+            )
         written += len(recipients)
     return written

@@ -135,8 +135,11 @@ class Lane:
             if turn.done():
                 continue
             turn.set_result(None)
-            rate = self.rate or 1e9
-            self._next_start = max(self._next_start, self._mono()) + 1.0 / rate
+            # on the lane's own grid: a sleep's overshoot is made up, not added up; a lane
+            # idle for longer than the lookahead starts afresh (no burst)
+            now = self._mono()
+            base = self._next_start if self._next_start > now - LOOKAHEAD_S else now
+            self._next_start = base + 1.0 / (self.rate or 1e9)
 
     def release(self) -> None:
         self.busy -= 1

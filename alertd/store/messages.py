@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from alertd.outbox.sink import Message, Result
-from alertd.store.sqlite import iso, parse_iso
+from alertd.store.sqlite import iso, parse_iso, transaction
 
 INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
 #: Twilio error codes about one number: no retry can fix them, and the directory keeps them
@@ -57,53 +57,47 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
 URGENT_PRIORITY = 1
 
 
-def claim(
+def take_due(
     conn: sqlite3.Connection,
     now: datetime,
     wants: dict[str, tuple[int, int]],
     starve_s: float,
 ) -> list[Message]:
-    """Expire what is too late, then take due messages of each lane, most urgent first,
-    and mark them sending: `wants[channel]` is (any, staff alerts of life-safety
-    incidents beyond that). A message gains one priority level for every `starve_s` it
-    has waited, so no priority starves for long."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(
-            "UPDATE messages SET status = 'expired', reason = 'expired before it could "
-            "be sent', updated_at = ? WHERE status = 'pending' AND expires_at < ?",
-            (iso(now), iso(now)),
+    """Inside the caller's transaction: expire what is too late, then take due messages
+    of each lane, most urgent first, and mark them sending: `wants[channel]` is (any,
+    staff alerts of life-safety incidents beyond that). A message gains one priority
+    level for every `starve_s` it has waited, so no priority starves for long."""
+    conn.execute(
+        "UPDATE messages SET status = 'expired', reason = 'expired before it could "
+        "be sent', updated_at = ? WHERE status = 'pending' AND expires_at < ?",
+        (iso(now), iso(now)),
+    )
+    rows: list[tuple[Any, ...]] = []
+    for channel, (n, extra) in wants.items():
+        columns = (
+            "SELECT id, channel, recipient, body, language, expires_at, attempts, "
+            "incident_id, priority, due_at FROM messages WHERE status = 'pending' "
+            "AND channel = ? AND due_at <= ?"
         )
-        rows: list[tuple[Any, ...]] = []
-        for channel, (n, extra) in wants.items():
-            columns = (
-                "SELECT id, channel, recipient, body, language, expires_at, attempts, "
-                "incident_id, priority, due_at FROM messages WHERE status = 'pending' "
-                "AND channel = ? AND due_at <= ?"
-            )
-            urgent = conn.execute(
-                f"{columns} ORDER BY priority, id LIMIT ?", (channel, iso(now), n + extra)
-            ).fetchall()
-            oldest = conn.execute(
-                f"{columns} ORDER BY due_at, id LIMIT ?", (channel, iso(now), n)
-            ).fetchall()
-            candidates = {r[0]: r for r in [*urgent, *oldest]}.values()
-            ranked = sorted(
-                candidates,
-                key=lambda r: (r[8] - (now - parse_iso(r[9])).total_seconds() / starve_s, r[0]),
-            )
-            taken = ranked[:n]
-            taken += [r for r in ranked[n:] if r[8] <= URGENT_PRIORITY][:extra]
-            rows += taken
-        conn.executemany(
-            "UPDATE messages SET status = 'sending', attempts = attempts + 1, "
-            "updated_at = ? WHERE id = ?",
-            [(iso(now), r[0]) for r in rows],
+        urgent = conn.execute(
+            f"{columns} ORDER BY priority, id LIMIT ?", (channel, iso(now), n + extra)
+        ).fetchall()
+        oldest = conn.execute(
+            f"{columns} ORDER BY due_at, id LIMIT ?", (channel, iso(now), n)
+        ).fetchall()
+        candidates = {r[0]: r for r in [*urgent, *oldest]}.values()
+        ranked = sorted(
+            candidates,
+            key=lambda r: (r[8] - (now - parse_iso(r[9])).total_seconds() / starve_s, r[0]),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        taken = ranked[:n]
+        taken += [r for r in ranked[n:] if r[8] <= URGENT_PRIORITY][:extra]
+        rows += taken
+    conn.executemany(
+        "UPDATE messages SET status = 'sending', attempts = attempts + 1, "
+        "updated_at = ? WHERE id = ?",
+        [(iso(now), r[0]) for r in rows],
+    )
     return [
         Message(
             mid,
@@ -118,6 +112,17 @@ def claim(
         )
         for mid, channel, recipient, body, language, expires, attempts, incident, rank, _ in rows
     ]
+
+
+def claim(
+    conn: sqlite3.Connection,
+    now: datetime,
+    wants: dict[str, tuple[int, int]],
+    starve_s: float,
+) -> list[Message]:
+    """`take_due` in a transaction of its own."""
+    with transaction(conn, immediate=True):
+        return take_due(conn, now, wants, starve_s)
 
 
 def record(
