@@ -116,15 +116,8 @@ class Dispatcher:
             if self._tasks:
                 await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 continue
-            paced = [
-                w
-                for lane in self.lanes.values()
-                if not lane.stopped and not lane.paused() and (w := lane.ready_in())
-            ]
-            if paced and await self._due():
-                await asyncio.sleep(min(paced))  # a rate limit: its next start
-                continue
             if not await self._claimable_due():
+                await self._stop_recorder()
                 return started
 
     async def _due(self) -> bool:
@@ -257,9 +250,13 @@ class Dispatcher:
         """What is in flight finishes (bounded) and everything is recorded."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._config.send_timeout_s + 1)
+        await self._stop_recorder()
+
+    async def _stop_recorder(self) -> None:
         if self._recorder_task is not None:
             self._recorder_task.cancel()
             await asyncio.gather(self._recorder_task, return_exceptions=True)
+            self._recorder_task = None
         await self._record()
 
     def lane_states(self) -> list[LaneState]:
