@@ -146,9 +146,23 @@ class Dispatcher:
         wants = {c: n for c, n in wants.items() if n[0] or n[1]}
         if not wants and not expand:
             return 0
-        claimed: list[Message] = await self._writer.call(
-            self._expand_and_take, store.conn, expand, wants, urgent=True
-        )
+        pending, self._outcomes = self._outcomes, []  # bookkeeping rides along
+        changes, self._lane_changes = self._lane_changes, {}
+        lanes = [(c.channel, c.state, c.reason) for c in changes.values()]
+        try:
+            claimed: list[Message] = await self._writer.call(
+                self._expand_and_take,
+                store.conn,
+                expand,
+                wants,
+                [o for o, _ in pending],
+                lanes,
+                urgent=True,
+            )
+        except BaseException as exc:
+            self._settle(pending, exc)
+            raise
+        self._settle(pending)
         for message in claimed:
             lane = self.lanes[message.channel]
             lane.take()
@@ -158,12 +172,19 @@ class Dispatcher:
         return len(claimed)
 
     def _expand_and_take(
-        self, conn: sqlite3.Connection, expand: bool, wants: dict[str, tuple[int, int]]
+        self,
+        conn: sqlite3.Connection,
+        expand: bool,
+        wants: dict[str, tuple[int, int]],
+        outcomes: list[db.Outcome],
+        lanes: list[tuple[str, str, str]],
     ) -> list[Message]:
         """On the writer thread, one commit: new outbox actions become messages, and each
         lane takes what it can start."""
         now = self._clock.now()
         with transaction(conn, immediate=True):
+            if outcomes or lanes:
+                db.write_outcomes(conn, outcomes, now, lanes)
             if expand:
                 expire = timedelta(seconds=self._config.expire_s)
                 expand_actions(conn, self.staff, now, expire, self._unit_format)
@@ -238,13 +259,22 @@ class Dispatcher:
         try:
             await self._writer.call(db.record, store.conn, outcomes, self._clock.now(), lanes)
         except Exception as exc:
-            for _, written in pending:
-                if not written.done():
-                    written.set_exception(exc)
+            self._settle(pending, exc)
             raise
+        self._settle(pending)
+
+    @staticmethod
+    def _settle(
+        pending: list[tuple[db.Outcome, asyncio.Future[None]]], exc: BaseException | None = None
+    ) -> None:
+        """Tell the senders their outcomes are written: their slots free up."""
         for _, written in pending:
-            if not written.done():
+            if written.done():
+                continue
+            if exc is None:
                 written.set_result(None)
+            else:
+                written.set_exception(exc)
 
     async def _drain(self) -> None:
         """What is in flight finishes (bounded) and everything is recorded."""

@@ -132,54 +132,58 @@ def record(
     lanes: Sequence[tuple[str, str, str]] = (),
 ) -> None:
     """Outcomes of sends, and lanes that changed state (channel, state, reason)."""
-    conn.execute("BEGIN")
-    try:
-        for channel, state, reason in lanes:
-            set_lane(conn, channel, state, reason, now)
-        for o in outcomes:
-            r = o.result
-            if r.outcome == "sent":
+    with transaction(conn):
+        write_outcomes(conn, outcomes, now, lanes)
+
+
+def write_outcomes(
+    conn: sqlite3.Connection,
+    outcomes: list[Outcome],
+    now: datetime,
+    lanes: Sequence[tuple[str, str, str]] = (),
+) -> None:
+    """`record` inside the caller's transaction."""
+    for channel, state, reason in lanes:
+        set_lane(conn, channel, state, reason, now)
+    for o in outcomes:
+        r = o.result
+        if r.outcome == "sent":
+            conn.execute(
+                "UPDATE messages SET status = 'sent', provider_id = ?, reason = ?, "
+                "updated_at = ? WHERE id = ?",
+                (r.provider_id, r.reason, iso(now), o.message.id),
+            )
+            _early(conn, r.provider_id, now)
+        elif r.outcome in ("throttled", "unavailable"):
+            # the provider's state, not this message's: it waits, the try not counted
+            conn.execute(
+                "UPDATE messages SET status = 'pending', attempts = attempts - 1, "
+                "due_at = ?, reason = ?, updated_at = ? WHERE id = ?",
+                (iso(o.retry_at or now), r.reason, iso(now), o.message.id),
+            )
+        elif r.outcome == "retryable" and o.retry_at is not None:
+            conn.execute(
+                "UPDATE messages SET status = 'pending', due_at = ?, reason = ?, "
+                "updated_at = ? WHERE id = ?",
+                (iso(o.retry_at), r.reason, iso(now), o.message.id),
+            )
+        else:
+            reason = r.reason if r.outcome == "permanent" else f"gave up: {r.reason}"
+            conn.execute(
+                "UPDATE messages SET status = 'failed', reason = ?, updated_at = ? WHERE id = ?",
+                (reason, iso(now), o.message.id),
+            )
+            if r.flag:
+                _flag(conn, o.message.recipient, r.flag)
+            if o.fallback_call:
                 conn.execute(
-                    "UPDATE messages SET status = 'sent', provider_id = ?, reason = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (r.provider_id, r.reason, iso(now), o.message.id),
+                    "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, "
+                    "recipient, recipient_kind, recipient_ref, language, body, priority, "
+                    "due_at, expires_at, updated_at) SELECT outbox_id, incident_id, 'call', "
+                    "recipient, recipient_kind, recipient_ref, language, body, 0, ?, "
+                    "expires_at, ? FROM messages WHERE id = ?",
+                    (iso(now), iso(now), o.message.id),
                 )
-                _early(conn, r.provider_id, now)
-            elif r.outcome in ("throttled", "unavailable"):
-                # the provider's state, not this message's: it waits, the try not counted
-                conn.execute(
-                    "UPDATE messages SET status = 'pending', attempts = attempts - 1, "
-                    "due_at = ?, reason = ?, updated_at = ? WHERE id = ?",
-                    (iso(o.retry_at or now), r.reason, iso(now), o.message.id),
-                )
-            elif r.outcome == "retryable" and o.retry_at is not None:
-                conn.execute(
-                    "UPDATE messages SET status = 'pending', due_at = ?, reason = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (iso(o.retry_at), r.reason, iso(now), o.message.id),
-                )
-            else:
-                reason = r.reason if r.outcome == "permanent" else f"gave up: {r.reason}"
-                conn.execute(
-                    "UPDATE messages SET status = 'failed', reason = ?, updated_at = ? "
-                    "WHERE id = ?",
-                    (reason, iso(now), o.message.id),
-                )
-                if r.flag:
-                    _flag(conn, o.message.recipient, r.flag)
-                if o.fallback_call:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, "
-                        "recipient, recipient_kind, recipient_ref, language, body, priority, "
-                        "due_at, expires_at, updated_at) SELECT outbox_id, incident_id, 'call', "
-                        "recipient, recipient_kind, recipient_ref, language, body, 0, ?, "
-                        "expires_at, ? FROM messages WHERE id = ?",
-                        (iso(now), iso(now), o.message.id),
-                    )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _flag(conn: sqlite3.Connection, phone: str, reason: str) -> None:
