@@ -34,6 +34,8 @@ bench: $(STAMP) mosquitto
 	$(BIN)/python -m bench.panels
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.lifesafety
+	$(BIN)/python -m bench.e2e
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
