@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ import click
 from alertd import logs
 from alertd.config import Config, load_config
 from alertd.problems import InvalidInput
-from alertd.store import SqliteStore
+from alertd.store import Reader, SqliteStore
 
 DEFAULT_CONFIG = "config/alertd.yaml"
 config_option = click.option(
@@ -30,9 +31,11 @@ config_option = click.option(
 )
 
 
-def _config(path: Path) -> Config:
+def _config(path: Path, *, secrets: bool = False) -> Config:
+    """The configuration; `secrets`: the environment must give every `${VAR}` (the daemon,
+    `check`). Commands that only read or hand work to the daemon need none."""
     try:
-        return load_config(path)
+        return load_config(path, secrets=secrets)
     except InvalidInput as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
@@ -50,11 +53,16 @@ def main() -> None:
 def run(config_path: Path) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
     from alertd.daemon import Daemon
+    from alertd.store.lock import AlreadyRunning
 
-    config = _config(config_path)
+    config = _config(config_path, secrets=True)
     logs.setup(config.log_level, config.site.tz)
     daemon = Daemon(config)
-    asyncio.run(daemon.run())
+    try:
+        asyncio.run(daemon.run())
+    except AlreadyRunning as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     if daemon.failed:
         raise SystemExit(1)
 
@@ -66,7 +74,7 @@ def check(config_path: Path) -> None:
     from alertd.daemon import load_router
     from alertd.playbooks.loader import load_playbooks
 
-    config = _config(config_path)
+    config = _config(config_path, secrets=True)
     router, problems = load_router(config)
     playbooks = load_playbooks(config.playbooks) if config.playbooks else None
     if playbooks is not None:
@@ -197,11 +205,17 @@ def simulate_dc09(host: str, port: int, udp: bool, key: str | None, capture: Pat
         click.echo(f"> {frame.strip().decode()}\n< {answer.strip().decode()}")
 
 
-def _store(config: Config) -> SqliteStore:
-    if not config.storage.path.exists():
-        click.echo(f"error: no store at {config.storage.path} (has alertd run yet?)", err=True)
+def _store(config: Config) -> Reader:
+    """The store, read-only: one clear line when it is missing or cannot be read."""
+    path = config.storage.path
+    if not path.exists():
+        click.echo(f"error: no store at {path} (has alertd run yet?)", err=True)
         raise SystemExit(2)
-    return SqliteStore(config.storage.path)
+    try:
+        return Reader(SqliteStore.reader(path))
+    except sqlite3.Error as exc:
+        click.echo(f"error: cannot read the store at {path}: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")

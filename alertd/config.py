@@ -210,9 +210,11 @@ class Config(Strict):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-def load_config(path: Path) -> Config:
-    """Load and validate `path`; relative paths inside are relative to its folder."""
-    data, lines = load_yaml(path)
+def load_config(path: Path, *, secrets: bool = True) -> Config:
+    """Load and validate `path`; relative paths inside are relative to its folder.
+    `secrets=False`: environment variables that are not set are left empty (commands
+    that only read the store or hand work to the daemon need no Twilio token)."""
+    data, lines = load_yaml(path, missing_ok=not secrets)
     if not isinstance(data, dict):
         raise InvalidInput([Problem(f"{path}:1", "the file must be a mapping of settings")])
     try:

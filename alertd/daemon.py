@@ -30,6 +30,7 @@ from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
 from alertd.store import Writer
+from alertd.store.lock import InstanceLock
 from integrations.mqtt.client import Incoming, MqttConnection
 from integrations.mqtt.profiles import build_profiles
 from integrations.mqtt.router import Router
@@ -59,6 +60,8 @@ class Daemon:
     _side_tasks: set[asyncio.Future[None]] = field(default_factory=set)
 
     async def start(self) -> None:
+        self.lock = InstanceLock(self.config.storage.path)
+        self.lock.acquire()  # before anything else: a second daemon changes nothing
         router, problems = load_router(self.config)
         for problem in problems:
             log.warning("%s", problem)
@@ -246,6 +249,7 @@ class Daemon:
             log.error("shutdown: messages still being sent; they count as in flight")
         await self.dispatcher.close()
         await self.writer.close()
+        self.lock.release()
         log.info(
             "alertd stopped: %s; messages %s",
             dict(self.ingest.counts),
@@ -257,7 +261,12 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            if hasattr(self, "lock"):
+                self.lock.release()
+            raise
         try:
             await self.stop.wait()
         finally:

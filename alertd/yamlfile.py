@@ -36,8 +36,11 @@ class LineMap:
         return f"{self.path}:{line}" + (f" {dotted}" if dotted else "")
 
 
-def load_yaml(path: Path, *, expand_env: bool = True) -> tuple[Any, LineMap]:
-    """Parse `path`; raise InvalidInput naming file:line for syntax errors or missing env vars."""
+def load_yaml(
+    path: Path, *, expand_env: bool = True, missing_ok: bool = False
+) -> tuple[Any, LineMap]:
+    """Parse `path`; raise InvalidInput naming file:line for syntax errors or missing env
+    vars (`missing_ok`: a missing one is left empty, for commands that need no secrets)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -52,6 +55,8 @@ def load_yaml(path: Path, *, expand_env: bool = True) -> tuple[Any, LineMap]:
     lines: dict[Path_, int] = {}
     problems: list[Problem] = []
     data = _convert(node, (), lines, problems, path, expand_env) if node is not None else {}
+    if missing_ok:
+        problems = [p for p in problems if not p.message.startswith("environment variable")]
     if problems:
         raise InvalidInput(problems)
     return data, LineMap(path, lines)

@@ -16,7 +16,7 @@ from alertd.directory.residents import import_residents, read_residents
 from alertd.directory.staff import load_staff
 from alertd.playbooks.schema import Role
 from alertd.problems import InvalidInput
-from alertd.store import SqliteStore
+from alertd.store import Reader, SqliteStore
 from alertd.store.sqlite import dict_rows
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -27,7 +27,7 @@ def register(
     main: click.Group,
     config_option: Decorator,
     load: Callable[[Path], Config],
-    open_store: Callable[[Config], SqliteStore],
+    open_store: Callable[[Config], Reader],
 ) -> None:
     @main.group()
     def residents() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from alertd.config import Config
 from alertd.engine.wording import stamp
 from alertd.events import Kind
 from alertd.incidents.report import markdown, to_html
-from alertd.store import SqliteStore
+from alertd.store import Reader, SqliteStore
 from alertd.store import incidents as db
 from alertd.store import messages as messages_db
 from alertd.store.sqlite import dict_rows
@@ -30,15 +31,23 @@ ALIASES = {
 }
 
 
-def _rows(store: SqliteStore, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+def _rows(store: Reader, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     return dict_rows(store.conn, sql, args)
 
 
 def _command(
-    store: SqliteStore, command: str, incident: int | None, by: str, text: str, args: dict[str, Any]
+    config: Config, command: str, incident: int | None, by: str, text: str, args: dict[str, Any]
 ) -> None:
     """Hand a command to the daemon (the one place incidents change) and wait for it."""
-    cid = db.add_command(store.conn, command, incident, by, text, args, datetime.now(UTC))
+    path = config.storage.path
+    if not path.exists():
+        raise click.ClickException(f"no store at {path} (has alertd run yet?)")
+    try:
+        store = SqliteStore(path)
+        cid = db.add_command(store.conn, command, incident, by, text, args, datetime.now(UTC))
+    except sqlite3.Error as exc:
+        message = f"cannot write the command to the store at {path}: {exc}"
+        raise click.ClickException(message) from None
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         state, result = store.conn.execute(
@@ -77,7 +86,7 @@ def _actor(config: Config, by: str) -> str:
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 Load = Callable[[Path], Config]
-StoreOf = Callable[[Config], SqliteStore]
+StoreOf = Callable[[Config], Reader]
 
 
 def register(main: click.Group, config_option: Decorator, load: Load, store_of: StoreOf) -> None:
@@ -198,9 +207,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     def eta(config_path: Path, incident_id: int, minutes: float, by: str, text: str) -> None:
         """Set the expected restore time; residents are updated as the playbook says."""
         config: Config = load(config_path)
-        _command(
-            store_of(config), "eta", incident_id, _actor(config, by), text, {"minutes": minutes}
-        )
+        _command(config, "eta", incident_id, _actor(config, by), text, {"minutes": minutes})
 
     @main.command()
     @config_option
@@ -216,7 +223,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         except ValueError:
             raise click.BadParameter(f"unknown kind {kind!r}", param_hint="KIND") from None
         config: Config = load(config_path)
-        _event_command(store_of(config), "declare", _actor(config, by), text, kind, place)
+        _event_command(config, "declare", _actor(config, by), text, kind, place)
 
     @main.command()
     @config_option
@@ -233,7 +240,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
             raise click.BadParameter(f"no enabled playbook {playbook!r}", param_hint="PLAYBOOK")
         kind = books.enabled[playbook].match.kinds[0].value
         by = _actor(config, by)
-        _event_command(store_of(config), "drill", by, f"drill of {playbook}", kind, place)
+        _event_command(config, "drill", by, f"drill of {playbook}", kind, place)
 
     @main.command()
     @config_option
@@ -300,7 +307,7 @@ def _staff_command(
     @click.option("--text", default="")
     def command(config_path: Path, incident_id: int, by: str, text: str) -> None:
         config = load(config_path)
-        _command(store_of(config), name, incident_id, _actor(config, by), text, {})
+        _command(config, name, incident_id, _actor(config, by), text, {})
 
 
 def _progress(counts: dict[str, int]) -> str:
@@ -319,15 +326,15 @@ def _place_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _event_command(
-    store: SqliteStore, name: str, by: str, text: str, kind: str, place: dict[str, str]
+    config: Config, name: str, by: str, text: str, kind: str, place: dict[str, str]
 ) -> None:
     """Ask the daemon to make an event (each gets a device of its own: a new incident)."""
     args = {"kind": kind, **place, "command": f"{by}-{int(time.time() * 1000)}"}
-    _command(store, name, None, by, text, args)
+    _command(config, name, None, by, text, args)
 
 
 def _incident(
-    store: SqliteStore, incident_id: int
+    store: Reader, incident_id: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     found = _rows(store, "SELECT * FROM incidents WHERE id = ?", (incident_id,))
     if not found:

@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -35,6 +36,17 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def private(path: Path) -> None:
+    """The store holds residents' names, phones and vulnerable notes: no access for others.
+    SQLite gives its -wal and -shm files the database file's mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if part.stat().st_mode & 0o077:
+                part.chmod(0o600)
+
+
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
     """One transaction: committed when the block ends, rolled back if it raises."""
@@ -54,20 +66,62 @@ def dict_rows(conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> l
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-class SqliteStore:
+class Reader:
+    """What the commands that only look need: a connection and the usual queries."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def events(
+        self,
+        *,
+        since: datetime | None = None,
+        kinds: tuple[str, ...] = (),
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        where, args = [], []
+        if since is not None:
+            where.append("received_at >= ?")
+            args.append(iso(since))
+        if kinds:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        yield from self.db["events"].rows_where(
+            " AND ".join(where) or None, args, order_by="id", limit=limit
+        )
+
+    def dead_letters(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        rows = list(self.db["dead_letters"].rows_where(order_by="id desc", limit=limit))
+        return rows[::-1]
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
+
+
+class SqliteStore(Reader):
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        private(path)
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
         conn.execute("PRAGMA busy_timeout=30000")
-        self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        super().__init__(conn)
         self._migrate()
 
-    def close(self) -> None:
-        self.conn.close()
+    @staticmethod
+    def reader(path: Path) -> sqlite3.Connection:
+        """A read-only connection (no migrations, no writes): what the commands that only
+        look use, so they work on a store they may not write."""
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # fails here, not later
+        return conn
 
     # -- migrations ----------------------------------------------------------------------
 
@@ -209,31 +263,6 @@ class SqliteStore:
         return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
 
     # -- what the CLI reads --------------------------------------------------------------
-
-    def events(
-        self,
-        *,
-        since: datetime | None = None,
-        kinds: tuple[str, ...] = (),
-        limit: int | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        where, args = [], []
-        if since is not None:
-            where.append("received_at >= ?")
-            args.append(iso(since))
-        if kinds:
-            where.append(f"kind IN ({','.join('?' * len(kinds))})")
-            args.extend(kinds)
-        yield from self.db["events"].rows_where(
-            " AND ".join(where) or None, args, order_by="id", limit=limit
-        )
-
-    def dead_letters(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        rows = list(self.db["dead_letters"].rows_where(order_by="id desc", limit=limit))
-        return rows[::-1]
-
-    def counters(self) -> dict[str, int]:
-        return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
 
     def device_values(self) -> dict[str, dict[str, Any]]:
         return {
