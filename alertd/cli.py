@@ -70,8 +70,11 @@ def run(config_path: Path) -> None:
 @main.command()
 @config_option
 def check(config_path: Path) -> None:
-    """Validate the configuration, devices and profiles; exit 1 on any problem."""
+    """Validate the configuration, devices, profiles, playbooks and the staff file (and
+    the one against the other); exit 1 on any problem."""
     from alertd.daemon import load_router
+    from alertd.directory.staff import load_staff
+    from alertd.playbooks.audit import audit
     from alertd.playbooks.loader import load_playbooks
 
     config = _config(config_path, secrets=True)
@@ -79,6 +82,14 @@ def check(config_path: Path) -> None:
     playbooks = load_playbooks(config.playbooks) if config.playbooks else None
     if playbooks is not None:
         problems += playbooks.problems
+    if config.staff is not None:
+        try:
+            staff = load_staff(config.staff, config.site.country, config.site.tz)
+        except InvalidInput as exc:
+            problems += exc.problems
+        else:
+            if playbooks is not None:
+                problems += audit(playbooks, staff, str(config.staff), datetime.now(UTC))
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     accounts = sum(len(r.accounts) for r in config.receivers.values())

@@ -110,6 +110,10 @@ class DeliveryConfig(Strict):
     starve_s: float = Field(10.0, gt=0)
     #: a lane stopped by the provider (bad credentials) tries one message this often
     probe_s: float = Field(60.0, gt=0)
+    #: who is told when a staff step of a life-safety incident has nobody to notify
+    #: (nobody holds the role, nobody is on call and nobody has it, a broken staff
+    #: file): the duty desk; nobody holds this either: everyone in the staff file
+    fallback_role: str = "front_desk"
 
 
 class TwilioConfig(Strict):

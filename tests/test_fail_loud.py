@@ -4,12 +4,15 @@ read need no secrets and fail in one line; the daemon as its own process."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from alertd.store import SqliteStore
 from tests.broker import Broker
@@ -129,3 +132,87 @@ def test_commands_that_only_read_need_no_secrets_and_fail_in_one_line(
         f"error: cannot read the store at {tmp_path / 'var' / 'alertd.db'}"
     )
     assert len(broken.stderr.strip().splitlines()) == 1
+
+
+def test_check_finds_a_broken_staff_file_unknown_people_and_roles_and_on_call_gaps(
+    tmp_path: Path,
+) -> None:
+    from tests.test_playbooks import SHIPPED
+
+    books = tmp_path / "playbooks"
+    books.mkdir()
+    for source in SHIPPED.glob("*.yaml"):
+        (books / source.name).write_text(source.read_text())
+    (books / "gas.yaml").write_text(
+        "name: gas-desk\nmatch: {kinds: [gas]}\nsteps:\n"
+        "  - notify: {person: Wang Qaing}\n    template: t\n"
+        "  - notify: {role: engineer}\n    template: t\n"
+        "templates:\n  t: {zh: '#{{ incident }} {{ location }}',\n"
+        "      en: '#{{ incident }} {{ location }}'}\n"
+    )
+    (tmp_path / "devices.csv").write_text("device_id,profile,topic,building\n")
+    (tmp_path / "alertd.yaml").write_text(
+        "site: {timezone: Asia/Shanghai}\ndevices: devices.csv\nplaybooks: playbooks\n"
+        "staff: staff.yaml\n"
+    )
+    (tmp_path / "staff.yaml").write_text(
+        "people:\n  Wang Qiang: {phone: '+8613900000002',\n"
+        "    roles: [security, maintenance, supervisor]\n"  # the closing } is missing
+    )
+    broken = alertd("check", "--config", str(tmp_path / "alertd.yaml"))
+    assert broken.returncode == 1
+    assert f"{tmp_path / 'staff.yaml'}:4: invalid YAML: expected ',' or '}}'" in broken.stderr
+    (tmp_path / "staff.yaml").write_text(
+        "people:\n  Wang Qiang: {phone: '+8613900000002',\n"
+        "    roles: [security, maintenance, supervisor]}\n"
+        "oncall:\n  security:\n    - {who: Wang Qiang, days: [mon, tue, wed, thu, fri],\n"
+        "       start: '08:00', end: '20:00'}\n"
+        "  maintenance:\n    - {who: Wang Qiang, start: '00:00', end: '12:00'}\n"
+        "    - {who: Wang Qiang, start: '12:00', end: '00:00'}\n"
+    )
+    found = alertd("check", "--config", str(tmp_path / "alertd.yaml"))
+    assert found.returncode == 1
+    err = found.stderr
+    assert f"{books / 'gas.yaml'}:4 steps.0.notify: notifies 'Wang Qaing', who is not in" in err
+    assert (
+        f"{books / 'gas.yaml'}:6 steps.1.notify: notifies role 'engineer', which nobody in" in err
+    )
+    assert f"{books / 'fire_alarm.yaml'}" in err
+    assert "nobody is on call for 'security' in the next 7 days at" in err
+    assert "'maintenance' in the next 7 days" not in err  # covered round the clock
+
+
+def test_a_life_safety_step_with_nobody_to_tell_falls_back_to_the_duty_desk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import timedelta
+
+    from alertd.directory.staff import Person, Staff
+    from alertd.outbox.expand import expand_pending
+    from tests.test_incident_rules import T0, TZ, Desk
+
+    desk = Desk()
+    (opened,) = desk.event(device="smoke-1")  # calls and texts oncall:security
+    store = SqliteStore(tmp_path / "alertd.db")
+    from alertd.store import incidents as incidents_db
+
+    incidents_db.save(store.conn, [opened], T0, incidents_db.Done())
+    staff = Staff(
+        {"Mark": Person(phone="+8613900000005", roles=["front_desk"], language="en")}, {}, [], TZ
+    )
+    with caplog.at_level(logging.ERROR):
+        expand_pending(store.conn, staff, T0, timedelta(hours=1))
+    to_mark = store.conn.execute(
+        "SELECT channel FROM messages WHERE recipient = '+8613900000005' ORDER BY id"
+    ).fetchall()
+    assert to_mark == [("call",), ("sms",)]  # the call and the door-check list
+    lines = [
+        t for (t,) in store.conn.execute("SELECT text FROM timeline WHERE type = 'no_recipients'")
+    ]
+    assert lines[0] == "no recipients for call to oncall:security: sent to role front_desk"
+    assert any(
+        "no recipients for call to oncall:security" in r.getMessage() for r in caplog.records
+    )
+    assert all(
+        r.levelno == logging.ERROR for r in caplog.records if "no recipients" in r.getMessage()
+    )

@@ -14,13 +14,11 @@ from alertd.config import Config
 from alertd.directory.phones import mask
 from alertd.directory.residents import import_residents, read_residents
 from alertd.directory.staff import load_staff
-from alertd.playbooks.schema import Role
 from alertd.problems import InvalidInput
 from alertd.store import Reader, SqliteStore
 from alertd.store.sqlite import dict_rows
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-ROLES: tuple[Role, ...] = ("security", "maintenance", "front_desk", "supervisor")
 
 
 def register(
@@ -142,7 +140,7 @@ def register(
             parsed = datetime.fromisoformat(at)
             when = parsed if parsed.tzinfo else parsed.replace(tzinfo=config.site.tz)
         click.echo(f"on call at {when.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z}:")
-        for role in ROLES:
+        for role in sorted({r for p in staff.people.values() for r in p.roles} | set(staff.oncall)):
             who = staff.on_call(role, when)
             if who is None:
                 click.echo(f"  {role:<12} nobody (role: {', '.join(staff.with_role(role)) or '-'})")

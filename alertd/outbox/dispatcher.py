@@ -187,7 +187,9 @@ class Dispatcher:
                 db.write_outcomes(conn, outcomes, now, lanes)
             if expand:
                 expire = timedelta(seconds=self._config.expire_s)
-                expand_actions(conn, self.staff, now, expire, self._unit_format)
+                expand_actions(
+                    conn, self.staff, now, expire, self._unit_format, self._config.fallback_role
+                )
             return db.take_due(conn, now, wants, self._config.starve_s) if wants else []
 
     async def _deliver(self, lane: Lane, message: Message) -> None:

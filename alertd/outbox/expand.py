@@ -4,6 +4,7 @@ in the recipient's language, vulnerable residents first, before anything is sent
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,8 @@ from alertd.directory.staff import Staff
 from alertd.directory.units import below
 from alertd.events import Severity
 from alertd.store.sqlite import iso, transaction
+
+log = logging.getLogger(__name__)
 
 ACTIVE = "moved_out IS NULL AND opted_out = 0 AND undeliverable IS NULL"
 
@@ -167,11 +170,48 @@ def expand_pending(
     now: datetime,
     expire: timedelta,
     unit_format: str | None = None,
+    fallback: str = "front_desk",
 ) -> int:
     """Expand every pending outbox action in one transaction; returns the number of
     message rows written."""
     with transaction(conn):
-        return expand(conn, staff, now, expire, unit_format)
+        return expand(conn, staff, now, expire, unit_format, fallback)
+
+
+def _fallback(
+    conn: sqlite3.Connection,
+    staff: Staff | None,
+    target: str,
+    channel: str,
+    incident_id: int,
+    now: datetime,
+    role: str,
+) -> list[Recipient]:
+    """Nobody for a staff step of a life-safety incident: never silent. The duty desk
+    (`delivery.fallback_role`) is told instead, or everyone in the staff file when nobody
+    holds that role either; logged at ERROR and put on the timeline."""
+    email = channel == "email"
+    recipients = staff_for(staff, f"role:{role}", now, email=email)
+    instead = f"role {role}"
+    if not recipients and staff is not None:
+        recipients = [
+            Recipient(address, "staff", name, person.language, 0)
+            for name, person in staff.people.items()
+            if (address := person.email if email else person.phone)
+        ]
+        instead = "everyone in the staff file"
+    said = (
+        f"no recipients for {channel} to {target}: sent to {instead}"
+        if recipients
+        else f"NOBODY TO TELL: no recipients for {channel} to {target} and no staff to fall "
+        "back on (is the staff file loaded?)"
+    )
+    log.error("incident %d: %s", incident_id, said)
+    conn.execute(
+        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
+        (incident_id, iso(now), "no_recipients", "alertd", said),
+    )
+    return recipients
 
 
 def expand(
@@ -180,6 +220,7 @@ def expand(
     now: datetime,
     expire: timedelta,
     unit_format: str | None = None,
+    fallback: str = "front_desk",
 ) -> int:
     """Expand every pending outbox action, inside the caller's transaction (the dispatcher
     expands and claims in one commit: a fire's staff alert waits for one fsync, not one
@@ -219,12 +260,11 @@ def expand(
         if channel == "sms":
             recipients = residents(conn, target, incident, bool(vfirst), unit_format)
             send_as = "sms"
-        elif channel in ("notify", "call"):
-            recipients = staff_for(staff, target, now)
-            send_as = "sms" if channel == "notify" else "call"
-        elif channel == "email":
-            recipients = staff_for(staff, target, now, email=True)
-            send_as = "email"
+        elif channel in ("notify", "call", "email"):
+            recipients = staff_for(staff, target, now, email=channel == "email")
+            send_as = {"notify": "sms", "call": "call", "email": "email"}[channel]
+            if not recipients and Severity[str(severity).upper()] >= Severity.MAJOR:
+                recipients = _fallback(conn, staff, target, channel, incident_id, now, fallback)
         else:  # pa, webhook: one system recipient named by the target
             recipients = [Recipient(f"{channel}:{target}:{building}", "system", target, "zh", 0)]
             send_as = channel

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
-from alertd.yamlfile import load_yaml, pydantic_problems
+from alertd.yamlfile import LineMap, load_yaml, pydantic_problems
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class Playbooks:
     enabled: dict[str, Playbook] = field(default_factory=dict)
     #: file -> why it is disabled
     disabled: dict[str, list[Problem]] = field(default_factory=dict)
+    #: where each enabled playbook's keys are (file:line), for later checks
+    lines: dict[str, LineMap] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[Problem]:
@@ -49,5 +51,6 @@ def load_playbooks(folder: Path) -> Playbooks:
             ]
             continue
         out.enabled[playbook.name] = playbook
+        out.lines[playbook.name] = lines
         sources[playbook.name] = path
     return out

@@ -24,7 +24,9 @@ SeverityName = Annotated[Severity, BeforeValidator(_severity)]
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Role = Literal["security", "maintenance", "front_desk", "supervisor"]
+#: a role of the staff file (security, maintenance, front_desk, engineer, ...): whatever
+#: the site has; `alertd check` says when nobody in the staff file holds one
+Role = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z][\w-]*$")]
 #: `notified`: the residents texted about this incident so far (for all-clears)
 Audience = Literal["unit", "unit_below", "floor", "building", "site", "notified"]
 #: what makes an event joining an incident new: a device, zone, unit or floor not seen yet

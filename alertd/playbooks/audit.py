@@ -1,0 +1,91 @@
+"""Playbooks against the staff file: every person a playbook notifies exists, every role
+is held by somebody, and the roles that life-safety steps call on call are covered for
+the coming week. What `alertd check` reports with file:line, so that a typo in either
+file is found before a smoke alarm finds it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from alertd.directory.staff import Staff
+from alertd.events import LIFE_SAFETY
+from alertd.playbooks.loader import Playbooks
+from alertd.playbooks.schema import Escalation, Notify, Playbook, Recipient, WaitAck
+from alertd.problems import Problem
+
+STEP = timedelta(minutes=15)
+
+
+def recipients(pb: Playbook) -> Iterator[tuple[tuple[str | int, ...], Recipient]]:
+    """Each recipient with the key path of where it is written."""
+    sequences: list[tuple[tuple[str | int, ...], list[object]]] = [
+        (("steps",), list(pb.steps)),
+        (("on_restore", "steps"), list(pb.on_restore.steps)),
+        (("follow_up", "steps"), list(pb.follow_up.steps) if pb.follow_up else []),
+        (("on_eta",), list(pb.on_eta)),
+        (("on_join", "steps"), list(pb.on_join.steps) if pb.on_join else []),
+        (("on_help",), list(pb.on_help)),
+    ]
+    for at, steps in sequences:
+        for i, step in enumerate(steps):
+            if isinstance(step, Notify):
+                yield (*at, i, "notify"), step.notify
+            elif isinstance(step, WaitAck):
+                for j, escalation in enumerate(step.escalate):
+                    assert isinstance(escalation, Escalation)
+                    yield (*at, i, "escalate", j, "to"), escalation.to
+
+
+def gaps(
+    staff: Staff, role: str, start: datetime, days: int = 7
+) -> list[tuple[datetime, datetime]]:
+    """When nobody is on call for `role` in the coming `days` (15-minute resolution)."""
+    out: list[tuple[datetime, datetime]] = []
+    at, end = start, start + timedelta(days=days)
+    while at < end:
+        if staff.on_call(role, at) is None:
+            if out and out[-1][1] == at:
+                out[-1] = (out[-1][0], at + STEP)
+            else:
+                out.append((at, at + STEP))
+        at += STEP
+    return out
+
+
+def audit(books: Playbooks, staff: Staff, staff_file: str, now: datetime) -> list[Problem]:
+    problems = []
+    held = {role for person in staff.people.values() for role in person.roles}
+    checked_gaps: set[str] = set()
+    for name, pb in books.enabled.items():
+        lines = books.lines[name]
+        life_safety = any(kind in LIFE_SAFETY for kind in pb.match.kinds)
+        for at, who in recipients(pb):
+            where = lines.where(at)
+            if who.person is not None and who.person not in staff.people:
+                problems.append(
+                    Problem(where, f"notifies {who.person!r}, who is not in {staff_file}")
+                )
+            role = who.role or who.oncall
+            if role is not None and role not in held:
+                problems.append(
+                    Problem(where, f"notifies role {role!r}, which nobody in {staff_file} holds")
+                )
+            elif who.oncall is not None and life_safety and who.oncall not in checked_gaps:
+                checked_gaps.add(who.oncall)
+                missing = gaps(staff, who.oncall, now)
+                if missing:
+                    shown = "; ".join(
+                        f"{a.astimezone(staff.tz):%a %m-%d %H:%M}-{b.astimezone(staff.tz):%H:%M}"
+                        for a, b in missing[:3]
+                    )
+                    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+                    problems.append(
+                        Problem(
+                            where,
+                            f"nobody is on call for {who.oncall!r} in the next 7 days at "
+                            f"{shown}{more} (a life-safety step: add shifts or overrides "
+                            f"in {staff_file})",
+                        )
+                    )
+    return problems
