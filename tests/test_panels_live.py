@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from alertd.store import SqliteStore
 from integrations.panels import sia_dc09
 from integrations.panels.simulate import open_pty_link, send_dc09
 from tests.broker import Broker, free_port
-from tests.mqtt_tools import Live
+from tests.mqtt_tools import Live, Publisher
 
 KEY = "3A1F6B8C9D4E7F20123456789ABCDEF0"
 
@@ -307,3 +308,54 @@ panels:
             assert reasons["partial line lost when the link closed"] == b"1234181154"
     finally:
         server.close()
+
+
+async def test_a_port_that_rejects_its_settings_is_one_link_down_not_the_daemon(
+    tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 7E1 panel on a pseudo-terminal: termios refuses the settings. That panel is down
+    and retried; the other panel, MQTT and ingest keep working."""
+    bad, good = tmp_path / "serial" / "bad", tmp_path / "serial" / "good"
+    fds = [open_pty_link(bad), open_pty_link(good)]
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,building\nleak,zigbee2mqtt,zigbee2mqtt/leak,3\n"
+    )
+    body = (
+        "panels:\n"
+        f"  old-panel: {{protocol: alarmdecoder, port: {bad}, framing: 7E1}}\n"
+        f"  facp-b3: {{protocol: alarmdecoder, port: {good}}}\n"
+    )
+    config = panel_config(tmp_path, broker, body)
+    config = config.model_copy(update={"devices": tmp_path / "devices.csv"})
+    try:
+        with caplog.at_level(logging.WARNING):
+            async with Live(config) as live:
+                links = {link.name: link for link in live.daemon.panels.links}
+                await asyncio.wait_for(links["facp-b3"].connected.wait(), 10)
+                os.write(fds[1], b"!LRR:015,1,CID_1111,ff\r\n")
+                pub = Publisher(broker, "port-rejects-settings")
+                await asyncio.to_thread(pub.publish, "zigbee2mqtt/leak", '{"water_leak": true}')
+                pub.close()
+                await live.seen.until(lambda evs: len(evs) >= 2)
+                assert not links["old-panel"].connected.is_set()
+                assert not live.daemon.failed
+                assert not live.daemon.stop.is_set()
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    down = [r.getMessage() for r in caplog.records if "old-panel" in r.getMessage()]
+    assert down
+    assert "cannot open" in down[0]
+    assert "Invalid argument" in down[0]
+
+
+def test_check_refuses_a_baud_rate_no_panel_speaks(tmp_path: Path, broker: Broker) -> None:
+    from alertd.problems import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"baud rate 9601 is not a standard one"):
+        panel_config(
+            tmp_path,
+            broker,
+            "panels:\n  p: {protocol: alarmdecoder, port: /dev/ttyUSB0, baudrate: 9601}\n",
+        )

@@ -56,8 +56,9 @@ class SerialLink:
         while True:
             try:
                 reader, writer = await self._open()
-            except (serial.SerialException, OSError, ValueError) as exc:
-                self._down(f"cannot open {self.config.port}: {exc}")
+            except Exception as exc:
+                # failure to open or configure the port is this link down, never the daemon
+                self._down(f"cannot open {self.config.port}: {type(exc).__name__}: {exc}")
             else:
                 self.opened += 1
                 self._last_down = ""

@@ -21,11 +21,17 @@ class Place(Strict):
     zone: str = ""
 
 
+#: what panels and serial servers speak
+BAUD_RATES = frozenset(
+    {300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400}
+)
+
+
 class PanelConfig(Strict):
     protocol: Literal["alarmdecoder", "contact_id", "printer"]
     #: a device path (prefer /dev/serial/by-id/...) or a pyserial URL such as socket://host:port
     port: str
-    baudrate: int = Field(9600, gt=0)
+    baudrate: int = 9600
     framing: str = "8N1"
     line_ending: Literal["\r\n", "\n", "\r"] = "\r\n"
     max_line: int = Field(512, ge=16, le=65536)
@@ -35,6 +41,14 @@ class PanelConfig(Strict):
     heartbeat_s: float | None = Field(None, gt=0)
     place: Place = Place()
     zones: dict[str, Place] = {}
+
+    @field_validator("baudrate")
+    @classmethod
+    def _baudrate(cls, value: int) -> int:
+        if value not in BAUD_RATES:
+            rates = ", ".join(str(r) for r in sorted(BAUD_RATES))
+            raise ValueError(f"baud rate {value} is not a standard one ({rates})")
+        return value
 
     @field_validator("framing")
     @classmethod
