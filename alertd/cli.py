@@ -130,6 +130,41 @@ def events(
             )
 
 
+@main.command()
+@config_option
+def status(config_path: Path) -> None:
+    """Ask the running daemon how each part is: exit 0 healthy, 1 degraded or failing,
+    3 not running."""
+    import urllib.error
+    import urllib.request
+
+    from alertd.store.lock import InstanceLock
+
+    config = _config(config_path)
+    if config.http is None:
+        running = InstanceLock(config.storage.path).held_by()
+        if running is None:
+            click.echo("alertd is not running")
+            raise SystemExit(3)
+        click.echo(f"alertd runs (pid {running}); add an http: section to ask it how it is")
+        return
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
+    url = f"http://{host}:{config.http.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read())
+    except (urllib.error.URLError, OSError):
+        click.echo(f"alertd is not running (nothing answers at {url})")
+        raise SystemExit(3) from None
+    click.echo(f"alertd: {body['status']}")
+    for part in body["parts"]:
+        click.echo(f"  {part['name']:<24} {part['state']:<9} {part['detail']}".rstrip())
+    if body["status"] != "ok":
+        raise SystemExit(1)
+
+
 @main.command("dead-letters")
 @config_option
 @click.option("--limit", type=int, default=50, show_default=True)

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from alertd.clock import Clock, SystemClock
-from alertd.config import Config, HttpConfig, TwilioConfig
+from alertd.config import Config, HttpConfig
 from alertd.devices import Device, load_devices
 from alertd.directory.staff import Staff, load_staff
 from alertd.engine.engine import Engine
@@ -56,6 +56,8 @@ class Daemon:
     clock: Clock = field(default_factory=SystemClock)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     failed: bool = False
+    #: what was wrong with the configuration at start (shown in health)
+    problems: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _side_tasks: set[asyncio.Future[None]] = field(default_factory=set)
 
@@ -65,6 +67,7 @@ class Daemon:
         router, problems = load_router(self.config)
         for problem in problems:
             log.warning("%s", problem)
+        self.problems = [str(p) for p in problems]
         self.panels = build_panels(
             self.config.panels,
             self.config.receivers,
@@ -101,7 +104,8 @@ class Daemon:
         )
         playbooks = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
         for problem in playbooks.problems:
-            log.warning("playbook disabled: %s", problem)
+            log.error("playbook disabled: %s", problem)
+            self.problems.append(f"playbook disabled: {problem}")
         staff = _staff(self.config)
         self.incidents = IncidentService(
             self.writer, make_engine(self.config, playbooks.enabled), self.clock, staff
@@ -124,8 +128,8 @@ class Daemon:
         self._ingest_task = asyncio.create_task(self.ingest.run(), name="ingest")
         self._incidents_task = asyncio.create_task(self.incidents.run(catch_up), name="incidents")
         self._http: web.AppRunner | None = None
-        if self.config.http is not None and self.config.twilio is not None:
-            await self._serve_callbacks(self.config.http, self.config.twilio)
+        if self.config.http is not None:
+            await self._serve_http(self.config.http)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._tasks = [
             asyncio.create_task(self.mqtt.run(), name="mqtt"),
@@ -154,21 +158,33 @@ class Daemon:
             self.failed = True
             self.stop.set()
 
-    async def _serve_callbacks(self, http: HttpConfig, twilio: TwilioConfig) -> None:
-        from integrations.twilio.callbacks import Callbacks
+    async def _serve_http(self, http: HttpConfig) -> None:
+        """/healthz and /metrics; Twilio's callbacks when Twilio is configured."""
+        from alertd import health
 
-        callbacks = Callbacks(
-            self.writer,
-            twilio.auth_token.get_secret_value(),
-            http.public_url,
-            self.dispatcher.staff,
-            self.clock,
-        )
-        self._http = web.AppRunner(callbacks.app(), access_log=None)
+        app = web.Application(client_max_size=16 * 1024)
+        health.routes(app, self)
+        if self.config.twilio is not None:
+            from integrations.twilio.callbacks import Callbacks
+
+            Callbacks(
+                self.writer,
+                self.config.twilio.auth_token.get_secret_value(),
+                http.public_url,
+                self.dispatcher.staff,
+                self.clock,
+            ).app(app)
+        self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, http.host, http.port)
         await site.start()
-        log.info("callbacks on http://%s:%d (public URL %s)", http.host, http.port, http.public_url)
+        log.info(
+            "health, metrics%s and callbacks on http://%s:%d (public URL %s)",
+            "" if self.config.twilio else " (no Twilio: no callbacks)",
+            http.host,
+            http.port,
+            http.public_url,
+        )
 
     async def _pa_ack(self, acks: PaAcks, msg: Incoming) -> None:
         """The broadcast controller confirmed: put it on the incident, then ack MQTT."""

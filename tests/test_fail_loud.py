@@ -4,6 +4,7 @@ read need no secrets and fail in one line; the daemon as its own process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -216,3 +217,117 @@ def test_a_life_safety_step_with_nobody_to_tell_falls_back_to_the_duty_desk(
     assert all(
         r.levelno == logging.ERROR for r in caplog.records if "no recipients" in r.getMessage()
     )
+
+
+STAFF_ALL_DAY = (
+    "people:\n  Sun: {phone: '+8613900000004', roles: [security, maintenance, supervisor]}\n"
+    "oncall:\n  security:\n    - {who: Sun, start: '00:00', end: '12:00'}\n"
+    "    - {who: Sun, start: '12:00', end: '00:00'}\n"
+    "  maintenance:\n    - {who: Sun, start: '00:00', end: '12:00'}\n"
+    "    - {who: Sun, start: '12:00', end: '00:00'}\n"
+)
+
+
+async def test_health_metrics_and_status_say_what_is_wrong(
+    tmp_path: Path, own_broker: Broker
+) -> None:
+    import aiohttp
+
+    from tests.broker import free_port
+    from tests.fake_twilio import Failure, FakeTwilio
+
+    fake = await FakeTwilio().start()
+    port = free_port()
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,building,floor,unit\nleak,zigbee2mqtt,zigbee2mqtt/leak,3,1,103\n"
+    )
+    (tmp_path / "staff.yaml").write_text(
+        "people:\n  Sun: {phone: '+8613900000004', roles: [maintenance, supervisor]}\n"
+        "oncall:\n  maintenance:\n    - {who: Sun, start: '00:00', end: '12:00'}\n"
+        "    - {who: Sun, start: '12:00', end: '00:00'}\n"
+    )
+    from tests.test_playbooks import SHIPPED
+
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        f"mqtt: {{port: {own_broker.port}, client_id: health, reconnect_max_s: 0.5}}\n"
+        f"storage: {{path: alertd.db}}\ndevices: devices.csv\nplaybooks: {SHIPPED}\n"
+        "staff: staff.yaml\ndelivery: {fallback_role: supervisor}\n"
+        f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, from_number: '+15005550006', "
+        f"api_base_url: '{fake.base_url}'}}\n"
+        f"http: {{host: 127.0.0.1, port: {port}}}\n"
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    async def get(path: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session, session.get(url + path) as response:
+            return response.status, await response.text()
+
+    async def status() -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(alertd, "status", "--config", str(config))
+
+    log = tmp_path / "alertd.log"
+    daemon = start(config, log)
+    try:
+        await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
+        await until(lambda: b"health, metrics" in log.read_bytes(), 10)
+        code, body = await get("/healthz")
+        assert (code, json.loads(body)["status"]) == (503, "degraded")
+        assert json.loads(body)["problems"] == [
+            "on call security: nobody on call now for 'security': life-safety steps go to "
+            "nobody holds it: the fallback role 'supervisor'"
+        ]
+        (tmp_path / "staff.yaml").write_text(STAFF_ALL_DAY)
+        daemon.send_signal(signal.SIGTERM)  # (reloading the staff file comes with SIGHUP)
+        await asyncio.to_thread(daemon.wait, 20)
+        daemon = start(config, log)
+        await until(lambda: log.read_bytes().count(b"health, metrics") == 2, 30)
+        await until(lambda: '"status": "ok"' in _health(url), 10)
+        assert (await status()).returncode == 0
+        # the provider refuses the account: the SMS lane stops, health says so
+        fake.storm = Failure(401, code=20003)
+        pub = Publisher(own_broker, "health-pub")
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/leak", '{"water_leak": true}')
+        pub.close()
+        await until(lambda: "lane sms: authentication" in _health(url), 20)
+        code, body = await get("/healthz")
+        answer = json.loads(body)
+        assert (code, answer["status"]) == (503, "failing")
+        assert any(p.startswith("lane sms: authentication failed") for p in answer["problems"])
+        told = await status()
+        assert told.returncode == 1
+        assert "lane sms" in told.stdout
+        assert "failing" in told.stdout
+        _, metrics = await get("/metrics")
+        for name in (
+            "alertd_events_committed_total 1.0",
+            "alertd_mqtt_connected 1.0",
+            'alertd_delivery_lane_up{channel="sms"} 0.0',
+            'alertd_outbox_messages{channel="sms",status="pending"}',
+            "alertd_ingest_queue_depth",
+            "alertd_dead_letters_total",
+            "alertd_ingest_dropped_total",
+            "alertd_commit_seconds_count",
+        ):
+            assert name in metrics, name
+        # the broker goes away: MQTT is down, and the rest still answers
+        own_broker.stop()
+        await until(lambda: "mqtt: not connected" in _health(url), 20)
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(daemon.wait, 20)
+        await fake.close()
+    assert (await status()).returncode == 3
+
+
+def _health(url: str) -> str:
+    """/healthz's body, whatever its status (the daemon is another process)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+            return str(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())

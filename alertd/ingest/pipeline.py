@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -75,6 +76,10 @@ class Ingest:
         self._logged: set[tuple[str, str]] = set()
         #: what happened since start: events, dead_letters, dropped, redelivered, commits
         self.counts: Counter[str] = Counter()
+        #: why the last commit failed, while commits fail (health reads it)
+        self.store_error = ""
+        #: time spent in commits, for /metrics
+        self.commit_seconds = 0.0
         #: called with each committed event (tests, and later the playbook engine)
         self.listeners: list[Callable[[Event], None]] = []
 
@@ -291,6 +296,10 @@ class Ingest:
 
     # -- committing ---------------------------------------------------------------------
 
+    def depth(self) -> int:
+        """Reports waiting for a commit."""
+        return len(self._urgent) + len(self._routine)
+
     def _enqueue(self, item: _Item, *, urgent: bool) -> None:
         (self._urgent if urgent else self._routine).append(item)
         self._idle.clear()
@@ -339,15 +348,28 @@ class Ingest:
     async def _commit(self, batch: Batch) -> None:
         delay = 0.1
         while True:
+            started = time.perf_counter()
             try:
                 await self._writer.commit(
                     batch, urgent=any(e.kind in LIFE_SAFETY for e in batch.events)
                 )
-            except Exception:
-                log.exception("commit failed; retrying in %.1f s (nothing is acknowledged)", delay)
-                await asyncio.sleep(delay)
+            except Exception as exc:
+                if not self.store_error:  # loudly once; health says it for as long as it lasts
+                    log.error(
+                        "the store cannot be written (%s: %s): nothing is acknowledged, every "
+                        "message waits and is retried",
+                        type(exc).__name__,
+                        exc,
+                    )
+                self.store_error = f"{type(exc).__name__}: {exc}"
+                self.counts["commit_failures"] += 1
+                await asyncio.sleep(delay)  # a backoff while the disk is full
                 delay = min(delay * 2, 10.0)
                 continue
+            if self.store_error:
+                log.warning("the store is writable again after: %s", self.store_error)
+                self.store_error = ""
+            self.commit_seconds += time.perf_counter() - started
             self.counts["commits"] += 1
             self.counts.update(batch.counters)
             self.counts["events"] += len(batch.events)

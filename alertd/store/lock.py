@@ -33,6 +33,21 @@ class InstanceLock:
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
 
+    def held_by(self) -> str | None:
+        """The pid of the daemon holding the lock, or None when nobody does."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # the lock goes with the descriptor; a crash releases it too

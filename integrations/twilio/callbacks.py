@@ -62,8 +62,9 @@ class Callbacks:
         )
         self._forged_logged = -FORGED_LOG_S
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+    def app(self, app: web.Application | None = None) -> web.Application:
+        """Its routes, on `app` (the daemon's server) or an application of their own."""
+        app = app or web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/twilio/status", self._status)
         app.router.add_post("/twilio/inbound", self._inbound)
         app.router.add_post("/twilio/voice", self._voice)

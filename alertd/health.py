@@ -1,0 +1,194 @@
+"""Health and metrics: what a monitoring system (or `alertd status`) asks the running
+daemon. Each part says ok, degraded (alerts still go out, something needs a person) or
+failing (alerts may not go out)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+from alertd.events import LIFE_SAFETY
+from alertd.playbooks.audit import recipients
+from alertd.store import SqliteStore
+
+if TYPE_CHECKING:
+    from alertd.daemon import Daemon
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    name: str
+    state: str  # ok | degraded | failing
+    detail: str = ""
+
+
+def life_safety_oncall_roles(daemon: Daemon) -> set[str]:
+    engine = daemon.incidents.engine
+    return {
+        who.oncall
+        for pb in engine.playbooks.values()
+        if any(kind in LIFE_SAFETY for kind in pb.match.kinds)
+        for _, who in recipients(pb)
+        if who.oncall is not None
+    }
+
+
+def parts(daemon: Daemon, now: datetime) -> list[Part]:
+    out = [
+        Part(
+            "store",
+            "failing" if daemon.ingest.store_error else "ok",
+            daemon.ingest.store_error and f"not writable: {daemon.ingest.store_error}",
+        ),
+        Part(
+            "mqtt",
+            "ok" if daemon.mqtt.connected.is_set() else "failing",
+            "" if daemon.mqtt.connected.is_set() else "not connected to the broker",
+        ),
+    ]
+    for link in daemon.panels.links:
+        up = link.connected.is_set()
+        out.append(
+            Part(f"panel {link.name}", "ok" if up else "degraded", "" if up else "link down")
+        )
+    for receiver in daemon.panels.receivers:
+        listening = bool(receiver.tcp_port or receiver.udp_port)
+        out.append(
+            Part(
+                f"receiver {receiver.name}",
+                "ok" if listening else "failing",
+                "" if listening else "not listening",
+            )
+        )
+    for lane in daemon.dispatcher.lane_states():
+        state = {"ok": "ok", "paused": "ok", "stopped": "failing"}[lane.state]
+        out.append(Part(f"lane {lane.channel}", state, lane.reason))
+    staff = daemon.dispatcher.staff
+    if staff is None and daemon.config.staff is not None:
+        out.append(Part("staff", "failing", f"{daemon.config.staff} could not be loaded"))
+    elif staff is not None:
+        fallback = daemon.config.delivery.fallback_role
+        for role in sorted(life_safety_oncall_roles(daemon)):
+            if staff.on_call(role, now) is None:
+                instead = (
+                    "everyone with the role"
+                    if staff.with_role(role)
+                    else f"nobody holds it: the fallback role {fallback!r}"
+                )
+                out.append(
+                    Part(
+                        f"on call {role}",
+                        "degraded",
+                        f"nobody on call now for {role!r}: life-safety steps go to {instead}",
+                    )
+                )
+    for problem in daemon.problems:
+        out.append(Part("configuration", "degraded", problem))
+    return out
+
+
+def summary(found: list[Part]) -> tuple[str, int]:
+    states = {p.state for p in found}
+    if "failing" in states:
+        return "failing", 503
+    if "degraded" in states:
+        return "degraded", 503
+    return "ok", 200
+
+
+class Metrics:
+    """A prometheus collector reading the daemon's counters at scrape time."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self.outbox: list[tuple[str, str, int]] = []
+
+    def collect(self) -> Iterator[Any]:
+        d = self._daemon
+        counts = d.ingest.counts
+        yield CounterMetricFamily(
+            "alertd_events_committed", "Events committed to the store", value=counts["events"]
+        )
+        yield CounterMetricFamily(
+            "alertd_dead_letters", "Messages kept as dead letters", value=counts["dead_letters"]
+        )
+        yield CounterMetricFamily(
+            "alertd_ingest_dropped", "Routine reports dropped (queue full)", value=counts["dropped"]
+        )
+        yield GaugeMetricFamily(
+            "alertd_ingest_queue_depth", "Reports waiting for a commit", value=d.ingest.depth()
+        )
+        yield SummaryMetricFamily(
+            "alertd_commit_seconds",
+            "Ingest commits and their time",
+            count_value=counts["commits"],
+            sum_value=d.ingest.commit_seconds,
+        )
+        yield GaugeMetricFamily(
+            "alertd_mqtt_connected", "1 while connected", value=int(d.mqtt.connected.is_set())
+        )
+        links = GaugeMetricFamily(
+            "alertd_panel_link_up", "1 while a panel link is up", labels=["panel"]
+        )
+        for link in d.panels.links:
+            links.add_metric([link.name], int(link.connected.is_set()))
+        yield links
+        messages = GaugeMetricFamily(
+            "alertd_outbox_messages", "Messages by channel and status", labels=["channel", "status"]
+        )
+        for channel, status, n in self.outbox:
+            messages.add_metric([channel, status], n)
+        yield messages
+        lanes = GaugeMetricFamily(
+            "alertd_delivery_lane_up", "0 while a lane is stopped", labels=["channel"]
+        )
+        for lane in d.dispatcher.lane_states():
+            lanes.add_metric([lane.channel], int(lane.state != "stopped"))
+        yield lanes
+
+
+def _outbox_counts(path: Any) -> list[tuple[str, str, int]]:
+    conn = SqliteStore.reader(path)
+    try:
+        return [
+            (str(c), str(s), int(n))
+            for c, s, n in conn.execute(
+                "SELECT channel, status, count(*) FROM messages GROUP BY channel, status"
+            )
+        ]
+    finally:
+        conn.close()
+
+
+def routes(app: web.Application, daemon: Daemon) -> None:
+    metrics = Metrics(daemon)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+
+    async def healthz(_: web.Request) -> web.Response:
+        found = parts(daemon, daemon.clock.now())
+        status, code = summary(found)
+        body = {
+            "status": status,
+            "problems": [f"{p.name}: {p.detail}" for p in found if p.state != "ok"],
+            "parts": [asdict(p) for p in found],
+        }
+        return web.json_response(body, status=code)
+
+    async def scrape(_: web.Request) -> web.Response:
+        try:
+            metrics.outbox = await asyncio.to_thread(_outbox_counts, daemon.config.storage.path)
+        except sqlite3.Error:
+            metrics.outbox = []
+        return web.Response(body=generate_latest(registry), content_type="text/plain")
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", scrape)
