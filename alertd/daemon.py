@@ -83,7 +83,8 @@ class Daemon:
             self.writer, [*router.devices, *self.panels.devices], self.clock, self.config.ingest
         )
         pa_acks = PaAcks(self.config.pa.ack_topic) if self.config.pa.ack_topic else None
-        subscriptions = [*router.subscriptions, *([pa_acks.filter] if pa_acks else [])]
+        self._own_topics = [pa_acks.filter] if pa_acks else []
+        subscriptions = [*router.subscriptions, *self._own_topics]
 
         def on_message(msg: Incoming) -> None:
             if pa_acks is not None and pa_acks.matches(msg.topic):
@@ -146,6 +147,40 @@ class Daemon:
             len(router.devices),
             len(router.subscriptions),
             self.config.storage.path,
+        )
+
+    async def reload(self) -> None:
+        """SIGHUP: playbooks, staff and devices read again. Each file is taken whole or
+        not at all: a broken one keeps the one in force, and says why (log, health)."""
+        from alertd.directory.staff import load_staff
+
+        problems: list[str] = []
+        if self.config.playbooks is not None:
+            books = load_playbooks(self.config.playbooks)
+            if books.problems:
+                problems += [f"playbooks not reloaded: {p}" for p in books.problems]
+            else:
+                self.incidents.engine = make_engine(self.config, books.enabled)
+        if self.config.staff is not None:
+            try:
+                staff = load_staff(self.config.staff, self.config.site.country, self.config.site.tz)
+            except InvalidInput as exc:
+                problems += [f"staff file not reloaded: {p}" for p in exc.problems]
+            else:
+                self.dispatcher.staff = self.incidents.staff = staff
+        router, device_problems = load_router(self.config)
+        if device_problems:
+            problems += [f"devices not reloaded: {p}" for p in device_problems]
+        else:
+            self.source.router = router
+            self.ingest.replace_devices([*router.devices, *self.panels.devices])
+            self.mqtt.resubscribe([*router.subscriptions, *self._own_topics])
+        for problem in problems:
+            log.error("reload: %s (the one in force stays)", problem)
+        self.problems = problems
+        log.info(
+            "reload: %s",
+            "done" if not problems else f"{len(problems)} problem(s), see above",
         )
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
@@ -233,6 +268,11 @@ class Daemon:
             )
         )
 
+    def _reload_soon(self) -> None:
+        task = asyncio.ensure_future(self.reload())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
     async def close(self) -> None:
         """Stop taking messages, commit what was taken, then stop. Safe to call twice."""
         if not self._tasks:
@@ -277,6 +317,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         try:
             await self.start()
         except BaseException:

@@ -331,3 +331,61 @@ def _health(url: str) -> str:
             return str(response.read().decode())
     except urllib.error.HTTPError as exc:
         return str(exc.read().decode())
+
+
+async def test_sighup_reloads_and_a_broken_file_keeps_the_one_in_force(
+    tmp_path: Path, broker: Broker
+) -> None:
+    from tests.broker import free_port
+    from tests.test_playbooks import SHIPPED
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    devices = tmp_path / "devices.csv"
+    devices.write_text(
+        "device_id,profile,topic,building\nleak-1,zigbee2mqtt,zigbee2mqtt/leak_1,3\n"
+    )
+    (tmp_path / "staff.yaml").write_text(STAFF_ALL_DAY)
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        f"mqtt: {{port: {broker.port}, client_id: reload}}\n"
+        f"storage: {{path: alertd.db}}\ndevices: devices.csv\nplaybooks: {SHIPPED}\n"
+        f"staff: staff.yaml\nhttp: {{host: 127.0.0.1, port: {port}}}\n"
+    )
+    log = tmp_path / "alertd.log"
+    daemon = start(config, log)
+
+    def events() -> str:
+        return alertd("events", "--config", str(config)).stdout
+
+    try:
+        await until(lambda: b"health, metrics" in log.read_bytes(), 30)
+        await until(lambda: '"status": "ok"' in _health(url), 10)
+        # a device added to the file: after SIGHUP its topic is heard, no restart
+        devices.write_text(devices.read_text() + "leak-2,zigbee2mqtt,zigbee2mqtt/leak_2,5\n")
+        daemon.send_signal(signal.SIGHUP)
+        await until(lambda: b"reload: done" in log.read_bytes(), 10)
+        pub = Publisher(broker, "reload-pub")
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/leak_2", '{"water_leak": true}')
+        await until(lambda: "leak-2" in events(), 20)
+        # a staff file with a typo: the old one stays in force, the error is shown
+        (tmp_path / "staff.yaml").write_text("people:\n  Sun: {phone: '+8613900000004'\n")
+        daemon.send_signal(signal.SIGHUP)
+        await until(lambda: b"staff file not reloaded" in log.read_bytes(), 10)
+        answer = json.loads(_health(url))
+        assert answer["status"] == "degraded"
+        assert any(
+            "staff file not reloaded" in p and "staff.yaml:3" in p for p in answer["problems"]
+        )
+        assert '"name": "staff"' not in _health(url)  # the one in force is still loaded
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/leak_1", '{"water_leak": true}')
+        await until(lambda: "leak-1" in events(), 20)  # and everything else runs
+        pub.close()
+        (tmp_path / "staff.yaml").write_text(STAFF_ALL_DAY)
+        daemon.send_signal(signal.SIGHUP)
+        await until(lambda: log.read_bytes().count(b"reload: done") == 2, 10)
+        assert json.loads(_health(url))["status"] == "ok"
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(daemon.wait, 20)

@@ -296,6 +296,12 @@ class Ingest:
 
     # -- committing ---------------------------------------------------------------------
 
+    def replace_devices(self, devices: Iterable[Device]) -> None:
+        """A reloaded devices file (SIGHUP)."""
+        devices = list(devices)
+        self._devices.update({d.device_id: d for d in devices})
+        self._heartbeats.replace(devices, self._clock.now())
+
     def depth(self) -> int:
         """Reports waiting for a commit."""
         return len(self._urgent) + len(self._routine)

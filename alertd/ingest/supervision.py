@@ -21,6 +21,16 @@ class Heartbeats:
         }
         self._silent: set[str] = set()
 
+    def replace(self, devices: Iterable[Device], now: datetime) -> None:
+        """A reloaded devices file: devices that stay keep their deadline and silence."""
+        old = self._deadline
+        self._devices = {d.device_id: d for d in devices if d.heartbeat_s}
+        self._deadline = {
+            d: old.get(d, now + timedelta(seconds=dev.heartbeat_s or 0))
+            for d, dev in self._devices.items()
+        }
+        self._silent &= set(self._devices)
+
     def seen(self, device_id: str, at: datetime) -> None:
         device = self._devices.get(device_id)
         if device is not None:

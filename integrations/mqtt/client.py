@@ -67,6 +67,20 @@ class MqttConnection:
 
     # -- public -------------------------------------------------------------------------
 
+    def resubscribe(self, subscriptions: list[str]) -> None:
+        """A reloaded devices file: subscribe to new topics, drop old ones, now."""
+        added = [t for t in subscriptions if t not in set(self.subscriptions)]
+        removed = [t for t in self.subscriptions if t not in set(subscriptions)]
+        self.subscriptions = subscriptions
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return  # the next connect subscribes to the new list
+        for i in range(0, len(added), SUBSCRIBE_CHUNK):
+            chunk = added[i : i + SUBSCRIBE_CHUNK]
+            client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in chunk])
+        if removed:
+            client.unsubscribe(removed)
+
     def ack(self, mid: int, connection: int) -> None:
         if self._client is not None and connection == self._connection:
             self._client.ack(mid, 1)
