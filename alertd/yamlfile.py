@@ -22,9 +22,13 @@ Path_ = tuple[str | int, ...]
 
 
 class LineMap:
-    def __init__(self, path: Path, lines: dict[Path_, int]) -> None:
+    def __init__(
+        self, path: Path, lines: dict[Path_, int], from_env: dict[Path_, str] | None = None
+    ) -> None:
         self.path = path
         self._lines = lines
+        #: values filled in from the environment (they may be secrets): never echoed
+        self.from_env = from_env or {}
 
     def where(self, loc: Sequence[str | int]) -> str:
         """`file:line key.path` for the deepest part of `loc` that has a line."""
@@ -54,12 +58,15 @@ def load_yaml(
         raise InvalidInput([Problem(f"{path}:{line}", f"invalid YAML: {reason}")]) from exc
     lines: dict[Path_, int] = {}
     problems: list[Problem] = []
-    data = _convert(node, (), lines, problems, path, expand_env) if node is not None else {}
+    from_env: dict[Path_, str] = {}
+    data = (
+        _convert(node, (), lines, problems, path, expand_env, from_env) if node is not None else {}
+    )
     if missing_ok:
         problems = [p for p in problems if not p.message.startswith("environment variable")]
     if problems:
         raise InvalidInput(problems)
-    return data, LineMap(path, lines)
+    return data, LineMap(path, lines, from_env)
 
 
 def _convert(
@@ -69,6 +76,7 @@ def _convert(
     problems: list[Problem],
     path: Path,
     expand_env: bool,
+    from_env: dict[Path_, str],
 ) -> Any:
     lines[at] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -79,16 +87,17 @@ def _convert(
                 problems.append(
                     Problem(f"{path}:{key_node.start_mark.line + 1}", f"duplicate key {key!r}")
                 )
-            out[key] = _convert(value_node, (*at, key), lines, problems, path, expand_env)
+            out[key] = _convert(value_node, (*at, key), lines, problems, path, expand_env, from_env)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [
-            _convert(item, (*at, i), lines, problems, path, expand_env)
+            _convert(item, (*at, i), lines, problems, path, expand_env, from_env)
             for i, item in enumerate(node.value)
         ]
     value = yaml.SafeLoader(" ").construct_object(node, deep=True)
     if expand_env and isinstance(value, str) and "${" in value:
         value = _expand(value, f"{path}:{lines[at]}", problems)
+        from_env[at] = value
     return value
 
 
@@ -111,7 +120,13 @@ def pydantic_problems(exc: Any, lines: LineMap, prefix: Path_ = ()) -> list[Prob
     for err in exc.errors():
         loc = [*prefix, *(p for p in err["loc"] if not _is_union_tag(p))]
         secret = any(s in str(p).lower() for p in loc for s in _SECRET_WORDS)
-        out.append(Problem(lines.where(loc), _message(err, echo=not secret)))
+        hidden = lines.from_env.get(tuple(loc))
+        message = _message(err, echo=not secret and hidden is None)
+        if hidden:  # a secret in the wrong field must not be echoed, even by a validator
+            message = (
+                message.replace(hidden, "***") + " (the value from the environment is not shown)"
+            )
+        out.append(Problem(lines.where(loc), message))
     return out
 
 

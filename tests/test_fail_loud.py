@@ -389,3 +389,19 @@ async def test_sighup_reloads_and_a_broken_file_keeps_the_one_in_force(
     finally:
         daemon.send_signal(signal.SIGTERM)
         await asyncio.to_thread(daemon.wait, 20)
+
+
+def test_a_secret_from_the_environment_in_the_wrong_field_is_never_echoed(tmp_path: Path) -> None:
+    secret = "hunter2-super-secret-token"
+    (tmp_path / "devices.csv").write_text("device_id,profile,topic\n")
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        'mqtt: {port: "${MY_SECRET}", client_id: "${MY_SECRET}${MY_SECRET}${MY_SECRET}"}\n'
+        'site: {timezone: "${MY_SECRET}"}\ndevices: devices.csv\n'
+    )
+    env = {**os.environ, "MY_SECRET": secret}
+    result = alertd("check", "--config", str(config), env=env)
+    assert result.returncode == 2
+    assert f"{config}:1 mqtt.port: Input should be a valid integer" in result.stderr
+    assert f"{config}:2 site.timezone: Value error, unknown time zone '***'" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
