@@ -56,7 +56,7 @@ def run(config_path: Path) -> None:
     from alertd.store.lock import AlreadyRunning
 
     config = _config(config_path, secrets=True)
-    logs.setup(config.log_level, config.site.tz)
+    logs.setup(config.log_level, config.site.tz, config.log_format)
     daemon = Daemon(config)
     try:
         asyncio.run(daemon.run())
@@ -163,6 +163,51 @@ def status(config_path: Path) -> None:
         click.echo(f"  {part['name']:<24} {part['state']:<9} {part['detail']}".rstrip())
     if body["status"] != "ok":
         raise SystemExit(1)
+
+
+@main.command()
+@config_option
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+def backup(config_path: Path, dest: Path) -> None:
+    """Copy the store to DEST, consistent while alertd runs (SQLite online backup)."""
+    from alertd.store.upkeep import backup as copy
+
+    config = _config(config_path)
+    _store(config).close()  # exists and is readable: one clear line if not
+    if dest.exists():
+        raise click.ClickException(f"{dest} exists: give a new file")
+    pages = copy(config.storage.path, dest)
+    click.echo(f"{dest}: {pages} pages, integrity ok")
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+def prune(config_path: Path, dry_run: bool) -> None:
+    """Delete closed and resolved incidents older than storage.keep_incidents_days (never
+    younger), and raw events and dead letters older than storage.keep_events_days that no
+    kept incident refers to."""
+    from alertd.store.upkeep import prune as run
+
+    config = _config(config_path)
+    _store(config).close()
+    store = SqliteStore(config.storage.path)
+    try:
+        done = run(
+            store.conn,
+            datetime.now(UTC),
+            config.storage.keep_incidents_days,
+            config.storage.keep_events_days,
+            dry_run=dry_run,
+        )
+    finally:
+        store.close()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb}: {done.incidents} incident(s) older than {config.storage.keep_incidents_days} "
+        f"days, {done.events} event(s) and {done.dead_letters} dead letter(s) older than "
+        f"{config.storage.keep_events_days} days"
+    )
 
 
 @main.command("dead-letters")

@@ -81,6 +81,11 @@ class StorageConfig(Strict):
     path: Path = Path("var/alertd.db")
     #: FULL survives power loss; NORMAL survives a crash of alertd only
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: `alertd prune` never deletes an incident record younger than this (NFPA 72 asks
+    #: for at least a year)
+    keep_incidents_days: int = Field(400, ge=365)
+    #: raw events and dead letters no kept incident refers to go after this
+    keep_events_days: int = Field(90, ge=7)
 
 
 class IngestConfig(Strict):
@@ -191,7 +196,7 @@ DEFAULT_INHIBIT = [
 class Config(Strict):
     site: SiteConfig = SiteConfig()
     mqtt: MqttConfig = MqttConfig()  # type: ignore[call-arg]
-    storage: StorageConfig = StorageConfig()
+    storage: StorageConfig = StorageConfig()  # type: ignore[call-arg]
     devices: Path = Path("devices.csv")
     #: the folder of playbooks (one YAML file each); none configured: no playbooks
     playbooks: Path | None = None
@@ -212,6 +217,8 @@ class Config(Strict):
     webhooks: dict[str, WebhookConfig] = {}
     smtp: SmtpConfig | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: `json`: one JSON object a line (journald, log shippers)
+    log_format: Literal["text", "json"] = "text"
 
 
 def load_config(path: Path, *, secrets: bool = True) -> Config:

@@ -3,6 +3,7 @@ person reads."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, tzinfo
 
@@ -19,7 +20,23 @@ class SiteTimeFormatter(logging.Formatter):
         return f"{text[:19]}.{int(record.msecs):03d}{text[19:]}"
 
 
-def setup(level: str, tz: tzinfo) -> None:
+class JsonFormatter(SiteTimeFormatter):
+    """One JSON object a line, for journald and log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "at": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup(level: str, tz: tzinfo, form: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(SiteTimeFormatter(tz, "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    text = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(JsonFormatter(tz, text) if form == "json" else SiteTimeFormatter(tz, text))
     logging.basicConfig(level=level, handlers=[handler], force=True)

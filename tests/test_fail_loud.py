@@ -405,3 +405,116 @@ def test_a_secret_from_the_environment_in_the_wrong_field_is_never_echoed(tmp_pa
     assert f"{config}:1 mqtt.port: Input should be a valid integer" in result.stderr
     assert f"{config}:2 site.timezone: Value error, unknown time zone '***'" in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
+
+
+async def test_a_backup_while_the_daemon_writes_is_consistent_and_private(
+    tmp_path: Path, broker: Broker
+) -> None:
+    import sqlite3
+
+    config = write(tmp_path, broker, "backup")
+    log = tmp_path / "alertd.log"
+    os.environ["TWILIO_AUTH_TOKEN"] = "secret"
+    try:
+        daemon = start(config, log)
+    finally:
+        del os.environ["TWILIO_AUTH_TOKEN"]
+    try:
+        await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
+        pub = Publisher(broker, "backup-pub")
+        writes = asyncio.create_task(
+            asyncio.to_thread(
+                pub.publish_all,
+                [
+                    ("zigbee2mqtt/leak", f'{{"water_leak": {str(n % 2 == 0).lower()}}}')
+                    for n in range(400)
+                ],
+            )
+        )
+        copy = tmp_path / "backups" / "alertd-copy.db"
+        made = await asyncio.to_thread(alertd, "backup", str(copy), "--config", str(config))
+        await writes
+        pub.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(daemon.wait, 20)
+    assert made.returncode == 0, made.stderr
+    assert "integrity ok" in made.stdout
+    assert stat.S_IMODE(copy.stat().st_mode) & 0o077 == 0
+    conn = sqlite3.connect(copy)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    ids = [i for (i,) in conn.execute("SELECT id FROM events ORDER BY id")]
+    conn.close()
+    assert ids == list(range(1, len(ids) + 1))  # what was committed when it was taken, whole
+    again = alertd("backup", str(copy), "--config", str(config))
+    assert again.returncode == 1
+    assert "exists" in again.stderr
+
+
+def test_prune_never_deletes_an_incident_younger_than_the_retention(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alertd.store.sqlite import iso
+    from alertd.store.upkeep import prune
+
+    store = SqliteStore(tmp_path / "alertd.db")
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    for number, age, status in ((1, 500, "closed"), (2, 380, "closed"), (3, 800, "open")):
+        at = iso(now - timedelta(days=age))
+        store.conn.execute(
+            "INSERT INTO incidents (id, playbook, key, status, severity, site, building, floor, "
+            "unit, zone, title, opened_at, last_event_at, resolved_at, active, units, run, "
+            "drill) VALUES (?, 'p', 'k', ?, 'major', '', '3', '', '', '', 't', ?, ?, ?, '[]', "
+            "'[]', '{}', 0)",
+            (number, status, at, at, at if status == "closed" else None),
+        )
+        store.conn.execute(
+            "INSERT INTO timeline (incident_id, at, type, actor, text) "
+            "VALUES (?, ?, 'x', 'x', 'x')",
+            (number, at),
+        )
+    counted = prune(store.conn, now, 400, 90, dry_run=True)
+    assert counted.incidents == 1
+    assert [r[0] for r in store.conn.execute("SELECT id FROM incidents ORDER BY id")] == [1, 2, 3]
+    prune(store.conn, now, 400, 90)
+    assert [r[0] for r in store.conn.execute("SELECT id FROM incidents ORDER BY id")] == [2, 3]
+    assert [r[0] for r in store.conn.execute("SELECT incident_id FROM timeline")] == [2, 3]
+
+
+def test_the_retention_cannot_be_set_below_a_year(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("storage: {keep_incidents_days: 30}\n")
+    result = alertd("check", "--config", str(tmp_path / "a.yaml"))
+    assert result.returncode == 2
+    assert (
+        "storage.keep_incidents_days: Input should be greater than or equal to 365" in result.stderr
+    )
+
+
+def test_the_systemd_unit_restarts_alertd_keeps_files_private_and_reloads_on_sighup() -> None:
+    import configparser
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(Path(__file__).parent.parent / "config" / "alertd.service")
+    service = unit["Service"]
+    assert service["Restart"] == "always"
+    assert service["UMask"] == "0077"
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert service["NoNewPrivileges"] == "yes"
+    assert "ExecStartPre" not in service  # nothing it finds may keep the daemon down
+
+
+def test_json_logs_are_one_object_a_line_in_the_sites_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from alertd.logs import JsonFormatter
+
+    record = logging.LogRecord("alertd.x", logging.ERROR, "f", 1, "lane %s stopped", ("sms",), None)
+    record.created = 1764374400.25  # 2025-11-29 00:00:00.250 UTC
+    record.msecs = 250
+    line = JsonFormatter(ZoneInfo("Asia/Shanghai"), "%(message)s").format(record)
+    assert json.loads(line) == {
+        "at": "2025-11-29 08:00:00.250 +08:00",
+        "level": "ERROR",
+        "logger": "alertd.x",
+        "message": "lane sms stopped",
+    }
