@@ -25,7 +25,7 @@ from alertd.outbox.broadcast import PaSink, Publish, WebhookSink
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.email import EmailSink
 from alertd.outbox.pa_ack import PaAcks, record_pa_ack
-from alertd.outbox.sink import ConsoleSink, Sink
+from alertd.outbox.sink import ConsoleSink, Message, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
@@ -235,10 +235,61 @@ class Daemon:
         self.mqtt.ack(msg.mid, msg.connection)
 
     async def _ticker(self) -> None:
+        store_told = False
         while True:
             await asyncio.sleep(self.config.ingest.tick_s)
             self.ingest.tick()
+            failing = bool(self.ingest.store_error)
+            if failing != store_told:
+                store_told = failing
+                self._spawn(self._tell_staff_about_the_store(failing))
+            if failing:
+                continue  # decisions could not be stored either; they wait with the events
             await self.incidents.tick()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _tell_staff_about_the_store(self, failing: bool) -> None:
+        """The store cannot be written: the outbox is in it, so the duty desk is texted
+        straight through the SMS sink (and told again when it works)."""
+        staff = self.dispatcher.staff
+        sink = self.dispatcher.sinks.get("sms")
+        if staff is None or sink is None:
+            log.error("the store cannot be written and there is no staff or SMS sink to tell")
+            return
+        role = self.config.delivery.fallback_role
+        names = staff.with_role(role) or list(staff.people)
+        if failing:
+            text = {
+                "zh": "【alertd 故障】数据库无法写入（磁盘已满或只读？）。新的报警正在等待，"
+                "无法记录和通知，请立即检查服务器。",
+                "en": "[alertd FAILING] its store cannot be written (disk full or read-only?). New "
+                "alarms wait and cannot be recorded or sent: check the server now.",
+            }
+        else:
+            text = {
+                "zh": "【alertd 恢复】数据库已可写入，等待的报警正在处理。",
+                "en": "[alertd OK] its store can be written again; waiting alarms are being "
+                "handled.",
+            }
+        for name in names:
+            person = staff.people[name]
+            message = Message(0, "sms", person.phone, text[person.language], person.language)
+            try:
+                result = await sink.send(message)
+            except Exception as exc:
+                log.error("could not tell %s about the store: %s", name, exc)
+                continue
+            log.error(
+                "told %s (%s) that the store %s: %s",
+                name,
+                role,
+                "cannot be written" if failing else "works again",
+                result.outcome,
+            )
 
     def _declared(self, args: dict[str, Any]) -> None:
         """A staff declaration or a drill becomes an event like any sensor's."""
@@ -269,9 +320,7 @@ class Daemon:
         )
 
     def _reload_soon(self) -> None:
-        task = asyncio.ensure_future(self.reload())
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+        self._spawn(self.reload())
 
     async def close(self) -> None:
         """Stop taking messages, commit what was taken, then stop. Safe to call twice."""

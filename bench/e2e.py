@@ -14,8 +14,6 @@ import json
 import multiprocessing
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bench import quick_flag
+from bench.lifesafety import start_daemon
 from tests.broker import Broker, free_port
 
 PLAYBOOK = """\
@@ -107,14 +106,7 @@ async def run(quick: bool) -> None:
             "delivery: {concurrency: 50}\n"
             "log_level: WARNING\n"
         )
-        log = root / "alertd.log"
-        with log.open("wb") as out:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "alertd", "run", "--config", str(root / "alertd.yaml")],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        daemon = start_daemon(root / "alertd.yaml", root / "alertd.log")
         context = multiprocessing.get_context("spawn")
         results = []
         peak_rss = 0.0

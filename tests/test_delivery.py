@@ -255,7 +255,7 @@ async def test_messages_in_flight_at_a_crash_are_counted_and_sent_again(
     )
     restarted = Dispatcher(
         rig.writer,
-        rig.dispatcher._sinks,
+        rig.dispatcher.sinks,
         rig.clock,
         DeliveryConfig(),
         None,

@@ -518,3 +518,71 @@ def test_json_logs_are_one_object_a_line_in_the_sites_zone() -> None:
         "logger": "alertd.x",
         "message": "lane sms stopped",
     }
+
+
+async def test_a_full_store_fails_health_tells_the_desk_and_loses_nothing(
+    tmp_path: Path, broker: Broker
+) -> None:
+    from alertd.config import load_config
+    from alertd.health import parts, summary
+    from tests.fake_twilio import FakeTwilio
+    from tests.mqtt_tools import Live
+    from tests.test_playbooks import SHIPPED
+
+    fake = await FakeTwilio().start()
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,building,floor,unit\nleak,zigbee2mqtt,zigbee2mqtt/leak,3,1,103\n"
+    )
+    (tmp_path / "staff.yaml").write_text(
+        STAFF_ALL_DAY.replace(
+            "[security, maintenance, supervisor]", "[security, maintenance, front_desk]"
+        )
+    )
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        f"mqtt: {{port: {broker.port}, client_id: full-{tmp_path.name[-8:]}}}\n"
+        f"storage: {{path: alertd.db, synchronous: NORMAL}}\ndevices: devices.csv\n"
+        f"playbooks: {SHIPPED}\nstaff: staff.yaml\ningest: {{tick_s: 0.05}}\n"
+        "delivery: {poll_s: 0.05}\n"
+        f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, from_number: '+15005550006', "
+        f"api_base_url: '{fake.base_url}'}}\n"
+    )
+    sun = "+8613900000004"
+
+    def texts() -> list[str]:
+        return [r["form"]["Body"] for r in fake.sms() if r["form"]["To"] == sun]
+
+    try:
+        async with Live(load_config(config)) as live:
+            daemon = live.daemon
+            conn = daemon.writer.store.conn  # type: ignore[union-attr]
+
+            def full(pages: int | None) -> None:  # SQLITE_FULL, as a full disk gives
+                size = conn.execute("PRAGMA page_count").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count = {pages or size}")
+
+            await daemon.writer.call(full, None)
+            pub = Publisher(broker, "full-pub")
+            await asyncio.to_thread(
+                pub.publish_all,
+                [
+                    (
+                        "zigbee2mqtt/leak",
+                        f'{{"water_leak": {str(n % 2 == 0).lower()}, "note": "{"x" * 3000}"}}',
+                    )
+                    for n in range(50)
+                ],
+            )
+            await until(lambda: daemon.ingest.store_error, 10)
+            status, _ = summary(parts(daemon, daemon.clock.now()))
+            assert status == "failing"
+            await until(lambda: any("数据库无法写入" in t for t in texts()), 10)  # Sun reads zh
+            assert not daemon.failed
+            await daemon.writer.call(full, 1_000_000)  # space again
+            await until(lambda: not daemon.ingest.store_error, 20)
+            await live.seen.until(lambda evs: len(evs) >= 1)
+            await until(lambda: any("漏水 #1" in t for t in texts()), 20)  # the leak went out
+            await until(lambda: any("works again" in t or "已可写入" in t for t in texts()), 10)
+            pub.close()
+    finally:
+        await fake.close()

@@ -75,7 +75,7 @@ async def test_only_number_codes_flag_a_number(rig: Rig) -> None:
 async def test_a_call_waiting_for_its_rate_never_holds_an_sms(rig: Rig) -> None:
     dispatcher = Dispatcher(
         rig.writer,
-        rig.dispatcher._sinks,
+        rig.dispatcher.sinks,
         rig.clock,
         DeliveryConfig(calls_per_s=1, concurrency=20, poll_s=30),  # type: ignore[call-arg]
         rig.dispatcher.staff,

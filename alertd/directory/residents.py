@@ -123,6 +123,7 @@ def import_residents(
         )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return len(keys - before), len(keys & before), len(gone)

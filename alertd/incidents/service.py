@@ -92,10 +92,33 @@ class IncidentService:
             while not self._events.empty():  # what queued meanwhile shares one commit
                 batch.append(self._events.get_nowait())
             try:
-                await self.decide_events(batch)
+                await self._decide_until_stored(batch)
             finally:
                 for _ in batch:
                     self._events.task_done()
+
+    async def _decide_until_stored(self, batch: list[Event]) -> None:
+        """The events are committed, undecided: a decision that cannot be stored (disk
+        full) is made again, from the state before it, until it can."""
+        delay = 0.1
+        while True:
+            try:
+                await self.decide_events(batch)
+                return
+            except Exception as exc:
+                if delay == 0.1:
+                    log.error("decisions wait: the store cannot be written (%s)", exc)
+                await self._reopen()
+                await asyncio.sleep(delay)  # a backoff while the disk is full
+                delay = min(delay * 2, 5.0)
+
+    async def _reopen(self) -> None:
+        """Back to the stored state: what the failed decision put in memory is dropped."""
+        store = self._writer.store
+        assert store is not None
+        live = await self._writer.call(db.live_incidents, store.conn, self._clock.now(), KEEP)
+        self._incidents = IncidentIndex(live)
+        self._next_id = await self._writer.call(db.max_incident_id, store.conn) + 1
 
     async def decide_events(self, events: list[Event], *, skip: bool = False) -> None:
         """Decide events in order (each sees the incidents the previous ones changed) and

@@ -44,7 +44,7 @@ class Dispatcher:
         unit_format: str | None = None,
     ) -> None:
         self._writer = writer
-        self._sinks = dict(sinks)
+        self.sinks = dict(sinks)
         self._clock = clock
         self._config = config
         self.staff = staff
@@ -52,7 +52,7 @@ class Dispatcher:
         rates = {"sms": config.sms_per_s, "call": config.calls_per_s}
         self.lanes = {
             channel: Lane(channel, config.concurrency, rates.get(channel), clock, config.probe_s)
-            for channel in self._sinks
+            for channel in self.sinks
             if channel != "console"
         }
         self.wake = asyncio.Event()
@@ -86,10 +86,21 @@ class Dispatcher:
     async def run(self) -> None:
         """Until stop(); then what is in flight finishes and is recorded, so that nothing
         is left marked `sending` (which the next start would count as possibly twice)."""
+        failing = False
         try:
             while not self._stopping:
                 self.wake.clear()  # before the round: a wake-up during it is kept
-                await self._round()
+                try:
+                    await self._round()
+                except Exception as exc:  # the store cannot be written: hold, then retry
+                    if not failing:
+                        log.error("delivery holds: the store cannot be written (%s)", exc)
+                    failing = True
+                    await asyncio.sleep(self._config.poll_s)
+                    continue
+                if failing:
+                    log.warning("delivery goes on: the store can be written again")
+                    failing = False
                 await wait_event(self.wake, self._sleep())
         finally:
             await self._drain()
@@ -100,7 +111,10 @@ class Dispatcher:
         while True:
             await self._recorded.wait()
             self._recorded.clear()
-            await self._record()
+            try:
+                await self._record()
+            except Exception:  # the senders got the error; their rows stay `sending`
+                await asyncio.sleep(self._config.poll_s)
 
     def stop(self) -> None:
         self._stopping = True
@@ -211,7 +225,7 @@ class Dispatcher:
             self.wake.set()
 
     async def _send(self, message: Message) -> Result:
-        sink = self._sinks.get(message.channel) or self._sinks.get("console")
+        sink = self.sinks.get(message.channel) or self.sinks.get("console")
         if sink is None:
             return Result("permanent", f"no sink for {message.channel}")
         try:
@@ -300,5 +314,5 @@ class Dispatcher:
         )
 
     async def close(self) -> None:
-        for sink in set(self._sinks.values()):
+        for sink in set(self.sinks.values()):
             await sink.close()

@@ -271,7 +271,8 @@ def apply_receipts(conn: sqlite3.Connection, receipts: Sequence[Receipt], now: d
         matched = sum(_apply(conn, r, now) for r in receipts)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+            conn.execute("ROLLBACK")
         raise
     return matched
 

@@ -55,7 +55,8 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = False) -> Iterato
         yield
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -145,7 +146,8 @@ class SqliteStore(Reader):
                     )
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
 
     def applied(self) -> set[int]:
@@ -234,7 +236,8 @@ class SqliteStore(Reader):
                 )
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
 
     # -- what the daemon needs at start-up -----------------------------------------------

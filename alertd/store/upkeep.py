@@ -84,7 +84,7 @@ def prune(
         ).rowcount
         conn.execute("ROLLBACK" if dry_run else "COMMIT")  # a dry run only counts
     except BaseException:
-        if conn.in_transaction:
+        if conn.in_transaction:  # SQLite may have rolled back already (disk full)
             conn.execute("ROLLBACK")
         raise
     return Pruned(len(old), events, dead)
