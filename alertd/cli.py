@@ -74,14 +74,14 @@ def check(config_path: Path) -> None:
     the one against the other); exit 1 on any problem."""
     from alertd.daemon import load_router
     from alertd.directory.staff import load_staff
-    from alertd.playbooks.audit import audit
+    from alertd.playbooks.audit import audit, templates
     from alertd.playbooks.loader import load_playbooks
 
     config = _config(config_path, secrets=True)
     router, problems = load_router(config)
     playbooks = load_playbooks(config.playbooks) if config.playbooks else None
     if playbooks is not None:
-        problems += playbooks.problems
+        problems += playbooks.problems + templates(playbooks, datetime.now(UTC))
     if config.staff is not None:
         try:
             staff = load_staff(config.staff, config.site.country, config.site.tz)

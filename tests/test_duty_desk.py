@@ -189,7 +189,9 @@ async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(
     assert "事件 #2" in answer
     await until(lambda: any("住户求助" in b for b in desk.sms_to(WANG)))
     (help_text,) = [b for b in desk.sms_to(WANG) if "Zhang Xiulan" in b and "住户求助" in b]
-    assert "3号楼 8层 0805" in help_text
+    assert help_text.startswith(
+        "【住户求助 #2】3号楼 8层 0805 Zhang Xiulan（lives alone, wheelchair）"
+    )
     assert "lives alone, wheelchair" in help_text
     assert ZHANG in help_text  # security calls her back
     # 9. Wang was told about the drill and the fire: a bare OK gets the list, OK 2 acks

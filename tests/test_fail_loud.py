@@ -586,3 +586,20 @@ async def test_a_full_store_fails_health_tells_the_desk_and_loses_nothing(
             pub.close()
     finally:
         await fake.close()
+
+
+def test_check_renders_every_template_with_a_sample_incident(tmp_path: Path) -> None:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "leak.yaml").write_text(
+        "name: typo\nmatch: {kinds: [leak]}\nsteps:\n  - sms: unit\n    template: t\n"
+        "templates:\n  t:\n    zh: '{{ building }}号楼漏水'\n    en: 'Leak in {{ buidling }}'\n"
+    )
+    (tmp_path / "devices.csv").write_text("device_id,profile,topic\n")
+    (tmp_path / "a.yaml").write_text("devices: devices.csv\nplaybooks: playbooks\n")
+    result = alertd("check", "--config", str(tmp_path / "a.yaml"))
+    assert result.returncode == 1
+    assert (
+        f"{tmp_path / 'playbooks' / 'leak.yaml'}:9 templates.t.en: does not render with a "
+        "sample incident: 'buidling' is undefined"
+    ) in result.stderr
+    assert "templates.t.zh" not in result.stderr

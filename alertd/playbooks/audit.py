@@ -53,6 +53,60 @@ def gaps(
     return out
 
 
+#: what `on_help` templates get besides an incident's values
+SAMPLE_RESIDENT = {
+    "resident_name": "Zhang Xiulan",
+    "resident_note": "lives alone",
+    "resident_phone": "+8613800000805",
+    "resident_text": "2",
+}
+
+
+def templates(books: Playbooks, now: datetime) -> list[Problem]:
+    """Every template rendered with a sample incident: a misspelt variable (`{{ locaton }}`)
+    or an expression that fails is found here, not in a text at 3 a.m. (the daemon still
+    sends such a text, with the raw wording, rather than nothing)."""
+    from zoneinfo import ZoneInfo
+
+    from jinja2 import StrictUndefined, TemplateError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from alertd.engine.state import Incident
+    from alertd.engine.templates import context
+    from alertd.events import Location, Severity
+
+    env = SandboxedEnvironment(undefined=StrictUndefined)
+    sample = Incident(
+        12,
+        "sample",
+        "building:HV/3",
+        "open",
+        Severity.CRITICAL,
+        Location("HV", "3"),
+        "火警 3号楼 12层 1203 厨房 / Fire alarm, Bldg 3, 12F, 1203 kitchen",
+        now,
+        now,
+        origin=Location("HV", "3", "12", "1203", "kitchen"),
+        expected_restore_at=now,
+    )
+    values = context(sample, now, ZoneInfo("Asia/Shanghai"), extra=SAMPLE_RESIDENT)
+    problems = []
+    for name, pb in books.enabled.items():
+        lines = books.lines[name]
+        for key, template in pb.templates.items():
+            for language in ("zh", "en"):
+                try:
+                    env.from_string(getattr(template, language)).render(values[language])
+                except TemplateError as exc:
+                    problems.append(
+                        Problem(
+                            lines.where(("templates", key, language)),
+                            f"does not render with a sample incident: {exc}",
+                        )
+                    )
+    return problems
+
+
 def audit(books: Playbooks, staff: Staff, staff_file: str, now: datetime) -> list[Problem]:
     problems = []
     held = {role for person in staff.people.values() for role in person.roles}

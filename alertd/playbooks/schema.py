@@ -174,13 +174,14 @@ class Template(Strict):
 #: built in, so that no playbook is without them; a playbook's own template of the same
 #: name wins
 DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
+    # `location` is the resident's flat here
     "resident_help": {
-        "zh": "【住户求助 #{{ incident }}】{{ resident_place }} {{ resident_name }}"
+        "zh": "【住户求助 #{{ incident }}】{{ location }} {{ resident_name }}"
         "{{ resident_note and '（' ~ resident_note ~ '）' }} 回复：“{{ resident_text }}”。"
-        "请立即联系 {{ resident_phone }}。事件：{{ title }}，{{ location }}。",
-        "en": "[RESIDENT NEEDS HELP #{{ incident }}] {{ resident_place }} {{ resident_name }}"
+        "请立即联系 {{ resident_phone }}。事件：{{ title }}。",
+        "en": "[RESIDENT NEEDS HELP #{{ incident }}] {{ location }} {{ resident_name }}"
         "{{ resident_note and ' (' ~ resident_note ~ ')' }} replied: \"{{ resident_text }}\". "
-        "Call {{ resident_phone }} now. Incident: {{ title }}, {{ location }}.",
+        "Call {{ resident_phone }} now. Incident: {{ title }}.",
     },
 }
 #: every staff text must say which incident (so `OK 12` works) and where: the variables
