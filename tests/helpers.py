@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from alertd.devices import Device, parse_kind
@@ -38,3 +41,25 @@ def device(
 def profiles(specs: dict[str, dict[str, object]] | None = None) -> dict[str, Profile]:
     parsed = {name: ProfileSpec.model_validate(spec) for name, spec in (specs or {}).items()}
     return build_profiles(parsed, SHANGHAI if specs is not None else UTC)
+
+
+def expand_now(conn: Any, *args: Any) -> int:
+    """The delivery stage's expansion in a transaction of its own (the dispatcher runs it
+    inside the commit that also claims)."""
+    from alertd.outbox.expand import expand
+    from alertd.store.sqlite import transaction
+
+    with transaction(conn):
+        return expand(conn, *args)
+
+
+def alertd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`alertd ARGS` as its own process, as people type it."""
+    return subprocess.run(
+        [sys.executable, "-m", "alertd", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )

@@ -243,10 +243,10 @@ async def test_messages_in_flight_at_a_crash_are_counted_and_sent_again(
 ) -> None:
     await rig.add_action(1, "sms", "floor")
     assert rig.writer.store is not None
-    from alertd.outbox.expand import expand_pending
+    from tests.helpers import expand_now
 
     await rig.writer.call(
-        expand_pending, rig.writer.store.conn, None, rig.clock.now(), timedelta(hours=1)
+        expand_now, rig.writer.store.conn, None, rig.clock.now(), timedelta(hours=1)
     )
     await rig.writer.call(
         lambda: rig.writer.store.conn.execute(  # type: ignore[union-attr]
@@ -269,10 +269,10 @@ async def test_messages_in_flight_at_a_crash_are_counted_and_sent_again(
 async def test_an_expired_safety_message_is_dropped_not_sent_late(rig: Rig) -> None:
     await rig.add_action(1, "sms", "unit")
     assert rig.writer.store is not None
-    from alertd.outbox.expand import expand_pending
+    from tests.helpers import expand_now
 
     await rig.writer.call(
-        expand_pending, rig.writer.store.conn, None, rig.clock.now(), timedelta(seconds=60)
+        expand_now, rig.writer.store.conn, None, rig.clock.now(), timedelta(seconds=60)
     )
     rig.clock.advance(61)
     await rig.dispatcher.step()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
+from tests.helpers import alertd
 from tests.mqtt_tools import Live, Publisher, until
 from tests.test_delivery_crash import start
 from tests.test_incidents import cli, rows
@@ -114,16 +114,6 @@ def write_desk(tmp_path: Path, broker: Broker, fake: FakeTwilio, name: str) -> t
         f"http: {{host: 127.0.0.1, port: {port}, public_url: '{PUBLIC}'}}\n"
     )
     return config, port
-
-
-def alertd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alertd", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture

@@ -10,26 +10,24 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from alertd.store import SqliteStore
 from tests.broker import Broker
+from tests.helpers import alertd
 from tests.mqtt_tools import Publisher, until
 from tests.test_delivery_crash import start
 
 
-def alertd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alertd", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
+def start_with_secret(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The daemon, with the Twilio token its configuration asks the environment for."""
+    os.environ["TWILIO_AUTH_TOKEN"] = "secret"
+    try:
+        return start(config, log)
+    finally:
+        del os.environ["TWILIO_AUTH_TOKEN"]
 
 
 def write(tmp_path: Path, broker: Broker, name: str) -> Path:
@@ -69,11 +67,7 @@ async def test_a_second_daemon_on_the_same_store_refuses_and_the_first_keeps_wor
     config = write(tmp_path, broker, "only-one")
     env = {**os.environ, "TWILIO_AUTH_TOKEN": "secret"}
     log = tmp_path / "first.log"
-    os.environ["TWILIO_AUTH_TOKEN"] = "secret"
-    try:
-        first = start(config, log)
-    finally:
-        del os.environ["TWILIO_AUTH_TOKEN"]
+    first = start_with_secret(config, log)
     try:
         await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
         second = await asyncio.to_thread(alertd, "run", "--config", str(config), env=env)
@@ -189,7 +183,7 @@ def test_a_life_safety_step_with_nobody_to_tell_falls_back_to_the_duty_desk(
     from datetime import timedelta
 
     from alertd.directory.staff import Person, Staff
-    from alertd.outbox.expand import expand_pending
+    from tests.helpers import expand_now
     from tests.test_incident_rules import T0, TZ, Desk
 
     desk = Desk()
@@ -202,7 +196,7 @@ def test_a_life_safety_step_with_nobody_to_tell_falls_back_to_the_duty_desk(
         {"Mark": Person(phone="+8613900000005", roles=["front_desk"], language="en")}, {}, [], TZ
     )
     with caplog.at_level(logging.ERROR):
-        expand_pending(store.conn, staff, T0, timedelta(hours=1))
+        expand_now(store.conn, staff, T0, timedelta(hours=1))
     to_mark = store.conn.execute(
         "SELECT channel FROM messages WHERE recipient = '+8613900000005' ORDER BY id"
     ).fetchall()
@@ -414,11 +408,7 @@ async def test_a_backup_while_the_daemon_writes_is_consistent_and_private(
 
     config = write(tmp_path, broker, "backup")
     log = tmp_path / "alertd.log"
-    os.environ["TWILIO_AUTH_TOKEN"] = "secret"
-    try:
-        daemon = start(config, log)
-    finally:
-        del os.environ["TWILIO_AUTH_TOKEN"]
+    daemon = start_with_secret(config, log)
     try:
         await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
         pub = Publisher(broker, "backup-pub")

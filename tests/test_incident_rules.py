@@ -22,12 +22,13 @@ from alertd.engine.engine import Engine
 from alertd.engine.replay import replay
 from alertd.engine.state import Decision, Incident, IncidentIndex, Timer
 from alertd.events import Kind, State
-from alertd.outbox.expand import STAFF_BODY_MAX, expand_pending
+from alertd.outbox.expand import STAFF_BODY_MAX
 from alertd.outbox.segments import segments
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook, Sms
 from alertd.store import SqliteStore
 from alertd.store import incidents as incidents_db
+from tests.helpers import expand_now
 from tests.test_playbooks import SHIPPED, T0, TZ, event
 
 PLAYBOOKS = load_playbooks(SHIPPED).enabled
@@ -494,7 +495,7 @@ def expand(tmp_path: Path, residents: list[Resident], decision: Decision) -> Sql
     store = SqliteStore(tmp_path / "alertd.db")
     import_residents(store.conn, residents, T0)
     incidents_db.save(store.conn, [decision], T0, incidents_db.Done())
-    expand_pending(store.conn, SECURITY, T0, timedelta(hours=1))
+    expand_now(store.conn, SECURITY, T0, timedelta(hours=1))
     return store
 
 

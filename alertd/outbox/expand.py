@@ -13,7 +13,7 @@ from typing import Any
 from alertd.directory.staff import Staff
 from alertd.directory.units import below
 from alertd.events import Severity
-from alertd.store.sqlite import iso, transaction
+from alertd.store.sqlite import iso
 
 log = logging.getLogger(__name__)
 
@@ -162,20 +162,6 @@ def priority(recipient: Recipient, severity: Severity) -> int:
     if recipient.kind != "resident" and severity >= Severity.MAJOR:
         return rank
     return 10 + 2 * rank + recipient.priority
-
-
-def expand_pending(
-    conn: sqlite3.Connection,
-    staff: Staff | None,
-    now: datetime,
-    expire: timedelta,
-    unit_format: str | None = None,
-    fallback: str = "front_desk",
-) -> int:
-    """Expand every pending outbox action in one transaction; returns the number of
-    message rows written."""
-    with transaction(conn):
-        return expand(conn, staff, now, expire, unit_format, fallback)
 
 
 def _fallback(
