@@ -8,7 +8,8 @@ import asyncio
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from alertd.events import LIFE_SAFETY
 from alertd.playbooks.audit import recipients
 from alertd.store import SqliteStore
+from alertd.store.sqlite import iso
 
 if TYPE_CHECKING:
     from alertd.daemon import Daemon
@@ -41,7 +43,22 @@ def life_safety_oncall_roles(daemon: Daemon) -> set[str]:
     }
 
 
-def parts(daemon: Daemon, now: datetime) -> list[Part]:
+def recent_fallbacks(path: Path, now: datetime) -> tuple[int, str]:
+    """Life-safety staff steps that found nobody in the last day (they went to the duty
+    desk): how many, and the latest line."""
+    conn = SqliteStore.reader(path)
+    try:
+        count, last = conn.execute(
+            "SELECT count(*), max(at || ' ' || text) FROM timeline WHERE type = 'no_recipients' "
+            "AND at >= ?",
+            (iso(now - timedelta(days=1)),),
+        ).fetchone()
+        return int(count), str(last or "")
+    finally:
+        conn.close()
+
+
+def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -> list[Part]:
     out = [
         Part(
             "store",
@@ -92,6 +109,15 @@ def parts(daemon: Daemon, now: datetime) -> list[Part]:
                 )
     for problem in daemon.problems:
         out.append(Part("configuration", "degraded", problem))
+    if fallbacks[0]:
+        out.append(
+            Part(
+                "recipients",
+                "degraded",
+                f"{fallbacks[0]} life-safety staff step(s) in the last day found nobody and "
+                f"went to the fallback role; latest: {fallbacks[1]}",
+            )
+        )
     return out
 
 
@@ -174,7 +200,12 @@ def routes(app: web.Application, daemon: Daemon) -> None:
     registry.register(metrics)
 
     async def healthz(_: web.Request) -> web.Response:
-        found = parts(daemon, daemon.clock.now())
+        now = daemon.clock.now()
+        try:
+            fallbacks = await asyncio.to_thread(recent_fallbacks, daemon.config.storage.path, now)
+        except sqlite3.Error:
+            fallbacks = (0, "")
+        found = parts(daemon, now, fallbacks)
         status, code = summary(found)
         body = {
             "status": status,
