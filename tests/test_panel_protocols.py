@@ -22,6 +22,8 @@ from tests.conftest import FIXTURES
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 KEY = bytes.fromhex("3A1F6B8C9D4E7F20123456789ABCDEF0")
 ACCOUNTS = sia_dc09.Accounts({"1234": KEY})
+#: a receiver with no keys: where plaintext frames are accepted
+PLAIN = sia_dc09.Accounts({})
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -169,6 +171,7 @@ def test_crc_of_a_published_frame() -> None:
     [
         ("SIA-DCS", "#1234|Nri1/FA015", [(Kind.FIRE_ALARM, True, "015")]),
         ("SIA-DCS", "#1234|Nri1/FH015", [(Kind.FIRE_ALARM, False, "015")]),
+        ("SIA-DCS", "#1234|Nri1/FR015", [(Kind.FIRE_ALARM, False, "015")]),  # fire restoral
         (
             "SIA-DCS",
             "#1234|Nti10:12/ri2/WA009/FT030",
@@ -183,7 +186,7 @@ def test_crc_of_a_published_frame() -> None:
 def test_dc09_messages(kind: str, data: str, expected: list[tuple[Kind, bool, str]]) -> None:
     for key in (None, KEY):
         raw = sia_dc09.message(kind, 7, "1234", data, at=NOW, key=key)
-        frame = sia_dc09.parse_frame(raw, ACCOUNTS, NOW)
+        frame = sia_dc09.parse_frame(raw, ACCOUNTS if key else PLAIN, NOW)
         assert frame.encrypted is (key is not None)
         assert signals(sia_dc09.read(frame)) == expected
 
@@ -192,28 +195,31 @@ def test_dc09_rejections_say_why() -> None:
     good = sia_dc09.message("SIA-DCS", 1, "1234", "#1234|Nri1/FA015", at=NOW)
     bad_crc = good[:1] + b"0000" + good[5:]
     with pytest.raises(FrameError, match="CRC mismatch"):
-        sia_dc09.parse_frame(bad_crc, ACCOUNTS, NOW)
+        sia_dc09.parse_frame(bad_crc, PLAIN, NOW)
     with pytest.raises(FrameError, match="length"):
-        sia_dc09.parse_frame(good[:-5] + b"\r", ACCOUNTS, NOW)
+        sia_dc09.parse_frame(good[:-5] + b"\r", PLAIN, NOW)
     with pytest.raises(FrameError, match="outside the allowed window"):
-        sia_dc09.parse_frame(good, ACCOUNTS, NOW + timedelta(seconds=41))
+        sia_dc09.parse_frame(good, PLAIN, NOW + timedelta(seconds=41))
     with pytest.raises(FrameError, match="outside the allowed window"):
-        sia_dc09.parse_frame(good, ACCOUNTS, NOW - timedelta(seconds=21))
-    sia_dc09.parse_frame(good, ACCOUNTS, NOW + timedelta(seconds=39))
+        sia_dc09.parse_frame(good, PLAIN, NOW - timedelta(seconds=21))
+    sia_dc09.parse_frame(good, PLAIN, NOW + timedelta(seconds=39))
+    # a plaintext frame for an account that has a key: encryption cannot be stepped around
+    with pytest.raises(FrameError, match="plaintext frame for account '1234', which has a key"):
+        sia_dc09.parse_frame(good, ACCOUNTS, NOW)
     other_key = sia_dc09.message("SIA-DCS", 1, "1234", "#1234|NFA1", at=NOW, key=bytes(16))
     with pytest.raises(FrameError, match="wrong key"):
         sia_dc09.parse_frame(other_key, ACCOUNTS, NOW)
     no_key = sia_dc09.message("SIA-DCS", 1, "9999", "#9999|NFA1", at=NOW, key=KEY)
     with pytest.raises(FrameError, match="has no key"):
         sia_dc09.parse_frame(no_key, ACCOUNTS, NOW)
-    unknown = sia_dc09.parse_frame(sia_dc09.message("XYZ-ABC", 1, "1234", "x"), ACCOUNTS, NOW)
+    unknown = sia_dc09.parse_frame(sia_dc09.message("XYZ-ABC", 1, "1234", "x"), PLAIN, NOW)
     with pytest.raises(FrameError, match="unknown message type"):
         sia_dc09.read(unknown)
 
 
 def test_dc09_responses() -> None:
     frame = sia_dc09.parse_frame(
-        sia_dc09.message("ADM-CID", 42, "1234", "#1234|1110 01 015"), ACCOUNTS, NOW
+        sia_dc09.message("ADM-CID", 42, "1234", "#1234|1110 01 015"), PLAIN, NOW
     )
     assert sia_dc09.ack(frame, None, NOW) == sia_dc09.build('"ACK"0042R0L0#1234[]')
     assert sia_dc09.duh(frame) == sia_dc09.build('"DUH"0042R0L0#1234[]')
@@ -245,7 +251,7 @@ def test_every_valid_dc09_frame_round_trips(
         "ADM-CID": f"#{account}|1110 01 {zone:03d}",
         "NULL": "",
     }[kind]
-    accounts = sia_dc09.Accounts({account: KEY})
+    accounts = sia_dc09.Accounts({account: KEY} if encrypted else {})
     raw = sia_dc09.message(kind, seq, account, data, at=NOW, key=KEY if encrypted else None)
     frame = sia_dc09.parse_frame(raw, accounts, NOW)
     assert (frame.id, frame.sequence, frame.account, frame.data) == (

@@ -40,6 +40,9 @@ _ADM = re.compile(
 SIA_CODES: dict[str, tuple[Kind, bool]] = {
     "FA": (Kind.FIRE_ALARM, True),
     "FH": (Kind.FIRE_ALARM, False),
+    #: the fire restoral many panels send for any fire point (a zone left in alarm
+    #: otherwise: the panel has its ACK and never sends it again)
+    "FR": (Kind.FIRE_ALARM, False),
     "KA": (Kind.FIRE_ALARM, True),
     "KH": (Kind.FIRE_ALARM, False),
     "SA": (Kind.FIRE_ALARM, True),
@@ -136,11 +139,13 @@ def parse_frame(raw: bytes, accounts: Accounts, now: datetime) -> Frame:
     account = (match["acct"] or "").upper()
     rest = match["rest"]
     encrypted = bool(match["enc"])
+    key = accounts.keys.get(account)
     if encrypted:
-        key = accounts.keys.get(account)
         if key is None:
             raise FrameError(f"encrypted frame for account {account!r}, which has no key")
         rest = _decrypt(key, rest)
+    elif key is not None:  # encryption that a plaintext frame could step around is none
+        raise FrameError(f"plaintext frame for account {account!r}, which has a key")
     data, _, tail = rest.partition("]")
     extended, stamp = _tail(tail)
     if encrypted and stamp is None:
