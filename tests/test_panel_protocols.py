@@ -346,3 +346,28 @@ def test_a_wrong_key_is_always_a_rejection(key: bytes) -> None:
         return
     with pytest.raises(FrameError, match="wrong key"):
         sia_dc09.parse_frame(raw, ACCOUNTS, NOW)
+
+
+def test_a_date_without_a_year_is_the_most_recent_one_not_in_the_future() -> None:
+    from alertd.clock import FakeClock
+    from integrations.panels.spec import PrinterFormat
+
+    spec = PrinterFormat.model_validate(
+        {
+            "pattern": r"(?P<time>\d\d/\d\d \d\d:\d\d) (?P<type>FIRE) (?P<zone>\d+)",
+            "time_format": "%m/%d %H:%M",
+            "types": {"FIRE": {"kind": "fire.alarm"}},
+        }
+    )
+    tz = ZoneInfo("Asia/Shanghai")
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=tz)  # read on 29 November 2026
+    parser = PrinterParser("yearless", spec, tz, FakeClock(now.astimezone(UTC)))
+
+    def at(line: str) -> datetime | None:
+        (signal,) = parser.read(line).signals
+        return signal.occurred_at.astimezone(tz) if signal.occurred_at else None
+
+    assert at("11/12 15:08 FIRE 15") == datetime(2026, 11, 12, 15, 8, tzinfo=tz)
+    assert at("12/11 15:08 FIRE 15") == datetime(2025, 12, 11, 15, 8, tzinfo=tz)  # not ahead
+    assert at("11/29 10:03 FIRE 15") == datetime(2026, 11, 29, 10, 3, tzinfo=tz)  # clock skew
+    assert at("02/29 08:00 FIRE 15") == datetime(2024, 2, 29, 8, 0, tzinfo=tz)  # a leap day

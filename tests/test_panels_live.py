@@ -19,7 +19,7 @@ from alertd.store import SqliteStore
 from integrations.panels import sia_dc09
 from integrations.panels.simulate import open_pty_link, send_dc09
 from tests.broker import Broker, free_port
-from tests.mqtt_tools import Live, Publisher
+from tests.mqtt_tools import Live, Publisher, until
 
 KEY = "3A1F6B8C9D4E7F20123456789ABCDEF0"
 
@@ -359,3 +359,45 @@ def test_check_refuses_a_baud_rate_no_panel_speaks(tmp_path: Path, broker: Broke
             broker,
             "panels:\n  p: {protocol: alarmdecoder, port: /dev/ttyUSB0, baudrate: 9601}\n",
         )
+
+
+PRINTER = r"""
+printer_formats:
+  gst_cn:
+    pattern: '^(?P<time>\S+ \S+) (?P<type>\S+) (?P<text>.*) (?P<zone>\d{3}-\d{3})$'
+    time_format: "%Y-%m-%d %H:%M:%S"
+    types:
+      火警: {kind: fire.alarm}
+panels:
+  gst-b5: {protocol: printer, format: gst_cn, encoding: gb18030, port: GB}
+  gst-b6: {protocol: printer, format: gst_cn, port: ASCII}
+"""
+
+
+async def test_a_printer_port_is_read_in_the_panels_encoding(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """A GB18030 line is a fire alarm on a panel set to gb18030; on one left at ascii it
+    is a dead letter that names the encoding."""
+    gb, ascii_port = tmp_path / "serial" / "gb", tmp_path / "serial" / "ascii"
+    fds = [open_pty_link(gb), open_pty_link(ascii_port)]
+    line = "2026-11-27 03:12:45 火警 5号楼 12层 走廊 感烟探测器 001-015\r\n".encode("gb18030")
+    try:
+        body = PRINTER.replace("GB", str(gb)).replace("ASCII", str(ascii_port))
+        async with Live(panel_config(tmp_path, broker, body)) as live:
+            for link in live.daemon.panels.links:
+                await asyncio.wait_for(link.connected.wait(), 10)
+            os.write(fds[0], line)
+            os.write(fds[1], line)
+            await live.seen.until(lambda evs: len(evs) >= 1)
+            (event,) = live.seen.events
+            assert (event.kind, event.device_id) == (Kind.FIRE_ALARM, "gst-b5:001-015")
+            assert "5号楼 12层 走廊" in event.detail
+            await until(lambda: live.dead_letters())
+            (dead,) = live.dead_letters()
+            assert "line is not ascii" in dead["reason"]
+            assert "set `encoding`" in dead["reason"]
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)

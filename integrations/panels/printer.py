@@ -7,15 +7,22 @@ maps each event type the panel prints to a kind and whether it is a restore.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
+from alertd.clock import Clock, SystemClock
 from integrations.panels.signal import FrameError, Reading, Signal
 from integrations.panels.spec import PrinterFormat
 
+#: a printer's clock may run a little ahead of ours; beyond this a date is last year's
+AHEAD = timedelta(minutes=5)
+
 
 class PrinterParser:
-    def __init__(self, name: str, spec: PrinterFormat, tz: tzinfo) -> None:
+    def __init__(
+        self, name: str, spec: PrinterFormat, tz: tzinfo, clock: Clock | None = None
+    ) -> None:
         self.name = name
+        self._clock = clock or SystemClock()
         self._pattern = re.compile(spec.pattern)
         self._ignore = re.compile(spec.ignore) if spec.ignore else None
         self._time_format = spec.time_format
@@ -48,10 +55,25 @@ class PrinterParser:
         raw = raw.strip()
         if "%p" in self._time_format:
             raw = re.sub(r"(\d)([AaPp])(?=\s|$)", r"\1\2M", raw)  # 10:41A, as printers abbreviate
-        try:
-            at = datetime.strptime(raw, self._time_format)
-        except ValueError:
-            return None  # the panel's clock text is a detail; the event still counts
-        if at.year == 1900:  # formats without a year
-            at = at.replace(year=datetime.now(self._tz).year)
-        return at.replace(tzinfo=self._tz).astimezone(UTC)
+        if "%Y" in self._time_format or "%y" in self._time_format:
+            try:
+                at = datetime.strptime(raw, self._time_format)
+            except ValueError:
+                return None  # the panel's clock text is a detail; the event still counts
+            return at.replace(tzinfo=self._tz).astimezone(UTC)
+        return self._latest_past(raw)
+
+    def _latest_past(self, raw: str) -> datetime | None:
+        """A date without a year is the most recent one that is not in the future: on
+        2026-11-29, "12/11 15:08" is 2025-12-11 and "11/12 15:08" is 2026-11-12. The year
+        goes into the parse, so that 02/29 reads in a leap year."""
+        now = self._clock.now().astimezone(self._tz)
+        for year in (now.year, now.year - 1, now.year - 2, now.year - 3, now.year - 4):
+            try:
+                at = datetime.strptime(f"{raw} {year}", f"{self._time_format} %Y")
+            except ValueError:
+                continue  # 02/29 of a year that has none
+            local = at.replace(tzinfo=self._tz)
+            if local <= now + AHEAD:
+                return local.astimezone(UTC)
+        return None

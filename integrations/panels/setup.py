@@ -32,14 +32,14 @@ class Panels:
 
 
 def line_parser(
-    config: PanelConfig, formats: Mapping[str, PrinterFormat], tz: tzinfo
+    config: PanelConfig, formats: Mapping[str, PrinterFormat], tz: tzinfo, clock: Clock
 ) -> Callable[[str], Reading]:
     if config.protocol == "alarmdecoder":
         return alarmdecoder.read
     if config.protocol == "contact_id":
         return contact_id.read
     assert config.format is not None
-    return PrinterParser(config.format, formats[config.format], tz).read
+    return PrinterParser(config.format, formats[config.format], tz, clock).read
 
 
 def build(
@@ -64,7 +64,7 @@ def build(
         source = PanelSource(device, config.zones, submit, clock, f"serial:{config.protocol}")
         out.devices.append(device)
         out.sources[name] = source
-        out.links.append(_link(name, config, source, line_parser(config, formats, tz)))
+        out.links.append(_link(name, config, source, line_parser(config, formats, tz, clock)))
     for name, receiver in receivers.items():
         sources: dict[str, PanelSource] = {}
         for acct, account in receiver.accounts.items():
@@ -87,12 +87,18 @@ def build(
 def _link(
     name: str, config: PanelConfig, source: PanelSource, parse: Callable[[str], Reading]
 ) -> SerialLink:
+    encoding = config.encoding
+
     def on_line(raw: bytes) -> None:
         try:
-            text = raw.decode("ascii")
+            text = raw.decode(encoding)
             reading = parse(text)
         except UnicodeDecodeError:
-            source.reject("line is not ASCII (garbage on the wire, or a wrong baud rate?)", raw)
+            source.reject(
+                f"line is not {encoding} (garbage on the wire, a wrong baud rate, or the "
+                "panel prints in another encoding: set `encoding`)",
+                raw,
+            )
             return
         except FrameError as exc:
             source.reject(str(exc), raw)

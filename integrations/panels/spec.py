@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Literal, Self
 
@@ -37,6 +38,9 @@ class PanelConfig(Strict):
     max_line: int = Field(512, ge=16, le=65536)
     #: the printer format (`printer_formats:`) for protocol: printer
     format: str | None = None
+    #: what the panel prints in: Chinese panels (GST, Tanda, Fulead style) print GB2312 /
+    #: GB18030; others ASCII or UTF-8 (any Python codec name)
+    encoding: str = "ascii"
     #: longest silence before the panel counts as offline; empty for none
     heartbeat_s: float | None = Field(None, gt=0)
     place: Place = Place()
@@ -49,6 +53,14 @@ class PanelConfig(Strict):
             rates = ", ".join(str(r) for r in sorted(BAUD_RATES))
             raise ValueError(f"baud rate {value} is not a standard one ({rates})")
         return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (ascii, utf-8, gb18030, ...)") from None
 
     @field_validator("framing")
     @classmethod
