@@ -148,7 +148,10 @@ async def test_garbage_and_overlong_lines_are_dead_letters_and_the_link_stays_up
     await live.seen.until(lambda evs: len(evs) >= 1)
     await live.daemon.ingest.drained()
     reasons = [d["reason"] for d in live.dead_letters()]
-    assert "line is not ASCII (garbage on the wire, or a wrong baud rate?)" in reasons
+    assert (
+        "line is not ascii (garbage on the wire, a wrong baud rate, or the panel prints in "
+        "another encoding: set `encoding`)"
+    ) in reasons
     assert "line longer than max_line (128 bytes)" in reasons
     assert live.daemon.panels.links[0].opened == 1
 
