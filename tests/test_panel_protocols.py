@@ -371,3 +371,44 @@ def test_a_date_without_a_year_is_the_most_recent_one_not_in_the_future() -> Non
     assert at("12/11 15:08 FIRE 15") == datetime(2025, 12, 11, 15, 8, tzinfo=tz)  # not ahead
     assert at("11/29 10:03 FIRE 15") == datetime(2026, 11, 29, 10, 3, tzinfo=tz)  # clock skew
     assert at("02/29 08:00 FIRE 15") == datetime(2024, 2, 29, 8, 0, tzinfo=tz)  # a leap day
+
+
+def test_a_dc09_frame_keeps_the_panels_time() -> None:
+    stamped = NOW - timedelta(seconds=30)
+    raw = sia_dc09.message("SIA-DCS", 1, "5678", "#5678|Nri1/FA015", at=stamped)
+    (signal,) = sia_dc09.read(sia_dc09.parse_frame(raw, PLAIN, NOW)).signals
+    assert signal.occurred_at == stamped
+    plain = sia_dc09.message("SIA-DCS", 2, "5678", "#5678|Nri1/FA015")
+    (untimed,) = sia_dc09.read(sia_dc09.parse_frame(plain, PLAIN, NOW)).signals
+    assert untimed.occurred_at is None  # then the receiver's time is the event's
+
+
+def test_the_report_shows_the_panels_time_when_it_is_off_by_over_a_minute() -> None:
+    from alertd.incidents.report import markdown
+
+    incident = {
+        "id": 1,
+        "title": "t",
+        "drill": 0,
+        "opened_at": "2026-11-27T02:00:05+00:00",
+        "acknowledged_at": None,
+        "resolved_at": None,
+        "expected_restore_at": None,
+        "site": "",
+        "building": "3",
+        "floor": "",
+        "unit": "",
+        "zone": "",
+        "playbook": "p",
+        "severity": "critical",
+        "status": "open",
+    }
+    row = {"at": "2026-11-27T02:00:05+00:00", "type": "event", "actor": "alertd", "text": "x"}
+    timeline = [{**row, "id": 1, "event_id": 7}, {**row, "id": 2, "event_id": 8}]
+    times = {
+        7: ("2026-11-27T01:55:00+00:00", "2026-11-27T02:00:04+00:00"),  # panel 5 min behind
+        8: ("2026-11-27T02:00:00+00:00", "2026-11-27T02:00:04+00:00"),
+    }
+    text = markdown(incident, timeline, [], ZoneInfo("Asia/Shanghai"), None, times)
+    assert "x (panel time 2026-11-27 09:55:00 +08:00, received 2026-11-27 10:00:04 +08:00)" in text
+    assert text.count("panel time") == 1

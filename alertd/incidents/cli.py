@@ -254,11 +254,23 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         from alertd.playbooks.schema import WaitAck
 
         config: Config = load(config_path)
-        incident, timeline, outbox = _incident(store_of(config), incident_id)
+        store = store_of(config)
+        incident, timeline, outbox = _incident(store, incident_id)
+        times = {
+            int(r["id"]): (str(r["occurred_at"]), str(r["received_at"]))
+            for r in _rows(
+                store,
+                "SELECT id, occurred_at, received_at FROM events WHERE id IN "
+                "(SELECT event_id FROM timeline WHERE incident_id = ?)",
+                (incident_id,),
+            )
+        }
         books = load_playbooks(config.playbooks).enabled if config.playbooks else {}
         playbook = books.get(incident["playbook"])
         waits = [s.wait_ack_s for s in playbook.steps if isinstance(s, WaitAck)] if playbook else []
-        text = markdown(incident, timeline, outbox, config.site.tz, waits[0] if waits else None)
+        text = markdown(
+            incident, timeline, outbox, config.site.tz, waits[0] if waits else None, times
+        )
         click.echo(to_html(text) if fmt == "html" else text, nl=False)
 
     @main.command()

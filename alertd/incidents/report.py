@@ -43,13 +43,20 @@ def drill_score(incident: dict[str, Any], ack_target_s: float | None) -> str:
     return f"acknowledged in {took / 60:.1f} min{verdict}; resolved in {resolved}"
 
 
+#: a panel's clock this far from ours is worth showing (the event's own time is kept)
+CLOCK_GAP_S = 60.0
+
+
 def markdown(
     incident: dict[str, Any],
     timeline: list[dict[str, Any]],
     outbox: list[dict[str, Any]],
     tz: tzinfo,
     ack_target_s: float | None = None,
+    event_times: dict[int, tuple[str, str]] | None = None,
 ) -> str:
+    """`event_times`: event id -> (occurred_at, received_at) for the events on the
+    timeline; the panel's time is shown where it differs from ours by over a minute."""
     i = incident
     place = " / ".join(
         p
@@ -93,6 +100,11 @@ def markdown(
         if row["id"] in delivered:
             continue  # counted below, not listed one by one
         text = str(row["text"]).replace("|", "\\|")
+        times = (event_times or {}).get(row.get("event_id") or 0)
+        if times is not None:
+            occurred, received = (datetime.fromisoformat(t) for t in times)
+            if abs((received - occurred).total_seconds()) > CLOCK_GAP_S:
+                text += f" (panel time {_local(times[0], tz)}, received {_local(times[1], tz)})"
         lines.append(f"| {_local(row['at'], tz)} | {row['type']} | {row['actor']} | {text} |")
     lines += [
         "",

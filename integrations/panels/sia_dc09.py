@@ -11,6 +11,7 @@ frame it cannot understand).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -199,7 +200,19 @@ def _tail(tail: str) -> tuple[tuple[str, ...], datetime | None]:
 
 
 def read(frame: Frame) -> Reading:
-    """The signals a valid frame carries. Unknown content raises FrameError (DUH)."""
+    """The signals a valid frame carries, at the frame's own time when it has one (the
+    panel's clock, GMT). Unknown content raises FrameError (DUH)."""
+    reading = _read(frame)
+    if frame.timestamp is None:
+        return reading
+    at = frame.timestamp
+    signals = tuple(
+        s if s.occurred_at else dataclasses.replace(s, occurred_at=at) for s in reading.signals
+    )
+    return dataclasses.replace(reading, signals=signals)
+
+
+def _read(frame: Frame) -> Reading:
     if frame.id == "NULL":
         return Reading(account=frame.account)
     content = frame.data
