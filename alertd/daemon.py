@@ -239,6 +239,8 @@ class Daemon:
         while True:
             await asyncio.sleep(self.config.ingest.tick_s)
             self.ingest.tick()
+            for receiver in self.panels.receivers:
+                receiver.flush_rejects()
             failing = bool(self.ingest.store_error)
             if failing != store_told:
                 store_told = failing

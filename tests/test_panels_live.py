@@ -404,3 +404,47 @@ async def test_a_printer_port_is_read_in_the_panels_encoding(
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+async def test_a_receiver_closes_idle_connections_caps_them_and_sums_up_junk(
+    tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    body = RECEIVER.format(port=port, key=KEY).replace(
+        "    port: " + str(port) + "\n",
+        f"    port: {port}\n    idle_timeout_s: 1.0\n    max_connections: 2\n",
+    )
+    clock = FakeClock()
+    async with Live(panel_config(tmp_path, broker, body), clock) as live:
+        # an idle connection is closed by the receiver
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # EOF: closed for us
+        writer.close()
+        # a third connection closes the longest idle of the two open
+        first = await asyncio.open_connection("127.0.0.1", port)
+        second = await asyncio.open_connection("127.0.0.1", port)
+        second[1].write(sia_dc09.message("NULL", 1, "5678", ""))
+        await second[1].drain()
+        await second[0].readuntil(b"\r")  # answered: the second spoke last
+        with caplog.at_level(logging.WARNING):
+            third = await asyncio.open_connection("127.0.0.1", port)
+            third[1].write(sia_dc09.message("NULL", 2, "5678", ""))
+            await third[1].drain()
+            await third[0].readuntil(b"\r")  # the third is served
+        assert any("closing the longest idle" in r.getMessage() for r in caplog.records)
+        assert await asyncio.wait_for(first[0].read(), 10) == b""  # the first was closed
+        for _, w in (first, second, third):
+            w.close()
+        # a flood of junk from one peer: one dead letter, then one summing up the rest
+        junk = [b"\nnot a frame at all\r"] * 30
+        answers = await send_dc09("127.0.0.1", port, junk, udp=True)
+        assert len(answers) == 30
+        await live.daemon.ingest.drained()
+        assert len(live.dead_letters()) == 1
+        clock.advance(61)
+        for receiver in live.daemon.panels.receivers:
+            receiver.flush_rejects()
+        await live.daemon.ingest.drained()
+        reasons = [d["reason"] for d in live.dead_letters()]
+        assert len(reasons) == 2
+        assert "from 127.0.0.1: 29 more rejected frame(s) between" in reasons[1]

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import cast
 
 from alertd.aio import within
@@ -26,6 +27,8 @@ from integrations.panels.spec import ReceiverConfig
 log = logging.getLogger(__name__)
 
 ACK_WAIT_S = 15.0  # panels wait about 20 s for an answer before sending again
+#: bad frames from one peer within this share one dead letter
+REJECTS_WINDOW_S = 60.0
 
 
 class Dc09Receiver:
@@ -52,6 +55,10 @@ class Dc09Receiver:
         self._udp: asyncio.DatagramTransport | None = None
         self.tcp_port = 0
         self.udp_port = 0
+        #: open TCP connections and when each last spoke (loop time)
+        self._open: dict[asyncio.StreamWriter, float] = {}
+        #: per peer: rejected frames counted since the last dead letter, first, last, why
+        self._rejects: dict[str, tuple[int, datetime, datetime, str]] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -76,6 +83,10 @@ class Dc09Receiver:
         )
 
     async def close(self) -> None:
+        for peer, seen in self._rejects.items():
+            if seen[0]:
+                self._summarise(peer, seen)
+        self._rejects.clear()
         for server in self._servers:
             server.close()
             await server.wait_closed()
@@ -83,32 +94,51 @@ class Dc09Receiver:
             self._udp.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One panel's TCP connection: closed after `idle_timeout_s` of silence, and the
+        longest-idle one goes when `max_connections` are open."""
+        loop = asyncio.get_running_loop()
+        if len(self._open) >= self.config.max_connections:
+            oldest = min(self._open, key=self._open.__getitem__)
+            log.warning(
+                "receiver %s: %d connections open; closing the longest idle",
+                self.name,
+                len(self._open),
+            )
+            self._open.pop(oldest, None)
+            oldest.close()
+        self._open[writer] = loop.time()
+        peer = str((writer.get_extra_info("peername") or ("?",))[0])
         try:
             while True:
                 try:
-                    raw = await reader.readuntil(sia_dc09.CR)
+                    async with asyncio.timeout(self.config.idle_timeout_s):
+                        raw = await reader.readuntil(sia_dc09.CR)
+                except TimeoutError:
+                    return  # idle: the panel connects again when it has something to say
                 except asyncio.LimitOverrunError as exc:
                     await reader.readexactly(exc.consumed)
-                    self._reject_unplaced("frame longer than 1024 bytes", b"")
+                    self._reject_unplaced("frame longer than 1024 bytes", b"", peer)
                     writer.write(sia_dc09.nak(self._clock.now()))
                     continue
                 except asyncio.IncompleteReadError:
                     return  # the panel hung up (a partial frame is not answered)
-                writer.write(await self.answer(raw))
+                self._open[writer] = loop.time()
+                writer.write(await self.answer(raw, peer))
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             return
         finally:
+            self._open.pop(writer, None)
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def answer(self, raw: bytes) -> bytes:
+    async def answer(self, raw: bytes, peer: str = "") -> bytes:
         """The response to one frame, once its content is safely stored."""
         now = self._clock.now()
         try:
             frame = sia_dc09.parse_frame(raw, self._accounts, now)
         except FrameError as exc:
-            self._reject_unplaced(str(exc), raw)
+            self._reject_unplaced(str(exc), raw, peer)
             return sia_dc09.nak(now)
         source = self._sources.get(frame.account) or self._unknown(frame.account)
         try:
@@ -136,8 +166,35 @@ class Dc09Receiver:
             return sia_dc09.nak(self._clock.now())
         return sia_dc09.ack(frame, self._accounts.keys.get(frame.account), self._clock.now())
 
-    def _reject_unplaced(self, reason: str, raw: bytes) -> None:
-        self._unknown("").reject(f"SIA DC-09: {reason}", raw)
+    def _reject_unplaced(self, reason: str, raw: bytes, peer: str = "") -> None:
+        """A dead letter for the first bad frame from a peer in a minute; the others are
+        counted and summed up in one (a flood of junk datagrams is one row a minute)."""
+        now = self._clock.now()
+        seen = self._rejects.get(peer)
+        if seen is None or (now - seen[1]).total_seconds() >= REJECTS_WINDOW_S:
+            if seen is not None and seen[0]:
+                self._summarise(peer, seen)
+            self._rejects[peer] = (0, now, now, reason)
+            self._unknown("").reject(f"SIA DC-09 from {peer or 'a peer'}: {reason}", raw)
+            return
+        count, first, _, _ = seen
+        self._rejects[peer] = (count + 1, first, now, reason)
+
+    def _summarise(self, peer: str, seen: tuple[int, datetime, datetime, str]) -> None:
+        count, first, last, reason = seen
+        self._unknown("").reject(
+            f"SIA DC-09 from {peer or 'a peer'}: {count} more rejected frame(s) between "
+            f"{first:%H:%M:%S} and {last:%H:%M:%S} UTC (last: {reason})",
+            b"",
+        )
+
+    def flush_rejects(self) -> None:
+        """Sum up what was counted (the daemon's tick, and at close)."""
+        now = self._clock.now()
+        for peer, seen in list(self._rejects.items()):
+            if seen[0] and (now - seen[1]).total_seconds() >= REJECTS_WINDOW_S:
+                self._summarise(peer, seen)
+                self._rejects[peer] = (0, now, now, seen[3])
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -155,6 +212,6 @@ class _Datagrams(asyncio.DatagramProtocol):
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, data: bytes, addr: tuple[str | int, int]) -> None:
-        response = await self._receiver.answer(data)
+        response = await self._receiver.answer(data, str(addr[0]))
         if self._transport is not None and not self._transport.is_closing():
             self._transport.sendto(response, addr)

@@ -103,6 +103,10 @@ class ReceiverConfig(Strict):
     #: seconds a message's timestamp may lag behind / run ahead of our clock
     max_lag_s: float = 40.0
     max_lead_s: float = 20.0
+    #: a TCP connection silent this long is closed (longer than the panels' supervision)
+    idle_timeout_s: float = Field(300.0, gt=0)
+    #: open TCP connections at most; beyond it the longest-idle one is closed
+    max_connections: int = Field(200, ge=1)
     accounts: dict[str, AccountConfig] = {}
 
     @field_validator("accounts")
