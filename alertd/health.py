@@ -77,6 +77,15 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
             Part(f"panel {link.name}", "ok" if up else "degraded", "" if up else "link down")
         )
     for receiver in daemon.panels.receivers:
+        if receiver.unknown_accounts:
+            accounts = ", ".join(sorted(receiver.unknown_accounts))
+            out.append(
+                Part(
+                    f"receiver {receiver.name} accounts",
+                    "degraded",
+                    f"frames from accounts not configured: {accounts} (accepted: no place, no key)",
+                )
+            )
         listening = bool(receiver.tcp_port or receiver.udp_port)
         out.append(
             Part(

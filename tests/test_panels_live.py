@@ -448,3 +448,21 @@ async def test_a_receiver_closes_idle_connections_caps_them_and_sums_up_junk(
         reasons = [d["reason"] for d in live.dead_letters()]
         assert len(reasons) == 2
         assert "from 127.0.0.1: 29 more rejected frame(s) between" in reasons[1]
+
+
+async def test_a_frame_for_an_unknown_account_is_accepted_and_flagged(
+    tmp_path: Path, broker: Broker
+) -> None:
+    from alertd.health import parts
+
+    port = free_port()
+    async with Live(panel_config(tmp_path, broker, RECEIVER.format(port=port, key=KEY))) as live:
+        frame = sia_dc09.message("SIA-DCS", 1, "9999", "#9999|Nri1/FA003")
+        (answer,) = await send_dc09("127.0.0.1", port, [frame])
+        assert answer == sia_dc09.build('"ACK"0001R0L0#9999[]')  # a fire is a fire
+        await live.seen.until(lambda evs: len(evs) >= 1)
+        (event,) = live.seen.events
+        assert (event.kind, event.device_id) == (Kind.FIRE_ALARM, "sia:9999:003")
+        assert "account 9999 is not in receiver central's configuration" in event.detail
+        flagged = [p for p in parts(live.daemon, live.daemon.clock.now()) if "accounts" in p.name]
+        assert [(p.state, "9999" in p.detail) for p in flagged] == [("degraded", True)]

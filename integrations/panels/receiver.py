@@ -55,6 +55,8 @@ class Dc09Receiver:
         self._udp: asyncio.DatagramTransport | None = None
         self.tcp_port = 0
         self.udp_port = 0
+        #: accounts that reported but are not configured (health shows them)
+        self.unknown_accounts: set[str] = set()
         #: open TCP connections and when each last spoke (loop time)
         self._open: dict[asyncio.StreamWriter, float] = {}
         #: per peer: rejected frames counted since the last dead letter, first, last, why
@@ -140,7 +142,10 @@ class Dc09Receiver:
         except FrameError as exc:
             self._reject_unplaced(str(exc), raw, peer)
             return sia_dc09.nak(now)
-        source = self._sources.get(frame.account) or self._unknown(frame.account)
+        source = self._sources.get(frame.account)
+        if source is None:  # accepted (a fire is a fire), flagged on the event and in health
+            self.unknown_accounts.add(frame.account)
+            source = self._unknown(frame.account)
         try:
             reading = sia_dc09.read(frame)
         except FrameError as exc:

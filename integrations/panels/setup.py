@@ -131,7 +131,8 @@ def _unknown(
                 Location(site=site),
                 tags={"account": "not configured"},
             )
-            made[acct] = PanelSource(device, {}, submit, clock, "sia-dc09")
+            flag = f"account {acct} is not in receiver {receiver}'s configuration" if acct else ""
+            made[acct] = PanelSource(device, {}, submit, clock, "sia-dc09", flag)
         return made[acct]
 
     return source

@@ -37,8 +37,12 @@ class PanelSource:
         submit: Callable[[Report | Rejected], None],
         clock: Clock,
         source: str,
+        flag: str = "",
     ) -> None:
+        """`flag`: said on every event from this source (an account the receiver's
+        configuration does not name)."""
         self.panel = panel
+        self.flag = flag
         self._zones = {_zone_key(k): v for k, v in zones.items()}
         self._submit = submit
         self._clock = clock
@@ -68,7 +72,7 @@ class PanelSource:
         for signal in reading.signals:
             device, known = self.zone_device(signal.zone) if signal.zone else (self.panel, True)
             devices[device.device_id] = device
-            by_device[device.device_id].append(_observation(signal, known))
+            by_device[device.device_id].append(_observation(signal, known, self.flag))
         panel_obs = by_device.pop(self.panel.device_id, [])
         values: dict[str, Value] = dict(reading.notes)
         # zones first: a zone's alarm is what the message is about
@@ -98,8 +102,10 @@ class PanelSource:
         self._submit(Report(self.source, self.panel, (offline,), self._clock.now(), alive=False))
 
 
-def _observation(signal: Signal, known: bool) -> Observation:
+def _observation(signal: Signal, known: bool, flag: str = "") -> Observation:
     detail = signal.detail if known else f"{signal.detail} ({UNMAPPED})".strip()
+    if flag:
+        detail = f"{detail} ({flag})".strip()
     return Observation(signal.kind, signal.active, signal.occurred_at, detail=detail)
 
 
