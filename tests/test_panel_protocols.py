@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from alertd.events import Kind
 from integrations.panels import alarmdecoder, contact_id, sia_dc09
 from integrations.panels.printer import PrinterParser
-from integrations.panels.signal import FrameError, Reading
+from integrations.panels.signal import FrameError, Reading, Signal
 from integrations.panels.spec import PrinterFormat
 from tests.conftest import FIXTURES
 
@@ -412,3 +412,35 @@ def test_the_report_shows_the_panels_time_when_it_is_off_by_over_a_minute() -> N
     text = markdown(incident, timeline, [], ZoneInfo("Asia/Shanghai"), None, times)
     assert "x (panel time 2026-11-27 09:55:00 +08:00, received 2026-11-27 10:00:04 +08:00)" in text
     assert text.count("panel time") == 1
+
+
+def test_a_tripped_zone_is_what_the_zone_map_says_and_zone_000_is_the_panel() -> None:
+    from alertd.clock import FakeClock
+    from alertd.devices import Device
+    from alertd.events import Location
+    from alertd.ingest.report import Rejected, Report
+    from integrations.panels import alarmdecoder
+    from integrations.panels.source import PanelSource
+    from integrations.panels.spec import Place
+
+    got: list[Report | Rejected] = []
+    panel = Device("facp", "panel:alarmdecoder", "/dev/ttyUSB0", Location("HV", "3"))
+    zones = {
+        "EXP01-02": Place(floor="B1", zone="pump room", kind=Kind.LEAK),
+        "EXP01-04": Place(floor="12", kind=Kind.FIRE_ALARM),
+    }
+    source = PanelSource(panel, zones, got.append, FakeClock(), "serial:alarmdecoder")
+    for line in ("!EXP:01,02,01", "!EXP:01,04,01", "!EXP:01,03,01", "!EXP:01,03,00"):
+        source.report(alarmdecoder.read(line), line)
+    reports = [r for r in got if isinstance(r, Report) and r.observations]
+    assert [(r.device.device_id, r.observations[0].kind) for r in reports] == [
+        ("facp:EXP01-02", Kind.LEAK),  # a leak sensor on an expander is not a fire
+        ("facp:EXP01-04", Kind.FIRE_ALARM),
+    ]
+    (dead,) = [r for r in got if isinstance(r, Rejected)]  # the restore is not another one
+    assert "zone EXP01-03 tripped, but the zone map gives it no kind" in dead.reason
+    # a printer's zone 000 is the panel itself
+    got.clear()
+    source.report(Reading((Signal(Kind.FIRE_TROUBLE, True, "000-000", "power"),)), "故障 000-000")
+    (report,) = [r for r in got if isinstance(r, Report) and r.observations]
+    assert report.device.device_id == "facp"

@@ -95,7 +95,8 @@ def _expander(line: str) -> Reading:
     if match["what"] == "REL":
         return Reading(notes=(("relay", f"{match['addr']}:{match['chan']}={match['value']}"),))
     zone = f"EXP{match['addr']}-{match['chan']}"
-    return Reading((Signal(Kind.FIRE_ALARM, match["value"] != "00", zone, "expander zone"),))
+    tripped = match["value"] != "00"
+    return Reading((Signal(Kind.FIRE_ALARM, tripped, zone, "expander zone", kind_from_map=True),))
 
 
 def _rf(line: str) -> Reading:
@@ -104,7 +105,13 @@ def _rf(line: str) -> Reading:
         raise FrameError(f"malformed !RFX message: {line[:60]!r}")
     value, serial = int(match["value"], 16), match["serial"]
     signals = [
-        Signal(Kind.FIRE_ALARM, bool(value & bit), f"RF{serial}-{loop}", "wireless loop")
+        Signal(
+            Kind.FIRE_ALARM,
+            bool(value & bit),
+            f"RF{serial}-{loop}",
+            "wireless loop",
+            kind_from_map=True,
+        )
         for bit, loop in RF_LOOPS.items()
         if loop == "1" or value & bit
     ]

@@ -17,6 +17,9 @@ class Signal:
     zone: str = ""
     detail: str = ""
     occurred_at: datetime | None = None
+    #: a zone that only says "tripped" (expander and wireless loops): what it is comes
+    #: from the zone map's `kind`; `kind` here is a placeholder
+    kind_from_map: bool = False
 
 
 @dataclass(frozen=True, slots=True)

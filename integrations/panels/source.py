@@ -70,7 +70,13 @@ class PanelSource:
         by_device: dict[str, list[Observation]] = defaultdict(list)
         devices: dict[str, Device] = {}
         for signal in reading.signals:
-            device, known = self.zone_device(signal.zone) if signal.zone else (self.panel, True)
+            panel_itself = not signal.zone.strip("0-")  # zone 000 is the panel
+            if signal.kind_from_map:
+                typed = self._typed(signal, raw)
+                if typed is None:
+                    continue
+                signal = typed
+            device, known = (self.panel, True) if panel_itself else self.zone_device(signal.zone)
             devices[device.device_id] = device
             by_device[device.device_id].append(_observation(signal, known, self.flag))
         panel_obs = by_device.pop(self.panel.device_id, [])
@@ -83,6 +89,20 @@ class PanelSource:
         parts = receipt.split(len(reports)) if receipt else [None] * len(reports)
         for report, part in zip(reports, parts, strict=True):
             self._submit(_with_receipt(report, part))
+
+    def _typed(self, signal: Signal, raw: str) -> Signal | None:
+        """A zone that only says "tripped" is what the zone map's `kind` says; with none,
+        its trip is kept as a dead letter that says so (never taken for a fire)."""
+        place = self._zones.get(_zone_key(signal.zone))
+        if place is not None and place.kind is not None:
+            return dataclasses.replace(signal, kind=place.kind, kind_from_map=False)
+        if signal.active:
+            self.reject(
+                f"zone {signal.zone} tripped, but the zone map gives it no kind (kind: "
+                "fire.alarm, leak, gas, device.tamper, ...): not an alarm until it does",
+                raw.encode(),
+            )
+        return None
 
     def reject(self, reason: str, raw: bytes, receipt: Receipt | None = None) -> None:
         self._submit(

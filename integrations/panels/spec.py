@@ -20,6 +20,10 @@ class Place(Strict):
     floor: str = ""
     unit: str = ""
     zone: str = ""
+    #: what the zone is, for panels that only say a zone tripped (AlarmDecoder !EXP and
+    #: !RFX): fire.alarm, leak, gas, device.tamper, ...; unset: not an alarm (kept as a
+    #: dead letter that says so)
+    kind: Kind | None = None
 
 
 #: what panels and serial servers speak
