@@ -444,3 +444,29 @@ def test_a_tripped_zone_is_what_the_zone_map_says_and_zone_000_is_the_panel() ->
     source.report(Reading((Signal(Kind.FIRE_TROUBLE, True, "000-000", "power"),)), "故障 000-000")
     (report,) = [r for r in got if isinstance(r, Report) and r.observations]
     assert report.device.device_id == "facp"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        # the MLR2-E manual's own example: account 1234, duress (121), group 01, zone 001
+        ("5011 181234E12101001\x14", [(Kind.MANUAL, True, "1234-001")]),
+        ("5011 181234E11001015", [(Kind.FIRE_ALARM, True, "1234-015")]),
+        ("5011 181234R11001015", [(Kind.FIRE_ALARM, False, "1234-015")]),
+        ("50A2 18C0FFE15401009", [(Kind.LEAK, True, "C0FF-009")]),  # E: new event
+        ("1011           @    ", []),  # the receiver's heartbeat
+    ],
+)
+def test_contact_id_as_a_surgard_receiver_passes_it_on(
+    line: str, expected: list[tuple[Kind, bool, str]]
+) -> None:
+    from integrations.panels import surgard
+
+    assert signals(surgard.read(line)) == expected
+
+
+def test_a_surgard_line_that_is_not_contact_id_says_so() -> None:
+    from integrations.panels import surgard
+
+    with pytest.raises(FrameError, match="not a Sur-Gard Contact ID line"):
+        surgard.read("6011      1234XX0001")

@@ -466,3 +466,28 @@ async def test_a_frame_for_an_unknown_account_is_accepted_and_flagged(
         assert "account 9999 is not in receiver central's configuration" in event.detail
         flagged = [p for p in parts(live.daemon, live.daemon.clock.now()) if "accounts" in p.name]
         assert [(p.state, "9999" in p.detail) for p in flagged] == [("degraded", True)]
+
+
+async def test_a_surgard_receivers_contact_id_lines_reach_the_store(
+    tmp_path: Path, broker: Broker
+) -> None:
+    link = tmp_path / "serial" / "mlr2"
+    fd = open_pty_link(link)
+    body = (
+        "panels:\n"
+        f"  mlr2: {{protocol: surgard_mlr2, port: {link}, place: {{site: HV}},\n"
+        '          zones: {"1234-015": {building: "7", floor: "3", zone: hall}}}\n'
+    )
+    try:
+        async with Live(panel_config(tmp_path, broker, body)) as live:
+            await asyncio.wait_for(live.daemon.panels.links[0].connected.wait(), 10)
+            write_split(fd, b"1011           @    \x145011 181234E11001015\x14", [3, 5, 2])
+            await live.seen.until(lambda evs: len(evs) >= 1)
+            (event,) = live.seen.events
+            loc = event.location
+            assert (event.kind, event.device_id) == (Kind.FIRE_ALARM, "mlr2:1234-015")
+            assert (loc.building, loc.floor, loc.zone) == ("7", "3", "hall")
+            assert live.dead_letters() == []
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -11,7 +11,7 @@ from alertd.clock import Clock
 from alertd.devices import Device
 from alertd.events import Location
 from alertd.ingest.report import Rejected, Report
-from integrations.panels import alarmdecoder, contact_id
+from integrations.panels import alarmdecoder, contact_id, surgard
 from integrations.panels.printer import PrinterParser
 from integrations.panels.receiver import Dc09Receiver
 from integrations.panels.serial_link import SerialLink
@@ -38,6 +38,8 @@ def line_parser(
         return alarmdecoder.read
     if config.protocol == "contact_id":
         return contact_id.read
+    if config.protocol == "surgard_mlr2":
+        return surgard.read
     assert config.format is not None
     return PrinterParser(config.format, formats[config.format], tz, clock).read
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -33,12 +33,14 @@ BAUD_RATES = frozenset(
 
 
 class PanelConfig(Strict):
-    protocol: Literal["alarmdecoder", "contact_id", "printer"]
+    protocol: Literal["alarmdecoder", "contact_id", "surgard_mlr2", "printer"]
     #: a device path (prefer /dev/serial/by-id/...) or a pyserial URL such as socket://host:port
     port: str
     baudrate: int = 9600
     framing: str = "8N1"
-    line_ending: Literal["\r\n", "\n", "\r"] = "\r\n"
+    #: what ends a line: CRLF, LF, CR, or DC4 (0x14, Sur-Gard receivers; `protocol:
+    #: surgard_mlr2` sets it)
+    line_ending: Literal["\r\n", "\n", "\r", "\x14"] = "\r\n"
     max_line: int = Field(512, ge=16, le=65536)
     #: the printer format (`printer_formats:`) for protocol: printer
     format: str | None = None
@@ -72,6 +74,13 @@ class PanelConfig(Strict):
         if not re.fullmatch(r"[5-8][NEOMS][12]", value.upper()):
             raise ValueError("framing is data bits, parity, stop bits, e.g. 8N1 or 7E1")
         return value.upper()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _surgard_ends_lines_with_dc4(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("protocol") == "surgard_mlr2":
+            return {"line_ending": "\x14", **data}
+        return data
 
     @model_validator(mode="after")
     def _format_for_printer(self) -> Self:
