@@ -470,3 +470,49 @@ def test_a_surgard_line_that_is_not_contact_id_says_so() -> None:
 
     with pytest.raises(FrameError, match="not a Sur-Gard Contact ID line"):
         surgard.read("6011      1234XX0001")
+
+
+def test_a_printer_record_over_two_lines_keeps_the_panels_time_and_finds_its_step() -> None:
+    from integrations.panels.spec import PrinterFormat
+
+    notifier80 = PrinterFormat.model_validate(
+        {
+            "pattern": r"^(?P<type>FIRE ALARM|CLEARED FIRE ALARM)\s+(?P<text>.*?)\s+"
+            r"Z(?P<zone>\d{3})\n(?P<time>\d{1,2}:\d\d[AP] \d{6})$",
+            "time_format": "%I:%M%p %m%d%y",
+            "lines": 2,
+            "types": {
+                "FIRE ALARM": {"kind": "fire.alarm"},
+                "CLEARED FIRE ALARM": {"kind": "fire.alarm", "active": False},
+            },
+        }
+    )
+    parser = PrinterParser("notifier80", notifier80, ZoneInfo("Asia/Shanghai"))
+    assert parser.read("FIRE ALARM SMOKE(PHOTO) 3RD FL HALL Z015") == Reading()  # half
+    (fire,) = parser.read("10:41A 112726").signals
+    assert (fire.kind, fire.active, fire.zone) == (Kind.FIRE_ALARM, True, "015")
+    assert fire.occurred_at == datetime(2026, 11, 27, 2, 41, tzinfo=UTC)
+    # a stray line: it is the error, and the record after it is read
+    assert parser.read("LINE NOISE") == Reading()  # held: it may start a record
+    with pytest.raises(FrameError, match=r"record does not match .*LINE NOISE"):
+        parser.read("CLEARED FIRE ALARM SMOKE(PHOTO) 3RD FL HALL Z015")
+    (cleared,) = parser.read("10:45A 112726").signals
+    assert (cleared.active, cleared.zone) == (False, "015")
+
+
+def test_a_printer_record_can_end_on_a_pattern() -> None:
+    from integrations.panels.spec import PrinterFormat
+
+    spec = PrinterFormat.model_validate(
+        {
+            "pattern": r"(?s)^(?P<type>火警)\n(?P<text>.*)\n(?P<zone>\d{3}-\d{3})\n-+$",
+            "record_end": r"^-{5,}$",
+            "types": {"火警": {"kind": "fire.alarm"}},
+        }
+    )
+    parser = PrinterParser("blocks", spec, ZoneInfo("Asia/Shanghai"))
+    for line in ("火警", "3号楼 12层", "走廊 感烟", "001-015"):
+        assert parser.read(line) == Reading()
+    (fire,) = parser.read("----------").signals
+    assert (fire.kind, fire.zone) == (Kind.FIRE_ALARM, "001-015")
+    assert "3号楼 12层\n走廊 感烟" in fire.detail

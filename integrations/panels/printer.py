@@ -28,14 +28,39 @@ class PrinterParser:
         self._time_format = spec.time_format
         self._types = {k.upper(): v for k, v in spec.types.items()}
         self._tz = tz
+        self._lines = spec.lines
+        self._end = re.compile(spec.record_end) if spec.record_end else None
+        #: the lines of a record not complete yet
+        self._held: list[str] = []
 
     def read(self, line: str) -> Reading:
+        """One printed line; a record of several lines answers when it is complete (and
+        nothing, not an error, before). A record that does not match gives up its first
+        line as an error and keeps the others: the reader finds its step again."""
         line = line.rstrip()
         if not line.strip() or (self._ignore and self._ignore.search(line)):
             return Reading()
-        match = self._pattern.search(line)
+        self._held.append(line)
+        complete = bool(self._end.search(line)) if self._end else len(self._held) >= self._lines
+        if not complete:
+            if len(self._held) > 10:  # no end in sight: the oldest line is an error
+                raise FrameError(f"no end of record after: {self._held.pop(0)[:80]!r}")
+            return Reading()
+        record = "\n".join(self._held)
+        match = self._pattern.search(record)
         if match is None:
-            raise FrameError(f"line does not match printer format {self.name!r}: {line[:80]!r}")
+            first = self._held.pop(0)
+            if self._end is not None:
+                self._held.clear()
+            raise FrameError(
+                f"record does not match printer format {self.name!r}: {first[:80]!r}"
+                if self._lines > 1 or self._end
+                else f"line does not match printer format {self.name!r}: {first[:80]!r}"
+            )
+        self._held.clear()
+        return self._reading(match, record)
+
+    def _reading(self, match: re.Match[str], line: str) -> Reading:
         groups = match.groupdict()
         event_type = " ".join((groups.get("type") or "").upper().split())
         known = self._types.get(event_type)

@@ -144,8 +144,13 @@ class PrinterFormat(Strict):
     types: dict[str, PrinterType]
     #: lines matching this are not events and not errors (headers, "SYSTEM NORMAL")
     ignore: str | None = None
+    #: a record of this many lines (Notifier's 80-column output prints an event over two);
+    #: the pattern sees them joined by a newline
+    lines: int = Field(1, ge=1, le=10)
+    #: or: a record ends on the line that matches this
+    record_end: str | None = None
 
-    @field_validator("pattern", "ignore")
+    @field_validator("pattern", "ignore", "record_end")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         if value is None:
