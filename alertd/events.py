@@ -26,6 +26,8 @@ class Kind(StrEnum):
     DEVICE_BATTERY_LOW = "device.battery_low"
     DEVICE_TAMPER = "device.tamper"
     MANUAL = "manual"
+    #: a panel's code alertd has no meaning for: kept as an event, with the code
+    UNKNOWN = "unknown"
 
 
 class State(StrEnum):
@@ -58,6 +60,7 @@ SEVERITY: dict[Kind, Severity] = {
     Kind.SENSOR_OFFLINE: Severity.MINOR,
     Kind.DEVICE_TAMPER: Severity.MINOR,
     Kind.DEVICE_BATTERY_LOW: Severity.WARNING,
+    Kind.UNKNOWN: Severity.WARNING,
 }
 
 #: Kinds that never wait behind telemetry and are never dropped.

@@ -163,7 +163,8 @@ def test_crc_of_a_published_frame() -> None:
         "0002",
     )
     assert frame.extended == ("X012W34.1", "Y045N12.2")
-    assert sia_dc09.read(frame).notes == (("last_signal", "SIA BA012"),)
+    # burglary: no kind of alertd's, kept as an unknown event with its code
+    assert signals(sia_dc09.read(frame)) == [(Kind.UNKNOWN, True, "012")]
 
 
 @pytest.mark.parametrize(
@@ -516,3 +517,38 @@ def test_a_printer_record_can_end_on_a_pattern() -> None:
     (fire,) = parser.read("----------").signals
     assert (fire.kind, fire.zone) == (Kind.FIRE_ALARM, "001-015")
     assert "3号楼 12层\n走廊 感烟" in fire.detail
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("FR015", [(Kind.FIRE_ALARM, False, "015")]),
+        ("KA003", [(Kind.FIRE_ALARM, True, "003")]),
+        ("SR003", [(Kind.FIRE_ALARM, False, "003")]),
+        ("SS002", [(Kind.FIRE_SUPERVISORY, True, "002")]),
+        ("WR009", [(Kind.LEAK, False, "009")]),
+        ("GS004", [(Kind.GAS, True, "004")]),
+        ("GR004", [(Kind.GAS, False, "004")]),
+        ("GT004", [(Kind.FIRE_TROUBLE, True, "004")]),
+        ("PR001", [(Kind.MANUAL, False, "001")]),
+        ("BR012", [(Kind.UNKNOWN, False, "012")]),
+        # a code with no meaning known: an event with the code, never dropped, and one
+        # that does not swallow the next (momentary)
+        ("ZZ007", [(Kind.UNKNOWN, True, "007"), (Kind.UNKNOWN, False, "007")]),
+    ],
+)
+def test_every_sia_alarm_has_its_restoral_and_unknown_codes_are_kept(
+    token: str, expected: list[tuple[Kind, bool, str]]
+) -> None:
+    raw = sia_dc09.message("SIA-DCS", 1, "5678", f"#5678|Nri1/{token}")
+    reading = sia_dc09.read(sia_dc09.parse_frame(raw, PLAIN, NOW))
+    assert signals(reading) == expected
+    if token.startswith("ZZ"):
+        assert "SIA ZZ (unknown code)" in reading.signals[0].detail
+
+
+def test_every_sia_code_with_an_alarm_has_a_restore_of_the_same_kind() -> None:
+    kinds = {kind for kind, _ in sia_dc09.SIA_CODES.values()}
+    for kind in kinds:
+        states = {active for k, active in sia_dc09.SIA_CODES.values() if k is kind}
+        assert states == {True, False}, kind

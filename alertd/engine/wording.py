@@ -24,6 +24,7 @@ KINDS: dict[Kind, tuple[str, str]] = {
     Kind.DEVICE_BATTERY_LOW: ("设备电量低", "Device battery low"),
     Kind.DEVICE_TAMPER: ("设备被拆动", "Device tampered with"),
     Kind.MANUAL: ("紧急情况", "Emergency"),
+    Kind.UNKNOWN: ("未知信号", "Unknown signal"),
 }
 
 #: rooms and places as devices files usually name them, both ways

@@ -37,37 +37,41 @@ _ADM = re.compile(
     r"(?P<zone>[0-9A-Fa-f]{3})$"
 )
 
-#: SIA event codes: code -> (kind, active)
+#: SIA event codes (SIA DC-03): code -> (kind, active). Codes pair as xA alarm, xH alarm
+#: restore, xR restoral, xS supervisory, xT trouble, xJ trouble restore. A code alertd has
+#: no kind for is an `unknown` event carrying the code, never dropped.
 SIA_CODES: dict[str, tuple[Kind, bool]] = {
-    "FA": (Kind.FIRE_ALARM, True),
-    "FH": (Kind.FIRE_ALARM, False),
-    #: the fire restoral many panels send for any fire point (a zone left in alarm
-    #: otherwise: the panel has its ACK and never sends it again)
-    "FR": (Kind.FIRE_ALARM, False),
-    "KA": (Kind.FIRE_ALARM, True),
-    "KH": (Kind.FIRE_ALARM, False),
-    "SA": (Kind.FIRE_ALARM, True),
-    "SH": (Kind.FIRE_ALARM, False),
-    "FS": (Kind.FIRE_SUPERVISORY, True),
-    "FV": (Kind.FIRE_SUPERVISORY, False),
-    "FT": (Kind.FIRE_TROUBLE, True),
-    "FJ": (Kind.FIRE_TROUBLE, False),
+    # fire, heat and sprinkler: a fire alarm
+    **dict.fromkeys(("FA", "KA", "SA"), (Kind.FIRE_ALARM, True)),
+    **dict.fromkeys(("FH", "FR", "KH", "KR", "SH", "SR"), (Kind.FIRE_ALARM, False)),
+    **dict.fromkeys(("FS", "KS", "SS"), (Kind.FIRE_SUPERVISORY, True)),
+    **dict.fromkeys(("FV", "KV", "SV"), (Kind.FIRE_SUPERVISORY, False)),
+    # troubles of the fire system and what it supervises (CO, expanders, power supply)
+    **dict.fromkeys(("FT", "KT", "ST", "GT", "ET", "UT", "IA", "YP"), (Kind.FIRE_TROUBLE, True)),
+    **dict.fromkeys(("FJ", "KJ", "SJ", "GJ", "ER", "UJ", "IR", "YQ"), (Kind.FIRE_TROUBLE, False)),
+    # water and gas (CO)
     "WA": (Kind.LEAK, True),
     "WH": (Kind.LEAK, False),
-    "GA": (Kind.GAS, True),
-    "GH": (Kind.GAS, False),
+    "WR": (Kind.LEAK, False),
+    **dict.fromkeys(("GA", "GS"), (Kind.GAS, True)),
+    **dict.fromkeys(("GH", "GR"), (Kind.GAS, False)),
+    # power
     "AT": (Kind.POWER_LOSS, True),
     "AR": (Kind.POWER_LOSS, False),
     "YT": (Kind.POWER_LOW_BATTERY, True),
     "YR": (Kind.POWER_LOW_BATTERY, False),
-    "PA": (Kind.MANUAL, True),
-    "PH": (Kind.MANUAL, False),
-    "MA": (Kind.MANUAL, True),
-    "MH": (Kind.MANUAL, False),
+    # a person asking for help: panic, holdup, medical, emergency
+    **dict.fromkeys(("PA", "HA", "MA", "QA"), (Kind.MANUAL, True)),
+    **dict.fromkeys(("PH", "PR", "HH", "HR", "MH", "MR", "QH", "QR"), (Kind.MANUAL, False)),
+    # the devices themselves
     "TA": (Kind.DEVICE_TAMPER, True),
     "TR": (Kind.DEVICE_TAMPER, False),
     "XT": (Kind.DEVICE_BATTERY_LOW, True),
     "XR": (Kind.DEVICE_BATTERY_LOW, False),
+    # burglary: alertd has no kind for it; kept, with its restores, as unknown events
+    "BA": (Kind.UNKNOWN, True),
+    "BH": (Kind.UNKNOWN, False),
+    "BR": (Kind.UNKNOWN, False),
 }
 SIA_TESTS = {"RP": "automatic test", "RX": "manual test", "FX": "fire test"}
 
@@ -245,7 +249,13 @@ def _sia(content: str, frame: Frame) -> Reading:
         elif code in SIA_TESTS:
             notes.append(("test_report", f"SIA {code} {SIA_TESTS[code]}"))
         elif re.fullmatch(r"[A-Z]{2}[0-9A-Za-z]*", token):
-            notes.append(("last_signal", f"SIA {token}"))
+            # no meaning known: an event with the code, momentary (so that the next one
+            # on this zone is an event too)
+            where, what = (zone.zfill(3) if zone else ""), f"SIA {code} (unknown code)"
+            signals += [
+                Signal(Kind.UNKNOWN, True, where, what),
+                Signal(Kind.UNKNOWN, False, where, what),
+            ]
         else:
             raise FrameError(f"unreadable SIA-DCS data {token!r}")
     return Reading(tuple(signals), tuple(notes), frame.account)
