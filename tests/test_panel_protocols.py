@@ -552,3 +552,25 @@ def test_every_sia_code_with_an_alarm_has_a_restore_of_the_same_kind() -> None:
     for kind in kinds:
         states = {active for k, active in sia_dc09.SIA_CODES.values() if k is kind}
         assert states == {True, False}, kind
+
+
+def test_a_keypad_fire_is_placed_by_its_zone_and_restored_when_the_fire_bit_clears() -> None:
+    from integrations.panels import alarmdecoder
+
+    reader = alarmdecoder.Reader()
+    fire = (
+        '[00010001011001000A--],015,[f707000600e5800c0c020000],"FIRE 15 SMOKE DET 3RD FL HALL   "'
+    )
+    second = (
+        '[00010001011001000A--],021,[f707000600e5800c0c020000],"FIRE 21 WATERFLOW B1          "'
+    )
+    idle = (
+        '[10000001000000000A--],008,[f707000600e5800c0c020000],"****DISARMED****  Ready to Arm  "'
+    )
+    fires = [s for s in reader.read(fire).signals if s.kind is Kind.FIRE_ALARM]
+    assert [(s.active, s.zone) for s in fires] == [(True, ""), (True, "015")]  # panel and zone
+    reader.read(second)
+    cleared = [s for s in reader.read(idle).signals if s.kind is Kind.FIRE_ALARM]
+    assert [(s.active, s.zone) for s in cleared] == [(False, ""), (False, "015"), (False, "021")]
+    again = [s for s in reader.read(idle).signals if s.kind is Kind.FIRE_ALARM]
+    assert [(s.active, s.zone) for s in again] == [(False, "")]  # restored once

@@ -10,6 +10,7 @@ expanders and wireless sensors; other `!` lines are status and are ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from alertd.events import Kind
@@ -35,6 +36,36 @@ LRR1 = {
     "TROUBLE": (Kind.FIRE_TROUBLE, True),
 }
 RF_LOOPS = {0x80: "1", 0x20: "2", 0x10: "3", 0x40: "4"}
+
+
+class Reader:
+    """One panel's lines. The keypad shows "FIRE 015" for each zone in fire: that zone is
+    reported too, so that the zone map places it when the panel sends no LRR messages
+    (with them, both name the same zone device and count once); when the keypad's fire
+    bit clears, every zone it showed is restored."""
+
+    def __init__(self) -> None:
+        self._fire_zones: set[str] = set()
+
+    def read(self, line: str) -> Reading:
+        reading = read(line)
+        keypad = next(
+            (s for s in reading.signals if s.kind is Kind.FIRE_ALARM and not s.zone), None
+        )
+        if keypad is None:
+            return reading
+        zone = _KEYPAD.match(line.strip())
+        code = zone["code"] if zone else ""
+        extra: list[Signal] = []
+        if keypad.active and code.strip("0"):
+            self._fire_zones.add(code)
+            extra.append(Signal(Kind.FIRE_ALARM, True, code, keypad.detail))
+        elif not keypad.active and self._fire_zones:
+            extra += [
+                Signal(Kind.FIRE_ALARM, False, z, keypad.detail) for z in sorted(self._fire_zones)
+            ]
+            self._fire_zones.clear()
+        return dataclasses.replace(reading, signals=(*reading.signals, *extra))
 
 
 def read(line: str) -> Reading:

@@ -35,7 +35,7 @@ def line_parser(
     config: PanelConfig, formats: Mapping[str, PrinterFormat], tz: tzinfo, clock: Clock
 ) -> Callable[[str], Reading]:
     if config.protocol == "alarmdecoder":
-        return alarmdecoder.read
+        return alarmdecoder.Reader().read
     if config.protocol == "contact_id":
         return contact_id.read
     if config.protocol == "surgard_mlr2":
