@@ -574,3 +574,38 @@ def test_a_keypad_fire_is_placed_by_its_zone_and_restored_when_the_fire_bit_clea
     assert [(s.active, s.zone) for s in cleared] == [(False, ""), (False, "015"), (False, "021")]
     again = [s for s in reader.read(idle).signals if s.kind is Kind.FIRE_ALARM]
     assert [(s.active, s.zone) for s in again] == [(False, "")]  # restored once
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+@pytest.mark.parametrize(
+    ("kind", "data", "code", "zone"),
+    [
+        ("SIA-DCS", "#1234|Nri1/FA015", "FA", "015"),
+        ("ADM-CID", "#1234|1110 01 015", "FA", "015"),
+        ("SIA-DCS", "#1234|Nri1/FR015", "FR", "015"),
+    ],
+)
+def test_pysiaalarm_reads_our_frames_and_we_read_its_answers(
+    kind: str, data: str, code: str, zone: str, encrypted: bool
+) -> None:
+    """A second, independent DC-09 implementation (pysiaalarm, Home Assistant's) checks
+    CRC, length, timestamp and AES both ways. pysiaalarm takes a key as its ASCII
+    characters; alertd takes the same key's bytes, in hex."""
+    from pysiaalarm import SIAAccount
+    from pysiaalarm.event import SIAEvent
+
+    ascii_key = "0123456789abcdef"
+    now = datetime.now(UTC).replace(microsecond=0)
+    key = ascii_key.encode() if encrypted else None
+    raw = sia_dc09.message(kind, 42, "1234", data, at=now, key=key)
+    theirs = SIAEvent.from_line(
+        raw.decode().strip(), {"1234": SIAAccount("1234", ascii_key if encrypted else None)}
+    )
+    assert theirs.valid_message
+    assert (theirs.account, theirs.code, theirs.encrypted) == ("1234", code, encrypted)
+    # where pysiaalarm keeps the zone: after the code (SIA-DCS), or as `ri` (ADM-CID)
+    assert (theirs.message if kind == "SIA-DCS" else theirs.ri) == zone
+    answer = theirs.create_response()  # their ACK (encrypted for an encrypted frame)
+    ours = sia_dc09.Accounts({"1234": key} if key else {})
+    parsed = sia_dc09.parse_frame(answer, ours, now)
+    assert (parsed.id, parsed.sequence, parsed.encrypted) == ("ACK", "0042", encrypted)

@@ -31,6 +31,7 @@ _HEADER = re.compile(
     r"(?P<line>L[0-9A-Fa-f]{1,6})(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?\[(?P<rest>.*)$",
     re.S,
 )
+_PAD = re.compile(r"^[^|\[\]#]*\|?")
 _TIMESTAMP = re.compile(r"_(\d{2}):(\d{2}):(\d{2}),(\d{2})-(\d{2})-(\d{4})$")
 _ADM = re.compile(
     r"^(?P<q>\d)(?P<code>[0-9A-Fa-f]{3}) (?P<group>[0-9A-Fa-f]{2}) "
@@ -181,10 +182,13 @@ def _decrypt(key: bytes, hex_text: str) -> str:
         raise FrameError("encrypted part is not a whole number of AES blocks")
     decryptor = Cipher(algorithms.AES(key), modes.CBC(bytes(16))).decryptor()
     plain = decryptor.update(cipher) + decryptor.finalize()
-    # what a wrong key yields is random bytes: never all printable, padding and "|" included
+    # what a wrong key yields is random bytes: never all printable with a "]" in it
     text = plain.decode("latin-1")
-    _pad, bar, content = text.partition("|")
-    if not (text.isascii() and text.isprintable() and bar and "]" in content):
+    if not (text.isascii() and text.isprintable()):
+        raise FrameError("decryption failed (wrong key?)")
+    # the pad, then "|" (which some senders leave out: pysiaalarm pads its ACKs with 0s)
+    content = _PAD.sub("", text, count=1)
+    if "]" not in content:
         raise FrameError("decryption failed (wrong key?)")
     return content
 
