@@ -50,6 +50,7 @@ class IncidentService:
         self._next_id = 1
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._lock = asyncio.Lock()
+        self._ticking = asyncio.Lock()
         #: called with (incident, action) for each action put in the outbox
         self.outbox_listeners: list[Callable[[Incident, Action], None]] = []
         #: commands from staff that make an event (declare, drill) go back to ingest
@@ -138,7 +139,12 @@ class IncidentService:
             await self._save(decisions, now, db.Done(events=tuple(e.id for e in events)))
 
     async def tick(self) -> None:
-        """Fire due timers and apply staff commands."""
+        """Fire due timers and apply staff commands. One tick at a time: two would read the
+        same due timer or pending command and apply it twice."""
+        async with self._ticking:
+            await self._tick()
+
+    async def _tick(self) -> None:
         now = self._clock.now()
         for tid, timer in sorted(self._timers.items(), key=lambda t: t[1].due_at):
             if timer.due_at > now:

@@ -115,9 +115,9 @@ def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
         "expected_restore_at": _opt(i.expected_restore_at),
         "active": json.dumps(sorted(i.active)),
         "units": json.dumps(sorted(i.units)),
-        "run": json.dumps(dataclasses.asdict(i.run)),
+        "run": json.dumps(_flat(i.run)),
         "drill": int(i.drill),
-        "origin": json.dumps(dataclasses.asdict(i.origin), ensure_ascii=False),
+        "origin": json.dumps(_flat(i.origin), ensure_ascii=False),
         "seen": json.dumps(sorted(i.seen), ensure_ascii=False),
         "cleared_at": _opt(i.cleared_at),
         "all_clear_sent": int(i.all_clear_sent),
@@ -127,6 +127,18 @@ def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
         f"INSERT OR REPLACE INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
         tuple(row.values()),
     )
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _flat(value: Any) -> dict[str, Any]:
+    """A flat dataclass as a dict: what `dataclasses.asdict` gives, without its deep copy
+    (a cost on every decision)."""
+    names = _FIELDS.get(type(value))
+    if names is None:
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    return {name: getattr(value, name) for name in names}
 
 
 def _opt(at: datetime | None) -> str | None:
