@@ -28,6 +28,7 @@ from alertd.engine.state import (
 from alertd.events import Event
 from alertd.store import Writer
 from alertd.store import incidents as db
+from alertd.store.sqlite import unsynced
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ class IncidentService:
         assert store is not None
         urgent = any(d.actions for d in decisions)  # something to send: before bookkeeping
         new_timers = await self._writer.call(
-            db.save, store.conn, decisions, now, done, urgent=urgent
+            unsynced(db.save), store.conn, decisions, now, done, urgent=urgent
         )
         for d in decisions:
             if d.incident is None:

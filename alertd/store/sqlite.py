@@ -60,6 +60,24 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = False) -> Iterato
         raise
 
 
+def unsynced(fn: Any) -> Any:
+    """`fn(conn, ...)` committed without its own fsync (synchronous=NORMAL for it alone).
+    In WAL mode it becomes durable with the next FULL commit, whose fsync covers every
+    frame before it. For what can be made again after a power loss: an incident decision
+    (its events are committed, undecided, and decided again at start; nothing it sends
+    goes out before the claim, a FULL commit, makes it durable) or a delivery receipt."""
+
+    def call(conn: sqlite3.Connection, *args: Any) -> Any:
+        level = conn.execute("PRAGMA synchronous").fetchone()[0]
+        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute(f"PRAGMA synchronous={int(level)}")
+
+    return call
+
+
 def dict_rows(conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """Rows as dicts keyed by column name."""
     cur = conn.execute(sql, args)

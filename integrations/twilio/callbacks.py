@@ -24,6 +24,7 @@ from alertd.store import Writer
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as db
 from alertd.store.group import GroupCommit
+from alertd.store.sqlite import unsynced
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Callbacks:
         store = writer.store
         assert store is not None
         self._receipts: GroupCommit[db.Receipt] = GroupCommit(
-            writer, lambda receipts: db.apply_receipts(store.conn, receipts, clock.now())
+            writer, lambda receipts: unsynced(db.apply_receipts)(store.conn, receipts, clock.now())
         )
         self._forged_logged = -FORGED_LOG_S
 
