@@ -3,6 +3,7 @@ simulated time for retries (no sleeps)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections import Counter
@@ -264,6 +265,41 @@ async def test_messages_in_flight_at_a_crash_are_counted_and_sent_again(
     assert restarted.counts["inflight_at_start"] == 3
     await restarted.step()
     assert len(rig.fake.sms()) == len(rig.rows("SELECT id FROM messages"))
+
+
+async def test_an_outcome_the_store_refuses_is_kept_and_written_once_it_can(rig: Rig) -> None:
+    """The SMS went out, then the store refused its outcome (a full disk, an I/O error):
+    the running daemon must record it once the store recovers, not leave it `sending`
+    until a restart sends it again."""
+    from tests.mqtt_tools import until
+
+    assert rig.writer.store is not None
+    refusals: list[int] = []
+
+    def refuse(conn: sqlite3.Connection) -> None:
+        conn.create_function("refuse", 0, lambda: refusals.append(1) or 1)
+        conn.execute(
+            "CREATE TEMP TRIGGER hold BEFORE UPDATE OF status ON messages "
+            "WHEN OLD.status = 'sending' BEGIN SELECT RAISE(ABORT, 'disk I/O error') "
+            "WHERE refuse(); END"
+        )
+
+    await rig.writer.call(refuse, rig.writer.store.conn)
+    config = DeliveryConfig(poll_s=0.02, send_timeout_s=2)  # type: ignore[call-arg]
+    dispatcher = Dispatcher(rig.writer, rig.dispatcher.sinks, rig.clock, config, None)
+    await dispatcher.start()
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        await rig.add_action(1, "sms", "unit")
+        dispatcher.outbox_changed()
+        await until(lambda: len(refusals) >= 3)  # sent, refused, and tried again
+        assert rig.rows("SELECT status FROM messages") == [("sending",)]
+        await rig.writer.call(rig.writer.store.conn.execute, "DROP TRIGGER hold")
+        await until(lambda: rig.rows("SELECT status FROM messages") == [("sent",)])
+        assert len(rig.fake.sms()) == 1  # written, not sent again
+    finally:
+        dispatcher.stop()
+        await running
 
 
 async def test_an_expired_safety_message_is_dropped_not_sent_late(rig: Rig) -> None:

@@ -113,8 +113,9 @@ class Dispatcher:
             self._recorded.clear()
             try:
                 await self._record()
-            except Exception:  # the senders got the error; their rows stay `sending`
+            except Exception:  # the outcomes were put back: try again after a pause
                 await asyncio.sleep(self._config.poll_s)
+                self._recorded.set()
 
     def stop(self) -> None:
         self._stopping = True
@@ -173,8 +174,8 @@ class Dispatcher:
                 lanes,
                 urgent=True,
             )
-        except BaseException as exc:
-            self._settle(pending, exc)
+        except BaseException:
+            self._requeue(pending, changes)
             raise
         self._settle(pending)
         for message in claimed:
@@ -274,29 +275,38 @@ class Dispatcher:
         outcomes = [outcome for outcome, _ in pending]
         try:
             await self._writer.call(db.record, store.conn, outcomes, self._clock.now(), lanes)
-        except Exception as exc:
-            self._settle(pending, exc)
+        except BaseException:
+            self._requeue(pending, changes)
             raise
         self._settle(pending)
 
-    @staticmethod
-    def _settle(
-        pending: list[tuple[db.Outcome, asyncio.Future[None]]], exc: BaseException | None = None
+    def _requeue(
+        self,
+        pending: list[tuple[db.Outcome, asyncio.Future[None]]],
+        changes: dict[str, LaneState],
     ) -> None:
+        """A write failed: its outcomes and lane changes wait for the next one, in order.
+        Their senders keep their slots meanwhile, so a store that cannot be written holds
+        delivery back instead of dropping what was sent."""
+        self._outcomes[:0] = pending
+        self._lane_changes = {**changes, **self._lane_changes}
+
+    @staticmethod
+    def _settle(pending: list[tuple[db.Outcome, asyncio.Future[None]]]) -> None:
         """Tell the senders their outcomes are written: their slots free up."""
         for _, written in pending:
-            if written.done():
-                continue
-            if exc is None:
+            if not written.done():
                 written.set_result(None)
-            else:
-                written.set_exception(exc)
 
     async def _drain(self) -> None:
         """What is in flight finishes (bounded) and everything is recorded."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._config.send_timeout_s + 1)
-        await self._stop_recorder()
+        try:
+            await self._stop_recorder()
+        finally:  # what could not be recorded stays `sending`: the next start sends it again
+            for task in self._tasks:
+                task.cancel()
 
     async def _stop_recorder(self) -> None:
         if self._recorder_task is not None:
