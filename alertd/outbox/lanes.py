@@ -1,12 +1,13 @@
 """A delivery lane: one channel's sends (SMS, call, PA, webhook, e-mail), with its own
 concurrency and rate, so that nothing waiting for one channel's limit holds another.
 
-A lane paces its starts (at most `rate` a second, reserved only a short way ahead, so a
-message is never marked `sending` long before it goes; the loop's monotonic time), pauses
-for a provider's Retry-After and then climbs back to its full rate, and stops when the
-provider refuses the account (bad credentials): messages wait, one probe goes out every
-`probe_s`, and the lane starts again by itself once the probe gets through. Pauses and
-probes are timers, on the injected clock."""
+A lane paces its starts at most `rate` a second (the loop's monotonic time), most urgent
+first: a staff alert passes the residents' texts waiting for their turn. It claims only a
+lookahead's worth beyond what it can start, so a message is not marked `sending` long
+before it goes. It pauses for a provider's Retry-After and then climbs back to its full
+rate, and stops when the provider refuses the account (bad credentials): messages wait,
+one probe goes out every `probe_s`, and the lane starts again by itself once the probe
+gets through. Pauses and probes are timers, on the injected clock."""
 
 from __future__ import annotations
 
@@ -36,8 +37,6 @@ class LaneState:
     channel: str
     state: str  # ok | paused | stopped
     reason: str
-    busy: int
-    rate: float | None
 
 
 class Lane:
@@ -78,9 +77,9 @@ class Lane:
     # -- what the dispatcher asks -----------------------------------------------------
 
     def claimable(self) -> tuple[int, int]:
-        """How many messages this lane can start within the lookahead, and how many more
-        staff alerts of life-safety incidents (they jump the pacing and have slots of
-        their own: a fan-out never holds them)."""
+        """How many messages this lane can start within the lookahead, and how many staff
+        alerts of life-safety incidents it can take besides: they have slots of their own,
+        so a fan-out filling the concurrency never holds them, and go first at the rate."""
         if self.paused():
             return 0, 0
         if self.stopped:
@@ -191,7 +190,7 @@ class Lane:
 
     def state(self) -> LaneState:
         if self.stopped:
-            return LaneState(self.channel, "stopped", self.stopped, self.busy, self.rate)
+            return LaneState(self.channel, "stopped", self.stopped)
         if self.paused():
-            return LaneState(self.channel, "paused", "provider rate limit", self.busy, self.rate)
-        return LaneState(self.channel, "ok", "", self.busy, self.rate)
+            return LaneState(self.channel, "paused", "provider rate limit")
+        return LaneState(self.channel, "ok", "")
