@@ -110,12 +110,21 @@ def test_a_real_alarm_during_a_drill_opens_a_real_incident_that_notes_the_drill(
     (second_drill,) = desk.event(drill=True, device="drill:2")
     assert second_drill.incident is not None
     assert (second_drill.incident.id, second_drill.incident.drill) == (1, True)
+    # a second real detector joins the real incident, announced, never the drill
+    (spread,) = desk.event(device="smoke-3-05", floor="5", unit="0502")
+    assert spread.incident is not None
+    assert (spread.incident.id, spread.incident.drill) == (2, False)
+    assert ("notify", "oncall:security") in [(a.channel, a.target) for a in spread.actions]
+    assert "now also Bldg 3, 5F, 0502" in spread.actions[-1].texts["en"]
+    assert "0502" not in desk.get(1).units
+    assert "device:smoke-3-05" not in desk.get(1).seen
 
 
 def test_a_drill_nobody_closes_ends_by_itself() -> None:
     desk = Desk(engine(drill_end_s=3600))
     desk.event(drill=True, device="drill:1")
     assert desk.advance(3599) == [] or desk.get(1).status != "closed"
+    assert desk.get(1).status != "closed"
     desk.advance(2)
     assert desk.get(1).status == "closed"
     # a closed drill takes no more events: the next drill is a new incident
