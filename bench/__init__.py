@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from integrations.twilio.sink import TwilioSink
 
 
 def quick_flag(doc: str | None) -> bool:
@@ -12,4 +16,20 @@ def quick_flag(doc: str | None) -> bool:
     return bool(parser.parse_args().quick)
 
 
-__all__: list[str] = ["quick_flag"]
+def fake_twilio_sms(base_url: str) -> dict[str, TwilioSink]:
+    """An SMS sink with the real twilio SDK, talking to the local fake Twilio at base_url."""
+    from pydantic import SecretStr
+
+    from alertd.config import TwilioConfig
+    from integrations.twilio.sink import TwilioSink
+
+    twilio = TwilioConfig(
+        account_sid="AC" + "0" * 32,
+        auth_token=SecretStr("x"),
+        from_number="+15005550006",
+        api_base_url=base_url,
+    )
+    return {"sms": TwilioSink(twilio, "sms")}
+
+
+__all__: list[str] = ["fake_twilio_sms", "quick_flag"]

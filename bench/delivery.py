@@ -20,10 +20,8 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import SecretStr
-
 from alertd.clock import SystemClock
-from alertd.config import DeliveryConfig, TwilioConfig
+from alertd.config import DeliveryConfig
 from alertd.directory.residents import Resident, import_residents
 from alertd.directory.staff import load_staff
 from alertd.engine.state import Action, Decision, Incident
@@ -31,8 +29,7 @@ from alertd.events import Location, Severity
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
-from bench import quick_flag
-from integrations.twilio.sink import TwilioSink
+from bench import fake_twilio_sms, quick_flag
 from tests.fake_twilio import FakeTwilio
 
 TEXTS = {"zh": "您好，3号楼发生火警，请立即撤离。", "en": "Fire alarm in building 3: leave now."}
@@ -80,13 +77,7 @@ async def run(quick: bool) -> None:
             "people:\n  Wang: {phone: '+8613900000001', roles: [security]}\n"
         )
         staff = load_staff(root / "staff.yaml", "CN", ZoneInfo("Asia/Shanghai"))
-        twilio = TwilioConfig(
-            account_sid="AC" + "0" * 32,
-            auth_token=SecretStr("x"),
-            from_number="+15005550006",
-            api_base_url=fake.base_url,
-        )
-        sinks = {"sms": TwilioSink(twilio, "sms")}
+        sinks = fake_twilio_sms(fake.base_url)
 
         async def fan_out(config: DeliveryConfig, incident_id: int) -> float:
             dispatcher = Dispatcher(writer, sinks, SystemClock(), config, staff)

@@ -27,8 +27,6 @@ import re
 import signal
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -37,9 +35,10 @@ from pathlib import Path
 
 from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
-from bench import quick_flag
+from bench import fake_twilio_sms, quick_flag
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
+from tests.test_delivery_crash import start
 
 TOKEN = "bench-token"
 SECURITY = "+8613900000001"
@@ -111,16 +110,6 @@ def setup(root: Path, fake: FakeTwilio, broker: Broker, residents: int) -> tuple
     return root / "alertd.yaml", port
 
 
-def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "alertd", "run", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
 def q(values: list[float], p: int) -> float:
     if len(values) < 2:
         return values[0]
@@ -141,7 +130,7 @@ async def under_load(quick: bool) -> None:
         broker = Broker(root / "mosquitto").start()
         fake = await FakeTwilio(receipts_token=TOKEN).start()
         config, _ = setup(root, fake, broker, residents)
-        daemon = start_daemon(config, root / "alertd.log")
+        daemon = start(config, root / "alertd.log")  # alertd as its own process
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
         storm_process = context.Process(target=storm, args=(broker.port, 2000, 120, stop))
@@ -257,17 +246,15 @@ def report(
 
 async def storm_429(quick: bool) -> None:
     """The dispatcher alone, real time: 10 s of 429 (Retry-After 2 s), then service."""
-    from pydantic import SecretStr
 
     from alertd.clock import SystemClock
-    from alertd.config import DeliveryConfig, TwilioConfig
+    from alertd.config import DeliveryConfig
     from alertd.directory.staff import load_staff
     from alertd.engine.state import Action, Decision, Incident
     from alertd.events import Location, Severity
     from alertd.outbox.dispatcher import Dispatcher
     from alertd.store import Writer
     from alertd.store import incidents as incidents_db
-    from integrations.twilio.sink import TwilioSink
 
     count = 500 if quick else 2000
     with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp:
@@ -281,13 +268,7 @@ async def storm_429(quick: bool) -> None:
         await writer.call(import_residents, store.conn, people, SystemClock().now())
         (root / "staff.yaml").write_text("people: {}\n")
         staff = load_staff(root / "staff.yaml", "CN", SystemClock().now().tzinfo)  # type: ignore[arg-type]
-        twilio = TwilioConfig(
-            account_sid="AC" + "0" * 32,
-            auth_token=SecretStr("x"),
-            from_number="+15005550006",
-            api_base_url=fake.base_url,
-        )
-        sinks = {"sms": TwilioSink(twilio, "sms")}
+        sinks = fake_twilio_sms(fake.base_url)
         dispatcher = Dispatcher(
             writer, sinks, SystemClock(), DeliveryConfig(concurrency=20, poll_s=0.05), staff
         )  # type: ignore[call-arg]
