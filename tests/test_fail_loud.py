@@ -17,7 +17,7 @@ import pytest
 from alertd.store import SqliteStore
 from tests.broker import Broker
 from tests.helpers import alertd
-from tests.mqtt_tools import Publisher, until
+from tests.mqtt_tools import Publisher, until, write_config
 from tests.test_delivery_crash import start
 
 
@@ -340,17 +340,15 @@ async def test_sighup_reloads_and_a_broken_file_keeps_the_one_in_force(
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    devices = tmp_path / "devices.csv"
-    devices.write_text(
-        "device_id,profile,topic,building\nleak-1,zigbee2mqtt,zigbee2mqtt/leak_1,3\n"
-    )
     (tmp_path / "staff.yaml").write_text(STAFF_ALL_DAY)
-    config = tmp_path / "alertd.yaml"
-    config.write_text(
-        f"mqtt: {{port: {broker.port}, client_id: reload}}\n"
-        f"storage: {{path: alertd.db}}\ndevices: devices.csv\nplaybooks: {SHIPPED}\n"
-        f"staff: staff.yaml\nhttp: {{host: 127.0.0.1, port: {port}}}\n"
+    config = write_config(
+        tmp_path,
+        broker,
+        "device_id,profile,topic,building\nleak-1,zigbee2mqtt,zigbee2mqtt/leak_1,3\n",
+        client_id="reload",
+        extra=f"playbooks: {SHIPPED}\nstaff: staff.yaml\nhttp: {{host: 127.0.0.1, port: {port}}}\n",
     )
+    devices = tmp_path / "devices.csv"
     log = tmp_path / "alertd.log"
     daemon = start(config, log)
 
