@@ -152,8 +152,6 @@ class Daemon:
     async def reload(self) -> None:
         """SIGHUP: playbooks, staff and devices read again. Each file is taken whole or
         not at all: a broken one keeps the one in force, and says why (log, health)."""
-        from alertd.directory.staff import load_staff
-
         problems: list[str] = []
         if self.config.playbooks is not None:
             books = load_playbooks(self.config.playbooks)
