@@ -61,14 +61,9 @@ class IncidentService:
         """Load the state; returns the undecided events to catch up on."""
         store = self._writer.store
         assert store is not None
-        now = self._clock.now()
-        live: list[Incident] = await self._writer.call(db.live_incidents, store.conn, now, KEEP)
-        timers = await self._writer.call(db.pending_timers, store.conn)
-        last: int = await self._writer.call(db.max_incident_id, store.conn)
+        await self._load_incidents()
+        self._timers = dict(await self._writer.call(db.pending_timers, store.conn))
         undecided: list[Event] = await self._writer.call(db.undecided_events, store.conn)
-        self._incidents = IncidentIndex(live)
-        self._timers = dict(timers)
-        self._next_id = last + 1
         return undecided
 
     def on_event(self, event: Event) -> None:
@@ -110,12 +105,13 @@ class IncidentService:
             except Exception as exc:
                 if delay == 0.1:
                     log.error("decisions wait: the store cannot be written (%s)", exc)
-                await self._reopen()
+                await self._load_incidents()  # what the failed decision put in memory goes
                 await asyncio.sleep(delay)  # a backoff while the disk is full
                 delay = min(delay * 2, 5.0)
 
-    async def _reopen(self) -> None:
-        """Back to the stored state: what the failed decision put in memory is dropped."""
+    async def _load_incidents(self) -> None:
+        """The stored incidents and the next number: at start, and after a decision that
+        could not be stored."""
         store = self._writer.store
         assert store is not None
         live = await self._writer.call(db.live_incidents, store.conn, self._clock.now(), KEEP)
