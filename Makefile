@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test check lint types unit bench mosquitto clean
+.PHONY: demo test check lint types unit bench mosquitto chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ mosquitto:
 	  { echo "installing Mosquitto (apt-get)"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; }
 
+# the console's browser tests drive Debian's Chromium (Playwright never downloads one)
+# (and a CJK font, so that its screenshots show the Chinese pages)
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; } || \
+	  { echo "installing Chromium and a CJK font (apt-get)"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; }
+
 demo: $(STAMP) mosquitto
 	@sh config/demo.sh $(BIN)
 
@@ -26,7 +33,7 @@ check: $(STAMP)
 	$(BIN)/ruff check alertd integrations tests bench
 	$(BIN)/mypy
 
-unit: $(STAMP) mosquitto
+unit: $(STAMP) mosquitto chromium
 	$(BIN)/pytest
 
 bench: $(STAMP) mosquitto

@@ -331,10 +331,12 @@ def _localise(row: dict[str, Any], tz: ZoneInfo, keys: tuple[str, ...]) -> dict[
 
 
 def _register() -> None:
+    from alertd.console.cli import register as register_console
     from alertd.directory.cli import register as register_directory
     from alertd.incidents.cli import register
 
     register(main, config_option, _config, _store)
+    register_console(main, config_option, _config, _store)
     register_directory(main, config_option, _config, _store)
 
 

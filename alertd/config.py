@@ -180,6 +180,17 @@ class HttpConfig(Strict):
     public_url: str = "http://127.0.0.1:8080"
 
 
+class ConsoleConfig(Strict):
+    """The web console (`alertd web`), a process of its own beside the daemon."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535)
+    #: the address people open; an https:// one makes the session cookie Secure
+    public_url: str = "http://127.0.0.1:8090"
+    #: the service centre's name on the pages and the printed report
+    centre: str = ""
+
+
 class DrillConfig(Strict):
     #: text residents during drills (their messages carry 演练 / DRILL); off by default
     resident_sms: bool = False
@@ -213,6 +224,7 @@ class Config(Strict):
     #: without it, messages are printed to the console (the demo)
     twilio: TwilioConfig | None = None
     http: HttpConfig | None = None
+    console: ConsoleConfig = ConsoleConfig()  # type: ignore[call-arg]
     pa: PaConfig = PaConfig()
     webhooks: dict[str, WebhookConfig] = {}
     smtp: SmtpConfig | None = None

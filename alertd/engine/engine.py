@@ -290,8 +290,10 @@ class Engine:
         decision.incident = acked
         return decision
 
-    def note(self, incident: Incident, by: str, text: str) -> Decision:
-        return Decision(incident, [Entry("note", text, actor=by)])
+    def note(self, incident: Incident, by: str, text: str, kind: str = "note") -> Decision:
+        """A line on the timeline: a note, a door-check visit (`visited`), or a technician
+        on site (`on_site`, counted by the analytics)."""
+        return Decision(incident, [Entry(kind, text, actor=by)])
 
     def expect_restore(
         self, incident: Incident, by: str, eta: datetime, now: datetime, text: str = ""

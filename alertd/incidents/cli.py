@@ -6,7 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,11 @@ import click
 from alertd.config import Config
 from alertd.engine.wording import stamp
 from alertd.events import Kind
-from alertd.incidents.report import markdown, to_html
+from alertd.incidents.report import markdown
 from alertd.store import Reader, SqliteStore
-from alertd.store import incidents as db
 from alertd.store import messages as messages_db
 from alertd.store.sqlite import dict_rows
 
-WAIT_S = 10.0
 ALIASES = {
     "fire": "fire.alarm",
     "smoke": "fire.alarm",
@@ -38,29 +36,29 @@ def _rows(store: Reader, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str,
 def _command(
     config: Config, command: str, incident: int | None, by: str, text: str, args: dict[str, Any]
 ) -> None:
-    """Hand a command to the daemon (the one place incidents change) and wait for it."""
+    """Hand a command to the daemon (the one place incidents change) and wait for it; the
+    audit trail records the staff name and the login that typed it."""
+    from alertd.console.audit import cli_actor
+    from alertd.incidents.commands import run_command
+
     path = config.storage.path
     if not path.exists():
         raise click.ClickException(f"no store at {path} (has alertd run yet?)")
     try:
         store = SqliteStore(path)
-        cid = db.add_command(store.conn, command, incident, by, text, args, datetime.now(UTC))
+        outcome = run_command(store.conn, command, incident, cli_actor(by), text, args)
     except sqlite3.Error as exc:
         message = f"cannot write the command to the store at {path}: {exc}"
         raise click.ClickException(message) from None
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        state, result = store.conn.execute(
-            "SELECT state, result FROM commands WHERE id = ?", (cid,)
-        ).fetchone()
-        if state != "pending":
-            if state == "failed":
-                raise click.ClickException(result)
-            click.echo(f"{command}: done{': ' + result if result else ''}")
-            return
-        time.sleep(0.1)
-    click.echo(f"{command}: queued as command {cid}; it is applied when alertd runs", err=True)
-    raise SystemExit(3)
+    if outcome.state == "failed":
+        raise click.ClickException(outcome.result)
+    if outcome.state == "queued":
+        click.echo(
+            f"{command}: queued as command {outcome.command_id}; it is applied when alertd runs",
+            err=True,
+        )
+        raise SystemExit(3)
+    click.echo(f"{command}: done{': ' + outcome.result if outcome.result else ''}")
 
 
 def _actor(config: Config, by: str) -> str:
@@ -248,7 +246,8 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     @click.option(
         "--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True
     )
-    def report(config_path: Path, incident_id: int, fmt: str) -> None:
+    @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
+    def report(config_path: Path, incident_id: int, fmt: str, lang: str) -> None:
         """The incident report: time, place, measures taken and by whom, messages."""
         from alertd.playbooks.loader import load_playbooks
         from alertd.playbooks.schema import WaitAck
@@ -271,7 +270,11 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         text = markdown(
             incident, timeline, outbox, config.site.tz, waits[0] if waits else None, times
         )
-        click.echo(to_html(text) if fmt == "html" else text, nl=False)
+        if fmt == "html":  # the page the console serves
+            from alertd.console.render import report_html
+
+            text = report_html(store.conn, config, incident_id, lang) or ""
+        click.echo(text, nl=False)
 
     @main.command()
     @config_option

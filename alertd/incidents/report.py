@@ -3,7 +3,6 @@ happened, measures taken and by whom, messages sent, restore times, response tim
 
 from __future__ import annotations
 
-import html
 import json
 from collections import Counter
 from datetime import datetime, tzinfo
@@ -124,11 +123,3 @@ def markdown(
             f"{row['status']} | {text} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def to_html(markdown_text: str) -> str:
-    """A plain, printable page (tables kept as preformatted text)."""
-    return (
-        "<!doctype html><meta charset=utf-8><title>alertd incident report</title>"
-        f"<pre style='font: 14px/1.4 monospace'>{html.escape(markdown_text)}</pre>\n"
-    )

@@ -191,8 +191,8 @@ class IncidentService:
                 return
             if name == "ack":
                 decision = self.engine.acknowledge(incident, actor, now, text)
-            elif name == "note":
-                decision = self.engine.note(incident, actor, text)
+            elif name in ("note", "visited", "on_site"):
+                decision = self.engine.note(incident, actor, text, name)
             elif name == "resolve":
                 decision = self.engine.resolve(incident, actor, now, text)
             elif name == "close":

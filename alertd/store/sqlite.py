@@ -85,6 +85,17 @@ def dict_rows(conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> l
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The script's statements one by one (a trigger's body has semicolons of its own)."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+
+
 class Reader:
     """What the commands that only look need: a connection and the usual queries."""
 
@@ -155,9 +166,8 @@ class SqliteStore(Reader):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 if version not in self.applied():  # another process may have been first
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            self.conn.execute(statement)
+                    for statement in _statements(script):
+                        self.conn.execute(statement)
                     self.conn.execute(
                         "INSERT INTO migrations VALUES (?, ?, ?)",
                         (version, name, iso(datetime.now(UTC))),

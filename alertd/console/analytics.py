@@ -1,0 +1,227 @@
+"""The supervisor's month: incidents by kind, building, month and hour; response
+times; leaks reached within 30 minutes; drills; messages; noisy and offline devices.
+Each figure is a `Table`, so that the page, its chart and its CSV are the same numbers."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from alertd.incidents.report import drill_score
+from alertd.store.sqlite import dict_rows, iso
+
+#: a technician on site within this counts as a leak reached in time
+ON_SITE_WITHIN = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    start: datetime
+    end: datetime
+    building: str = ""
+
+
+@dataclass(slots=True)
+class Table:
+    name: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    #: draw it as bars: the label column and the value column
+    chart: tuple[int, int] | None = None
+
+
+def _where(period: Period, alias: str = "") -> tuple[str, list[Any]]:
+    a = f"{alias}." if alias else ""
+    clause = f"{a}opened_at >= ? AND {a}opened_at < ?"
+    args: list[Any] = [iso(period.start), iso(period.end)]
+    if period.building:
+        clause += f" AND {a}building = ?"
+        args.append(period.building)
+    return clause, args
+
+
+def _p90(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def _minutes(value: float | None) -> str:
+    return "" if value is None else f"{value / 60:.1f}"
+
+
+def analyse(
+    conn: sqlite3.Connection,
+    period: Period,
+    tz: tzinfo,
+    leak_playbooks: set[str],
+    ack_targets: dict[str, float],
+) -> dict[str, Table]:
+    where, args = _where(period)
+    real = f"{where} AND drill = 0"
+    tables: dict[str, Table] = {}
+
+    by_kind = Table("by_kind", ["playbook", "incidents"], chart=(0, 1))
+    by_kind.rows = [
+        list(r)
+        for r in conn.execute(
+            f"SELECT playbook, count(*) FROM incidents WHERE {real} GROUP BY playbook "
+            "ORDER BY 2 DESC",
+            args,
+        )
+    ]
+    tables["by_kind"] = by_kind
+    by_building = Table("by_building", ["building", "incidents"], chart=(0, 1))
+    by_building.rows = [
+        list(r)
+        for r in conn.execute(
+            f"SELECT building, count(*) FROM incidents WHERE {real} GROUP BY building "
+            "ORDER BY 2 DESC",
+            args,
+        )
+    ]
+    tables["by_building"] = by_building
+
+    # counted by UTC hour in SQL, then moved to the site's time (exact for whole-hour zones)
+    months: Counter[str] = Counter()
+    hours: Counter[int] = Counter()
+    for bucket, n in conn.execute(
+        f"SELECT substr(opened_at, 1, 13), count(*) FROM incidents WHERE {real} GROUP BY 1",
+        args,
+    ):
+        local = datetime.fromisoformat(f"{bucket}:00:00+00:00").astimezone(tz)
+        months[local.strftime("%Y-%m")] += n
+        hours[local.hour] += n
+    tables["by_month"] = Table(
+        "by_month", ["month", "incidents"], [[m, months[m]] for m in sorted(months)], (0, 1)
+    )
+    tables["by_hour"] = Table(
+        "by_hour", ["hour", "incidents"], [[f"{h:02}", hours.get(h, 0)] for h in range(24)], (0, 1)
+    )
+
+    to_ack: list[float] = []
+    to_resolve: list[float] = []
+    for ack, resolve in conn.execute(
+        "SELECT (julianday(acknowledged_at) - julianday(opened_at)) * 86400, "
+        "(julianday(resolved_at) - julianday(opened_at)) * 86400 "
+        f"FROM incidents WHERE {real}",
+        args,
+    ):
+        if ack is not None:
+            to_ack.append(ack)
+        if resolve is not None:
+            to_resolve.append(resolve)
+    tables["response"] = Table(
+        "response",
+        ["measure", "incidents", "mean_min", "p90_min"],
+        [
+            [
+                "acknowledge",
+                len(to_ack),
+                _minutes(sum(to_ack) / len(to_ack) if to_ack else None),
+                _minutes(_p90(to_ack)),
+            ],
+            [
+                "resolve",
+                len(to_resolve),
+                _minutes(sum(to_resolve) / len(to_resolve) if to_resolve else None),
+                _minutes(_p90(to_resolve)),
+            ],
+        ],
+    )
+
+    leaks, reached = 0, 0
+    if leak_playbooks:
+        marks = ",".join("?" * len(leak_playbooks))
+        for opened, on_site in conn.execute(
+            f"SELECT i.opened_at, (SELECT min(t.at) FROM timeline t WHERE t.incident_id = i.id "
+            f"AND t.type = 'on_site') FROM incidents i WHERE {_where(period, 'i')[0]} "
+            f"AND i.drill = 0 AND i.playbook IN ({marks})",
+            [*args, *sorted(leak_playbooks)],
+        ):
+            leaks += 1
+            if (
+                on_site
+                and datetime.fromisoformat(on_site) - datetime.fromisoformat(opened)
+                <= ON_SITE_WITHIN
+            ):
+                reached += 1
+    tables["leaks_on_site"] = Table(
+        "leaks_on_site",
+        ["leaks", "on_site_within_30_min", "share_pct"],
+        [[leaks, reached, f"{100 * reached / leaks:.0f}" if leaks else ""]],
+    )
+
+    drills = dict_rows(
+        conn,
+        f"SELECT id, playbook, building, opened_at, acknowledged_at, resolved_at, drill "
+        f"FROM incidents WHERE {where} AND drill = 1 ORDER BY id",
+        args,
+    )
+    tables["drills"] = Table(
+        "drills",
+        ["incident", "opened", "playbook", "building", "score"],
+        [
+            [
+                d["id"],
+                datetime.fromisoformat(d["opened_at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                d["playbook"],
+                d["building"],
+                drill_score(d, ack_targets.get(d["playbook"])),
+            ]
+            for d in drills
+        ],
+    )
+
+    tables["messages"] = Table(
+        "messages",
+        ["channel", "status", "messages"],
+        [
+            list(r)
+            for r in conn.execute(
+                "SELECT channel, status, count(*) FROM messages WHERE incident_id IN "
+                f"(SELECT id FROM incidents WHERE {where}) GROUP BY 1, 2 ORDER BY 1, 2",
+                args,
+            )
+        ],
+    )
+
+    building = "AND building = ?" if period.building else ""
+    tables["noisy_devices"] = Table(
+        "noisy_devices",
+        ["device", "events"],
+        [
+            list(r)
+            for r in conn.execute(
+                f"SELECT device_id, count(*) FROM events WHERE received_at >= ? AND "
+                f"received_at < ? {building} GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
+                args,
+            )
+        ],
+        (0, 1),
+    )
+    tables["offline_now"] = Table(
+        "offline_now",
+        ["device", "offline_since"],
+        [
+            [d, datetime.fromisoformat(s).astimezone(tz).strftime("%Y-%m-%d %H:%M")]
+            for d, s in conn.execute(
+                "SELECT device_id, since FROM device_state WHERE kind = 'sensor.offline' "
+                "AND active = 1 ORDER BY since"
+            )
+        ],
+    )
+    return tables
+
+
+def month_of(now: datetime, tz: tzinfo) -> Period:
+    """The current month in the site's time, the page's default period."""
+    local = now.astimezone(tz)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return Period(start.astimezone(UTC), end.astimezone(UTC))

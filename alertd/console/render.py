@@ -1,0 +1,135 @@
+"""Templates shared by the console and the CLI: the printable incident report
+(`alertd report --format html` prints the page the console serves) and the preview of
+a declared emergency."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from alertd.config import Config
+from alertd.console import views
+from alertd.console.i18n import words
+from alertd.console.roles import Role
+from alertd.engine.wording import place, stamp
+from alertd.events import Location
+from alertd.incidents.report import drill_score
+from alertd.store.sqlite import dict_rows
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def environment(tz: tzinfo) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["local"] = lambda text: stamp(datetime.fromisoformat(text), tz) if text else "—"
+    env.filters["minutes"] = _minutes
+    env.globals["place"] = lambda row, lang: (
+        place(Location("", row["building"], row["floor"], row["unit"], row.get("zone", "")), lang)
+        or "—"
+    )
+    return env
+
+
+def _minutes(pair: tuple[str | None, str | None]) -> str:
+    start, end = pair
+    if not start or not end:
+        return "—"
+    delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return f"{delta.total_seconds() / 60:.1f} min"
+
+
+def report_context(
+    conn: sqlite3.Connection, config: Config, number: int, role: Role
+) -> dict[str, Any] | None:
+    from alertd.playbooks.loader import load_playbooks
+    from alertd.playbooks.schema import WaitAck
+
+    incident = views.incident(conn, number)
+    if incident is None:
+        return None
+    timeline = views.timeline(conn, number, role)
+    outbox = dict_rows(conn, "SELECT * FROM outbox WHERE incident_id = ? ORDER BY id", (number,))
+    for row in outbox:
+        texts = json.loads(row["texts"])
+        row["zh"], row["en"] = texts.get("zh", ""), texts.get("en", "")
+    counts = dict(
+        conn.execute(
+            "SELECT status, count(*) FROM messages WHERE incident_id = ? GROUP BY status",
+            (number,),
+        ).fetchall()
+    )
+    by_channel = conn.execute(
+        "SELECT channel, status, count(*) FROM messages WHERE incident_id = ? GROUP BY 1, 2 "
+        "ORDER BY 1, 2",
+        (number,),
+    ).fetchall()
+    roll = views.roll_call(conn, number, role)
+    score = ""
+    if incident["drill"]:
+        books = load_playbooks(config.playbooks).enabled if config.playbooks else {}
+        book = books.get(incident["playbook"])
+        waits = [s.wait_ack_s for s in book.steps if isinstance(s, WaitAck)] if book else []
+        score = drill_score(incident, waits[0] if waits else None)
+    return {
+        "incident": incident,
+        "timeline": [r for r in timeline if r["type"] != "delivery"],
+        "delivered": sum(1 for r in timeline if r["type"] == "delivery"),
+        "outbox": outbox,
+        "counts": counts,
+        "by_channel": by_channel,
+        "roll": roll,
+        "score": score,
+        "all_clear": next((r["at"] for r in timeline if r["type"] == "all_clear"), None),
+    }
+
+
+def report_html(conn: sqlite3.Connection, config: Config, number: int, lang: str) -> str | None:
+    """The report as a whole page, as the console serves it (the supervisor's view)."""
+    context = report_context(conn, config, number, Role.SUPERVISOR)
+    if context is None:
+        return None
+    return (
+        environment(config.site.tz)
+        .get_template("report.html")
+        .render(
+            w=words(lang), lang=lang, centre=config.console.centre or config.site.name, **context
+        )
+    )
+
+
+def declare_preview(
+    conn: sqlite3.Connection, config: Config, kind: str, where: dict[str, str]
+) -> dict[str, Any]:
+    """What declaring would do: the playbook that runs, how many residents it texts at
+    once (its first steps' audiences, as the outbox would expand them) and whom it calls."""
+    from alertd.outbox.expand import residents
+    from alertd.playbooks.loader import load_playbooks
+    from alertd.playbooks.schema import Notify, Sms, WaitAck
+
+    books = load_playbooks(config.playbooks).enabled if config.playbooks else {}
+    book = next((b for b in books.values() if kind in {k.value for k in b.match.kinds}), None)
+    if book is None:
+        return {"playbook": None, "residents": 0, "staff": []}
+    incident = {"id": 0, **where, "units": json.dumps([where["unit"]] if where["unit"] else [])}
+    texted: set[str] = set()
+    staff: list[str] = []
+    for step in book.steps:
+        if isinstance(step, WaitAck):
+            break  # what follows waits for an acknowledgement
+        if isinstance(step, Sms):
+            found = residents(conn, step.sms, incident, False, config.site.unit_format)
+            texted.update(r.address for r in found)
+        elif isinstance(step, Notify):
+            r = step.notify
+            who = r.role or r.person or r.oncall
+            staff.append(f"{step.channel}: {'on call ' if r.oncall else ''}{who}")
+    return {"playbook": book.name, "residents": len(texted), "staff": staff}

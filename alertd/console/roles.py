@@ -1,0 +1,35 @@
+"""What each console role may see and do. One table, so that a page and a POST handler
+can never disagree about a permission."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    DUTY = "duty"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+#: permission -> the roles that have it
+GRANTS: dict[str, frozenset[Role]] = {
+    # ack, note, ETA, resolve, close, declare, drill, door-check ticks
+    "act": frozenset({Role.DUTY, Role.SUPERVISOR, Role.ADMIN}),
+    # residents' and staff names
+    "names": frozenset({Role.DUTY, Role.SUPERVISOR, Role.ADMIN}),
+    # every phone in full, without asking
+    "phones": frozenset({Role.SUPERVISOR, Role.ADMIN}),
+    # one number in full, with a reason (audited)
+    "reveal": frozenset({Role.DUTY, Role.SUPERVISOR, Role.ADMIN}),
+    # the vulnerable residents' notes (wheelchair, lives alone)
+    "notes": frozenset({Role.SUPERVISOR, Role.ADMIN}),
+    "audit": frozenset({Role.SUPERVISOR, Role.ADMIN}),
+    "analytics": frozenset({Role.SUPERVISOR, Role.ADMIN}),
+    "import": frozenset({Role.SUPERVISOR, Role.ADMIN}),
+}
+
+
+def may(role: Role, permission: str) -> bool:
+    return role in GRANTS[permission]

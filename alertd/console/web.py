@@ -1,0 +1,730 @@
+"""The console over aiohttp: `alertd web`, a process of its own beside the daemon.
+
+It reads the store on a read-only connection and hands every staff action to the
+daemon through the `commands` table, as the CLI does: a busy page or a slow browser
+shares neither the daemon's event loop nor its writer. Its own writes (sessions, the
+audit trail, a residents import) are short transactions on a second connection."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hmac
+import io
+import json
+import logging
+import secrets
+import sqlite3
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from alertd.config import Config
+from alertd.console import accounts, analytics, views
+from alertd.console.audit import Actor, record
+from alertd.console.i18n import LANGUAGES, words
+from alertd.console.render import declare_preview, environment, report_context
+from alertd.console.roles import Role, may
+from alertd.console.throttle import Throttle
+from alertd.events import Kind
+from alertd.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+COOKIE = "alertd_session"
+#: how often the board looks for a new commit (PRAGMA data_version: no query when idle)
+WATCH_S = 0.1
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+MAX_BODY = 5 * 1024 * 1024
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; media-src 'self' data:; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'"
+)
+
+
+class Console:
+    def __init__(
+        self, config: Config, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.config = config
+        self.now = now
+        self.path = config.storage.path
+        self.tz = config.site.tz
+        self.throttle = Throttle()
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="console-read")
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="console-write")
+        self._read_conn: sqlite3.Connection | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self.board: list[dict[str, Any]] = []
+        self.board_at = time.time()
+        self._changed = asyncio.Condition()
+        self.env = environment(self.tz)
+
+    # -- the store -----------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._read_conn is None:
+            self._read_conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+            )
+        return self._read_conn
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._write_conn is None:
+            self._write_conn = SqliteStore(self.path).conn
+        return self._write_conn
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, lambda: fn(self._reader(), *args))
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writes, lambda: fn(self._writer(), *args))
+
+    async def audit(
+        self, request: web.Request, action: str, detail: str, incident: int | None = None
+    ) -> None:
+        await self.write(record, self.actor(request), action, detail, self.now(), incident)
+
+    def actor(self, request: web.Request) -> Actor:
+        user: accounts.User = request["session"].user
+        return Actor(user.staff or user.name, "web", request.remote or "", f"account {user.name}")
+
+    # -- the live board ------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Re-read the board after each commit of another process; wake the streams when
+        it changed."""
+        version = None
+        while True:
+            now_version = await self.read(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
+            if now_version != version:
+                version = now_version
+                board = await self.read(views.board)
+                if board != self.board:
+                    self.board, self.board_at = board, time.time()
+                    async with self._changed:
+                        self._changed.notify_all()
+            await asyncio.sleep(WATCH_S)
+
+    async def next_board(self, seen: float) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.board_at != seen)
+
+    def close(self) -> None:
+        """Each connection is closed by the thread that made it (SQLite's rule)."""
+        for pool, conn in ((self._reads, self._read_conn), (self._writes, self._write_conn)):
+            if conn is not None:
+                pool.submit(conn.close).result()
+            pool.shutdown()
+
+    # -- pages -----------------------------------------------------------------------
+
+    def render(self, request: web.Request, name: str, **context: Any) -> web.Response:
+        lang = language(request)
+        sess: accounts.Session | None = request.get("session")
+        text = self.env.get_template(name).render(
+            w=words(lang),
+            lang=lang,
+            session=sess,
+            may=(lambda p: may(sess.user.role, p)) if sess else (lambda p: False),
+            centre=self.config.console.centre or self.config.site.name,
+            now=self.now(),
+            **context,
+        )
+        return web.Response(text=text, content_type="text/html")
+
+
+def language(request: web.Request) -> str:
+    lang = request.cookies.get("lang", "zh")
+    return lang if lang in LANGUAGES else "zh"
+
+
+def require(request: web.Request, permission: str) -> accounts.Session:
+    sess: accounts.Session = request["session"]
+    if not may(sess.user.role, permission):
+        raise web.HTTPForbidden(text=words(language(request))["no_rights"])
+    return sess
+
+
+# -- middleware ----------------------------------------------------------------------
+
+PUBLIC = ("/login", "/static/", "/lang/")
+
+
+@web.middleware
+async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if not request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def authenticate(console: Console) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(PUBLIC):
+            return await handler(request)
+        token = request.cookies.get(COOKIE, "")
+        sess = await console.read(accounts.session, token, console.now()) if token else None
+        if sess is None:
+            if request.method == "GET" and request.path != "/board/stream":
+                raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
+            raise web.HTTPUnauthorized(text="sign in first")
+        request["session"] = sess
+        if request.method == "POST":
+            form = await request.post()
+            sent = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(sent.encode(), sess.csrf.encode()):
+                log.warning(
+                    "POST %s without a valid CSRF token from %s", request.path, request.remote
+                )
+                raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page")
+        return await handler(request)
+
+    return middleware
+
+
+# -- handlers ------------------------------------------------------------------------
+
+
+def routes(console: Console) -> web.RouteTableDef:
+    r = web.RouteTableDef()
+    c = console
+
+    @r.get("/static/{name}")
+    async def static(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = STATIC / name
+        if "/" in name or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    @r.get("/lang/{lang}")
+    async def switch(request: web.Request) -> web.StreamResponse:
+        lang = request.match_info["lang"]
+        back = request.query.get("next", "/")
+        response = web.HTTPSeeOther(
+            back if back.startswith("/") and not back.startswith("//") else "/"
+        )
+        if lang in LANGUAGES:
+            response.set_cookie("lang", lang, max_age=365 * 86400, samesite="Strict", httponly=True)
+        raise response
+
+    @r.get("/login")
+    async def login_page(request: web.Request) -> web.StreamResponse:
+        token = request.cookies.get("login_csrf") or secrets.token_urlsafe(16)
+        response = c.render(
+            request, "login.html", error="", token=token, next=request.query.get("next", "/")
+        )
+        response.set_cookie("login_csrf", token, httponly=True, samesite="Strict", secure=secure(c))
+        return response
+
+    @r.post("/login")
+    async def login(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        token = request.cookies.get("login_csrf", "")
+        if not token or not hmac.compare_digest(str(form.get("csrf", "")).encode(), token.encode()):
+            raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the sign-in page")
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
+        remote, now = request.remote or "", c.now()
+        w = words(language(request))
+        wait = c.throttle.wait(remote, name, now)
+        if wait is not None:
+            log.warning("sign-in of %r from %s refused: too many failures", name, remote)
+            response = c.render(request, "login.html", error=w["too_many"], token=token, next="/")
+            response.set_status(429)
+            response.headers["Retry-After"] = str(int(wait.total_seconds()) + 1)
+            return response
+        user = await c.write(accounts.verify, name, password)
+        if user is None:
+            c.throttle.failed(remote, name, now)
+            await c.write(
+                record, Actor(name, "web", remote), "login_failed", "wrong account or password", now
+            )
+            response = c.render(
+                request, "login.html", error=w["wrong_login"], token=token, next="/"
+            )
+            response.set_status(401)
+            return response
+        c.throttle.succeeded(remote, name)
+        session_token = await c.write(accounts.open_session, user, remote, now)
+        await c.write(
+            record,
+            Actor(user.staff or user.name, "web", remote, f"account {user.name}"),
+            "login",
+            f"role {user.role}",
+            now,
+        )
+        back = str(form.get("next", "/"))
+        response = web.HTTPSeeOther(
+            back if back.startswith("/") and not back.startswith("//") else "/"
+        )
+        response.set_cookie(
+            COOKIE,
+            session_token,
+            httponly=True,
+            samesite="Strict",
+            secure=secure(c),
+            max_age=int(accounts.SESSION_TTL.total_seconds()),
+        )
+        raise response
+
+    @r.post("/logout")
+    async def logout(request: web.Request) -> web.StreamResponse:
+        await c.write(accounts.close_session, request.cookies.get(COOKIE, ""))
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(COOKIE)
+        raise response
+
+    @r.get("/")
+    async def board(request: web.Request) -> web.StreamResponse:
+        return c.render(request, "board.html", rows=c.board, board_html=board_rows(c, request))
+
+    @r.get("/board/stream")
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the board's rows each time they change."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        await response.prepare(request)
+        seen = -1.0
+        try:
+            while True:
+                if seen == c.board_at:
+                    try:
+                        await asyncio.wait_for(c.next_board(seen), timeout=15)
+                    except TimeoutError:
+                        await response.write(b": keep-alive\n\n")
+                        continue
+                seen = c.board_at
+                payload = json.dumps(
+                    {
+                        "html": board_rows(c, request),
+                        "alarm": any(r["alarm"] for r in c.board),
+                        "at": seen,
+                    }
+                )
+                await response.write(f"event: board\ndata: {payload}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    @r.get("/incidents/{id:\\d+}")
+    async def incident(request: web.Request) -> web.StreamResponse:
+        return await incident_page(c, request)
+
+    @r.post("/incidents/{id:\\d+}/act")
+    async def act(request: web.Request) -> web.StreamResponse:
+        sess = require(request, "act")
+        number = int(request.match_info["id"])
+        form = await request.post()
+        action = str(form.get("action", ""))
+        text = str(form.get("text", "")).strip()
+        args: dict[str, Any] = {}
+        if action == "eta":
+            try:
+                args["minutes"] = float(str(form.get("minutes", "")))
+            except ValueError:
+                raise web.HTTPBadRequest(text="minutes: a number, e.g. 90") from None
+        elif action == "visited":
+            unit = str(form.get("unit", "")).strip()
+            if not unit:
+                raise web.HTTPBadRequest(text="which unit was visited?")
+            text = f"visited {unit}" + (f" {text}" if text else "")
+        elif action not in ("ack", "note", "resolve", "close", "on_site"):
+            raise web.HTTPBadRequest(text=f"unknown action {action!r}")
+        if action == "note" and not text:
+            raise web.HTTPBadRequest(text="the note is empty")
+        outcome = await command(c, request, action, number, text or "", args)
+        del sess
+        raise web.HTTPSeeOther(
+            f"/incidents/{number}?done={action}&state={outcome.state}&result={outcome.result[:200]}"
+        )
+
+    @r.post("/reveal")
+    async def reveal(request: web.Request) -> web.StreamResponse:
+        """One resident's full number, with a reason; audited."""
+        require(request, "reveal")
+        form = await request.post()
+        reason = str(form.get("reason", "")).strip()
+        try:
+            resident = int(str(form.get("resident", "")))
+        except ValueError:
+            raise web.HTTPBadRequest(text="which resident?") from None
+        if len(reason) < 3:
+            raise web.HTTPBadRequest(text="say why you need the full number (it is audited)")
+        found = await c.read(views.full_phone, resident)
+        if found is None:
+            raise web.HTTPNotFound(text=f"no resident {resident}")
+        number, unit = found
+        incident_ = str(form.get("incident", ""))
+        await c.audit(
+            request,
+            "reveal_phone",
+            f"resident {resident} ({unit}): {reason}",
+            int(incident_) if incident_.isdigit() else None,
+        )
+        return c.render(
+            request,
+            "reveal.html",
+            number=number,
+            unit=unit,
+            reason=reason,
+            back=str(form.get("back", "/")),
+        )
+
+    @r.get("/incidents/{id:\\d+}/report")
+    async def report(request: web.Request) -> web.StreamResponse:
+        number = int(request.match_info["id"])
+        context = await c.read(report_context, c.config, number, request["session"].user.role)
+        if context is None:
+            raise web.HTTPNotFound(text=f"no incident {number}")
+        page = c.render(request, "report.html", **context)
+        # a page of its own (the CLI prints it to a file): its print styles are inline
+        page.headers["Content-Security-Policy"] = CSP.replace(
+            "style-src 'self'", "style-src 'unsafe-inline'"
+        )
+        return page
+
+    @r.get("/declare")
+    async def declare_page(request: web.Request) -> web.StreamResponse:
+        require(request, "act")
+        return c.render(
+            request,
+            "declare.html",
+            preview=None,
+            form={},
+            kinds=[k.value for k in Kind if k not in (Kind.UNKNOWN,)],
+            playbooks=sorted(c_playbooks(c)),
+        )
+
+    @r.post("/declare")
+    async def declare(request: web.Request) -> web.StreamResponse:
+        require(request, "act")
+        form = {k: str(v).strip() for k, v in (await request.post()).items() if k != "csrf"}
+        kind = form.get("kind", "")
+        try:
+            Kind(kind)
+        except ValueError:
+            raise web.HTTPBadRequest(text=f"unknown kind {kind!r}") from None
+        if not form.get("building"):
+            raise web.HTTPBadRequest(text="building: where is it?")
+        place_args = {k: form.get(k, "") for k in ("building", "floor", "unit", "zone")}
+        if form.get("confirm") != "1":
+            preview = await c.read(declare_preview, c.config, kind, place_args)
+            return c.render(
+                request,
+                "declare.html",
+                preview=preview,
+                form=form,
+                kinds=[k.value for k in Kind],
+                playbooks=sorted(c_playbooks(c)),
+            )
+        args = {
+            "kind": kind,
+            **place_args,
+            "command": f"web-{request['session'].user.name}-{int(time.time() * 1000)}",
+        }
+        outcome = await command(c, request, "declare", None, form.get("text", ""), args)
+        return c.render(request, "done.html", what="declare", outcome=outcome)
+
+    @r.post("/drill")
+    async def drill(request: web.Request) -> web.StreamResponse:
+        require(request, "act")
+        form = await request.post()
+        name, building = str(form.get("playbook", "")), str(form.get("building", "")).strip()
+        books = c_playbooks(c)
+        if name not in books:
+            raise web.HTTPBadRequest(text=f"no enabled playbook {name!r}")
+        if not building:
+            raise web.HTTPBadRequest(text="building: where is the drill?")
+        args = {
+            "kind": books[name].match.kinds[0].value,
+            "building": building,
+            "floor": str(form.get("floor", "")),
+            "unit": "",
+            "zone": "",
+            "command": f"web-drill-{int(time.time() * 1000)}",
+        }
+        outcome = await command(c, request, "drill", None, f"drill of {name}", args)
+        return c.render(request, "done.html", what="drill", outcome=outcome)
+
+    @r.get("/analytics")
+    async def analytics_page(request: web.Request) -> web.StreamResponse:
+        require(request, "analytics")
+        period = period_of(c, request)
+        tables = await c.read(run_analytics, c, period)
+        return c.render(
+            request,
+            "analytics.html",
+            tables=tables,
+            period=period,
+            query=request.query_string,
+            start=period.start.astimezone(c.tz).date().isoformat(),
+            end=(period.end.astimezone(c.tz) - timedelta(seconds=1)).date().isoformat(),
+        )
+
+    @r.get("/analytics/{table}.csv")
+    async def analytics_csv(request: web.Request) -> web.StreamResponse:
+        require(request, "analytics")
+        tables = await c.read(run_analytics, c, period_of(c, request))
+        table = tables.get(request.match_info["table"])
+        if table is None:
+            raise web.HTTPNotFound(
+                text=f"no table {request.match_info['table']!r} (tables: {', '.join(tables)})"
+            )
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(table.columns)
+        writer.writerows(table.rows)
+        return web.Response(
+            text=out.getvalue(),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{table.name}.csv"'},
+        )
+
+    @r.get("/devices")
+    async def devices(request: web.Request) -> web.StreamResponse:
+        from alertd.devices import load_devices
+        from integrations.mqtt.profiles import build_profiles
+
+        building = request.query.get("building", "")
+        state = await c.read(views.devices)
+        profiles = build_profiles(c.config.profiles, c.tz)
+        known, problems = load_devices(c.config.devices, profiles=profiles, site=c.config.site.name)
+        rows = []
+        for d in sorted(known, key=lambda d: (d.location.building, d.location.floor, d.device_id)):
+            if building and d.location.building != building:
+                continue
+            s = state.get(d.device_id, {"last_seen": None, "battery": None, "active": {}})
+            rows.append(
+                {
+                    "id": d.device_id,
+                    "building": d.location.building,
+                    "floor": d.location.floor,
+                    "unit": d.location.unit,
+                    "zone": d.location.zone,
+                    **s,
+                    "offline_since": s["active"].get("sensor.offline"),
+                }
+            )
+        buildings = sorted({d.location.building for d in known})
+        return c.render(
+            request,
+            "devices.html",
+            rows=rows,
+            building=building,
+            buildings=buildings,
+            problems=[str(p) for p in problems],
+        )
+
+    @r.get("/directory")
+    async def directory(request: web.Request) -> web.StreamResponse:
+        return await directory_page(c, request, problems=None)
+
+    @r.post("/directory/import")
+    async def import_(request: web.Request) -> web.StreamResponse:
+        from alertd.directory.residents import import_residents, read_residents
+
+        require(request, "import")
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            raise web.HTTPBadRequest(text="choose a CSV file")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(upload.filename or "residents.csv").name
+            path.write_bytes(upload.file.read())
+            found, problems = read_residents(path, c.config.site.country)
+        added, updated, gone = await c.write(import_residents, found, c.now())
+        summary = (
+            f"{upload.filename}: {added} added, {updated} updated, {gone} moved out, "
+            f"{len(problems)} row(s) skipped"
+        )
+        await c.audit(request, "import_residents", summary)
+        return await directory_page(
+            c, request, problems=[str(p) for p in problems], summary=summary
+        )
+
+    @r.get("/audit")
+    async def audit(request: web.Request) -> web.StreamResponse:
+        from alertd.console.audit import rows
+
+        require(request, "audit")
+        who = request.query.get("who") or None
+        found = await c.read(partial(rows, who=who, limit=500))
+        return c.render(request, "audit.html", rows=found, who=who or "")
+
+    return r
+
+
+def c_playbooks(console: Console) -> dict[str, Any]:
+    from alertd.playbooks.loader import load_playbooks
+
+    if console.config.playbooks is None:
+        return {}
+    return dict(load_playbooks(console.config.playbooks).enabled)
+
+
+def secure(console: Console) -> bool:
+    return console.config.console.public_url.startswith("https://")
+
+
+async def command(
+    console: Console,
+    request: web.Request,
+    name: str,
+    incident: int | None,
+    text: str,
+    args: dict[str, Any],
+) -> Any:
+    from alertd.incidents.commands import run_command
+
+    actor = console.actor(request)
+    if not request["session"].user.staff:
+        raise web.HTTPForbidden(text="this account is not linked to a staff member")
+
+    def run() -> Any:
+        store = SqliteStore(console.path)
+        try:
+            return run_command(store.conn, name, incident, actor, text, args)
+        finally:
+            store.close()
+
+    return await asyncio.to_thread(run)
+
+
+def board_rows(console: Console, request: web.Request) -> str:
+    sess: accounts.Session = request["session"]
+    lang = language(request)
+    return console.env.get_template("board_rows.html").render(
+        rows=console.board,
+        w=words(lang),
+        lang=lang,
+        names=may(sess.user.role, "names"),
+        now=console.now(),
+    )
+
+
+async def incident_page(console: Console, request: web.Request) -> web.StreamResponse:
+    sess: accounts.Session = request["session"]
+    role = sess.user.role
+    number = int(request.match_info["id"])
+
+    def gather(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        found = views.incident(conn, number)
+        if found is None:
+            return None
+        return {
+            "incident": found,
+            "timeline": views.timeline(conn, number, role),
+            "deliveries": views.deliveries(conn, number, role),
+            "roll": views.roll_call(conn, number, role),
+            "doors": views.door_checks(conn, found, role),
+        }
+
+    context = await console.read(gather)
+    if context is None:
+        raise web.HTTPNotFound(text=f"no incident {number}")
+    return console.render(request, "incident.html", done=dict(request.query), **context)
+
+
+async def directory_page(
+    console: Console, request: web.Request, problems: list[str] | None, summary: str = ""
+) -> web.StreamResponse:
+    from alertd.directory.staff import load_staff
+
+    role: Role = request["session"].user.role
+    building = request.query.get("building", "")
+    found = await console.read(views.residents, role, building)
+    staff_rows: list[dict[str, Any]] = []
+    if console.config.staff is not None:
+        try:
+            staff = load_staff(console.config.staff, console.config.site.country, console.tz)
+        except Exception as exc:
+            problems = [*(problems or []), f"the staff file: {exc}"]
+        else:
+            now = console.now()
+            on_call = {role_: staff.on_call(role_, now) for role_ in staff.oncall}
+            for name, person in staff.people.items():
+                staff_rows.append(
+                    {
+                        "name": name if may(role, "names") else "—",
+                        "roles": ", ".join(person.roles),
+                        "phone": views.phone(person.phone, role),
+                        "on_call": ", ".join(r for r, who in on_call.items() if who == name),
+                    }
+                )
+    return console.render(
+        request,
+        "directory.html",
+        residents=found,
+        staff=staff_rows,
+        problems=problems,
+        summary=summary,
+        building=building,
+    )
+
+
+def period_of(console: Console, request: web.Request) -> analytics.Period:
+    default = analytics.month_of(console.now(), console.tz)
+    q = request.query
+
+    def day(key: str, fallback: datetime, plus: int = 0) -> datetime:
+        text = q.get(key, "")
+        if not text:
+            return fallback
+        try:
+            local = datetime.fromisoformat(text).replace(tzinfo=console.tz)
+        except ValueError:
+            raise web.HTTPBadRequest(text=f"{key}: a date like 2026-11-01, not {text!r}") from None
+        return (local + timedelta(days=plus)).astimezone(UTC)
+
+    return analytics.Period(
+        day("from", default.start), day("until", default.end, 1), q.get("building", "")
+    )
+
+
+def run_analytics(
+    conn: sqlite3.Connection, console: Console, period: analytics.Period
+) -> dict[str, analytics.Table]:
+    from alertd.playbooks.schema import WaitAck
+
+    books = c_playbooks(console)
+    leaks = {n for n, b in books.items() if Kind.LEAK in b.match.kinds}
+    targets = {
+        n: w[0]
+        for n, b in books.items()
+        if (w := [s.wait_ack_s for s in b.steps if isinstance(s, WaitAck)])
+    }
+    return analytics.analyse(conn, period, console.tz, leaks, targets)
+
+
+def make_app(console: Console) -> web.Application:
+    app = web.Application(middlewares=[headers, authenticate(console)], client_max_size=MAX_BODY)
+    app.add_routes(routes(console))
+
+    async def start(app: web.Application) -> Any:
+        task = asyncio.create_task(console.watch())
+        yield
+        task.cancel()
+        console.close()
+
+    app.cleanup_ctx.append(start)
+    return app

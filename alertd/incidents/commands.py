@@ -1,0 +1,51 @@
+"""Staff actions from outside the daemon (the CLI, the console): each is a row in
+`commands` that the daemon applies, the one place incidents change. The caller waits for
+the outcome and the audit trail gets one row with it."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from alertd.console.audit import Actor, record
+from alertd.store import incidents as db
+
+WAIT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    #: done, failed, or queued (the daemon did not answer in time: it applies it later)
+    state: str
+    result: str
+    command_id: int
+
+
+def run_command(
+    conn: sqlite3.Connection,
+    command: str,
+    incident: int | None,
+    actor: Actor,
+    text: str,
+    args: dict[str, Any],
+    wait_s: float = WAIT_S,
+) -> Outcome:
+    """Hand the command over, wait for the daemon (polling the row: it lives in another
+    process) and audit what became of it."""
+    cid = db.add_command(conn, command, incident, actor.who, text, args, datetime.now(UTC))
+    deadline = time.monotonic() + wait_s
+    state, result = "pending", ""
+    while time.monotonic() < deadline:
+        state, result = conn.execute(
+            "SELECT state, result FROM commands WHERE id = ?", (cid,)
+        ).fetchone()
+        if state != "pending":
+            break
+        time.sleep(0.05)
+    state = "queued" if state == "pending" else state
+    detail = " ".join(p for p in (text, f"{args}" if args else "", f"-> {state}", result) if p)
+    record(conn, actor, command, detail, datetime.now(UTC), incident)
+    return Outcome(state, result, cid)
