@@ -19,13 +19,13 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from alertd.store import SqliteStore
+from alertd.directory.phones import mask
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd
 from tests.mqtt_tools import until
 from tests.test_delivery_crash import start
-from tests.test_duty_desk import LI, RESIDENTS, WANG, ZHANG, Desk, publish, write_desk
+from tests.test_duty_desk import LI, RESIDENTS, ZHANG, Desk, publish, write_desk
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -67,13 +67,7 @@ class Console:
             conn.close()
 
 
-@pytest.fixture
-async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
-    fake = await FakeTwilio().start()
-    config, port = write_desk(tmp_path, broker, fake, f"console-{tmp_path.name[-10:]}")
-    web_port = free_port()
-    with config.open("a") as out:
-        out.write(f"console: {{port: {web_port}, centre: 海景物业服务中心}}\n")
+def add_accounts(config: Path) -> None:
     for name, (role, staff) in ACCOUNTS.items():
         added = subprocess.run(
             [sys.executable, "-m", "alertd", "users", "add", name, "--role", role,
@@ -81,14 +75,28 @@ async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
             input=PASSWORD + "\n", capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert added.returncode == 0, added.stderr
-    log = tmp_path / "alertd.log"
-    daemon = start(config, log)
-    web_log = tmp_path / "web.log"
-    with web_log.open("ab") as out:
-        web = subprocess.Popen(
+
+
+def start_web(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
             [sys.executable, "-m", "alertd", "web", "--config", str(config)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
+
+
+@pytest.fixture
+async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
+    fake = await FakeTwilio().start()
+    config, port = write_desk(tmp_path, broker, fake, f"console-{tmp_path.name[-10:]}")
+    web_port = free_port()
+    with config.open("a") as out:
+        out.write(f"console: {{port: {web_port}, centre: 海景物业服务中心}}\n")
+    await asyncio.to_thread(add_accounts, config)
+    log = tmp_path / "alertd.log"
+    daemon = start(config, log)
+    web_log = tmp_path / "web.log"
+    web = start_web(config, web_log)
     try:
         await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
         await until(lambda: b"alertd console on" in web_log.read_bytes(), 30)
@@ -117,7 +125,7 @@ async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
             assert resident.phone not in text
 
 
-async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_from_the_page_stops_the_escalation(
+async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_stops_escalation(
     console: Console, broker: Broker
 ) -> None:
     board = await console.page("desk")
@@ -154,3 +162,206 @@ async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_from_the_page_
     assert who == ("Wang",)
     audit = console.rows("SELECT who, via, remote, os_user FROM audit WHERE action = 'ack'")
     assert audit == [("Wang", "web", "127.0.0.1", "account desk")]
+
+
+class Client:
+    """A signed-in HTTP client without a browser: what a script or a forged form can do."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+
+    async def sign_in(self, account: str, password: str = PASSWORD) -> int:
+        async with self.http.get(self.url + "/login") as page:
+            token = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+        assert token is not None
+        form = {"name": account, "password": password, "csrf": token.group(1), "next": "/"}
+        async with self.http.post(self.url + "/login", data=form) as answer:
+            found = re.search(r'<meta name="csrf" content="([^"]+)"', await answer.text())
+            self.csrf = found.group(1) if found else ""
+            return answer.status
+
+    async def post(self, path: str, form: dict[str, str], *, csrf: bool = True) -> int:
+        data = {**form, **({"csrf": self.csrf} if csrf else {})}
+        async with self.http.post(self.url + path, data=data, allow_redirects=False) as answer:
+            return answer.status
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with self.http.get(self.url + path) as answer:
+            return answer.status, await answer.text()
+
+
+async def test_each_role_sees_and_does_only_what_it_may_even_by_direct_post(
+    console: Console,
+) -> None:
+    full = ZHANG
+    masked = mask(ZHANG)
+    # a viewer: no actions, no names, no phones; not even by posting the form by hand
+    viewer = await console.page("guest")
+    assert await viewer.locator("nav a[href='/declare']").count() == 0
+    await viewer.goto(console.url + "/directory")
+    table = await viewer.locator("#residents").inner_text()
+    assert "Zhang Xiulan" not in table
+    assert full not in table
+    assert "lives alone" not in table
+    guest = Client(console.url)
+    try:
+        assert await guest.sign_in("guest") == 200
+        assert await guest.post("/incidents/1/act", {"action": "ack"}) == 403
+        assert await guest.post("/reveal", {"resident": "1", "reason": "curious"}) == 403
+        form = {"kind": "fire.alarm", "building": "3", "confirm": "1"}
+        assert await guest.post("/declare", form) == 403
+        assert (await guest.get("/audit"))[0] == 403
+        assert (await guest.get("/analytics"))[0] == 403
+    finally:
+        await guest.http.close()
+    assert console.rows("SELECT * FROM commands") == []
+    # duty: names, masked phones; one number revealed with a reason, audited
+    duty = await console.page("desk")
+    await duty.goto(console.url + "/directory")
+    row = duty.locator("#residents tr", has_text="Zhang Xiulan")
+    assert masked in await row.inner_text()
+    assert full not in await duty.content()
+    assert "lives alone" not in await duty.content()  # the notes are the supervisor's
+    await row.locator("input[name=reason]").fill("ambulance asks for the number")
+    await row.locator("form.reveal button").click()
+    await expect(duty.locator("#revealed")).to_have_text(full)
+    ((who, action, detail),) = console.rows(
+        "SELECT who, action, detail FROM audit WHERE action = 'reveal_phone'"
+    )
+    assert (who, action) == ("Wang", "reveal_phone")
+    assert "ambulance asks for the number" in detail
+    # a supervisor: full phones and the vulnerable notes; the audit trail
+    boss = await console.page("boss")
+    await boss.goto(console.url + "/directory")
+    row = boss.locator("#residents tr", has_text="Zhang Xiulan")
+    assert full in await row.inner_text()
+    assert "lives alone, wheelchair" in await row.inner_text()
+    await boss.goto(console.url + "/audit")
+    trail = await boss.locator("#audit").inner_text()
+    assert "reveal_phone" in trail
+    assert "account desk" in trail
+    # a form posted without its CSRF token is refused and changes nothing
+    desk = Client(console.url)
+    try:
+        assert await desk.sign_in("desk") == 200
+        assert (
+            await desk.post("/incidents/1/act", {"action": "note", "text": "x"}, csrf=False) == 403
+        )
+        assert (
+            await desk.post(
+                "/incidents/1/act", {"action": "note", "text": "x", "csrf": "forged"}, csrf=False
+            )
+            == 403
+        )
+    finally:
+        await desk.http.close()
+    assert console.rows("SELECT * FROM commands") == []
+    # guessing passwords: the sixth try is refused even with the right password
+    guesser = Client(console.url)
+    try:
+        for _ in range(5):
+            assert await guesser.sign_in("boss", "wrong password!") == 401
+        assert await guesser.sign_in("boss") == 429
+    finally:
+        await guesser.http.close()
+    assert len(console.rows("SELECT * FROM audit WHERE action = 'login_failed'")) == 5
+
+
+async def test_the_roll_call_puts_a_resident_who_needs_help_on_top_and_the_report_prints(
+    console: Console, broker: Broker, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(publish, broker, SMOKE, '{"smoke": true}')
+    await until(lambda: len(console.desk.sms_to(ZHANG)) == 1)
+    await until(lambda: len(console.desk.sms_to("+8613800000502")) == 1)
+    await console.desk.text("+8613800000502", "1")  # Sam Lee is safe
+    await console.desk.text(ZHANG, "2")  # Zhang Xiulan needs help
+    page = await console.page("desk")
+    await page.goto(f"{console.url}/incidents/1")
+    first = page.locator("#roll-call tbody tr").first
+    await expect(first).to_have_class(re.compile("roll-need_help"))
+    await expect(first).to_contain_text("0805")
+    await expect(first).to_contain_text("Zhang Xiulan")
+    assert "需要帮助" in await first.inner_text()
+    second = page.locator("#roll-call tbody tr").nth(1)
+    await expect(second).to_contain_text("0502")
+    await expect(second).to_have_class(re.compile("roll-safe"))
+    # the door-check list: a tick per unit goes on the timeline
+    door = page.locator("#door-checks tr[data-unit='0805']")
+    await door.locator("button").click()
+    await expect(page.locator("#door-checks tr[data-unit='0805']")).to_contain_text("✔")
+    await expect(page.locator("#timeline")).to_contain_text("visited 0805")
+    await page.screenshot(path=SCREENSHOTS / "incident.png", full_page=True)
+    # the printable report: the same page as `alertd report --format html`, printed
+    boss = await console.page("boss")
+    await boss.goto(f"{console.url}/incidents/1/report")
+    await expect(boss.locator("h1")).to_contain_text("事件报告 #1")
+    pdf = await boss.pdf(format="A4")
+    assert pdf.startswith(b"%PDF")
+    (tmp_path / "report.pdf").write_bytes(pdf)
+    served = await (await boss.request.get(f"{console.url}/incidents/1/report")).text()
+    printed = await asyncio.to_thread(
+        alertd, "report", "1", "--format", "html", "--config", str(console.desk.config)
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert "<h2>住户点名</h2>" in printed.stdout
+    assert "1 需要帮助" in printed.stdout
+    assert printed.stdout == served
+
+
+async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
+    console: Console, tmp_path: Path
+) -> None:
+    page = await console.page("desk")
+    await page.goto(console.url + "/declare")
+    await page.select_option("select[name=kind]", "fire.alarm")
+    await page.fill("input[name=building]", "3")
+    await page.fill("input[name=text]", "caller: smoke in the stairwell")
+    await page.click("#preview-button")
+    # before anything is sent: how many people will be texted
+    await expect(page.locator("#will-text")).to_have_text("4")
+    await expect(page.locator("#preview")).to_contain_text("on call security")
+    assert console.rows("SELECT * FROM commands") == []
+    await page.click("#confirm")
+    await expect(page.locator("#outcome")).to_contain_text("done")
+    await until(lambda: console.rows("SELECT id FROM incidents WHERE drill = 0"))
+    # a drill from the same page
+    await page.goto(console.url + "/declare")
+    await page.select_option("select[name=playbook]", "fire-alarm")
+    await page.fill("form[action='/drill'] input[name=building]", "5")
+    await page.click("form[action='/drill'] button")
+    await expect(page.locator("#outcome")).to_contain_text("done")
+    await until(lambda: console.rows("SELECT id FROM incidents WHERE drill = 1"))
+    ((who, os_user),) = console.rows("SELECT who, os_user FROM audit WHERE action = 'declare'")
+    assert (who, os_user) == ("Wang", "account desk")
+    # a supervisor imports residents: the bad rows are named, the good ones kept
+    boss = await console.page("boss")
+    await boss.goto(console.url + "/directory")
+    upload = tmp_path / "new.csv"
+    upload.write_text(
+        "building,floor,unit,name,phone,language,vulnerable,notes\n"
+        "5,2,0201,Gao Lin,+8613800000201,zh,no,\n"
+        "5,2,0202,Bad Phone,12345,zh,no,\n"
+    )
+    await boss.set_input_files("input[type=file]", str(upload))
+    await boss.click("form[action='/directory/import'] button")
+    await expect(boss.locator("#import-summary")).to_contain_text("1 added")
+    await expect(boss.locator("#import-problems")).to_contain_text("new.csv:3")
+    await expect(boss.locator("#residents")).to_contain_text("Gao Lin")
+    # the analytics of the month, with its charts and CSV
+    await boss.goto(console.url + "/analytics")
+    await expect(boss.locator("#t-by_kind")).to_contain_text("fire-alarm")
+    await expect(boss.locator("#t-drills tbody tr")).to_have_count(1)
+    assert await boss.locator("#t-by_hour svg rect").count() == 24
+    await boss.screenshot(path=SCREENSHOTS / "analytics.png", full_page=True)
+    csv_file = await boss.request.get(console.url + "/analytics/by_kind.csv")
+    assert csv_file.headers["content-type"].startswith("text/csv")
+    assert (await csv_file.text()).splitlines() == ["playbook,incidents", "fire-alarm,1"]
+    # the devices, by building
+    await boss.goto(console.url + "/devices?building=3")
+    await expect(boss.locator("#devices tbody tr")).to_have_count(2)
+    await expect(boss.locator("#devices")).to_contain_text("smoke-3-12")
+    # English on request
+    await boss.goto(console.url + "/lang/en?next=/analytics")
+    await expect(boss.locator("h1")).to_have_text("Analytics")

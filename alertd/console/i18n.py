@@ -116,6 +116,18 @@ WORDS: dict[str, tuple[str, str]] = {
     "role": ("角色", "Role"),
     "wrong_login": ("账号或密码错误", "Wrong account or password"),
     "too_many": ("尝试次数过多，请稍后再试", "Too many attempts; try again later"),
+    # analytics columns
+    "incidents": ("事件数", "incidents"),
+    "month": ("月份", "month"),
+    "hour": ("时段", "hour"),
+    "measure": ("指标", "measure"),
+    "mean_min": ("平均（分钟）", "mean (min)"),
+    "p90_min": ("P90（分钟）", "p90 (min)"),
+    "leaks": ("漏水事件", "leaks"),
+    "on_site_within_30_min": ("30分钟内到场", "on site within 30 min"),
+    "share_pct": ("占比 %", "share %"),
+    "score": ("评分", "score"),
+    "events": ("事件数", "events"),
 }
 
 
