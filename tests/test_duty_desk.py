@@ -5,6 +5,7 @@ Twilio's signed callbacks over real HTTP, the CLI as staff would type it."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import signal
 import subprocess
 from collections import Counter
@@ -213,6 +214,11 @@ async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(
     late_ack = await desk.cli("incidents", "ack", "2", "--by", "Wang")
     assert late_ack.returncode == 1
     assert "incident 2 is resolved already" in late_ack.stderr
+    # the audit trail: the staff name and the login that typed it, refusals too
+    trail = (await desk.cli("audit", "--incident", "2")).stdout
+    assert f"Wang ({getpass.getuser()}) via cli" in trail
+    assert "resolve #2" in trail
+    assert "ack #2 -> failed incident 2 is resolved already" in trail
     closed = await desk.cli("incidents", "close", "2", "--by", "Wang")
     assert closed.returncode == 0, closed.stderr
     note = await desk.cli("incidents", "note", "2", "--by", "Wang", "--text", "x")

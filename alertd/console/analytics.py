@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from alertd.incidents.report import drill_score
-from alertd.store.sqlite import dict_rows, iso
+from alertd.store.sqlite import iso
 
 #: a technician on site within this counts as a leak reached in time
 ON_SITE_WITHIN = timedelta(minutes=30)
@@ -63,37 +63,52 @@ def analyse(
     ack_targets: dict[str, float],
 ) -> dict[str, Table]:
     where, args = _where(period)
-    real = f"{where} AND drill = 0"
     tables: dict[str, Table] = {}
 
-    by_kind = Table("by_kind", ["playbook", "incidents"], chart=(0, 1))
-    by_kind.rows = [
-        list(r)
-        for r in conn.execute(
-            f"SELECT playbook, count(*) FROM incidents WHERE {real} GROUP BY playbook "
-            "ORDER BY 2 DESC",
-            args,
-        )
-    ]
-    tables["by_kind"] = by_kind
-    by_building = Table("by_building", ["building", "incidents"], chart=(0, 1))
-    by_building.rows = [
-        list(r)
-        for r in conn.execute(
-            f"SELECT building, count(*) FROM incidents WHERE {real} GROUP BY building "
-            "ORDER BY 2 DESC",
-            args,
-        )
-    ]
-    tables["by_building"] = by_building
-
-    # counted by UTC hour in SQL, then moved to the site's time (exact for whole-hour zones)
-    months: Counter[str] = Counter()
-    hours: Counter[int] = Counter()
-    for bucket, n in conn.execute(
-        f"SELECT substr(opened_at, 1, 13), count(*) FROM incidents WHERE {real} GROUP BY 1",
+    # one pass over the period's incidents: cheaper than a query a table
+    kinds: Counter[str] = Counter()
+    buildings: Counter[str] = Counter()
+    utc_hours: Counter[str] = Counter()
+    to_ack: list[float] = []
+    to_resolve: list[float] = []
+    drills: list[dict[str, Any]] = []
+    leaks: dict[int, str] = {}
+    for row in conn.execute(
+        "SELECT id, playbook, building, opened_at, acknowledged_at, resolved_at, drill, "
+        "(julianday(acknowledged_at) - julianday(opened_at)) * 86400, "
+        "(julianday(resolved_at) - julianday(opened_at)) * 86400 "
+        f"FROM incidents WHERE {where}",
         args,
     ):
+        number, playbook, building, opened, _, _, drill, ack, resolve = row
+        if drill:
+            drills.append(
+                dict(zip(("id", "playbook", "building", "opened_at", "acknowledged_at",
+                          "resolved_at", "drill"), row[:7], strict=True))
+            )  # fmt: skip
+            continue
+        kinds[playbook] += 1
+        buildings[building] += 1
+        utc_hours[opened[:13]] += 1
+        if playbook in leak_playbooks:
+            leaks[number] = opened
+        if ack is not None:
+            to_ack.append(ack)
+        if resolve is not None:
+            to_resolve.append(resolve)
+    tables["by_kind"] = Table(
+        "by_kind", ["playbook", "incidents"], [list(kv) for kv in kinds.most_common()], (0, 1)
+    )
+    tables["by_building"] = Table(
+        "by_building",
+        ["building", "incidents"],
+        [list(kv) for kv in buildings.most_common()],
+        (0, 1),
+    )
+    # counted by UTC hour, then moved to the site's time (exact for whole-hour zones)
+    months: Counter[str] = Counter()
+    hours: Counter[int] = Counter()
+    for bucket, n in utc_hours.items():
         local = datetime.fromisoformat(f"{bucket}:00:00+00:00").astimezone(tz)
         months[local.strftime("%Y-%m")] += n
         hours[local.hour] += n
@@ -103,19 +118,6 @@ def analyse(
     tables["by_hour"] = Table(
         "by_hour", ["hour", "incidents"], [[f"{h:02}", hours.get(h, 0)] for h in range(24)], (0, 1)
     )
-
-    to_ack: list[float] = []
-    to_resolve: list[float] = []
-    for ack, resolve in conn.execute(
-        "SELECT (julianday(acknowledged_at) - julianday(opened_at)) * 86400, "
-        "(julianday(resolved_at) - julianday(opened_at)) * 86400 "
-        f"FROM incidents WHERE {real}",
-        args,
-    ):
-        if ack is not None:
-            to_ack.append(ack)
-        if resolve is not None:
-            to_resolve.append(resolve)
     tables["response"] = Table(
         "response",
         ["measure", "incidents", "mean_min", "p90_min"],
@@ -135,16 +137,17 @@ def analyse(
         ],
     )
 
-    leaks, reached = 0, 0
-    if leak_playbooks:
-        marks = ",".join("?" * len(leak_playbooks))
-        for opened, on_site in conn.execute(
-            f"SELECT i.opened_at, (SELECT min(t.at) FROM timeline t WHERE t.incident_id = i.id "
-            f"AND t.type = 'on_site') FROM incidents i WHERE {_where(period, 'i')[0]} "
-            f"AND i.drill = 0 AND i.playbook IN ({marks})",
-            [*args, *sorted(leak_playbooks)],
-        ):
-            leaks += 1
+    reached = 0
+    if leaks:
+        first_on_site = dict(
+            conn.execute(
+                "SELECT incident_id, min(at) FROM timeline WHERE type = 'on_site' "
+                "AND incident_id BETWEEN ? AND ? GROUP BY incident_id",
+                (min(leaks), max(leaks)),
+            ).fetchall()
+        )
+        for number, opened in leaks.items():
+            on_site = first_on_site.get(number)
             if (
                 on_site
                 and datetime.fromisoformat(on_site) - datetime.fromisoformat(opened)
@@ -154,15 +157,9 @@ def analyse(
     tables["leaks_on_site"] = Table(
         "leaks_on_site",
         ["leaks", "on_site_within_30_min", "share_pct"],
-        [[leaks, reached, f"{100 * reached / leaks:.0f}" if leaks else ""]],
+        [[len(leaks), reached, f"{100 * reached / len(leaks):.0f}" if leaks else ""]],
     )
 
-    drills = dict_rows(
-        conn,
-        f"SELECT id, playbook, building, opened_at, acknowledged_at, resolved_at, drill "
-        f"FROM incidents WHERE {where} AND drill = 1 ORDER BY id",
-        args,
-    )
     tables["drills"] = Table(
         "drills",
         ["incident", "opened", "playbook", "building", "score"],

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 COOKIE = "alertd_session"
 #: how often the board looks for a new commit (PRAGMA data_version: no query when idle)
-WATCH_S = 0.1
+WATCH_S = 0.05
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 MAX_BODY = 5 * 1024 * 1024

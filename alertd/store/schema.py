@@ -246,4 +246,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX incidents_opened ON incidents(opened_at);
         """,
     ),
+    (
+        "messages by incident (the incident page), technicians on site (the analytics)",
+        """
+        CREATE INDEX messages_incident ON messages(incident_id, id);
+        CREATE INDEX timeline_on_site ON timeline(incident_id, at) WHERE type = 'on_site';
+        """,
+    ),
 ]

@@ -1,0 +1,243 @@
+"""Console benchmark: `python -m bench.console [--quick]` (part of `make bench`).
+
+`alertd web` runs as its own process on a store of 100,000 incidents (a year of 20
+buildings: timelines, messages, events), SQLite as the daemon leaves it. Measured from a
+signed-in HTTP client on loopback:
+
+1. The incident page and the analytics page (this month; the whole year): time from
+   request to the last byte, p50 / p99.
+2. The live board with 20 sessions open (server-sent events): a commit of a new
+   incident -> each session's board update received, p50 / p99 / max.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+
+from alertd.console import accounts
+from alertd.console.roles import Role
+from alertd.store import SqliteStore
+from bench import quick_flag
+from tests.broker import free_port
+
+PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
+KINDS = ["fire-alarm", "water-leak", "water-leak", "power-loss", "sensor-offline", "fire-trouble"]
+PASSWORD = "bench password 1"
+
+
+def build(path: Path, incidents: int) -> None:
+    """A year of incidents, each with a timeline and messages, and the events behind them."""
+    store = SqliteStore(path, synchronous="OFF")
+    conn = store.conn
+    now = datetime.now(UTC)
+    rng = random.Random(7)
+    conn.execute("BEGIN")
+    rows, lines, messages, events = [], [], [], []
+    for n in range(1, incidents + 1):
+        opened = now - timedelta(seconds=rng.uniform(0, 365 * 86400))
+        acked = opened + timedelta(seconds=rng.uniform(20, 900))
+        resolved = acked + timedelta(seconds=rng.uniform(300, 7200))
+        building = str(rng.randint(1, 20))
+        playbook = rng.choice(KINDS)
+        at = opened.isoformat()
+        rows.append((
+            n, playbook, f"building:HV/{building}", "closed", "major", "HV", building,
+            str(rng.randint(1, 30)), "", "", f"{playbook} in building {building}", at, at,
+            acked.isoformat(), resolved.isoformat(), "[]", "[]", "{}", int(n % 200 == 0),
+        ))  # fmt: skip
+        lines += [
+            (n, at, "opened", "alertd", f"incident opened by {playbook}"),
+            (n, at, "action", "alertd", "steps step 1: notify to oncall:security"),
+            (n, acked.isoformat(), "acknowledged", "Wang", "acknowledged"),
+            (n, (acked + timedelta(minutes=10)).isoformat(), "on_site", "Sun", ""),
+            (n, resolved.isoformat(), "resolved", "Wang", "resolved"),
+        ]
+        messages += [
+            (n, n, "sms", f"+86138{(n * 7 + k) % 10**8:08d}", "resident", str(k), "zh", "text",
+             1, "delivered", 1, at, at)
+            for k in range(3)
+        ]  # fmt: skip
+        events += [
+            ("leak", "active", "major", f"dev-{building}-{k}", "HV", building, "1", "", "",
+             at, at, "bench")
+            for k in range(2)
+        ]  # fmt: skip
+    conn.executemany(
+        "INSERT INTO incidents (id, playbook, key, status, severity, site, building, floor, "
+        "unit, zone, title, opened_at, last_event_at, acknowledged_at, resolved_at, active, "
+        "units, run, drill) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
+    conn.executemany(
+        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)", lines
+    )
+    conn.executemany(
+        "INSERT INTO messages (outbox_id, incident_id, channel, recipient, recipient_kind, "
+        "recipient_ref, language, body, priority, status, attempts, due_at, updated_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        messages,
+    )
+    conn.executemany(
+        "INSERT INTO events (kind, state, severity, device_id, site, building, floor, unit, "
+        "zone, occurred_at, received_at, source, decided) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1)",
+        events,
+    )
+    accounts.add_user(conn, "boss", Role.SUPERVISOR, "Wang", PASSWORD, now)
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    store.close()
+
+
+async def sign_in(url: str) -> aiohttp.ClientSession:
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with http.get(url + "/login") as page:
+        token = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+    assert token is not None
+    form = {"name": "boss", "password": PASSWORD, "csrf": token.group(1), "next": "/"}
+    async with http.post(url + "/login", data=form) as answer:
+        assert answer.status == 200, await answer.text()
+    return http
+
+
+def q(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+async def timed(http: aiohttp.ClientSession, url: str) -> float:
+    start = time.perf_counter()
+    async with http.get(url) as answer:
+        await answer.read()
+        assert answer.status == 200, url
+    return (time.perf_counter() - start) * 1000
+
+
+async def pages(url: str, incidents: int, rounds: int) -> None:
+    http = await sign_in(url)
+    try:
+        rng = random.Random(3)
+        await timed(http, f"{url}/incidents/1")
+        page = [
+            await timed(http, f"{url}/incidents/{rng.randint(1, incidents)}") for _ in range(rounds)
+        ]
+        month = [await timed(http, f"{url}/analytics") for _ in range(max(5, rounds // 5))]
+        today = datetime.now(UTC).date()
+        year = f"{url}/analytics?from={today - timedelta(days=366)}&until={today}"
+        whole = [await timed(http, year) for _ in range(5)]
+    finally:
+        await http.close()
+    for name, values in (
+        ("incident page", page),
+        ("analytics, this month", month),
+        ("analytics, the year", whole),
+    ):
+        print(
+            f"{name:<24} p50 {q(values, 50):7.1f} ms  p99 {q(values, 99):7.1f} ms  ({len(values)} requests)"
+        )
+
+
+async def board(url: str, store: Path, sessions: int, rounds: int) -> None:
+    """Commit -> every open board's update, through the SSE streams."""
+    clients = [await sign_in(url) for _ in range(sessions)]
+    got: list[dict[int, float]] = [{} for _ in range(sessions)]
+
+    async def listen(i: int) -> None:
+        async with clients[i].get(url + "/board/stream") as stream:
+            async for line in stream.content:
+                if line.startswith(b"data: "):
+                    data = json.loads(line[6:])
+                    for found in re.findall(r'data-incident="(\d+)"', data["html"]):
+                        got[i].setdefault(int(found), time.time())
+
+    tasks = [asyncio.create_task(listen(i)) for i in range(sessions)]
+    conn = sqlite3.connect(store, isolation_level=None)
+    latencies: list[float] = []
+    rng = random.Random(5)
+    try:
+        base = conn.execute("SELECT max(id) FROM incidents").fetchone()[0]
+        await asyncio.sleep(1)  # every stream has its first board
+        for r in range(1, rounds + 1):
+            n = base + r
+            at = datetime.now(UTC).isoformat()
+            conn.execute(
+                "INSERT INTO incidents (id, playbook, key, status, severity, site, building, "
+                "floor, unit, zone, title, opened_at, last_event_at, active, units, run, drill) "
+                "VALUES (?, 'fire-alarm', ?, 'open', 'critical', 'HV', '3', '12', '1203', '', "
+                "'fire', ?, ?, '[]', '[]', '{}', 0)",
+                (n, f"k{n}", at, at),
+            )
+            committed = time.time()
+            deadline = time.monotonic() + 5
+            while any(n not in g for g in got) and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+            latencies += [(g[n] - committed) * 1000 for g in got if n in g]
+            missing = sum(n not in g for g in got)
+            if missing:
+                print(f"  incident {n}: {missing} session(s) saw nothing within 5 s")
+            conn.execute("UPDATE incidents SET status = 'closed' WHERE id = ?", (n,))
+            await asyncio.sleep(0.2 + rng.random() * 0.1)  # commits out of step with the poll
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for http in clients:
+            await http.close()
+        conn.close()
+    print(
+        f"board, {sessions} sessions: commit -> update received p50 {q(latencies, 50):.0f} ms, "
+        f"p99 {q(latencies, 99):.0f} ms, max {max(latencies):.0f} ms ({len(latencies)} updates)"
+    )
+
+
+async def run(quick: bool) -> None:
+    incidents = 20_000 if quick else 100_000
+    with tempfile.TemporaryDirectory(prefix="alertd-bench-console-") as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        build(root / "alertd.db", incidents)
+        print(f"store: {incidents:,} incidents built in {time.perf_counter() - start:.1f} s")
+        (root / "devices.csv").write_text("device_id,profile,topic\n")
+        port = free_port()
+        (root / "alertd.yaml").write_text(
+            "site: {name: HV, timezone: Asia/Shanghai}\nstorage: {path: alertd.db}\n"
+            f"devices: devices.csv\nplaybooks: {PLAYBOOKS}\nconsole: {{port: {port}}}\n"
+            "log_level: WARNING\n"
+        )
+        log = (root / "web.log").open("wb")
+        web = subprocess.Popen(
+            [sys.executable, "-m", "alertd", "web", "--config", str(root / "alertd.yaml")],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                if b"alertd console on" in (root / "web.log").read_bytes():
+                    break
+                await asyncio.sleep(0.1)
+            await pages(url, incidents, 20 if quick else 100)
+            await board(url, root / "alertd.db", 20, 10 if quick else 50)
+        finally:
+            web.send_signal(signal.SIGTERM)
+            web.wait(20)
+            log.close()
+
+
+def main() -> None:
+    asyncio.run(run(quick_flag(__doc__)))
+
+
+if __name__ == "__main__":
+    main()
