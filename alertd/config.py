@@ -189,6 +189,9 @@ class ConsoleConfig(Strict):
     public_url: str = "http://127.0.0.1:8090"
     #: the service centre's name on the pages and the printed report
     centre: str = ""
+    #: the console's CPU priority below the daemon's (nice): on a small machine, pages
+    #: and analytics wait for the alert path, never the other way round
+    nice: int = Field(19, ge=0, le=19)
 
 
 class DrillConfig(Strict):

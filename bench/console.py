@@ -13,14 +13,13 @@ signed-in HTTP client on loopback:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
 import signal
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from alertd.console.roles import Role
 from alertd.store import SqliteStore
 from bench import quick_flag
 from tests.broker import free_port
+from tests.test_console import start_web
 
 PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
 KINDS = ["fire-alarm", "water-leak", "water-leak", "power-loss", "sensor-offline", "fire-trouble"]
@@ -102,12 +102,12 @@ def build(path: Path, incidents: int) -> None:
     store.close()
 
 
-async def sign_in(url: str) -> aiohttp.ClientSession:
+async def sign_in(url: str, password: str = PASSWORD) -> aiohttp.ClientSession:
     http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
     async with http.get(url + "/login") as page:
         token = re.search(r'name="csrf" value="([^"]+)"', await page.text())
     assert token is not None
-    form = {"name": "boss", "password": PASSWORD, "csrf": token.group(1), "next": "/"}
+    form = {"name": "boss", "password": password, "csrf": token.group(1), "next": "/"}
     async with http.post(url + "/login", data=form) as answer:
         assert answer.status == 200, await answer.text()
     return http
@@ -145,7 +145,8 @@ async def pages(url: str, incidents: int, rounds: int) -> None:
         ("analytics, the year", whole),
     ):
         print(
-            f"{name:<24} p50 {q(values, 50):7.1f} ms  p99 {q(values, 99):7.1f} ms  ({len(values)} requests)"
+            f"{name:<24} p50 {q(values, 50):7.1f} ms  p99 {q(values, 99):7.1f} ms  "
+            f"({len(values)} requests)"
         )
 
 
@@ -153,6 +154,7 @@ async def board(url: str, store: Path, sessions: int, rounds: int) -> None:
     """Commit -> every open board's update, through the SSE streams."""
     clients = [await sign_in(url) for _ in range(sessions)]
     got: list[dict[int, float]] = [{} for _ in range(sessions)]
+    arrived = asyncio.Event()
 
     async def listen(i: int) -> None:
         async with clients[i].get(url + "/board/stream") as stream:
@@ -161,6 +163,7 @@ async def board(url: str, store: Path, sessions: int, rounds: int) -> None:
                     data = json.loads(line[6:])
                     for found in re.findall(r'data-incident="(\d+)"', data["html"]):
                         got[i].setdefault(int(found), time.time())
+                    arrived.set()
 
     tasks = [asyncio.create_task(listen(i)) for i in range(sessions)]
     conn = sqlite3.connect(store, isolation_level=None)
@@ -180,9 +183,11 @@ async def board(url: str, store: Path, sessions: int, rounds: int) -> None:
                 (n, f"k{n}", at, at),
             )
             committed = time.time()
-            deadline = time.monotonic() + 5
-            while any(n not in g for g in got) and time.monotonic() < deadline:
-                await asyncio.sleep(0.002)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    while any(n not in g for g in got):
+                        arrived.clear()
+                        await arrived.wait()
             latencies += [(g[n] - committed) * 1000 for g in got if n in g]
             missing = sum(n not in g for g in got)
             if missing:
@@ -216,11 +221,7 @@ async def run(quick: bool) -> None:
             f"devices: devices.csv\nplaybooks: {PLAYBOOKS}\nconsole: {{port: {port}}}\n"
             "log_level: WARNING\n"
         )
-        log = (root / "web.log").open("wb")
-        web = subprocess.Popen(
-            [sys.executable, "-m", "alertd", "web", "--config", str(root / "alertd.yaml")],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        web = start_web(root / "alertd.yaml", root / "web.log")
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(100):
@@ -231,8 +232,7 @@ async def run(quick: bool) -> None:
             await board(url, root / "alertd.db", 20, 10 if quick else 50)
         finally:
             web.send_signal(signal.SIGTERM)
-            web.wait(20)
-            log.close()
+            await asyncio.to_thread(web.wait, 20)
 
 
 def main() -> None:

@@ -14,11 +14,17 @@ at 2,000 messages/s:
    commit included), decided -> expanded (the message row), expanded -> request.
 3. A 429 storm of 10 s with Retry-After 2 s on 2,000 resident SMS (the dispatcher on its
    own, real time): requests inside each Retry-After window, lost, duplicates.
+
+`--console N` (default 20; 0: none): `alertd web` runs on the same store throughout, with
+N signed-in sessions each holding the live board open (server-sent events) and loading
+the board and an incident page every 2 s, as desks and supervisors would.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.synchronize
@@ -33,11 +39,17 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
+
+from alertd.console.accounts import add_user
+from alertd.console.roles import Role
 from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
-from bench import fake_twilio_sms, quick_flag
+from bench import fake_twilio_sms
+from bench.console import PASSWORD
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
+from tests.test_console import start_web
 from tests.test_delivery_crash import start
 
 TOKEN = "bench-token"
@@ -94,6 +106,7 @@ def setup(root: Path, fake: FakeTwilio, broker: Broker, residents: int) -> tuple
         for b in range(1, 51)
     ]
     import_residents(store.conn, people, datetime.now(UTC))
+    add_user(store.conn, "boss", Role.SUPERVISOR, "Wang", PASSWORD, datetime.now(UTC))
     store.close()
     port = free_port()
     (root / "alertd.yaml").write_text(
@@ -122,7 +135,43 @@ async def wait_for(predicate: object, within: float) -> None:
             await asyncio.sleep(0.005)
 
 
-async def under_load(quick: bool) -> None:
+async def console_sessions(url: str, sessions: int, stop: asyncio.Event) -> int:
+    """Desks with the board open; returns the board updates they received."""
+    from bench.console import PASSWORD, sign_in
+
+    clients = [await sign_in(url, PASSWORD) for _ in range(sessions)]
+    updates = 0
+
+    async def desk(http: aiohttp.ClientSession) -> None:
+        nonlocal updates
+
+        async def stream() -> None:
+            nonlocal updates
+            async with http.get(url + "/board/stream") as answer:
+                async for line in answer.content:
+                    updates += line.startswith(b"data: ")
+
+        listening = asyncio.create_task(stream())
+        try:
+            while not stop.is_set():
+                for path in ("/", "/incidents/1"):
+                    async with http.get(url + path) as page:
+                        await page.read()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2)
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+
+    try:
+        await asyncio.gather(*(desk(http) for http in clients))
+    finally:
+        for http in clients:
+            await http.close()
+    return updates
+
+
+async def under_load(quick: bool, sessions: int) -> None:
     residents = 1000 if quick else 5000
     fires = 10 if quick else 50
     with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp:
@@ -130,7 +179,13 @@ async def under_load(quick: bool) -> None:
         broker = Broker(root / "mosquitto").start()
         fake = await FakeTwilio(receipts_token=TOKEN).start()
         config, _ = setup(root, fake, broker, residents)
+        web_port = free_port()
+        with config.open("a") as out:
+            out.write(f"console: {{port: {web_port}}}\n")
         daemon = start(config, root / "alertd.log")  # alertd as its own process
+        web = start_web(config, root / "web.log") if sessions else None
+        desks_stop = asyncio.Event()
+        desks: asyncio.Task[int] | None = None
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
         storm_process = context.Process(target=storm, args=(broker.port, 2000, 120, stop))
@@ -139,6 +194,12 @@ async def under_load(quick: bool) -> None:
         try:
             logged = root / "alertd.log"
             await wait_for(lambda: b"connected to MQTT" in logged.read_bytes(), 30)
+            if web is not None:
+                web_log = root / "web.log"
+                await wait_for(lambda: b"alertd console on" in web_log.read_bytes(), 30)
+                desks = asyncio.create_task(
+                    console_sessions(f"http://127.0.0.1:{web_port}", sessions, desks_stop)
+                )
             storm_process.start()
             await asyncio.sleep(2)  # the storm is on
             pub = Publisher(broker, "bench-fires")
@@ -156,12 +217,22 @@ async def under_load(quick: bool) -> None:
             fan_sent = resident_sms()
             await wait_for(lambda: fake.receipts_posted >= len(fan_sent), 60)
         finally:
+            desks_stop.set()
+            updates = await desks if desks is not None else 0
+            if web is not None:
+                web.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(web.wait, 20)
             stop.set()
             storm_process.join(30)
             daemon.send_signal(signal.SIGTERM)
             await asyncio.to_thread(daemon.wait, 30)
             broker.stop()
             await fake.close()
+        if sessions:
+            print(f"console: {sessions} sessions open throughout, {updates:,} board updates")
+            for line in (root / "web.log").read_text().splitlines():
+                if "ERROR" in line or "Traceback" in line:
+                    print(f"  console log: {line}")
         report(root, fake, published, fan_sent, fan_start, residents)
 
 
@@ -305,9 +376,13 @@ async def storm_429(quick: bool) -> None:
 
 
 def main() -> None:
-    quick = quick_flag(__doc__)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--console", type=int, default=20, help="console sessions open")
+    options = parser.parse_args()
+    quick = options.quick
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(under_load(quick))
+    asyncio.run(under_load(quick, options.console))
     asyncio.run(storm_429(quick))
 
 

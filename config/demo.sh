@@ -12,7 +12,25 @@ if ! "$BIN/python" -c "import socket; socket.create_connection(('127.0.0.1', 188
 fi
 "$BIN/alertd" check --config config/alertd.example.yaml
 "$BIN/alertd" residents import --config config/alertd.example.yaml config/residents.example.csv
+# demo console accounts, one per role (demo passwords: never use these on site)
+for account in "desk duty Wang Qiang" "supervisor supervisor Li Wei" "admin admin Li Wei" \
+    "viewer viewer"; do
+  set -- $account
+  name=$1 role=$2; shift 2
+  echo "demo-$name-pass" | "$BIN/alertd" users add "$name" --role "$role" --staff "$*" \
+    --password-stdin --config config/alertd.example.yaml >/dev/null 2>&1 || true
+done
+"$BIN/alertd" web --config config/alertd.example.yaml > var/console.log 2>&1 &
+WEB=$!
+trap 'kill $WEB 2>/dev/null' EXIT INT TERM
 cat <<'TXT'
+
+The console (duty desk and supervisors) is at http://127.0.0.1:8090/ (log: var/console.log).
+Demo accounts, one per role (account / password):
+  desk / demo-desk-pass              duty: acts as Wang Qiang (security); phones masked
+  supervisor / demo-supervisor-pass  supervisor: Li Wei; analytics, audit, full phones
+  admin / demo-admin-pass            admin
+  viewer / demo-viewer-pass          viewer: sees the board, no names, no phones, no actions
 
 alertd is starting with config/alertd.example.yaml (devices: config/devices.example.csv,
 store: var/alertd.db). In another terminal, report a water leak in flat 1203 of building 3:
@@ -41,4 +59,4 @@ The fire panel facp-b3 is offline until its serial line exists; play a capture i
 More messages to try are in README.md. Stop with Ctrl-C.
 
 TXT
-exec "$BIN/alertd" run --config config/alertd.example.yaml
+"$BIN/alertd" run --config config/alertd.example.yaml

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -157,6 +158,7 @@ def register(
                 f"no store at {config.storage.path} (start alertd run first)"
             )
         SqliteStore(config.storage.path).close()  # the console's tables exist
+        os.nice(config.console.nice)
         host = config.console.host
         port = config.console.port if port is None else port
         click.echo(f"alertd console on http://{host}:{port}/ (accounts: alertd users add)")

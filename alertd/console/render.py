@@ -81,8 +81,11 @@ def report_context(
         score = drill_score(incident, waits[0] if waits else None)
     return {
         "incident": incident,
-        "timeline": [r for r in timeline if r["type"] != "delivery"],
-        "delivered": sum(1 for r in timeline if r["type"] == "delivery"),
+        "timeline": timeline,
+        "delivered": conn.execute(
+            "SELECT count(*) FROM timeline WHERE incident_id = ? AND type = 'delivery'",
+            (number,),
+        ).fetchone()[0],
         "outbox": outbox,
         "counts": counts,
         "by_channel": by_channel,

@@ -49,7 +49,7 @@ def roll_call(conn: sqlite3.Connection, incident_id: int, role: Role) -> RollCal
         conn,
         "SELECT DISTINCT m.recipient AS phone, r.id AS resident_id, r.building, r.floor, "
         "r.unit, r.name, r.vulnerable FROM messages m LEFT JOIN residents r "
-        "ON CAST(r.id AS TEXT) = m.recipient_ref "
+        "ON r.id = CAST(m.recipient_ref AS INTEGER) "
         "WHERE m.incident_id = ? AND m.recipient_kind = 'resident'",
         (incident_id,),
     )
@@ -110,10 +110,12 @@ def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | Non
 
 
 def timeline(conn: sqlite3.Connection, incident_id: int, role: Role) -> list[dict[str, Any]]:
+    """What happened, without the delivery receipts (one per resident texted: the
+    deliveries table shows them)."""
     rows = dict_rows(
         conn,
         "SELECT id, at, type, actor, text, event_id FROM timeline WHERE incident_id = ? "
-        "ORDER BY id",
+        "AND type != 'delivery' ORDER BY id",
         (incident_id,),
     )
     for r in rows:
@@ -122,14 +124,18 @@ def timeline(conn: sqlite3.Connection, incident_id: int, role: Role) -> list[dic
     return rows
 
 
-def deliveries(conn: sqlite3.Connection, incident_id: int, role: Role) -> list[dict[str, Any]]:
-    """One row per recipient: channel, who, status, tries and why it failed."""
+def deliveries(
+    conn: sqlite3.Connection, incident_id: int, role: Role, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """One row per recipient: channel, who, status, tries and why it failed; staff
+    first, then failures (a 5,000-resident fan-out is shown `limit` rows at a time)."""
     rows = dict_rows(
         conn,
         "SELECT m.id, m.channel, m.recipient, m.recipient_kind, m.recipient_ref, m.status, "
         "m.attempts, m.reason, m.updated_at, m.language FROM messages m "
-        "WHERE m.incident_id = ? ORDER BY m.priority, m.id",
-        (incident_id,),
+        "WHERE m.incident_id = ? ORDER BY m.recipient_kind != 'staff', "
+        "m.status NOT IN ('failed', 'expired'), m.priority, m.id LIMIT ?",
+        (incident_id, -1 if limit is None else limit),
     )
     for r in rows:
         if r["recipient"].startswith("+"):
@@ -139,6 +145,15 @@ def deliveries(conn: sqlite3.Connection, incident_id: int, role: Role) -> list[d
         if r["recipient_kind"] == "staff" and not may(role, "names"):
             r["recipient_ref"] = "staff"
     return rows
+
+
+def delivery_counts(conn: sqlite3.Connection, incident_id: int) -> dict[str, int]:
+    return dict(
+        conn.execute(
+            "SELECT status, count(*) FROM messages WHERE incident_id = ? GROUP BY status",
+            (incident_id,),
+        ).fetchall()
+    )
 
 
 def devices(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:

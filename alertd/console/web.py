@@ -44,6 +44,8 @@ WATCH_S = 0.05
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 MAX_BODY = 5 * 1024 * 1024
+#: rows of a long list (a fan-out's deliveries, its roll call) shown before "all"
+PAGE_ROWS = 200
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,9 +66,10 @@ class Console:
         self.tz = config.site.tz
         self.throttle = Throttle()
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="console-read")
+        #: the board's own thread and connection: never queued behind a heavy page
+        self._watches = ThreadPoolExecutor(1, thread_name_prefix="console-board")
         self._writes = ThreadPoolExecutor(1, thread_name_prefix="console-write")
-        self._read_conn: sqlite3.Connection | None = None
-        self._write_conn: sqlite3.Connection | None = None
+        self._conns: dict[ThreadPoolExecutor, sqlite3.Connection] = {}
         self.board: list[dict[str, Any]] = []
         self.board_at = time.time()
         self._changed = asyncio.Condition()
@@ -74,25 +77,36 @@ class Console:
 
     # -- the store -----------------------------------------------------------------
 
-    def _reader(self) -> sqlite3.Connection:
-        if self._read_conn is None:
-            self._read_conn = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+    def _reader(self, pool: ThreadPoolExecutor) -> sqlite3.Connection:
+        """The connection of the calling pool's one thread (made there, used there)."""
+        conn = self._conns.get(pool)
+        if conn is None:
+            conn = self._conns[pool] = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=30
             )
-        return self._read_conn
+        return conn
 
     def _writer(self) -> sqlite3.Connection:
-        if self._write_conn is None:
-            self._write_conn = SqliteStore(self.path).conn
-        return self._write_conn
+        conn = self._conns.get(self._writes)
+        if conn is None:
+            conn = self._conns[self._writes] = SqliteStore(self.path).conn
+        return conn
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reads, lambda: fn(self._reader(), *args))
+        return await self._on(self._reads, self._reader, fn, *args)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._on(self._writes, lambda _: self._writer(), fn, *args)
+
+    async def _on(
+        self,
+        pool: ThreadPoolExecutor,
+        connect: Callable[[ThreadPoolExecutor], sqlite3.Connection],
+        fn: Callable[..., T],
+        *args: Any,
+    ) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writes, lambda: fn(self._writer(), *args))
+        return await loop.run_in_executor(pool, lambda: fn(connect(pool), *args))
 
     async def audit(
         self, request: web.Request, action: str, detail: str, incident: int | None = None
@@ -107,17 +121,27 @@ class Console:
 
     async def watch(self) -> None:
         """Re-read the board after each commit of another process; wake the streams when
-        it changed."""
+        it changed. A failed read (the store busy, a disk error) is logged and retried:
+        the board must not freeze silently."""
         version = None
+        failing = False
         while True:
-            now_version = await self.read(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
-            if now_version != version:
-                version = now_version
-                board = await self.read(views.board)
-                if board != self.board:
-                    self.board, self.board_at = board, time.time()
-                    async with self._changed:
-                        self._changed.notify_all()
+            try:
+                now_version = await self._on(self._watches, self._reader, _data_version)
+                if now_version != version:
+                    board = await self._on(self._watches, self._reader, views.board)
+                    version = now_version
+                    if board != self.board:
+                        self.board, self.board_at = board, time.time()
+                        async with self._changed:
+                            self._changed.notify_all()
+                if failing:
+                    log.warning("the board reads the store again")
+                failing = False
+            except sqlite3.Error as exc:
+                if not failing:
+                    log.error("the board cannot read the store: %s (retrying)", exc)
+                failing = True
             await asyncio.sleep(WATCH_S)
 
     async def next_board(self, seen: float) -> None:
@@ -126,9 +150,9 @@ class Console:
 
     def close(self) -> None:
         """Each connection is closed by the thread that made it (SQLite's rule)."""
-        for pool, conn in ((self._reads, self._read_conn), (self._writes, self._write_conn)):
-            if conn is not None:
-                pool.submit(conn.close).result()
+        for pool, conn in self._conns.items():
+            pool.submit(conn.close).result()
+        for pool in (self._reads, self._watches, self._writes):
             pool.shutdown()
 
     # -- pages -----------------------------------------------------------------------
@@ -146,6 +170,10 @@ class Console:
             **context,
         )
         return web.Response(text=text, content_type="text/html")
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def language(request: web.Request) -> str:
@@ -626,6 +654,7 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     sess: accounts.Session = request["session"]
     role = sess.user.role
     number = int(request.match_info["id"])
+    limit = None if request.query.get("all") else PAGE_ROWS
 
     def gather(conn: sqlite3.Connection) -> dict[str, Any] | None:
         found = views.incident(conn, number)
@@ -634,7 +663,9 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
         return {
             "incident": found,
             "timeline": views.timeline(conn, number, role),
-            "deliveries": views.deliveries(conn, number, role),
+            "deliveries": views.deliveries(conn, number, role, limit),
+            "counts": views.delivery_counts(conn, number),
+            "limit": limit,
             "roll": views.roll_call(conn, number, role),
             "doors": views.door_checks(conn, found, role),
         }
