@@ -242,6 +242,10 @@ async def test_each_role_sees_and_does_only_what_it_may_even_by_direct_post(
     trail = await boss.locator("#audit").inner_text()
     assert "reveal_phone" in trail
     assert "account desk" in trail
+    # an admin: everything a supervisor has
+    admin = await console.page("root")
+    assert await admin.locator("nav a[href='/audit']").count() == 1
+    assert await admin.locator("nav a[href='/analytics']").count() == 1
     # a form posted without its CSRF token is refused and changes nothing
     desk = Client(console.url)
     try:

@@ -177,7 +177,9 @@ def test_users_from_the_cli_name_a_staff_member_and_are_audited(tmp_path: Path) 
     listed = run("users", "list")
     assert "desk" in listed.stdout
     assert "DISABLED" in listed.stdout
+    assert run("residents", "list", "--show-phones").returncode == 0
     trail = run("audit")
+    assert "reveal_phones residents list --show-phones" in trail.stdout
     assert "via cli" in trail.stdout
     assert "user_add" in trail.stdout
     assert "user_disable desk" in trail.stdout

@@ -7,7 +7,8 @@ import getpass
 import os
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from alertd.store.sqlite import dict_rows, iso
@@ -76,3 +77,20 @@ def rows(
         conn, f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ?", (*args, limit)
     )
     return found[::-1]
+
+
+def cli_reveal(store_path: Path, what: str) -> None:
+    """`--show-phones` is a reveal of personal data: audited, or refused when the audit
+    row cannot be written."""
+    from alertd.store import SqliteStore
+
+    try:
+        store = SqliteStore(store_path)
+        try:
+            record(store.conn, cli_actor(""), "reveal_phones", what, datetime.now(UTC))
+        finally:
+            store.close()
+    except sqlite3.Error as exc:
+        raise PermissionError(
+            f"full phone numbers are shown only when the audit trail can record it: {exc}"
+        ) from None

@@ -37,8 +37,7 @@ def _password(from_stdin: bool) -> str:
 
 def _staff_member(config: Config, staff: str, role: Role) -> str:
     """Accounts that act are someone of the staff file: their name goes on the timeline."""
-    from alertd.directory.staff import load_staff
-    from alertd.problems import InvalidInput
+    from alertd.directory.cli import person
 
     if not staff:
         if role is Role.VIEWER:
@@ -46,18 +45,7 @@ def _staff_member(config: Config, staff: str, role: Role) -> str:
         raise click.BadParameter(
             f"a {role} account acts as a staff member: name one", param_hint="--staff"
         )
-    if config.staff is None:
-        return staff
-    try:
-        people = load_staff(config.staff, config.site.country, config.site.tz).people
-    except InvalidInput as exc:
-        raise click.ClickException(f"the staff file is broken: {exc.problems[0]}") from None
-    if staff not in people:
-        raise click.BadParameter(
-            f"{staff!r} is not in {config.staff} (people: {', '.join(sorted(people))})",
-            param_hint="--staff",
-        )
-    return staff
+    return person(config, staff, "--staff")
 
 
 def register(

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from alertd.config import Config
+from alertd.console.audit import cli_actor, record
 from alertd.directory.phones import mask
 from alertd.directory.residents import import_residents, read_residents
 from alertd.directory.staff import load_staff
@@ -19,6 +20,33 @@ from alertd.store import Reader, SqliteStore
 from alertd.store.sqlite import dict_rows
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def person(config: Config, name: str, hint: str) -> str:
+    """`name` must be a person of the staff file (any name when there is none): what goes
+    on the timeline is someone the site knows."""
+    if config.staff is None:
+        return name
+    try:
+        people = load_staff(config.staff, config.site.country, config.site.tz).people
+    except InvalidInput as exc:
+        raise click.ClickException(f"the staff file is broken: {exc.problems[0]}") from None
+    if name not in people:
+        raise click.BadParameter(
+            f"{name!r} is not in {config.staff} (people: {', '.join(sorted(people))})",
+            param_hint=hint,
+        )
+    return name
+
+
+def reveal(config: Config, what: str) -> None:
+    """Full numbers on screen: audited first (refused if the audit cannot be written)."""
+    from alertd.console.audit import cli_reveal
+
+    try:
+        cli_reveal(config.storage.path, what)
+    except PermissionError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def register(
@@ -41,14 +69,17 @@ def register(
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
         store = SqliteStore(config.storage.path)
+        summary = ""
         try:
             added, updated, gone = import_residents(store.conn, found, datetime.now(UTC))
+            summary = (
+                f"{csv_file}: {added} added, {updated} updated, {gone} marked moved out, "
+                f"{len(problems)} row(s) skipped"
+            )
+            record(store.conn, cli_actor(""), "import_residents", summary, datetime.now(UTC))
         finally:
             store.close()
-        click.echo(
-            f"{csv_file}: {added} added, {updated} updated, {gone} marked moved out, "
-            f"{len(problems)} row(s) skipped"
-        )
+        click.echo(summary)
         if problems:
             raise SystemExit(1)
 
@@ -63,7 +94,10 @@ def register(
     ) -> None:
         """Residents: vulnerable ones, opted-out (STOP) and undeliverable numbers marked,
         with why."""
-        store = open_store(load(config_path))
+        config = load(config_path)
+        store = open_store(config)
+        if show_phones:
+            reveal(config, f"residents list --show-phones {building or 'all buildings'}")
         sql = (
             "SELECT building, floor, unit, name, phone, language, vulnerable, notes, "
             "opted_out, undeliverable FROM residents WHERE moved_out IS NULL"

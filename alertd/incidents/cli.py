@@ -63,23 +63,11 @@ def _command(
 
 def _actor(config: Config, by: str) -> str:
     """Staff actions name a person of the staff file (the daemon checks again)."""
-    from alertd.directory.staff import load_staff
-    from alertd.problems import InvalidInput
+    from alertd.directory.cli import person
 
     if not by.strip():
         raise click.BadParameter("name who does it", param_hint="--by")
-    if config.staff is None:
-        return by
-    try:
-        people = load_staff(config.staff, config.site.country, config.site.tz).people
-    except InvalidInput as exc:
-        raise click.ClickException(f"the staff file is broken: {exc.problems[0]}") from None
-    if by not in people:
-        raise click.BadParameter(
-            f"{by!r} is not in {config.staff} (people: {', '.join(sorted(people))})",
-            param_hint="--by",
-        )
-    return by
+    return person(config, by, "--by")
 
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -159,6 +147,10 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
 
         config = load(config_path)
         store = store_of(config)
+        if show_phones:
+            from alertd.directory.cli import reveal
+
+            reveal(config, "outbox --show-phones")
         states = {"pending": ("pending", "sending"), "failed": ("failed", "expired")}.get(
             which or "", ("pending", "sending", "failed", "expired")
         )
