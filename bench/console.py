@@ -37,6 +37,7 @@ from tests.test_console import start_web
 PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
 KINDS = ["fire-alarm", "water-leak", "water-leak", "power-loss", "sensor-offline", "fire-trouble"]
 PASSWORD = "bench password 1"
+FAN_OUT = 5000
 
 
 def build(path: Path, incidents: int) -> None:
@@ -96,6 +97,32 @@ def build(path: Path, incidents: int) -> None:
         "zone, occurred_at, received_at, source, decided) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1)",
         events,
     )
+    # incident 1 was a fire that texted 5,000 residents: its page is the heaviest
+    conn.executemany(
+        "INSERT INTO residents (id, building, floor, unit, name, phone, language, vulnerable, "
+        "notes, updated_at) VALUES (?, '1', ?, ?, ?, ?, 'zh', ?, '', ?)",
+        [
+            (r, str(r % 30), f"{r % 30}{r:05d}", f"R{r}", f"+86137{r:08d}", int(r % 10 == 0), at)
+            for r in range(1, FAN_OUT + 1)
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO messages (outbox_id, incident_id, channel, recipient, recipient_kind, "
+        "recipient_ref, language, body, priority, status, attempts, due_at, updated_at) "
+        "VALUES (0, 1, 'sms', ?, 'resident', ?, 'zh', 'text', 1, 'delivered', 1, ?, ?)",
+        [(f"+86137{r:08d}", str(r), at, at) for r in range(1, FAN_OUT + 1)],
+    )
+    conn.executemany(
+        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (1, ?, ?, ?, ?)",
+        [
+            (at, "delivery", "twilio", f"+86 137****{r % 10000:04d} delivered")
+            for r in range(1, FAN_OUT + 1)
+        ]
+        + [
+            (at, "check_in", f"+86137{r:08d}", "need help (2)" if r % 50 == 0 else "safe (1)")
+            for r in range(1, FAN_OUT + 1, 3)
+        ],
+    )
     accounts.add_user(conn, "boss", Role.SUPERVISOR, "Wang", PASSWORD, now)
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
@@ -131,8 +158,9 @@ async def pages(url: str, incidents: int, rounds: int) -> None:
         rng = random.Random(3)
         await timed(http, f"{url}/incidents/1")
         page = [
-            await timed(http, f"{url}/incidents/{rng.randint(1, incidents)}") for _ in range(rounds)
+            await timed(http, f"{url}/incidents/{rng.randint(2, incidents)}") for _ in range(rounds)
         ]
+        fan_out = [await timed(http, f"{url}/incidents/1") for _ in range(max(5, rounds // 5))]
         month = [await timed(http, f"{url}/analytics") for _ in range(max(5, rounds // 5))]
         today = datetime.now(UTC).date()
         year = f"{url}/analytics?from={today - timedelta(days=366)}&until={today}"
@@ -141,6 +169,7 @@ async def pages(url: str, incidents: int, rounds: int) -> None:
         await http.close()
     for name, values in (
         ("incident page", page),
+        (f"... {FAN_OUT:,}-resident fan-out", fan_out),
         ("analytics, this month", month),
         ("analytics, the year", whole),
     ):
