@@ -17,7 +17,8 @@ at 2,000 messages/s:
 
 `--console N` (default 20; 0: none): `alertd web` runs on the same store throughout, with
 N signed-in sessions each holding the live board open (server-sent events) and loading
-the board and an incident page every 2 s, as desks and supervisors would.
+the board and the fan-out's incident page every 2 s. The sessions are a niced process of
+their own (on site, the browsers run on the desks' machines, not on alertd's).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -135,6 +137,27 @@ async def wait_for(predicate: object, within: float) -> None:
             await asyncio.sleep(0.005)
 
 
+def desks_process(
+    url: str, sessions: int, stop: multiprocessing.synchronize.Event, updates: Any
+) -> None:
+    """The browsers: a process of their own, niced, since on site they run on the desks'
+    machines, not on alertd's."""
+    os.nice(19)
+
+    async def run() -> None:
+        stopped = asyncio.Event()
+
+        async def watch_stop() -> None:
+            await asyncio.to_thread(stop.wait)
+            stopped.set()
+
+        watcher = asyncio.create_task(watch_stop())
+        updates.value = await console_sessions(url, sessions, stopped)
+        await watcher
+
+    asyncio.run(run())
+
+
 async def console_sessions(url: str, sessions: int, stop: asyncio.Event) -> int:
     """Desks with the board open; returns the board updates they received."""
     from bench.console import PASSWORD, sign_in
@@ -184,9 +207,10 @@ async def under_load(quick: bool, sessions: int) -> None:
             out.write(f"console: {{port: {web_port}}}\n")
         daemon = start(config, root / "alertd.log")  # alertd as its own process
         web = start_web(config, root / "web.log") if sessions else None
-        desks_stop = asyncio.Event()
-        desks: asyncio.Task[int] | None = None
         context = multiprocessing.get_context("spawn")
+        desks_stop = context.Event()
+        updates = context.Value("i", 0)
+        desks: multiprocessing.process.BaseProcess | None = None
         stop = context.Event()
         storm_process = context.Process(target=storm, args=(broker.port, 2000, 120, stop))
         from tests.mqtt_tools import Publisher
@@ -197,9 +221,11 @@ async def under_load(quick: bool, sessions: int) -> None:
             if web is not None:
                 web_log = root / "web.log"
                 await wait_for(lambda: b"alertd console on" in web_log.read_bytes(), 30)
-                desks = asyncio.create_task(
-                    console_sessions(f"http://127.0.0.1:{web_port}", sessions, desks_stop)
+                desks = context.Process(
+                    target=desks_process,
+                    args=(f"http://127.0.0.1:{web_port}", sessions, desks_stop, updates),
                 )
+                desks.start()
             storm_process.start()
             await asyncio.sleep(2)  # the storm is on
             pub = Publisher(broker, "bench-fires")
@@ -218,7 +244,8 @@ async def under_load(quick: bool, sessions: int) -> None:
             await wait_for(lambda: fake.receipts_posted >= len(fan_sent), 60)
         finally:
             desks_stop.set()
-            updates = await desks if desks is not None else 0
+            if desks is not None:
+                await asyncio.to_thread(desks.join, 30)
             if web is not None:
                 web.send_signal(signal.SIGTERM)
                 await asyncio.to_thread(web.wait, 20)
@@ -229,7 +256,7 @@ async def under_load(quick: bool, sessions: int) -> None:
             broker.stop()
             await fake.close()
         if sessions:
-            print(f"console: {sessions} sessions open throughout, {updates:,} board updates")
+            print(f"console: {sessions} sessions open throughout, {updates.value:,} board updates")
             for line in (root / "web.log").read_text().splitlines():
                 if "ERROR" in line or "Traceback" in line:
                     print(f"  console log: {line}")

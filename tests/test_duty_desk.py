@@ -20,6 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from alertd.clock import FakeClock
 from alertd.config import load_config
+from alertd.directory.phones import mask
 from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
 from tests.broker import Broker, free_port
@@ -217,6 +218,7 @@ async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(
     # the audit trail: the staff name and the login that typed it, refusals too
     trail = (await desk.cli("audit", "--incident", "2")).stdout
     assert f"Wang ({getpass.getuser()}) via cli" in trail
+    assert f"Wang via sms {mask(WANG)}: ack #2 by SMS: OK 2 -> submitted" in trail
     assert "resolve #2" in trail
     assert "ack #2 -> failed incident 2 is resolved already" in trail
     closed = await desk.cli("incidents", "close", "2", "--by", "Wang")

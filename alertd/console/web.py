@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -42,6 +43,7 @@ COOKIE = "alertd_session"
 #: how often the board looks for a new commit (PRAGMA data_version: no query when idle)
 WATCH_S = 0.05
 HERE = Path(__file__).parent
+DECLARABLE = [k.value for k in Kind if k is not Kind.UNKNOWN]
 STATIC = HERE / "static"
 MAX_BODY = 5 * 1024 * 1024
 #: rows of a long list (a fan-out's deliveries, its roll call) shown before "all"
@@ -176,6 +178,11 @@ def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
+def local_path(path: str) -> str:
+    """Where to go back to: a path of this site, never another site (`//evil.example`)."""
+    return path if path.startswith("/") and not path.startswith("//") else "/"
+
+
 def language(request: web.Request) -> str:
     lang = request.cookies.get("lang", "zh")
     return lang if lang in LANGUAGES else "zh"
@@ -248,9 +255,7 @@ def routes(console: Console) -> web.RouteTableDef:
     async def switch(request: web.Request) -> web.StreamResponse:
         lang = request.match_info["lang"]
         back = request.query.get("next", "/")
-        response = web.HTTPSeeOther(
-            back if back.startswith("/") and not back.startswith("//") else "/"
-        )
+        response = web.HTTPSeeOther(local_path(back))
         if lang in LANGUAGES:
             response.set_cookie("lang", lang, max_age=365 * 86400, samesite="Strict", httponly=True)
         raise response
@@ -300,10 +305,7 @@ def routes(console: Console) -> web.RouteTableDef:
             f"role {user.role}",
             now,
         )
-        back = str(form.get("next", "/"))
-        response = web.HTTPSeeOther(
-            back if back.startswith("/") and not back.startswith("//") else "/"
-        )
+        response = web.HTTPSeeOther(local_path(str(form.get("next", "/"))))
         response.set_cookie(
             COOKIE,
             session_token,
@@ -323,7 +325,7 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.get("/")
     async def board(request: web.Request) -> web.StreamResponse:
-        return c.render(request, "board.html", rows=c.board, board_html=board_rows(c, request))
+        return c.render(request, "board.html", board_html=board_rows(c, request))
 
     @r.get("/board/stream")
     async def stream(request: web.Request) -> web.StreamResponse:
@@ -360,7 +362,7 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.post("/incidents/{id:\\d+}/act")
     async def act(request: web.Request) -> web.StreamResponse:
-        sess = require(request, "act")
+        require(request, "act")
         number = int(request.match_info["id"])
         form = await request.post()
         action = str(form.get("action", ""))
@@ -380,11 +382,9 @@ def routes(console: Console) -> web.RouteTableDef:
             raise web.HTTPBadRequest(text=f"unknown action {action!r}")
         if action == "note" and not text:
             raise web.HTTPBadRequest(text="the note is empty")
-        outcome = await command(c, request, action, number, text or "", args)
-        del sess
-        raise web.HTTPSeeOther(
-            f"/incidents/{number}?done={action}&state={outcome.state}&result={outcome.result[:200]}"
-        )
+        outcome = await command(c, request, action, number, text, args)
+        said = {"done": action, "state": outcome.state, "result": outcome.result[:200]}
+        raise web.HTTPSeeOther(f"/incidents/{number}?{urlencode(said)}")
 
     @r.post("/reveal")
     async def reveal(request: web.Request) -> web.StreamResponse:
@@ -415,7 +415,7 @@ def routes(console: Console) -> web.RouteTableDef:
             number=number,
             unit=unit,
             reason=reason,
-            back=str(form.get("back", "/")),
+            back=local_path(str(form.get("back", "/"))),
         )
 
     @r.get("/incidents/{id:\\d+}/report")
@@ -431,17 +431,22 @@ def routes(console: Console) -> web.RouteTableDef:
         )
         return page
 
-    @r.get("/declare")
-    async def declare_page(request: web.Request) -> web.StreamResponse:
-        require(request, "act")
+    def declare_form(
+        request: web.Request, form: dict[str, str], preview: dict[str, Any] | None
+    ) -> web.Response:
         return c.render(
             request,
             "declare.html",
-            preview=None,
-            form={},
-            kinds=[k.value for k in Kind if k not in (Kind.UNKNOWN,)],
+            preview=preview,
+            form=form,
+            kinds=DECLARABLE,
             playbooks=sorted(c_playbooks(c)),
         )
+
+    @r.get("/declare")
+    async def declare_page(request: web.Request) -> web.StreamResponse:
+        require(request, "act")
+        return declare_form(request, {}, None)
 
     @r.post("/declare")
     async def declare(request: web.Request) -> web.StreamResponse:
@@ -457,19 +462,14 @@ def routes(console: Console) -> web.RouteTableDef:
         place_args = {k: form.get(k, "") for k in ("building", "floor", "unit", "zone")}
         if form.get("confirm") != "1":
             preview = await c.read(declare_preview, c.config, kind, place_args)
-            return c.render(
-                request,
-                "declare.html",
-                preview=preview,
-                form=form,
-                kinds=[k.value for k in Kind],
-                playbooks=sorted(c_playbooks(c)),
-            )
-        args = {
-            "kind": kind,
-            **place_args,
-            "command": f"web-{request['session'].user.name}-{int(time.time() * 1000)}",
-        }
+            # the confirmation carries one name for this emergency: sent twice (a double
+            # click, a resubmitted form), it is the same report, not a second incident
+            form["nonce"] = f"web-{request['session'].user.id}-{secrets.token_hex(6)}"
+            return declare_form(request, form, preview)
+        nonce = form.get("nonce", "")
+        if not nonce.startswith("web-"):
+            raise web.HTTPBadRequest(text="confirm from the preview")
+        args = {"kind": kind, **place_args, "command": nonce}
         outcome = await command(c, request, "declare", None, form.get("text", ""), args)
         return c.render(request, "done.html", what="declare", outcome=outcome)
 

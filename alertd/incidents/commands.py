@@ -24,6 +24,21 @@ class Outcome:
     command_id: int
 
 
+def submit(
+    conn: sqlite3.Connection,
+    command: str,
+    incident: int | None,
+    actor: Actor,
+    text: str,
+    now: datetime,
+) -> int:
+    """A command from a door that cannot wait for the outcome (an SMS reply, the voice
+    keypad, inside the daemon): handed over and audited as submitted."""
+    cid = db.add_command(conn, command, incident, actor.who, text, {}, now)
+    record(conn, actor, command, f"{text} -> submitted", now, incident)
+    return cid
+
+
 def run_command(
     conn: sqlite3.Connection,
     command: str,

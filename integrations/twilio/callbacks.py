@@ -15,10 +15,12 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from alertd.clock import Clock
+from alertd.console.audit import Actor
 from alertd.directory.phones import mask
 from alertd.directory.staff import Staff
 from alertd.engine.wording import place
 from alertd.events import Location
+from alertd.incidents.commands import submit
 from alertd.outbox.replies import classify
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
@@ -171,13 +173,12 @@ class Callbacks:
         if status in ("resolved", "closed"):
             return f"事件 #{number} 已结束（{status}），无需确认。Incident #{number} is {status}."
         await self._writer.call(
-            incidents_db.add_command,
+            submit,
             store.conn,
             "ack",
             number,
-            staff,
+            Actor(staff, "sms", mask(phone)),
             f"by SMS: {body.strip()}",
-            {},
             self._now(),
         )
         return f"已确认事件 #{number}：{title}。Incident #{number} acknowledged."
@@ -238,13 +239,12 @@ class Callbacks:
             )
             if incident is not None:
                 await self._writer.call(
-                    incidents_db.add_command,
+                    submit,
                     store.conn,
                     "ack",
                     incident,
-                    staff,
+                    Actor(staff, "call", mask(phone)),
                     "by phone (pressed 1)",
-                    {},
                     self._now(),
                 )
                 assert self._staff is not None
