@@ -297,6 +297,13 @@ async def test_the_roll_call_puts_a_resident_who_needs_help_on_top_and_the_repor
     await expect(page.locator("#door-checks tr[data-unit='0805']")).to_contain_text("✔")
     await expect(page.locator("#timeline")).to_contain_text("visited 0805")
     await page.screenshot(path=SCREENSHOTS / "incident.png", full_page=True)
+    # a viewer sees the same incident without a name or a number in it
+    viewer = await console.page("guest")
+    for path in ("/incidents/1", "/incidents/1/report"):
+        await viewer.goto(console.url + path)
+        seen = await viewer.content()
+        for hidden in ("Zhang Xiulan", "Sam Lee", "Wang", "lives alone", ZHANG):  # masked: yes
+            assert hidden not in seen, (path, hidden)
     # the printable report: the same page as `alertd report --format html`, printed
     boss = await console.page("boss")
     await boss.goto(f"{console.url}/incidents/1/report")

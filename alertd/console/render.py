@@ -60,7 +60,7 @@ def report_context(
     outbox = dict_rows(conn, "SELECT * FROM outbox WHERE incident_id = ? ORDER BY id", (number,))
     for row in outbox:
         texts = json.loads(row["texts"])
-        row["zh"], row["en"] = texts.get("zh", ""), texts.get("en", "")
+        row["zh"], row["en"] = (views.scrub(texts.get(k, ""), role) for k in ("zh", "en"))
     counts = dict(
         conn.execute(
             "SELECT status, count(*) FROM messages WHERE incident_id = ? GROUP BY status",

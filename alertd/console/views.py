@@ -4,6 +4,7 @@ rows; what a role may see is applied here (masks, names), never only in a templa
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,12 +14,26 @@ from alertd.console.roles import Role, may
 from alertd.directory.phones import mask
 from alertd.store.sqlite import dict_rows
 
-LIVE = ("open", "acknowledged")
+#: timeline lines whose text names residents or staff (hidden from viewers)
+NAMING = frozenset({"vulnerable_list", "help_request", "check_in", "reply", "acknowledged"})
 SEVERITY_ORDER = {"critical": 4, "major": 3, "minor": 2, "warning": 1, "info": 0}
 
 
 def phone(number: str, role: Role) -> str:
     return number if may(role, "phones") else mask(number)
+
+
+_NUMBER = re.compile(r"\+\d{8,15}")
+
+
+def scrub(text: str, role: Role) -> str:
+    """A message as sent (it may name a resident and give their number), as the role may
+    read it: numbers masked, or nothing at all for a role that sees no names."""
+    if not may(role, "names"):
+        return "—"
+    if may(role, "phones"):
+        return text
+    return _NUMBER.sub(lambda m: mask(m.group(0)), text)
 
 
 def board(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -118,9 +133,14 @@ def timeline(conn: sqlite3.Connection, incident_id: int, role: Role) -> list[dic
         "AND type != 'delivery' ORDER BY id",
         (incident_id,),
     )
+    names = may(role, "names")
     for r in rows:
         if r["actor"].startswith("+"):  # a resident's or staff member's reply
             r["actor"] = phone(r["actor"], role)
+        if not names:
+            r["actor"] = r["actor"] if r["actor"] in ("alertd", "resident") else "—"
+            if r["type"] in NAMING:
+                r["text"] = "—"
     return rows
 
 
