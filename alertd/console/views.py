@@ -36,6 +36,15 @@ def scrub(text: str, role: Role) -> str:
     return _NUMBER.sub(lambda m: mask(m.group(0)), text)
 
 
+def _for_role(resident: dict[str, Any], role: Role) -> None:
+    """A resident's row as the role may see it: no name for viewers, the vulnerable
+    notes for supervisors and admins only."""
+    if not may(role, "names"):
+        resident["name"] = ""
+    if not may(role, "notes"):
+        resident["notes"] = ""
+
+
 def board(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Open and acknowledged incidents, most severe and unacknowledged first."""
     rows = dict_rows(
@@ -112,10 +121,7 @@ def door_checks(
     }
     for r in rows:
         r["visited"] = visits.get(r["unit"])
-        if not may(role, "notes"):
-            r["notes"] = ""
-        if not may(role, "names"):
-            r["name"] = ""
+        _for_role(r, role)
     return rows
 
 
@@ -205,10 +211,7 @@ def residents(
     )
     for r in rows:
         r["phone"] = phone(r["phone"], role)
-        if not may(role, "names"):
-            r["name"] = ""
-        if not may(role, "notes"):
-            r["notes"] = ""
+        _for_role(r, role)
     return rows
 
 
