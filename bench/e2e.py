@@ -21,8 +21,8 @@ from pathlib import Path
 from aiohttp import web
 
 from bench import quick_flag
-from bench.lifesafety import start_daemon
 from tests.broker import Broker, free_port
+from tests.test_delivery_crash import start as start_daemon
 
 PLAYBOOK = """\
 name: e2e-leak
