@@ -162,6 +162,17 @@ async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_st
     assert who == ("Wang",)
     audit = console.rows("SELECT who, via, remote, os_user FROM audit WHERE action = 'ack'")
     assert audit == [("Wang", "web", "127.0.0.1", "account desk")]
+    # the account is disabled while its board is open: the board stops and asks to sign in
+    disabled = await asyncio.to_thread(
+        alertd, "users", "disable", "desk", "--config", str(console.desk.config)
+    )
+    assert disabled.returncode == 0, disabled.stderr
+    declared = await asyncio.to_thread(
+        alertd, "declare", "gas", "--building", "7", "--by", "Li",
+        "--config", str(console.desk.config),
+    )  # fmt: skip
+    assert declared.returncode == 0, declared.stderr
+    await expect(board).to_have_url(re.compile("/login"), timeout=10000)
 
 
 class Client:

@@ -94,6 +94,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "where_from": ("来源", "From where"),
     "action": ("操作", "Action"),
     "sound_on": ("开启警报声音", "Enable alarm sound"),
+    "reconnecting": ("与服务器的连接中断，正在重连…", "Connection lost; reconnecting…"),
     "drill_mark": ("演练", "DRILL"),
     "no_rights": ("您的角色无权执行此操作", "Your role may not do this"),
     "by_kind": ("按类型", "By kind"),

@@ -344,6 +344,8 @@ def routes(console: Console) -> web.RouteTableDef:
                         await response.write(b": keep-alive\n\n")
                         continue
                 seen = c.board_at
+                if await c.read(accounts.session, request.cookies.get(COOKIE, ""), c.now()) is None:
+                    break  # signed out, disabled or reset meanwhile: no more updates
                 payload = json.dumps(
                     {
                         "html": board_rows(c, request),

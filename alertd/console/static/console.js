@@ -40,7 +40,13 @@
       alarm(data.alarm);
       status.textContent = "";
     });
-    source.onerror = function () { status.textContent = "…"; };
+    source.onerror = function () {
+      // the server restarting: the browser reconnects by itself; a session that ended
+      // (401) closes the stream for good: reload, which shows the sign-in page, rather
+      // than leave a board that no longer updates
+      status.textContent = status.dataset.lost;
+      if (source.readyState === EventSource.CLOSED) setTimeout(function () { location.reload(); }, 2000);
+    };
     alarm(rows.querySelector("tr.alarm") !== null);
     const button = document.getElementById("sound");
     if (button) button.addEventListener("click", function () {
