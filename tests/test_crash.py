@@ -86,33 +86,3 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     assert set(keys) == published
     assert b"alertd stopped" in log.read_bytes()
     print(f"killed after {killed_at} of {len(messages)} events")
-
-
-async def test_the_wal_is_moved_into_the_database_off_the_writer(tmp_path: Path) -> None:
-    """The writer's commits never run a checkpoint (a stall for whatever waits behind
-    them); the checkpointer thread moves the WAL into the database file instead, so the
-    WAL does not grow without bound while alertd writes."""
-    from alertd.store import Writer
-    from tests.mqtt_tools import until
-
-    path = tmp_path / "alertd.db"
-    writer = Writer(path, synchronous="FULL")
-    store = await writer.open()
-    try:
-        (auto,) = await writer.call(
-            lambda: store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()
-        )
-        assert auto == 0
-        before = path.stat().st_size
-
-        def fill() -> None:
-            for n in range(3000):  # well over SQLite's 1,000-page automatic checkpoint
-                store.conn.execute("INSERT INTO counters VALUES (?, ?)", (f"c{n}-{'x' * 2000}", n))
-
-        await writer.call(fill)
-        await until(lambda: path.stat().st_size > before + 3000 * 2000, 20)
-    finally:
-        await writer.close()
-    conn = SqliteStore.reader(path)
-    assert conn.execute("SELECT count(*) FROM counters").fetchone() == (3000,)
-    conn.close()

@@ -9,7 +9,6 @@ import concurrent.futures
 import contextlib
 import itertools
 import json
-import logging
 import os
 import queue
 import sqlite3
@@ -26,7 +25,6 @@ from alertd.store.batch import Batch
 from alertd.store.schema import MIGRATIONS
 
 DEAD_LETTER_PAYLOAD_MAX = 4096
-log = logging.getLogger(__name__)
 
 
 def iso(at: datetime) -> str:
@@ -306,41 +304,6 @@ class SqliteStore(Reader):
         }
 
 
-class Checkpointer:
-    """Moves the WAL into the database file from a thread and connection of its own, so
-    that the writer's commits never pay for a checkpoint (SQLite's automatic one runs
-    inside whichever commit crosses 1,000 pages: a 100 ms stall for whatever waits
-    behind it). PASSIVE: it copies what no reader still needs and never blocks a writer.
-    The writer starts the WAL from the beginning again once all of it is copied."""
-
-    def __init__(self, path: Path, synchronous: str, every_s: float = 0.5) -> None:
-        self._path, self._synchronous, self._every = path, synchronous, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alertd-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        # the checkpoint's fsync of the database file is what makes the WAL reusable
-        conn.execute(f"PRAGMA synchronous={'FULL' if self._synchronous == 'FULL' else 'NORMAL'}")
-        failing = False
-        try:
-            while not self._stop.wait(self._every):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    failing = False
-                except sqlite3.Error as exc:
-                    if not failing:
-                        log.error("WAL checkpoint failed: %s (retrying)", exc)
-                    failing = True
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 class Writer:
     """The single writer thread: async callers hand it work, done one piece at a time.
     Urgent work (a life-safety commit, an incident decision, a claim of messages to send)
@@ -357,7 +320,6 @@ class Writer:
         self._thread = threading.Thread(target=self._work, name="alertd-writer", daemon=True)
         self._thread.start()
         self.store: SqliteStore | None = None
-        self._checkpoints: Checkpointer | None = None
 
     def _work(self) -> None:
         while True:
@@ -373,13 +335,9 @@ class Writer:
                 future.set_exception(exc)
 
     async def open(self) -> SqliteStore:
-        def open_store() -> SqliteStore:
-            store = SqliteStore(self._path, synchronous=self._synchronous)
-            store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer does it
-            return store
-
-        self.store = await self.call(open_store, urgent=True)
-        self._checkpoints = Checkpointer(self._path, self._synchronous)
+        self.store = await self.call(
+            lambda: SqliteStore(self._path, synchronous=self._synchronous), urgent=True
+        )
         return self.store
 
     async def call(self, fn: Any, *args: Any, urgent: bool = False) -> Any:
@@ -394,9 +352,7 @@ class Writer:
         await self.call(self.store.commit, batch, urgent=urgent)
 
     async def close(self) -> None:
-        if self._checkpoints is not None:
-            await asyncio.to_thread(self._checkpoints.stop)
         if self.store is not None:
-            await self.call(self.store.close)  # the last connection checkpoints all
+            await self.call(self.store.close)
         self._queue.put((self.ROUTINE + 1, next(self._seq), None))
         await asyncio.to_thread(self._thread.join)
