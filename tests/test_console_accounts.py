@@ -183,3 +183,30 @@ def test_users_from_the_cli_name_a_staff_member_and_are_audited(tmp_path: Path) 
     assert "via cli" in trail.stdout
     assert "user_add" in trail.stdout
     assert "user_disable desk" in trail.stdout
+
+
+def test_the_daemons_files_are_read_again_only_when_they_change(tmp_path: Path) -> None:
+    from alertd.console.files import Reread
+
+    path = tmp_path / "staff.yaml"
+    path.write_text("one")
+    reads: list[str] = []
+
+    def load(p: Path) -> str:
+        text = p.read_text()
+        reads.append(text)
+        if text == "broken":
+            raise ValueError("staff.yaml:1: broken")
+        return text
+
+    files = Reread()
+    assert files.get(path, load) == "one"
+    assert files.get(path, load) == "one"
+    assert reads == ["one"]
+    path.write_text("broken")
+    for _ in range(2):  # a broken file says so on every page, it is not kept
+        with pytest.raises(ValueError, match=r"staff\.yaml:1"):
+            files.get(path, load)
+    path.write_text("two!")
+    assert files.get(path, load) == "two!"
+    assert reads == ["one", "broken", "broken", "two!"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from alertd.console.roles import Role
 from alertd.engine.wording import place, stamp
 from alertd.events import Location
 from alertd.incidents.report import drill_score
+from alertd.playbooks.schema import Playbook
 from alertd.store.sqlite import dict_rows
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -48,11 +50,12 @@ def _minutes(pair: tuple[str | None, str | None]) -> str:
 
 
 def report_context(
-    conn: sqlite3.Connection, config: Config, number: int, role: Role
+    conn: sqlite3.Connection,
+    config: Config,
+    number: int,
+    role: Role,
+    books: Mapping[str, Playbook],
 ) -> dict[str, Any] | None:
-    from alertd.playbooks.loader import load_playbooks
-    from alertd.playbooks.schema import WaitAck
-
     incident = views.incident(conn, number)
     if incident is None:
         return None
@@ -75,10 +78,8 @@ def report_context(
     roll = views.roll_call(conn, number, role)
     score = ""
     if incident["drill"]:
-        books = load_playbooks(config.playbooks).enabled if config.playbooks else {}
         book = books.get(incident["playbook"])
-        waits = [s.wait_ack_s for s in book.steps if isinstance(s, WaitAck)] if book else []
-        score = drill_score(incident, waits[0] if waits else None)
+        score = drill_score(incident, book.ack_target_s if book else None)
     return {
         "incident": incident,
         "timeline": timeline,
@@ -95,30 +96,37 @@ def report_context(
     }
 
 
-def report_html(conn: sqlite3.Connection, config: Config, number: int, lang: str) -> str | None:
+def report_html(
+    conn: sqlite3.Connection,
+    config: Config,
+    number: int,
+    lang: str,
+    books: Mapping[str, Playbook],
+) -> str | None:
     """The report as a whole page, as the console serves it (the supervisor's view)."""
-    context = report_context(conn, config, number, Role.SUPERVISOR)
+    context = report_context(conn, config, number, Role.SUPERVISOR, books)
     if context is None:
         return None
+    centre = config.console.centre or config.site.name
     return (
         environment(config.site.tz)
         .get_template("report.html")
-        .render(
-            w=words(lang), lang=lang, centre=config.console.centre or config.site.name, **context
-        )
+        .render(w=words(lang), lang=lang, centre=centre, **context)
     )
 
 
 def declare_preview(
-    conn: sqlite3.Connection, config: Config, kind: str, where: dict[str, str]
+    conn: sqlite3.Connection,
+    books: Mapping[str, Playbook],
+    unit_format: str | None,
+    kind: str,
+    where: dict[str, str],
 ) -> dict[str, Any]:
     """What declaring would do: the playbook that runs, how many residents it texts at
     once (its first steps' audiences, as the outbox would expand them) and whom it calls."""
     from alertd.outbox.expand import residents
-    from alertd.playbooks.loader import load_playbooks
     from alertd.playbooks.schema import Notify, Sms, WaitAck
 
-    books = load_playbooks(config.playbooks).enabled if config.playbooks else {}
     book = next((b for b in books.values() if kind in {k.value for k in b.match.kinds}), None)
     if book is None:
         return {"playbook": None, "residents": 0, "staff": []}
@@ -129,7 +137,7 @@ def declare_preview(
         if isinstance(step, WaitAck):
             break  # what follows waits for an acknowledgement
         if isinstance(step, Sms):
-            found = residents(conn, step.sms, incident, False, config.site.unit_format)
+            found = residents(conn, step.sms, incident, False, unit_format)
             texted.update(r.address for r in found)
         elif isinstance(step, Notify):
             r = step.notify

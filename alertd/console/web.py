@@ -30,12 +30,19 @@ from aiohttp import web
 from alertd.config import Config
 from alertd.console import accounts, analytics, views
 from alertd.console.audit import Actor, record
+from alertd.console.files import Reread
 from alertd.console.i18n import LANGUAGES, words
 from alertd.console.render import declare_preview, environment, report_context
 from alertd.console.roles import Role, may
 from alertd.console.throttle import Throttle
+from alertd.devices import Device, load_devices
+from alertd.directory.staff import Staff, load_staff
 from alertd.events import Kind
+from alertd.playbooks.loader import load_playbooks
+from alertd.playbooks.schema import Playbook
+from alertd.problems import InvalidInput, Problem
 from alertd.store.sqlite import SqliteStore
+from integrations.mqtt.profiles import build_profiles
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +109,29 @@ class Console:
         self._changed = asyncio.Condition()
         self.env = environment(self.tz)
         self.pages = Recent(PAGE_TTL_S)
+        self._files = Reread()
+
+    # -- the daemon's files ------------------------------------------------------------
+
+    def playbooks(self) -> dict[str, Playbook]:
+        folder = self.config.playbooks
+        if folder is None:
+            return {}
+        return self._files.get(folder, lambda p: dict(load_playbooks(p).enabled))
+
+    def staff(self) -> Staff | None:
+        """The staff file (raises InvalidInput when it is broken), or None without one."""
+        site, path = self.config.site, self.config.staff
+        if path is None:
+            return None
+        return self._files.get(path, lambda p: load_staff(p, site.country, self.tz))
+
+    def devices(self) -> tuple[list[Device], list[Problem]]:
+        profiles = build_profiles(self.config.profiles, self.tz)
+        return self._files.get(
+            self.config.devices,
+            lambda p: load_devices(p, profiles=profiles, site=self.config.site.name),
+        )
 
     # -- the store -----------------------------------------------------------------
 
@@ -142,8 +172,7 @@ class Console:
         await self.write(record, self.actor(request), action, detail, self.now(), incident)
 
     def actor(self, request: web.Request) -> Actor:
-        user: accounts.User = request["session"].user
-        return Actor(user.staff or user.name, "web", request.remote or "", f"account {user.name}")
+        return web_actor(request["session"].user, request.remote or "")
 
     # -- the live board ------------------------------------------------------------
 
@@ -194,7 +223,6 @@ class Console:
             session=sess,
             may=(lambda p: may(sess.user.role, p)) if sess else (lambda p: False),
             centre=self.config.console.centre or self.config.site.name,
-            now=self.now(),
             **context,
         )
         return web.Response(text=text, content_type="text/html")
@@ -202,6 +230,12 @@ class Console:
 
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def web_actor(user: accounts.User, remote: str) -> Actor:
+    """A console user as the audit trail and the timeline name them: the staff member
+    the account acts as, and the account behind it."""
+    return Actor(user.staff or user.name, "web", remote, f"account {user.name}")
 
 
 def local_path(path: str) -> str:
@@ -326,7 +360,7 @@ def routes(console: Console) -> web.RouteTableDef:
         session_token = await c.write(accounts.open_session, user, remote, now)
         await c.write(
             record,
-            Actor(user.staff or user.name, "web", remote, f"account {user.name}"),
+            web_actor(user, remote),
             "login",
             f"role {user.role}",
             now,
@@ -449,7 +483,8 @@ def routes(console: Console) -> web.RouteTableDef:
     @r.get("/incidents/{id:\\d+}/report")
     async def report(request: web.Request) -> web.StreamResponse:
         number = int(request.match_info["id"])
-        context = await c.read(report_context, c.config, number, request["session"].user.role)
+        role = request["session"].user.role
+        context = await c.read(report_context, c.config, number, role, c.playbooks())
         if context is None:
             raise web.HTTPNotFound(text=f"no incident {number}")
         page = c.render(request, "report.html", **context)
@@ -468,7 +503,7 @@ def routes(console: Console) -> web.RouteTableDef:
             preview=preview,
             form=form,
             kinds=DECLARABLE,
-            playbooks=sorted(c_playbooks(c)),
+            playbooks=sorted(c.playbooks()),
         )
 
     @r.get("/declare")
@@ -489,7 +524,9 @@ def routes(console: Console) -> web.RouteTableDef:
             raise web.HTTPBadRequest(text="building: where is it?")
         place_args = {k: form.get(k, "") for k in ("building", "floor", "unit", "zone")}
         if form.get("confirm") != "1":
-            preview = await c.read(declare_preview, c.config, kind, place_args)
+            preview = await c.read(
+                declare_preview, c.playbooks(), c.config.site.unit_format, kind, place_args
+            )
             # the confirmation carries one name for this emergency: sent twice (a double
             # click, a resubmitted form), it is the same report, not a second incident
             form["nonce"] = f"web-{request['session'].user.id}-{secrets.token_hex(6)}"
@@ -506,7 +543,7 @@ def routes(console: Console) -> web.RouteTableDef:
         require(request, "act")
         form = await request.post()
         name, building = str(form.get("playbook", "")), str(form.get("building", "")).strip()
-        books = c_playbooks(c)
+        books = c.playbooks()
         if name not in books:
             raise web.HTTPBadRequest(text=f"no enabled playbook {name!r}")
         if not building:
@@ -558,13 +595,9 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.get("/devices")
     async def devices(request: web.Request) -> web.StreamResponse:
-        from alertd.devices import load_devices
-        from integrations.mqtt.profiles import build_profiles
-
         building = request.query.get("building", "")
         state = await c.read(views.devices)
-        profiles = build_profiles(c.config.profiles, c.tz)
-        known, problems = load_devices(c.config.devices, profiles=profiles, site=c.config.site.name)
+        known, problems = c.devices()
         rows = []
         for d in sorted(known, key=lambda d: (d.location.building, d.location.floor, d.device_id)):
             if building and d.location.building != building:
@@ -630,14 +663,6 @@ def routes(console: Console) -> web.RouteTableDef:
     return r
 
 
-def c_playbooks(console: Console) -> dict[str, Any]:
-    from alertd.playbooks.loader import load_playbooks
-
-    if console.config.playbooks is None:
-        return {}
-    return dict(load_playbooks(console.config.playbooks).enabled)
-
-
 def secure(console: Console) -> bool:
     return console.config.console.public_url.startswith("https://")
 
@@ -674,7 +699,6 @@ def board_rows(console: Console, request: web.Request) -> str:
         w=words(lang),
         lang=lang,
         names=may(sess.user.role, "names"),
-        now=console.now(),
     )
 
 
@@ -713,29 +737,27 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
 async def directory_page(
     console: Console, request: web.Request, problems: list[str] | None, summary: str = ""
 ) -> web.StreamResponse:
-    from alertd.directory.staff import load_staff
-
     role: Role = request["session"].user.role
     building = request.query.get("building", "")
     found = await console.read(views.residents, role, building)
     staff_rows: list[dict[str, Any]] = []
-    if console.config.staff is not None:
-        try:
-            staff = load_staff(console.config.staff, console.config.site.country, console.tz)
-        except Exception as exc:
-            problems = [*(problems or []), f"the staff file: {exc}"]
-        else:
-            now = console.now()
-            on_call = {role_: staff.on_call(role_, now) for role_ in staff.oncall}
-            for name, person in staff.people.items():
-                staff_rows.append(
-                    {
-                        "name": name if may(role, "names") else "—",
-                        "roles": ", ".join(person.roles),
-                        "phone": views.phone(person.phone, role),
-                        "on_call": ", ".join(r for r, who in on_call.items() if who == name),
-                    }
-                )
+    try:
+        staff = console.staff()
+    except InvalidInput as exc:  # shown with file:line, as `alertd check` says it
+        problems = [*(problems or []), *(str(p) for p in exc.problems)]
+        staff = None
+    if staff is not None:
+        now = console.now()
+        on_call = {role_: staff.on_call(role_, now) for role_ in staff.oncall}
+        for name, person in staff.people.items():
+            staff_rows.append(
+                {
+                    "name": name if may(role, "names") else "—",
+                    "roles": ", ".join(person.roles),
+                    "phone": views.phone(person.phone, role),
+                    "on_call": ", ".join(r for r, who in on_call.items() if who == name),
+                }
+            )
     return console.render(
         request,
         "directory.html",
@@ -769,15 +791,9 @@ def period_of(console: Console, request: web.Request) -> analytics.Period:
 def run_analytics(
     conn: sqlite3.Connection, console: Console, period: analytics.Period
 ) -> dict[str, analytics.Table]:
-    from alertd.playbooks.schema import WaitAck
-
-    books = c_playbooks(console)
+    books = console.playbooks()
     leaks = {n for n, b in books.items() if Kind.LEAK in b.match.kinds}
-    targets = {
-        n: w[0]
-        for n, b in books.items()
-        if (w := [s.wait_ack_s for s in b.steps if isinstance(s, WaitAck)])
-    }
+    targets = {n: b.ack_target_s for n, b in books.items() if b.ack_target_s is not None}
     return analytics.analyse(conn, period, console.tz, leaks, targets)
 
 

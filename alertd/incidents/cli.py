@@ -242,11 +242,16 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     def report(config_path: Path, incident_id: int, fmt: str, lang: str) -> None:
         """The incident report: time, place, measures taken and by whom, messages."""
         from alertd.playbooks.loader import load_playbooks
-        from alertd.playbooks.schema import WaitAck
 
         config: Config = load(config_path)
         store = store_of(config)
         incident, timeline, outbox = _incident(store, incident_id)
+        books = load_playbooks(config.playbooks).enabled if config.playbooks else {}
+        if fmt == "html":  # the page the console serves
+            from alertd.console.render import report_html
+
+            click.echo(report_html(store.conn, config, incident_id, lang, books), nl=False)
+            return
         times = {
             int(r["id"]): (str(r["occurred_at"]), str(r["received_at"]))
             for r in _rows(
@@ -256,17 +261,9 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
                 (incident_id,),
             )
         }
-        books = load_playbooks(config.playbooks).enabled if config.playbooks else {}
         playbook = books.get(incident["playbook"])
-        waits = [s.wait_ack_s for s in playbook.steps if isinstance(s, WaitAck)] if playbook else []
-        text = markdown(
-            incident, timeline, outbox, config.site.tz, waits[0] if waits else None, times
-        )
-        if fmt == "html":  # the page the console serves
-            from alertd.console.render import report_html
-
-            text = report_html(store.conn, config, incident_id, lang) or ""
-        click.echo(text, nl=False)
+        target = playbook.ack_target_s if playbook else None
+        click.echo(markdown(incident, timeline, outbox, config.site.tz, target, times), nl=False)
 
     @main.command()
     @config_option

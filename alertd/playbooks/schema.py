@@ -235,6 +235,12 @@ class Playbook(Strict):
             *self.on_help,
         ]
 
+    @property
+    def ack_target_s(self) -> float | None:
+        """How long the steps wait for an acknowledgement before escalating (the first
+        wait): what a drill's response is scored against."""
+        return next((s.wait_ack_s for s in self.steps if isinstance(s, WaitAck)), None)
+
     def staff_templates(self) -> set[str]:
         """Templates that reach staff: notifications and escalations."""
         used = {s.template for s in self.all_steps() if isinstance(s, Notify)}
