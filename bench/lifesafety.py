@@ -48,7 +48,7 @@ from alertd.console.roles import Role
 from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
 from bench import fake_twilio_sms
-from bench.console import PASSWORD
+from bench.console import PASSWORD, sign_in
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
 from tests.test_console import start_web
@@ -160,8 +160,6 @@ def desks_process(
 
 async def console_sessions(url: str, sessions: int, stop: asyncio.Event) -> int:
     """Desks with the board open; returns the board updates they received."""
-    from bench.console import PASSWORD, sign_in
-
     clients = [await sign_in(url, PASSWORD) for _ in range(sessions)]
     updates = 0
 

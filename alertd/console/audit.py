@@ -25,8 +25,9 @@ class Actor:
     os_user: str = ""
 
 
-def cli_actor(who: str) -> Actor:
-    """A shell user: `--by` names the staff member; the login name says who typed it."""
+def cli_actor(who: str = "") -> Actor:
+    """A shell user: `--by` names the staff member; the login name says who typed it
+    (and is the one named where no staff member is: user changes, imports)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -34,7 +35,7 @@ def cli_actor(who: str) -> Actor:
     tty = os.environ.get("SSH_CONNECTION", "").split(" ")[0] or (
         os.ttyname(0) if os.isatty(0) else ""
     )
-    return Actor(who, "cli", tty, user)
+    return Actor(who or user, "cli", tty, user)
 
 
 def record(
@@ -87,7 +88,7 @@ def cli_reveal(store_path: Path, what: str) -> None:
     try:
         store = SqliteStore(store_path)
         try:
-            record(store.conn, cli_actor(""), "reveal_phones", what, datetime.now(UTC))
+            record(store.conn, cli_actor(), "reveal_phones", what, datetime.now(UTC))
         finally:
             store.close()
     except sqlite3.Error as exc:

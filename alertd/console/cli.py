@@ -75,7 +75,7 @@ def register(
         except accounts.AccountError as exc:
             raise click.ClickException(str(exc)) from None
         record(
-            store.conn, cli_actor(""), "user_add", f"{name}: role {role}, staff {who or '-'}", now
+            store.conn, cli_actor(), "user_add", f"{name}: role {role}, staff {who or '-'}", now
         )
         click.echo(f"account {user.name} ({user.role}{', acts as ' + who if who else ''}) added")
 
@@ -189,5 +189,5 @@ def _account_change(
                 accounts.set_disabled(store.conn, account, verb == "disable", now)
         except accounts.AccountError as exc:
             raise click.ClickException(str(exc)) from None
-        record(store.conn, cli_actor(""), f"user_{verb}", account, now)
+        record(store.conn, cli_actor(), f"user_{verb}", account, now)
         click.echo(f"account {account}: {verb} done")

@@ -16,9 +16,11 @@ class Throttle:
         self._failures: dict[str, deque[datetime]] = defaultdict(deque)
 
     def _recent(self, key: str, now: datetime) -> deque[datetime]:
-        seen = self._failures[key]
+        seen = self._failures.get(key, deque())
         while seen and now - seen[0] > WINDOW:
             seen.popleft()
+        if not seen:  # guesses at many names leave nothing behind once they are old
+            self._failures.pop(key, None)
         return seen
 
     def wait(self, remote: str, name: str, now: datetime) -> timedelta | None:

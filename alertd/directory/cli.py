@@ -76,7 +76,7 @@ def register(
                 f"{csv_file}: {added} added, {updated} updated, {gone} marked moved out, "
                 f"{len(problems)} row(s) skipped"
             )
-            record(store.conn, cli_actor(""), "import_residents", summary, datetime.now(UTC))
+            record(store.conn, cli_actor(), "import_residents", summary, datetime.now(UTC))
         finally:
             store.close()
         click.echo(summary)

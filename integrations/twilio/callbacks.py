@@ -172,16 +172,14 @@ class Callbacks:
         status, title = summary
         if status in ("resolved", "closed"):
             return f"事件 #{number} 已结束（{status}），无需确认。Incident #{number} is {status}."
-        await self._writer.call(
-            submit,
-            store.conn,
-            "ack",
-            number,
-            Actor(staff, "sms", mask(phone)),
-            f"by SMS: {body.strip()}",
-            self._now(),
-        )
+        await self._ack(number, Actor(staff, "sms", mask(phone)), f"by SMS: {body.strip()}")
         return f"已确认事件 #{number}：{title}。Incident #{number} acknowledged."
+
+    async def _ack(self, incident: int, actor: Actor, how: str) -> None:
+        """A staff member's acknowledgement, handed to the daemon and audited."""
+        store = self._writer.store
+        assert store is not None
+        await self._writer.call(submit, store.conn, "ack", incident, actor, how, self._now())
 
     async def _help(self, phone: str, body: str, intent: str) -> str:
         """A resident asks for help (2, or any words): a person is told at once, with the
@@ -238,15 +236,7 @@ class Callbacks:
                 else await self._writer.call(db.latest_incident_for, store.conn, phone)
             )
             if incident is not None:
-                await self._writer.call(
-                    submit,
-                    store.conn,
-                    "ack",
-                    incident,
-                    Actor(staff, "call", mask(phone)),
-                    "by phone (pressed 1)",
-                    self._now(),
-                )
+                await self._ack(incident, Actor(staff, "call", mask(phone)), "by phone (pressed 1)")
                 assert self._staff is not None
                 english = self._staff.people[staff].language == "en"
                 said = (
