@@ -364,6 +364,10 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     await until(lambda: console.rows("SELECT id FROM incidents WHERE drill = 1"))
     # the drill went through ingest after the second confirmation: that one is decided too
     assert len(console.rows("SELECT id FROM incidents WHERE drill = 0")) == 1
+    # the real emergency and the drill side by side on the board: both flash, one is marked
+    await page.goto(console.url + "/")
+    await expect(page.locator("#board-rows tr.alarm")).to_have_count(2)
+    await expect(page.locator("#board-rows tr", has=page.locator(".tag"))).to_have_count(1)
     declared = console.rows("SELECT who, os_user FROM audit WHERE action = 'declare'")
     assert declared == [("Wang", "account desk")] * 2  # both confirmations are on record
     # a supervisor imports residents: the bad rows are named, the good ones kept
@@ -389,6 +393,16 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     csv_file = await boss.request.get(console.url + "/analytics/by_kind.csv")
     assert csv_file.headers["content-type"].startswith("text/csv")
     assert (await csv_file.text()).splitlines() == ["playbook,incidents", "fire-alarm,1"]
+    # a typo in the staff file: the directory names it (file:line) and still lists residents
+    staff_file = console.desk.config.parent / "staff.yaml"
+    good = staff_file.read_text()
+    staff_file.write_text(good.replace("roles: [security]", "roles: [security"))
+    await boss.goto(console.url + "/directory")
+    await expect(boss.locator("#import-problems")).to_contain_text("staff.yaml:")
+    await expect(boss.locator("#residents")).to_contain_text("Gao Lin")
+    staff_file.write_text(good)
+    await boss.goto(console.url + "/directory")
+    await expect(boss.locator("#staff")).to_contain_text("Wang")
     # the devices, by building
     await boss.goto(console.url + "/devices?building=3")
     await expect(boss.locator("#devices tbody tr")).to_have_count(2)
