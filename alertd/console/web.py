@@ -38,6 +38,7 @@ from alertd.console.throttle import Throttle
 from alertd.devices import Device, load_devices
 from alertd.directory.staff import Staff, load_staff
 from alertd.events import Kind
+from alertd.incidents.commands import Outcome, run_command
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
@@ -674,21 +675,22 @@ async def command(
     incident: int | None,
     text: str,
     args: dict[str, Any],
-) -> Any:
-    from alertd.incidents.commands import run_command
-
+) -> Outcome:
     actor = console.actor(request)
     if not request["session"].user.staff:
         raise web.HTTPForbidden(text="this account is not linked to a staff member")
 
-    def run() -> Any:
+    def run() -> Outcome:
         store = SqliteStore(console.path)
         try:
             return run_command(store.conn, name, incident, actor, text, args)
         finally:
             store.close()
 
-    return await asyncio.to_thread(run)
+    outcome = await asyncio.to_thread(run)
+    if incident is not None:
+        console.pages.drop(incident)  # the page after an action shows it at once
+    return outcome
 
 
 def board_rows(console: Console, request: web.Request) -> str:
@@ -726,8 +728,6 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     # snapshot of the store, and snapshots held all the time keep SQLite from ever
     # restarting its WAL (every commit of the daemon then pays a partial checkpoint)
     key = (number, role, limit)
-    if request.query.get("done"):  # the signed-in user's own action: show it at once
-        console.pages.drop(number)
     context = await console.pages.get(key, lambda: console.read(gather))
     if context is None:
         raise web.HTTPNotFound(text=f"no incident {number}")
