@@ -74,9 +74,7 @@ def register(
             user = accounts.add_user(store.conn, name, Role(role), who, password, now)
         except accounts.AccountError as exc:
             raise click.ClickException(str(exc)) from None
-        record(
-            store.conn, cli_actor(), "user_add", f"{name}: role {role}, staff {who or '-'}", now
-        )
+        record(store.conn, cli_actor(), "user_add", f"{name}: role {role}, staff {who or '-'}", now)
         click.echo(f"account {user.name} ({user.role}{', acts as ' + who if who else ''}) added")
 
     for verb, help_text in (
