@@ -47,6 +47,14 @@ class Console:
     url: str
     browser: Browser
     store: Path
+    #: the daemon's processes, the running one last (a test may stop and start it)
+    daemons: list[subprocess.Popen[bytes]]
+    log: Path
+
+    async def restart_daemon(self) -> None:
+        self.daemons.append(start(self.desk.config, self.log))
+        size = self.log.stat().st_size
+        await until(lambda: b"connected to MQTT" in self.log.read_bytes()[size:], 30)
 
     async def page(self, account: str) -> Page:
         """A new browser context signed in as `account`."""
@@ -94,7 +102,7 @@ async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
         out.write(f"console: {{port: {web_port}, centre: 海景物业服务中心}}\n")
     await asyncio.to_thread(add_accounts, config)
     log = tmp_path / "alertd.log"
-    daemon = start(config, log)
+    daemons = [start(config, log)]
     web_log = tmp_path / "web.log"
     web = start_web(config, web_log)
     try:
@@ -112,12 +120,15 @@ async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
                     f"http://127.0.0.1:{web_port}",
                     browser,
                     tmp_path / "alertd.db",
+                    daemons,
+                    log,
                 )
             finally:
                 await browser.close()
     finally:
-        for process in (web, daemon):
-            process.send_signal(signal.SIGTERM)
+        for process in (web, *daemons):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
             await asyncio.to_thread(process.wait, 20)
         await fake.close()
     for text in (log.read_text(), web_log.read_text()):
@@ -173,6 +184,28 @@ async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_st
     )  # fmt: skip
     assert declared.returncode == 0, declared.stderr
     await expect(board).to_have_url(re.compile("/login"), timeout=10000)
+
+
+async def test_an_action_while_the_daemon_is_down_is_queued_and_applied_when_it_is_back(
+    console: Console, broker: Broker
+) -> None:
+    await asyncio.to_thread(publish, broker, SMOKE, '{"smoke": true}')
+    await until(lambda: console.rows("SELECT id FROM incidents WHERE id = 1"))
+    page = await console.page("desk")
+    await page.goto(f"{console.url}/incidents/1")
+    daemon = console.daemons[-1]
+    daemon.send_signal(signal.SIGTERM)  # a restart after an upgrade, at the wrong moment
+    await asyncio.to_thread(daemon.wait, 20)
+    await page.click("button[data-action=ack]")
+    # the desk is told it is not done yet, and nothing pretends otherwise
+    await expect(page.locator("#flash")).to_contain_text("queued", timeout=20000)
+    await expect(page.locator("#status")).to_have_text("未确认")
+    await console.restart_daemon()
+    await until(lambda: console.rows("SELECT 1 FROM incidents WHERE status = 'acknowledged'"))
+    (audit,) = console.rows("SELECT who, detail FROM audit WHERE action = 'ack'")
+    assert audit == ("Wang", "-> queued")
+    await page.reload()  # at once: the page shared by the desks is not an old one
+    await expect(page.locator("#status")).to_have_text("已确认")
 
 
 class Client:

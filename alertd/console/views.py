@@ -130,6 +130,17 @@ def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | Non
     return found[0] if found else None
 
 
+def incident_version(conn: sqlite3.Connection, incident_id: int) -> tuple[Any, ...] | None:
+    """What changes when anything a person did or said about the incident changes: its
+    state and its newest timeline line other than a delivery receipt."""
+    row = conn.execute(
+        "SELECT status, acknowledged_at, resolved_at, (SELECT max(id) FROM timeline "
+        "WHERE incident_id = ?1 AND type != 'delivery') FROM incidents WHERE id = ?1",
+        (incident_id,),
+    ).fetchone()
+    return tuple(row) if row else None
+
+
 def timeline(conn: sqlite3.Connection, incident_id: int, role: Role) -> list[dict[str, Any]]:
     """What happened, without the delivery receipts (one per resident texted: the
     deliveries table shows them)."""

@@ -87,9 +87,6 @@ class Recent:
             self._found.pop(key, None)  # a failed read is not kept
             raise
 
-    def drop(self, first: Any) -> None:
-        self._found = {k: v for k, v in self._found.items() if k[0] != first}
-
 
 class Console:
     def __init__(
@@ -687,10 +684,7 @@ async def command(
         finally:
             store.close()
 
-    outcome = await asyncio.to_thread(run)
-    if incident is not None:
-        console.pages.drop(incident)  # the page after an action shows it at once
-    return outcome
+    return await asyncio.to_thread(run)
 
 
 def board_rows(console: Console, request: web.Request) -> str:
@@ -727,7 +721,8 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     # 20 desks on the same fire read it once a second, not 20 times: each read holds a
     # snapshot of the store, and snapshots held all the time keep SQLite from ever
     # restarting its WAL (every commit of the daemon then pays a partial checkpoint)
-    key = (number, role, limit)
+    # ... unless the incident changed: an action, a note, a reply (not a delivery receipt)
+    key = (number, role, limit, await console.read(views.incident_version, number))
     context = await console.pages.get(key, lambda: console.read(gather))
     if context is None:
         raise web.HTTPNotFound(text=f"no incident {number}")
