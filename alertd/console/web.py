@@ -151,6 +151,11 @@ class Console:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._on(self._reads, self._reader, fn, *args)
 
+    async def read_for_board(self, fn: Callable[..., T], *args: Any) -> T:
+        """The board's reads: a thread and connection of their own, never queued behind
+        a heavy page."""
+        return await self._on(self._watches, self._reader, fn, *args)
+
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._on(self._writes, lambda _: self._writer(), fn, *args)
 
@@ -182,9 +187,9 @@ class Console:
         failing = False
         while True:
             try:
-                now_version = await self._on(self._watches, self._reader, _data_version)
+                now_version = await self.read_for_board(_data_version)
                 if now_version != version:
-                    board = await self._on(self._watches, self._reader, views.board)
+                    board = await self.read_for_board(views.board)
                     version = now_version
                     if board != self.board:
                         self.board, self.board_at = board, time.time()
@@ -402,7 +407,8 @@ def routes(console: Console) -> web.RouteTableDef:
                         await response.write(b": keep-alive\n\n")
                         continue
                 seen = c.board_at
-                if await c.read(accounts.session, request.cookies.get(COOKIE, ""), c.now()) is None:
+                token = request.cookies.get(COOKIE, "")
+                if await c.read_for_board(accounts.session, token, c.now()) is None:
                     break  # signed out, disabled or reset meanwhile: no more updates
                 payload = json.dumps(
                     {
