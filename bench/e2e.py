@@ -13,9 +13,11 @@ import asyncio
 import json
 import multiprocessing
 import signal
+import sqlite3
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -132,14 +134,15 @@ async def run(quick: bool) -> None:
                 got = [arrivals[d] - t for d, t in published.items() if d in arrivals]
                 last = max((arrivals[d] for d in published if d in arrivals), default=started)
                 taken = len(got) / (last - started) if got else 0.0
-                results.append((rate, len(published), got, taken))
+                results.append((rate, len(published), got, taken, published))
                 first += count
         finally:
             daemon.send_signal(signal.SIGTERM)
             await asyncio.to_thread(daemon.wait, 60)
             await runner.cleanup()
             broker.stop()
-    for rate, offered, got, taken in results:
+        times = stage_times(root / "alertd.db")
+    for rate, offered, got, taken, published in results:
         ms = sorted(x * 1000 for x in got)
         q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else ms * 99
         print(
@@ -147,7 +150,52 @@ async def run(quick: bool) -> None:
             f"(lost {offered - len(got)}), {taken:,.0f} incidents/s; publish -> webhook "
             f"p50={q[49]:.1f} ms p99={q[98]:.1f} ms"
         )
+        for name, (p50, p99) in stages(times, published, arrivals).items():
+            print(f"        {name:<22} p50={p50:7.1f} ms  p99={p99:7.1f} ms")
     print(f"alertd RSS peak {peak_rss:.0f} MiB")
+
+
+def stage_times(db: Path) -> dict[int, tuple[float, float, float]]:
+    """Device number -> (received, decided, expanded), from the store's own timestamps:
+    the event's received_at, its incident's opened_at, its webhook message's due_at."""
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT e.device_id, e.received_at, i.opened_at, min(m.due_at) FROM events e "
+        "JOIN timeline t ON t.event_id = e.id JOIN incidents i ON i.id = t.incident_id "
+        "JOIN messages m ON m.incident_id = i.id GROUP BY e.id"
+    ).fetchall()
+    conn.close()
+    at = datetime.fromisoformat
+    return {
+        int(d.split("_", 1)[1]): (at(r).timestamp(), at(o).timestamp(), at(m).timestamp())
+        for d, r, o, m in rows
+    }
+
+
+def stages(
+    times: dict[int, tuple[float, float, float]],
+    published: dict[int, float],
+    arrivals: dict[int, float],
+) -> dict[str, tuple[float, float]]:
+    """p50 and p99 of each stage, in ms, over the devices that went all the way."""
+    spans: dict[str, list[float]] = {
+        "publish -> received": [],
+        "received -> decided": [],
+        "decided -> expanded": [],
+        "expanded -> webhook": [],
+    }
+    for device, at in published.items():
+        if device not in times or device not in arrivals:
+            continue
+        marks = [at, *times[device], arrivals[device]]
+        for name, start, end in zip(spans, marks, marks[1:], strict=False):
+            spans[name].append((end - start) * 1000)
+    return {name: (pct(v, 50), pct(v, 99)) for name, v in spans.items() if v}
+
+
+def pct(values: list[float], n: int) -> float:
+    ms = sorted(values)
+    return ms[min(len(ms) - 1, int(len(ms) * n / 100))]
 
 
 def main() -> None:

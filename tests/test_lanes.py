@@ -135,6 +135,44 @@ def test_a_waiting_message_is_not_starved_by_later_urgent_ones(tmp_path: Path) -
     assert [m.recipient for m in fresh] == ["+8613800000002", "+8613800000003", "+8613800000004"]
 
 
+def test_a_message_past_its_expiry_is_never_taken_and_a_backlog_is_not_sorted(
+    tmp_path: Path,
+) -> None:
+    """Expiry is marked now and then, not on every claim: meanwhile an expired message
+    is still never taken. Each claim reads along a lane's index, however long the
+    backlog (a sort of every pending row made claims slower as the backlog grew)."""
+    from alertd.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "alertd.db")
+    now = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
+    rows = [(1, 0, now - timedelta(seconds=1))]  # staff, most urgent, but expired
+    rows += [(n, 19, now + timedelta(minutes=5)) for n in range(2, 5)]
+    store.conn.executemany(
+        "INSERT INTO messages (outbox_id, incident_id, channel, recipient, recipient_kind, "
+        "recipient_ref, language, body, priority, due_at, expires_at, updated_at) "
+        "VALUES (?, 1, 'sms', ?, 'x', 'x', 'zh', 'x', ?, ?, ?, '')",
+        [(n, f"+86138{n:08d}", p, iso(now - timedelta(seconds=5)), iso(e)) for n, p, e in rows],
+    )
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)  # with the values filled in
+    taken = db.claim(store.conn, now, {"sms": (2, 2)}, starve_s=10)
+    store.conn.set_trace_callback(None)
+    assert [m.recipient for m in taken] == ["+8613800000002", "+8613800000003"]
+    selects = [sql for sql in statements if sql.startswith("SELECT")]
+    assert len(selects) == 2
+    for sql in selects:
+        plan = " ".join(row[-1] for row in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX messages_lane" in plan and "TEMP B-TREE" not in plan, plan
+    assert db.expire(store.conn, now) == 0  # the claim swept message 1 already
+
+    # message 4 expires in 5 minutes; at 6 minutes a claim without the sweep leaves it
+    later = now + timedelta(minutes=6)
+    with store.conn:
+        assert db.take_due(store.conn, later, {"sms": (9, 2)}, starve_s=10) == []
+    assert db.due_count(store.conn, later, ["sms"]) == 0
+    assert db.expire(store.conn, later) == 1
+
+
 def test_the_directory_shows_flags_and_a_new_phone_or_a_command_heals_them(tmp_path: Path) -> None:
     from alertd.store import SqliteStore
 

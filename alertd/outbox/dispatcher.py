@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from alertd.aio import wait_event, within
 from alertd.clock import Clock
@@ -31,6 +31,9 @@ from alertd.store import messages as db
 from alertd.store.sqlite import transaction
 
 log = logging.getLogger(__name__)
+
+#: how often pending messages past their expiry are marked expired (none is sent meanwhile)
+EXPIRE_EVERY = timedelta(seconds=1)
 
 
 class Dispatcher:
@@ -63,6 +66,7 @@ class Dispatcher:
         self._recorded = asyncio.Event()
         self._recorder_task: asyncio.Task[None] | None = None
         self._lane_changes: dict[str, LaneState] = {}
+        self._expired_at: datetime | None = None
         #: sent, retryable, permanent, throttled, unavailable, inflight_at_start
         self.counts: Counter[str] = Counter()
 
@@ -198,6 +202,9 @@ class Dispatcher:
         lane takes what it can start."""
         now = self._clock.now()
         with transaction(conn, immediate=True):
+            if self._expired_at is None or now - self._expired_at >= EXPIRE_EVERY:
+                db.expire(conn, now)
+                self._expired_at = now
             if outcomes or lanes:
                 db.write_outcomes(conn, outcomes, now, lanes)
             if expand:

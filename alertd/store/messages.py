@@ -57,33 +57,43 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
 URGENT_PRIORITY = 1
 
 
+def expire(conn: sqlite3.Connection, now: datetime) -> int:
+    """Pending messages past their expiry become `expired` (they are never taken: see
+    `take_due`). It reads every pending row, so the dispatcher runs it now and then, not
+    on every claim."""
+    return conn.execute(
+        "UPDATE messages SET status = 'expired', reason = 'expired before it could "
+        "be sent', updated_at = ? WHERE status = 'pending' AND expires_at < ?",
+        (iso(now), iso(now)),
+    ).rowcount
+
+
 def take_due(
     conn: sqlite3.Connection,
     now: datetime,
     wants: dict[str, tuple[int, int]],
     starve_s: float,
 ) -> list[Message]:
-    """Inside the caller's transaction: expire what is too late, then take due messages
-    of each lane, most urgent first, and mark them sending: `wants[channel]` is (any,
-    staff alerts of life-safety incidents beyond that). A message gains one priority
-    level for every `starve_s` it has waited, so no priority starves for long."""
-    conn.execute(
-        "UPDATE messages SET status = 'expired', reason = 'expired before it could "
-        "be sent', updated_at = ? WHERE status = 'pending' AND expires_at < ?",
-        (iso(now), iso(now)),
-    )
+    """Inside the caller's transaction: take due, unexpired messages of each lane, most
+    urgent first, and mark them sending: `wants[channel]` is (any, staff alerts of
+    life-safety incidents beyond that). A message gains one priority level for every
+    `starve_s` it has waited, so no priority starves for long. Each query reads about as
+    many rows as it returns, however long the backlog: the most urgent along the lane's
+    priority index, the longest waiting along its age index."""
     rows: list[tuple[Any, ...]] = []
     for channel, (n, extra) in wants.items():
         columns = (
             "SELECT id, channel, recipient, body, language, expires_at, attempts, "
-            "incident_id, priority, due_at FROM messages WHERE status = 'pending' "
-            "AND channel = ? AND due_at <= ?"
+            "incident_id, priority, due_at FROM messages INDEXED BY {} WHERE status = "
+            "'pending' AND channel = ? AND due_at <= ? AND (expires_at IS NULL OR "
+            "expires_at >= ?)"
         )
+        at = (channel, iso(now), iso(now))
         urgent = conn.execute(
-            f"{columns} ORDER BY priority, id LIMIT ?", (channel, iso(now), n + extra)
+            f"{columns.format('messages_lane')} ORDER BY priority, id LIMIT ?", (*at, n + extra)
         ).fetchall()
         oldest = conn.execute(
-            f"{columns} ORDER BY due_at, id LIMIT ?", (channel, iso(now), n)
+            f"{columns.format('messages_lane_age')} ORDER BY due_at, id LIMIT ?", (*at, n)
         ).fetchall()
         candidates = {r[0]: r for r in [*urgent, *oldest]}.values()
         ranked = sorted(
@@ -120,8 +130,9 @@ def claim(
     wants: dict[str, tuple[int, int]],
     starve_s: float,
 ) -> list[Message]:
-    """`take_due` in a transaction of its own."""
+    """`expire`, then `take_due`, in a transaction of its own."""
     with transaction(conn, immediate=True):
+        expire(conn, now)
         return take_due(conn, now, wants, starve_s)
 
 
@@ -198,11 +209,12 @@ def _flag(conn: sqlite3.Connection, phone: str, reason: str) -> None:
 def due_count(conn: sqlite3.Connection, now: datetime, channels: Sequence[str]) -> int:
     if not channels:
         return 0
+    lanes = ",".join("?" * len(channels))
     return int(
         conn.execute(
-            f"SELECT count(*) FROM messages WHERE status = 'pending' AND due_at <= ? AND "
-            f"channel IN ({','.join('?' * len(channels))})",
-            (iso(now), *channels),
+            "SELECT count(*) FROM messages WHERE status = 'pending' AND due_at <= ? AND "
+            f"(expires_at IS NULL OR expires_at >= ?) AND channel IN ({lanes})",
+            (iso(now), iso(now), *channels),
         ).fetchone()[0]
     )
 

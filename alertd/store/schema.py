@@ -253,4 +253,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX timeline_on_site ON timeline(incident_id, at) WHERE type = 'on_site';
         """,
     ),
+    (
+        "messages: no index by (status, priority, due_at); the lanes' indexes serve",
+        """
+        DROP INDEX messages_due;
+        """,
+    ),
 ]
