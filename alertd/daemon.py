@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from alertd import memory
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config, HttpConfig
 from alertd.devices import Device, load_devices
@@ -120,7 +121,7 @@ class Daemon:
             self.config.site.unit_format,
         )
         await self.dispatcher.start()
-        self.incidents.outbox_listeners.append(lambda _i, _a: self.dispatcher.outbox_changed())
+        self.incidents.delivery = self.dispatcher
         catch_up = await self.incidents.open()
         self.ingest.listeners.append(self.incidents.on_event)
         self.incidents.make_event = self._declared
@@ -142,6 +143,7 @@ class Daemon:
         ]
         for task in (self._ingest_task, self._incidents_task, self._dispatcher_task, *self._tasks):
             task.add_done_callback(self._task_done)
+        memory.settle()
         log.info(
             "alertd running: %d devices, %d subscriptions, store %s",
             len(router.devices),
@@ -243,6 +245,7 @@ class Daemon:
             if failing != store_told:
                 store_told = failing
                 self._spawn(self._tell_staff_about_the_store(failing))
+            memory.sweep()
             if failing:
                 continue  # decisions could not be stored either; they wait with the events
             await self.incidents.tick()

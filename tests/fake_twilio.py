@@ -40,6 +40,8 @@ class FakeTwilio:
     #: does (needs the account's auth token to sign)
     receipts_token: str | None = None
     receipts_posted: int = 0
+    #: while set and not yet set off, requests are held (recorded, not answered)
+    gate: asyncio.Event | None = None
 
     async def start(self) -> FakeTwilio:
         app = web.Application()
@@ -98,6 +100,8 @@ class FakeTwilio:
             "wall": time.time(),
         }
         self.requests.append(record)
+        if self.gate is not None:
+            await self.gate.wait()
         if action == HANG:  # until the test ends: the client must give up on its own
             await self._closing.wait()
         if self.delay_s:

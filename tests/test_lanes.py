@@ -10,8 +10,10 @@ import datetime as dt
 import ipaddress
 import logging
 import ssl
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -19,10 +21,14 @@ from click.testing import CliRunner
 from alertd.cli import main
 from alertd.config import DeliveryConfig, SmtpConfig
 from alertd.directory.residents import Resident, import_residents
+from alertd.engine.engine import Engine
 from alertd.events import Severity
+from alertd.incidents.service import IncidentService
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.email import EmailSink
+from alertd.outbox.lanes import URGENT_SLOTS
 from alertd.outbox.sink import Message
+from alertd.playbooks.loader import load_playbooks
 from alertd.store import messages as db
 from alertd.store.sqlite import iso
 from tests.broker import free_port
@@ -30,6 +36,7 @@ from tests.fake_twilio import Failure
 from tests.mqtt_tools import until
 from tests.test_delivery import Rig, first_thousand, phone
 from tests.test_delivery import rig as rig
+from tests.test_playbooks import event
 
 WANG = "+8613900000001"  # security, in the rig's staff file
 
@@ -116,6 +123,56 @@ async def test_staff_of_a_fire_go_before_a_fan_out_already_under_way(rig: Rig) -
     assert wang - at <= 50 + 12
 
 
+LEAK_TO_SECURITY = """\
+name: leak
+match: {kinds: [leak]}
+correlate: {by: building}
+steps:
+  - notify: {oncall: security}
+    template: staff
+templates:
+  staff:
+    zh: "漏水 #{{ incident }} {{ location }} {{ building }}"
+    en: "leak #{{ incident }} {{ location }} {{ building }}"
+"""
+
+
+async def test_a_decision_sends_from_its_own_commit_and_folds_never_overrun_a_lane(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """The incident decision's commit also writes its messages and claims what the lanes
+    can start: the alert goes out with no dispatcher round in between (here none runs).
+    Each such claim reserves the lane's room first, so decisions in quick succession
+    never start more than the lane's concurrency between them."""
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "leak.yaml").write_text(LEAK_TO_SECURITY)
+    playbooks = load_playbooks(tmp_path / "playbooks")
+    assert not playbooks.problems
+    engine = Engine(playbooks.enabled, ZoneInfo("Asia/Shanghai"))
+    service = IncidentService(rig.writer, engine, rig.clock, rig.dispatcher.staff)
+    service.delivery = rig.dispatcher
+    await service.open()
+    lane = rig.dispatcher.lanes["sms"]
+    lane.concurrency = 2  # and URGENT_SLOTS more for staff alerts of life-safety incidents
+    rig.fake.gate = asyncio.Event()  # the provider holds every request until set
+
+    buildings = [str(b) for b in range(4, 10)]
+    for building in buildings:  # six decisions, six commits
+        at = rig.clock.now()
+        await service.decide_events([event(building=building, device=f"leak-{building}", at=at)])
+    await until(lambda: len(rig.fake.requests) == 2 + URGENT_SLOTS)
+    assert lane.busy == 2 + URGENT_SLOTS
+    statuses = Counter(s for (s,) in rig.rows("SELECT status FROM messages"))
+    assert statuses == {"sending": 2 + URGENT_SLOTS, "pending": 6 - 2 - URGENT_SLOTS}
+
+    rig.fake.gate.set()
+    await rig.dispatcher.step()
+    bodies = sorted(str(r["form"]["Body"]) for r in rig.fake.requests)
+    assert [b[-1] for b in bodies] == buildings  # each once
+    assert rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'") == [(6,)]
+    assert lane.busy == 0
+
+
 def test_a_waiting_message_is_not_starved_by_later_urgent_ones(tmp_path: Path) -> None:
     from alertd.store import SqliteStore
 
@@ -162,7 +219,8 @@ def test_a_message_past_its_expiry_is_never_taken_and_a_backlog_is_not_sorted(
     assert len(selects) == 2
     for sql in selects:
         plan = " ".join(row[-1] for row in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
-        assert "USING INDEX messages_lane" in plan and "TEMP B-TREE" not in plan, plan
+        assert "USING INDEX messages_lane" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
     assert db.expire(store.conn, now) == 0  # the claim swept message 1 already
 
     # message 4 expires in 5 minutes; at 6 minutes a claim without the sweep leaves it

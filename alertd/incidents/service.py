@@ -12,14 +12,13 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from alertd.clock import Clock
 from alertd.directory.staff import Staff
 from alertd.engine.engine import Engine
 from alertd.engine.state import (
     LASTING_TIMERS,
-    Action,
     Decision,
     Incident,
     IncidentIndex,
@@ -30,7 +29,17 @@ from alertd.store import Writer
 from alertd.store import incidents as db
 from alertd.store.sqlite import unsynced
 
+if TYPE_CHECKING:
+    from alertd.outbox.dispatcher import Fold
+
 log = logging.getLogger(__name__)
+
+
+class Delivery(Protocol):
+    """What the incident service needs of delivery (alertd/outbox/dispatcher.py)."""
+
+    def fold(self) -> Fold: ...
+
 
 #: undecided events older than this at start-up are marked decided without playbooks
 CATCH_UP = timedelta(hours=1)
@@ -52,8 +61,9 @@ class IncidentService:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._ticking = asyncio.Lock()
-        #: called with (incident, action) for each action put in the outbox
-        self.outbox_listeners: list[Callable[[Incident, Action], None]] = []
+        #: delivery: a decision that puts actions in the outbox folds a round of it into
+        #: its own commit (the daemon's dispatcher; none in tests of decisions alone)
+        self.delivery: Delivery | None = None
         #: commands from staff that make an event (declare, drill) go back to ingest
         self.make_event: Callable[[dict[str, Any]], None] | None = None
 
@@ -220,12 +230,30 @@ class IncidentService:
         await self._save([], self._clock.now(), db.Done(command=(command_id, "failed", why)))
 
     async def _save(self, decisions: list[Decision], now: datetime, done: db.Done) -> None:
+        """One transaction. A decision with something to send goes before bookkeeping and
+        takes delivery along: its messages are written and claimed in the same commit,
+        a durable one (what is claimed may go out at once); other decisions need no
+        fsync of their own (see `unsynced`)."""
         store = self._writer.store
         assert store is not None
-        urgent = any(d.actions for d in decisions)  # something to send: before bookkeeping
-        new_timers = await self._writer.call(
-            unsynced(db.save), store.conn, decisions, now, done, urgent=urgent
-        )
+        urgent = any(d.actions for d in decisions)
+        fold = self.delivery.fold() if urgent and self.delivery is not None else None
+        try:
+            new_timers, claimed = await self._writer.call(
+                db.save if fold else unsynced(db.save),
+                store.conn,
+                decisions,
+                now,
+                done,
+                fold.write if fold else None,
+                urgent=urgent,
+            )
+        except BaseException:
+            if fold is not None:
+                fold.failed()
+            raise
+        if fold is not None:
+            fold.done(claimed or [])
         for d in decisions:
             if d.incident is None:
                 continue
@@ -236,9 +264,6 @@ class IncidentService:
                     for k, t in self._timers.items()
                     if t.incident != d.incident.id or t.kind in LASTING_TIMERS
                 }
-            for action in d.actions:
-                for listener in self.outbox_listeners:
-                    listener(d.incident, action)
         self._timers.update(new_timers)
 
     def incident(self, incident_id: int) -> Incident | None:

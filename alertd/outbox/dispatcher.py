@@ -16,6 +16,7 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from alertd.aio import wait_event, within
@@ -34,6 +35,27 @@ log = logging.getLogger(__name__)
 
 #: how often pending messages past their expiry are marked expired (none is sent meanwhile)
 EXPIRE_EVERY = timedelta(seconds=1)
+
+
+@dataclass(eq=False)
+class Fold:
+    """One round of delivery written inside another commit: see `Dispatcher.fold`."""
+
+    dispatcher: Dispatcher
+    expand: bool
+    #: lane -> (any, urgent staff alerts beyond that), reserved on the lanes
+    wants: dict[str, tuple[int, int]]
+    outcomes: list[tuple[db.Outcome, asyncio.Future[None]]]
+    changes: dict[str, LaneState]
+
+    def write(self, conn: sqlite3.Connection) -> list[Message]:
+        return self.dispatcher._write(conn, self)
+
+    def done(self, claimed: list[Message]) -> None:
+        self.dispatcher._done(self, claimed)
+
+    def failed(self) -> None:
+        self.dispatcher._failed(self)
 
 
 class Dispatcher:
@@ -161,58 +183,75 @@ class Dispatcher:
         if self._recorder_task is None or self._recorder_task.done():
             self._recorder_task = asyncio.create_task(self._recorder(), name="delivery records")
         expand, self._expand = self._expand, False
+        if not expand and not any(any(lane.claimable()) for lane in self.lanes.values()):
+            return 0
+        fold = self.fold(expand=expand)
+
+        def in_own_transaction(conn: sqlite3.Connection) -> list[Message]:
+            with transaction(conn, immediate=True):
+                return fold.write(conn)
+
+        try:
+            claimed = await self._writer.call(in_own_transaction, store.conn, urgent=True)
+        except BaseException:
+            fold.failed()
+            raise
+        fold.done(claimed)
+        return len(claimed)
+
+    def fold(self, *, expand: bool = True) -> Fold:
+        """A round of delivery to fold into another commit (an incident decision that put
+        actions in the outbox): its actions become messages and lanes with room take them
+        in the same transaction, so a fire's first texts wait for one commit, not three.
+        The lanes' room is reserved now, so two folds never start more than a lane's
+        concurrency. The caller calls `write` inside its transaction on the writer thread
+        (which must then be a durable commit: what is taken is marked `sending`), then
+        `done` or, if the transaction failed, `failed`."""
         wants = {c: lane.claimable() for c, lane in self.lanes.items()}
         wants = {c: n for c, n in wants.items() if n[0] or n[1]}
-        if not wants and not expand:
-            return 0
+        for channel, (n, extra) in wants.items():
+            self.lanes[channel].busy += n + extra
         pending, self._outcomes = self._outcomes, []  # bookkeeping rides along
         changes, self._lane_changes = self._lane_changes, {}
-        lanes = [(c.channel, c.state, c.reason) for c in changes.values()]
-        try:
-            claimed: list[Message] = await self._writer.call(
-                self._expand_and_take,
-                store.conn,
-                expand,
-                wants,
-                [o for o, _ in pending],
-                lanes,
-                urgent=True,
+        return Fold(self, expand, wants, pending, changes)
+
+    def _write(self, conn: sqlite3.Connection, fold: Fold) -> list[Message]:
+        """On the writer thread, inside the caller's transaction."""
+        now = self._clock.now()
+        if self._expired_at is None or now - self._expired_at >= EXPIRE_EVERY:
+            db.expire(conn, now)
+            self._expired_at = now
+        if fold.outcomes or fold.changes:
+            lanes = [(c.channel, c.state, c.reason) for c in fold.changes.values()]
+            db.write_outcomes(conn, [o for o, _ in fold.outcomes], now, lanes)
+        if fold.expand:
+            expire = timedelta(seconds=self._config.expire_s)
+            expand_actions(
+                conn, self.staff, now, expire, self._unit_format, self._config.fallback_role
             )
-        except BaseException:
-            self._requeue(pending, changes)
-            raise
-        self._settle(pending)
+        return db.take_due(conn, now, fold.wants, self._config.starve_s) if fold.wants else []
+
+    def _unreserve(self, fold: Fold) -> None:
+        for channel, (n, extra) in fold.wants.items():
+            self.lanes[channel].busy -= n + extra
+
+    def _done(self, fold: Fold, claimed: list[Message]) -> None:
+        self._unreserve(fold)
+        self._settle(fold.outcomes)
         for message in claimed:
             lane = self.lanes[message.channel]
             lane.take()
             task = asyncio.create_task(self._deliver(lane, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(claimed)
+        if fold.expand and not claimed:
+            self.wake.set()  # what was expanded waits for a lane's room: a round takes it
 
-    def _expand_and_take(
-        self,
-        conn: sqlite3.Connection,
-        expand: bool,
-        wants: dict[str, tuple[int, int]],
-        outcomes: list[db.Outcome],
-        lanes: list[tuple[str, str, str]],
-    ) -> list[Message]:
-        """On the writer thread, one commit: new outbox actions become messages, and each
-        lane takes what it can start."""
-        now = self._clock.now()
-        with transaction(conn, immediate=True):
-            if self._expired_at is None or now - self._expired_at >= EXPIRE_EVERY:
-                db.expire(conn, now)
-                self._expired_at = now
-            if outcomes or lanes:
-                db.write_outcomes(conn, outcomes, now, lanes)
-            if expand:
-                expire = timedelta(seconds=self._config.expire_s)
-                expand_actions(
-                    conn, self.staff, now, expire, self._unit_format, self._config.fallback_role
-                )
-            return db.take_due(conn, now, wants, self._config.starve_s) if wants else []
+    def _failed(self, fold: Fold) -> None:
+        self._unreserve(fold)
+        self._requeue(fold.outcomes, fold.changes)
+        if fold.expand:
+            self.outbox_changed()
 
     async def _deliver(self, lane: Lane, message: Message) -> None:
         """Send one message; its slot is free again once the outcome is committed, so

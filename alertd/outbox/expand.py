@@ -212,6 +212,7 @@ def expand(
     expands and claims in one commit: a fire's staff alert waits for one fsync, not one
     per action)."""
     written = 0
+    at = iso(now)
     actions = conn.execute(
         "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
         "o.vulnerable_list, i.building, i.floor, i.unit, i.units, i.severity "
@@ -233,6 +234,7 @@ def expand(
         severity,
     ) in actions:
         texts = json.loads(texts_json)
+        level = Severity[str(severity).upper()]
         incident = {
             "id": incident_id,
             "building": building,
@@ -249,7 +251,7 @@ def expand(
         elif channel in ("notify", "call", "email"):
             recipients = staff_for(staff, target, now, email=channel == "email")
             send_as = {"notify": "sms", "call": "call", "email": "email"}[channel]
-            if not recipients and Severity[str(severity).upper()] >= Severity.MAJOR:
+            if not recipients and level >= Severity.MAJOR:
                 recipients = _fallback(conn, staff, target, channel, incident_id, now, fallback)
         else:  # pa, webhook: one system recipient named by the target
             recipients = [Recipient(f"{channel}:{target}:{building}", "system", target, "zh", 0)]
@@ -269,10 +271,10 @@ def expand(
                     r.ref,
                     r.language,
                     texts.get(r.language) or texts["zh"],
-                    priority(r, Severity[str(severity).upper()]),
-                    iso(now),
+                    priority(r, level),
+                    at,
                     expires,
-                    iso(now),
+                    at,
                 )
                 for r in recipients
             ],

@@ -9,13 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
 from alertd.store.sqlite import dict_rows, iso, parse_iso
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,10 +30,16 @@ class Done:
 
 
 def save(
-    conn: sqlite3.Connection, decisions: Iterable[Decision], now: datetime, done: Done
-) -> list[tuple[int, Timer]]:
-    """Write decisions; returns the new timers with their ids."""
+    conn: sqlite3.Connection,
+    decisions: Iterable[Decision],
+    now: datetime,
+    done: Done,
+    then: Callable[[sqlite3.Connection], T] | None = None,
+) -> tuple[list[tuple[int, Timer]], T | None]:
+    """Write decisions; returns the new timers with their ids, and what `then` returned:
+    `then` runs in the same transaction, after them (delivery, folded in)."""
     timers: list[tuple[int, Timer]] = []
+    at = iso(now)
     conn.execute("BEGIN")
     try:
         for d in decisions:
@@ -55,7 +63,7 @@ def save(
             conn.executemany(
                 "INSERT INTO timeline (incident_id, at, type, actor, text, event_id) "
                 "VALUES (?,?,?,?,?,?)",
-                [(i.id, iso(now), e.type, e.actor, e.text, e.event_id) for e in d.entries],
+                [(i.id, at, e.type, e.actor, e.text, e.event_id) for e in d.entries],
             )
             conn.executemany(
                 "INSERT INTO outbox (incident_id, created_at, channel, target, texts, "
@@ -63,7 +71,7 @@ def save(
                 [
                     (
                         i.id,
-                        iso(now),
+                        at,
                         a.channel,
                         a.target,
                         json.dumps(a.texts, ensure_ascii=False),
@@ -86,12 +94,13 @@ def save(
             conn.execute(
                 "UPDATE commands SET state = ?, result = ? WHERE id = ?", (state, result, cid)
             )
+        after = then(conn) if then is not None else None
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # SQLite may have rolled back already (disk full)
             conn.execute("ROLLBACK")
         raise
-    return timers
+    return timers, after
 
 
 def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
