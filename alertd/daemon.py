@@ -123,12 +123,14 @@ class Daemon:
         await self.dispatcher.start()
         self.incidents.delivery = self.dispatcher
         catch_up = await self.incidents.open()
-        self.ingest.listeners.append(self.incidents.on_event)
+        self.ingest.decider = self.incidents
         self.incidents.make_event = self._declared
         for receiver in self.panels.receivers:
             await receiver.start()
         self._ingest_task = asyncio.create_task(self.ingest.run(), name="ingest")
-        self._incidents_task = asyncio.create_task(self.incidents.run(catch_up), name="incidents")
+        self._incidents_task = asyncio.create_task(
+            self.incidents.catch_up(catch_up), name="catch-up"
+        )
         self._http: web.AppRunner | None = None
         if self.config.http is not None:
             await self._serve_http(self.config.http)
@@ -341,10 +343,6 @@ class Daemon:
             await asyncio.wait_for(self.ingest.drained(), DRAIN_TIMEOUT_S)
         except TimeoutError:
             log.error("shutdown: gave up waiting for the last commit")
-        try:
-            await asyncio.wait_for(self.incidents.drained(), DRAIN_TIMEOUT_S)
-        except TimeoutError:
-            log.error("shutdown: gave up waiting for the last incident decisions")
         for task in (self._ingest_task, self._incidents_task):
             task.cancel()
         await asyncio.gather(self._ingest_task, self._incidents_task, return_exceptions=True)

@@ -108,7 +108,6 @@ class Live:
     async def settled(self) -> None:
         """Everything received so far is committed and decided."""
         await self.daemon.ingest.drained()
-        await self.daemon.incidents.drained()
         await self.daemon.dispatcher.step()  # and what the decisions put in the outbox is sent
 
     def dead_letters(self) -> list[dict[str, Any]]:

@@ -64,6 +64,43 @@ async def daemon(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[Live, Pa
         yield running, path
 
 
+async def test_an_alarm_its_incident_and_its_first_send_share_one_commit(
+    daemon: tuple[Live, Path], broker: Broker
+) -> None:
+    """Between a smoke detector's message and the first message out, one durable commit:
+    the event, the decision (incident, timeline, outbox) and the messages claimed for
+    sending are written in one transaction. Three commits in a row made every alarm wait
+    three times behind whatever the writer had queued; and an alarm is never stored
+    undecided."""
+    running, _ = daemon
+    writer = running.daemon.writer
+    assert writer.store is not None
+    conn = writer.store.conn
+    statements: list[str] = []
+    await writer.call(conn.set_trace_callback, statements.append)  # on the writer's thread
+    pub = Publisher(broker, "one-commit-publisher")
+    await asyncio.to_thread(pub.publish, "zigbee2mqtt/flat_3b/smoke_kitchen", '{"smoke":true}')
+    pub.close()
+    await until(
+        lambda: any(s.startswith("UPDATE messages SET status = 'sending'") for s in statements)
+    )
+    await writer.call(conn.set_trace_callback, None)
+
+    def first(prefix: str) -> int:
+        return next(n for n, s in enumerate(statements) if s.startswith(prefix))
+
+    event, sending = first("INSERT INTO events"), first("UPDATE messages SET status = 'sending'")
+    between = statements[event:sending]
+    assert "COMMIT" not in between
+    for written in (
+        "INSERT OR REPLACE INTO incidents",
+        "INSERT INTO outbox",
+        "UPDATE events SET decided",
+    ):
+        assert any(s.startswith(written) for s in between), written
+    assert rows(running.config, "SELECT decided FROM events") == [{"decided": 1}]
+
+
 async def test_a_smoke_message_opens_a_fire_incident_with_its_outbox_rows(
     daemon: tuple[Live, Path], broker: Broker
 ) -> None:

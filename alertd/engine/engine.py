@@ -131,7 +131,7 @@ class Engine:
             units=_units(event),
             drill=event.drill,
             origin=event.location,
-            seen=_places(event),
+            seen=tuple(sorted(_places(event))),
         )
         decision.entries.insert(0, Entry("opened", f"incident opened by {pb.name}"))
         if event.drill:
@@ -170,12 +170,12 @@ class Engine:
             return incident
         if event.state is not State.ACTIVE:
             return incident
-        new = _places(event) - incident.seen
+        new = _places(event).difference(incident.seen)
         units = _units(event)
         if new or incident.cleared_at or incident.all_clear_sent or not units <= incident.units:
             incident = dataclasses.replace(
                 incident,
-                seen=incident.seen | new,
+                seen=tuple(sorted(new.union(incident.seen))),
                 units=incident.units | units,
                 cleared_at=None,
                 all_clear_sent=False,

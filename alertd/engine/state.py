@@ -50,8 +50,8 @@ class Incident:
     #: precise as its correlation level); staff texts name this one
     origin: Location = field(default_factory=Location)
     #: every place an active event came from, as `device:ID`, `floor:12`, ... (`on_join`
-    #: announces what is new)
-    seen: frozenset[str] = frozenset()
+    #: announces what is new), sorted: a tuple, as a set took a kilobyte an incident
+    seen: tuple[str, ...] = ()
     #: when the last active condition cleared (None while any is active)
     cleared_at: datetime | None = None
     #: the all-clear went out for this clearing; a condition coming back resets it

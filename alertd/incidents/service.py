@@ -1,5 +1,7 @@
-"""Runs the engine on committed events, due timers and staff commands, one at a time,
-and stores each decision in one transaction (incident, timeline, outbox, timers).
+"""Runs the engine on events, due timers and staff commands, one at a time, and stores
+each decision in one transaction (incident, timeline, outbox, timers). New events are
+decided in ingest's own commit (`commit`): the event, its incident and its first
+messages, claimed for sending, are stored together.
 
 Staff commands (`alertd incidents ack|note|resolve`, `alertd declare`, `alertd drill`)
 arrive through the `commands` table, so that the daemon stays the one place where
@@ -8,8 +10,10 @@ incidents change. Timers are stored; after a restart those that fell due fire on
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +29,7 @@ from alertd.engine.state import (
     Timer,
 )
 from alertd.events import Event
-from alertd.store import Writer
+from alertd.store import Batch, Writer
 from alertd.store import incidents as db
 from alertd.store.sqlite import unsynced
 
@@ -58,9 +62,12 @@ class IncidentService:
         self._incidents = IncidentIndex()
         self._timers: dict[int, Timer] = {}
         self._next_id = 1
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._ticking = asyncio.Lock()
+        #: the undecided events found at start are decided (see `commit`)
+        self._caught_up = asyncio.Event()
+        #: a commit of decisions failed: the incidents in memory are read again first
+        self._stale = False
         #: delivery: a decision that puts actions in the outbox folds a round of it into
         #: its own commit (the daemon's dispatcher; none in tests of decisions alone)
         self.delivery: Delivery | None = None
@@ -76,41 +83,28 @@ class IncidentService:
         undecided: list[Event] = await self._writer.call(db.undecided_events, store.conn)
         return undecided
 
-    def on_event(self, event: Event) -> None:
-        self._events.put_nowait(event)
-
-    async def drained(self) -> None:
-        """Wait until every committed event handed over so far is decided."""
-        await self._events.join()
-
-    async def run(self, catch_up: list[Event]) -> None:
+    async def catch_up(self, undecided: list[Event]) -> None:
+        """Decide the events found undecided at start (stored by a daemon that stopped
+        before deciding them), before any new one (see `commit`)."""
         now = self._clock.now()
-        stale = [e for e in catch_up if now - e.received_at > CATCH_UP]
+        stale = [e for e in undecided if now - e.received_at > CATCH_UP]
         if stale:
             log.warning(
                 "%d undecided event(s) older than %s: recorded, not run through playbooks",
                 len(stale),
                 CATCH_UP,
             )
-            await self.decide_events(stale, skip=True)
-        await self.decide_events([e for e in catch_up if e not in stale])
-        while True:
-            batch = [await self._events.get()]
-            while not self._events.empty():  # what queued meanwhile shares one commit
-                batch.append(self._events.get_nowait())
-            try:
-                await self._decide_until_stored(batch)
-            finally:
-                for _ in batch:
-                    self._events.task_done()
+            await self._decide_until_stored(stale, skip=True)
+        await self._decide_until_stored([e for e in undecided if e not in stale])
+        self._caught_up.set()
 
-    async def _decide_until_stored(self, batch: list[Event]) -> None:
+    async def _decide_until_stored(self, events: list[Event], *, skip: bool = False) -> None:
         """The events are committed, undecided: a decision that cannot be stored (disk
         full) is made again, from the state before it, until it can."""
         delay = 0.1
         while True:
             try:
-                await self.decide_events(batch)
+                await self.decide_events(events, skip=skip)
                 return
             except Exception as exc:
                 if delay == 0.1:
@@ -129,21 +123,50 @@ class IncidentService:
         self._next_id = await self._writer.call(db.max_incident_id, store.conn) + 1
 
     async def decide_events(self, events: list[Event], *, skip: bool = False) -> None:
-        """Decide events in order (each sees the incidents the previous ones changed) and
-        store all the decisions, with the events marked decided, in one transaction."""
+        """Decide events already stored, in order, and store all the decisions, with the
+        events marked decided, in one transaction."""
         if not events:
             return
         async with self._lock:
             now = self._clock.now()
-            decisions: list[Decision] = []
-            for event in [] if skip else events:
-                _, made = self.engine.on_event(event, self._incidents, now, self._next_id)
-                for d in made:
-                    if d.incident is not None:
-                        self._incidents.put(d.incident)
-                        self._next_id = max(self._next_id, d.incident.id + 1)
-                decisions.extend(made)
+            decisions = [] if skip else self._decide(events, now)
             await self._save(decisions, now, db.Done(events=tuple(e.id for e in events)))
+
+    async def commit(self, batch: Batch, *, urgent: bool) -> None:
+        """Ingest's commit of a batch with events: the events and the decisions on them in
+        one durable transaction, with delivery folded in when they send something. So an
+        alarm waits for one commit between its message and its first send, and is never
+        stored undecided. If the commit fails (disk full) none of it is stored: ingest
+        tries again, and the decisions are made again from the stored state."""
+        await self._caught_up.wait()  # older undecided events first
+        async with self._lock:
+            if self._stale:
+                await self._load_incidents()
+                self._stale = False
+            store = self._writer.store
+            assert store is not None
+            now = self._clock.now()
+            decisions = self._decide(batch.events, now)
+            done = db.Done(events=tuple(e.id for e in batch.events))
+            try:
+                await self._save(
+                    decisions, now, done, first=lambda _conn: store.write(batch), urgent=urgent
+                )
+            except BaseException:
+                self._stale = True  # what the decisions put in memory was not stored
+                raise
+
+    def _decide(self, events: list[Event], now: datetime) -> list[Decision]:
+        """In order: each event sees the incidents the previous ones changed."""
+        decisions: list[Decision] = []
+        for event in events:
+            _, made = self.engine.on_event(event, self._incidents, now, self._next_id)
+            for d in made:
+                if d.incident is not None:
+                    self._incidents.put(d.incident)
+                    self._next_id = max(self._next_id, d.incident.id + 1)
+            decisions.extend(made)
+        return decisions
 
     async def tick(self) -> None:
         """Fire due timers and apply staff commands. One tick at a time: two would read the
@@ -229,24 +252,35 @@ class IncidentService:
     async def _failed(self, command_id: int, why: str) -> None:
         await self._save([], self._clock.now(), db.Done(command=(command_id, "failed", why)))
 
-    async def _save(self, decisions: list[Decision], now: datetime, done: db.Done) -> None:
+    async def _save(
+        self,
+        decisions: list[Decision],
+        now: datetime,
+        done: db.Done,
+        *,
+        first: Callable[[sqlite3.Connection], None] | None = None,
+        urgent: bool = False,
+    ) -> None:
         """One transaction. A decision with something to send goes before bookkeeping and
         takes delivery along: its messages are written and claimed in the same commit,
-        a durable one (what is claimed may go out at once); other decisions need no
-        fsync of their own (see `unsynced`)."""
+        a durable one (what is claimed may go out at once). Decisions on events already
+        stored, with nothing to send, need no fsync of their own (see `unsynced`).
+        `first`: ingest's batch, written first in the same transaction."""
         store = self._writer.store
         assert store is not None
-        urgent = any(d.actions for d in decisions)
-        fold = self.delivery.fold() if urgent and self.delivery is not None else None
+        sends = any(d.actions for d in decisions)
+        fold = self.delivery.fold() if sends and self.delivery is not None else None
+        durable = fold is not None or first is not None
+        save = functools.partial(db.save, first=first) if durable else unsynced(db.save)
         try:
             new_timers, claimed = await self._writer.call(
-                db.save if fold else unsynced(db.save),
+                save,
                 store.conn,
                 decisions,
                 now,
                 done,
                 fold.write if fold else None,
-                urgent=urgent,
+                urgent=urgent or sends,
             )
         except BaseException:
             if fold is not None:

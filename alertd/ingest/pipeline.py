@@ -18,6 +18,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from alertd.aio import wait_event
 from alertd.clock import Clock
@@ -30,6 +31,11 @@ from alertd.ingest.supervision import Heartbeats
 from alertd.store import Batch, DeadLetter, StateRow, Writer
 
 log = logging.getLogger(__name__)
+
+
+class Decider(Protocol):
+    async def commit(self, batch: Batch, *, urgent: bool) -> None: ...
+
 
 RAW_MAX = 4096
 LOG_ONCE_MAX = 10_000
@@ -80,8 +86,11 @@ class Ingest:
         self.store_error = ""
         #: time spent in commits, for /metrics
         self.commit_seconds = 0.0
-        #: called with each committed event (tests, and later the playbook engine)
+        #: called with each committed event (tests)
         self.listeners: list[Callable[[Event], None]] = []
+        #: commits a batch with events together with the decisions on them (the daemon's
+        #: incident service); without one, events are committed alone
+        self.decider: Decider | None = None
 
     @classmethod
     async def open(
@@ -355,10 +364,12 @@ class Ingest:
         delay = 0.1
         while True:
             started = time.perf_counter()
+            urgent = any(e.kind in LIFE_SAFETY for e in batch.events)
             try:
-                await self._writer.commit(
-                    batch, urgent=any(e.kind in LIFE_SAFETY for e in batch.events)
-                )
+                if batch.events and self.decider is not None:
+                    await self.decider.commit(batch, urgent=urgent)
+                else:
+                    await self._writer.commit(batch, urgent=urgent)
             except Exception as exc:
                 if not self.store_error:  # loudly once; health says it for as long as it lasts
                     log.error(

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
-from alertd.store.sqlite import dict_rows, iso, parse_iso
+from alertd.store.sqlite import dict_rows, iso, parse_iso, transaction
 
 T = TypeVar("T")
 
@@ -35,72 +35,76 @@ def save(
     now: datetime,
     done: Done,
     then: Callable[[sqlite3.Connection], T] | None = None,
+    *,
+    first: Callable[[sqlite3.Connection], object] | None = None,
 ) -> tuple[list[tuple[int, Timer]], T | None]:
-    """Write decisions; returns the new timers with their ids, and what `then` returned:
-    `then` runs in the same transaction, after them (delivery, folded in)."""
+    """Write decisions in one transaction; returns the new timers with their ids, and
+    what `then` returned. `first` and `then` write in the same transaction, before and
+    after them: the events decided (ingest's batch), and delivery."""
+    with transaction(conn):
+        if first is not None:
+            first(conn)
+        timers = _write(conn, decisions, now, done)
+        after = then(conn) if then is not None else None
+    return timers, after
+
+
+def _write(
+    conn: sqlite3.Connection, decisions: Iterable[Decision], now: datetime, done: Done
+) -> list[tuple[int, Timer]]:
     timers: list[tuple[int, Timer]] = []
     at = iso(now)
-    conn.execute("BEGIN")
-    try:
-        for d in decisions:
-            if d.incident is None:
-                continue
-            i = d.incident
-            _upsert(conn, i)
-            if d.cancel_timers:
-                lasting = sorted(LASTING_TIMERS)
-                conn.execute(
-                    "UPDATE timers SET state = 'cancelled' WHERE incident_id = ? "
-                    f"AND state = 'pending' AND kind NOT IN ({','.join('?' * len(lasting))})",
-                    (i.id, *lasting),
-                )
-            for t in d.timers:
-                cur = conn.execute(
-                    "INSERT INTO timers (incident_id, due_at, kind, step) VALUES (?,?,?,?)",
-                    (t.incident, iso(t.due_at), t.kind, t.step),
-                )
-                timers.append((int(cur.lastrowid or 0), t))
-            conn.executemany(
-                "INSERT INTO timeline (incident_id, at, type, actor, text, event_id) "
-                "VALUES (?,?,?,?,?,?)",
-                [(i.id, at, e.type, e.actor, e.text, e.event_id) for e in d.entries],
-            )
-            conn.executemany(
-                "INSERT INTO outbox (incident_id, created_at, channel, target, texts, "
-                "vulnerable_first, step, vulnerable_list, drill) VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        i.id,
-                        at,
-                        a.channel,
-                        a.target,
-                        json.dumps(a.texts, ensure_ascii=False),
-                        int(a.vulnerable_first),
-                        a.step,
-                        int(a.vulnerable_list),
-                        int(i.drill),
-                    )
-                    for a in d.actions
-                ],
-            )
-        conn.executemany("UPDATE events SET decided = 1 WHERE id = ?", [(e,) for e in done.events])
-        if done.timer is not None:
+    for d in decisions:
+        if d.incident is None:
+            continue
+        i = d.incident
+        _upsert(conn, i)
+        if d.cancel_timers:
+            lasting = sorted(LASTING_TIMERS)
             conn.execute(
-                "UPDATE timers SET state = 'fired' WHERE id = ? AND state = 'pending'",
-                (done.timer,),
+                "UPDATE timers SET state = 'cancelled' WHERE incident_id = ? "
+                f"AND state = 'pending' AND kind NOT IN ({','.join('?' * len(lasting))})",
+                (i.id, *lasting),
             )
-        if done.command is not None:
-            cid, state, result = done.command
-            conn.execute(
-                "UPDATE commands SET state = ?, result = ? WHERE id = ?", (state, result, cid)
+        for t in d.timers:
+            cur = conn.execute(
+                "INSERT INTO timers (incident_id, due_at, kind, step) VALUES (?,?,?,?)",
+                (t.incident, iso(t.due_at), t.kind, t.step),
             )
-        after = then(conn) if then is not None else None
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already (disk full)
-            conn.execute("ROLLBACK")
-        raise
-    return timers, after
+            timers.append((int(cur.lastrowid or 0), t))
+        conn.executemany(
+            "INSERT INTO timeline (incident_id, at, type, actor, text, event_id) "
+            "VALUES (?,?,?,?,?,?)",
+            [(i.id, at, e.type, e.actor, e.text, e.event_id) for e in d.entries],
+        )
+        conn.executemany(
+            "INSERT INTO outbox (incident_id, created_at, channel, target, texts, "
+            "vulnerable_first, step, vulnerable_list, drill) VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    i.id,
+                    at,
+                    a.channel,
+                    a.target,
+                    json.dumps(a.texts, ensure_ascii=False),
+                    int(a.vulnerable_first),
+                    a.step,
+                    int(a.vulnerable_list),
+                    int(i.drill),
+                )
+                for a in d.actions
+            ],
+        )
+    conn.executemany("UPDATE events SET decided = 1 WHERE id = ?", [(e,) for e in done.events])
+    if done.timer is not None:
+        conn.execute(
+            "UPDATE timers SET state = 'fired' WHERE id = ? AND state = 'pending'",
+            (done.timer,),
+        )
+    if done.command is not None:
+        cid, state, result = done.command
+        conn.execute("UPDATE commands SET state = ?, result = ? WHERE id = ?", (state, result, cid))
+    return timers
 
 
 def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
@@ -127,7 +131,7 @@ def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
         "run": json.dumps(_flat(i.run)),
         "drill": int(i.drill),
         "origin": json.dumps(_flat(i.origin), ensure_ascii=False),
-        "seen": json.dumps(sorted(i.seen), ensure_ascii=False),
+        "seen": json.dumps(i.seen, ensure_ascii=False),
         "cleared_at": _opt(i.cleared_at),
         "all_clear_sent": int(i.all_clear_sent),
         "acknowledged_by": i.acknowledged_by,
@@ -177,7 +181,7 @@ def incident_from_row(row: dict[str, Any]) -> Incident:
         resolved_at=_at(row["resolved_at"]),
         expected_restore_at=_at(row["expected_restore_at"]),
         origin=Location(**json.loads(row["origin"])),
-        seen=frozenset(json.loads(row["seen"])),
+        seen=tuple(sorted(json.loads(row["seen"]))),
         cleared_at=_at(row["cleared_at"]),
         all_clear_sent=bool(row["all_clear_sent"]),
         acknowledged_by=row["acknowledged_by"],

@@ -185,88 +185,84 @@ class SqliteStore(Reader):
 
     def commit(self, batch: Batch) -> None:
         """Write a batch in one transaction: all of it or, on a crash, none of it."""
+        with transaction(self.conn):
+            self.write(batch)
+
+    def write(self, batch: Batch) -> None:
+        """`commit` inside the caller's transaction."""
         c = self.conn
-        c.execute("BEGIN")
-        try:
-            if batch.events:
-                c.executemany(
-                    "INSERT INTO events (id, kind, state, severity, device_id, site, building, "
-                    "floor, unit, zone, occurred_at, received_at, source, detail, raw, tags, drill)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            e.id,
-                            e.kind.value,
-                            e.state.value,
-                            str(e.severity),
-                            e.device_id,
-                            e.location.site,
-                            e.location.building,
-                            e.location.floor,
-                            e.location.unit,
-                            e.location.zone,
-                            iso(e.occurred_at),
-                            iso(e.received_at),
-                            e.source,
-                            e.detail,
-                            e.raw,
-                            json.dumps(e.tags, sort_keys=True) if e.tags else "{}",
-                            int(e.drill),
-                        )
-                        for e in batch.events
-                    ],
-                )
-            if batch.states:
-                c.executemany(
-                    "INSERT INTO device_state VALUES (?,?,?,?,?,?) "
-                    "ON CONFLICT(device_id, kind) DO UPDATE SET active = excluded.active, "
-                    "since = excluded.since, event_id = excluded.event_id, seq = excluded.seq "
-                    "WHERE excluded.seq > device_state.seq",
-                    [
-                        (s.device_id, s.kind.value, int(s.active), iso(s.since), s.event_id, s.seq)
-                        for s in batch.states
-                    ],
-                )
-            if batch.seen:
-                c.executemany(
-                    'INSERT INTO device_seen (device_id, last_seen, "values") VALUES (?,?,?) '
-                    "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, "
-                    '"values" = excluded."values" '
-                    "WHERE excluded.last_seen >= device_seen.last_seen",
-                    [(d, iso(at), values) for d, (at, values) in batch.seen.items()],
-                )
-            if batch.dead_letters:
-                c.executemany(
-                    "INSERT INTO dead_letters (received_at, source, topic, device_id, reason, "
-                    "payload, size) VALUES (?,?,?,?,?,?,?)",
-                    [
-                        (
-                            iso(d.received_at),
-                            d.source,
-                            d.topic,
-                            d.device_id,
-                            d.reason,
-                            d.payload[:DEAD_LETTER_PAYLOAD_MAX],
-                            len(d.payload),
-                        )
-                        for d in batch.dead_letters
-                    ],
-                )
-            if batch.receipts:
-                c.executemany(
-                    "INSERT OR REPLACE INTO receipts VALUES (?, ?)", batch.receipts.items()
-                )
-            if batch.counters:
-                c.executemany(
-                    "INSERT INTO counters VALUES (?, ?) "
-                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                    batch.counters.items(),
-                )
-            c.execute("COMMIT")
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
+        if batch.events:
+            c.executemany(
+                "INSERT INTO events (id, kind, state, severity, device_id, site, building, "
+                "floor, unit, zone, occurred_at, received_at, source, detail, raw, tags, drill)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        e.id,
+                        e.kind.value,
+                        e.state.value,
+                        str(e.severity),
+                        e.device_id,
+                        e.location.site,
+                        e.location.building,
+                        e.location.floor,
+                        e.location.unit,
+                        e.location.zone,
+                        iso(e.occurred_at),
+                        iso(e.received_at),
+                        e.source,
+                        e.detail,
+                        e.raw,
+                        json.dumps(e.tags, sort_keys=True) if e.tags else "{}",
+                        int(e.drill),
+                    )
+                    for e in batch.events
+                ],
+            )
+        if batch.states:
+            c.executemany(
+                "INSERT INTO device_state VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(device_id, kind) DO UPDATE SET active = excluded.active, "
+                "since = excluded.since, event_id = excluded.event_id, seq = excluded.seq "
+                "WHERE excluded.seq > device_state.seq",
+                [
+                    (s.device_id, s.kind.value, int(s.active), iso(s.since), s.event_id, s.seq)
+                    for s in batch.states
+                ],
+            )
+        if batch.seen:
+            c.executemany(
+                'INSERT INTO device_seen (device_id, last_seen, "values") VALUES (?,?,?) '
+                "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, "
+                '"values" = excluded."values" '
+                "WHERE excluded.last_seen >= device_seen.last_seen",
+                [(d, iso(at), values) for d, (at, values) in batch.seen.items()],
+            )
+        if batch.dead_letters:
+            c.executemany(
+                "INSERT INTO dead_letters (received_at, source, topic, device_id, reason, "
+                "payload, size) VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        iso(d.received_at),
+                        d.source,
+                        d.topic,
+                        d.device_id,
+                        d.reason,
+                        d.payload[:DEAD_LETTER_PAYLOAD_MAX],
+                        len(d.payload),
+                    )
+                    for d in batch.dead_letters
+                ],
+            )
+        if batch.receipts:
+            c.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?)", batch.receipts.items())
+        if batch.counters:
+            c.executemany(
+                "INSERT INTO counters VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                batch.counters.items(),
+            )
 
     # -- what the daemon needs at start-up -----------------------------------------------
 
