@@ -88,7 +88,7 @@ class Rig:
             "fire",
             self.clock.now(),
             self.clock.now(),
-            units=frozenset({"103"}),
+            units=("103",),
         )
         decision = Decision(incident, actions=[Action(channel, target, TEXTS, vulnerable_first)])
         assert self.writer.store is not None

@@ -128,7 +128,7 @@ class Engine:
             opened_at=now,
             last_event_at=event.occurred_at,
             active=placed.active,
-            units=_units(event),
+            units=(event.location.unit,) if event.location.unit else (),
             drill=event.drill,
             origin=event.location,
             seen=tuple(sorted(_places(event))),
@@ -171,12 +171,13 @@ class Engine:
         if event.state is not State.ACTIVE:
             return incident
         new = _places(event).difference(incident.seen)
-        units = _units(event)
-        if new or incident.cleared_at or incident.all_clear_sent or not units <= incident.units:
+        unit = event.location.unit
+        new_unit = bool(unit) and unit not in incident.units
+        if new or incident.cleared_at or incident.all_clear_sent or new_unit:
             incident = dataclasses.replace(
                 incident,
                 seen=tuple(sorted(new.union(incident.seen))),
-                units=incident.units | units,
+                units=tuple(sorted({*incident.units, unit})) if new_unit else incident.units,
                 cleared_at=None,
                 all_clear_sent=False,
             )
@@ -424,10 +425,6 @@ def _places(event: Event) -> frozenset[str]:
         "zone": loc.zone and f"{loc.building}/{loc.floor}/{loc.unit}/{loc.zone}",
     }
     return frozenset(f"{k}:{v}" for k, v in parts.items() if v)
-
-
-def _units(event: Event) -> frozenset[str]:
-    return frozenset({event.location.unit} if event.location.unit else ())
 
 
 def _trim(location: Location, level: str) -> Location:

@@ -39,8 +39,8 @@ class Incident:
     opened_at: datetime
     last_event_at: datetime
     active: frozenset[str] = frozenset()
-    #: every unit an event of this incident came from
-    units: frozenset[str] = frozenset()
+    #: every unit an event of this incident came from, sorted (a tuple: see `seen`)
+    units: tuple[str, ...] = ()
     run: Run = Run()
     drill: bool = False
     acknowledged_at: datetime | None = None
@@ -50,7 +50,8 @@ class Incident:
     #: precise as its correlation level); staff texts name this one
     origin: Location = field(default_factory=Location)
     #: every place an active event came from, as `device:ID`, `floor:12`, ... (`on_join`
-    #: announces what is new), sorted: a tuple, as a set took a kilobyte an incident
+    #: announces what is new), sorted: a tuple, as a set took a kilobyte an incident and
+    #: thousands can be open
     seen: tuple[str, ...] = ()
     #: when the last active condition cleared (None while any is active)
     cleared_at: datetime | None = None
@@ -119,13 +120,18 @@ class IncidentIndex:
 
     def __init__(self, incidents: Iterable[Incident] = ()) -> None:
         self._by_id: dict[int, Incident] = {}
-        self._by_key: dict[tuple[str, str], dict[int, Incident]] = {}
+        #: ids, not a dict of incidents per key: most keys have one incident, and with
+        #: thousands open a dict each was a quarter of the index's memory
+        self._by_key: dict[tuple[str, str], tuple[int, ...]] = {}
         for incident in incidents:
             self.put(incident)
 
     def put(self, incident: Incident) -> None:
         self._by_id[incident.id] = incident
-        self._by_key.setdefault((incident.playbook, incident.key), {})[incident.id] = incident
+        key = (incident.playbook, incident.key)
+        ids = self._by_key.get(key, ())
+        if incident.id not in ids:
+            self._by_key[key] = (*ids, incident.id)
 
     def get(self, incident_id: int) -> Incident | None:
         return self._by_id.get(incident_id)
@@ -135,7 +141,7 @@ class IncidentIndex:
         return (i for i in self._by_id.values() if i.status in ("open", "acknowledged"))
 
     def find(self, playbook: str, key: str) -> list[Incident]:
-        return list(self._by_key.get((playbook, key), {}).values())
+        return [self._by_id[i] for i in self._by_key.get((playbook, key), ())]
 
     def __len__(self) -> int:
         return len(self._by_id)

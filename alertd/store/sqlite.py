@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -16,13 +17,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from alertd.events import Kind
 from alertd.store.batch import Batch
 from alertd.store.schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 DEAD_LETTER_PAYLOAD_MAX = 4096
 
@@ -101,7 +103,14 @@ class Reader:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils for the commands' queries (imported only when one asks: the
+        daemon does not need its few megabytes)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
