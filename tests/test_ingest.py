@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -202,6 +203,27 @@ async def test_fire_is_committed_before_queued_telemetry(tmp_path: Path) -> None
     assert p.events[0].kind is Kind.FIRE_ALARM
     assert len(p.events) == 1001
     assert ingest.counts["commits"] == 10  # batches of at most 100 routine reports
+
+
+async def test_last_seen_times_go_in_commits_of_at_most_a_batch(tmp_path: Path) -> None:
+    """The tick saves every device heard since the last one; 2,000 of them in one commit
+    held the writer for 80 ms, and an alarm queued behind it waited that long."""
+    devices = [device(f"d{i}") for i in range(1000)]
+    p = Pipeline(tmp_path / "a.db", FakeClock(), devices, IngestConfig(batch_max=100))
+    ingest = await p.open()
+    for dev in devices:
+        ingest.submit(report(dev, clock=p.clock))  # alive, nothing to report
+    await ingest.drained()
+    before = ingest.counts["commits"]
+    ingest.tick()
+    ingest.submit(report(devices[0], Observation(Kind.FIRE_ALARM, True), clock=p.clock))
+    await ingest.drained()
+    await p.close()
+    assert [e.kind for e in p.events] == [Kind.FIRE_ALARM]
+    assert ingest.counts["commits"] - before == 10  # 1,000 devices, 100 a commit
+    conn = sqlite3.connect(tmp_path / "a.db")
+    assert conn.execute("SELECT count(*) FROM device_seen").fetchone() == (1000,)
+    conn.close()
 
 
 async def test_routine_overflow_is_dropped_and_counted_fire_never(tmp_path: Path) -> None:

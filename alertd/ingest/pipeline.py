@@ -151,12 +151,13 @@ class Ingest:
     def tick(self) -> None:
         """Check heartbeats and hold times, save last-seen times; call once a second or so."""
         now = self._clock.now()
-        if self._seen:
+        # in commits of at most batch_max devices: an alarm waits for one of them at most
+        heard, self._seen = list(self._seen.items()), {}
+        for start in range(0, len(heard), self._config.batch_max):
             seen = Batch()
-            for device_id, at in self._seen.items():
+            for device_id, at in heard[start : start + self._config.batch_max]:
                 values = json.dumps(self._values.get(device_id, {}), sort_keys=True)
                 seen.seen[device_id] = (at, values)
-            self._seen.clear()
             self._enqueue(_Item(seen), urgent=False)
         for device in self._heartbeats.overdue(now):
             self.submit(
@@ -323,17 +324,22 @@ class Ingest:
             self._full.set()
 
     def _take(self) -> _Item:
+        """Every urgent item, and routine ones up to batch_max reports or devices' last-seen
+        rows: a routine commit stays short, so an alarm queued behind it waits little."""
         out = _Item(Batch())
-        queues = [
-            (self._urgent, len(self._urgent)),
-            (self._routine, min(len(self._routine), self._config.batch_max)),
-        ]
-        for queue, n in queues:
-            for _ in range(n):
-                item = queue.popleft()
-                out.batch.absorb(item.batch)
-                out.acks.extend(item.acks)
+        while self._urgent:
+            self._absorb(out, self._urgent.popleft())
+        rows = 0
+        while self._routine and rows < self._config.batch_max:
+            item = self._routine.popleft()
+            rows += max(1, len(item.batch.seen))
+            self._absorb(out, item)
         return out
+
+    @staticmethod
+    def _absorb(out: _Item, item: _Item) -> None:
+        out.batch.absorb(item.batch)
+        out.acks.extend(item.acks)
 
     async def run(self) -> None:
         """Commit whatever is queued, urgent first, until cancelled."""
