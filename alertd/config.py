@@ -71,8 +71,10 @@ class MqttConfig(Strict):
     keepalive_s: int = Field(30, ge=5, le=3600)
     #: how long the broker keeps our session (and queues messages) while we are away
     session_expiry_s: int = Field(7 * 86400, ge=60)
-    #: QoS 1 messages the broker may have in flight to us before waiting for acks
-    receive_maximum: int = Field(1000, ge=1, le=65535)
+    #: QoS 1 messages the broker may have in flight to us before waiting for acks. Wide
+    #: enough to cover a slow commit under a telemetry storm: an alarm held at the broker
+    #: waits behind every routine message queued before it; once here, it goes first
+    receive_maximum: int = Field(20_000, ge=1, le=65535)
     max_payload_bytes: int = Field(64 * 1024, ge=64)
     reconnect_max_s: float = Field(30.0, gt=0)
 
