@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 
 class Decider(Protocol):
+    """Commits a batch with events together with the decisions on them (the incident
+    service, alertd/incidents/service.py): one transaction from alarm to first send."""
+
     async def commit(self, batch: Batch, *, urgent: bool) -> None: ...
 
 
