@@ -208,9 +208,9 @@ def expand(
     unit_format: str | None = None,
     fallback: str = "front_desk",
 ) -> int:
-    """Expand every pending outbox action, inside the caller's transaction (the dispatcher
-    expands and claims in one commit: a fire's staff alert waits for one fsync, not one
-    per action)."""
+    """Expand every pending outbox action, inside the caller's transaction (the commit that
+    decides an event also expands and claims: a fire's staff alert waits for one fsync,
+    not one per step)."""
     written = 0
     at = iso(now)
     actions = conn.execute(
