@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import statistics
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,6 +16,13 @@ def quick_flag(doc: str | None) -> bool:
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run")
     return bool(parser.parse_args().quick)
+
+
+def q(values: Sequence[float], p: int) -> float:
+    """The p-th percentile (1-99) of values, as every benchmark reports it."""
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 def fake_twilio_sms(base_url: str) -> dict[str, TwilioSink]:
@@ -32,4 +41,4 @@ def fake_twilio_sms(base_url: str) -> dict[str, TwilioSink]:
     return {"sms": TwilioSink(twilio, "sms")}
 
 
-__all__: list[str] = ["fake_twilio_sms", "quick_flag"]
+__all__: list[str] = ["fake_twilio_sms", "q", "quick_flag"]

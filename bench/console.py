@@ -19,7 +19,6 @@ import random
 import re
 import signal
 import sqlite3
-import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from alertd.console import accounts
 from alertd.console.roles import Role
 from alertd.console.web import PAGE_TTL_S
 from alertd.store import SqliteStore
-from bench import quick_flag
+from bench import q, quick_flag
 from tests.broker import free_port
 from tests.test_console import start_web
 
@@ -139,10 +138,6 @@ async def sign_in(url: str, password: str = PASSWORD) -> aiohttp.ClientSession:
     async with http.post(url + "/login", data=form) as answer:
         assert answer.status == 200, await answer.text()
     return http
-
-
-def q(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 async def timed(http: aiohttp.ClientSession, url: str) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from alertd.events import Location, Severity
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
-from bench import fake_twilio_sms, quick_flag
+from bench import fake_twilio_sms, q, quick_flag
 from tests.fake_twilio import FakeTwilio
 
 TEXTS = {"zh": "您好，3号楼发生火警，请立即撤离。", "en": "Fire alarm in building 3: leave now."}
@@ -111,10 +110,9 @@ async def run(quick: bool) -> None:
             await dispatcher.step()
             assert len(fake.requests) == before + 1
             latencies.append(time.perf_counter() - t0)
-        q = statistics.quantiles(latencies, n=100)
         print(
-            f"action stored -> staff SMS request answered: p50={q[49] * 1000:.1f} ms "
-            f"p99={q[98] * 1000:.1f} ms"
+            f"action stored -> staff SMS request answered: p50={q(latencies, 50) * 1000:.1f} ms "
+            f"p99={q(latencies, 99) * 1000:.1f} ms"
         )
         for sink in sinks.values():
             await sink.close()
@@ -177,10 +175,10 @@ async def end_to_end(root: Path, count: int) -> None:
         await daemon.close()
         broker.stop()
         await fake.close()
-    q = statistics.quantiles(latencies, n=100)
     print(
         f"leak event committed -> the on-call technician's SMS request (the daemon, end to "
-        f"end): n={len(latencies)} p50={q[49] * 1000:.1f} ms p99={q[98] * 1000:.1f} ms"
+        f"end): n={len(latencies)} p50={q(latencies, 50) * 1000:.1f} ms "
+        f"p99={q(latencies, 99) * 1000:.1f} ms"
     )
 
 

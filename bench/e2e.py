@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import signal
 import sqlite3
-import statistics
 import tempfile
 import time
 from datetime import datetime
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench import quick_flag
+from bench import q, quick_flag
 from tests.broker import Broker, free_port
 from tests.test_delivery_crash import start as start_daemon
 
@@ -143,12 +142,11 @@ async def run(quick: bool) -> None:
             broker.stop()
         times = stage_times(root / "alertd.db")
     for rate, offered, got, taken, published in results:
-        ms = sorted(x * 1000 for x in got)
-        q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else ms * 99
+        ms = [x * 1000 for x in got]
         print(
             f"{rate:>5}/s offered: {len(got):,} of {offered:,} incidents reached the webhook "
             f"(lost {offered - len(got)}), {taken:,.0f} incidents/s; publish -> webhook "
-            f"p50={q[49]:.1f} ms p99={q[98]:.1f} ms"
+            f"p50={q(ms, 50):.1f} ms p99={q(ms, 99):.1f} ms"
         )
         for name, (p50, p99) in stages(times, published, arrivals).items():
             print(f"        {name:<22} p50={p50:7.1f} ms  p99={p99:7.1f} ms")
@@ -190,12 +188,7 @@ def stages(
         marks = [at, *times[device], arrivals[device]]
         for name, start, end in zip(spans, marks, marks[1:], strict=False):
             spans[name].append((end - start) * 1000)
-    return {name: (pct(v, 50), pct(v, 99)) for name, v in spans.items() if v}
-
-
-def pct(values: list[float], n: int) -> float:
-    ms = sorted(values)
-    return ms[min(len(ms) - 1, int(len(ms) * n / 100))]
+    return {name: (q(v, 50), q(v, 99)) for name, v in spans.items() if v}
 
 
 def main() -> None:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from alertd.engine.state import Incident, IncidentIndex
 from alertd.events import Event, Kind, Location, State, severity_of
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
-from bench import quick_flag
+from bench import q, quick_flag
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
@@ -65,10 +64,9 @@ def decisions(samples: int) -> None:
         t = time.perf_counter()
         engine.on_event(ev, index, ev.occurred_at, 10_000 + n)
         times.append(time.perf_counter() - t)
-    q = statistics.quantiles(times, n=100)
     print(
         f"engine: one event, {len(books)} playbooks, {len(index)} open incidents: "
-        f"p50={q[49] * 1000:.3f} ms p99={q[98] * 1000:.3f} ms"
+        f"p50={q(times, 50) * 1000:.3f} ms p99={q(times, 99) * 1000:.3f} ms"
     )
 
 

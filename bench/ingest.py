@@ -17,7 +17,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 from alertd.config import load_config
 from alertd.daemon import Daemon
 from alertd.events import Event
-from bench import quick_flag
+from bench import q, quick_flag
 from tests.broker import Broker
 
 DEVICES = 2000
@@ -172,10 +171,9 @@ async def run(quick: bool) -> None:
                     None, pool.apply, _paced, (broker.port, 500, seconds, rounds)
                 )
             await reports_reach(before + 500 * seconds)
-            q = statistics.quantiles(latencies, n=100)
             print(
                 f"latency at 500 msg/s, publish -> event committed: n={len(latencies)} "
-                f"p50={q[49] * 1000:.1f} ms p99={q[98] * 1000:.1f} ms "
+                f"p50={q(latencies, 50) * 1000:.1f} ms p99={q(latencies, 99) * 1000:.1f} ms "
                 f"max={max(latencies) * 1000:.1f} ms"
             )
             print(

@@ -33,7 +33,6 @@ import os
 import re
 import signal
 import sqlite3
-import statistics
 import tempfile
 import time
 from collections import Counter
@@ -47,7 +46,7 @@ from alertd.console.accounts import add_user
 from alertd.console.roles import Role
 from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
-from bench import fake_twilio_sms
+from bench import fake_twilio_sms, q
 from bench.console import PASSWORD, sign_in
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
@@ -123,12 +122,6 @@ def setup(root: Path, fake: FakeTwilio, broker: Broker, residents: int) -> tuple
         "log_level: INFO\n"
     )
     return root / "alertd.yaml", port
-
-
-def q(values: list[float], p: int) -> float:
-    if len(values) < 2:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 async def wait_for(predicate: object, within: float) -> None:

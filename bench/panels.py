@@ -13,7 +13,6 @@ import asyncio
 import logging
 import multiprocessing as mp
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -22,16 +21,12 @@ from pathlib import Path
 from alertd.config import load_config
 from alertd.daemon import Daemon
 from alertd.events import Event
-from bench import quick_flag
+from bench import q, quick_flag
 from integrations.panels import sia_dc09
 from integrations.panels.simulate import open_pty_link
 from tests.broker import Broker, free_port
 
 CONNECTIONS = 100
-
-
-def q(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100)[pct - 1] * 1000
 
 
 async def serial_latency(daemon: Daemon, fd: int, count: int) -> None:
@@ -61,7 +56,8 @@ async def serial_latency(daemon: Daemon, fd: int, count: int) -> None:
     lat = [committed[d] - sent[d] for d in sent]
     print(
         f"serial panel: last byte of a fire alarm line -> event committed: n={len(lat)} "
-        f"p50={q(lat, 50):.2f} ms p99={q(lat, 99):.2f} ms max={max(lat) * 1000:.2f} ms"
+        f"p50={q(lat, 50) * 1000:.2f} ms p99={q(lat, 99) * 1000:.2f} ms "
+        f"max={max(lat) * 1000:.2f} ms"
     )
 
 
@@ -134,7 +130,7 @@ async def run(quick: bool) -> None:
             print(
                 f"DC-09 receiver: {CONNECTIONS} TCP connections, {sent} frames in "
                 f"{elapsed:.1f} s = {sent / elapsed:,.0f} frames/s offered, {acked} ACKed; "
-                f"ACK latency p50={q(lat, 50):.1f} ms p99={q(lat, 99):.1f} ms"
+                f"ACK latency p50={q(lat, 50) * 1000:.1f} ms p99={q(lat, 99) * 1000:.1f} ms"
             )
             print(
                 f"events committed: {daemon.ingest.counts['events']}, "
