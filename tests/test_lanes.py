@@ -24,17 +24,17 @@ from alertd.directory.residents import Resident, import_residents
 from alertd.engine.engine import Engine
 from alertd.events import Severity
 from alertd.incidents.service import IncidentService
-from alertd.outbox.dispatcher import Dispatcher
+from alertd.outbox.dispatcher import Dispatcher, Fold
 from alertd.outbox.email import EmailSink
 from alertd.outbox.lanes import URGENT_SLOTS
 from alertd.outbox.sink import Message
 from alertd.playbooks.loader import load_playbooks
 from alertd.store import messages as db
-from alertd.store.sqlite import iso
+from alertd.store.sqlite import iso, transaction
 from tests.broker import free_port
 from tests.fake_twilio import Failure
 from tests.mqtt_tools import until
-from tests.test_delivery import Rig, first_thousand, phone
+from tests.test_delivery import TEXTS, Rig, first_thousand, phone
 from tests.test_delivery import rig as rig
 from tests.test_playbooks import event
 
@@ -169,6 +169,39 @@ async def test_a_decision_sends_from_its_own_commit_and_folds_never_overrun_a_la
     await rig.dispatcher.step()
     bodies = sorted(str(r["form"]["Body"]) for r in rig.fake.requests)
     assert [b[-1] for b in bodies] == buildings  # each once
+    assert rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'") == [(6,)]
+    assert lane.busy == 0
+
+
+async def test_two_claims_written_at_once_never_hold_more_than_a_lane(rig: Rig) -> None:
+    """A decision's claim and a dispatcher round's can be queued on the writer at the same
+    time: the first prepared holds the lane's room, the second gets what is left (here
+    nothing), and each message is started once."""
+    lane = rig.dispatcher.lanes["sms"]
+    lane.concurrency = 2
+    for incident in range(1, 7):  # six fire alerts to security, one outbox row each
+        await rig.add_action(incident, "notify", "role:security")
+    rig.fake.gate = asyncio.Event()
+    first, second = rig.dispatcher.fold(), rig.dispatcher.fold()
+    assert first.wants["sms"] == (2, URGENT_SLOTS)
+    assert "sms" not in second.wants  # the room is held by the first
+    assert lane.busy == 2 + URGENT_SLOTS
+
+    def write(fold: Fold) -> list[Message]:
+        assert rig.writer.store is not None
+        with transaction(rig.writer.store.conn, immediate=True):
+            return fold.write(rig.writer.store.conn)
+
+    taken = [await rig.writer.call(write, fold) for fold in (second, first)]
+    for fold, claimed in zip((second, first), taken, strict=True):
+        fold.done(claimed)
+    assert [len(claimed) for claimed in taken] == [0, 2 + URGENT_SLOTS]
+    assert lane.busy == 2 + URGENT_SLOTS
+    await until(lambda: len(rig.fake.requests) == 2 + URGENT_SLOTS)
+
+    rig.fake.gate.set()
+    await rig.dispatcher.step()
+    assert Counter(str(r["form"]["Body"]) for r in rig.fake.requests) == {TEXTS["zh"]: 6}
     assert rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'") == [(6,)]
     assert lane.busy == 0
 

@@ -210,7 +210,7 @@ class Dispatcher:
         wants = {c: lane.claimable() for c, lane in self.lanes.items()}
         wants = {c: n for c, n in wants.items() if n[0] or n[1]}
         for channel, (n, extra) in wants.items():
-            self.lanes[channel].busy += n + extra
+            self.lanes[channel].reserve(n + extra)
         pending, self._outcomes = self._outcomes, []  # bookkeeping rides along
         changes, self._lane_changes = self._lane_changes, {}
         return Fold(self, expand, wants, pending, changes)
@@ -233,7 +233,7 @@ class Dispatcher:
 
     def _unreserve(self, fold: Fold) -> None:
         for channel, (n, extra) in fold.wants.items():
-            self.lanes[channel].busy -= n + extra
+            self.lanes[channel].release(n + extra)
 
     def _done(self, fold: Fold, claimed: list[Message]) -> None:
         self._unreserve(fold)

@@ -107,6 +107,11 @@ class Lane:
             return (self.paused_until - now).total_seconds()
         return None
 
+    def reserve(self, slots: int) -> None:
+        """Hold slots for a claim being written, so that another claim meanwhile sees
+        them taken; `release` what the claim did not use, `take` for what it did."""
+        self.busy += slots
+
     def take(self) -> None:
         """A slot for one message."""
         self.busy += 1
@@ -140,8 +145,8 @@ class Lane:
             base = self._next_start if self._next_start > now - LOOKAHEAD_S else now
             self._next_start = base + 1.0 / (self.rate or 1e9)
 
-    def release(self) -> None:
-        self.busy -= 1
+    def release(self, slots: int = 1) -> None:
+        self.busy -= slots
 
     def hold_reason(self) -> str:
         return self.stopped or "the provider asked to slow down; waiting for its Retry-After"
