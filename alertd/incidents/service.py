@@ -10,11 +10,12 @@ incidents change. Timers are stored; after a restart those that fell due fire on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -66,7 +67,8 @@ class IncidentService:
         self._ticking = asyncio.Lock()
         #: the undecided events found at start are decided (see `commit`)
         self._caught_up = asyncio.Event()
-        #: a commit of decisions failed: the incidents in memory are read again first
+        #: a commit of decisions failed: what they put in memory was not stored, so the
+        #: incidents and timers are read again before the next decision (`_deciding`)
         self._stale = False
         #: delivery: a decision that puts actions in the outbox folds a round of it into
         #: its own commit (the daemon's dispatcher; none in tests of decisions alone)
@@ -78,8 +80,7 @@ class IncidentService:
         """Load the state; returns the undecided events to catch up on."""
         store = self._writer.store
         assert store is not None
-        await self._load_incidents()
-        self._timers = dict(await self._writer.call(db.pending_timers, store.conn))
+        await self._load()
         undecided: list[Event] = await self._writer.call(db.undecided_events, store.conn)
         return undecided
 
@@ -109,25 +110,34 @@ class IncidentService:
             except Exception as exc:
                 if delay == 0.1:
                     log.error("decisions wait: the store cannot be written (%s)", exc)
-                await self._load_incidents()  # what the failed decision put in memory goes
                 await asyncio.sleep(delay)  # a backoff while the disk is full
                 delay = min(delay * 2, 5.0)
 
-    async def _load_incidents(self) -> None:
-        """The stored incidents and the next number: at start, and after a decision that
-        could not be stored."""
+    async def _load(self) -> None:
+        """The stored incidents, the next number and the pending timers: at start, and
+        after a decision that could not be stored."""
         store = self._writer.store
         assert store is not None
         live = await self._writer.call(db.live_incidents, store.conn, self._clock.now(), KEEP)
         self._incidents = IncidentIndex(live)
         self._next_id = await self._writer.call(db.max_incident_id, store.conn) + 1
+        self._timers = dict(await self._writer.call(db.pending_timers, store.conn))
+
+    @contextlib.asynccontextmanager
+    async def _deciding(self) -> AsyncIterator[None]:
+        """One decision at a time, from the stored state if the last one failed."""
+        async with self._lock:
+            if self._stale:
+                await self._load()
+                self._stale = False
+            yield
 
     async def decide_events(self, events: list[Event], *, skip: bool = False) -> None:
         """Decide events already stored, in order, and store all the decisions, with the
         events marked decided, in one transaction."""
         if not events:
             return
-        async with self._lock:
+        async with self._deciding():
             now = self._clock.now()
             decisions = [] if skip else self._decide(events, now)
             await self._save(decisions, now, db.Done(events=tuple(e.id for e in events)))
@@ -139,22 +149,15 @@ class IncidentService:
         stored undecided. If the commit fails (disk full) none of it is stored: ingest
         tries again, and the decisions are made again from the stored state."""
         await self._caught_up.wait()  # older undecided events first
-        async with self._lock:
-            if self._stale:
-                await self._load_incidents()
-                self._stale = False
+        async with self._deciding():
             store = self._writer.store
             assert store is not None
             now = self._clock.now()
             decisions = self._decide(batch.events, now)
             done = db.Done(events=tuple(e.id for e in batch.events))
-            try:
-                await self._save(
-                    decisions, now, done, first=lambda _conn: store.write(batch), urgent=urgent
-                )
-            except BaseException:
-                self._stale = True  # what the decisions put in memory was not stored
-                raise
+            await self._save(
+                decisions, now, done, first=lambda _conn: store.write(batch), urgent=urgent
+            )
 
     def _decide(self, events: list[Event], now: datetime) -> list[Decision]:
         """In order: each event sees the incidents the previous ones changed."""
@@ -179,7 +182,9 @@ class IncidentService:
         for tid, timer in sorted(self._timers.items(), key=lambda t: t[1].due_at):
             if timer.due_at > now:
                 break
-            async with self._lock:
+            async with self._deciding():
+                if tid not in self._timers:  # read again after a failed decision: gone
+                    continue
                 incident = self._incidents.get(timer.incident)
                 decision = self.engine.on_timer(incident, timer, now) if incident else Decision()
                 self._timers.pop(tid, None)
@@ -190,7 +195,7 @@ class IncidentService:
             await self._command(command)
 
     async def _command(self, command: dict[str, Any]) -> None:
-        async with self._lock:
+        async with self._deciding():
             now = self._clock.now()
             name, actor, text = command["command"], command["actor"], command["text"]
             args = json.loads(command["args"] or "{}")
@@ -283,6 +288,7 @@ class IncidentService:
                 urgent=urgent or sends,
             )
         except BaseException:
+            self._stale = True  # what the decisions put in memory (incidents, timers) goes
             if fold is not None:
                 fold.failed()
             raise
