@@ -398,3 +398,36 @@ async def test_an_sms_reply_from_staff_acknowledges_and_stops_the_escalation(
             assert ack == {"actor": "Sun Min", "text": "by SMS: OK"}
     finally:
         await fake.close()
+
+
+async def test_a_timer_whose_decision_cannot_be_stored_fires_once_the_store_works(
+    tmp_path: Path,
+) -> None:
+    """Nobody acknowledged the fire; the escalation falls due while the store refuses
+    writes. It is not lost: once the store works it fires, once."""
+    from zoneinfo import ZoneInfo
+
+    from alertd.engine.engine import Engine
+    from alertd.events import Kind
+    from alertd.incidents.service import IncidentService
+    from alertd.playbooks.loader import load_playbooks
+    from alertd.store import Writer
+    from tests.test_playbooks import event
+
+    writer = Writer(tmp_path / "alertd.db")
+    store = await writer.open()
+    clock = FakeClock()
+    engine = Engine(load_playbooks(SHIPPED).enabled, ZoneInfo("Asia/Shanghai"))
+    service = IncidentService(writer, engine, clock)
+    await service.catch_up(await service.open())
+    await service.decide_events([event(Kind.FIRE_ALARM, at=clock.now())])
+    clock.advance(121)  # past the fire playbook's wait for an acknowledgement
+    await writer.call(store.conn.execute, "PRAGMA query_only = ON")  # writes refused
+    with pytest.raises(sqlite3.OperationalError):
+        await service.tick()
+    await writer.call(store.conn.execute, "PRAGMA query_only = OFF")
+    await service.tick()
+    await service.tick()
+    count = "SELECT count(*) FROM timeline WHERE type = 'escalation'"
+    assert await writer.call(lambda: store.conn.execute(count).fetchone()) == (1,)
+    await writer.close()

@@ -187,8 +187,8 @@ class IncidentService:
                     continue
                 incident = self._incidents.get(timer.incident)
                 decision = self.engine.on_timer(incident, timer, now) if incident else Decision()
-                self._timers.pop(tid, None)
                 await self._save([decision], now, db.Done(timer=tid))
+                self._timers.pop(tid, None)  # fired, and stored as fired
         store = self._writer.store
         assert store is not None
         for command in await self._writer.call(db.pending_commands, store.conn):
