@@ -21,6 +21,7 @@ from alertd.engine.wording import place, stamp
 from alertd.events import Location
 from alertd.incidents.report import drill_score
 from alertd.playbooks.schema import Playbook
+from alertd.store import messages as messages_db
 from alertd.store.sqlite import dict_rows
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -64,12 +65,7 @@ def report_context(
     for row in outbox:
         texts = json.loads(row["texts"])
         row["zh"], row["en"] = (views.scrub(texts.get(k, ""), role) for k in ("zh", "en"))
-    counts = dict(
-        conn.execute(
-            "SELECT status, count(*) FROM messages WHERE incident_id = ? GROUP BY status",
-            (number,),
-        ).fetchall()
-    )
+    counts = messages_db.progress(conn, number)
     by_channel = conn.execute(
         "SELECT channel, status, count(*) FROM messages WHERE incident_id = ? GROUP BY 1, 2 "
         "ORDER BY 1, 2",

@@ -184,15 +184,6 @@ def deliveries(
     return rows
 
 
-def delivery_counts(conn: sqlite3.Connection, incident_id: int) -> dict[str, int]:
-    return dict(
-        conn.execute(
-            "SELECT status, count(*) FROM messages WHERE incident_id = ? GROUP BY status",
-            (incident_id,),
-        ).fetchall()
-    )
-
-
 def devices(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """Each device's last sighting, battery and active conditions (offline since)."""
     out: dict[str, dict[str, Any]] = {}

@@ -42,6 +42,7 @@ from alertd.incidents.commands import Outcome, run_command
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
+from alertd.store import messages as messages_db
 from alertd.store.sqlite import SqliteStore
 from integrations.mqtt.profiles import build_profiles
 
@@ -718,7 +719,7 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
             "incident": found,
             "timeline": views.timeline(conn, number, role),
             "deliveries": views.deliveries(conn, number, role, limit),
-            "counts": views.delivery_counts(conn, number),
+            "counts": messages_db.progress(conn, number),
             "limit": limit,
             "roll": views.roll_call(conn, number, role),
             "doors": views.door_checks(conn, found, role),
