@@ -14,9 +14,13 @@ class SiteTimeFormatter(logging.Formatter):
     def __init__(self, tz: tzinfo, fmt: str) -> None:
         super().__init__(fmt)
         self._tz = tz
+        self._second = (-1, "")  # the last second formatted: a storm logs many in one
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        text = stamp(datetime.fromtimestamp(record.created, UTC), self._tz)
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, stamp(datetime.fromtimestamp(second, UTC), self._tz))
+        text = self._second[1]
         return f"{text[:19]}.{int(record.msecs):03d}{text[19:]}"
 
 
@@ -36,6 +40,12 @@ class JsonFormatter(SiteTimeFormatter):
 
 
 def setup(level: str, tz: tzinfo, form: str = "text") -> None:
+    # what neither format shows is not gathered: an alarm storm logs a line an event
+    # (the logging HOWTO's "Optimization" settings)
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     text = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler.setFormatter(JsonFormatter(tz, text) if form == "json" else SiteTimeFormatter(tz, text))

@@ -147,7 +147,7 @@ class Engine:
                         "this is a real alarm, handled as one",
                     )
                 )
-        return start(pb, incident, "steps", now, self.ctx, decision)
+        return advance(pb, incident, now, self.ctx, decision)  # built at its first step
 
     def _attached(
         self,

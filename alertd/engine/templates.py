@@ -26,6 +26,7 @@ ACK = {
 }
 
 Values = dict[str, dict[str, Any]]
+_NOWHERE = Location()
 _TEXT_ACK = {
     language: re.compile(re.escape(hint).replace(re.escape("{id}"), r"\d+"))
     for language, hint in ACK["text"].items()
@@ -50,10 +51,11 @@ def context(
 ) -> Values:
     """Values for each language. `where`: the place of the device the message is about
     (a joining detector); by default the device that opened the incident."""
-    here = where or (incident.origin if incident.origin != Location() else incident.location)
+    here = where or (incident.origin if incident.origin != _NOWHERE else incident.location)
     eta = incident.expected_restore_at
     titles = dict(zip(LANGUAGES, (incident.title.split(" / ", 1) * 2)[:2], strict=True))
     ack = ACK["call"] if channel == "call" else ACK["text"]
+    opened = incident.opened_at.astimezone(tz)
     common = {
         "incident": incident.id,
         "site": here.site,
@@ -61,7 +63,7 @@ def context(
         "floor": here.floor,
         "unit": here.unit,
         "zone": here.zone,
-        "time": incident.opened_at.astimezone(tz).strftime("%H:%M"),
+        "time": f"{opened.hour:02d}:{opened.minute:02d}",
         "minutes_open": int((now - incident.opened_at).total_seconds() // 60),
         **(extra or {}),
     }

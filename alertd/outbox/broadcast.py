@@ -70,6 +70,9 @@ def _robot_answer(name: str, body: bytes) -> Result:
     return Result("permanent", reason)
 
 
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
+
+
 class WebhookSink:
     """`webhook:<name>:<building>` messages are POSTed to the named webhook's URL."""
 
@@ -83,14 +86,24 @@ class WebhookSink:
         if hook is None:
             return Result("permanent", f"no webhook named {name!r} under webhooks:")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # work per request kept to the POST: no cookie jar; no pool limit and no timer
+            # of its own, as the dispatcher bounds both (the lane's concurrency, and
+            # delivery.send_timeout_s around every send)
+            self._session = aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(),
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(),
+            )
         body: dict[str, object] = (
             {"text": message.body}
             if hook.format == "slack"
             else {"msgtype": "text", "text": {"content": message.body}}
         )
+        data = json.dumps(body, ensure_ascii=False).encode()
         try:
-            async with self._session.post(hook.url.get_secret_value(), json=body) as response:
+            async with self._session.post(
+                hook.url.get_secret_value(), data=data, headers=_JSON
+            ) as response:
                 retry_after = response.headers.get("Retry-After")
                 wait = float(retry_after) if retry_after else None
                 reason = f"webhook {name}: HTTP {response.status}"  # never the URL: a secret

@@ -7,6 +7,7 @@ done. A crash loses no decision half-made, and none is made twice."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -128,7 +129,7 @@ def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
         "expected_restore_at": _opt(i.expected_restore_at),
         "active": json.dumps(sorted(i.active)),
         "units": json.dumps(i.units),
-        "run": json.dumps(_flat(i.run)),
+        "run": _run_json(i.run),
         "drill": int(i.drill),
         "origin": json.dumps(_flat(i.origin), ensure_ascii=False),
         "seen": json.dumps(i.seen, ensure_ascii=False),
@@ -143,6 +144,12 @@ def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+@functools.lru_cache(maxsize=256)
+def _run_json(run: Run) -> str:
+    """Few runs differ (a sequence, a step, a wait): each is encoded once."""
+    return json.dumps(_flat(run))
 
 
 def _flat(value: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ DEAD_LETTER_PAYLOAD_MAX = 4096
 
 def iso(at: datetime) -> str:
     """UTC, fixed width, so that text order is time order."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
+    return (at if at.tzinfo is UTC else at.astimezone(UTC)).isoformat(timespec="microseconds")
 
 
 def parse_iso(text: str) -> datetime:
