@@ -43,7 +43,7 @@ def profiles(specs: dict[str, dict[str, object]] | None = None) -> dict[str, Pro
     return build_profiles(parsed, SHANGHAI if specs is not None else UTC)
 
 
-def expand_now(conn: Any, *args: Any) -> int:
+def expand_now(conn: Any, *args: Any) -> set[str]:
     """The delivery stage's expansion in a transaction of its own (the dispatcher runs it
     inside the commit that also claims)."""
     from alertd.outbox.expand import expand

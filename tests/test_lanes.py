@@ -206,6 +206,58 @@ async def test_two_claims_written_at_once_never_hold_more_than_a_lane(rig: Rig) 
     assert lane.busy == 0
 
 
+async def test_a_freed_slot_claims_only_when_its_lane_has_messages_waiting(rig: Rig) -> None:
+    """Each claim notes whether it left due messages in its lane. A slot freed in a lane
+    with none waiting starts no claim: at a steady load each message goes out from its
+    decision's own commit, and a claim for every freed slot was a commit that found
+    nothing, taking the writer from the next alarm. A slot freed where messages wait
+    takes the next one, with no poll to help (here the poll is an hour)."""
+    dispatcher = Dispatcher(
+        rig.writer,
+        rig.dispatcher.sinks,
+        rig.clock,
+        DeliveryConfig(concurrency=10, poll_s=3600),  # type: ignore[call-arg]
+        rig.dispatcher.staff,
+    )
+    assert rig.writer.store is not None
+    conn = rig.writer.store.conn
+    statements: list[str] = []
+    await rig.writer.call(conn.set_trace_callback, statements.append)  # on the writer's thread
+
+    def claims() -> int:
+        return sum("INDEXED BY messages_lane " in s and "'sms'" in s for s in statements)
+
+    rig.fake.gate = asyncio.Event()
+    for incident in range(1, 4):  # three alerts, room for ten: the first claim takes all
+        await rig.add_action(incident, "notify", "role:security")
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await until(lambda: len(rig.fake.requests) == 3)
+        assert claims() == 1
+        rig.fake.gate.set()
+        await until(
+            lambda: rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0] == 3
+        )
+        await until(lambda: dispatcher.lanes["sms"].busy == 0)
+        assert claims() == 1  # three slots freed, nothing waiting: no claim
+
+        dispatcher.lanes["sms"].concurrency = 1  # one at a time (and the urgent slots)
+        rig.fake.gate.clear()
+        for incident in range(4, 12):  # eight more
+            await rig.add_action(incident, "notify", "role:security")
+        dispatcher.outbox_changed()
+        await until(lambda: len(rig.fake.requests) == 3 + 1 + URGENT_SLOTS)
+        rig.fake.gate.set()  # each freed slot takes the next waiting alert
+        await until(
+            lambda: rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0] == 11
+        )
+    finally:
+        dispatcher.stop()
+        await task
+        await rig.writer.call(conn.set_trace_callback, None)
+    assert Counter(str(r["form"]["Body"]) for r in rig.fake.requests) == {TEXTS["zh"]: 11}
+
+
 def test_a_waiting_message_is_not_starved_by_later_urgent_ones(tmp_path: Path) -> None:
     from alertd.store import SqliteStore
 

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 #: how often pending messages past their expiry are marked expired (none is sent meanwhile)
 EXPIRE_EVERY = timedelta(seconds=1)
+#: outcomes wait this long for others to share their commit (or to ride along with a
+#: decision's), unless their lane is short of room: a commit an outcome kept the writer
+#: busy about 1 ms, as long as an alarm's own commit
+RECORD_LINGER_S = 0.02
 
 
 @dataclass(eq=False)
@@ -43,6 +47,8 @@ class Fold:
 
     dispatcher: Dispatcher
     expand: bool
+    #: claim on every lane with room, not only those known to have due messages
+    full: bool
     #: lane -> (any, urgent staff alerts beyond that), reserved on the lanes
     wants: dict[str, tuple[int, int]]
     outcomes: list[tuple[db.Outcome, asyncio.Future[None]]]
@@ -82,10 +88,19 @@ class Dispatcher:
         }
         self.wake = asyncio.Event()
         self._expand = True
+        #: lanes that may have due messages no claim has taken yet. Kept on the writer
+        #: thread by the transactions that change it (an expansion, an outcome putting a
+        #: message back, a claim that took fewer than it asked, which leaves none), so
+        #: that a freed slot starts a round only when its lane has work waiting: at a
+        #: steady load most messages are taken by their decision's own commit, and a
+        #: round for every freed slot was a writer job, and a commit, that found nothing.
+        #: The rounds every `poll_s` claim on every lane (retries falling due).
+        self._due_lanes: set[str] = set(self.lanes)
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[tuple[db.Outcome, asyncio.Future[None]]] = []
         self._recorded = asyncio.Event()
+        self._record_now = asyncio.Event()
         self._recorder_task: asyncio.Task[None] | None = None
         self._lane_changes: dict[str, LaneState] = {}
         self._expired_at: datetime | None = None
@@ -113,11 +128,15 @@ class Dispatcher:
         """Until stop(); then what is in flight finishes and is recorded, so that nothing
         is left marked `sending` (which the next start would count as possibly twice)."""
         failing = False
+        loop = asyncio.get_running_loop()
+        full, full_at = True, 0.0
         try:
             while not self._stopping:
                 self.wake.clear()  # before the round: a wake-up during it is kept
+                if full:
+                    full_at = loop.time()
                 try:
-                    await self._round()
+                    await self._round(full=full)
                 except Exception as exc:  # the store cannot be written: hold, then retry
                     if not failing:
                         log.error("delivery holds: the store cannot be written (%s)", exc)
@@ -127,7 +146,9 @@ class Dispatcher:
                 if failing:
                     log.warning("delivery goes on: the store can be written again")
                     failing = False
-                await wait_event(self.wake, self._sleep())
+                woke = await wait_event(self.wake, self._sleep())
+                # every lane at least every poll_s, however often wake-ups come
+                full = not woke or loop.time() - full_at >= self._config.poll_s
         finally:
             await self._drain()
 
@@ -136,7 +157,9 @@ class Dispatcher:
         never waits behind them (or behind what the writer has queued before them)."""
         while True:
             await self._recorded.wait()
+            await wait_event(self._record_now, RECORD_LINGER_S)
             self._recorded.clear()
+            self._record_now.clear()
             try:
                 await self._record()
             except Exception:  # the outcomes were put back: try again after a pause
@@ -153,7 +176,7 @@ class Dispatcher:
         self._expand = True
         started = 0
         while True:
-            started += await self._round()
+            started += await self._round(full=True)
             if self._tasks:
                 await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 continue
@@ -169,23 +192,25 @@ class Dispatcher:
         return count > 0
 
     async def _claimable_due(self) -> bool:
-        return any(lane.claimable() for lane in self.lanes.values()) and await self._due()
+        return any(any(lane.claimable()) for lane in self.lanes.values()) and await self._due()
 
     def _sleep(self) -> float:
         waits = [w for lane in self.lanes.values() if (w := lane.ready_in()) is not None]
         return min([self._config.poll_s, *waits])
 
-    async def _round(self) -> int:
-        """Expand new actions, then give every lane with room the due messages it can
-        start now."""
+    async def _round(self, *, full: bool) -> int:
+        """Expand new actions, then give the lanes with room the due messages they can
+        start now: every lane when `full`, else those that may have some (`_due_lanes`)."""
         store = self._writer.store
         assert store is not None
         if self._recorder_task is None or self._recorder_task.done():
             self._recorder_task = asyncio.create_task(self._recorder(), name="delivery records")
         expand, self._expand = self._expand, False
-        if not expand and not any(any(lane.claimable()) for lane in self.lanes.values()):
+        if not expand and not any(
+            any(lane.claimable()) for c, lane in self.lanes.items() if full or c in self._due_lanes
+        ):
             return 0
-        fold = self.fold(expand=expand)
+        fold = self.fold(expand=expand, full=full)
 
         def in_own_transaction(conn: sqlite3.Connection) -> list[Message]:
             with transaction(conn, immediate=True):
@@ -199,7 +224,7 @@ class Dispatcher:
         fold.done(claimed)
         return len(claimed)
 
-    def fold(self, *, expand: bool = True) -> Fold:
+    def fold(self, *, expand: bool = True, full: bool = False) -> Fold:
         """A round of delivery to fold into another commit (an incident decision that put
         actions in the outbox): its actions become messages and lanes with room take them
         in the same transaction, so a fire's first texts wait for one commit, not three.
@@ -213,7 +238,7 @@ class Dispatcher:
             self.lanes[channel].reserve(n + extra)
         pending, self._outcomes = self._outcomes, []  # bookkeeping rides along
         changes, self._lane_changes = self._lane_changes, {}
-        return Fold(self, expand, wants, pending, changes)
+        return Fold(self, expand, full, wants, pending, changes)
 
     def _write(self, conn: sqlite3.Connection, fold: Fold) -> list[Message]:
         """On the writer thread, inside the caller's transaction."""
@@ -223,17 +248,31 @@ class Dispatcher:
             self._expired_at = now
         if fold.outcomes or fold.changes:
             lanes = [(c.channel, c.state, c.reason) for c in fold.changes.values()]
-            db.write_outcomes(conn, [o for o, _ in fold.outcomes], now, lanes)
+            self._due_lanes.update(
+                db.write_outcomes(conn, [o for o, _ in fold.outcomes], now, lanes)
+            )
         if fold.expand:
             expire = timedelta(seconds=self._config.expire_s)
-            expand_actions(
-                conn, self.staff, now, expire, self._unit_format, self._config.fallback_role
+            self._due_lanes.update(
+                expand_actions(
+                    conn, self.staff, now, expire, self._unit_format, self._config.fallback_role
+                )
             )
-        return db.take_due(conn, now, fold.wants, self._config.starve_s) if fold.wants else []
+        wants = {c: n for c, n in fold.wants.items() if fold.full or c in self._due_lanes}
+        if not wants:
+            return []
+        taken = db.take_due(conn, now, wants, self._config.starve_s)
+        counts = Counter(m.channel for m in taken)
+        for channel, (n, _) in wants.items():
+            if counts[channel] < n:  # it took every due message of this lane
+                self._due_lanes.discard(channel)
+            else:
+                self._due_lanes.add(channel)
+        return taken
 
     def _unreserve(self, fold: Fold) -> None:
         for channel, (n, extra) in fold.wants.items():
-            self.lanes[channel].release(n + extra)
+            self.lanes[channel].unreserve(n + extra)
 
     def _done(self, fold: Fold, claimed: list[Message]) -> None:
         self._unreserve(fold)
@@ -249,6 +288,7 @@ class Dispatcher:
 
     def _failed(self, fold: Fold) -> None:
         self._unreserve(fold)
+        self._due_lanes.update(self.lanes)  # what it noted of the lanes was rolled back
         self._requeue(fold.outcomes, fold.changes)
         if fold.expand:
             self.outbox_changed()
@@ -266,10 +306,13 @@ class Dispatcher:
             written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._outcomes.append((outcome, written))
             self._recorded.set()
+            if lane.crowded():  # its slots free up once recorded
+                self._record_now.set()
             await written
         finally:
             lane.release()
-            self.wake.set()
+            if lane.channel in self._due_lanes:
+                self.wake.set()
 
     async def _send(self, message: Message) -> Result:
         sink = self.sinks.get(message.channel) or self.sinks.get("console")
@@ -319,12 +362,21 @@ class Dispatcher:
         assert store is not None
         lanes = [(c.channel, c.state, c.reason) for c in changes.values()]
         outcomes = [outcome for outcome, _ in pending]
+        now = self._clock.now()
+
+        def write(conn: sqlite3.Connection) -> set[str]:
+            back = db.record(conn, outcomes, now, lanes)
+            self._due_lanes.update(back)  # on the writer thread, as the claims that read it
+            return back
+
         try:
-            await self._writer.call(db.record, store.conn, outcomes, self._clock.now(), lanes)
+            back = await self._writer.call(write, store.conn)
         except BaseException:
             self._requeue(pending, changes)
             raise
         self._settle(pending)
+        if back:
+            self.wake.set()
 
     def _requeue(
         self,

@@ -207,11 +207,11 @@ def expand(
     expire: timedelta,
     unit_format: str | None = None,
     fallback: str = "front_desk",
-) -> int:
+) -> set[str]:
     """Expand every pending outbox action, inside the caller's transaction (the commit that
     decides an event also expands and claims: a fire's staff alert waits for one fsync,
-    not one per step)."""
-    written = 0
+    not one per step). Returns the channels that got messages."""
+    written: set[str] = set()
     at = iso(now)
     actions = conn.execute(
         "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
@@ -295,5 +295,6 @@ def expand(
                     + ("; ".join(listed) or "none registered"),
                 ),
             )
-        written += len(recipients)
+        if recipients:
+            written.add(send_as)
     return written

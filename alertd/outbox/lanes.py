@@ -54,6 +54,7 @@ class Lane:
         self.rate = rate
         self.probe_s = probe_s
         self.busy = 0
+        self._reserved = 0
         self._clock = clock
         self._next_start = 0.0
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -109,8 +110,18 @@ class Lane:
 
     def reserve(self, slots: int) -> None:
         """Hold slots for a claim being written, so that another claim meanwhile sees
-        them taken; `release` what the claim did not use, `take` for what it did."""
+        them taken; `unreserve` them once it is written, and `take` one for each message
+        it took."""
         self.busy += slots
+        self._reserved += slots
+
+    def unreserve(self, slots: int) -> None:
+        self.busy -= slots
+        self._reserved -= slots
+
+    def crowded(self) -> bool:
+        """More than half the slots are sending (reservations aside)."""
+        return self.busy - self._reserved > self.concurrency // 2
 
     def take(self) -> None:
         """A slot for one message."""
@@ -145,8 +156,9 @@ class Lane:
             base = self._next_start if self._next_start > now - LOOKAHEAD_S else now
             self._next_start = base + 1.0 / (self.rate or 1e9)
 
-    def release(self, slots: int = 1) -> None:
-        self.busy -= slots
+    def release(self) -> None:
+        """A message's slot is free."""
+        self.busy -= 1
 
     def hold_reason(self) -> str:
         return self.stopped or "the provider asked to slow down; waiting for its Retry-After"

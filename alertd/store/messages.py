@@ -141,10 +141,11 @@ def record(
     outcomes: list[Outcome],
     now: datetime,
     lanes: Sequence[tuple[str, str, str]] = (),
-) -> None:
-    """Outcomes of sends, and lanes that changed state (channel, state, reason)."""
+) -> set[str]:
+    """Outcomes of sends, and lanes that changed state (channel, state, reason). Returns
+    the channels with a message pending again (see `write_outcomes`)."""
     with transaction(conn):
-        write_outcomes(conn, outcomes, now, lanes)
+        return write_outcomes(conn, outcomes, now, lanes)
 
 
 def write_outcomes(
@@ -152,8 +153,10 @@ def write_outcomes(
     outcomes: list[Outcome],
     now: datetime,
     lanes: Sequence[tuple[str, str, str]] = (),
-) -> None:
-    """`record` inside the caller's transaction."""
+) -> set[str]:
+    """`record` inside the caller's transaction. Returns the channels that have a message
+    pending again (to retry, or a call instead of a failed SMS)."""
+    back: set[str] = set()
     for channel, state, reason in lanes:
         set_lane(conn, channel, state, reason, now)
     for o in outcomes:
@@ -166,6 +169,7 @@ def write_outcomes(
             )
             _early(conn, r.provider_id, now)
         elif r.outcome in ("throttled", "unavailable"):
+            back.add(o.message.channel)
             # the provider's state, not this message's: it waits, the try not counted
             conn.execute(
                 "UPDATE messages SET status = 'pending', attempts = attempts - 1, "
@@ -173,6 +177,7 @@ def write_outcomes(
                 (iso(o.retry_at or now), r.reason, iso(now), o.message.id),
             )
         elif r.outcome == "retryable" and o.retry_at is not None:
+            back.add(o.message.channel)
             conn.execute(
                 "UPDATE messages SET status = 'pending', due_at = ?, reason = ?, "
                 "updated_at = ? WHERE id = ?",
@@ -187,6 +192,7 @@ def write_outcomes(
             if r.flag:
                 _flag(conn, o.message.recipient, r.flag)
             if o.fallback_call:
+                back.add("call")
                 conn.execute(
                     "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, "
                     "recipient, recipient_kind, recipient_ref, language, body, priority, "
@@ -195,6 +201,7 @@ def write_outcomes(
                     "expires_at, ? FROM messages WHERE id = ?",
                     (iso(now), iso(now), o.message.id),
                 )
+    return back
 
 
 def _flag(conn: sqlite3.Connection, phone: str, reason: str) -> None:
