@@ -97,7 +97,7 @@ def test_more_sensors_in_the_flat_join_the_incident_and_the_last_restore_clears_
     _, (second,) = e.on_event(event(device="leak-2", at=clock.now()), [incident], clock.now(), 2)
     assert second.actions == []
     assert second.incident is not None
-    assert second.incident.active == {"leak-1 leak", "leak-2 leak"}
+    assert second.incident.active == ("leak-1 leak", "leak-2 leak")
     _, (dry1,) = e.on_event(
         event(state=State.RESTORE, at=clock.advance(60)), [second.incident], clock.now(), 2
     )
@@ -135,7 +135,7 @@ def test_a_flapping_sensor_reopens_the_incident_it_came_from() -> None:
     incident = open_leak(e, clock).incident
     assert incident is not None
     resolved = dataclasses.replace(
-        incident, status="resolved", active=frozenset(), last_event_at=clock.now()
+        incident, status="resolved", active=(), last_event_at=clock.now()
     )
     _, (flap,) = e.on_event(event(at=clock.advance(120)), [resolved], clock.now(), 2)
     assert flap.incident is not None

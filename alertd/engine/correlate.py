@@ -6,7 +6,7 @@ opening a new one). A restore clears its device; the last one clears the inciden
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -21,8 +21,8 @@ class OpenIncident:
     key: str
     status: Literal["open", "acknowledged", "resolved"]
     last_event_at: datetime
-    #: "device_id kind" of every condition still active
-    active: frozenset[str] = field(default_factory=frozenset)
+    #: "device_id kind" of every condition still active, sorted
+    active: tuple[str, ...] = ()
     drill: bool = False
 
 
@@ -33,7 +33,7 @@ class Placement:
     #: open a new incident, attach to one, attach and clear it, or nothing to do
     outcome: Literal["open", "attach", "reopen", "all_clear", "ignore"]
     incident: int | None
-    active: frozenset[str]
+    active: tuple[str, ...]
     reason: str
 
 
@@ -66,7 +66,7 @@ def place(playbook: Playbook, event: Event, incidents: Iterable[OpenIncident]) -
     if event.state is State.ACTIVE:
         if current is None:
             return Placement(
-                playbook.name, key, "open", None, frozenset({condition}), f"new incident for {key}"
+                playbook.name, key, "open", None, (condition,), f"new incident for {key}"
             )
         outcome: Literal["attach", "reopen"] = (
             "reopen" if current.status == "resolved" else "attach"
@@ -76,7 +76,7 @@ def place(playbook: Playbook, event: Event, incidents: Iterable[OpenIncident]) -
             key,
             outcome,
             current.id,
-            current.active | {condition},
+            tuple(sorted({*current.active, condition})),
             f"joins incident {current.id} ({key})",
         )
     if current is None or condition not in current.active:
@@ -85,10 +85,10 @@ def place(playbook: Playbook, event: Event, incidents: Iterable[OpenIncident]) -
             key,
             "ignore",
             current.id if current else None,
-            current.active if current else frozenset(),
+            current.active if current else (),
             "a restore with no open condition to clear",
         )
-    left = current.active - {condition}
+    left = tuple(c for c in current.active if c != condition)
     if left:
         return Placement(
             playbook.name,

@@ -414,6 +414,10 @@ def _view(incident: Incident) -> OpenIncident:
     )
 
 
+#: a building's and a floor's place text, one string each however many incidents hold it
+_SHARED: dict[str, str] = {}
+
+
 def _places(event: Event) -> frozenset[str]:
     """What `on_join.new` compares: the event's device, zone, unit, floor and building."""
     loc = event.location
@@ -424,7 +428,9 @@ def _places(event: Event) -> frozenset[str]:
         "unit": loc.unit and f"{loc.building}/{loc.unit}",
         "zone": loc.zone and f"{loc.building}/{loc.floor}/{loc.unit}/{loc.zone}",
     }
-    return frozenset(f"{k}:{v}" for k, v in parts.items() if v)
+    places = [f"{k}:{v}" for k, v in parts.items() if v]
+    shared = ("building:", "floor:")
+    return frozenset(_SHARED.setdefault(p, p) if p.startswith(shared) else p for p in places)
 
 
 def _trim(location: Location, level: str) -> Location:

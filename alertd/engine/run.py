@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
 from alertd.engine.inhibit import InhibitRule
-from alertd.engine.state import Action, Decision, Entry, Incident, Run, Timer
+from alertd.engine.state import Action, Decision, Entry, Incident, Run, Timer, run_at
 from alertd.engine.state import Sequence as RunSequence
 from alertd.engine.templates import context, render
 from alertd.events import Location
@@ -90,13 +90,17 @@ def advance(
                     f"step {index + 1}: waiting up to {step.wait_ack_s:g} s for an acknowledgement",
                 )
             )
-            return dataclasses.replace(incident, run=Run(run.sequence, index, index, 0, run.queued))
+            return dataclasses.replace(
+                incident, run=run_at(run.sequence, index, index, 0, run.queued)
+            )
         if isinstance(step, Delay):
             decision.timers.append(
                 Timer(incident.id, now + timedelta(seconds=step.delay_s), "continue", index)
             )
             decision.entries.append(Entry("step", f"step {index + 1}: waiting {step.delay_s:g} s"))
-            return dataclasses.replace(incident, run=Run(run.sequence, index, index, 0, run.queued))
+            return dataclasses.replace(
+                incident, run=run_at(run.sequence, index, index, 0, run.queued)
+            )
         incident = _do(playbook, incident, step, index, now, ctx, decision)
         index += 1
     if run.queued and run.sequence == "steps":
@@ -104,7 +108,7 @@ def advance(
         return advance(
             playbook, dataclasses.replace(incident, run=Run("steps")), now, ctx, decision
         )
-    return dataclasses.replace(incident, run=Run(run.sequence, index, None, 0, False, True))
+    return dataclasses.replace(incident, run=run_at(run.sequence, index, None, 0, False, True))
 
 
 def _do(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,19 @@ class Run:
     done: bool = False
 
 
+@functools.lru_cache(maxsize=1024)
+def run_at(
+    sequence: Sequence = "steps",
+    step: int = 0,
+    waiting: int | None = None,
+    escalation: int = 0,
+    queued: bool = False,
+    done: bool = False,
+) -> Run:
+    """A shared `Run`: thousands of open incidents stand at the same few places."""
+    return Run(sequence, step, waiting, escalation, queued, done)
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     id: int
@@ -38,7 +52,8 @@ class Incident:
     title: str
     opened_at: datetime
     last_event_at: datetime
-    active: frozenset[str] = frozenset()
+    #: "device_id kind" of every condition still active, sorted (a tuple: see `seen`)
+    active: tuple[str, ...] = ()
     #: every unit an event of this incident came from, sorted (a tuple: see `seen`)
     units: tuple[str, ...] = ()
     run: Run = Run()

@@ -224,7 +224,8 @@ class Ingest:
             self._record(batch, change, device, report.source, now, raw, drill=report.drill)
         if report.alive:
             self._heartbeats.seen(device.device_id, now)
-            self._values.setdefault(device.device_id, {}).update(report.values)
+            if report.values:  # none kept for devices that report none (a dict each)
+                self._values.setdefault(device.device_id, {}).update(report.values)
             self._seen[device.device_id] = now
         for problem in report.problems:
             self._dead_letter(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer
+from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer, run_at
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
 from alertd.store.sqlite import dict_rows, iso, parse_iso, transaction
 
@@ -127,7 +127,7 @@ def _upsert(conn: sqlite3.Connection, i: Incident) -> None:
         "acknowledged_at": _opt(i.acknowledged_at),
         "resolved_at": _opt(i.resolved_at),
         "expected_restore_at": _opt(i.expected_restore_at),
-        "active": json.dumps(sorted(i.active)),
+        "active": json.dumps(i.active),
         "units": json.dumps(i.units),
         "run": _run_json(i.run),
         "drill": int(i.drill),
@@ -180,9 +180,9 @@ def incident_from_row(row: dict[str, Any]) -> Incident:
         title=row["title"],
         opened_at=parse_iso(row["opened_at"]),
         last_event_at=parse_iso(row["last_event_at"]),
-        active=frozenset(json.loads(row["active"])),
+        active=tuple(sorted(json.loads(row["active"]))),
         units=tuple(sorted(json.loads(row["units"]))),
-        run=Run(**json.loads(row["run"])),
+        run=run_at(**json.loads(row["run"])),
         drill=bool(row["drill"]),
         acknowledged_at=_at(row["acknowledged_at"]),
         resolved_at=_at(row["resolved_at"]),
