@@ -289,3 +289,40 @@ async def test_receipts_come_together_and_an_early_one_waits_for_its_send(server
     finally:
         conn.close()
     assert server.rows("SELECT status FROM messages WHERE id = 9") == [("delivered",)]
+
+
+def test_a_receipt_is_applied_though_another_process_writes_meanwhile(tmp_path: Path) -> None:
+    """The console and commands write to the store from processes of their own. A receipt
+    read its message and then wrote it: begun deferred, its transaction could not become
+    a write once the other process had committed in between, and failed at once
+    ("database is locked", whatever the busy timeout). Writes take the lock first now:
+    the other process waits (here it cannot: no timeout), the receipt is applied."""
+    from alertd.store import SqliteStore
+    from alertd.store import messages as messages_db
+
+    store = SqliteStore(tmp_path / "alertd.db")
+    store.conn.execute(
+        "INSERT INTO messages (id, outbox_id, incident_id, channel, recipient, recipient_kind, "
+        "recipient_ref, language, body, priority, status, provider_id, due_at, updated_at) "
+        "VALUES (1, 1, 1, 'sms', '+8613800000001', 'resident', '1', 'zh', 'x', 1, 'sent', "
+        "'SM1', '', '')"
+    )
+    console = sqlite3.connect(tmp_path / "alertd.db", timeout=0, isolation_level=None)
+    console_waited = []
+
+    def meanwhile(statement: str) -> None:
+        if statement.startswith("UPDATE messages SET status"):
+            try:  # another process writes after the receipt's read, before its write
+                console.execute("INSERT INTO counters VALUES ('console', 1)")
+            except sqlite3.OperationalError:
+                console_waited.append(statement)
+
+    store.conn.set_trace_callback(meanwhile)
+    receipt = messages_db.Receipt("SM1", "delivered")
+    assert messages_db.apply_receipts(store.conn, [receipt], FakeClock().now()) == 1
+    store.conn.set_trace_callback(None)
+    assert console_waited
+    row = store.conn.execute("SELECT status FROM messages WHERE id = 1").fetchone()
+    assert row == ("delivered",)
+    console.close()
+    store.close()

@@ -189,7 +189,7 @@ async def test_two_claims_written_at_once_never_hold_more_than_a_lane(rig: Rig) 
 
     def write(fold: Fold) -> list[Message]:
         assert rig.writer.store is not None
-        with transaction(rig.writer.store.conn, immediate=True):
+        with transaction(rig.writer.store.conn):
             return fold.write(rig.writer.store.conn)
 
     taken = [await rig.writer.call(write, fold) for fold in (second, first)]

@@ -213,7 +213,7 @@ class Dispatcher:
         fold = self.fold(expand=expand, full=full)
 
         def in_own_transaction(conn: sqlite3.Connection) -> list[Message]:
-            with transaction(conn, immediate=True):
+            with transaction(conn):
                 return fold.write(conn)
 
         try:

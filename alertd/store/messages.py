@@ -131,7 +131,7 @@ def claim(
     starve_s: float,
 ) -> list[Message]:
     """`expire`, then `take_due`, in a transaction of its own."""
-    with transaction(conn, immediate=True):
+    with transaction(conn):
         expire(conn, now)
         return take_due(conn, now, wants, starve_s)
 
@@ -285,15 +285,8 @@ def apply_receipts(conn: sqlite3.Connection, receipts: Sequence[Receipt], now: d
     """Receipts in one commit (they arrive by the thousand during a fan-out and must not
     take the writer from urgent work). A receipt for a message whose send is not recorded
     yet is kept and applied when it is. Returns how many matched a message."""
-    conn.execute("BEGIN")
-    try:
-        matched = sum(_apply(conn, r, now) for r in receipts)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already (disk full)
-            conn.execute("ROLLBACK")
-        raise
-    return matched
+    with transaction(conn):
+        return sum(_apply(conn, r, now) for r in receipts)
 
 
 def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> bool:

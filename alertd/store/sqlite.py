@@ -50,9 +50,12 @@ def private(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
-    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: committed when the block ends, rolled back if it raises.
+    It takes the write lock at once: one begun deferred that read first could not
+    become a write once another process (the console, a command) had written meanwhile,
+    and failed at once with "database is locked", whatever the busy timeout."""
+    conn.execute("BEGIN IMMEDIATE")
     try:
         yield
         conn.execute("COMMIT")
