@@ -11,11 +11,10 @@ so an urgent event waits for at most one such commit; routine reports may wait u
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -41,6 +40,8 @@ class Decider(Protocol):
 
 
 RAW_MAX = 4096
+#: the values of a device that reported none (shared: read-only by its type)
+NO_VALUES: Mapping[str, Value] = {}
 LOG_ONCE_MAX = 10_000
 
 
@@ -71,7 +72,7 @@ class Ingest:
         self._devices = {d.device_id: d for d in devices}
         self._heartbeats = Heartbeats(devices, last_seen or {}, clock.now())
         self._receipts: dict[str, str] = dict(receipts or {})
-        self._values: dict[str, dict[str, Value]] = {}
+        self._values: dict[str, Mapping[str, Value]] = {}
         #: devices heard since the last tick; their last_seen and values are saved then
         self._seen: dict[str, datetime] = {}
         self._next_id = last_event_id
@@ -159,8 +160,7 @@ class Ingest:
         for start in range(0, len(heard), self._config.batch_max):
             seen = Batch()
             for device_id, at in heard[start : start + self._config.batch_max]:
-                values = json.dumps(self._values.get(device_id, {}), sort_keys=True)
-                seen.seen[device_id] = (at, values)
+                seen.seen[device_id] = (at, self._values.get(device_id, NO_VALUES))
             self._enqueue(_Item(seen), urgent=False)
         for device in self._heartbeats.overdue(now):
             self.submit(
@@ -225,7 +225,11 @@ class Ingest:
         if report.alive:
             self._heartbeats.seen(device.device_id, now)
             if report.values:  # none kept for devices that report none (a dict each)
-                self._values.setdefault(device.device_id, {}).update(report.values)
+                # replaced, never changed in place: a tick hands it to the writer thread
+                self._values[device.device_id] = {
+                    **self._values.get(device.device_id, NO_VALUES),
+                    **report.values,
+                }
             self._seen[device.device_id] = now
         for problem in report.problems:
             self._dead_letter(

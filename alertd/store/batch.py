@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -34,8 +35,10 @@ class DeadLetter:
 class Batch:
     events: list[Event] = field(default_factory=list)
     states: list[StateRow] = field(default_factory=list)
-    #: device_id -> (last message time, latest values as JSON text)
-    seen: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    #: device_id -> (last message time, latest values): the writer encodes them, so a
+    #: tick of thousands of devices does not hold the event loop; a values mapping
+    #: given here is never changed afterwards (ingest replaces it on a new report)
+    seen: dict[str, tuple[datetime, Mapping[str, object]]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     receipts: dict[str, str] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)

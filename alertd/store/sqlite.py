@@ -248,7 +248,10 @@ class SqliteStore(Reader):
                 "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, "
                 '"values" = excluded."values" '
                 "WHERE excluded.last_seen >= device_seen.last_seen",
-                [(d, iso(at), values) for d, (at, values) in batch.seen.items()],
+                [
+                    (d, iso(at), json.dumps(values, sort_keys=True))
+                    for d, (at, values) in batch.seen.items()
+                ],
             )
         if batch.dead_letters:
             c.executemany(
