@@ -203,3 +203,40 @@ async def test_a_clean_stop_commits_what_it_took_and_the_rest_waits_in_the_broke
     await second.seen.until(lambda evs: len(first.seen.events) + len(evs) >= 200)
     keys = [(row["device_id"], json.loads(row["raw"])["seq"]) for row in stored(cfg)]
     assert len(keys) == len(set(keys)) == 200
+
+
+async def test_packets_read_together_all_reach_alertd_though_the_socket_stays_quiet() -> None:
+    """alertd reads the broker's socket 64 KiB at a time (paho alone asked for each
+    packet's bytes in three or four system calls) and hands paho one packet a call: those
+    of one read beyond the first few must still be handed over, though the socket, now
+    empty, never becomes readable again. Forty PUBLISH packets in one write, then
+    silence: all forty arrive, in order."""
+    import socket
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from integrations.mqtt.client import PACKETS_PER_TURN, ChunkedClient
+
+    def publish(n: int) -> bytes:  # MQTT 5 PUBLISH, QoS 0, no properties
+        topic, payload = b"zigbee2mqtt/leak", b'{"seq": %d}' % n
+        body = len(topic).to_bytes(2, "big") + topic + b"\x00" + payload
+        return bytes([0x30, len(body)]) + body
+
+    ours, broker_side = socket.socketpair()
+    ours.setblocking(False)
+    client = ChunkedClient(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client._sock = ours  # connected, as paho's connect leaves it
+    got: list[bytes] = []
+    client.on_message = lambda c, u, msg: got.append(msg.payload)
+    count = PACKETS_PER_TURN * 2 + 8
+    broker_side.sendall(b"".join(publish(n) for n in range(count)))
+    loop = asyncio.get_running_loop()
+    loop.add_reader(ours, client.on_readable)
+    try:
+        await until(lambda: len(got) == count)
+    finally:
+        loop.remove_reader(ours)
+        ours.close()
+        broker_side.close()
+    assert got == [b'{"seq": %d}' % n for n in range(count)]

@@ -30,6 +30,39 @@ from alertd.config import MqttConfig
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_CHUNK = 100
+#: bytes one read of the socket takes
+READ_CHUNK = 65536
+#: packets handed to paho per turn of the event loop, from what was read already
+PACKETS_PER_TURN = 16
+
+
+class ChunkedClient(paho.Client):
+    """paho's client, reading its socket a chunk at a time. paho asks the socket for a
+    packet's first byte, then each length byte, then the rest: about four system calls
+    a message, 8,000 a second under a 2,000 message/s telemetry storm, a tenth of the
+    event loop's time. Here they come from one read."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._chunk = b""
+        self._at = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._at >= len(self._chunk):
+            self._chunk = super()._sock_recv(READ_CHUNK)  # BlockingIOError: nothing yet
+            self._at = 0
+        data = self._chunk[self._at : self._at + bufsize]  # b"" when the peer closed
+        self._at += len(data)
+        return data
+
+    def on_readable(self) -> None:
+        """The socket has data. paho takes one packet a call: what was read beyond it is
+        handed over here, a few packets a turn of the loop so that other work is not
+        held, and without the socket saying so again (it is empty)."""
+        for _ in range(PACKETS_PER_TURN):
+            if self.loop_read() != paho.MQTT_ERR_SUCCESS or self._at >= len(self._chunk):
+                return
+        asyncio.get_running_loop().call_soon(self.on_readable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +163,7 @@ class MqttConnection:
         self._connection += 1
         connection = self._connection
         self._lost = asyncio.Event()
-        client = paho.Client(
+        client = ChunkedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.config.client_id,
             protocol=paho.MQTTv5,
@@ -155,7 +188,7 @@ class MqttConnection:
 
         def opened(sock: Any) -> None:
             if self._client is client:
-                loop.add_reader(sock, client.loop_read)
+                loop.add_reader(sock, client.on_readable)
 
         def want_write(sock: Any) -> None:
             if self._client is client:
