@@ -240,3 +240,36 @@ async def test_packets_read_together_all_reach_alertd_though_the_socket_stays_qu
         ours.close()
         broker_side.close()
     assert got == [b'{"seq": %d}' % n for n in range(count)]
+
+
+def test_acknowledgements_queued_together_go_in_one_write() -> None:
+    """A commit acknowledges every message it stored (hundreds under a storm): paho wrote
+    each PUBACK with a system call of its own. They go in one write, in order."""
+    import socket
+    import struct
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from integrations.mqtt.client import ChunkedClient
+
+    ours, broker_side = socket.socketpair()
+    client = ChunkedClient(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    client._sock = ours  # connected, as paho's connect leaves it
+    client.on_socket_register_write = lambda c, u, sock: None  # the loop writes later
+    writes: list[int] = []
+    send = client._sock_send
+
+    def counted(buf: bytes | bytearray) -> int:
+        writes.append(len(buf))
+        return send(buf)
+
+    client._sock_send = counted  # type: ignore[method-assign]
+    for mid in range(1, 41):
+        client.ack(mid, 1)
+    client.loop_write()
+    received = broker_side.recv(4096)
+    ours.close()
+    broker_side.close()
+    assert writes == [40 * 4]
+    assert received == b"".join(struct.pack("!BBH", 0x40, 2, mid) for mid in range(1, 41))
