@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -465,3 +466,35 @@ def test_a_message_read_by_several_devices_is_acked_once_all_parts_are_stored() 
     assert acks == []
     parts[1].ack()
     assert acks == ["acked"]
+
+
+async def test_a_storm_of_alarms_logs_a_line_each_up_to_a_limit_then_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each life-safety event gets its own log line, up to ALARM_LINES_PER_S in a second;
+    the rest of that second are counted in one line once it is over (every event is in
+    the store). Thousands of lines a second were a tenth of the work under a storm."""
+    from alertd.ingest.pipeline import ALARM_LINES_PER_S
+
+    devices = [device(f"smoke-{i}") for i in range(ALARM_LINES_PER_S + 15)]
+    p = Pipeline(tmp_path / "a.db", FakeClock(), devices, IngestConfig())
+    ingest = await p.open()
+    with caplog.at_level(logging.WARNING, logger="alertd.ingest.pipeline"):
+        for dev in devices:
+            ingest.submit(report(dev, Observation(Kind.FIRE_ALARM, True), clock=p.clock))
+        await ingest.drained()
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == ALARM_LINES_PER_S
+        assert all(line.startswith("fire.alarm at ") for line in lines)
+        p.clock.advance(1)
+        ingest.tick()  # the next second: the count for the last one
+        assert caplog.records[-1].getMessage() == (
+            "... and 15 more life-safety events in that second (`alertd events`)"
+        )
+        caplog.clear()
+        ingest.submit(report(devices[0], Observation(Kind.FIRE_ALARM, False), clock=p.clock))
+        ingest.submit(report(devices[1], Observation(Kind.LEAK, True), clock=p.clock))
+        await ingest.drained()
+        assert [r.getMessage().split(" at ")[0] for r in caplog.records] == ["leak"]
+    await p.close()
+    assert len(p.events) == len(devices) + 2

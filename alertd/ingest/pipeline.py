@@ -43,6 +43,8 @@ RAW_MAX = 4096
 #: the values of a device that reported none (shared: read-only by its type)
 NO_VALUES: Mapping[str, Value] = {}
 LOG_ONCE_MAX = 10_000
+#: life-safety events logged one line each per second, before a count stands for the rest
+ALARM_LINES_PER_S = 20
 
 
 @dataclass(slots=True)
@@ -84,6 +86,7 @@ class Ingest:
         self._idle = asyncio.Event()
         self._idle.set()
         self._logged: set[tuple[str, str]] = set()
+        self._alarm_second, self._alarm_lines, self._alarms_unlogged = 0, 0, 0
         #: what happened since start: events, dead_letters, dropped, redelivered, commits
         self.counts: Counter[str] = Counter()
         #: why the last commit failed, while commits fail (health reads it)
@@ -155,6 +158,7 @@ class Ingest:
     def tick(self) -> None:
         """Check heartbeats and hold times, save last-seen times; call once a second or so."""
         now = self._clock.now()
+        self._count_alarms()
         # in commits of at most batch_max devices: an alarm waits for one of them at most
         heard, self._seen = list(self._seen.items()), {}
         for start in range(0, len(heard), self._config.batch_max):
@@ -404,16 +408,41 @@ class Ingest:
             self.counts["commits"] += 1
             self.counts.update(batch.counters)
             self.counts["events"] += len(batch.events)
-            for event in batch.events:
-                if event.state is State.ACTIVE and event.kind in LIFE_SAFETY:
-                    log.warning(
-                        "%s at %s (device %s, event %d)",
-                        event.kind,
-                        _where(event),
-                        event.device_id,
-                        event.id,
-                    )
+            self._log_alarms(batch.events)
             return
+
+    def _count_alarms(self) -> None:
+        """A new second: say how many life-safety events the last one left unlogged."""
+        second = int(self._clock.now().timestamp())
+        if second == self._alarm_second:
+            return
+        if self._alarms_unlogged:
+            log.warning(
+                "... and %d more life-safety events in that second (`alertd events`)",
+                self._alarms_unlogged,
+            )
+        self._alarm_second, self._alarm_lines, self._alarms_unlogged = second, 0, 0
+
+    def _log_alarms(self, events: list[Event]) -> None:
+        """A line for each life-safety event, up to ALARM_LINES_PER_S a second; beyond
+        that, one line a second with how many more (all are in the store and the
+        console): in a storm of thousands a second the lines were a tenth of the work,
+        and nobody reads them one by one."""
+        self._count_alarms()
+        for event in events:
+            if event.state is not State.ACTIVE or event.kind not in LIFE_SAFETY:
+                continue
+            if self._alarm_lines >= ALARM_LINES_PER_S:
+                self._alarms_unlogged += 1
+                continue
+            self._alarm_lines += 1
+            log.warning(
+                "%s at %s (device %s, event %d)",
+                event.kind,
+                _where(event),
+                event.device_id,
+                event.id,
+            )
 
     async def drained(self) -> None:
         """Wait until everything submitted so far is committed and acknowledged."""
