@@ -426,7 +426,7 @@ class Ingest:
     def _log_alarms(self, events: list[Event]) -> None:
         """A line for each life-safety event, up to ALARM_LINES_PER_S a second; beyond
         that, one line a second with how many more (all are in the store and the
-        console): in a storm of thousands a second the lines were a tenth of the work,
+        console): in a storm of thousands a second the lines were 3-6 % of the work,
         and nobody reads them one by one."""
         self._count_alarms()
         for event in events:
