@@ -21,6 +21,7 @@ from alertd.directory.residents import Resident, import_residents
 from alertd.directory.staff import load_staff
 from alertd.outbox.replies import classify
 from alertd.store import Writer
+from alertd.store.sqlite import transaction
 from integrations.twilio.callbacks import Callbacks
 from tests.broker import free_port
 
@@ -285,7 +286,8 @@ async def test_receipts_come_together_and_an_early_one_waits_for_its_send(server
         sent = messages_db.Outcome(
             Message(9, "sms", "+8613800000009", "x", "zh"), Result("sent", provider_id="SM9")
         )
-        messages_db.record(conn, [sent], FakeClock().now())
+        with transaction(conn):
+            messages_db.write_outcomes(conn, [sent], FakeClock().now())
     finally:
         conn.close()
     assert server.rows("SELECT status FROM messages WHERE id = 9") == [("delivered",)]

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import sqlite3
 import ssl
 from collections import Counter
 from datetime import timedelta
@@ -258,6 +259,16 @@ async def test_a_freed_slot_claims_only_when_its_lane_has_messages_waiting(rig: 
     assert Counter(str(r["form"]["Body"]) for r in rig.fake.requests) == {TEXTS["zh"]: 11}
 
 
+def claim(
+    conn: sqlite3.Connection, now: dt.datetime, wants: dict[str, tuple[int, int]], starve_s: float
+) -> list[Message]:
+    """A round's claim in a transaction of its own, when the sweep of expired messages is
+    due: the sweep, then the take (as the dispatcher's fold does)."""
+    with transaction(conn):
+        db.expire(conn, now)
+        return db.take_due(conn, now, wants, starve_s)
+
+
 def test_a_waiting_message_is_not_starved_by_later_urgent_ones(tmp_path: Path) -> None:
     from alertd.store import SqliteStore
 
@@ -271,9 +282,9 @@ def test_a_waiting_message_is_not_starved_by_later_urgent_ones(tmp_path: Path) -
         "VALUES (?, 1, 'sms', ?, 'x', 'x', 'zh', 'x', ?, ?, '')",
         [(n, f"+86138{n:08d}", p, iso(at)) for n, p, at in rows],
     )
-    (first,) = db.claim(store.conn, now, {"sms": (1, 0)}, starve_s=10)
+    (first,) = claim(store.conn, now, {"sms": (1, 0)}, starve_s=10)
     assert first.recipient == "+8613800000001"  # 200 s at one level per 10 s: it is its turn
-    fresh = db.claim(store.conn, now, {"sms": (3, 0)}, starve_s=1000)
+    fresh = claim(store.conn, now, {"sms": (3, 0)}, starve_s=1000)
     assert [m.recipient for m in fresh] == ["+8613800000002", "+8613800000003", "+8613800000004"]
 
 
@@ -297,7 +308,7 @@ def test_a_message_past_its_expiry_is_never_taken_and_a_backlog_is_not_sorted(
     )
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)  # with the values filled in
-    taken = db.claim(store.conn, now, {"sms": (2, 2)}, starve_s=10)
+    taken = claim(store.conn, now, {"sms": (2, 2)}, starve_s=10)
     store.conn.set_trace_callback(None)
     assert [m.recipient for m in taken] == ["+8613800000002", "+8613800000003"]
     selects = [sql for sql in statements if sql.startswith("SELECT")]

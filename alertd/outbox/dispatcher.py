@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from alertd.aio import wait_event, within
@@ -53,6 +53,8 @@ class Fold:
     wants: dict[str, tuple[int, int]]
     outcomes: list[tuple[db.Outcome, asyncio.Future[None]]]
     changes: dict[str, LaneState]
+    #: lanes its outcomes put a message back on (set by `write`)
+    back: set[str] = field(default_factory=set)
 
     def write(self, conn: sqlite3.Connection) -> list[Message]:
         return self.dispatcher._write(conn, self)
@@ -210,19 +212,26 @@ class Dispatcher:
             any(lane.claimable()) for c, lane in self.lanes.items() if full or c in self._due_lanes
         ):
             return 0
-        fold = self.fold(expand=expand, full=full)
+        return len(await self._commit(self.fold(expand=expand, full=full), urgent=True))
+
+    async def _commit(self, fold: Fold, *, urgent: bool) -> list[Message]:
+        """`fold` in a transaction of its own."""
+        store = self._writer.store
+        assert store is not None
 
         def in_own_transaction(conn: sqlite3.Connection) -> list[Message]:
             with transaction(conn):
                 return fold.write(conn)
 
         try:
-            claimed = await self._writer.call(in_own_transaction, store.conn, urgent=True)
+            claimed: list[Message] = await self._writer.call(
+                in_own_transaction, store.conn, urgent=urgent
+            )
         except BaseException:
             fold.failed()
             raise
         fold.done(claimed)
-        return len(claimed)
+        return claimed
 
     def fold(self, *, expand: bool = True, full: bool = False) -> Fold:
         """A round of delivery to fold into another commit (an incident decision that put
@@ -248,9 +257,8 @@ class Dispatcher:
             self._expired_at = now
         if fold.outcomes or fold.changes:
             lanes = [(c.channel, c.state, c.reason) for c in fold.changes.values()]
-            self._due_lanes.update(
-                db.write_outcomes(conn, [o for o, _ in fold.outcomes], now, lanes)
-            )
+            fold.back = db.write_outcomes(conn, [o for o, _ in fold.outcomes], now, lanes)
+            self._due_lanes.update(fold.back)
         if fold.expand:
             expire = timedelta(seconds=self._config.expire_s)
             self._due_lanes.update(
@@ -283,8 +291,8 @@ class Dispatcher:
             task = asyncio.create_task(self._deliver(lane, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if fold.expand and not claimed:
-            self.wake.set()  # what was expanded waits for a lane's room: a round takes it
+        if (fold.expand and not claimed) or fold.back:
+            self.wake.set()  # what was expanded or put back waits for a lane: a round takes it
 
     def _failed(self, fold: Fold) -> None:
         self._unreserve(fold)
@@ -353,30 +361,13 @@ class Dispatcher:
         )
 
     async def _record(self) -> None:
-        """Every outcome so far, and lane changes, in one commit."""
+        """Every outcome so far, and lane changes, in one commit of their own. It claims
+        nothing: waiting behind urgent work, it holds no lane's room."""
         if not self._outcomes and not self._lane_changes:
             return
         pending, self._outcomes = self._outcomes, []
         changes, self._lane_changes = self._lane_changes, {}
-        store = self._writer.store
-        assert store is not None
-        lanes = [(c.channel, c.state, c.reason) for c in changes.values()]
-        outcomes = [outcome for outcome, _ in pending]
-        now = self._clock.now()
-
-        def write(conn: sqlite3.Connection) -> set[str]:
-            back = db.record(conn, outcomes, now, lanes)
-            self._due_lanes.update(back)  # on the writer thread, as the claims that read it
-            return back
-
-        try:
-            back = await self._writer.call(write, store.conn)
-        except BaseException:
-            self._requeue(pending, changes)
-            raise
-        self._settle(pending)
-        if back:
-            self.wake.set()
+        await self._commit(Fold(self, False, False, {}, pending, changes), urgent=False)
 
     def _requeue(
         self,

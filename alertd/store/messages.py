@@ -124,38 +124,15 @@ def take_due(
     ]
 
 
-def claim(
-    conn: sqlite3.Connection,
-    now: datetime,
-    wants: dict[str, tuple[int, int]],
-    starve_s: float,
-) -> list[Message]:
-    """`expire`, then `take_due`, in a transaction of its own."""
-    with transaction(conn):
-        expire(conn, now)
-        return take_due(conn, now, wants, starve_s)
-
-
-def record(
-    conn: sqlite3.Connection,
-    outcomes: list[Outcome],
-    now: datetime,
-    lanes: Sequence[tuple[str, str, str]] = (),
-) -> set[str]:
-    """Outcomes of sends, and lanes that changed state (channel, state, reason). Returns
-    the channels with a message pending again (see `write_outcomes`)."""
-    with transaction(conn):
-        return write_outcomes(conn, outcomes, now, lanes)
-
-
 def write_outcomes(
     conn: sqlite3.Connection,
     outcomes: list[Outcome],
     now: datetime,
     lanes: Sequence[tuple[str, str, str]] = (),
 ) -> set[str]:
-    """`record` inside the caller's transaction. Returns the channels that have a message
-    pending again (to retry, or a call instead of a failed SMS)."""
+    """Outcomes of sends, and lanes that changed state (channel, state, reason), inside the
+    caller's transaction. Returns the channels that have a message pending again (to
+    retry, or a call instead of a failed SMS)."""
     back: set[str] = set()
     for channel, state, reason in lanes:
         set_lane(conn, channel, state, reason, now)
