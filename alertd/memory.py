@@ -32,11 +32,9 @@ def settle() -> None:
     _last_sweep = time.monotonic()
 
 
-def sweep() -> bool:
+def sweep() -> None:
     """The full collection, when it is due (the daemon's ticker calls this)."""
     global _last_sweep
-    if time.monotonic() - _last_sweep < SWEEP_EVERY_S:
-        return False
-    gc.collect()
-    _last_sweep = time.monotonic()
-    return True
+    if time.monotonic() - _last_sweep >= SWEEP_EVERY_S:
+        gc.collect()
+        _last_sweep = time.monotonic()

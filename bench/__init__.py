@@ -20,8 +20,8 @@ def quick_flag(doc: str | None) -> bool:
 
 def q(values: Sequence[float], p: int) -> float:
     """The p-th percentile (1-99) of values, as every benchmark reports it."""
-    if len(values) < 2:
-        return values[0]
+    if len(values) < 2:  # none (nothing arrived: a run that failed) or one
+        return values[0] if values else float("nan")
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 

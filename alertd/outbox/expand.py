@@ -211,7 +211,7 @@ def expand(
     """Expand every pending outbox action, inside the caller's transaction (the commit that
     decides an event also expands and claims: a fire's staff alert waits for one fsync,
     not one per step). Returns the channels that got messages."""
-    written: set[str] = set()
+    channels: set[str] = set()
     at = iso(now)
     actions = conn.execute(
         "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
@@ -296,5 +296,5 @@ def expand(
                 ),
             )
         if recipients:
-            written.add(send_as)
-    return written
+            channels.add(send_as)
+    return channels
