@@ -259,6 +259,42 @@ async def test_a_freed_slot_claims_only_when_its_lane_has_messages_waiting(rig: 
     assert Counter(str(r["form"]["Body"]) for r in rig.fake.requests) == {TEXTS["zh"]: 11}
 
 
+async def test_a_retry_falling_due_goes_out_though_wake_ups_never_stop(rig: Rig) -> None:
+    """A freed slot claims only on lanes known to have messages waiting; a retry is not
+    known until its time comes. Every lane is looked at every poll_s however busy the
+    dispatcher is: here a fan-out's stream of wake-ups never lets it fall idle, and the
+    security guard's SMS that failed once still goes out when its retry falls due."""
+    dispatcher = Dispatcher(
+        rig.writer,
+        rig.dispatcher.sinks,
+        rig.clock,
+        DeliveryConfig(concurrency=10, poll_s=0.05),  # type: ignore[call-arg]
+        rig.dispatcher.staff,
+    )
+    rig.fake.plan.append(Failure(500))  # the first request fails: retried later
+    await rig.add_action(1, "notify", "role:security")
+    task = asyncio.create_task(dispatcher.run())
+    busy = True
+
+    async def wake_ups() -> None:  # another incident's work, never done
+        while busy:
+            dispatcher.wake.set()
+            await asyncio.sleep(0)
+
+    waking = asyncio.create_task(wake_ups())
+    try:
+        await until(lambda: len(rig.fake.requests) == 1)
+        await until(lambda: rig.rows("SELECT status FROM messages")[0][0] == "pending")
+        rig.clock.advance(60)  # the retry is due (the first waits under a second)
+        await until(lambda: len(rig.fake.requests) == 2)
+    finally:
+        busy = False
+        await waking
+        dispatcher.stop()
+        await task
+    assert rig.rows("SELECT status FROM messages") == [("sent",)]
+
+
 def claim(
     conn: sqlite3.Connection, now: dt.datetime, wants: dict[str, tuple[int, int]], starve_s: float
 ) -> list[Message]:
