@@ -6,6 +6,7 @@ for pauses and probes; orders are compared, never durations."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import ipaddress
 import logging
@@ -28,9 +29,10 @@ from alertd.incidents.service import IncidentService
 from alertd.outbox.dispatcher import Dispatcher, Fold
 from alertd.outbox.email import EmailSink
 from alertd.outbox.lanes import URGENT_SLOTS
-from alertd.outbox.sink import Message
+from alertd.outbox.sink import Message, Result
 from alertd.playbooks.loader import load_playbooks
 from alertd.store import messages as db
+from alertd.store.batch import Batch, StateRow
 from alertd.store.sqlite import iso, transaction
 from tests.broker import free_port
 from tests.fake_twilio import Failure
@@ -174,6 +176,61 @@ async def test_a_decision_sends_from_its_own_commit_and_folds_never_overrun_a_la
     assert lane.busy == 0
 
 
+async def test_a_commit_of_a_hundred_alarms_is_as_few_statements_as_one(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """The writer thread lets go of the GIL for every SQLite statement it runs and must
+    then wait for the event loop's thread to hand it back, up to the switch interval
+    (5 ms) while the loop is busy. Written row by row, a storm's commit waited that long
+    for every row, and the claims and the next alarm waited behind it: one commit of a
+    hundred alarms (events, states, incidents, timeline, outbox, messages, claims) runs
+    no more statements than one of a single alarm, and so does recording their sends."""
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "leak.yaml").write_text(LEAK_TO_SECURITY)
+    engine = Engine(load_playbooks(tmp_path / "playbooks").enabled, ZoneInfo("Asia/Shanghai"))
+    service = IncidentService(rig.writer, engine, rig.clock, rig.dispatcher.staff)
+    service.delivery = rig.dispatcher
+    await service.catch_up(await service.open())
+    rig.dispatcher.lanes["sms"].concurrency = 200
+    assert rig.writer.store is not None
+    conn = rig.writer.store.conn
+    statements: list[str] = []
+    await rig.writer.call(conn.set_trace_callback, statements.append)  # on the writer's thread
+
+    async def commit(first: int, count: int) -> int:
+        at = rig.clock.now()
+        alarms = [
+            dataclasses.replace(event(building=str(first + n), device=f"leak-{n}", at=at), id=n)
+            for n in range(first, first + count)
+        ]
+        states = [StateRow(a.device_id, a.kind, True, at, a.id, a.id) for a in alarms]
+        before = len(statements)
+        await service.commit(Batch(events=alarms, states=states), urgent=True)
+        return len(statements) - before
+
+    async def record(ids: list[int]) -> int:
+        sent = [
+            db.Outcome(Message(i, "sms", WANG, "", "zh"), Result("sent", provider_id=f"SM{i}"))
+            for i in ids
+        ]
+        before = len(statements)
+        await rig.writer.call(lambda: db.write_outcomes(conn, sent, rig.clock.now()))
+        return len(statements) - before
+
+    try:
+        one = await commit(1, 1)
+        hundred = await commit(100, 100)
+        assert hundred <= one
+        claimed = [i for (i,) in rig.rows("SELECT id FROM messages WHERE status = 'sending'")]
+        assert len(claimed) == 101  # each alarm's alert claimed in its commit
+        assert await record(claimed[1:]) <= await record(claimed[:1])
+    finally:
+        await rig.writer.call(conn.set_trace_callback, None)
+    assert rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'") == [(101,)]
+    assert rig.rows("SELECT count(*) FROM incidents") == [(101,)]
+    await rig.dispatcher.step()  # the sends the commits started are recorded
+
+
 async def test_two_claims_written_at_once_never_hold_more_than_a_lane(rig: Rig) -> None:
     """A decision's claim and a dispatcher round's can be queued on the writer at the same
     time: the first prepared holds the lane's room, the second gets what is left (here
@@ -257,6 +314,41 @@ async def test_a_freed_slot_claims_only_when_its_lane_has_messages_waiting(rig: 
         await task
         await rig.writer.call(conn.set_trace_callback, None)
     assert Counter(str(r["form"]["Body"]) for r in rig.fake.requests) == {TEXTS["zh"]: 11}
+
+
+async def test_a_slot_takes_its_next_message_in_the_commit_that_records_its_last(
+    rig: Rig,
+) -> None:
+    """A slot is free once its send is recorded, and the commit that records it claims
+    the next message into it: a slot waits for one commit between two sends, not two
+    (under a telemetry storm every commit waits behind ingest's, and a lane's throughput
+    is its slots over that wait)."""
+    dispatcher = Dispatcher(
+        rig.writer,
+        rig.dispatcher.sinks,
+        rig.clock,
+        DeliveryConfig(concurrency=1, poll_s=3600),  # type: ignore[call-arg]
+        rig.dispatcher.staff,
+    )
+    assert rig.writer.store is not None
+    conn = rig.writer.store.conn
+    statements: list[str] = []
+    await rig.writer.call(conn.set_trace_callback, statements.append)  # on the writer's thread
+    for incident in range(1, 9):  # eight routine alerts (no urgent slots), one slot
+        await rig.add_action(incident, "notify", "role:security", severity=Severity.MINOR)
+    statements.clear()
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await until(
+            lambda: rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0] == 8
+        )
+    finally:
+        dispatcher.stop()
+        await task
+        await rig.writer.call(conn.set_trace_callback, None)
+    assert len(rig.fake.requests) == 8
+    commits = statements.count("COMMIT")
+    assert commits <= 8 + 1  # the first claim, then one commit a send (it was two)
 
 
 async def test_a_retry_falling_due_goes_out_though_wake_ups_never_stop(rig: Rig) -> None:

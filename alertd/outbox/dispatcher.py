@@ -208,8 +208,16 @@ class Dispatcher:
         if self._recorder_task is None or self._recorder_task.done():
             self._recorder_task = asyncio.create_task(self._recorder(), name="delivery records")
         expand, self._expand = self._expand, False
+
+        def wanted(lane: Lane) -> bool:
+            # a freed slot means room for anything; the urgent slots alone are worth a
+            # round only when looking at every lane (an urgent message is claimed by the
+            # commit that expands it, or is a retry that falls due for a full round)
+            n, urgent = lane.claimable()
+            return bool(n or (full and urgent))
+
         if not expand and not any(
-            any(lane.claimable()) for c, lane in self.lanes.items() if full or c in self._due_lanes
+            wanted(lane) for c, lane in self.lanes.items() if full or c in self._due_lanes
         ):
             return 0
         return len(await self._commit(self.fold(expand=expand, full=full), urgent=True))
@@ -233,19 +241,26 @@ class Dispatcher:
         fold.done(claimed)
         return claimed
 
-    def fold(self, *, expand: bool = True, full: bool = False) -> Fold:
+    def fold(self, *, expand: bool = True, full: bool = False, room: bool = True) -> Fold:
         """A round of delivery to fold into another commit (an incident decision that put
         actions in the outbox): its actions become messages and lanes with room take them
         in the same transaction, so a fire's first texts wait for one commit, not three.
         The lanes' room is reserved now, so two folds never start more than a lane's
-        concurrency. The caller calls `write` inside its transaction on the writer thread
-        (which must then be a durable commit: what is taken is marked `sending`), then
-        `done` or, if the transaction failed, `failed`."""
-        wants = {c: lane.claimable() for c, lane in self.lanes.items()}
+        concurrency. Outcomes so far ride along, and their slots take the next messages
+        in the same transaction (which leaves no more rows `sending` than the concurrency):
+        a slot waits for one commit between two sends, not two. Without `room` it claims
+        only into those slots, holding none that is free now. The caller calls `write`
+        inside its transaction on the writer thread (which must then be a durable commit:
+        what is taken is marked `sending`), then `done` or, if the transaction failed,
+        `failed`."""
+        pending, self._outcomes = self._outcomes, []  # bookkeeping rides along
+        freeing = Counter(o.message.channel for o, _ in pending)
+        wants = {c: lane.claimable(freeing[c]) for c, lane in self.lanes.items()}
+        if not room:
+            wants = {c: (min(n, freeing[c]), 0) for c, (n, _) in wants.items()}
         wants = {c: n for c, n in wants.items() if n[0] or n[1]}
         for channel, (n, extra) in wants.items():
             self.lanes[channel].reserve(n + extra)
-        pending, self._outcomes = self._outcomes, []  # bookkeeping rides along
         changes, self._lane_changes = self._lane_changes, {}
         return Fold(self, expand, full, wants, pending, changes)
 
@@ -362,12 +377,10 @@ class Dispatcher:
 
     async def _record(self) -> None:
         """Every outcome so far, and lane changes, in one commit of their own. It claims
-        nothing: waiting behind urgent work, it holds no lane's room."""
+        only into the slots it frees: waiting behind urgent work, it holds no free room."""
         if not self._outcomes and not self._lane_changes:
             return
-        pending, self._outcomes = self._outcomes, []
-        changes, self._lane_changes = self._lane_changes, {}
-        await self._commit(Fold(self, False, False, {}, pending, changes), urgent=False)
+        await self._commit(self.fold(expand=False, room=False), urgent=False)
 
     def _requeue(
         self,

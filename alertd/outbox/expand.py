@@ -13,7 +13,7 @@ from typing import Any
 from alertd.directory.staff import Staff
 from alertd.directory.units import below
 from alertd.events import Severity
-from alertd.store.sqlite import iso
+from alertd.store.sqlite import bulk, iso, json_rows
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,20 @@ def residents(
 
 #: a staff text with the door-check list stays within what one (concatenated) SMS carries
 STAFF_BODY_MAX = 600
+MESSAGE_COLUMNS = [
+    "outbox_id",
+    "incident_id",
+    "channel",
+    "recipient",
+    "recipient_kind",
+    "recipient_ref",
+    "language",
+    "body",
+    "priority",
+    "due_at",
+    "expires_at",
+    "updated_at",
+]
 MORE = {
     "zh": "……另有 {n} 户，完整名单：alertd incidents show {id}",
     "en": "... and {n} more: alertd incidents show {id}",
@@ -213,6 +227,10 @@ def expand(
     not one per step). Returns the channels that got messages."""
     channels: set[str] = set()
     at = iso(now)
+    expires = iso(now + expire)
+    messages: list[tuple[Any, ...]] = []
+    expanded: list[int] = []
+    unreached: list[int] = []
     actions = conn.execute(
         "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
         "o.vulnerable_list, i.building, i.floor, i.unit, i.units, i.severity "
@@ -256,33 +274,24 @@ def expand(
         else:  # pa, webhook: one system recipient named by the target
             recipients = [Recipient(f"{channel}:{target}:{building}", "system", target, "zh", 0)]
             send_as = channel
-        expires = iso(now + expire)
-        conn.executemany(
-            "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, recipient, "
-            "recipient_kind, recipient_ref, language, body, priority, due_at, expires_at, "
-            "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    oid,
-                    incident_id,
-                    send_as,
-                    r.address,
-                    r.kind,
-                    r.ref,
-                    r.language,
-                    texts.get(r.language) or texts["zh"],
-                    priority(r, level),
-                    at,
-                    expires,
-                    at,
-                )
-                for r in recipients
-            ],
-        )
-        conn.execute(
-            "UPDATE outbox SET status = ? WHERE id = ?",
-            ("expanded" if recipients else "no recipients", oid),
-        )
+        messages += [
+            (
+                oid,
+                incident_id,
+                send_as,
+                r.address,
+                r.kind,
+                r.ref,
+                r.language,
+                texts.get(r.language) or texts["zh"],
+                priority(r, level),
+                at,
+                expires,
+                at,
+            )
+            for r in recipients
+        ]
+        (expanded if recipients else unreached).append(oid)
         if listed is not None:
             conn.execute(
                 "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
@@ -297,4 +306,16 @@ def expand(
             )
         if recipients:
             channels.add(send_as)
+    bulk(  # each table in one statement for all the actions (see `bulk`)
+        conn,
+        f"INSERT OR IGNORE INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
+        f"{json_rows(*MESSAGE_COLUMNS)}",
+        messages,
+    )
+    for status, ids in (("expanded", expanded), ("no recipients", unreached)):
+        if ids:
+            conn.execute(
+                "UPDATE outbox SET status = ? WHERE id IN (SELECT value FROM json_each(?))",
+                (status, json.dumps(ids)),
+            )
     return channels

@@ -77,19 +77,22 @@ class Lane:
 
     # -- what the dispatcher asks -----------------------------------------------------
 
-    def claimable(self) -> tuple[int, int]:
+    def claimable(self, freeing: int = 0) -> tuple[int, int]:
         """How many messages this lane can start within the lookahead, and how many staff
         alerts of life-safety incidents it can take besides: they have slots of their own,
-        so a fan-out filling the concurrency never holds them, and go first at the rate."""
+        so a fan-out filling the concurrency never holds them, and go first at the rate.
+        `freeing`: slots whose outcomes the same transaction records (they are free once
+        it commits, and no more rows are left `sending` than the concurrency)."""
         if self.paused():
             return 0, 0
+        busy = self.busy - freeing
         if self.stopped:
-            return (1 if self._probe_due() and self.busy == 0 else 0), 0
-        urgent = max(0, min(URGENT_SLOTS, self.concurrency + URGENT_SLOTS - self.busy))
-        return self._claimable(), urgent
+            return (1 if self._probe_due() and busy == 0 else 0), 0
+        urgent = max(0, min(URGENT_SLOTS, self.concurrency + URGENT_SLOTS - busy))
+        return self._claimable(busy), urgent
 
-    def _claimable(self) -> int:
-        free = self.concurrency - self.busy
+    def _claimable(self, busy: int) -> int:
+        free = self.concurrency - busy
         if free <= 0:
             return 0
         n = free
@@ -97,7 +100,7 @@ class Lane:
             n = min(free, max(0, int(self.rate * LOOKAHEAD_S) + 1 - len(self._waiting)))
         # a busy lane claims in small batches, not one transaction per freed slot
         batch = max(1, min(self.concurrency // 4, int((self.rate or 1e9) * LOOKAHEAD_S)))
-        return n if n >= batch or self.busy == 0 else 0
+        return n if n >= batch or busy == 0 else 0
 
     def ready_in(self) -> float | None:
         """Seconds until this lane can take work again, when something holds it."""

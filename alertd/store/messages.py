@@ -5,6 +5,7 @@ have been sent twice; they are counted."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from alertd.outbox.sink import Message, Result
-from alertd.store.sqlite import iso, parse_iso, transaction
+from alertd.store.sqlite import bulk, iso, json_rows, parse_iso, transaction
 
 INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
 #: Twilio error codes about one number: no retry can fix them, and the directory keeps them
@@ -103,11 +104,12 @@ def take_due(
         taken = ranked[:n]
         taken += [r for r in ranked[n:] if r[8] <= URGENT_PRIORITY][:extra]
         rows += taken
-    conn.executemany(
-        "UPDATE messages SET status = 'sending', attempts = attempts + 1, "
-        "updated_at = ? WHERE id = ?",
-        [(iso(now), r[0]) for r in rows],
-    )
+    if rows:
+        conn.execute(
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ? "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (iso(now), json.dumps([r[0] for r in rows])),
+        )
     return [
         Message(
             mid,
@@ -136,16 +138,20 @@ def write_outcomes(
     back: set[str] = set()
     for channel, state, reason in lanes:
         set_lane(conn, channel, state, reason, now)
+    sent = [o for o in outcomes if o.result.outcome == "sent"]
+    bulk(  # most outcomes: one statement for all of them
+        conn,
+        "UPDATE messages SET status = 'sent', provider_id = r.provider_id, reason = r.reason, "
+        f"updated_at = r.updated_at FROM ({json_rows('id', 'provider_id', 'reason', 'updated_at')})"
+        " AS r WHERE messages.id = r.id",
+        [(o.message.id, o.result.provider_id, o.result.reason, iso(now)) for o in sent],
+    )
+    _early(conn, [o.result.provider_id for o in sent if o.result.provider_id], now)
     for o in outcomes:
         r = o.result
         if r.outcome == "sent":
-            conn.execute(
-                "UPDATE messages SET status = 'sent', provider_id = ?, reason = ?, "
-                "updated_at = ? WHERE id = ?",
-                (r.provider_id, r.reason, iso(now), o.message.id),
-            )
-            _early(conn, r.provider_id, now)
-        elif r.outcome in ("throttled", "unavailable"):
+            continue
+        if r.outcome in ("throttled", "unavailable"):
             back.add(o.message.channel)
             # the provider's state, not this message's: it waits, the try not counted
             conn.execute(
@@ -301,16 +307,17 @@ def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> bool:
     return True
 
 
-def _early(conn: sqlite3.Connection, provider_id: str, now: datetime) -> None:
-    """Receipts that came before the send was recorded, applied now."""
+def _early(conn: sqlite3.Connection, provider_ids: list[str], now: datetime) -> None:
+    """Receipts that came before their sends were recorded, applied now."""
+    if not provider_ids:
+        return
     rows = conn.execute(
-        "SELECT status, error_code FROM early_receipts WHERE provider_id = ? ORDER BY rowid",
-        (provider_id,),
+        "DELETE FROM early_receipts WHERE provider_id IN (SELECT value FROM json_each(?)) "
+        "RETURNING rowid, provider_id, status, error_code",
+        (json.dumps(provider_ids),),
     ).fetchall()
-    if rows:
-        conn.execute("DELETE FROM early_receipts WHERE provider_id = ?", (provider_id,))
-        for status, code in rows:
-            _apply(conn, Receipt(provider_id, status, code), now)
+    for _, provider_id, status, code in sorted(rows):
+        _apply(conn, Receipt(provider_id, status, code), now)
 
 
 def latest_incident_for(conn: sqlite3.Connection, phone: str) -> int | None:
