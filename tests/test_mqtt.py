@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,59 @@ async def test_packets_read_together_all_reach_alertd_though_the_socket_stays_qu
         ours.close()
         broker_side.close()
     assert got == [b'{"seq": %d}' % n for n in range(count)]
+
+
+async def test_every_publish_reaches_alertd_whole_with_or_without_properties() -> None:
+    """PUBLISH packets without MQTT 5 properties are read by alertd itself (paho's own
+    reading built a properties object, a message with a lock and a log line for each);
+    the others go through paho. Either way each arrives with its topic, payload, QoS,
+    retain and duplicate flags and packet id, in order."""
+    import socket
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from integrations.mqtt.client import ChunkedClient
+
+    def packet(
+        topic: str, payload: bytes, qos: int, retain: bool, dup: bool, mid: int, properties: bytes
+    ) -> bytes:
+        name = topic.encode()
+        body = len(name).to_bytes(2, "big") + name
+        body += mid.to_bytes(2, "big") if qos else b""
+        body += bytes([len(properties)]) + properties + payload
+        flags = (qos << 1) | int(retain) | (int(dup) << 3)
+        return bytes([0x30 | flags, len(body)]) + body
+
+    expiry = b"\x02" + (60).to_bytes(4, "big")  # message expiry interval: 60 s
+    sent = [
+        ("zigbee2mqtt/leak_1", b'{"water_leak":true}', 1, False, False, 7, b""),
+        ("zigbee2mqtt/leak_2", b'{"water_leak":false}', 1, False, True, 8, expiry),
+        ("zigbee2mqtt/leak_2", b'{"water_leak":false}', 1, False, True, 9, b""),
+        ("tele/mains_b3/LWT", b"Offline", 0, True, False, 0, b""),
+        ("tele/mains_b3/LWT", b"Online", 0, True, False, 0, expiry),
+        ("zigbee2mqtt/\u6f0f\u6c34", b"", 1, False, False, 65535, b""),
+    ]
+    ours, broker_side = socket.socketpair()
+    ours.setblocking(False)
+    client = ChunkedClient(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    client._sock = ours  # connected, as paho's connect leaves it
+    got: list[tuple[object, ...]] = []
+    client.on_publish_read = lambda *read: got.append(read)
+    client.on_message = lambda c, u, m: got.append(
+        (m.topic, m.payload, m.qos, m.retain, m.dup, m.mid)
+    )
+    broker_side.sendall(b"".join(packet(*p) for p in sent))
+    loop = asyncio.get_running_loop()
+    loop.add_reader(ours, client.on_readable)
+    try:
+        await until(lambda: len(got) == len(sent))
+    finally:
+        loop.remove_reader(ours)
+        ours.close()
+        broker_side.close()
+    assert got == [p[:6] for p in sent]
+    assert client._out_packet == deque()  # acks are alertd's to send, once stored
 
 
 def test_acknowledgements_queued_together_go_in_one_write() -> None:

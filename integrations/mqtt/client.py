@@ -48,6 +48,8 @@ class ChunkedClient(paho.Client):
         super().__init__(*args, **kwargs)
         self._chunk = b""
         self._at = 0
+        #: (topic, payload, qos, retain, dup, packet id) of a PUBLISH read here, not by paho
+        self.on_publish_read: Callable[[str, bytes, int, bool, bool, int], None] | None = None
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._at >= len(self._chunk):
@@ -66,6 +68,36 @@ class ChunkedClient(paho.Client):
             joined = b"".join(a["packet"] for a in acks)
             out.appendleft({**acks[0], "packet": joined, "to_process": len(joined)})
         return super()._packet_write()
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """A PUBLISH without MQTT 5 properties (nearly all of them), read here and handed
+        to `on_publish_read`. For each one paho builds a Properties object (every one of
+        its forty names set), a message with a lock and condition of its own and a debug
+        log line: a tenth of the event loop's time under a telemetry storm. The rest (QoS
+        2, properties, a topic alias, a topic not UTF-8) and automatic acks go to paho."""
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        end = 2 + int.from_bytes(packet[:2], "big")
+        at = end + 2 if qos == 1 else end
+        if (
+            self.on_publish_read is None
+            or qos == 2
+            or not self._manual_ack
+            or self._protocol != paho.MQTTv5
+            or end == 2
+            or len(packet) <= at
+            or packet[at] != 0  # properties follow
+        ):
+            return super()._handle_publish()
+        try:
+            topic = bytes(packet[2:end]).decode()
+        except UnicodeDecodeError:
+            return super()._handle_publish()
+        mid = int.from_bytes(packet[end:at], "big")
+        self.on_publish_read(
+            topic, bytes(packet[at + 1 :]), qos, bool(header & 1), bool(header & 8), mid
+        )
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def on_readable(self) -> None:
         """The socket has data. paho takes one packet a call: what was read beyond it is
@@ -218,6 +250,9 @@ class MqttConnection:
         client.on_connect = lambda c, u, flags, rc, props: self._connected(c, flags, rc, connection)
         client.on_disconnect = lambda c, u, flags, rc, props: self._disconnected(rc)
         client.on_message = lambda c, u, msg: self._message(msg, connection)
+        client.on_publish_read = lambda topic, payload, qos, retain, dup, mid: self._on_message(
+            Incoming(topic, payload, qos, retain, dup, mid, connection)
+        )
         client.on_subscribe = lambda c, u, mid, codes, props: self._subscribed(mid, codes)
         client.on_publish = lambda c, u, mid, rc, props: self._published(mid)
 
@@ -330,6 +365,7 @@ class MqttConnection:
             "on_connect",
             "on_disconnect",
             "on_message",
+            "on_publish_read",
             "on_subscribe",
             "on_publish",
         ):
