@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from alertd.events import Event, Kind, Observation, State
 from alertd.ingest.pipeline import Ingest
 from alertd.ingest.report import Receipt, Rejected, Report, Value
 from alertd.store import SqliteStore, Writer
+from alertd.store.batch import Batch
 from integrations.mqtt.client import Incoming
 from integrations.mqtt.profiles import Decoded
 from integrations.mqtt.router import Router
@@ -498,3 +500,44 @@ async def test_a_storm_of_alarms_logs_a_line_each_up_to_a_limit_then_a_count(
         assert [r.getMessage().split(" at ")[0] for r in caplog.records] == ["leak"]
     await p.close()
     assert len(p.events) == len(devices) + 2
+
+
+@settings(max_examples=50, deadline=None)
+@given(texts=st.lists(st.text(), min_size=6, max_size=6), number=st.integers(0, 2**62))
+def test_any_text_is_stored_exactly_as_it_came(texts: list[str], number: int) -> None:
+    """A batch's rows reach SQLite as one JSON array per table (one statement each): what a
+    device or panel sent, in any script, with quotes, backslashes or control characters,
+    is read back as it came (a NUL character as U+FFFD, which SQLite's JSON can carry)."""
+    import tempfile
+
+    from alertd.events import Location, severity_of
+    from alertd.store.sqlite import parse_iso
+
+    raw, detail, device_id, building, unit, zone = texts
+    at = parse_iso("2026-11-29T03:00:00.000001+00:00")
+    event = Event(
+        number,
+        Kind.LEAK,
+        State.ACTIVE,
+        severity_of(Kind.LEAK, State.ACTIVE),
+        device_id,
+        Location("HV", building, "12", unit, zone),
+        at,
+        at,
+        "mqtt",
+        raw=raw,
+        detail=detail,
+        tags={"note": raw},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "alertd.db")
+        try:
+            store.commit(Batch(events=[event]))
+            row = store.conn.execute(
+                "SELECT id, raw, detail, device_id, building, unit, zone, tags FROM events"
+            ).fetchone()
+        finally:
+            store.close()
+    stored = [t.replace("\0", "\ufffd") for t in (raw, detail, device_id, building, unit, zone)]
+    assert row[:7] == (number, *stored)
+    assert json.loads(row[7]) == {"note": raw}  # encoded before: its NUL is an escape

@@ -102,9 +102,21 @@ def bulk(conn: sqlite3.Connection, sql: str, rows: Sequence[Any]) -> None:
     Not `executemany`: it steps SQLite once a row, each step lets go of the GIL and must
     take it back, and beside a busy event loop each of those waits for the loop's thread
     to give it up, up to the switch interval (5 ms): a 200-row batch took 300 ms so, and
-    5 ms as one statement. Values are what JSON carries (text, numbers, None)."""
-    if rows:
-        conn.execute(sql, (json.dumps(rows),))
+    5 ms as one statement. Values are what JSON carries (text, numbers, None); text that
+    is not valid Unicode (a lone surrogate) fails here, as binding it would, instead of
+    reaching the store as an escape SQLite turns into bytes no reader can decode. A NUL
+    character is stored as U+FFFD: SQLite's JSON (3.40) would end the text there."""
+    if not rows:
+        return
+    data = json.dumps(rows, ensure_ascii=False)
+    if "\\u0000" in data:
+        rows = [[_no_nul(v) for v in row] for row in rows]
+        data = json.dumps(rows, ensure_ascii=False)
+    conn.execute(sql, (data,))
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\0", "\ufffd") if isinstance(value, str) else value
 
 
 def unsynced(fn: Any) -> Any:
