@@ -44,6 +44,32 @@ from tests.test_playbooks import event
 WANG = "+8613900000001"  # security, in the rig's staff file
 
 
+def own_dispatcher(rig: Rig, **delivery: float) -> Dispatcher:
+    """A dispatcher of the rig's sinks and staff, with delivery settings of its own."""
+    config = DeliveryConfig(**delivery)  # type: ignore[arg-type]
+    return Dispatcher(rig.writer, rig.dispatcher.sinks, rig.clock, config, rig.dispatcher.staff)
+
+
+async def traced(rig: Rig) -> list[str]:
+    """The statements the writer runs from now until `untraced` (traced on its thread,
+    where its connection lives)."""
+    assert rig.writer.store is not None
+    statements: list[str] = []
+    await rig.writer.call(rig.writer.store.conn.set_trace_callback, statements.append)
+    return statements
+
+
+async def until_sent(rig: Rig, count: int) -> None:
+    await until(
+        lambda: rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0] == count
+    )
+
+
+async def untraced(rig: Rig) -> None:
+    assert rig.writer.store is not None
+    await rig.writer.call(rig.writer.store.conn.set_trace_callback, None)
+
+
 async def test_bad_credentials_stop_the_lane_flag_nobody_and_messages_go_once_fixed(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -83,13 +109,7 @@ async def test_only_number_codes_flag_a_number(rig: Rig) -> None:
 
 
 async def test_a_call_waiting_for_its_rate_never_holds_an_sms(rig: Rig) -> None:
-    dispatcher = Dispatcher(
-        rig.writer,
-        rig.dispatcher.sinks,
-        rig.clock,
-        DeliveryConfig(calls_per_s=1, concurrency=20, poll_s=30),  # type: ignore[call-arg]
-        rig.dispatcher.staff,
-    )
+    dispatcher = own_dispatcher(rig, calls_per_s=1, concurrency=20, poll_s=30)
     for incident in range(1, 6):  # five calls to make, one a second
         await rig.add_action(incident, "call", "role:security")
     task = asyncio.create_task(dispatcher.run())
@@ -194,8 +214,7 @@ async def test_a_commit_of_a_hundred_alarms_is_as_few_statements_as_one(
     rig.dispatcher.lanes["sms"].concurrency = 200
     assert rig.writer.store is not None
     conn = rig.writer.store.conn
-    statements: list[str] = []
-    await rig.writer.call(conn.set_trace_callback, statements.append)  # on the writer's thread
+    statements = await traced(rig)
 
     async def commit(first: int, count: int) -> int:
         at = rig.clock.now()
@@ -225,7 +244,7 @@ async def test_a_commit_of_a_hundred_alarms_is_as_few_statements_as_one(
         assert len(claimed) == 101  # each alarm's alert claimed in its commit
         assert await record(claimed[1:]) <= await record(claimed[:1])
     finally:
-        await rig.writer.call(conn.set_trace_callback, None)
+        await untraced(rig)
     assert rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'") == [(101,)]
     assert rig.rows("SELECT count(*) FROM incidents") == [(101,)]
     await rig.dispatcher.step()  # the sends the commits started are recorded
@@ -270,17 +289,8 @@ async def test_a_freed_slot_claims_only_when_its_lane_has_messages_waiting(rig: 
     decision's own commit, and a claim for every freed slot was a commit that found
     nothing, taking the writer from the next alarm. A slot freed where messages wait
     takes the next one, with no poll to help (here the poll is an hour)."""
-    dispatcher = Dispatcher(
-        rig.writer,
-        rig.dispatcher.sinks,
-        rig.clock,
-        DeliveryConfig(concurrency=10, poll_s=3600),  # type: ignore[call-arg]
-        rig.dispatcher.staff,
-    )
-    assert rig.writer.store is not None
-    conn = rig.writer.store.conn
-    statements: list[str] = []
-    await rig.writer.call(conn.set_trace_callback, statements.append)  # on the writer's thread
+    dispatcher = own_dispatcher(rig, concurrency=10, poll_s=3600)
+    statements = await traced(rig)
 
     def claims() -> int:
         return sum("INDEXED BY messages_lane " in s and "'sms'" in s for s in statements)
@@ -293,9 +303,7 @@ async def test_a_freed_slot_claims_only_when_its_lane_has_messages_waiting(rig: 
         await until(lambda: len(rig.fake.requests) == 3)
         assert claims() == 1
         rig.fake.gate.set()
-        await until(
-            lambda: rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0] == 3
-        )
+        await until_sent(rig, 3)
         await until(lambda: dispatcher.lanes["sms"].busy == 0)
         assert claims() == 1  # three slots freed, nothing waiting: no claim
 
@@ -306,13 +314,11 @@ async def test_a_freed_slot_claims_only_when_its_lane_has_messages_waiting(rig: 
         dispatcher.outbox_changed()
         await until(lambda: len(rig.fake.requests) == 3 + 1 + URGENT_SLOTS)
         rig.fake.gate.set()  # each freed slot takes the next waiting alert
-        await until(
-            lambda: rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0] == 11
-        )
+        await until_sent(rig, 11)
     finally:
         dispatcher.stop()
         await task
-        await rig.writer.call(conn.set_trace_callback, None)
+        await untraced(rig)
     assert Counter(str(r["form"]["Body"]) for r in rig.fake.requests) == {TEXTS["zh"]: 11}
 
 
@@ -323,29 +329,18 @@ async def test_a_slot_takes_its_next_message_in_the_commit_that_records_its_last
     the next message into it: a slot waits for one commit between two sends, not two
     (under a telemetry storm every commit waits behind ingest's, and a lane's throughput
     is its slots over that wait)."""
-    dispatcher = Dispatcher(
-        rig.writer,
-        rig.dispatcher.sinks,
-        rig.clock,
-        DeliveryConfig(concurrency=1, poll_s=3600),  # type: ignore[call-arg]
-        rig.dispatcher.staff,
-    )
-    assert rig.writer.store is not None
-    conn = rig.writer.store.conn
-    statements: list[str] = []
-    await rig.writer.call(conn.set_trace_callback, statements.append)  # on the writer's thread
+    dispatcher = own_dispatcher(rig, concurrency=1, poll_s=3600)
+    statements = await traced(rig)
     for incident in range(1, 9):  # eight routine alerts (no urgent slots), one slot
         await rig.add_action(incident, "notify", "role:security", severity=Severity.MINOR)
     statements.clear()
     task = asyncio.create_task(dispatcher.run())
     try:
-        await until(
-            lambda: rig.rows("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0] == 8
-        )
+        await until_sent(rig, 8)
     finally:
         dispatcher.stop()
         await task
-        await rig.writer.call(conn.set_trace_callback, None)
+        await untraced(rig)
     assert len(rig.fake.requests) == 8
     commits = statements.count("COMMIT")
     assert commits <= 8 + 1  # the first claim, then one commit a send (it was two)
@@ -356,13 +351,7 @@ async def test_a_retry_falling_due_goes_out_though_wake_ups_never_stop(rig: Rig)
     known until its time comes. Every lane is looked at every poll_s however busy the
     dispatcher is: here a fan-out's stream of wake-ups never lets it fall idle, and the
     security guard's SMS that failed once still goes out when its retry falls due."""
-    dispatcher = Dispatcher(
-        rig.writer,
-        rig.dispatcher.sinks,
-        rig.clock,
-        DeliveryConfig(concurrency=10, poll_s=0.05),  # type: ignore[call-arg]
-        rig.dispatcher.staff,
-    )
+    dispatcher = own_dispatcher(rig, concurrency=10, poll_s=0.05)
     rig.fake.plan.append(Failure(500))  # the first request fails: retried later
     await rig.add_action(1, "notify", "role:security")
     task = asyncio.create_task(dispatcher.run())
