@@ -61,6 +61,24 @@ def test_the_store_and_its_wal_and_shm_are_private(tmp_path: Path) -> None:
         os.umask(old)
 
 
+def test_a_sqlite_too_old_for_the_store_is_said_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store writes a commit's rows a statement a table with SQLite's JSON functions,
+    UPDATE ... FROM and RETURNING: a Python built with an older SQLite is refused when
+    the store opens, by name, not with a syntax error at the first alarm. (The version is
+    the one thing here that cannot be had for real: this machine's SQLite is newer.)"""
+    import sqlite3
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(
+        sqlite3.NotSupportedError, match=r"needs SQLite 3\.35\.0 or newer.*3\.31\.1"
+    ):
+        SqliteStore(tmp_path / "alertd.db")
+    assert not (tmp_path / "alertd.db").exists()
+
+
 async def test_a_second_daemon_on_the_same_store_refuses_and_the_first_keeps_working(
     tmp_path: Path, broker: Broker
 ) -> None:

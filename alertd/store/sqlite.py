@@ -198,8 +198,18 @@ class Reader:
         return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
 
 
+#: what the write path uses: json_each/json_extract (`bulk`), UPDATE ... FROM (3.33),
+#: RETURNING (3.35)
+SQLITE_NEEDED = (3, 35, 0)
+
+
 class SqliteStore(Reader):
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        if sqlite3.sqlite_version_info < SQLITE_NEEDED:  # said now, not at the first alarm
+            raise sqlite3.NotSupportedError(
+                f"alertd's store needs SQLite {'.'.join(map(str, SQLITE_NEEDED))} or newer; "
+                f"this Python has {sqlite3.sqlite_version}"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         private(path)
