@@ -541,3 +541,35 @@ def test_any_text_is_stored_exactly_as_it_came(texts: list[str], number: int) ->
     stored = [t.replace("\0", "\ufffd") for t in (raw, detail, device_id, building, unit, zone)]
     assert row[:7] == (number, *stored)
     assert json.loads(row[7]) == {"note": raw}  # encoded before: its NUL is an escape
+
+
+def test_a_storm_of_bad_messages_is_kept_in_a_few_statements_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    """Malformed messages are kept as dead letters with their bytes as they came. Written
+    row by row, each row was a statement, and each statement a wait for the GIL beside a
+    busy event loop (see `bulk`): a storm of bad input made every commit, the alarms'
+    included, wait that long. 1,200 of them go in a few statements, every byte kept."""
+    from alertd.store.batch import DeadLetter
+    from alertd.store.sqlite import parse_iso
+
+    at = parse_iso("2026-11-29T03:00:00+00:00")
+    letters = [
+        DeadLetter(
+            at, "mqtt", f"bad #{n}", f"zigbee2mqtt/leak_{n}", f"leak_{n}", bytes([n % 256]) * n
+        )
+        for n in range(1200)
+    ]
+    store = SqliteStore(tmp_path / "alertd.db")
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    store.commit(Batch(dead_letters=letters))
+    store.conn.set_trace_callback(None)
+    rows = store.conn.execute(
+        "SELECT reason, topic, device_id, payload, size FROM dead_letters ORDER BY id"
+    ).fetchall()
+    store.close()
+    assert sum(s.startswith("INSERT INTO dead_letters") for s in statements) <= 3
+    assert rows == [
+        (d.reason, d.topic, d.device_id, d.payload[:4096], len(d.payload)) for d in letters
+    ]

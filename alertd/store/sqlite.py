@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 DEAD_LETTER_PAYLOAD_MAX = 4096
+#: rows of one multi-row VALUES statement (well within SQLite's 32,766 parameters)
+VALUES_ROWS = 500
 
 
 EVENT_COLUMNS = [
@@ -113,6 +115,15 @@ def bulk(conn: sqlite3.Connection, sql: str, rows: Sequence[Any]) -> None:
         rows = [[_no_nul(v) for v in row] for row in rows]
         data = json.dumps(rows, ensure_ascii=False)
     conn.execute(sql, (data,))
+
+
+def bulk_values(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]]) -> None:
+    """`head VALUES (...), (...), ...`: rows in a few statements (see `bulk`), for values
+    JSON cannot carry (bytes); at most `VALUES_ROWS` rows a statement."""
+    for start in range(0, len(rows), VALUES_ROWS):
+        chunk = rows[start : start + VALUES_ROWS]
+        row = f"({','.join('?' * len(chunk[0]))})"
+        conn.execute(f"{head} VALUES {','.join([row] * len(chunk))}", [v for r in chunk for v in r])
 
 
 def _no_nul(value: Any) -> Any:
@@ -321,9 +332,10 @@ class SqliteStore(Reader):
                 ],
             )
         if batch.dead_letters:
-            c.executemany(
+            bulk_values(
+                c,
                 "INSERT INTO dead_letters (received_at, source, topic, device_id, reason, "
-                "payload, size) VALUES (?,?,?,?,?,?,?)",
+                "payload, size)",
                 [
                     (
                         iso(d.received_at),
