@@ -63,6 +63,9 @@ def run(config_path: Path) -> None:
     except AlreadyRunning as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
+    except sqlite3.Error as exc:  # opening it; later the daemon holds and retries
+        click.echo(f"error: cannot open the store at {config.storage.path}: {exc}", err=True)
+        raise SystemExit(2) from None
     if daemon.failed:
         raise SystemExit(1)
 

@@ -20,6 +20,8 @@ from tests.helpers import alertd
 from tests.mqtt_tools import Publisher, until, write_config
 from tests.test_delivery_crash import start
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def start_with_secret(config: Path, log: Path) -> subprocess.Popen[bytes]:
     """The daemon, with the Twilio token its configuration asks the environment for."""
@@ -77,6 +79,25 @@ def test_a_sqlite_too_old_for_the_store_is_said_at_start(
     ):
         SqliteStore(tmp_path / "alertd.db")
     assert not (tmp_path / "alertd.db").exists()
+
+
+def test_a_daemon_whose_store_cannot_be_opened_says_so_in_one_line(tmp_path: Path) -> None:
+    """`alertd run` on a store that is not a database (or needs a newer SQLite): one line
+    naming the store and why, exit 2; it was a traceback."""
+    store = tmp_path / "var" / "alertd.db"
+    store.parent.mkdir()
+    store.write_bytes(b"this is not a database" * 100)
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        f"mqtt: {{port: 1}}\nstorage: {{path: {store}}}\n"
+        f"devices: {ROOT / 'config' / 'devices.example.csv'}\nplaybooks: {ROOT / 'playbooks'}\n"
+    )
+    run = alertd("run", "--config", str(config))
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1] == (
+        f"error: cannot open the store at {store}: file is not a database"
+    )
+    assert "Traceback" not in run.stderr
 
 
 async def test_a_second_daemon_on_the_same_store_refuses_and_the_first_keeps_working(
