@@ -13,7 +13,7 @@ from typing import Any
 from alertd.directory.staff import Staff
 from alertd.directory.units import below
 from alertd.events import Severity
-from alertd.store.sqlite import bulk, iso, json_rows
+from alertd.store.sqlite import insert, iso
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +95,6 @@ def residents(
 
 #: a staff text with the door-check list stays within what one (concatenated) SMS carries
 STAFF_BODY_MAX = 600
-MESSAGE_COLUMNS = [
-    "outbox_id",
-    "incident_id",
-    "channel",
-    "recipient",
-    "recipient_kind",
-    "recipient_ref",
-    "language",
-    "body",
-    "priority",
-    "due_at",
-    "expires_at",
-    "updated_at",
-]
 MORE = {
     "zh": "……另有 {n} 户，完整名单：alertd incidents show {id}",
     "en": "... and {n} more: alertd incidents show {id}",
@@ -228,7 +214,7 @@ def expand(
     channels: set[str] = set()
     at = iso(now)
     expires = iso(now + expire)
-    messages: list[tuple[Any, ...]] = []
+    messages: list[dict[str, Any]] = []
     expanded: list[int] = []
     unreached: list[int] = []
     actions = conn.execute(
@@ -275,20 +261,20 @@ def expand(
             recipients = [Recipient(f"{channel}:{target}:{building}", "system", target, "zh", 0)]
             send_as = channel
         messages += [
-            (
-                oid,
-                incident_id,
-                send_as,
-                r.address,
-                r.kind,
-                r.ref,
-                r.language,
-                texts.get(r.language) or texts["zh"],
-                priority(r, level),
-                at,
-                expires,
-                at,
-            )
+            {
+                "outbox_id": oid,
+                "incident_id": incident_id,
+                "channel": send_as,
+                "recipient": r.address,
+                "recipient_kind": r.kind,
+                "recipient_ref": r.ref,
+                "language": r.language,
+                "body": texts.get(r.language) or texts["zh"],
+                "priority": priority(r, level),
+                "due_at": at,
+                "expires_at": expires,
+                "updated_at": at,
+            }
             for r in recipients
         ]
         (expanded if recipients else unreached).append(oid)
@@ -306,12 +292,7 @@ def expand(
             )
         if recipients:
             channels.add(send_as)
-    bulk(  # each table in one statement for all the actions (see `bulk`)
-        conn,
-        f"INSERT OR IGNORE INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
-        f"{json_rows(*MESSAGE_COLUMNS)}",
-        messages,
-    )
+    insert(conn, "INSERT OR IGNORE INTO messages", messages)  # all the actions' at once
     for status, ids in (("expanded", expanded), ("no recipients", unreached)):
         if ids:
             conn.execute(

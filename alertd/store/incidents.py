@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer, run_at
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
-from alertd.store.sqlite import bulk, dict_rows, iso, json_rows, parse_iso, transaction
+from alertd.store.sqlite import bulk, dict_rows, insert, iso, parse_iso, transaction
 
 T = TypeVar("T")
 
@@ -57,9 +57,9 @@ def _write(
     by one, in order with their cancellations (few, and each needs its id)."""
     timers: list[tuple[int, Timer]] = []
     at = iso(now)
-    incidents: dict[int, tuple[Any, ...]] = {}
-    timeline: list[tuple[Any, ...]] = []
-    outbox: list[tuple[Any, ...]] = []
+    incidents: dict[int, dict[str, Any]] = {}
+    timeline: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
     for d in decisions:
         if d.incident is None:
             continue
@@ -78,29 +78,34 @@ def _write(
                 (t.incident, iso(t.due_at), t.kind, t.step),
             )
             timers.append((int(cur.lastrowid or 0), t))
-        timeline += [(i.id, at, e.type, e.actor, e.text, e.event_id) for e in d.entries]
+        timeline += [
+            {
+                "incident_id": i.id,
+                "at": at,
+                "type": e.type,
+                "actor": e.actor,
+                "text": e.text,
+                "event_id": e.event_id,
+            }
+            for e in d.entries
+        ]
         outbox += [
-            (
-                i.id,
-                at,
-                a.channel,
-                a.target,
-                json.dumps(a.texts, ensure_ascii=False),
-                int(a.vulnerable_first),
-                a.step,
-                int(a.vulnerable_list),
-                int(i.drill),
-            )
+            {
+                "incident_id": i.id,
+                "created_at": at,
+                "channel": a.channel,
+                "target": a.target,
+                "texts": json.dumps(a.texts, ensure_ascii=False),
+                "vulnerable_first": int(a.vulnerable_first),
+                "step": a.step,
+                "vulnerable_list": int(a.vulnerable_list),
+                "drill": int(i.drill),
+            }
             for a in d.actions
         ]
-    bulk(
-        conn,
-        f"INSERT OR REPLACE INTO incidents ({', '.join(INCIDENT_COLUMNS)}) "
-        f"{json_rows(*INCIDENT_COLUMNS)}",
-        list(incidents.values()),
-    )
-    bulk(conn, f"INSERT INTO timeline ({', '.join(TIMELINE)}) {json_rows(*TIMELINE)}", timeline)
-    bulk(conn, f"INSERT INTO outbox ({', '.join(OUTBOX)}) {json_rows(*OUTBOX)}", outbox)
+    insert(conn, "INSERT OR REPLACE INTO incidents", list(incidents.values()))
+    insert(conn, "INSERT INTO timeline", timeline)
+    insert(conn, "INSERT INTO outbox", outbox)
     bulk(
         conn,
         "UPDATE events SET decided = 1 WHERE id IN (SELECT value FROM json_each(?))",
@@ -117,77 +122,35 @@ def _write(
     return timers
 
 
-TIMELINE = ("incident_id", "at", "type", "actor", "text", "event_id")
-OUTBOX = [
-    "incident_id",
-    "created_at",
-    "channel",
-    "target",
-    "texts",
-    "vulnerable_first",
-    "step",
-    "vulnerable_list",
-    "drill",
-]
-INCIDENT_COLUMNS = [
-    "id",
-    "playbook",
-    "key",
-    "status",
-    "severity",
-    "site",
-    "building",
-    "floor",
-    "unit",
-    "zone",
-    "title",
-    "opened_at",
-    "last_event_at",
-    "acknowledged_at",
-    "resolved_at",
-    "expected_restore_at",
-    "active",
-    "units",
-    "run",
-    "drill",
-    "origin",
-    "seen",
-    "cleared_at",
-    "all_clear_sent",
-    "acknowledged_by",
-]
-
-
-def _row(i: Incident) -> tuple[Any, ...]:
-    """An incident's row, in `INCIDENT_COLUMNS` order."""
+def _row(i: Incident) -> dict[str, Any]:
     loc = i.location
-    return (
-        i.id,
-        i.playbook,
-        i.key,
-        i.status,
-        str(i.severity),
-        loc.site,
-        loc.building,
-        loc.floor,
-        loc.unit,
-        loc.zone,
-        i.title,
-        iso(i.opened_at),
-        iso(i.last_event_at),
-        _opt(i.acknowledged_at),
-        _opt(i.resolved_at),
-        _opt(i.expected_restore_at),
-        json.dumps(i.active),
-        json.dumps(i.units),
-        _run_json(i.run),
-        int(i.drill),
-        json.dumps(_flat(i.origin), ensure_ascii=False),
-        json.dumps(i.seen, ensure_ascii=False),
-        _opt(i.cleared_at),
-        int(i.all_clear_sent),
-        i.acknowledged_by,
-    )
+    return {
+        "id": i.id,
+        "playbook": i.playbook,
+        "key": i.key,
+        "status": i.status,
+        "severity": str(i.severity),
+        "site": loc.site,
+        "building": loc.building,
+        "floor": loc.floor,
+        "unit": loc.unit,
+        "zone": loc.zone,
+        "title": i.title,
+        "opened_at": iso(i.opened_at),
+        "last_event_at": iso(i.last_event_at),
+        "acknowledged_at": _opt(i.acknowledged_at),
+        "resolved_at": _opt(i.resolved_at),
+        "expected_restore_at": _opt(i.expected_restore_at),
+        "active": json.dumps(i.active),
+        "units": json.dumps(i.units),
+        "run": _run_json(i.run),
+        "drill": int(i.drill),
+        "origin": json.dumps(_flat(i.origin), ensure_ascii=False),
+        "seen": json.dumps(i.seen, ensure_ascii=False),
+        "cleared_at": _opt(i.cleared_at),
+        "all_clear_sent": int(i.all_clear_sent),
+        "acknowledged_by": i.acknowledged_by,
+    }
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}

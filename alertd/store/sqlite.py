@@ -14,7 +14,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,28 +29,6 @@ if TYPE_CHECKING:
 DEAD_LETTER_PAYLOAD_MAX = 4096
 #: rows of one multi-row VALUES statement (well within SQLite's 32,766 parameters)
 VALUES_ROWS = 500
-
-
-EVENT_COLUMNS = [
-    "id",
-    "kind",
-    "state",
-    "severity",
-    "device_id",
-    "site",
-    "building",
-    "floor",
-    "unit",
-    "zone",
-    "occurred_at",
-    "received_at",
-    "source",
-    "detail",
-    "raw",
-    "tags",
-    "drill",
-]
-STATE_COLUMNS = ("device_id", "kind", "active", "since", "event_id", "seq")
 
 
 def iso(at: datetime) -> str:
@@ -124,6 +102,17 @@ def bulk_values(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any
         chunk = rows[start : start + VALUES_ROWS]
         row = f"({','.join('?' * len(chunk[0]))})"
         conn.execute(f"{head} VALUES {','.join([row] * len(chunk))}", [v for r in chunk for v in r])
+
+
+def insert(
+    conn: sqlite3.Connection, head: str, rows: Sequence[Mapping[str, Any]], tail: str = ""
+) -> None:
+    """`head` (an INSERT's verb and table) for all `rows` in one statement (see `bulk`):
+    the columns are the rows' keys, each row with the same keys in the same order."""
+    if rows:
+        columns = tuple(rows[0])
+        sql = f"{head} ({', '.join(columns)}) {json_rows(*columns)} {tail}"
+        bulk(conn, sql, [tuple(row.values()) for row in rows])
 
 
 def _no_nul(value: Any) -> Any:
@@ -279,57 +268,65 @@ class SqliteStore(Reader):
         """`commit` inside the caller's transaction."""
         c = self.conn
         if batch.events:
-            bulk(
+            insert(
                 c,
-                f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) {json_rows(*EVENT_COLUMNS)}",
+                "INSERT INTO events",
                 [
-                    (
-                        e.id,
-                        e.kind.value,
-                        e.state.value,
-                        str(e.severity),
-                        e.device_id,
-                        e.location.site,
-                        e.location.building,
-                        e.location.floor,
-                        e.location.unit,
-                        e.location.zone,
-                        iso(e.occurred_at),
-                        iso(e.received_at),
-                        e.source,
-                        e.detail,
-                        e.raw,
-                        json.dumps(e.tags, sort_keys=True) if e.tags else "{}",
-                        int(e.drill),
-                    )
+                    {
+                        "id": e.id,
+                        "kind": e.kind.value,
+                        "state": e.state.value,
+                        "severity": str(e.severity),
+                        "device_id": e.device_id,
+                        "site": e.location.site,
+                        "building": e.location.building,
+                        "floor": e.location.floor,
+                        "unit": e.location.unit,
+                        "zone": e.location.zone,
+                        "occurred_at": iso(e.occurred_at),
+                        "received_at": iso(e.received_at),
+                        "source": e.source,
+                        "detail": e.detail,
+                        "raw": e.raw,
+                        "tags": json.dumps(e.tags, sort_keys=True) if e.tags else "{}",
+                        "drill": int(e.drill),
+                    }
                     for e in batch.events
                 ],
             )
         if batch.states:
-            bulk(
+            insert(
                 c,
-                f"INSERT INTO device_state ({', '.join(STATE_COLUMNS)}) "
-                f"{json_rows(*STATE_COLUMNS)} "
+                "INSERT INTO device_state",
+                [
+                    {
+                        "device_id": s.device_id,
+                        "kind": s.kind.value,
+                        "active": int(s.active),
+                        "since": iso(s.since),
+                        "event_id": s.event_id,
+                        "seq": s.seq,
+                    }
+                    for s in batch.states
+                ],
                 "ON CONFLICT(device_id, kind) DO UPDATE SET active = excluded.active, "
                 "since = excluded.since, event_id = excluded.event_id, seq = excluded.seq "
                 "WHERE excluded.seq > device_state.seq",
-                [
-                    (s.device_id, s.kind.value, int(s.active), iso(s.since), s.event_id, s.seq)
-                    for s in batch.states
-                ],
             )
         if batch.seen:
-            bulk(
+            insert(
                 c,
-                f'INSERT INTO device_seen (device_id, last_seen, "values") '
-                f"{json_rows('device_id', 'last_seen', 'seen_values')} "
-                "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, "
-                '"values" = excluded."values" '
-                "WHERE excluded.last_seen >= device_seen.last_seen",
+                "INSERT INTO device_seen",
                 [
-                    (d, iso(at), json.dumps(values, sort_keys=True))
-                    for d, (at, values) in batch.seen.items()
+                    {
+                        "device_id": d,
+                        "last_seen": iso(at),
+                        '"values"': json.dumps(v, sort_keys=True),
+                    }
+                    for d, (at, v) in batch.seen.items()
                 ],
+                "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, "
+                '"values" = excluded."values" WHERE excluded.last_seen >= device_seen.last_seen',
             )
         if batch.dead_letters:
             bulk_values(
@@ -350,17 +347,17 @@ class SqliteStore(Reader):
                 ],
             )
         if batch.receipts:
-            bulk(
+            insert(
                 c,
-                f"INSERT OR REPLACE INTO receipts {json_rows('key', 'digest')}",
-                list(batch.receipts.items()),
+                "INSERT OR REPLACE INTO receipts",
+                [{"key": k, "digest": d} for k, d in batch.receipts.items()],
             )
         if batch.counters:
-            bulk(
+            insert(
                 c,
-                f"INSERT INTO counters {json_rows('name', 'value')} "
+                "INSERT INTO counters",
+                [{"name": n, "value": v} for n, v in batch.counters.items()],
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                list(batch.counters.items()),
             )
 
     # -- what the daemon needs at start-up -----------------------------------------------
