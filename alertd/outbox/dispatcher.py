@@ -90,9 +90,10 @@ class Dispatcher:
         }
         self.wake = asyncio.Event()
         self._expand = True
-        #: lanes that may have due messages no claim has taken yet. Kept on the writer
-        #: thread by the transactions that change it (an expansion, an outcome putting a
-        #: message back, a claim that took fewer than it asked, which leaves none), so
+        #: lanes that may have due messages no claim has taken yet. Kept by the
+        #: transactions that change it, on the writer thread (an expansion, an outcome
+        #: putting a message back, a claim that took fewer than it asked, which leaves
+        #: none), and set to every lane when one of them fails (rolled back), so
         #: that a freed slot starts a round only when its lane has work waiting: at a
         #: steady load most messages are taken by their decision's own commit, and a
         #: round for every freed slot was a writer job, and a commit, that found nothing.
