@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer, run_at
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
-from alertd.store.sqlite import bulk, dict_rows, insert, iso, parse_iso, transaction
+from alertd.store.sqlite import dict_rows, insert, iso, parse_iso, transaction
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ def save(
 def _write(
     conn: sqlite3.Connection, decisions: Iterable[Decision], now: datetime, done: Done
 ) -> list[tuple[int, Timer]]:
-    """Each table's rows in one statement for all the decisions (see `bulk`); timers one
+    """Each table's rows in one statement for all the decisions (see `values`); timers one
     by one, in order with their cancellations (few, and each needs its id)."""
     timers: list[tuple[int, Timer]] = []
     at = iso(now)
@@ -106,11 +106,11 @@ def _write(
     insert(conn, "INSERT OR REPLACE INTO incidents", list(incidents.values()))
     insert(conn, "INSERT INTO timeline", timeline)
     insert(conn, "INSERT INTO outbox", outbox)
-    bulk(
-        conn,
-        "UPDATE events SET decided = 1 WHERE id IN (SELECT value FROM json_each(?))",
-        done.events,
-    )
+    if done.events:
+        conn.execute(
+            "UPDATE events SET decided = 1 WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(done.events),),
+        )
     if done.timer is not None:
         conn.execute(
             "UPDATE timers SET state = 'fired' WHERE id = ? AND state = 'pending'",

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from alertd.outbox.sink import Message, Result
-from alertd.store.sqlite import bulk, iso, json_rows, parse_iso, transaction
+from alertd.store.sqlite import iso, parse_iso, transaction, values
 
 INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
 #: Twilio error codes about one number: no retry can fix them, and the directory keeps them
@@ -139,13 +139,18 @@ def write_outcomes(
     for channel, state, reason in lanes:
         set_lane(conn, channel, state, reason, now)
     sent = [o for o in outcomes if o.result.outcome == "sent"]
-    bulk(  # most outcomes: one statement for all of them
-        conn,
-        "UPDATE messages SET status = 'sent', provider_id = r.provider_id, reason = r.reason, "
-        f"updated_at = r.updated_at FROM ({json_rows('id', 'provider_id', 'reason', 'updated_at')})"
-        " AS r WHERE messages.id = r.id",
-        [(o.message.id, o.result.provider_id, o.result.reason, iso(now)) for o in sent],
-    )
+    for columns, select, args in values(  # most outcomes: one statement for all of them
+        [
+            {"id": o.message.id, "provider_id": o.result.provider_id, "reason": o.result.reason}
+            for o in sent
+        ]
+    ):
+        conn.execute(
+            f"WITH r({columns}) AS ({select}) UPDATE messages SET status = 'sent', "
+            "provider_id = r.provider_id, reason = r.reason, updated_at = ? "
+            "FROM r WHERE messages.id = r.id",
+            [*args, iso(now)],
+        )
     _early(conn, [o.result.provider_id for o in sent if o.result.provider_id], now)
     for o in outcomes:
         r = o.result

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 DEAD_LETTER_PAYLOAD_MAX = 4096
-#: rows of one multi-row VALUES statement (well within SQLite's 32,766 parameters)
-VALUES_ROWS = 500
+#: rows of one multi-row VALUES statement at most
+VALUES_ROWS = 256
+#: SQLite's default limit on a statement's parameters since 3.32 (a build may allow more)
+MAX_PARAMETERS = 32766
 
 
 def iso(at: datetime) -> str:
@@ -67,56 +69,45 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-@functools.lru_cache(maxsize=64)
-def json_rows(*columns: str) -> str:
-    """A SELECT of `columns`, one row for each element (itself an array, in column order)
-    of the JSON array bound to its one parameter: `bulk` writes a batch with it in one
-    statement. Its WHERE lets an upsert's ON CONFLICT follow it."""
-    picks = ", ".join(f"json_extract(value, '$[{i}]') AS {c}" for i, c in enumerate(columns))
-    return f"SELECT {picks} FROM json_each(?) WHERE true"
-
-
-def bulk(conn: sqlite3.Connection, sql: str, rows: Sequence[Any]) -> None:
-    """`sql` for all `rows` in one statement: its one parameter is the rows as a JSON
-    array, read with `json_rows` or, for plain ids, `IN (SELECT value FROM json_each(?))`.
-    Not `executemany`: it steps SQLite once a row, each step lets go of the GIL and must
-    take it back, and beside a busy event loop each of those waits for the loop's thread
-    to give it up, up to the switch interval (5 ms): a 200-row batch took 300 ms so, and
-    5 ms as one statement. Values are what JSON carries (text, numbers, None); text that
-    is not valid Unicode (a lone surrogate) fails here, as binding it would, instead of
-    reaching the store as an escape SQLite turns into bytes no reader can decode. A NUL
-    character is stored as U+FFFD: SQLite's JSON (3.40) would end the text there."""
+def values(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, str, list[Any]]]:
+    """`rows` (mappings with the same keys in the same order) as SELECTs of bound VALUES,
+    as many rows each as SQLite takes parameters (`VALUES_ROWS` at most): each (column
+    list, SELECT, parameters). So a batch is one statement, not a statement a row
+    (`executemany`): SQLite lets go of the GIL for each statement it steps, and beside a
+    busy event loop every one of those waits to take it back, up to the switch interval
+    (5 ms): a 200-row batch took 300 ms so, 5 ms as one statement. Bound parameters, not
+    a JSON array read with json_extract, which parses the row again for every column.
+    A statement has room for a power of two of rows and the rest are NULL rows it leaves
+    out: the connection keeps each distinct statement it prepared, a few hundred KB for a
+    large one, and one per batch size took the daemon's memory up by 10 MiB and more."""
     if not rows:
         return
-    data = json.dumps(rows, ensure_ascii=False)
-    if "\\u0000" in data:
-        rows = [[_no_nul(v) for v in row] for row in rows]
-        data = json.dumps(rows, ensure_ascii=False)
-    conn.execute(sql, (data,))
+    columns = tuple(rows[0])
+    most = min(VALUES_ROWS, MAX_PARAMETERS // (len(columns) + 1))
+    per = 1 << (most.bit_length() - 1)
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        room = max(8, 1 << (len(chunk) - 1).bit_length())
+        args = [v for row in chunk for v in (1, *row.values())]
+        args += [None] * ((room - len(chunk)) * (len(columns) + 1))
+        yield ", ".join(columns), _select(len(columns), room), args
 
 
-def bulk_values(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]]) -> None:
-    """`head VALUES (...), (...), ...`: rows in a few statements (see `bulk`), for values
-    JSON cannot carry (bytes); at most `VALUES_ROWS` rows a statement."""
-    for start in range(0, len(rows), VALUES_ROWS):
-        chunk = rows[start : start + VALUES_ROWS]
-        row = f"({','.join('?' * len(chunk[0]))})"
-        conn.execute(f"{head} VALUES {','.join([row] * len(chunk))}", [v for r in chunk for v in r])
+@functools.lru_cache(maxsize=256)
+def _select(width: int, room: int) -> str:
+    """`room` rows of `width` values each behind a column that is NULL in padding rows."""
+    one = f"({','.join('?' * (width + 1))})"
+    picks = ", ".join(f"column{i}" for i in range(2, width + 2))
+    return f"SELECT {picks} FROM (VALUES {','.join([one] * room)}) WHERE column1 NOT NULL"
 
 
 def insert(
     conn: sqlite3.Connection, head: str, rows: Sequence[Mapping[str, Any]], tail: str = ""
 ) -> None:
-    """`head` (an INSERT's verb and table) for all `rows` in one statement (see `bulk`):
-    the columns are the rows' keys, each row with the same keys in the same order."""
-    if rows:
-        columns = tuple(rows[0])
-        sql = f"{head} ({', '.join(columns)}) {json_rows(*columns)} {tail}"
-        bulk(conn, sql, [tuple(row.values()) for row in rows])
-
-
-def _no_nul(value: Any) -> Any:
-    return value.replace("\0", "\ufffd") if isinstance(value, str) else value
+    """`head` (an INSERT's verb and table) for all `rows` in a statement or a few (see
+    `values`): the columns are the rows' keys. `tail`: an upsert's ON CONFLICT."""
+    for columns, select, args in values(rows):
+        conn.execute(f"{head} ({columns}) {select} {tail}", args)
 
 
 def unsynced(fn: Any) -> Any:
@@ -198,8 +189,7 @@ class Reader:
         return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
 
 
-#: what the write path uses: json_each/json_extract (`bulk`), UPDATE ... FROM (3.33),
-#: RETURNING (3.35)
+#: what the write path uses: json_each (3.9), UPDATE ... FROM (3.33), RETURNING (3.35)
 SQLITE_NEEDED = (3, 35, 0)
 
 
@@ -329,20 +319,19 @@ class SqliteStore(Reader):
                 '"values" = excluded."values" WHERE excluded.last_seen >= device_seen.last_seen',
             )
         if batch.dead_letters:
-            bulk_values(
+            insert(
                 c,
-                "INSERT INTO dead_letters (received_at, source, topic, device_id, reason, "
-                "payload, size)",
+                "INSERT INTO dead_letters",
                 [
-                    (
-                        iso(d.received_at),
-                        d.source,
-                        d.topic,
-                        d.device_id,
-                        d.reason,
-                        d.payload[:DEAD_LETTER_PAYLOAD_MAX],
-                        len(d.payload),
-                    )
+                    {
+                        "received_at": iso(d.received_at),
+                        "source": d.source,
+                        "topic": d.topic,
+                        "device_id": d.device_id,
+                        "reason": d.reason,
+                        "payload": d.payload[:DEAD_LETTER_PAYLOAD_MAX],
+                        "size": len(d.payload),
+                    }
                     for d in batch.dead_letters
                 ],
             )
