@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 DEAD_LETTER_PAYLOAD_MAX = 4096
 #: rows of one multi-row VALUES statement at most
-VALUES_ROWS = 128
+VALUES_ROWS = 256
 #: SQLite's default limit on a statement's parameters since 3.32 (a build may allow more)
 MAX_PARAMETERS = 32766
 
