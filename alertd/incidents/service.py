@@ -154,9 +154,12 @@ class IncidentService:
             assert store is not None
             now = self._clock.now()
             decisions = self._decide(batch.events, now)
-            done = db.Done(events=tuple(e.id for e in batch.events))
             await self._save(
-                decisions, now, done, first=lambda _conn: store.write(batch), urgent=urgent
+                decisions,
+                now,
+                db.Done(),
+                first=lambda _conn: store.write(batch, decided=True),
+                urgent=urgent,
             )
 
     def _decide(self, events: list[Event], now: datetime) -> list[Decision]:

@@ -254,8 +254,9 @@ class SqliteStore(Reader):
         with transaction(self.conn):
             self.write(batch)
 
-    def write(self, batch: Batch) -> None:
-        """`commit` inside the caller's transaction."""
+    def write(self, batch: Batch, *, decided: bool = False) -> None:
+        """`commit` inside the caller's transaction; `decided`: the events' decisions are
+        written in it too."""
         c = self.conn
         if batch.events:
             insert(
@@ -280,6 +281,7 @@ class SqliteStore(Reader):
                         "raw": e.raw,
                         "tags": json.dumps(e.tags, sort_keys=True) if e.tags else "{}",
                         "drill": int(e.drill),
+                        "decided": int(decided),
                     }
                     for e in batch.events
                 ],
