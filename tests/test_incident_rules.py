@@ -486,6 +486,43 @@ def test_a_resident_text_of_any_shipped_template_has_no_raw_kind() -> None:
                 assert not RAW_KINDS.search(template.zh + template.en)
 
 
+def test_every_shipped_template_reads_the_same_with_only_the_values_it_uses() -> None:
+    """A step works out only the values its template uses (the place in each language,
+    times, the acknowledgement hint cost a decision more than the rest of it): every
+    shipped template reads exactly as with all of them, for a text and for a call. A
+    template that cannot be read gets every value, and says what is wrong with it."""
+    from alertd.engine.templates import context, names, render
+    from alertd.events import Location, Severity
+    from alertd.playbooks.audit import SAMPLE_RESIDENT
+
+    now = T0 + timedelta(minutes=7)
+    incident = Incident(
+        12,
+        "sample",
+        "building:HV/3",
+        "open",
+        Severity.CRITICAL,
+        Location("HV", "3"),
+        "火警 3号楼 12层 1203 厨房 / Fire alarm, Bldg 3, 12F, 1203 kitchen",
+        T0,
+        T0,
+        origin=Location("HV", "3", "12", "1203", "kitchen"),
+        expected_restore_at=now + timedelta(hours=2),
+    )
+    checked = 0
+    for pb in PLAYBOOKS.values():
+        for template in pb.templates.values():
+            only = names(template.zh, template.en)
+            assert only is not None
+            for channel in ("sms", "call"):
+                full = context(incident, now, TZ, channel=channel, extra=SAMPLE_RESIDENT)
+                lean = context(incident, now, TZ, channel=channel, extra=SAMPLE_RESIDENT, only=only)
+                assert render(template, lean, drill=False) == render(template, full, drill=False)
+                checked += 1
+    assert checked > 20
+    assert names("{{ location", "x") is None  # rendered with every value, and its error
+
+
 # 4 and 5, as the delivery stage expands them from the directory (a real SQLite file) ----
 
 

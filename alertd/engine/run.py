@@ -12,7 +12,7 @@ from typing import Literal
 from alertd.engine.inhibit import InhibitRule
 from alertd.engine.state import Action, Decision, Entry, Incident, Run, Timer, run_at
 from alertd.engine.state import Sequence as RunSequence
-from alertd.engine.templates import context, render
+from alertd.engine.templates import context, names, render
 from alertd.events import Location
 from alertd.playbooks.schema import (
     Delay,
@@ -137,9 +137,11 @@ def _do(
         decision.entries.append(Entry("suppressed", f"{label}: sms to {step.sms} (a drill)"))
         return incident
     channel = step.channel if isinstance(step, Notify) else ""
-    values = context(incident, now, ctx.tz, where=where, channel=channel, extra=extra)
+    template = playbook.templates[step.template]
+    only = names(template.zh, template.en)
+    values = context(incident, now, ctx.tz, where=where, channel=channel, extra=extra, only=only)
     texts = render(
-        playbook.templates[step.template],
+        template,
         values,
         drill=incident.drill,
         prefix=dict(ctx.signatures) if isinstance(step, Sms) else None,

@@ -9,7 +9,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import jinja2
-from jinja2 import TemplateError
+from jinja2 import TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from alertd.engine.state import Incident
@@ -48,35 +48,49 @@ def context(
     where: Location | None = None,
     channel: str = "",
     extra: dict[str, str] | None = None,
+    only: frozenset[str] | None = None,
 ) -> Values:
     """Values for each language. `where`: the place of the device the message is about
-    (a joining detector); by default the device that opened the incident."""
+    (a joining detector); by default the device that opened the incident. `only`: the
+    names a template uses (`names`): the place, times and acknowledgement hint, worked
+    out per language, are left out when it does not."""
     here = where or (incident.origin if incident.origin != _NOWHERE else incident.location)
     eta = incident.expected_restore_at
     titles = dict(zip(LANGUAGES, (incident.title.split(" / ", 1) * 2)[:2], strict=True))
     ack = ACK["call"] if channel == "call" else ACK["text"]
-    opened = incident.opened_at.astimezone(tz)
-    common = {
+    common: dict[str, Any] = {
         "incident": incident.id,
         "site": here.site,
         "building": here.building,
         "floor": here.floor,
         "unit": here.unit,
         "zone": here.zone,
-        "time": f"{opened.hour:02d}:{opened.minute:02d}",
         "minutes_open": int((now - incident.opened_at).total_seconds() // 60),
         **(extra or {}),
     }
-    return {
-        language: {
-            **common,
-            "title": titles[language],
-            "location": place(here, language),
-            "restore_eta": local_time(eta, tz, now, language) if eta else "",
-            "ack": ack[language].format(id=incident.id),
-        }
-        for language in LANGUAGES
-    }
+    if only is None or "time" in only:
+        opened = incident.opened_at.astimezone(tz)
+        common["time"] = f"{opened.hour:02d}:{opened.minute:02d}"
+    values: Values = {}
+    for language in LANGUAGES:
+        mine = values[language] = {**common, "title": titles[language]}
+        if only is None or "location" in only:
+            mine["location"] = place(here, language)
+        if only is None or "restore_eta" in only:
+            mine["restore_eta"] = local_time(eta, tz, now, language) if eta else ""
+        if only is None or "ack" in only:
+            mine["ack"] = ack[language].format(id=incident.id)
+    return values
+
+
+@functools.lru_cache(maxsize=4096)
+def names(zh: str, en: str) -> frozenset[str] | None:
+    """The values a template's two texts use; None when one cannot be read (it is then
+    rendered with every value, and its error shown in the message)."""
+    try:
+        return frozenset().union(*(meta.find_undeclared_variables(_ENV.parse(s)) for s in (zh, en)))
+    except TemplateError:
+        return None
 
 
 @functools.lru_cache(maxsize=4096)
