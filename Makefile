@@ -40,6 +40,7 @@ bench: $(STAMP) mosquitto
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.panels
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.commit
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.lifesafety
 	$(BIN)/python -m bench.e2e
