@@ -54,6 +54,9 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
     return cur.rowcount
 
 
+#: the channels whose provider reports on a message afterwards (Twilio's status callbacks):
+#: only their sends can have a receipt that came first
+RECEIPTED = frozenset({"sms", "call"})
 #: staff alerts of life-safety incidents (see alertd/outbox/expand.py `priority`)
 URGENT_PRIORITY = 1
 
@@ -167,7 +170,15 @@ def write_outcomes(
             "FROM r WHERE messages.id = r.id",
             [*args, iso(now)],
         )
-    _early(conn, [o.result.provider_id for o in sent if o.result.provider_id], now)
+    _early(
+        conn,
+        [
+            o.result.provider_id
+            for o in sent
+            if o.result.provider_id and o.message.channel in RECEIPTED
+        ],
+        now,
+    )
     for o in outcomes:
         r = o.result
         if r.outcome == "sent":
