@@ -492,23 +492,10 @@ def test_every_shipped_template_reads_the_same_with_only_the_values_it_uses() ->
     shipped template reads exactly as with all of them, for a text and for a call. A
     template that cannot be read gets every value, and says what is wrong with it."""
     from alertd.engine.templates import context, names, render
-    from alertd.events import Location, Severity
-    from alertd.playbooks.audit import SAMPLE_RESIDENT
+    from alertd.playbooks.audit import SAMPLE_RESIDENT, sample
 
     now = T0 + timedelta(minutes=7)
-    incident = Incident(
-        12,
-        "sample",
-        "building:HV/3",
-        "open",
-        Severity.CRITICAL,
-        Location("HV", "3"),
-        "火警 3号楼 12层 1203 厨房 / Fire alarm, Bldg 3, 12F, 1203 kitchen",
-        T0,
-        T0,
-        origin=Location("HV", "3", "12", "1203", "kitchen"),
-        expected_restore_at=now + timedelta(hours=2),
-    )
+    incident = dataclasses.replace(sample(T0), expected_restore_at=now + timedelta(hours=2))
     checked = 0
     for pb in PLAYBOOKS.values():
         for template in pb.templates.values():

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from alertd.directory.staff import Staff
-from alertd.events import LIFE_SAFETY
+from alertd.events import LIFE_SAFETY, Location, Severity
 from alertd.playbooks.loader import Playbooks
 from alertd.playbooks.schema import Escalation, Notify, Playbook, Recipient, WaitAck
 from alertd.problems import Problem
+
+if TYPE_CHECKING:
+    from alertd.engine.state import Incident
 
 STEP = timedelta(minutes=15)
 
@@ -62,21 +66,11 @@ SAMPLE_RESIDENT = {
 }
 
 
-def templates(books: Playbooks, now: datetime) -> list[Problem]:
-    """Every template rendered with a sample incident: a misspelt variable (`{{ locaton }}`)
-    or an expression that fails is found here, not in a text at 3 a.m. (the daemon still
-    sends such a text, with the raw wording, rather than nothing)."""
-    from zoneinfo import ZoneInfo
-
-    from jinja2 import StrictUndefined, TemplateError
-    from jinja2.sandbox import SandboxedEnvironment
-
+def sample(now: datetime) -> Incident:
+    """An incident with every value a template can use."""
     from alertd.engine.state import Incident
-    from alertd.engine.templates import context
-    from alertd.events import Location, Severity
 
-    env = SandboxedEnvironment(undefined=StrictUndefined)
-    sample = Incident(
+    return Incident(
         12,
         "sample",
         "building:HV/3",
@@ -89,7 +83,21 @@ def templates(books: Playbooks, now: datetime) -> list[Problem]:
         origin=Location("HV", "3", "12", "1203", "kitchen"),
         expected_restore_at=now,
     )
-    values = context(sample, now, ZoneInfo("Asia/Shanghai"), extra=SAMPLE_RESIDENT)
+
+
+def templates(books: Playbooks, now: datetime) -> list[Problem]:
+    """Every template rendered with a sample incident: a misspelt variable (`{{ locaton }}`)
+    or an expression that fails is found here, not in a text at 3 a.m. (the daemon still
+    sends such a text, with the raw wording, rather than nothing)."""
+    from zoneinfo import ZoneInfo
+
+    from jinja2 import StrictUndefined, TemplateError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from alertd.engine.templates import context
+
+    env = SandboxedEnvironment(undefined=StrictUndefined)
+    values = context(sample(now), now, ZoneInfo("Asia/Shanghai"), extra=SAMPLE_RESIDENT)
     problems = []
     for name, pb in books.enabled.items():
         lines = books.lines[name]
