@@ -81,6 +81,24 @@ def test_a_sqlite_too_old_for_the_store_is_said_at_start(
     assert not (tmp_path / "alertd.db").exists()
 
 
+def test_a_sqlite_built_for_too_few_parameters_is_said_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's rows are one statement's parameters, up to SQLite's default limit: a
+    build with a lower one is refused when the store opens, not at the first storm. (As
+    above, a build like that cannot be had here: the limit asked for is raised instead.)"""
+    import sqlite3
+
+    from alertd.store import sqlite as store_sqlite
+
+    monkeypatch.setattr(store_sqlite, "MAX_PARAMETERS", 10**9)
+    with pytest.raises(
+        sqlite3.NotSupportedError, match=r"1,000,000,000 parameters a statement.*built for [\d,]+"
+    ):
+        SqliteStore(tmp_path / "alertd.db")
+    assert not (tmp_path / "alertd.db").exists()
+
+
 def test_a_daemon_whose_store_cannot_be_opened_says_so_in_one_line(tmp_path: Path) -> None:
     """`alertd run` on a store that is not a database (or needs a newer SQLite): one line
     naming the store and why, exit 2; it was a traceback."""

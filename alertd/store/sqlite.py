@@ -202,6 +202,13 @@ class SqliteStore(Reader):
                 f"alertd's store needs SQLite {'.'.join(map(str, SQLITE_NEEDED))} or newer; "
                 f"this Python has {sqlite3.sqlite_version}"
             )
+        with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+            limit = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        if limit < MAX_PARAMETERS:  # a build made with a lower limit than SQLite's default
+            raise sqlite3.NotSupportedError(
+                f"alertd's store needs SQLite to take {MAX_PARAMETERS:,} parameters a "
+                f"statement (its default since 3.32); this one is built for {limit:,}"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         private(path)
