@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 DEAD_LETTER_PAYLOAD_MAX = 4096
 #: rows of one multi-row VALUES statement at most
 VALUES_ROWS = 256
-#: SQLite's default limit on a statement's parameters since 3.32 (a build may allow more)
-MAX_PARAMETERS = 32766
+#: parameters of one VALUES statement at most: a prepared statement, which the connection
+#: keeps, holds about 130 bytes a parameter (SQLite takes 32,766 by default since 3.32)
+MAX_PARAMETERS = 4096
 
 
 def iso(at: datetime) -> str:
@@ -71,7 +72,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def values(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, str, list[Any]]]:
     """`rows` (mappings with the same keys in the same order) as SELECTs of bound VALUES,
-    as many rows each as SQLite takes parameters (`VALUES_ROWS` at most): each (column
+    as many rows each as `MAX_PARAMETERS` allows (`VALUES_ROWS` at most): each (column
     list, SELECT, parameters). So a batch is one statement, not a statement a row
     (`executemany`): SQLite lets go of the GIL for each statement it steps, and beside a
     busy event loop every one of those waits to take it back, up to the switch interval
@@ -204,10 +205,10 @@ class SqliteStore(Reader):
             )
         with contextlib.closing(sqlite3.connect(":memory:")) as probe:
             limit = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        if limit < MAX_PARAMETERS:  # a build made with a lower limit than SQLite's default
+        if limit < MAX_PARAMETERS:  # a build made with a limit far below SQLite's default
             raise sqlite3.NotSupportedError(
                 f"alertd's store needs SQLite to take {MAX_PARAMETERS:,} parameters a "
-                f"statement (its default since 3.32); this one is built for {limit:,}"
+                f"statement (its default is 32,766); this one is built for {limit:,}"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
