@@ -127,7 +127,7 @@ def take_due(
         conn.execute(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ? "
             "WHERE id IN (SELECT value FROM json_each(?))",
-            (iso(now), json.dumps([r[0] for r in rows])),
+            (at, json.dumps([r[0] for r in rows])),
         )
     return [
         Message(

@@ -213,7 +213,7 @@ class SqliteStore(Reader):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         private(path)
-        # room for every shape of `values`' statements (nine a table) beside the others: a
+        # room for every shape of `values`' statements (up to nine a table) and the rest: a
         # statement pushed out of the cache is prepared again at its next use
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, cached_statements=512)
         conn.execute("PRAGMA journal_mode=WAL")
