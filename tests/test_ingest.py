@@ -610,3 +610,39 @@ def test_batches_of_every_size_share_a_few_prepared_statements(tmp_path: Path) -
     shapes = {s.count("),(") for s in statements if s.startswith("INSERT INTO events")}
     assert len(shapes) <= 8  # room for 1, 2, 4 ... 128 rows
     assert stored == list(range(1, 1 + 100 * 101 // 2))
+
+
+def test_a_device_twice_in_one_batch_or_out_of_order_keeps_its_newest_state(
+    tmp_path: Path,
+) -> None:
+    """A batch is one statement a table: a device that alarms and clears within one batch
+    (a flapping detector), or whose older state is written after its newer one (a retry),
+    keeps the newest; a message key stored twice is kept once."""
+    from alertd.store.batch import StateRow
+    from alertd.store.sqlite import parse_iso
+
+    at = parse_iso("2026-11-29T03:00:00+00:00")
+    store = SqliteStore(tmp_path / "alertd.db")
+    store.commit(
+        Batch(
+            states=[
+                StateRow("leak_1", Kind.LEAK, True, at, 1, 1),
+                StateRow("leak_1", Kind.LEAK, False, at, 2, 2),  # cleared in the same batch
+                StateRow("leak_2", Kind.LEAK, False, at, 4, 4),
+                StateRow("leak_2", Kind.LEAK, True, at, 3, 3),  # older, after the newer
+            ],
+            receipts={"mqtt:a:7": "d1"},
+        )
+    )
+    store.commit(
+        Batch(
+            states=[StateRow("leak_1", Kind.LEAK, True, at, 1, 1)],  # the first, again
+            receipts={"mqtt:a:7": "d2", "mqtt:a:8": "d3"},
+        )
+    )
+    states = store.states()
+    receipts = store.conn.execute("SELECT key, digest FROM receipts ORDER BY key").fetchall()
+    store.close()
+    assert states[("leak_1", Kind.LEAK)] is False
+    assert states[("leak_2", Kind.LEAK)] is False
+    assert receipts == [("mqtt:a:7", "d2"), ("mqtt:a:8", "d3")]

@@ -279,9 +279,11 @@ async def test_every_publish_reaches_alertd_whole_with_or_without_properties() -
     client = ChunkedClient(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
     client._sock = ours  # connected, as paho's connect leaves it
     got: list[tuple[object, ...]] = []
-    client.on_publish_read = lambda *read: got.append(read)
-    client.on_message = lambda c, u, m: got.append(
-        (m.topic, m.payload, m.qos, m.retain, m.dup, m.mid)
+    paths: list[str] = []  # who read each: alertd, or paho
+    client.on_publish_read = lambda *read: (got.append(read), paths.append("alertd"))
+    client.on_message = lambda c, u, m: (
+        got.append((m.topic, m.payload, m.qos, m.retain, m.dup, m.mid)),
+        paths.append("paho"),
     )
     broker_side.sendall(b"".join(packet(*p) for p in sent))
     loop = asyncio.get_running_loop()
@@ -293,6 +295,7 @@ async def test_every_publish_reaches_alertd_whole_with_or_without_properties() -
         ours.close()
         broker_side.close()
     assert got == [p[:6] for p in sent]
+    assert paths == ["paho" if p[6] else "alertd" for p in sent]  # properties: paho's
     assert client._out_packet == deque()  # acks are alertd's to send, once stored
 
 
