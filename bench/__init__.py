@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,6 +17,14 @@ def quick_flag(doc: str | None) -> bool:
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run")
     return bool(parser.parse_args().quick)
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    """A process's resident memory (this one's by default), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def q(values: Sequence[float], p: int) -> float:

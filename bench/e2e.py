@@ -32,7 +32,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench import q, quick_flag
+from bench import q, quick_flag, rss_mib
 from tests.broker import Broker, free_port
 from tests.test_delivery_crash import start as start_daemon
 
@@ -74,13 +74,6 @@ def publish(port: int, first: int, count: int, rate: float, out: Path, prefix: s
     client.disconnect()
     client.loop_stop()
     out.write_text(json.dumps(times))
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def relay(port: int, url: str, ready: ProcessEvent) -> None:

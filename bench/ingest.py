@@ -24,7 +24,7 @@ from pathlib import Path
 from alertd.config import load_config
 from alertd.daemon import Daemon
 from alertd.events import Event
-from bench import q, quick_flag
+from bench import q, quick_flag, rss_mib
 from tests.broker import Broker
 
 DEVICES = 2000
@@ -98,13 +98,6 @@ def publish(port: int, worker: int, workers: int, rounds: int) -> float:
     client.disconnect()
     client.loop_stop()
     return sent / elapsed
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def run(quick: bool) -> None:
