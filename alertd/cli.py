@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sqlite3
 import sys
@@ -52,11 +53,15 @@ def main() -> None:
 @config_option
 def run(config_path: Path) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
+    from alertd.affinity import pin
     from alertd.daemon import Daemon
     from alertd.store.lock import AlreadyRunning
 
     config = _config(config_path, secrets=True)
+    pinned = pin(config.cpu)  # before the daemon starts its threads
     logs.setup(config.log_level, config.site.tz, config.log_format)
+    if pinned:
+        logging.getLogger(__name__).info("%s", pinned)
     daemon = Daemon(config)
     try:
         asyncio.run(daemon.run())

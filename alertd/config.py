@@ -234,6 +234,9 @@ class Config(Strict):
     webhooks: dict[str, WebhookConfig] = {}
     smtp: SmtpConfig | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: `one`: the daemon keeps to one CPU core, where its threads hand Python's lock to
+    #: each other cheaply (see alertd/affinity.py); `all`: the kernel places them
+    cpu: Literal["one", "all"] = "one"
     #: `json`: one JSON object a line (journald, log shippers)
     log_format: Literal["text", "json"] = "text"
 
