@@ -4,12 +4,15 @@ The event loop and the store's writer thread take turns holding Python's global 
 (the GIL): the writer lets go of it for every SQLite statement and takes it back after.
 With the two threads on different cores, each hand-over wakes a thread on the other core
 and they queue behind each other; on one core a hand-over is cheap. `python -m bench.e2e`
-on a 2-core machine, the daemon on one core against the kernel's choice (two runs each):
-500 alarms/s p99 7.3 and 8.1 ms against 9.1 and 11.7, and 1,803 and 1,994 incidents/s
-taken at 2,000/s offered against 1,718 and 1,715. Little is given up: the GIL lets one
-thread run Python at a time either way, and a thread waiting for the disk (fsync) needs
-no core. The core is the last the process may use (CPU 0 takes most interrupts), so an
-operator chooses it with the service's own affinity (systemd's `CPUAffinity=`)."""
+on a 2-core machine, three interleaved pairs of runs, one core against the kernel's
+placement: 500 alarms/s p50 1.9-2.6 ms against 3.6-5.2 and p99 7.4-10.7 against
+10.3-13.2; 1,663-1,994 incidents/s taken at 2,000/s offered against 1,506-1,760; 100/s
+alike (p99 4.5-6.0 against 4.4-6.2). What is given up: SQLite's own work, done with
+the GIL let go, no longer runs beside the loop's Python, which costs less than the
+hand-overs did; a thread waiting for the disk (fsync) needs no core either way. The core
+is the last the process may use (CPU 0 takes most interrupts); an operator chooses it
+with the service's own affinity (systemd's `CPUAffinity=`), and the kernel moves other
+processes off a busy core."""
 
 from __future__ import annotations
 
