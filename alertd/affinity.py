@@ -16,22 +16,32 @@ processes off a busy core."""
 
 from __future__ import annotations
 
+import logging
 import os
 
+log = logging.getLogger(__name__)
 
-def pin(setting: str) -> str | None:
-    """Keep this process on one of the CPUs it may use, before it starts any thread
-    (threads keep the affinity of the thread that starts them). Returns what was done,
-    for the log; None when nothing was: `all`, a single CPU, or a system without CPU
-    affinity."""
+
+def pin(setting: str) -> int | None:
+    """Keep this process on one of the CPUs it may use; call it before any thread starts
+    (a thread keeps the affinity of the thread that starts it). Returns that CPU, or None
+    when the kernel places the threads: `cpu: all`, a single CPU, no CPU affinity on this
+    system, or a sandbox that refuses it (the daemon runs all the same)."""
     if setting == "all" or not hasattr(os, "sched_setaffinity"):
         return None
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2:
         return None
     cpu = max(allowed)
-    os.sched_setaffinity(0, {cpu})
-    return (
-        f"alertd runs on CPU {cpu} of the {len(allowed)} it may use (cpu: one; "
-        "`cpu: all` lets the kernel place its threads)"
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as exc:
+        log.warning("alertd could not keep to CPU %d (%s): the kernel places its threads", cpu, exc)
+        return None
+    log.info(
+        "alertd runs on CPU %d of the %d it may use (cpu: one; `cpu: all` lets the kernel "
+        "place its threads)",
+        cpu,
+        len(allowed),
     )
+    return cpu

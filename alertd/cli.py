@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import sqlite3
 import sys
@@ -58,10 +57,8 @@ def run(config_path: Path) -> None:
     from alertd.store.lock import AlreadyRunning
 
     config = _config(config_path, secrets=True)
-    pinned = pin(config.cpu)  # before the daemon starts its threads
     logs.setup(config.log_level, config.site.tz, config.log_format)
-    if pinned:
-        logging.getLogger(__name__).info("%s", pinned)
+    pin(config.cpu)  # before the daemon starts its threads
     daemon = Daemon(config)
     try:
         asyncio.run(daemon.run())
