@@ -2,9 +2,10 @@
 
 N devices; each MQTT message comes from a fresh device and is a leak that opens its own
 incident, whose playbook has one webhook step to a local HTTP sink (aiohttp) that
-timestamps arrival. alertd runs as its own process, durability on (synchronous=FULL), a
-real Mosquitto. Paced at 100 and 500 messages/s for 10 s each, then offered 2,000/s:
-publish -> webhook arrival p50/p99, incidents/s taken at 2,000/s offered, lost, RSS.
+timestamps arrival. alertd runs as its own process, durability on (synchronous=FULL), on
+one core (`cpu: one`, its default), a real Mosquitto. Paced at 100 and 500 messages/s for
+10 s each, then offered 2,000/s: publish -> webhook arrival p50/p99, incidents/s taken at
+2,000/s offered, lost, RSS.
 
 Each phase is run first by a bare relay (MQTT in -> HTTP POST out, 50 at a time, nothing
 stored: the kind of reference the issue measured) on the same broker, sink and publisher,
