@@ -35,7 +35,7 @@ from aiohttp import web
 
 from bench import q, quick_flag, rss_mib
 from tests.broker import Broker, free_port
-from tests.test_delivery_crash import start as start_daemon
+from tests.helpers import start_daemon
 
 #: the relay's topics (alertd subscribes to its devices' zigbee2mqtt/... only)
 RELAY = "relay"

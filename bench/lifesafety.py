@@ -50,8 +50,8 @@ from bench import fake_twilio_sms, q
 from bench.console import PASSWORD, sign_in
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
+from tests.helpers import start_daemon
 from tests.test_console import start_web
-from tests.test_delivery_crash import start
 
 TOKEN = "bench-token"
 SECURITY = "+8613900000001"
@@ -196,7 +196,7 @@ async def under_load(quick: bool, sessions: int) -> None:
         web_port = free_port()
         with config.open("a") as out:
             out.write(f"console: {{port: {web_port}}}\n")
-        daemon = start(config, root / "alertd.log")  # alertd as its own process
+        daemon = start_daemon(config, root / "alertd.log")  # alertd as its own process
         web = start_web(config, root / "web.log") if sessions else None
         context = multiprocessing.get_context("spawn")
         desks_stop = context.Event()

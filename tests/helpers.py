@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -63,3 +65,23 @@ def alertd(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         stdin=subprocess.DEVNULL,
         env=env,
     )
+
+
+def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`alertd run` as its own process, as a service starts it, its output into `log`."""
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "alertd", "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    """Until `predicate()` holds (another process's doing: a log line, a stored row)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)

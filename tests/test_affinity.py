@@ -12,8 +12,8 @@ import pytest
 from alertd.config import load_config
 from alertd.problems import InvalidInput
 from tests.broker import Broker
+from tests.helpers import start_daemon, wait_for
 from tests.mqtt_tools import write_config
-from tests.test_crash import start_daemon, wait_for
 from tests.test_mqtt import leak_devices
 
 needs_two = pytest.mark.skipif(

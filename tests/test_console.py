@@ -22,9 +22,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from alertd.directory.phones import mask
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
-from tests.helpers import alertd
+from tests.helpers import alertd, start_daemon
 from tests.mqtt_tools import until
-from tests.test_delivery_crash import start
 from tests.test_duty_desk import LI, RESIDENTS, ZHANG, Desk, publish, write_desk
 
 pytestmark = pytest.mark.slow
@@ -52,7 +51,7 @@ class Console:
     log: Path
 
     async def restart_daemon(self) -> None:
-        self.daemons.append(start(self.desk.config, self.log))
+        self.daemons.append(start_daemon(self.desk.config, self.log))
         size = self.log.stat().st_size
         await until(lambda: b"connected to MQTT" in self.log.read_bytes()[size:], 30)
 
@@ -102,7 +101,7 @@ async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
         out.write(f"console: {{port: {web_port}, centre: 海景物业服务中心}}\n")
     await asyncio.to_thread(add_accounts, config)
     log = tmp_path / "alertd.log"
-    daemons = [start(config, log)]
+    daemons = [start_daemon(config, log)]
     web_log = tmp_path / "web.log"
     web = start_web(config, web_log)
     try:

@@ -5,36 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 from alertd.store import SqliteStore
 from tests.broker import Broker
+from tests.helpers import start_daemon, wait_for
 from tests.mqtt_tools import Publisher, write_config
 from tests.test_mqtt import leak_devices, leak_messages
 
 DEVICES, ROUNDS = 50, 60  # 3,000 messages, each one a change of state
-
-
-def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "alertd", "run", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def stored_keys(db: Path) -> list[tuple[str, int]]:

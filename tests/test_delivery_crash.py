@@ -7,8 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,20 +15,11 @@ from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
 from tests.broker import Broker
 from tests.fake_twilio import FakeTwilio
+from tests.helpers import start_daemon
 from tests.mqtt_tools import Publisher, until
 
 RESIDENTS = 5000
 PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
-
-
-def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "alertd", "run", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
 
 
 async def test_sigkill_in_the_middle_of_a_fan_out(tmp_path: Path, broker: Broker) -> None:
@@ -58,7 +47,7 @@ async def test_sigkill_in_the_middle_of_a_fan_out(tmp_path: Path, broker: Broker
         "delivery: {concurrency: 20, poll_s: 0.1}\n"
     )
     log = tmp_path / "alertd.log"
-    daemon = start(config, log)
+    daemon = start_daemon(config, log)
     try:
         await until(lambda: b"connected to MQTT" in log.read_bytes(), 20)
         pub = Publisher(broker, "fanout-publisher")
@@ -68,7 +57,7 @@ async def test_sigkill_in_the_middle_of_a_fan_out(tmp_path: Path, broker: Broker
         os.kill(daemon.pid, signal.SIGKILL)
         await asyncio.to_thread(daemon.wait, 10)
         killed_at = len(fake.sms())
-        daemon = start(config, log)
+        daemon = start_daemon(config, log)
         await until(lambda: len({r["form"]["To"] for r in fake.sms()}) >= RESIDENTS, 60)
     finally:
         daemon.send_signal(signal.SIGTERM)

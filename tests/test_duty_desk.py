@@ -25,9 +25,8 @@ from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
-from tests.helpers import alertd
+from tests.helpers import alertd, start_daemon
 from tests.mqtt_tools import Live, Publisher, until
-from tests.test_delivery_crash import start
 from tests.test_incidents import cli, rows
 from tests.test_playbooks import SHIPPED
 
@@ -123,7 +122,7 @@ async def desk(tmp_path: Path, broker: Broker) -> AsyncIterator[Desk]:
     fake = await FakeTwilio().start()
     config, port = write_desk(tmp_path, broker, fake, f"desk-{tmp_path.name[-10:]}")
     log = tmp_path / "alertd.log"
-    daemon = start(config, log)
+    daemon = start_daemon(config, log)
     try:
         await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
         await until(lambda: b"callbacks on http" in log.read_bytes(), 10)

@@ -16,9 +16,8 @@ import pytest
 
 from alertd.store import SqliteStore
 from tests.broker import Broker
-from tests.helpers import alertd
+from tests.helpers import alertd, start_daemon
 from tests.mqtt_tools import Publisher, until, write_config
-from tests.test_delivery_crash import start
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +26,7 @@ def start_with_secret(config: Path, log: Path) -> subprocess.Popen[bytes]:
     """The daemon, with the Twilio token its configuration asks the environment for."""
     os.environ["TWILIO_AUTH_TOKEN"] = "secret"
     try:
-        return start(config, log)
+        return start_daemon(config, log)
     finally:
         del os.environ["TWILIO_AUTH_TOKEN"]
 
@@ -323,7 +322,7 @@ async def test_health_metrics_and_status_say_what_is_wrong(
         return await asyncio.to_thread(alertd, "status", "--config", str(config))
 
     log = tmp_path / "alertd.log"
-    daemon = start(config, log)
+    daemon = start_daemon(config, log)
     try:
         await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
         await until(lambda: b"health, metrics" in log.read_bytes(), 10)
@@ -336,7 +335,7 @@ async def test_health_metrics_and_status_say_what_is_wrong(
         (tmp_path / "staff.yaml").write_text(STAFF_ALL_DAY)
         daemon.send_signal(signal.SIGTERM)  # (reloading the staff file comes with SIGHUP)
         await asyncio.to_thread(daemon.wait, 20)
-        daemon = start(config, log)
+        daemon = start_daemon(config, log)
         await until(lambda: log.read_bytes().count(b"health, metrics") == 2, 30)
         await until(lambda: '"status": "ok"' in _health(url), 10)
         assert (await status()).returncode == 0
@@ -407,7 +406,7 @@ async def test_sighup_reloads_and_a_broken_file_keeps_the_one_in_force(
     )
     devices = tmp_path / "devices.csv"
     log = tmp_path / "alertd.log"
-    daemon = start(config, log)
+    daemon = start_daemon(config, log)
 
     def events() -> str:
         return alertd("events", "--config", str(config)).stdout
