@@ -22,26 +22,25 @@ import os
 log = logging.getLogger(__name__)
 
 
-def pin(setting: str) -> int | None:
+def pin(setting: str) -> None:
     """Keep this process on one of the CPUs it may use; call it before any thread starts
-    (a thread keeps the affinity of the thread that starts it). Returns that CPU, or None
-    when the kernel places the threads: `cpu: all`, a single CPU, no CPU affinity on this
-    system, or a sandbox that refuses it (the daemon runs all the same)."""
+    (a thread keeps the affinity of the thread that starts it). The kernel places the
+    threads with `cpu: all`, on a single CPU, without CPU affinity on this system, or in
+    a sandbox that refuses it (the daemon runs all the same)."""
     if setting == "all" or not hasattr(os, "sched_setaffinity"):
-        return None
+        return
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2:
-        return None
+        return
     cpu = max(allowed)
     try:
         os.sched_setaffinity(0, {cpu})
     except OSError as exc:
         log.warning("alertd could not keep to CPU %d (%s): the kernel places its threads", cpu, exc)
-        return None
+        return
     log.info(
         "alertd runs on CPU %d of the %d it may use (cpu: one; `cpu: all` lets the kernel "
         "place its threads)",
         cpu,
         len(allowed),
     )
-    return cpu
