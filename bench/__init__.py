@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,24 @@ def rss_mib(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+async def subscribed(port: int, within: float = 60) -> None:
+    """Until alertd's /metrics (its `http:` server on `port`) says it is connected with
+    every subscription confirmed: the broker drops a QoS 1 message on a topic nobody has
+    subscribed to yet, and its log says "connected" before the subscriptions."""
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with aiohttp.ClientSession() as session, asyncio.timeout(within):
+        while True:
+            try:
+                async with session.get(url) as answer:
+                    if "alertd_mqtt_connected 1" in await answer.text():
+                        return
+            except aiohttp.ClientError:
+                pass  # not listening yet
+            await asyncio.sleep(0.05)  # another process: polled
 
 
 def q(values: Sequence[float], p: int) -> float:

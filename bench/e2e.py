@@ -33,7 +33,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench import q, quick_flag, rss_mib
+from bench import q, quick_flag, rss_mib, subscribed
 from tests.broker import Broker, free_port
 from tests.helpers import start_daemon
 
@@ -169,7 +169,7 @@ async def run(quick: bool) -> None:
         app.router.add_post("/hook", hook)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        port = free_port()
+        port, http_port = free_port(), free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         (root / "playbooks").mkdir()
         (root / "playbooks" / "leak.yaml").write_text(PLAYBOOK)
@@ -184,6 +184,7 @@ async def run(quick: bool) -> None:
             "devices: devices.csv\nplaybooks: playbooks\n"
             f"webhooks: {{sink: {{url: 'http://127.0.0.1:{port}/hook', format: slack}}}}\n"
             "delivery: {concurrency: 50}\n"
+            f"http: {{port: {http_port}}}\n"
             "log_level: WARNING\n"
         )
         context = multiprocessing.get_context("spawn")
@@ -219,7 +220,7 @@ async def run(quick: bool) -> None:
             return phase
 
         try:
-            await asyncio.sleep(4)  # connected and subscribed (its log is quiet)
+            await subscribed(http_port)
             if not await asyncio.to_thread(ready.wait, 10):
                 raise RuntimeError("the relay did not subscribe")
             first = 0

@@ -46,7 +46,7 @@ from alertd.console.accounts import add_user
 from alertd.console.roles import Role
 from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
-from bench import fake_twilio_sms, q
+from bench import fake_twilio_sms, q, subscribed
 from bench.console import PASSWORD, sign_in
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
@@ -192,7 +192,7 @@ async def under_load(quick: bool, sessions: int) -> None:
         root = Path(tmp)
         broker = Broker(root / "mosquitto").start()
         fake = await FakeTwilio(receipts_token=TOKEN).start()
-        config, _ = setup(root, fake, broker, residents)
+        config, http_port = setup(root, fake, broker, residents)
         web_port = free_port()
         with config.open("a") as out:
             out.write(f"console: {{port: {web_port}}}\n")
@@ -207,8 +207,7 @@ async def under_load(quick: bool, sessions: int) -> None:
         from tests.mqtt_tools import Publisher
 
         try:
-            logged = root / "alertd.log"
-            await wait_for(lambda: b"connected to MQTT" in logged.read_bytes(), 30)
+            await subscribed(http_port)
             if web is not None:
                 web_log = root / "web.log"
                 await wait_for(lambda: b"alertd console on" in web_log.read_bytes(), 30)
