@@ -1,0 +1,106 @@
+"""The store's single writer: one piece of work at a time on one connection, urgent work
+first, and urgent work on an idle writer done at once on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+from alertd.store import Writer
+from alertd.store.sqlite import transaction
+
+
+def _row(text: str) -> object:
+    def write(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO counters (name, value) VALUES (?, 1)", (text,))
+        return threading.current_thread().name
+
+    return write
+
+
+async def test_urgent_work_on_an_idle_writer_is_done_on_the_loop(tmp_path: Path) -> None:
+    writer = Writer(tmp_path / "a.db", synchronous="NORMAL")
+    store = await writer.open()
+    try:
+        ran_on = await writer.call(_row("alarm"), store.conn, urgent=True)
+        routine_on = await writer.call(_row("telemetry"), store.conn)
+    finally:
+        await writer.close()
+    assert ran_on == threading.current_thread().name
+    assert routine_on == "alertd-writer"  # bulk work keeps the loop free
+    conn = sqlite3.connect(tmp_path / "a.db")
+    assert [r[0] for r in conn.execute("SELECT name FROM counters ORDER BY rowid")] == [
+        "alarm",
+        "telemetry",
+    ]
+
+
+async def test_urgent_work_waits_for_the_job_the_thread_is_doing(tmp_path: Path) -> None:
+    """Two users of one connection at once would corrupt a transaction: urgent work that
+    arrives while the thread writes is queued (first in line), never run beside it."""
+    writer = Writer(tmp_path / "a.db", synchronous="NORMAL")
+    store = await writer.open()
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow(conn: sqlite3.Connection) -> None:
+        with transaction(conn):
+            conn.execute("INSERT INTO counters (name, value) VALUES ('batch', 1)")
+            inside.set()
+            release.wait(10)
+        order.append("batch")
+
+    def alarm(conn: sqlite3.Connection) -> None:
+        _row("alarm")(conn)
+        order.append("alarm")
+
+    try:
+        batch = asyncio.ensure_future(writer.call(slow, store.conn))
+        await asyncio.to_thread(inside.wait, 10)
+        urgent = asyncio.ensure_future(writer.call(alarm, store.conn, urgent=True))
+        routine = asyncio.ensure_future(writer.call(_row("later"), store.conn))
+        await asyncio.sleep(0)
+        assert order == []  # the alarm is queued behind the transaction in progress
+        release.set()
+        await asyncio.gather(batch, urgent, routine)
+        # and once the thread is idle again, urgent work is back on the loop
+        assert await writer.call(_row("next"), store.conn, urgent=True) == "MainThread"
+    finally:
+        release.set()
+        await writer.close()
+    assert order == ["batch", "alarm"]
+    conn = sqlite3.connect(tmp_path / "a.db")
+    assert [r[0] for r in conn.execute("SELECT name FROM counters ORDER BY rowid")] == [
+        "batch",
+        "alarm",
+        "later",
+        "next",
+    ]
+
+
+async def test_a_cancelled_call_does_not_keep_urgent_work_off_the_loop(tmp_path: Path) -> None:
+    writer = Writer(tmp_path / "a.db", synchronous="NORMAL")
+    store = await writer.open()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(_conn: sqlite3.Connection) -> None:
+        inside.set()
+        release.wait(10)
+
+    try:
+        held = asyncio.ensure_future(writer.call(hold, store.conn))
+        await asyncio.to_thread(inside.wait, 10)
+        gone = asyncio.ensure_future(writer.call(_row("never"), store.conn))
+        await asyncio.sleep(0)
+        gone.cancel()  # the caller went away before the thread reached it
+        release.set()
+        await held
+        await writer.call(lambda: None)  # the thread has passed the cancelled one
+        assert await writer.call(_row("alarm"), store.conn, urgent=True) == "MainThread"
+    finally:
+        release.set()
+        await writer.close()
+    conn = sqlite3.connect(tmp_path / "a.db")
+    assert [r[0] for r in conn.execute("SELECT name FROM counters")] == ["alarm"]
