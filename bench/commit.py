@@ -4,9 +4,10 @@ The real decision and delivery path in one process, without the broker or HTTP: 
 leak from a fresh device is decided, stored with its event, expanded and claimed in one
 durable commit (FULL), its webhook "sent" by a sink that answers at once, the outcome
 recorded by the next commit. One alarm per commit is what alertd does at a few hundred
-messages a second, where every commit's fixed cost decides the latency: the CPU the
-writer thread (user and system) and the event loop spend on each, the commit's latency,
-and its statements. Steadier from run to run than the whole path (`bench.e2e`).
+messages a second, where every commit's fixed cost decides the latency: the CPU spent on
+each (all of it, and the writer thread's part: an alarm's commit runs on the event loop
+when the writer is idle, see `Writer`), the commit's latency, and its statements.
+Steadier from run to run than the whole path (`bench.e2e`).
 """
 
 from __future__ import annotations
@@ -108,11 +109,13 @@ async def run(count: int) -> None:
         await dispatcher.close()
         await writer.close()
     per = 1e6 / count
+    writer_us = (user1 - user0 + sys1 - sys0) * per
+    loop_us = (loop1 - loop0) * per
     print(
         f"{count:,} alarms, one commit each, in {elapsed:.2f} s: commit p50={q(latencies, 50):.2f}"
-        f" ms p99={q(latencies, 99):.2f} ms; CPU per alarm: writer {(user1 - user0) * per:.0f} "
-        f"us user + {(sys1 - sys0) * per:.0f} us system, event loop {(loop1 - loop0) * per:.0f}"
-        f" us; {len(statements)} statements (its commit, and recording the alarm before it)"
+        f" ms p99={q(latencies, 99):.2f} ms; CPU per alarm {writer_us + loop_us:.0f} us (the "
+        f"event loop {loop_us:.0f}, the writer thread {writer_us:.0f}); {len(statements)} "
+        "statements (its commit, and recording the alarm before it)"
     )
 
 
