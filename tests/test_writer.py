@@ -104,3 +104,36 @@ async def test_a_cancelled_call_does_not_keep_urgent_work_off_the_loop(tmp_path:
         await writer.close()
     conn = sqlite3.connect(tmp_path / "a.db")
     assert [r[0] for r in conn.execute("SELECT name FROM counters")] == ["alarm"]
+
+
+async def test_a_store_locked_by_another_process_never_blocks_the_loop(tmp_path: Path) -> None:
+    """A command (`alertd prune`, a residents import) holding the write lock: the alarm's
+    commit waits for it on the writer thread, while the loop goes on (MQTT, timers, sends
+    already claimed, health), and is done once the lock is free."""
+    writer = Writer(tmp_path / "a.db", synchronous="NORMAL")
+    store = await writer.open()
+    command = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+    command.execute("BEGIN IMMEDIATE")
+    command.execute("INSERT INTO counters (name, value) VALUES ('command', 1)")
+    try:
+
+        def alarm(conn: sqlite3.Connection) -> str:
+            with transaction(conn):
+                return str(_row("alarm")(conn))
+
+        job = asyncio.ensure_future(writer.call(alarm, store.conn, urgent=True))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop runs: the call did not hold it
+        assert not job.done()
+        command.execute("COMMIT")
+        assert await job == "alertd-writer"
+    finally:
+        if command.in_transaction:
+            command.execute("ROLLBACK")
+        command.close()
+        await writer.close()
+    conn = sqlite3.connect(tmp_path / "a.db")
+    assert [r[0] for r in conn.execute("SELECT name FROM counters ORDER BY rowid")] == [
+        "command",
+        "alarm",
+    ]

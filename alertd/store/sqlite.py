@@ -32,6 +32,8 @@ VALUES_ROWS = 256
 #: parameters of one VALUES statement at most: a prepared statement, which the connection
 #: keeps, holds about 130 bytes a parameter (SQLite takes 32,766 by default since 3.32)
 MAX_PARAMETERS = 4096
+#: how long a connection waits for another's write lock (the writer thread; never the loop)
+BUSY_TIMEOUT_MS = 30_000
 
 
 def iso(at: datetime) -> str:
@@ -221,7 +223,7 @@ class SqliteStore(Reader):
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         super().__init__(conn)
         self._migrate()
 
@@ -230,7 +232,7 @@ class SqliteStore(Reader):
         """A read-only connection (no migrations, no writes): what the commands that only
         look use, so they work on a store they may not write."""
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # fails here, not later
         return conn
 
@@ -402,6 +404,10 @@ class SqliteStore(Reader):
         }
 
 
+class _Locked(Exception):
+    """Another connection holds the store's write lock."""
+
+
 class Writer:
     """The single writer thread: async callers hand it work, done one piece at a time.
     Urgent work (a life-safety commit, an incident decision, a claim of messages to send)
@@ -411,7 +417,8 @@ class Writer:
     Urgent work that finds the thread idle, with nothing queued, runs on the event loop
     instead: handing a small commit to the thread and back (two thread switches, the GIL
     passed back and forth on one core) cost more than the commit's own work, and delayed
-    every alarm behind it. Nothing can be ahead of it then, so the order is the same."""
+    every alarm behind it. Nothing can be ahead of it then, so the order is the same. If
+another process holds the store's lock, the thread waits for it, not the loop."""
 
     URGENT, ROUTINE = 0, 1
 
@@ -453,15 +460,36 @@ class Writer:
 
     async def call(self, fn: Any, *args: Any, urgent: bool = False) -> Any:
         if urgent and self.store is not None and self._given == self._finished:
-            result = fn(*args)
-            await asyncio.sleep(0)  # a turn for the rest of the loop, as a handed-off call gives
-            return result
+            try:
+                result = self._at_once(self.store.conn, fn, args)
+            except _Locked:
+                pass  # the thread waits for the lock, the loop does not
+            else:
+                await asyncio.sleep(0)  # a turn for the rest of the loop, as the thread gives
+                return result
         self._given += 1
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._queue.put(
             (self.URGENT if urgent else self.ROUTINE, next(self._seq), (future, fn, args))
         )
         return await asyncio.wrap_future(future)
+
+    @staticmethod
+    def _at_once(conn: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> Any:
+        """`fn` on the loop, never waiting for another process's write lock (a command,
+        the console): its first statement, BEGIN IMMEDIATE, fails at once when the store
+        is locked, before anything is done, and the work goes to the thread instead."""
+        changes = conn.total_changes
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if busy and not conn.in_transaction and conn.total_changes == changes:
+                raise _Locked from exc
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     async def commit(self, batch: Batch, *, urgent: bool = False) -> None:
         assert self.store is not None, "open() first"
