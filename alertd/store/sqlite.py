@@ -418,7 +418,7 @@ class Writer:
     instead: handing a small commit to the thread and back (two thread switches, the GIL
     passed back and forth on one core) cost more than the commit's own work, and delayed
     every alarm behind it. Nothing can be ahead of it then, so the order is the same. If
-another process holds the store's lock, the thread waits for it, not the loop."""
+    another process holds the store's lock, the thread waits for it, not the loop."""
 
     URGENT, ROUTINE = 0, 1
 
