@@ -259,4 +259,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         DROP INDEX messages_due;
         """,
     ),
+    (
+        "messages: the age index holds pending messages only, the provider index sent ones",
+        # an alarm's commit wrote two pages of each: the message's entry when it is
+        # written, and the one moved when the message before it was sent
+        """
+        DROP INDEX messages_lane_age;
+        CREATE INDEX messages_lane_age ON messages(channel, due_at, id) WHERE status = 'pending';
+        DROP INDEX messages_provider;
+        CREATE INDEX messages_provider ON messages(provider_id) WHERE provider_id IS NOT NULL;
+        """,
+    ),
 ]
