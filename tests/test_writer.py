@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from alertd.store import Writer
 from alertd.store.sqlite import transaction
 
 
-def _row(text: str) -> object:
+def _row(text: str) -> Callable[[sqlite3.Connection], str]:
     def write(conn: sqlite3.Connection) -> str:
         conn.execute("INSERT INTO counters (name, value) VALUES (?, 1)", (text,))
         return threading.current_thread().name
@@ -119,7 +120,7 @@ async def test_a_store_locked_by_another_process_never_blocks_the_loop(tmp_path:
 
         def alarm(conn: sqlite3.Connection) -> str:
             with transaction(conn):
-                return str(_row("alarm")(conn))
+                return _row("alarm")(conn)
 
         job = asyncio.ensure_future(writer.call(alarm, store.conn, urgent=True))
         for _ in range(3):
