@@ -45,10 +45,10 @@ NO_VALUES: Mapping[str, Value] = {}
 LOG_ONCE_MAX = 10_000
 #: life-safety events logged one line each per second, before a count stands for the rest
 ALARM_LINES_PER_S = 20
-#: routine rows (reports, devices' last-seen times) an urgent commit takes along at most:
-#: about 0.5 ms of work. A whole batch made an alarm's commit 2.5 ms longer, once a second
-#: at 500 alarms/s (the tick's last-seen times); this way the routine work still rides
-#: along, and is never starved by a flow of alarms, a little at a time.
+#: routine rows (reports, devices' last-seen times) an urgent commit takes along at most,
+#: about 0.5 ms of work: a whole batch of the tick's last-seen times made one alarm's
+#: commit a second 2.5 ms longer at 500 alarms/s. Some still ride along, so that a steady
+#: flow of alarms never starves routine work.
 URGENT_CARRY = 100
 
 
@@ -166,10 +166,9 @@ class Ingest:
         self._count_alarms()
         # in commits of at most batch_max devices: an alarm waits for one of them at most
         heard, self._seen = list(self._seen.items()), {}
-        chunk = min(self._config.batch_max, URGENT_CARRY)  # a routine commit takes several
-        for start in range(0, len(heard), chunk):
+        for start in range(0, len(heard), self._carry):  # a routine commit takes several
             seen = Batch()
-            for device_id, at in heard[start : start + chunk]:
+            for device_id, at in heard[start : start + self._carry]:
                 seen.seen[device_id] = (at, self._values.get(device_id, NO_VALUES))
             self._enqueue(_Item(seen), urgent=False)
         for device in self._heartbeats.overdue(now):
@@ -346,9 +345,7 @@ class Ingest:
         rows (URGENT_CARRY with urgent ones): a routine commit stays short, so an alarm
         queued behind it waits little, and an alarm's commit carries little."""
         out = _Item(Batch())
-        limit = (
-            min(self._config.batch_max, URGENT_CARRY) if self._urgent else self._config.batch_max
-        )
+        limit = self._carry if self._urgent else self._config.batch_max
         while self._urgent:
             self._absorb(out, self._urgent.popleft())
         rows = 0
@@ -357,6 +354,11 @@ class Ingest:
             rows += max(1, len(item.batch.seen))
             self._absorb(out, item)
         return out
+
+    @property
+    def _carry(self) -> int:
+        """Routine rows an urgent commit takes along, and the tick's last-seen items."""
+        return min(self._config.batch_max, URGENT_CARRY)
 
     @staticmethod
     def _absorb(out: _Item, item: _Item) -> None:
