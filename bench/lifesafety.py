@@ -51,6 +51,7 @@ from bench.console import PASSWORD, sign_in
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
 from tests.helpers import start_daemon
+from tests.mqtt_tools import Publisher, until
 from tests.test_console import start_web
 
 TOKEN = "bench-token"
@@ -122,12 +123,6 @@ def setup(root: Path, fake: FakeTwilio, broker: Broker, residents: int) -> tuple
         "log_level: INFO\n"
     )
     return root / "alertd.yaml", port
-
-
-async def wait_for(predicate: object, within: float) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110 - another process
-            await asyncio.sleep(0.005)
 
 
 def desks_process(
@@ -204,13 +199,11 @@ async def under_load(quick: bool, sessions: int) -> None:
         desks: multiprocessing.process.BaseProcess | None = None
         stop = context.Event()
         storm_process = context.Process(target=storm, args=(broker.port, 2000, 120, stop))
-        from tests.mqtt_tools import Publisher
-
         try:
             await subscribed(http_port)
             if web is not None:
                 web_log = root / "web.log"
-                await wait_for(lambda: b"alertd console on" in web_log.read_bytes(), 30)
+                await until(lambda: b"alertd console on" in web_log.read_bytes(), 30)
                 desks = context.Process(
                     target=desks_process,
                     args=(f"http://127.0.0.1:{web_port}", sessions, desks_stop, updates),
@@ -222,16 +215,16 @@ async def under_load(quick: bool, sessions: int) -> None:
             fan_start = time.time()
             await asyncio.to_thread(pub.publish, "zigbee2mqtt/smoke_0", '{"smoke": true}')
             resident_sms = lambda: [r for r in fake.sms() if r["form"]["To"].startswith("+86138")]  # noqa: E731
-            await wait_for(lambda: len(resident_sms()) >= 200, 60)
+            await until(lambda: len(resident_sms()) >= 200, 60)
             published: dict[str, float] = {}
             for b in range(1, fires + 1):
                 published[str(b)] = time.time()
                 await asyncio.to_thread(pub.publish, f"zigbee2mqtt/smoke_{b}", '{"smoke": true}')
                 await asyncio.sleep(0.2)
             pub.close()
-            await wait_for(lambda: len({r["form"]["To"] for r in resident_sms()}) >= residents, 120)
+            await until(lambda: len({r["form"]["To"] for r in resident_sms()}) >= residents, 120)
             fan_sent = resident_sms()
-            await wait_for(lambda: fake.receipts_posted >= len(fan_sent), 60)
+            await until(lambda: fake.receipts_posted >= len(fan_sent), 60)
         finally:
             desks_stop.set()
             if desks is not None:
@@ -374,7 +367,7 @@ async def storm_429(quick: bool) -> None:
         t0 = time.perf_counter()
         await asyncio.sleep(10)
         fake.storm = None
-        await wait_for(lambda: len({r["form"]["To"] for r in fake.sms()}) >= count, 120)
+        await until(lambda: len({r["form"]["To"] for r in fake.sms()}) >= count, 120)
         dispatcher.stop()
         await task
         storm_requests = [float(r["at"]) for r in fake.requests if r["answered"] == 429]  # type: ignore[arg-type]
