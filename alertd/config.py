@@ -76,7 +76,7 @@ class MqttConfig(Strict):
     #: waits behind every routine message queued before it; once here, it goes first
     receive_maximum: int = Field(20_000, ge=1, le=65535)
     max_payload_bytes: int = Field(64 * 1024, ge=64)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
 
 
 class StorageConfig(Strict):
@@ -98,25 +98,25 @@ class IngestConfig(Strict):
     #: how long routine messages may wait to share a commit (urgent ones never wait)
     linger_ms: float = Field(5.0, ge=0, le=1000)
     #: how often heartbeats and hold times are checked
-    tick_s: float = Field(1.0, gt=0)
+    tick_s: float = Field(1.0, gt=0, le=60)
 
 
 class DeliveryConfig(Strict):
     #: SMS requests per second (per sender); unset: as fast as the concurrency allows
-    sms_per_s: float | None = Field(None, gt=0)
-    calls_per_s: float | None = Field(1.0, gt=0)
+    sms_per_s: float | None = Field(None, gt=0, le=10_000)
+    calls_per_s: float | None = Field(1.0, gt=0, le=1000)
     #: requests in flight at once; also the most a crash can make twice (the rows marked
     #: `sending` are claimed this many at a time)
     concurrency: int = Field(20, ge=1, le=500)
     #: a safety message not sent within this is dropped with a reason, not sent late
-    expire_s: float = Field(1800, gt=0)
-    send_timeout_s: float = Field(15, gt=0)
-    poll_s: float = Field(0.5, gt=0)
+    expire_s: float = Field(1800, gt=0, le=7 * 86400)
+    send_timeout_s: float = Field(15, gt=0, le=600)
+    poll_s: float = Field(0.5, gt=0, le=60)
     #: a waiting message gains one priority level per this many seconds, so residents'
     #: texts are never starved for long by staff alerts of later incidents
-    starve_s: float = Field(10.0, gt=0)
+    starve_s: float = Field(10.0, gt=0, le=3600)
     #: a lane stopped by the provider (bad credentials) tries one message this often
-    probe_s: float = Field(60.0, gt=0)
+    probe_s: float = Field(60.0, gt=0, le=3600)
     #: who is told when a staff step of a life-safety incident has nobody to notify
     #: (nobody holds the role, nobody is on call and nobody has it, a broken staff
     #: file): the duty desk; nobody holds this either: everyone in the staff file
@@ -170,7 +170,7 @@ class SmtpConfig(Strict):
     starttls: bool = True
     #: CA certificates to trust for STARTTLS (a private CA); unset: the system's
     ca_file: str | None = None
-    timeout_s: float = Field(15, gt=0)
+    timeout_s: float = Field(15, gt=0, le=600)
 
 
 class HttpConfig(Strict):
@@ -200,7 +200,7 @@ class DrillConfig(Strict):
     #: text residents during drills (their messages carry 演练 / DRILL); off by default
     resident_sms: bool = False
     #: a drill incident nobody closed is closed this long after it opened
-    end_after_s: float = Field(4 * 3600, gt=0)
+    end_after_s: float = Field(4 * 3600, gt=0, le=7 * 86400)
 
 
 #: a power cut takes the mains-powered devices of its building offline with it

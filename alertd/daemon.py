@@ -238,6 +238,7 @@ class Daemon:
 
     async def _ticker(self) -> None:
         store_told = False
+        tick_failed = ""
         while True:
             await asyncio.sleep(self.config.ingest.tick_s)
             self.ingest.tick()
@@ -250,7 +251,13 @@ class Daemon:
             memory.sweep()
             if failing:
                 continue  # decisions could not be stored either; they wait with the events
-            await self.incidents.tick()
+            try:
+                await self.incidents.tick()
+                tick_failed = ""
+            except Exception as exc:  # the store failed mid-tick: what was not stored waits
+                if repr(exc) != tick_failed:  # once per reason, not at every tick
+                    log.exception("timers and commands wait: the tick failed")
+                tick_failed = repr(exc)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from alertd.csvfile import check_row, read_rows
 from alertd.events import Kind, Location
+from alertd.model import YEAR_S
 from alertd.problems import InvalidInput, Problem
 
 REQUIRED = ("device_id", "profile", "topic")
@@ -108,8 +109,11 @@ def _device(row: dict[str, str], profiles: set[str], site: str) -> Device:
             raise ValueError(
                 f"heartbeat_s must be a number of seconds, got {row['heartbeat_s']!r}"
             ) from None
-        if heartbeat <= 0:
-            raise ValueError("heartbeat_s must be positive (leave it empty for no heartbeat)")
+        if not 0 < heartbeat <= YEAR_S:  # also nan and inf
+            raise ValueError(
+                f"heartbeat_s must be from 0 to {YEAR_S} seconds (leave it empty for no "
+                f"heartbeat), got {row['heartbeat_s']!r}"
+            )
     kind = parse_kind(row["kind"]) if row.get("kind") else None
     tags = {k: v for k, v in row.items() if k not in KNOWN and k not in OPTIONAL and v}
     return Device(

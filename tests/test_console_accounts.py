@@ -210,3 +210,38 @@ def test_the_daemons_files_are_read_again_only_when_they_change(tmp_path: Path) 
     path.write_text("two!")
     assert files.get(path, load) == "two!"
     assert reads == ["one", "broken", "broken", "two!"]
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "//evil.example/x",
+        "/%09/evil.example/x".replace("%09", "\t"),
+        "/\t/evil.example/phish",
+        "/\n/evil.example",
+        "/\r\n/evil.example",
+        "\\\\evil.example",
+        "/\\evil.example",
+        "\\/evil.example",
+        " //evil.example",
+        "\x00//evil.example",
+        "/\x01/evil.example",
+        "https://evil.example",
+        "javascript:alert(1)",
+        "evil.example",
+        "",
+    ],
+)
+def test_going_back_never_leaves_the_console(asked: str) -> None:
+    """`next` and `back` as a browser reads them: tabs and newlines dropped anywhere,
+    controls and spaces at the ends, backslashes as slashes (the known bypasses)."""
+    from alertd.console.web import local_path
+
+    assert local_path(asked) == "/"
+
+
+def test_going_back_keeps_a_path_of_the_console() -> None:
+    from alertd.console.web import local_path
+
+    assert local_path("/incidents/12?lang=en#timeline") == "/incidents/12?lang=en#timeline"
+    assert local_path("/analytics") == "/analytics"

@@ -427,3 +427,85 @@ async def test_a_timer_whose_decision_cannot_be_stored_fires_once_the_store_work
     count = "SELECT count(*) FROM timeline WHERE type = 'escalation'"
     assert await writer.call(lambda: store.conn.execute(count).fetchone()) == (1,)
     await writer.close()
+
+
+def hand_made_command(cfg: Config, command: str, args: str) -> None:
+    """A row in `commands` written past every door's checks (a script, an old console)."""
+    conn = sqlite3.connect(cfg.storage.path)
+    with conn:
+        conn.execute(
+            "INSERT INTO commands (created_at, command, incident_id, actor, text, args) "
+            "VALUES ('2026-12-04T03:00:00+00:00', ?, 1, 'Wang (security)', '', ?)",
+            (command, args),
+        )
+    conn.close()
+
+
+async def test_a_command_the_daemon_cannot_apply_fails_once_and_alerting_goes_on(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """An ETA of 10,000,000,000 minutes overflowed the calendar inside the ticker and
+    stopped the daemon; left pending, the command stopped it again at every start. Now
+    each such command is failed with its reason, once, on the timeline too, and the
+    daemon keeps alerting, after a restart as well."""
+    path = make_config(tmp_path, broker, "inc-poison")
+    cfg = load_config(path)
+    pub = Publisher(broker, "poison-publisher")
+    async with Live(cfg) as running:
+        await asyncio.to_thread(
+            pub.publish, "zigbee2mqtt/flat_3b/leak_kitchen", '{"water_leak":true}'
+        )
+        await running.seen.until(lambda evs: len(evs) >= 1)
+        await running.settled()
+        hand_made_command(cfg, "eta", '{"minutes": 10000000000}')
+        hand_made_command(cfg, "eta", '{"minutes": NaN}')
+        hand_made_command(cfg, "note", "[1, 2]")  # raises inside the daemon
+        hand_made_command(cfg, "ack", "{}")
+        await until(lambda: not rows(cfg, "SELECT id FROM commands WHERE state = 'pending'"))
+        done = rows(cfg, "SELECT command, state, result FROM commands ORDER BY id")
+        assert [(d["command"], d["state"]) for d in done] == [
+            ("eta", "failed"),
+            ("eta", "failed"),
+            ("note", "failed"),
+            ("ack", "done"),
+        ]
+        assert "minutes: from 1 to 43200" in done[0]["result"]
+        assert "minutes: from 1 to 43200" in done[1]["result"]
+        assert "could not be applied: TypeError" in done[2]["result"]
+        failed = rows(cfg, "SELECT text FROM timeline WHERE type = 'command_failed'")
+        assert [f["text"][:18] for f in failed] == ["command 3 failed: "]
+        # and the daemon still alerts: a fire opens its incident
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/flat_3b/smoke_kitchen", '{"smoke":true}')
+        await running.seen.until(lambda evs: len(evs) >= 2)
+        await running.settled()
+        assert not running.daemon.failed
+    async with Live(cfg) as again:  # a restart applies nothing twice, and runs on
+        await again.daemon.incidents.tick()
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/flat_3b/smoke_kitchen", '{"smoke":false}')
+        await again.seen.until(lambda evs: len(evs) >= 1)
+        await again.settled()
+        assert not again.daemon.failed
+    pub.close()
+    assert [r["state"] for r in rows(cfg, "SELECT state FROM commands ORDER BY id")] == [
+        "failed",
+        "failed",
+        "failed",
+        "done",
+    ]
+    assert len(rows(cfg, "SELECT id FROM timeline WHERE type = 'command_failed'")) == 1
+    assert [r["playbook"] for r in rows(cfg, "SELECT playbook FROM incidents")] == [
+        "water-leak",
+        "fire-alarm",
+    ]
+
+
+@pytest.mark.parametrize("minutes", ["10000000000", "nan", "inf", "-30", "0"])
+async def test_an_eta_out_of_bounds_is_refused_at_the_door(
+    daemon: tuple[Live, Path], minutes: str
+) -> None:
+    """The CLI refuses it before anything is written; nothing reaches the daemon."""
+    running, path = daemon
+    result = await cli(path, "incidents", "eta", "1", "--in", minutes, "--by", "Wang (security)")
+    assert result.exit_code == 2, result.output
+    assert "minutes: from 1 to 43200" in result.output or "minutes: a number" in result.output
+    assert rows(running.config, "SELECT id FROM commands") == []

@@ -116,7 +116,10 @@ WORDS: dict[str, tuple[str, str]] = {
     "signed_in_as": ("当前用户", "Signed in as"),
     "role": ("角色", "Role"),
     "wrong_login": ("账号或密码错误", "Wrong account or password"),
-    "too_many": ("尝试次数过多，请稍后再试", "Too many attempts; try again later"),
+    "too_many": (
+        "密码错误次数过多，请于 {until} 后再试",
+        "Too many wrong passwords; try again after {until}",
+    ),
     # analytics columns
     "incidents": ("事件数", "incidents"),
     "month": ("月份", "month"),

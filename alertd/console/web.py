@@ -13,6 +13,7 @@ import hmac
 import io
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import tempfile
@@ -23,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -38,6 +39,7 @@ from alertd.console.throttle import Throttle
 from alertd.devices import Device, load_devices
 from alertd.directory.staff import Staff, load_staff
 from alertd.events import Kind
+from alertd.incidents import inputs
 from alertd.incidents.commands import Outcome, run_command
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
@@ -243,8 +245,15 @@ def web_actor(user: accounts.User, remote: str) -> Actor:
 
 
 def local_path(path: str) -> str:
-    """Where to go back to: a path of this site, never another site (`//evil.example`)."""
-    return path if path.startswith("/") and not path.startswith("//") else "/"
+    """Where to go back to: a path of this site, never another site. Judged as a browser
+    reads it (the WHATWG URL parser drops tabs and newlines anywhere and control
+    characters and spaces at the ends, and takes a backslash for a slash), so that
+    `/<TAB>/evil.example` and `/\\evil.example` are the `//evil.example` they become."""
+    seen = re.sub(r"[\t\n\r]", "", path).strip("".join(map(chr, range(33)))).replace("\\", "/")
+    if not seen.startswith("/") or seen.startswith("//") or re.search(r"[\x00-\x1f\x7f]", seen):
+        return "/"
+    parts = urlsplit(seen)
+    return seen if not parts.scheme and not parts.netloc else "/"
 
 
 def language(request: web.Request) -> str:
@@ -345,7 +354,9 @@ def routes(console: Console) -> web.RouteTableDef:
         wait = c.throttle.wait(remote, name, now)
         if wait is not None:
             log.warning("sign-in of %r from %s refused: too many failures", name, remote)
-            response = c.render(request, "login.html", error=w["too_many"], token=token, next="/")
+            until = (now + wait).astimezone(c.config.site.tz).strftime("%H:%M:%S")
+            error = w["too_many"].format(until=until)
+            response = c.render(request, "login.html", error=error, token=token, next="/")
             response.set_status(429)
             response.headers["Retry-After"] = str(int(wait.total_seconds()) + 1)
             return response
@@ -430,16 +441,13 @@ def routes(console: Console) -> web.RouteTableDef:
     @r.post("/incidents/{id:\\d+}/act")
     async def act(request: web.Request) -> web.StreamResponse:
         require(request, "act")
-        number = int(request.match_info["id"])
+        number = incident_number(request)
         form = await request.post()
         action = str(form.get("action", ""))
         text = str(form.get("text", "")).strip()
         args: dict[str, Any] = {}
         if action == "eta":
-            try:
-                args["minutes"] = float(str(form.get("minutes", "")))
-            except ValueError:
-                raise web.HTTPBadRequest(text="minutes: a number, e.g. 90") from None
+            args["minutes"] = str(form.get("minutes", ""))  # checked in `command`
         elif action == "visited":
             unit = str(form.get("unit", "")).strip()
             if not unit:
@@ -458,7 +466,10 @@ def routes(console: Console) -> web.RouteTableDef:
         """One resident's full number, with a reason; audited."""
         require(request, "reveal")
         form = await request.post()
-        reason = str(form.get("reason", "")).strip()
+        try:
+            reason = inputs.free_text(str(form.get("reason", "")), "reason")
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
         try:
             resident = int(str(form.get("resident", "")))
         except ValueError:
@@ -487,7 +498,7 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.get("/incidents/{id:\\d+}/report")
     async def report(request: web.Request) -> web.StreamResponse:
-        number = int(request.match_info["id"])
+        number = incident_number(request)
         role = request["session"].user.role
         context = await c.read(report_context, c.config, number, role, c.playbooks())
         if context is None:
@@ -672,6 +683,16 @@ def secure(console: Console) -> bool:
     return console.config.console.public_url.startswith("https://")
 
 
+def incident_number(request: web.Request) -> int:
+    """The incident of the URL; a number no incident can have is not found, not a 500."""
+    try:
+        number = inputs.incident_number(int(request.match_info["id"]))
+    except ValueError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    assert number is not None
+    return number
+
+
 async def command(
     console: Console,
     request: web.Request,
@@ -691,7 +712,10 @@ async def command(
         finally:
             store.close()
 
-    return await asyncio.to_thread(run)
+    try:
+        return await asyncio.to_thread(run)
+    except ValueError as exc:  # what was typed is out of bounds: nothing was written
+        raise web.HTTPBadRequest(text=str(exc)) from None
 
 
 def board_rows(console: Console, request: web.Request) -> str:
@@ -708,7 +732,7 @@ def board_rows(console: Console, request: web.Request) -> str:
 async def incident_page(console: Console, request: web.Request) -> web.StreamResponse:
     sess: accounts.Session = request["session"]
     role = sess.user.role
-    number = int(request.match_info["id"])
+    number = incident_number(request)
     limit = None if request.query.get("all") else PAGE_ROWS
 
     def gather(conn: sqlite3.Connection) -> dict[str, Any] | None:

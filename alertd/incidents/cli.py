@@ -15,6 +15,7 @@ import click
 from alertd.config import Config
 from alertd.engine.wording import stamp
 from alertd.events import Kind
+from alertd.incidents import inputs
 from alertd.incidents.report import markdown
 from alertd.store import Reader, SqliteStore
 from alertd.store import messages as messages_db
@@ -47,6 +48,8 @@ def _command(
     try:
         store = SqliteStore(path)
         outcome = run_command(store.conn, command, incident, cli_actor(by), text, args)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     except sqlite3.Error as exc:
         message = f"cannot write the command to the store at {path}: {exc}"
         raise click.ClickException(message) from None
@@ -59,6 +62,14 @@ def _command(
         )
         raise SystemExit(3)
     click.echo(f"{command}: done{': ' + outcome.result if outcome.result else ''}")
+
+
+def _checked(check: Callable[[str], Any], value: str) -> Any:
+    """A value checked as every door checks it (alertd/incidents/inputs.py)."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _actor(config: Config, by: str) -> str:
@@ -188,7 +199,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     @click.option(
         "--in",
         "minutes",
-        type=float,
+        callback=lambda _ctx, _param, value: _checked(inputs.eta_minutes, value),
         required=True,
         help="Minutes from now until service is expected back.",
     )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alertd.console.audit import Actor, record
+from alertd.incidents import inputs
 from alertd.store import incidents as db
 
 WAIT_S = 10.0
@@ -48,8 +49,13 @@ def run_command(
     args: dict[str, Any],
     wait_s: float = WAIT_S,
 ) -> Outcome:
-    """Hand the command over, wait for the daemon (polling the row: it lives in another
-    process) and audit what became of it."""
+    """Check what was typed (`ValueError` names the field: nothing is written), hand the
+    command over, wait for the daemon (polling the row: it lives in another process) and
+    audit what became of it."""
+    text = inputs.free_text(text)
+    incident = inputs.incident_number(incident)
+    if command == "eta":
+        args = {**args, "minutes": inputs.eta_minutes(args.get("minutes"))}
     cid = db.add_command(conn, command, incident, actor.who, text, args, datetime.now(UTC))
     deadline = time.monotonic() + wait_s
     state, result = "pending", ""

@@ -25,11 +25,13 @@ from alertd.engine.engine import Engine
 from alertd.engine.state import (
     LASTING_TIMERS,
     Decision,
+    Entry,
     Incident,
     IncidentIndex,
     Timer,
 )
 from alertd.events import Event
+from alertd.incidents import inputs
 from alertd.store import Batch, Writer
 from alertd.store import incidents as db
 from alertd.store.sqlite import unsynced
@@ -189,7 +191,14 @@ class IncidentService:
                 if tid not in self._timers:  # read again after a failed decision: gone
                     continue
                 incident = self._incidents.get(timer.incident)
-                decision = self.engine.on_timer(incident, timer, now) if incident else Decision()
+                try:
+                    decision = (
+                        self.engine.on_timer(incident, timer, now) if incident else Decision()
+                    )
+                except Exception as exc:  # fired with the reason, not again at every tick
+                    log.error("timer %d (%s) cannot be applied: %r", tid, timer.kind, exc)
+                    why = f"{timer.kind} timer could not be applied: {exc!r}"[:500]
+                    decision = Decision(incident=incident, entries=[Entry("timer_failed", why)])
                 await self._save([decision], now, db.Done(timer=tid))
                 self._timers.pop(tid, None)  # fired, and stored as fired
         store = self._writer.store
@@ -198,58 +207,80 @@ class IncidentService:
             await self._command(command)
 
     async def _command(self, command: dict[str, Any]) -> None:
+        """Apply one staff command. Whatever it holds, it ends done or failed: a command
+        the daemon cannot apply (it raises) is marked failed with the reason, once, and
+        never stops the ticker; left pending, it would fail again at every start."""
+        cid = command["id"]
         async with self._deciding():
-            now = self._clock.now()
-            name, actor, text = command["command"], command["actor"], command["text"]
-            args = json.loads(command["args"] or "{}")
-            cid = command["id"]
-            if name != "help" and not self._known(actor):
-                who = f"{actor!r} is not in the staff file" if actor.strip() else "no name"
-                await self._failed(cid, f"{who}: staff actions need a name from the staff file")
+            try:
+                outcome = await self._apply(command, self._clock.now())
+            except Exception as exc:
+                log.error("command %d (%s) cannot be applied: %r", cid, command["command"], exc)
+                why = f"could not be applied: {exc!r}"[:500]
+                incident = self._incidents.get(command["incident_id"] or 0)
+                await self._failed(cid, why, incident)
                 return
-            about = self._incidents.get(command["incident_id"] or 0)
-            if name in ("declare", "drill") or (name == "help" and about is None):
-                if self.make_event is not None:
-                    if name == "help":  # no incident to attach to: a manual emergency
-                        args = {**_help_place(args), "command": f"help-{cid}"}
-                    self.make_event(
-                        {**args, "actor": actor, "text": text, "drill": name == "drill"}
-                    )
-                await self._save([], now, db.Done(command=(cid, "done", "event made")))
+            if not isinstance(outcome, Decision):
+                await self._failed(cid, outcome)
                 return
-            incident = self._incidents.get(command["incident_id"])
-            if incident is None:
-                store = self._writer.store
-                assert store is not None
-                status = await self._writer.call(
-                    db.incident_status, store.conn, command["incident_id"]
-                )
-                why = f"incident {command['incident_id']} is {status}" if status else "no such"
-                await self._failed(cid, why if status else f"no incident {command['incident_id']}")
-                return
-            if incident.status == "closed" and name != "help":
-                await self._failed(cid, f"incident {incident.id} is closed: the record is final")
-                return
-            if name == "ack":
-                decision = self.engine.acknowledge(incident, actor, now, text)
-            elif name in ("note", "visited", "on_site"):
-                decision = self.engine.note(incident, actor, text, name)
-            elif name == "resolve":
-                decision = self.engine.resolve(incident, actor, now, text)
-            elif name == "close":
-                decision = self.engine.close(incident, actor, text)
-            elif name == "eta":
-                eta = now + timedelta(minutes=float(args["minutes"]))
-                decision = self.engine.expect_restore(incident, actor, eta, now, text)
-            elif name == "help":
-                decision = self.engine.help_requested(incident, args, text, now)
-            else:
-                await self._failed(cid, f"unknown command {name}")
-                return
-            if decision.refused:
-                await self._failed(cid, decision.refused)
-                return
-            await self._save([decision], now, db.Done(command=(cid, "done", decision.reply)))
+            try:
+                done = db.Done(command=(cid, "done", outcome.reply))
+                await self._save([outcome], self._clock.now(), done)
+            except Exception as exc:
+                log.error("command %d (%s) cannot be stored: %r", cid, command["command"], exc)
+                await self._load()  # what the decision put in memory is not stored
+                self._stale = False
+                incident = self._incidents.get(command["incident_id"] or 0)
+                # a store that cannot be written raises here too: the command stays pending
+                await self._failed(cid, f"could not be stored: {exc!r}"[:500], incident)
+
+    async def _apply(self, command: dict[str, Any], now: datetime) -> Decision | str:
+        """The command's decision, or why it is refused (a string)."""
+        name, actor, text = command["command"], command["actor"], command["text"]
+        args = json.loads(command["args"] or "{}")
+        if not isinstance(args, dict):
+            raise TypeError(f"args must be an object, not {type(args).__name__}")
+        cid = command["id"]
+        if name != "help" and not self._known(actor):
+            who = f"{actor!r} is not in the staff file" if actor.strip() else "no name"
+            return f"{who}: staff actions need a name from the staff file"
+        about = self._incidents.get(command["incident_id"] or 0)
+        if name in ("declare", "drill") or (name == "help" and about is None):
+            if self.make_event is not None:
+                if name == "help":  # no incident to attach to: a manual emergency
+                    args = {**_help_place(args), "command": f"help-{cid}"}
+                self.make_event({**args, "actor": actor, "text": text, "drill": name == "drill"})
+            return Decision(reply="event made")
+        incident = self._incidents.get(command["incident_id"])
+        if incident is None:
+            store = self._writer.store
+            assert store is not None
+            status = await self._writer.call(db.incident_status, store.conn, command["incident_id"])
+            if status:
+                return f"incident {command['incident_id']} is {status}"
+            return f"no incident {command['incident_id']}"
+        if incident.status == "closed" and name != "help":
+            return f"incident {incident.id} is closed: the record is final"
+        if name == "ack":
+            decision = self.engine.acknowledge(incident, actor, now, text)
+        elif name in ("note", "visited", "on_site"):
+            decision = self.engine.note(incident, actor, text, name)
+        elif name == "resolve":
+            decision = self.engine.resolve(incident, actor, now, text)
+        elif name == "close":
+            decision = self.engine.close(incident, actor, text)
+        elif name == "eta":
+            try:
+                minutes = inputs.eta_minutes(args.get("minutes"))
+            except ValueError as exc:
+                return str(exc)
+            eta = now + timedelta(minutes=minutes)
+            decision = self.engine.expect_restore(incident, actor, eta, now, text)
+        elif name == "help":
+            decision = self.engine.help_requested(incident, args, text, now)
+        else:
+            return f"unknown command {name}"
+        return decision.refused or decision
 
     def _known(self, actor: str) -> bool:
         """Staff actions name a person of the staff file (without one, any non-empty name)."""
@@ -257,8 +288,12 @@ class IncidentService:
             return False
         return actor == "alertd" or self.staff is None or actor in self.staff.people
 
-    async def _failed(self, command_id: int, why: str) -> None:
-        await self._save([], self._clock.now(), db.Done(command=(command_id, "failed", why)))
+    async def _failed(self, command_id: int, why: str, incident: Incident | None = None) -> None:
+        """The command is marked failed with the reason; on its incident's timeline too
+        when it broke inside the daemon (a refusal is the sender's answer alone)."""
+        entries = [Entry("command_failed", f"command {command_id} failed: {why}")]
+        decisions = [Decision(incident=incident, entries=entries)] if incident else []
+        await self._save(decisions, self._clock.now(), db.Done(command=(command_id, "failed", why)))
 
     async def _save(
         self,

@@ -30,7 +30,7 @@ def classify(body: str, *, from_staff: bool) -> Reply:
     if text in START:
         return Reply("start")
     if from_staff:
-        match = re.fullmatch(r"(?:OK|ACK|收到|好的?)\s*#?(\d+)?", text)
+        match = re.fullmatch(r"(?:OK|ACK|收到|好的?)\s*#?(\d{1,9})?", text)
         if match:
             return Reply("ack", int(match.group(1)) if match.group(1) else None)
     if text in HELP:

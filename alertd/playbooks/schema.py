@@ -10,7 +10,7 @@ from jinja2 import Environment, TemplateSyntaxError, meta
 from pydantic import BeforeValidator, Field, model_validator
 
 from alertd.events import Kind, Severity, State
-from alertd.model import Strict
+from alertd.model import YEAR_S, Strict
 
 
 def _severity(value: object) -> object:
@@ -74,7 +74,7 @@ class Correlate(Strict):
     incident is open and the last event is no older than `window_s`."""
 
     by: Literal["site", "building", "floor", "unit", "zone", "device"] = "building"
-    window_s: float = Field(3600.0, gt=0)
+    window_s: float = Field(3600.0, gt=0, le=YEAR_S)
 
 
 class Recipient(Strict):
@@ -119,7 +119,7 @@ class Note(Strict):
 
 
 class RestoreEta(Strict):
-    restore_eta_s: float = Field(gt=0)
+    restore_eta_s: float = Field(gt=0, le=YEAR_S)
 
 
 class Escalation(Strict):
@@ -131,13 +131,13 @@ class WaitAck(Strict):
     """Wait for a staff acknowledgement; at each deadline notify the next in the chain,
     then keep repeating the last one every `repeat_s`."""
 
-    wait_ack_s: float = Field(gt=0)
+    wait_ack_s: float = Field(gt=0, le=YEAR_S)
     escalate: list[Escalation] = Field(min_length=1)
-    repeat_s: float | None = Field(None, gt=0)
+    repeat_s: float | None = Field(None, gt=0, le=YEAR_S)
 
 
 class Delay(Strict):
-    delay_s: float = Field(gt=0)
+    delay_s: float = Field(gt=0, le=YEAR_S)
 
 
 Step = Notify | Sms | Pa | Webhook | Note | RestoreEta | WaitAck | Delay
@@ -151,7 +151,7 @@ class OnRestore(Strict):
     #: `auto`: the all-clear goes out (and the incident resolves) when every device is
     #: back to normal; `confirm`: it waits for staff to resolve (`alertd incidents resolve`)
     resolve: Literal["auto", "confirm"] = "confirm"
-    hold_s: float = Field(30.0, ge=0)
+    hold_s: float = Field(30.0, ge=0, le=YEAR_S)
 
 
 class OnJoin(Strict):
@@ -162,7 +162,7 @@ class OnJoin(Strict):
 
 
 class FollowUp(Strict):
-    after_s: float = Field(gt=0)
+    after_s: float = Field(gt=0, le=YEAR_S)
     steps: list[Step] = Field(min_length=1)
 
 

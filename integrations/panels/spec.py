@@ -9,7 +9,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alertd.events import Kind
-from alertd.model import Strict
+from alertd.model import YEAR_S, Strict
 
 
 class Place(Strict):
@@ -48,7 +48,7 @@ class PanelConfig(Strict):
     #: GB18030; others ASCII or UTF-8 (any Python codec name)
     encoding: str = "ascii"
     #: longest silence before the panel counts as offline; empty for none
-    heartbeat_s: float | None = Field(None, gt=0)
+    heartbeat_s: float | None = Field(None, gt=0, le=YEAR_S)
     place: Place = Place()
     zones: dict[str, Place] = {}
 
@@ -92,7 +92,7 @@ class PanelConfig(Strict):
 class AccountConfig(Strict):
     #: AES key in hex (32, 48 or 64 digits), from the environment: ${SIA_KEY_1234}
     key: SecretStr | None = None
-    heartbeat_s: float | None = Field(None, gt=0)
+    heartbeat_s: float | None = Field(None, gt=0, le=YEAR_S)
     place: Place = Place()
     zones: dict[str, Place] = {}
 
@@ -117,7 +117,7 @@ class ReceiverConfig(Strict):
     max_lag_s: float = 40.0
     max_lead_s: float = 20.0
     #: a TCP connection silent this long is closed (longer than the panels' supervision)
-    idle_timeout_s: float = Field(300.0, gt=0)
+    idle_timeout_s: float = Field(300.0, gt=0, le=YEAR_S)
     #: open TCP connections at most; beyond it the longest-idle one is closed
     max_connections: int = Field(200, ge=1)
     accounts: dict[str, AccountConfig] = {}

@@ -7,7 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from alertd.events import Kind
-from alertd.model import Strict
+from alertd.model import YEAR_S, Strict
 
 BUILTIN = ("zigbee2mqtt", "tasmota", "shelly_gen1", "shelly_gen2", "homeassistant")
 
@@ -33,7 +33,7 @@ class RuleSpec(Strict):
     restore_below: float | None = None
     tokens: list[str] | None = None
     restore_tokens: list[str] | None = None
-    hold_s: float = Field(0.0, ge=0)
+    hold_s: float = Field(0.0, ge=0, le=YEAR_S)
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
