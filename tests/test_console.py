@@ -405,17 +405,41 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     # a supervisor imports residents: the bad rows are named, the good ones kept
     boss = await console.page("boss")
     await boss.goto(console.url + "/directory")
+    head = "building,floor,unit,name,phone,language,vulnerable,notes\n"
+    known = "".join(
+        f"{r.building},{r.floor},{r.unit},{r.name},{r.phone},{r.language},"
+        f"{'yes' if r.vulnerable else 'no'},\"{r.notes}\"\n"
+        for r in RESIDENTS
+    )
     upload = tmp_path / "new.csv"
     upload.write_text(
-        "building,floor,unit,name,phone,language,vulnerable,notes\n"
-        "5,2,0201,Gao Lin,+8613800000201,zh,no,\n"
-        "5,2,0202,Bad Phone,12345,zh,no,\n"
+        head + known + "5,2,0201,Gao Lin,+8613800000201,zh,no,\n5,2,0202,Bad Phone,12345,zh,no,\n"
     )
     await boss.set_input_files("input[type=file]", str(upload))
     await boss.click("form[action='/directory/import'] button")
+    # a preview first: nothing is written until it is applied
+    await expect(boss.locator("#import-plan")).to_contain_text("1 added, 0 changed, 4 unchanged")
+    await expect(boss.locator("#import-problems")).to_contain_text("new.csv:7")
+    assert await boss.locator("#import-caution").count() == 0
+    assert "Gao Lin" not in await boss.locator("#residents").inner_text()
+    await boss.click("#import-apply")
     await expect(boss.locator("#import-summary")).to_contain_text("1 added")
-    await expect(boss.locator("#import-problems")).to_contain_text("new.csv:3")
     await expect(boss.locator("#residents")).to_contain_text("Gao Lin")
+    # a one-row file would move the others out: it says so, and asks for a confirmation
+    (tmp_path / "one.csv").write_text(head + "5,2,0201,Gao Lin,+8613800000201,zh,no,\n")
+    await boss.set_input_files("input[type=file]", str(tmp_path / "one.csv"))
+    await boss.click("form[action='/directory/import'] button")
+    await expect(boss.locator("#import-caution")).to_contain_text(
+        "would move out 4 of the 5 residents (80%)"
+    )
+    nonce = await boss.locator("#import-preview input[name=nonce]").input_value()
+    csrf = await boss.locator("#import-preview input[name=csrf]").input_value()
+    unconfirmed = await boss.request.post(
+        console.url + "/directory/import/apply", form={"csrf": csrf, "nonce": nonce}
+    )
+    assert "would move out 4 of the 5" in await unconfirmed.text()  # refused, shown again
+    assert len(console.rows("SELECT id FROM residents WHERE moved_out IS NULL")) == 5
+    await boss.goto(console.url + "/directory")
     # the analytics of the month, with its charts and CSV
     await boss.goto(console.url + "/analytics")
     await expect(boss.locator("#t-by_kind")).to_contain_text("fire-alarm")

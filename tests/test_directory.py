@@ -43,7 +43,8 @@ def test_bad_rows_are_reported_with_their_line_and_the_rest_imports(tmp_path: Pa
         + "3,12,1203,Li Hua again,13800001203,zh,no,\n"
         + ",12,1207,No Building,13800001207,zh,no,\n"
     )
-    residents, problems = read_residents(path, "CN")
+    found = read_residents(path, "CN")
+    residents, problems = found.residents, found.problems
     assert [(r.unit, r.phone, r.vulnerable) for r in residents] == [
         ("1203", "+8613800001203", False),
         ("1103", "+8613800001103", True),
@@ -62,12 +63,12 @@ def test_reimport_updates_in_place_and_keeps_opt_outs(tmp_path: Path) -> None:
         + "3,12,1203,Li Hua,13800001203,zh,no,\n"
         + "3,11,1103,Wang Fang,13800001103,zh,yes,\n"
     )
-    residents, _ = read_residents(first, "CN")
+    residents = read_residents(first, "CN").residents
     assert import_residents(store.conn, residents, datetime.now(UTC)) == (2, 0, 0)
     store.conn.execute("UPDATE residents SET opted_out = 1 WHERE unit = '1203'")  # STOP
     second = tmp_path / "b.csv"
     second.write_text(CSV_HEAD + "3,12,1203,Li Hua,13800001203,en,yes,now elderly\n")
-    residents, _ = read_residents(second, "CN")
+    residents = read_residents(second, "CN").residents
     assert import_residents(store.conn, residents, datetime.now(UTC)) == (0, 1, 1)
     rows = store.conn.execute(
         "SELECT unit, language, vulnerable, opted_out, moved_out IS NOT NULL FROM residents "
@@ -147,3 +148,119 @@ def test_oncall_cli(tmp_path: Path) -> None:
         main, ["oncall", "--config", str(cfg), "--at", "2026-11-27T23:00", "--show-phones"]
     )
     assert "+447911000001" in full.output
+
+
+EIGHT = "".join(f"3,{f},{f}01,Resident {f},1380000{f:04},zh,no,\n" for f in range(1, 9))
+
+
+def directory(store: SqliteStore) -> list[tuple[str, str, bool]]:
+    return store.conn.execute(
+        "SELECT unit, name, moved_out IS NOT NULL FROM residents ORDER BY unit"
+    ).fetchall()
+
+
+def cli_import(cfg: Path, csv: Path, *flags: str) -> tuple[int, str]:
+    out = CliRunner().invoke(main, ["residents", "import", "--config", str(cfg), str(csv), *flags])
+    return out.exit_code, out.output
+
+
+@pytest.fixture
+def eight(tmp_path: Path) -> tuple[Path, SqliteStore]:
+    """A directory of eight residents, imported from the CLI."""
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text("storage: {path: a.db}\n")
+    (tmp_path / "all.csv").write_text(CSV_HEAD + EIGHT)
+    assert cli_import(cfg, tmp_path / "all.csv")[0] == 0
+    return cfg, SqliteStore(tmp_path / "a.db")
+
+
+def test_a_file_refused_as_a_whole_changes_nothing(
+    eight: tuple[Path, SqliteStore], tmp_path: Path
+) -> None:
+    """A missing column, an unclosed quote or a file of bad rows moved every resident
+    out while importing nobody: the next fire texted no one."""
+    cfg, store = eight
+    before = directory(store)
+    bad = tmp_path / "bad.csv"
+    for text, said in [
+        ("building,floor,unit,name\n3,1,101,X\n", "bad.csv:1: missing column(s): phone"),
+        (
+            CSV_HEAD + "3,1,101,Resident 1,13800000001,zh,no,\n"
+            '3,2,201,"Resident 2,13800000002,zh,no,\n' + EIGHT,
+            'bad.csv:3: residents file refused: a quote (") opened on this line never closes',
+        ),
+        (CSV_HEAD + "3,1,101,X,12345,zh,no,\n", "residents file refused: no usable row"),
+        (CSV_HEAD, "residents file refused: no rows under the header"),
+    ]:
+        bad.write_text(text)
+        code, output = cli_import(cfg, bad, "--allow-removals")
+        assert code == 1, output
+        assert said in output
+        assert "nothing was changed" in output
+        assert directory(store) == before
+
+
+def test_moving_out_more_than_a_small_share_needs_a_confirmation(
+    eight: tuple[Path, SqliteStore], tmp_path: Path
+) -> None:
+    """A one-row file moved the other seven out with no warning."""
+    cfg, store = eight
+    one = tmp_path / "one.csv"
+    one.write_text(CSV_HEAD + "3,1,101,Resident 1,13800000001,zh,no,\n")
+    code, output = cli_import(cfg, one, "--dry-run")
+    assert code == 0
+    assert "0 added, 0 changed, 1 unchanged, 7 moved out of 8" in output
+    code, output = cli_import(cfg, one)
+    assert code == 1
+    assert "would move out 7 of the 8 residents (88%)" in output
+    assert "--allow-removals" in output
+    assert all(not gone for _, _, gone in directory(store))
+    code, output = cli_import(cfg, one, "--allow-removals")
+    assert code == 0, output
+    assert sum(gone for _, _, gone in directory(store)) == 7
+    # one resident less is a move, not a mistake: no confirmation
+    (tmp_path / "seven.csv").write_text(CSV_HEAD + EIGHT.split("\n", 1)[1])
+    assert cli_import(cfg, tmp_path / "all.csv", "--allow-removals")[0] == 0
+    code, output = cli_import(cfg, tmp_path / "seven.csv")
+    assert code == 0, output
+    assert "1 moved out of 8" in output
+
+
+def test_excel_files_of_every_locale_are_read(
+    eight: tuple[Path, SqliteStore], tmp_path: Path
+) -> None:
+    """Semicolons (Excel where the decimal point is a comma), GBK (Excel's "CSV" on
+    Chinese Windows), UTF-8 with a BOM, UTF-16 tab-separated ("Unicode text")."""
+    cfg, store = eight
+    rows = CSV_HEAD + EIGHT.replace("Resident 3", "张秀兰")
+    for name, data in [
+        ("semicolons.csv", rows.replace(",", ";").encode()),
+        ("gbk.csv", rows.encode("gbk")),
+        ("bom.csv", rows.encode("utf-8-sig")),
+        ("unicode.txt", rows.replace(",", "\t").encode("utf-16")),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        code, output = cli_import(cfg, tmp_path / name)
+        assert code == 0, (name, output)
+        assert "0 added, 1 changed, 7 unchanged, 0 moved out of 8" in output or (
+            "0 added, 0 changed, 8 unchanged" in output
+        ), (name, output)
+        assert ("301", "张秀兰", False) in directory(store), name
+
+
+def test_a_skipped_row_moves_nobody_out_and_a_shared_phone_is_said(
+    eight: tuple[Path, SqliteStore], tmp_path: Path
+) -> None:
+    cfg, store = eight
+    typo = tmp_path / "typo.csv"
+    typo.write_text(
+        CSV_HEAD
+        + EIGHT.replace("13800000002", "1380000000")  # a digit lost: row 3 skipped
+        + "3,9,901,Resident 9,13800000001,zh,no,\n"  # the same phone as unit 101
+    )
+    code, output = cli_import(cfg, typo)
+    assert code == 1  # a row was skipped, and said so
+    assert f"{typo}:3: row skipped" in output
+    assert f"warning: {typo}:10: the same phone as line 2 (building 3, unit 101)" in output
+    assert "1 added, 0 changed, 7 unchanged, 0 moved out of 8" in output
+    assert ("201", "Resident 2", False) in directory(store)

@@ -83,6 +83,16 @@ WORDS: dict[str, tuple[str, str]] = {
     "active": ("当前告警", "Active"),
     "residents": ("住户", "Residents"),
     "import_csv": ("导入住户 CSV", "Import residents CSV"),
+    "import_preview": ("导入预览：尚未更改任何内容", "Import preview: nothing is changed yet"),
+    "import_apply": ("确认导入", "Apply this import"),
+    "import_refused": (
+        "该文件无法导入，住户名单未更改",
+        "This file cannot be imported; nothing changed",
+    ),
+    "confirm_removals": (
+        "我确认这些住户已搬离，不再接收安全短信",
+        "I confirm these residents moved out and get no more safety texts",
+    ),
     "staff": ("员工", "Staff"),
     "roles": ("岗位", "Roles"),
     "on_call_now": ("当前值班", "On call now"),

@@ -16,7 +16,6 @@ import logging
 import re
 import secrets
 import sqlite3
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +36,8 @@ from alertd.console.render import declare_preview, environment, report_context
 from alertd.console.roles import Role, may
 from alertd.console.throttle import Throttle
 from alertd.devices import Device, load_devices
+from alertd.directory.importing import Plan
+from alertd.directory.residents import ResidentsFile
 from alertd.directory.staff import Staff, load_staff
 from alertd.events import Kind
 from alertd.incidents import inputs
@@ -91,6 +92,34 @@ class Recent:
             raise
 
 
+class Previewed:
+    """Imports read and shown, waiting for their account's confirmation: a few, briefly
+    (the file is not written anywhere meanwhile)."""
+
+    TTL_S = 900.0
+    MOST = 20
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[float, str, ResidentsFile]] = {}
+
+    def put(self, account: str, found: ResidentsFile) -> str:
+        now = time.monotonic()
+        self._open = {k: v for k, v in self._open.items() if now - v[0] < self.TTL_S}
+        while len(self._open) >= self.MOST:
+            self._open.pop(next(iter(self._open)))
+        nonce = secrets.token_urlsafe(16)
+        self._open[nonce] = (now, account, found)
+        return nonce
+
+    def take(self, account: str, nonce: str) -> ResidentsFile | None:
+        """The preview's file, once, and only for the account that uploaded it."""
+        held = self._open.get(nonce)
+        if held is None or held[1] != account or time.monotonic() - held[0] >= self.TTL_S:
+            return None
+        del self._open[nonce]
+        return held[2]
+
+
 class Console:
     def __init__(
         self, config: Config, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -111,6 +140,7 @@ class Console:
         self.env = environment(self.tz)
         self.pages = Recent(PAGE_TTL_S)
         self._files = Reread()
+        self.imports = Previewed()
 
     # -- the daemon's files ------------------------------------------------------------
 
@@ -646,25 +676,47 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.post("/directory/import")
     async def import_(request: web.Request) -> web.StreamResponse:
-        from alertd.directory.residents import import_residents, read_residents
+        """Read the upload and show what it would change; nothing is written yet."""
+        from alertd.directory import importing
+        from alertd.directory.residents import read_residents
 
         require(request, "import")
         form = await request.post()
         upload = form.get("file")
         if not isinstance(upload, web.FileField):
             raise web.HTTPBadRequest(text="choose a CSV file")
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / Path(upload.filename or "residents.csv").name
-            path.write_bytes(upload.file.read())
-            found, problems = read_residents(path, c.config.site.country)
-        added, updated, gone = await c.write(import_residents, found, c.now())
-        summary = (
-            f"{upload.filename}: {added} added, {updated} updated, {gone} moved out, "
-            f"{len(problems)} row(s) skipped"
-        )
-        await c.audit(request, "import_residents", summary)
+        name = Path(upload.filename or "residents.csv").name
+        found = read_residents(upload.file.read(), c.config.site.country, name=name)
+        planned = await c.read(importing.plan, found)
+        nonce = "" if found.refused else c.imports.put(request["session"].user.name, found)
+        said = [str(p) for p in (*found.problems, *found.warnings)]
+        return await directory_page(c, request, problems=said, preview=planned, nonce=nonce)
+
+    @r.post("/directory/import/apply")
+    async def import_apply(request: web.Request) -> web.StreamResponse:
+        """Apply a previewed import, confirmed (and its removals, when it needs that)."""
+        from alertd.directory import importing
+
+        require(request, "import")
+        form = await request.post()
+        nonce = str(form.get("nonce", ""))
+        found = c.imports.take(request["session"].user.name, nonce)
+        if found is None:
+            raise web.HTTPBadRequest(text="this preview is no longer open: upload the file again")
+        allow = form.get("allow_removals") == "1"
+        try:
+            done = await c.write(partial(importing.apply, allow_removals=allow), found, c.now())
+        except importing.NeedsConfirmation as exc:
+            planned = await c.read(importing.plan, found)
+            again = c.imports.put(request["session"].user.name, found)
+            said = [str(exc), *(str(p) for p in (*found.problems, *found.warnings))]
+            return await directory_page(c, request, problems=said, preview=planned, nonce=again)
+        await c.audit(request, "import_residents", done.summary())
         return await directory_page(
-            c, request, problems=[str(p) for p in problems], summary=summary
+            c,
+            request,
+            problems=[str(p) for p in (*found.problems, *found.warnings)],
+            summary=done.summary(),
         )
 
     @r.get("/audit")
@@ -761,7 +813,12 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
 
 
 async def directory_page(
-    console: Console, request: web.Request, problems: list[str] | None, summary: str = ""
+    console: Console,
+    request: web.Request,
+    problems: list[str] | None,
+    summary: str = "",
+    preview: Plan | None = None,
+    nonce: str = "",
 ) -> web.StreamResponse:
     role: Role = request["session"].user.role
     building = request.query.get("building", "")
@@ -792,6 +849,8 @@ async def directory_page(
         problems=problems,
         summary=summary,
         building=building,
+        preview=preview,
+        nonce=nonce,
     )
 
 

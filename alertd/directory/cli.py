@@ -12,8 +12,9 @@ import click
 
 from alertd.config import Config
 from alertd.console.audit import cli_actor, record
+from alertd.directory import importing
 from alertd.directory.phones import mask
-from alertd.directory.residents import import_residents, read_residents
+from alertd.directory.residents import read_residents
 from alertd.directory.staff import load_staff
 from alertd.problems import InvalidInput
 from alertd.store import Reader, SqliteStore
@@ -62,25 +63,41 @@ def register(
     @residents.command("import")
     @config_option
     @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    def import_(config_path: Path, csv_file: Path) -> None:
-        """Import or re-import FILE.csv; bad rows are reported and skipped."""
+    @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+    @click.option(
+        "--allow-removals",
+        is_flag=True,
+        help="Move out more than 5% of the residents (those the file no longer lists).",
+    )
+    def import_(config_path: Path, csv_file: Path, dry_run: bool, allow_removals: bool) -> None:
+        """Import or re-import FILE.csv, which replaces the directory: residents it no longer
+        lists are moved out. Bad rows are reported and skipped (nobody in their unit is
+        moved out); a file that cannot be read as a whole changes nothing. UTF-8 (with or
+        without BOM), GB18030/GBK and UTF-16; commas, semicolons or tabs."""
         config = load(config_path)
-        found, problems = read_residents(csv_file, config.site.country)
-        for problem in problems:
+        found = read_residents(csv_file, config.site.country)
+        for problem in found.problems:
             click.echo(f"error: {problem}", err=True)
+        for warning in found.warnings:
+            click.echo(f"warning: {warning}", err=True)
         store = SqliteStore(config.storage.path)
-        summary = ""
         try:
-            added, updated, gone = import_residents(store.conn, found, datetime.now(UTC))
-            summary = (
-                f"{csv_file}: {added} added, {updated} updated, {gone} marked moved out, "
-                f"{len(problems)} row(s) skipped"
-            )
-            record(store.conn, cli_actor(), "import_residents", summary, datetime.now(UTC))
+            if dry_run:
+                click.echo(f"dry run: {importing.plan(store.conn, found).summary()}")
+                return
+            try:
+                done = importing.apply(
+                    store.conn, found, datetime.now(UTC), allow_removals=allow_removals
+                )
+            except importing.NeedsConfirmation as exc:
+                raise click.ClickException(
+                    f"{exc}; nothing was changed (run again with --allow-removals to do it)"
+                ) from None
+            record(store.conn, cli_actor(), "import_residents", done.summary(), datetime.now(UTC))
         finally:
             store.close()
-        click.echo(summary)
-        if problems:
+        click.echo(done.summary())
+        if found.problems:
             raise SystemExit(1)
 
     @residents.command("list")

@@ -3,16 +3,17 @@
 Bad rows are reported with their line number and skipped; the others are imported.
 Re-importing updates residents in place (a resident is a phone number in a unit);
 residents missing from a new import are marked as moved out, not deleted, so that an
-opt-out (STOP) is never forgotten."""
+opt-out (STOP) is never forgotten. An import is a reviewed change: see
+`alertd/directory/importing.py`."""
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from alertd.csvfile import check_row, read_rows
+from alertd.csvfile import check_row, read_rows, rows_of
 from alertd.directory.phones import normalise
 from alertd.problems import InvalidInput, Problem
 from alertd.store.sqlite import iso
@@ -34,20 +35,46 @@ class Resident:
     notes: str = ""
 
 
-def read_residents(path: Path, region: str) -> tuple[list[Resident], list[Problem]]:
+@dataclass(frozen=True, slots=True)
+class ResidentsFile:
+    """A residents file as read: the good rows, and what was wrong."""
+
+    name: str
+    residents: list[Resident]
+    #: rows skipped (or the whole file refused), each with `name:line`
+    problems: list[Problem]
+    #: rows kept but worth a look (the same phone in two units)
+    warnings: list[Problem] = field(default_factory=list)
+    #: nothing of it may be applied: it cannot be read, or no row is usable
+    refused: bool = False
+    #: (building, unit) of skipped rows: whoever lives there is not moved out for a typo
+    unsure: frozenset[tuple[str, str]] = frozenset()
+
+
+def read_residents(source: Path | bytes, region: str, *, name: str = "") -> ResidentsFile:
+    """Read the file (a path, or an upload's bytes and the user's own file `name`)."""
+    name = name or str(source)
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     residents: list[Resident] = []
     seen: dict[tuple[str, str, str], int] = {}
+    phones: dict[str, tuple[int, str, str]] = {}
+    unsure: set[tuple[str, str]] = set()
     try:
-        rows = list(read_rows(path, COLUMNS[:6], what="residents file"))
+        if isinstance(source, bytes):
+            rows = list(rows_of(source, COLUMNS[:6], what="residents file", name=name))
+        else:
+            rows = list(read_rows(source, COLUMNS[:6], what="residents file", name=name))
     except InvalidInput as exc:
-        return [], exc.problems
+        return ResidentsFile(name, [], exc.problems, refused=True)
     for line, cells in rows:
-        where = f"{path}:{line}"
+        where = f"{name}:{line}"
         try:
             resident = _resident(check_row(cells), region)
         except ValueError as exc:
             problems.append(Problem(where, f"row skipped: {exc}"))
+            if cells.get("building") and cells.get("unit"):
+                unsure.add((cells["building"], cells["unit"]))
             continue
         key = (resident.building, resident.unit, resident.phone)
         if key in seen:
@@ -56,8 +83,22 @@ def read_residents(path: Path, region: str) -> tuple[list[Resident], list[Proble
             )
             continue
         seen[key] = line
+        if resident.phone in phones:
+            first, building, unit = phones[resident.phone]
+            warnings.append(
+                Problem(
+                    where,
+                    f"the same phone as line {first} (building {building}, unit {unit}): "
+                    "kept, that person is texted for both units",
+                )
+            )
+        else:
+            phones[resident.phone] = (line, resident.building, resident.unit)
         residents.append(resident)
-    return residents, problems
+    if not residents:
+        why = "no usable row" if rows else "no rows under the header"
+        problems.append(Problem(name, f"residents file refused: {why}; nothing was changed"))
+    return ResidentsFile(name, residents, problems, warnings, not residents, frozenset(unsure))
 
 
 def _resident(cell: dict[str, str], region: str) -> Resident:
@@ -83,9 +124,13 @@ def _resident(cell: dict[str, str], region: str) -> Resident:
 
 
 def import_residents(
-    conn: sqlite3.Connection, residents: list[Resident], now: datetime
+    conn: sqlite3.Connection,
+    residents: list[Resident],
+    now: datetime,
+    keep: frozenset[tuple[str, str]] = frozenset(),
 ) -> tuple[int, int, int]:
-    """Upsert in one transaction; returns (added, updated, moved out)."""
+    """Upsert in one transaction; returns (added, updated, moved out). Nobody in the
+    `keep` units (building, unit) is moved out."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         before = {
@@ -116,7 +161,7 @@ def import_residents(
                     iso(now),
                 ),
             )
-        gone = before - keys
+        gone = {k for k in before - keys if (k[0], k[1]) not in keep}
         conn.executemany(
             "UPDATE residents SET moved_out = ? WHERE building = ? AND unit = ? AND phone = ?",
             [(iso(now), *k) for k in gone],

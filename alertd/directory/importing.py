@@ -1,0 +1,100 @@
+"""A residents import as a reviewed change. The file replaces the directory: whoever it
+no longer lists is moved out, and the next fire texts nobody there. So a file refused as
+a whole changes nothing, the preview says how many residents are added, changed and
+moved out before anything is written, and moving out more than a small share of the
+directory needs an explicit confirmation (the console's tick box, the CLI's
+`--allow-removals`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from alertd.directory.residents import Resident, ResidentsFile, import_residents
+
+#: moving out more than this share of the residents (and more than one) is confirmed
+REMOVALS_SHARE = 0.05
+
+
+class NeedsConfirmation(Exception):
+    """The import would move out more residents than it may without a confirmation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the import would do to the directory as it is now."""
+
+    file: ResidentsFile
+    active: int
+    added: int
+    changed: int
+    unchanged: int
+    moved_out: int
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return not self.file.refused and self.moved_out > allowed_removals(self.active)
+
+    def summary(self) -> str:
+        if self.file.refused:
+            return f"{self.file.name}: refused, nothing was changed"
+        return (
+            f"{self.file.name}: {self.added} added, {self.changed} changed, "
+            f"{self.unchanged} unchanged, {self.moved_out} moved out of {self.active}, "
+            f"{len(self.file.problems)} row(s) skipped"
+        )
+
+    def caution(self) -> str:
+        """Why a confirmation is needed, in a sentence."""
+        share = self.moved_out / self.active if self.active else 0
+        return (
+            f"this file would move out {self.moved_out} of the {self.active} residents "
+            f"({share:.0%}): they would get no more safety texts. Is it the whole directory?"
+        )
+
+
+def allowed_removals(active: int) -> int:
+    return max(1, int(active * REMOVALS_SHARE))
+
+
+def plan(conn: sqlite3.Connection, file: ResidentsFile) -> Plan:
+    """Compare the file with the directory; writes nothing."""
+    now = {
+        (b, u, p): (f, n, lang, bool(v), notes)
+        for b, u, p, f, n, lang, v, notes in conn.execute(
+            "SELECT building, unit, phone, floor, name, language, vulnerable, notes "
+            "FROM residents WHERE moved_out IS NULL"
+        )
+    }
+    if file.refused:
+        return Plan(file, len(now), 0, 0, 0, 0)
+    added = changed = 0
+    keys = set()
+    for r in file.residents:
+        key = (r.building, r.unit, r.phone)
+        keys.add(key)
+        if key not in now:
+            added += 1
+        elif now[key] != _values(r):
+            changed += 1
+    gone = [k for k in now.keys() - keys if (k[0], k[1]) not in file.unsure]
+    return Plan(file, len(now), added, changed, len(keys) - added - changed, len(gone))
+
+
+def apply(
+    conn: sqlite3.Connection, file: ResidentsFile, now: datetime, *, allow_removals: bool
+) -> Plan:
+    """Import the file if it may be: planned again against the directory as it is now
+    (another import may have come between preview and confirmation)."""
+    planned = plan(conn, file)
+    if planned.file.refused:
+        return planned
+    if planned.needs_confirmation and not allow_removals:
+        raise NeedsConfirmation(planned.caution())
+    import_residents(conn, file.residents, now, keep=file.unsure)
+    return planned
+
+
+def _values(r: Resident) -> tuple[str, str, str, bool, str]:
+    return (r.floor, r.name, r.language, r.vulnerable, r.notes)
