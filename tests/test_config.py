@@ -127,7 +127,9 @@ def test_missing_devices_file_and_header(tmp_path: Path) -> None:
     assert "cannot read devices file" in str(problems[0])
     path = write(tmp_path, "d.csv", "id,topic\n1,x\n")
     _, problems = load_devices(path, profiles=[], site="x")
-    assert str(problems[0]) == f"{path}:1: missing column(s): device_id, profile"
+    assert str(problems[0]) == (
+        f"{path}:1: missing column(s): device_id, profile (the header has: id, topic)"
+    )
 
 
 def test_events_json_is_one_object_per_line_with_offsets(tmp_path: Path) -> None:
