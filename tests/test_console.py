@@ -408,7 +408,7 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     head = "building,floor,unit,name,phone,language,vulnerable,notes\n"
     known = "".join(
         f"{r.building},{r.floor},{r.unit},{r.name},{r.phone},{r.language},"
-        f"{'yes' if r.vulnerable else 'no'},\"{r.notes}\"\n"
+        f'{"yes" if r.vulnerable else "no"},"{r.notes}"\n'
         for r in RESIDENTS
     )
     upload = tmp_path / "new.csv"

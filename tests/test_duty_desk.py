@@ -208,7 +208,12 @@ async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(
     fake_person = await desk.cli("incidents", "ack", "2", "--by", "Totally Fake Person")
     assert fake_person.returncode == 2
     assert "'Totally Fake Person' is not in" in fake_person.stderr
-    resolved = await desk.cli("incidents", "resolve", "2", "--by", "Wang")
+    asked = await desk.cli("incidents", "resolve", "2", "--by", "Wang")
+    assert asked.returncode == 1
+    assert "still active: smoke-3-05 fire.alarm, smoke-3-12 fire.alarm" in asked.stderr
+    resolved = await desk.cli(
+        "incidents", "resolve", "2", "--by", "Wang", "--force", "--reason", "brigade: toast"
+    )
     assert resolved.returncode == 0, resolved.stderr
     # 7. both detectors are still in alarm: no all-clear yet, and the desk is told why
     assert "the all-clear waits until these clear" in resolved.stdout
@@ -222,8 +227,16 @@ async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(
     assert f"Wang via sms {mask(WANG)}: ack #2 by SMS: OK 2 -> submitted" in trail
     assert "resolve #2" in trail
     assert "ack #2 -> failed incident 2 is resolved already" in trail
-    closed = await desk.cli("incidents", "close", "2", "--by", "Wang")
+    closed = await desk.cli(
+        "incidents", "close", "2", "--by", "Wang", "--force", "--reason", "panel reset by brigade"
+    )
     assert closed.returncode == 0, closed.stderr
+    assert "still active: smoke-3-05 fire.alarm, smoke-3-12 fire.alarm" in closed.stdout
+    # the residents who were told can still be told it is over: shown first, then sent
+    preview = await desk.cli("incidents", "all-clear", "2", "--by", "Wang", "--yes")
+    assert preview.returncode == 0, preview.stderr
+    assert "sms to notified (zh): 【海景物业】" in preview.stdout
+    await until(lambda: any("火警已解除" in b for b in desk.sms_to(ZHANG)))
     note = await desk.cli("incidents", "note", "2", "--by", "Wang", "--text", "x")
     assert note.returncode == 1
     assert "incident 2 is closed" in note.stderr

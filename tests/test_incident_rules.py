@@ -336,7 +336,14 @@ def test_no_all_clear_while_any_condition_is_active_even_when_staff_resolve() ->
     desk.event(device="smoke-b", floor="14")
     desk.event(state=State.RESTORE, device="smoke-a")
     desk.advance(120)
-    resolved = desk.apply([desk.engine.resolve(desk.get(1), "Wang", desk.clock.now())])
+    refused = desk.engine.resolve(desk.get(1), "Wang", desk.clock.now())
+    assert "incident 1 is still active: smoke-b fire.alarm" in refused.refused
+    assert refused.incident is None
+    without_reason = desk.engine.resolve(desk.get(1), "Wang", desk.clock.now(), force=True)
+    assert "say why" in without_reason.refused
+    resolved = desk.apply(
+        [desk.engine.resolve(desk.get(1), "Wang", desk.clock.now(), "brigade: toast", force=True)]
+    )
     assert resolved[0].actions == []
     assert "the all-clear waits until these clear: smoke-b fire.alarm" in resolved[0].reply
     desk.event(state=State.RESTORE, device="smoke-b", floor="14")
@@ -345,6 +352,60 @@ def test_no_all_clear_while_any_condition_is_active_even_when_staff_resolve() ->
     assert "火警已解除" in cleared.actions[0].texts["zh"]
     desk.advance(3600)  # and never again for this clearing
     assert desk.get(1).all_clear_sent
+
+
+def test_a_restore_finds_its_incident_however_late_and_the_all_clear_goes_out() -> None:
+    """Resolved while the second detector was still in alarm, the all-clear waited for
+    it; its restore came after `correlate.window_s` (two hours) and matched nothing, so
+    the evacuated residents were never told they may go home."""
+    desk = Desk()
+    desk.event(device="smoke-a")
+    desk.event(device="smoke-b", floor="14")
+    desk.event(state=State.RESTORE, device="smoke-a")
+    desk.apply([desk.engine.resolve(desk.get(1), "Wang", desk.clock.now(), "out", force=True)])
+    desk.advance(5 * 3600)  # five hours later, past the two-hour window
+    desk.event(state=State.RESTORE, device="smoke-b", floor="14")
+    cleared = desk.advance(60)
+    assert [(a.channel, a.target) for a in cleared[0].actions] == [("sms", "notified")]
+    assert desk.get(1).active == ()
+    assert len(desk.incidents) == 1  # no incident of its own
+
+
+def test_closing_while_a_leak_is_still_wet_asks_and_the_incident_stays_in_sight() -> None:
+    """处理完毕 then 关闭 on a wet sensor closed the incident for good, and a detector that
+    stays in alarm raised nothing new."""
+    desk = Desk()
+    desk.event(Kind.LEAK, device="leak-1")
+    refused = desk.engine.close(desk.get(1), "Li", "")
+    assert "incident 1 is still active: leak-1 leak" in refused.refused
+    (closed,) = desk.apply([desk.engine.close(desk.get(1), "Li", "valve shut", force=True)])
+    assert closed.reply == "closed; still active: leak-1 leak"
+    assert desk.get(1).status == "closed"
+    assert desk.get(1).active == ("leak-1 leak",)
+    # a day later the sensor dries: its restore finds the closed incident
+    desk.advance(86400)
+    desk.event(Kind.LEAK, state=State.RESTORE, device="leak-1")
+    assert desk.get(1).active == ()
+    assert desk.get(1).status == "closed"
+    # and a new leak there is a new incident, not a line on a closed record
+    desk.event(Kind.LEAK, device="leak-1")
+    assert desk.get(2).status == "open"
+
+
+def test_staff_send_the_all_clear_themselves_once() -> None:
+    desk = Desk()
+    desk.event(device="smoke-a")
+    desk.apply([desk.engine.resolve(desk.get(1), "Wang", desk.clock.now(), "out", force=True)])
+    (sent,) = desk.apply([desk.engine.all_clear(desk.get(1), "Wang", desk.clock.now(), "dead")])
+    assert [(a.channel, a.target) for a in sent.actions] == [("sms", "notified")]
+    assert "火警已解除" in sent.actions[0].texts["zh"]
+    assert "still active: smoke-a fire.alarm" in sent.entries[0].text
+    assert desk.get(1).status == "resolved"
+    again = desk.engine.all_clear(desk.get(1), "Wang", desk.clock.now())
+    assert again.refused == "incident 1: the all-clear was sent already"
+    # the detector clears later: no second all-clear
+    desk.event(state=State.RESTORE, device="smoke-a")
+    assert [a for d in desk.advance(600) for a in d.actions] == []
 
 
 def test_a_leak_is_under_control_when_staff_confirm_not_when_the_sensor_dries() -> None:
@@ -397,7 +458,7 @@ def test_the_first_acknowledgement_counts_and_none_after_resolve() -> None:
     assert (desk.get(1).acknowledged_at, desk.get(1).acknowledged_by) == (first_at, "Wang")
     assert later.entries[0].actor == "Li"
     assert "first: Wang at" in later.entries[0].text
-    desk.apply([desk.engine.resolve(desk.get(1), "Wang", desk.clock.now())])
+    desk.apply([desk.engine.resolve(desk.get(1), "Wang", desk.clock.now(), "out", force=True)])
     refused = desk.engine.acknowledge(desk.get(1), "Li", desk.clock.now())
     assert refused.refused == "incident 1 is resolved already"
     assert refused.incident is None

@@ -40,6 +40,21 @@ WORDS: dict[str, tuple[str, str]] = {
     "resolve": ("处理完毕", "Resolve"),
     "close": ("关闭", "Close"),
     "on_site": ("技术员已到场", "Technician on site"),
+    "still_active": ("探测器仍在报警", "Detectors still in alarm"),
+    "confirm_still_active": (
+        "我确认：探测器仍在报警，仍要执行",
+        "I confirm: detectors are still in alarm, do it anyway",
+    ),
+    "why_timeline": ("原因（必填，记入时间线）", "Why (goes on the timeline)"),
+    "all_clear": ("发送解除通知", "Send the all-clear"),
+    "all_clear_send": ("发送解除通知", "Send the all-clear"),
+    "all_clear_why": (
+        "探测器尚未恢复，解除通知仍在等待。确认现场安全后，可手动发送以下内容：",
+        "The all-clear waits for detectors that have not cleared. Once the place is safe, "
+        "you can send it yourself; it says:",
+    ),
+    "resolved_active": ("已处理，但探测器仍在报警", "resolved, condition still active"),
+    "closed_active": ("已关闭，但探测器仍在报警", "closed, condition still active"),
     "visited": ("已上门", "Visited"),
     "deliveries": ("逐人送达情况", "Delivery per recipient"),
     "channel": ("渠道", "Channel"),

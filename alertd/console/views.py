@@ -46,14 +46,26 @@ def _for_role(resident: dict[str, Any], role: Role) -> None:
 
 
 def board(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Open and acknowledged incidents, most severe and unacknowledged first."""
+    """Open and acknowledged incidents, most severe and unacknowledged first; then those
+    resolved or closed while a detector is still in alarm, until it clears."""
+    columns = (
+        "id, status, severity, title, building, floor, unit, zone, opened_at, "
+        "acknowledged_at, acknowledged_by, drill, playbook"
+    )
     rows = dict_rows(
         conn,
-        "SELECT id, status, severity, title, building, floor, unit, zone, opened_at, "
-        "acknowledged_at, acknowledged_by, drill, playbook FROM incidents "
-        "WHERE status IN ('open', 'acknowledged')",
+        f"SELECT {columns}, 0 AS held FROM incidents WHERE status IN ('open', 'acknowledged') "
+        f"UNION ALL SELECT {columns}, 1 FROM incidents WHERE active != '[]' "
+        "AND status IN ('resolved', 'closed')",
     )
-    rows.sort(key=lambda r: (-SEVERITY_ORDER.get(r["severity"], 0), r["status"] != "open", r["id"]))
+    rows.sort(
+        key=lambda r: (
+            r["held"],
+            -SEVERITY_ORDER.get(r["severity"], 0),
+            r["status"] != "open",
+            r["id"],
+        )
+    )
     for r in rows:
         r["alarm"] = r["severity"] == "critical" and r["status"] == "open"
     return rows

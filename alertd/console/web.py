@@ -483,7 +483,10 @@ def routes(console: Console) -> web.RouteTableDef:
             if not unit:
                 raise web.HTTPBadRequest(text="which unit was visited?")
             text = f"visited {unit}" + (f" {text}" if text else "")
-        elif action not in ("ack", "note", "resolve", "close", "on_site"):
+        elif action in ("resolve", "close"):
+            if form.get("force") == "1":
+                args["force"] = True
+        elif action not in ("ack", "note", "on_site", "all_clear"):
             raise web.HTTPBadRequest(text=f"unknown action {action!r}")
         if action == "note" and not text:
             raise web.HTTPBadRequest(text="the note is empty")
@@ -788,10 +791,19 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     limit = None if request.query.get("all") else PAGE_ROWS
 
     def gather(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        from alertd.incidents import allclear
+
         found = views.incident(conn, number)
         if found is None:
             return None
+        still = sorted(json.loads(found["active"] or "[]"))
+        held = still and found["status"] in ("resolved", "closed") and not found["all_clear_sent"]
+        clear = (
+            allclear.preview(conn, console.config, console.playbooks(), number, "") if held else []
+        )
         return {
+            "still_active": still,
+            "all_clear": clear if isinstance(clear, list) else [],
             "incident": found,
             "timeline": views.timeline(conn, number, role),
             "deliveries": views.deliveries(conn, number, role, limit),

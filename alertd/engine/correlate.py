@@ -19,7 +19,7 @@ class OpenIncident:
     id: int
     playbook: str
     key: str
-    status: Literal["open", "acknowledged", "resolved"]
+    status: Literal["open", "acknowledged", "resolved", "closed"]
     last_event_at: datetime
     #: "device_id kind" of every condition still active, sorted
     active: tuple[str, ...] = ()
@@ -54,16 +54,34 @@ def place(playbook: Playbook, event: Event, incidents: Iterable[OpenIncident]) -
     key = correlation_key(playbook, event)
     condition = f"{event.device_id} {event.kind}"
     window = timedelta(seconds=playbook.correlate.window_s)
-    candidates = [
+    mine = [
         i
         for i in incidents
         if i.playbook == playbook.name
         and i.key == key
         and i.drill == event.drill  # a drill never absorbs a real alarm, nor the reverse
-        and (i.status != "resolved" or event.occurred_at - i.last_event_at <= window)
+    ]
+    if event.state is not State.ACTIVE:
+        # a restore finds the incident its alarm is in, however late it comes (a leak
+        # that dries out after a day): else that incident's all-clear would never go out
+        holding = [i for i in mine if condition in i.active]
+        mine = holding or mine
+    candidates = [
+        i
+        for i in mine
+        if i.status in ("open", "acknowledged")
+        or condition in i.active  # resolved, or closed, with this detector still in alarm
+        or (i.status == "resolved" and event.occurred_at - i.last_event_at <= window)
     ]
     current = max(candidates, key=lambda i: i.last_event_at, default=None)
     if event.state is State.ACTIVE:
+        # a new alarm never joins a closed incident: the record is final
+        if current is not None and current.status == "closed":
+            current = max(
+                (i for i in candidates if i.status != "closed"),
+                key=lambda i: i.last_event_at,
+                default=None,
+            )
         if current is None:
             return Placement(
                 playbook.name, key, "open", None, (condition,), f"new incident for {key}"

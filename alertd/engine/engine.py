@@ -77,7 +77,8 @@ class Engine:
                 continue
             pb = self.playbooks[trace.playbook]
             key = correlation_key(pb, event)
-            mine = [i for i in index.find(pb.name, key) if i.status != "closed"]
+            # a closed incident still holding a condition is there for its restore alone
+            mine = [i for i in index.find(pb.name, key) if i.status != "closed" or i.active]
             by_id.update((i.id, i) for i in mine)
             placed = placement(pb, event, [_view(i) for i in mine])
             if placed.outcome == "ignore":
@@ -211,7 +212,7 @@ class Engine:
         resolves by itself or staff have resolved the incident."""
         if incident.active or incident.all_clear_sent:
             return incident
-        if pb.on_restore.resolve == "confirm" and incident.status != "resolved":
+        if pb.on_restore.resolve == "confirm" and incident.status not in ("resolved", "closed"):
             decision.entries.append(
                 Entry(
                     "confirm",
@@ -223,18 +224,20 @@ class Engine:
         decision.entries.append(Entry("all_clear", "every condition is back to normal"))
         cleared = dataclasses.replace(incident, all_clear_sent=True)
         cleared = start(pb, cleared, "on_restore", now, self.ctx, decision)
-        if cleared.status == "resolved":
+        if cleared.status in ("resolved", "closed"):
             return cleared
         return self._resolved(pb, cleared, now, "alertd", "resolved automatically", decision)
 
     def on_timer(self, incident: Incident, timer: Timer, now: datetime) -> Decision:
         pb = self.playbooks.get(incident.playbook)
         decision = Decision()
-        if incident.status == "closed":
+        if incident.status == "closed" and timer.kind != "clear":
             return decision
         if timer.kind == "drill_end":
             hours = self.ctx.drill_end_s / 3600
-            return self.close(incident, "alertd", f"the drill ended: closed after {hours:g} h")
+            return self.close(
+                incident, "alertd", f"the drill ended: closed after {hours:g} h", force=True
+            )
         if pb is None:
             decision.entries.append(Entry("timer", f"playbook {incident.playbook} is gone"))
             return decision
@@ -320,11 +323,17 @@ class Engine:
         decision.incident = updated
         return decision
 
-    def resolve(self, incident: Incident, by: str, now: datetime, text: str = "") -> Decision:
+    def resolve(
+        self, incident: Incident, by: str, now: datetime, text: str = "", *, force: bool = False
+    ) -> Decision:
         """Staff confirm it is over. The all-clear goes out now, unless a condition is still
-        active: then it waits for the last one to clear."""
+        active: then resolving needs `force` and a reason, and the all-clear waits for the
+        last one to clear (or for staff to send it: `all_clear`)."""
         if incident.status in ("resolved", "closed"):
             return Decision(refused=f"incident {incident.id} is {incident.status} already")
+        refused = _still_active(incident, "resolve", force, text)
+        if refused:
+            return Decision(refused=refused)
         decision = Decision(cancel_timers=True)
         pb = self.playbooks.get(incident.playbook)
         resolved = self._resolved(pb, incident, now, by, text or "resolved", decision)
@@ -368,13 +377,46 @@ class Engine:
         decision.reply = f"help request from {who} sent to staff"
         return decision
 
-    def close(self, incident: Incident, by: str, text: str = "") -> Decision:
-        """Closed: the record is complete; no event joins it any more."""
+    def close(
+        self, incident: Incident, by: str, text: str = "", *, force: bool = False
+    ) -> Decision:
+        """Closed: the record is complete; no new alarm joins it any more. With a condition
+        still active it needs `force` and a reason, and its detectors' restores still find
+        it (the board shows it until they do)."""
         if incident.status == "closed":
             return Decision(refused=f"incident {incident.id} is closed already")
+        refused = _still_active(incident, "close", force, text)
+        if refused:
+            return Decision(refused=refused)
         decision = Decision(cancel_timers=True)
         decision.entries.append(Entry("closed", text or "closed", actor=by))
+        if incident.active:
+            decision.entries.append(Entry("still_active", f"still active: {_listed(incident)}"))
         decision.incident = dataclasses.replace(incident, status="closed")
+        decision.reply = "closed" + (
+            f"; still active: {_listed(incident)}" if incident.active else ""
+        )
+        return decision
+
+    def all_clear(self, incident: Incident, by: str, now: datetime, text: str = "") -> Decision:
+        """Staff send the all-clear themselves (a detector that will not clear, a restore
+        that never comes): the playbook's `on_restore` steps, once."""
+        pb = self.playbooks.get(incident.playbook)
+        if pb is None or not pb.on_restore.steps:
+            return Decision(refused=f"playbook {incident.playbook} has no all-clear steps")
+        if incident.all_clear_sent:
+            return Decision(refused=f"incident {incident.id}: the all-clear was sent already")
+        decision = Decision()
+        why = f"all-clear sent by staff{': ' + text if text else ''}"
+        if incident.active:
+            why += f" (still active: {_listed(incident)})"
+        decision.entries.append(Entry("all_clear", why, actor=by))
+        cleared = dataclasses.replace(incident, all_clear_sent=True)
+        status = cleared.status
+        cleared = start(pb, cleared, "on_restore", now, self.ctx, decision)
+        decision.incident = dataclasses.replace(cleared, status=status)
+        sent = sum(a.channel == "sms" for a in decision.actions)
+        decision.reply = f"all-clear: {sent} resident message step(s)"
         return decision
 
     def _resolved(
@@ -394,6 +436,23 @@ class Engine:
         return dataclasses.replace(incident, status="resolved", resolved_at=now)
 
 
+def _listed(incident: Incident) -> str:
+    return ", ".join(sorted(incident.active))
+
+
+def _still_active(incident: Incident, action: str, force: bool, reason: str) -> str:
+    """Why resolving or closing is refused while a detector is still in alarm: it needs
+    a confirmation (`force`) and a reason. Empty when it may go ahead."""
+    if not incident.active or (force and reason.strip()):
+        return ""
+    if force:
+        return f"incident {incident.id}: say why you {action} it while still active"
+    return (
+        f"incident {incident.id} is still active: {_listed(incident)}. To {action} it anyway, "
+        "confirm with a reason (console: tick and say why; CLI: --force --reason)"
+    )
+
+
 #: for an incident whose playbook was removed: a resident's help request still reaches
 #: security
 FALLBACK = Playbook.model_validate(
@@ -402,7 +461,6 @@ FALLBACK = Playbook.model_validate(
 
 
 def _view(incident: Incident) -> OpenIncident:
-    assert incident.status != "closed"
     return OpenIncident(
         incident.id,
         incident.playbook,

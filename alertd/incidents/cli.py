@@ -188,10 +188,39 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
     for name, help_text in (
         ("ack", "Acknowledge: stops the escalation."),
         ("note", "Add a note to the timeline."),
-        ("resolve", "Resolve: the follow-up is scheduled."),
-        ("close", "Close: the record is complete."),
     ):
         _staff_command(incidents, name, help_text, config_option, load, store_of)
+    for name, help_text in (
+        ("resolve", "Resolve: the all-clear goes out and the follow-up is scheduled."),
+        ("close", "Close: the record is complete."),
+    ):
+        _ending_command(incidents, name, help_text, config_option, load)
+
+    @incidents.command("all-clear")
+    @config_option
+    @click.argument("incident_id", type=int)
+    @click.option("--by", "by", required=True, help="Who sends it.")
+    @click.option("--text", default="", help="Why, e.g. the sensor is broken and dry")
+    @click.option("--yes", is_flag=True, help="Send without asking (the texts are printed).")
+    def all_clear(config_path: Path, incident_id: int, by: str, text: str, yes: bool) -> None:
+        """Send the all-clear yourself: what it says is shown first. For a detector that
+        will not clear, or a restore that never comes."""
+        from alertd.incidents import allclear
+        from alertd.playbooks.loader import load_playbooks
+
+        config: Config = load(config_path)
+        store = store_of(config)
+        books = dict(load_playbooks(config.playbooks).enabled) if config.playbooks else {}
+        found = allclear.preview(store.conn, config, books, incident_id, by)
+        if isinstance(found, str):
+            raise click.ClickException(found)
+        for line in allclear.lines(found) or [
+            "(no message: the all-clear only goes on the timeline)"
+        ]:
+            click.echo(line)
+        if not yes:
+            click.confirm("Send this all-clear now?", abort=True)
+        _command(config, "all_clear", incident_id, _actor(config, by), text, {})
 
     @incidents.command("eta")
     @config_option
@@ -323,6 +352,28 @@ def _staff_command(
     def command(config_path: Path, incident_id: int, by: str, text: str) -> None:
         config = load(config_path)
         _command(config, name, incident_id, _actor(config, by), text, {})
+
+
+def _ending_command(
+    group: click.Group, name: str, help_text: str, config_option: Decorator, load: Load
+) -> None:
+    """resolve and close: a detector still in alarm needs --force and a reason."""
+
+    @group.command(name, help=help_text)
+    @config_option
+    @click.argument("incident_id", type=int)
+    @click.option("--by", "by", required=True, help="Who does it.")
+    @click.option("--text", default="")
+    @click.option("--force", is_flag=True, help="Even with a detector still in alarm.")
+    @click.option("--reason", default="", help="Why, with --force (on the timeline).")
+    def command(
+        config_path: Path, incident_id: int, by: str, text: str, force: bool, reason: str
+    ) -> None:
+        if force and not reason.strip():
+            raise click.BadParameter("say why (it goes on the timeline)", param_hint="--reason")
+        config = load(config_path)
+        args = {"force": True} if force else {}
+        _command(config, name, incident_id, _actor(config, by), reason or text, args)
 
 
 def _progress(counts: dict[str, int]) -> str:

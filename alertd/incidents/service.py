@@ -259,16 +259,19 @@ class IncidentService:
             if status:
                 return f"incident {command['incident_id']} is {status}"
             return f"no incident {command['incident_id']}"
-        if incident.status == "closed" and name != "help":
+        if incident.status == "closed" and name not in ("help", "all_clear"):
             return f"incident {incident.id} is closed: the record is final"
         if name == "ack":
             decision = self.engine.acknowledge(incident, actor, now, text)
         elif name in ("note", "visited", "on_site"):
             decision = self.engine.note(incident, actor, text, name)
         elif name == "resolve":
-            decision = self.engine.resolve(incident, actor, now, text)
+            force = args.get("force") is True
+            decision = self.engine.resolve(incident, actor, now, text, force=force)
         elif name == "close":
-            decision = self.engine.close(incident, actor, text)
+            decision = self.engine.close(incident, actor, text, force=args.get("force") is True)
+        elif name == "all_clear":
+            decision = self.engine.all_clear(incident, actor, now, text)
         elif name == "eta":
             try:
                 minutes = inputs.eta_minutes(args.get("minutes"))

@@ -211,11 +211,12 @@ def incident_status(conn: sqlite3.Connection, incident_id: int) -> str | None:
 
 
 def live_incidents(conn: sqlite3.Connection, now: datetime, keep: timedelta) -> list[Incident]:
-    """Incidents a new event can still join: not closed, and not resolved long ago."""
+    """Incidents a new event can still join: not closed, and not resolved long ago; and
+    any, closed too, with a detector still in alarm, whose restore must find it."""
     rows = dict_rows(
         conn,
-        "SELECT * FROM incidents WHERE status != 'closed' AND "
-        "(resolved_at IS NULL OR resolved_at >= ?)",
+        "SELECT * FROM incidents WHERE (status != 'closed' AND "
+        "(resolved_at IS NULL OR resolved_at >= ?)) OR active != '[]'",
         (iso(now - keep),),
     )
     return [incident_from_row(r) for r in rows]

@@ -270,4 +270,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX messages_provider ON messages(provider_id) WHERE provider_id IS NOT NULL;
         """,
     ),
+    (
+        "incidents resolved or closed with a detector still in alarm (the board, the start)",
+        """
+        CREATE INDEX incidents_held ON incidents(id) WHERE active != '[]';
+        """,
+    ),
 ]
