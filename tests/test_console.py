@@ -234,6 +234,16 @@ class Client:
         async with self.http.get(self.url + path) as answer:
             return answer.status, await answer.text()
 
+    async def answer(self, path: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """Status, Location and text of a POST (a GET without a form), not followed."""
+        if form is None:
+            call = self.http.get(self.url + path, allow_redirects=False)
+        else:
+            data = {**form, "csrf": self.csrf}
+            call = self.http.post(self.url + path, data=data, allow_redirects=False)
+        async with call as got:
+            return got.status, got.headers.get("Location", ""), await got.text()
+
 
 async def test_each_role_sees_and_does_only_what_it_may_even_by_direct_post(
     console: Console,
@@ -466,3 +476,77 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     # English on request
     await boss.goto(console.url + "/lang/en?next=/analytics")
     await expect(boss.locator("h1")).to_have_text("Analytics")
+
+
+async def test_what_was_found_when_tried_at_the_desk(console: Console, broker: Broker) -> None:
+    """A duty desk's night, as it went wrong when tried: an absurd number, a 200 KB note,
+    two clicks that closed an alarm still in progress, a redirect to another site, a
+    door-check list without its notes, a technician's number the desk could not call."""
+    await asyncio.to_thread(publish, broker, SMOKE, '{"smoke": true}')
+    await until(lambda: console.rows("SELECT id FROM incidents WHERE id = 1"))
+    desk = Client(console.url)
+    try:
+        assert await desk.sign_in("desk") == 200
+        # numbers and text are bounded at the door: a 400 that says why, nothing written
+        for minutes in ("10000000000", "nan", "-30", "1e400"):
+            status, _, said = await desk.answer(
+                "/incidents/1/act", {"action": "eta", "minutes": minutes}
+            )
+            assert status == 400, minutes
+            assert "minutes:" in said
+        status, _, said = await desk.answer(
+            "/incidents/1/act", {"action": "note", "text": "x" * 200_000}
+        )
+        assert (status, said) == (400, "text: at most 2000 characters (got 200000)")
+        assert console.rows("SELECT id FROM commands") == []
+        # going back never leaves the console, however the path is written
+        for asked in ("/%09/evil.example/x", "/%5Cevil.example", "%2F%2Fevil.example"):
+            status, where, _ = await desk.answer(f"/lang/en?next={asked}")
+            assert (status, where) == (303, "/"), asked
+        # resolving while the detector is still in alarm is refused without a reason
+        status, where, _ = await desk.answer("/incidents/1/act", {"action": "resolve"})
+        assert status == 303
+        assert "failed" in where
+        assert console.rows("SELECT status FROM incidents") == [("open",)]
+    finally:
+        await desk.http.close()
+    page = await console.page("desk")
+    await page.goto(f"{console.url}/incidents/1")
+    await expect(page.locator("#still-active")).to_contain_text("smoke-3-12 fire.alarm")
+    # the guard at the door sees what the door-check SMS says: who needs what
+    await expect(page.locator("#door-checks")).to_contain_text("lives alone, wheelchair")
+    confirm = page.locator("#confirm-resolve")
+    await confirm.locator("input[name=force]").check()
+    await confirm.locator("input[name=text]").fill("brigade on site: burnt toast")
+    await confirm.locator("button").click()
+    await expect(page.locator("#status")).to_have_text("已处理")
+    # the board keeps it in sight until the detector clears
+    await page.goto(console.url + "/")
+    await expect(page.locator("tr[data-incident='1']")).to_contain_text("已处理，但探测器仍在报警")
+    # the all-clear waits for the detector; the desk can send it, reading it first
+    await page.goto(f"{console.url}/incidents/1")
+    await expect(page.locator("#all-clear-texts")).to_contain_text("火警已解除")
+    await page.click("#all-clear-button")
+    await until(lambda: any("火警已解除" in b for b in console.desk.sms_to(ZHANG)))
+    await expect(page.locator("#all-clear")).to_have_count(0)
+    # the technician's number in full, to call
+    await page.goto(console.url + "/directory")
+    await expect(page.locator("#staff a[href='tel:+8613900000001']")).to_have_count(1)
+    # the detector clears: the incident leaves the board
+    await asyncio.to_thread(publish, broker, SMOKE, '{"smoke": false}')
+    await page.goto(console.url + "/")
+    await expect(page.locator("tr[data-incident='1']")).to_have_count(0)
+    # a locked-out sign-in says until when
+    guesser = Client(console.url)
+    try:
+        for _ in range(5):
+            await guesser.sign_in("boss", "wrong password!")
+        async with guesser.http.get(console.url + "/login") as got:
+            token = re.search(r'name="csrf" value="([^"]+)"', await got.text())
+        assert token is not None
+        form = {"name": "boss", "password": PASSWORD, "csrf": token.group(1)}
+        async with guesser.http.post(console.url + "/login", data=form) as refused:
+            assert refused.status == 429
+            assert re.search(r"请于 \d\d:\d\d:\d\d 后再试", await refused.text())
+    finally:
+        await guesser.http.close()

@@ -23,8 +23,13 @@ GRANTS: dict[str, frozenset[Role]] = {
     "phones": frozenset({Role.SUPERVISOR, Role.ADMIN}),
     # one number in full, with a reason (audited)
     "reveal": frozenset({Role.DUTY, Role.SUPERVISOR, Role.ADMIN}),
-    # the vulnerable residents' notes (wheelchair, lives alone)
+    # the vulnerable residents' notes (wheelchair, lives alone) in the whole directory
     "notes": frozenset({Role.SUPERVISOR, Role.ADMIN}),
+    # ... and in an incident's door-check list, where the guard at the door needs them
+    # (the door-check SMS to duty staff and the timeline carry them too)
+    "door_notes": frozenset({Role.DUTY, Role.SUPERVISOR, Role.ADMIN}),
+    # staff phones in full: the desk calls the technician on call
+    "staff_phones": frozenset({Role.DUTY, Role.SUPERVISOR, Role.ADMIN}),
     "audit": frozenset({Role.SUPERVISOR, Role.ADMIN}),
     "analytics": frozenset({Role.SUPERVISOR, Role.ADMIN}),
     "import": frozenset({Role.SUPERVISOR, Role.ADMIN}),

@@ -36,12 +36,13 @@ def scrub(text: str, role: Role) -> str:
     return _NUMBER.sub(lambda m: mask(m.group(0)), text)
 
 
-def _for_role(resident: dict[str, Any], role: Role) -> None:
+def _for_role(resident: dict[str, Any], role: Role, notes: str = "notes") -> None:
     """A resident's row as the role may see it: no name for viewers, the vulnerable
-    notes for supervisors and admins only."""
+    notes where the role has `notes` (the directory: supervisors; a door-check list:
+    duty staff too)."""
     if not may(role, "names"):
         resident["name"] = ""
-    if not may(role, "notes"):
+    if not may(role, notes):
         resident["notes"] = ""
 
 
@@ -133,7 +134,7 @@ def door_checks(
     }
     for r in rows:
         r["visited"] = visits.get(r["unit"])
-        _for_role(r, role)
+        _for_role(r, role, "door_notes")
     return rows
 
 

@@ -37,6 +37,7 @@ from alertd.console.roles import Role, may
 from alertd.console.throttle import Throttle
 from alertd.devices import Device, load_devices
 from alertd.directory.importing import Plan
+from alertd.directory.phones import mask
 from alertd.directory.residents import ResidentsFile
 from alertd.directory.staff import Staff, load_staff
 from alertd.events import Kind
@@ -849,7 +850,7 @@ async def directory_page(
                 {
                     "name": name if may(role, "names") else "—",
                     "roles": ", ".join(person.roles),
-                    "phone": views.phone(person.phone, role),
+                    "phone": person.phone if may(role, "staff_phones") else mask(person.phone),
                     "on_call": ", ".join(r for r, who in on_call.items() if who == name),
                 }
             )
