@@ -111,7 +111,7 @@ class DeliveryConfig(Strict):
     #: a safety message not sent within this is dropped with a reason, not sent late
     expire_s: float = Field(1800, gt=0, le=7 * 86400)
     send_timeout_s: float = Field(15, gt=0, le=600)
-    poll_s: float = Field(0.5, gt=0, le=60)
+    poll_s: float = Field(0.5, gt=0, le=3600)
     #: a waiting message gains one priority level per this many seconds, so residents'
     #: texts are never starved for long by staff alerts of later incidents
     starve_s: float = Field(10.0, gt=0, le=3600)

@@ -210,6 +210,7 @@ class Daemon:
                 http.public_url,
                 self.dispatcher.staff,
                 self.clock,
+                self.dispatcher.totals,
             ).app(app)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()

@@ -1,6 +1,8 @@
 """Health and metrics: what a monitoring system (or `alertd status`) asks the running
-daemon. Each part says ok, degraded (alerts still go out, something needs a person) or
-failing (alerts may not go out)."""
+daemon. Each part says ok, degraded (alerts still go out, something needs a person),
+starting (not yet listening: until every MQTT subscription is confirmed, a message
+published is lost, so a tool that waits for health must not go on) or failing (alerts
+may not go out)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 from alertd.events import LIFE_SAFETY
+from alertd.outbox.totals import EVENTS
 from alertd.playbooks.audit import recipients
 from alertd.store import SqliteStore
 from alertd.store.sqlite import iso
 
 if TYPE_CHECKING:
     from alertd.daemon import Daemon
+
+
+#: a message's statuses, each exported (at 0 too) for every channel
+MESSAGE_STATUSES = ("pending", "sending", "sent", "delivered", "failed", "expired")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +72,7 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
             "failing" if daemon.ingest.store_error else "ok",
             daemon.ingest.store_error and f"not writable: {daemon.ingest.store_error}",
         ),
-        Part(
-            "mqtt",
-            "ok" if daemon.mqtt.connected.is_set() else "failing",
-            "" if daemon.mqtt.connected.is_set() else "not connected to the broker",
-        ),
+        _mqtt(daemon),
     ]
     for link in daemon.panels.links:
         up = link.connected.is_set()
@@ -130,10 +133,21 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
     return out
 
 
+def _mqtt(daemon: Daemon) -> Part:
+    mqtt = daemon.mqtt
+    if mqtt.connected.is_set():
+        return Part("mqtt", "ok")
+    if not mqtt.ready_once:
+        return Part("mqtt", "starting", "connecting and subscribing to the broker")
+    return Part("mqtt", "failing", "not connected to the broker")
+
+
 def summary(found: list[Part]) -> tuple[str, int]:
     states = {p.state for p in found}
     if "failing" in states:
         return "failing", 503
+    if "starting" in states:
+        return "starting", 503
     if "degraded" in states:
         return "degraded", 503
     return "ok", 200
@@ -179,9 +193,22 @@ class Metrics:
         messages = GaugeMetricFamily(
             "alertd_outbox_messages", "Messages by channel and status", labels=["channel", "status"]
         )
-        for channel, status, n in self.outbox:
-            messages.add_metric([channel, status], n)
+        channels = sorted({*d.dispatcher.lanes, *(c for c, _, _ in self.outbox)})
+        now = {(c, s): n for c, s, n in self.outbox}
+        for channel in channels:  # every status, at 0 too: "no data" is not "none"
+            for status in MESSAGE_STATUSES:
+                messages.add_metric([channel, status], now.get((channel, status), 0))
         yield messages
+        totals = d.dispatcher.totals
+        for event in EVENTS:
+            counter = CounterMetricFamily(
+                f"alertd_messages_{event}",
+                f"Messages {event} since start, by channel",
+                labels=["channel"],
+            )
+            for channel in channels:
+                counter.add_metric([channel], totals.of(channel, event))
+            yield counter
         lanes = GaugeMetricFamily(
             "alertd_delivery_lane_up", "0 while a lane is stopped", labels=["channel"]
         )

@@ -29,17 +29,18 @@ def rss_mib(pid: int | str = "self") -> float:
 
 
 async def subscribed(port: int, within: float = 60) -> None:
-    """Until alertd's /metrics (its `http:` server on `port`) says it is connected with
-    every subscription confirmed: the broker drops a QoS 1 message on a topic nobody has
-    subscribed to yet, and its log says "connected" before the subscriptions."""
+    """Until alertd's /healthz (its `http:` server on `port`) says MQTT is ok: connected
+    with every subscription confirmed. The broker drops a QoS 1 message on a topic nobody
+    has subscribed to yet, and the log says "connected" before the subscriptions."""
     import aiohttp
 
-    url = f"http://127.0.0.1:{port}/metrics"
+    url = f"http://127.0.0.1:{port}/healthz"
     async with aiohttp.ClientSession() as session, asyncio.timeout(within):
         while True:
             try:
                 async with session.get(url) as answer:
-                    if "alertd_mqtt_connected 1" in await answer.text():
+                    parts = (await answer.json())["parts"]
+                    if {"name": "mqtt", "state": "ok", "detail": ""} in parts:
                         return
             except aiohttp.ClientError:
                 pass  # not listening yet

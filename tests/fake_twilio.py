@@ -42,6 +42,12 @@ class FakeTwilio:
     receipts_posted: int = 0
     #: while set and not yet set off, requests are held (recorded, not answered)
     gate: asyncio.Event | None = None
+    #: the account's limit: at most this many requests accepted in any one second; the
+    #: others get 429, error 20429, with Retry-After (as Twilio answers past its limits)
+    rate_limit: int | None = None
+    retry_after_s: float = 1.0
+    #: arrival times of the requests accepted in the last second
+    _accepted: deque[float] = field(default_factory=deque)
 
     async def start(self) -> FakeTwilio:
         app = web.Application()
@@ -85,12 +91,25 @@ class FakeTwilio:
     def sms(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["kind"] == "Messages" and r["answered"] == 201]
 
+    def _limited(self, now: float) -> str | Failure:
+        """OK within the account's limit (and counted), else Twilio's 429."""
+        accepted = self._accepted
+        while accepted and accepted[0] <= now - 1.0:
+            accepted.popleft()
+        assert self.rate_limit is not None
+        if len(accepted) >= self.rate_limit:
+            return Failure(429, 20429, self.retry_after_s)
+        accepted.append(now)
+        return OK
+
     async def _create(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
         kind = request.path.rsplit("/", 1)[1].split(".")[0]
         action: str | Failure = self.storm or self.always.get(str(form.get("To")), OK)
         if action == OK and self.plan:
             action = self.plan.popleft()
+        if action == OK and self.rate_limit is not None:
+            action = self._limited(time.monotonic())
         record = {
             "kind": kind,
             "form": form,

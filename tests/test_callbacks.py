@@ -321,7 +321,9 @@ def test_a_receipt_is_applied_though_another_process_writes_meanwhile(tmp_path: 
 
     store.conn.set_trace_callback(meanwhile)
     receipt = messages_db.Receipt("SM1", "delivered")
-    assert messages_db.apply_receipts(store.conn, [receipt], FakeClock().now()) == 1
+    assert messages_db.apply_receipts(store.conn, [receipt], FakeClock().now()) == [
+        ("sms", "delivered")
+    ]
     store.conn.set_trace_callback(None)
     assert console_waited
     row = store.conn.execute("SELECT status FROM messages WHERE id = 1").fetchone()

@@ -652,3 +652,102 @@ def test_check_renders_every_template_with_a_sample_incident(tmp_path: Path) -> 
         "sample incident: 'buidling' is undefined"
     ) in result.stderr
     assert "templates.t.zh" not in result.stderr
+
+
+async def test_health_says_starting_until_every_subscription_is_confirmed(
+    tmp_path: Path, own_broker: Broker
+) -> None:
+    """The HTTP port answered before the subscriptions were confirmed, so a tool waiting
+    for health published into nothing: health says `starting` until they are."""
+    from tests.broker import free_port
+
+    port = free_port()
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,building,floor,unit\nleak,zigbee2mqtt,zigbee2mqtt/leak,3,1,103\n"
+    )
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        f"mqtt: {{port: {own_broker.port}, client_id: starting, reconnect_max_s: 0.2}}\n"
+        "storage: {path: alertd.db}\ndevices: devices.csv\n"
+        f"http: {{host: 127.0.0.1, port: {port}}}\n"
+    )
+    url = f"http://127.0.0.1:{port}"
+    own_broker.stop()  # the broker is not there yet when alertd starts
+    log = tmp_path / "alertd.log"
+    daemon = start_daemon(config, log)
+    try:
+        await until(lambda: b"health, metrics" in log.read_bytes(), 30)
+        answer = json.loads(_health(url))
+        assert answer["status"] == "starting"
+        assert "mqtt: connecting and subscribing to the broker" in answer["problems"]
+        told = await asyncio.to_thread(alertd, "status", "--config", str(config))
+        assert told.returncode == 1
+        assert "alertd: starting" in told.stdout
+        own_broker.start()
+        await until(lambda: json.loads(_health(url))["status"] == "ok", 30)
+        own_broker.stop()  # once it was up, a lost broker is a failure, not a start
+        await until(lambda: json.loads(_health(url))["status"] == "failing", 30)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(daemon.wait, 20)
+
+
+async def test_metrics_count_messages_sent_delivered_and_failed_and_show_every_status(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """A dashboard of pending or failed SMS showed "no data" (no series at 0), and a sent
+    SMS left `sent` as soon as its receipt came: counters that only go up say it."""
+    from tests.broker import free_port
+    from tests.fake_twilio import Failure, FakeTwilio
+    from tests.test_playbooks import SHIPPED
+
+    fake = await FakeTwilio(receipts_token="t").start()
+    fake.always["+8613900000005"] = Failure(400, 21211)  # an invalid number: failed
+    port = free_port()
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,building,floor,unit\nleak,zigbee2mqtt,zigbee2mqtt/mleak,3,1,103\n"
+    )
+    (tmp_path / "staff.yaml").write_text(
+        "people:\n  Sun: {phone: '+8613900000004', roles: [maintenance]}\n"
+        "  Bad: {phone: '+8613900000005', roles: [maintenance]}\n"
+    )
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        f"mqtt: {{port: {broker.port}, client_id: metrics-{tmp_path.name[-8:]}}}\n"
+        f"storage: {{path: alertd.db}}\ndevices: devices.csv\nplaybooks: {SHIPPED}\n"
+        "staff: staff.yaml\n"
+        f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, from_number: '+15005550006', "
+        f"api_base_url: '{fake.base_url}'}}\n"
+        f"http: {{host: 127.0.0.1, port: {port}, public_url: 'http://127.0.0.1:{port}'}}\n"
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def metrics() -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+    log = tmp_path / "alertd.log"
+    daemon = start_daemon(config, log)
+    try:
+        await until(lambda: b"health, metrics" in log.read_bytes(), 30)
+        mqtt_ok = {"name": "mqtt", "state": "ok", "detail": ""}
+        await until(lambda: mqtt_ok in json.loads(_health(url))["parts"], 30)
+        before = metrics()
+        for status in ("pending", "sending", "sent", "delivered", "failed", "expired"):
+            assert f'alertd_outbox_messages{{channel="sms",status="{status}"}} 0.0' in before
+        assert 'alertd_messages_sent_total{channel="sms"} 0.0' in before
+        pub = Publisher(broker, "metrics-pub")
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/mleak", '{"water_leak": true}')
+        pub.close()
+        await until(lambda: 'alertd_messages_delivered_total{channel="sms"} 1.0' in metrics())
+        after = metrics()
+        assert 'alertd_messages_sent_total{channel="sms"} 1.0' in after  # still, delivered
+        assert 'alertd_messages_failed_total{channel="sms"} 1.0' in after
+        assert 'alertd_outbox_messages{channel="sms",status="sent"} 0.0' in after
+        assert 'alertd_outbox_messages{channel="sms",status="delivered"} 1.0' in after
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(daemon.wait, 20)
+        await fake.close()

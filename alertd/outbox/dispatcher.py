@@ -27,6 +27,7 @@ from alertd.outbox.expand import expand as expand_actions
 from alertd.outbox.lanes import Lane, LaneState
 from alertd.outbox.retry import next_attempt
 from alertd.outbox.sink import Message, Result, Sink
+from alertd.outbox.totals import Totals
 from alertd.store import Writer
 from alertd.store import messages as db
 from alertd.store.sqlite import transaction
@@ -55,6 +56,8 @@ class Fold:
     changes: dict[str, LaneState]
     #: lanes its outcomes put a message back on (set by `write`)
     back: set[str] = field(default_factory=set)
+    #: (channel, final status) of early receipts applied with its outcomes
+    receipts: list[tuple[str, str]] = field(default_factory=list)
 
     def write(self, conn: sqlite3.Connection) -> list[Message]:
         return self.dispatcher._write(conn, self)
@@ -109,6 +112,7 @@ class Dispatcher:
         self._expired_at: datetime | None = None
         #: sent, retryable, permanent, throttled, unavailable, inflight_at_start
         self.counts: Counter[str] = Counter()
+        self.totals = Totals()
 
     async def start(self) -> None:
         store = self._writer.store
@@ -273,7 +277,9 @@ class Dispatcher:
             self._expired_at = now
         if fold.outcomes or fold.changes:
             lanes = [(c.channel, c.state, c.reason) for c in fold.changes.values()]
-            fold.back = db.write_outcomes(conn, [o for o, _ in fold.outcomes], now, lanes)
+            fold.receipts = []
+            outcomes = [o for o, _ in fold.outcomes]
+            fold.back = db.write_outcomes(conn, outcomes, now, lanes, fold.receipts)
             self._due_lanes.update(fold.back)
         if fold.expand:
             expire = timedelta(seconds=self._config.expire_s)
@@ -301,6 +307,14 @@ class Dispatcher:
     def _done(self, fold: Fold, claimed: list[Message]) -> None:
         self._unreserve(fold)
         self._settle(fold.outcomes)
+        for outcome, _ in fold.outcomes:  # committed: counted once
+            r = outcome.result
+            gave_up = r.outcome == "permanent" or (
+                r.outcome == "retryable" and outcome.retry_at is None
+            )
+            if r.outcome == "sent" or gave_up:
+                self.totals.sends[(outcome.message.channel, "failed" if gave_up else "sent")] += 1
+        self.totals.sends.update(fold.receipts)
         for message in claimed:
             lane = self.lanes[message.channel]
             lane.take()

@@ -2,10 +2,14 @@
 concurrency and rate, so that nothing waiting for one channel's limit holds another.
 
 A lane paces its starts at most `rate` a second (the loop's monotonic time), most urgent
-first: a staff alert passes the residents' texts waiting for their turn. It claims only a
-lookahead's worth beyond what it can start, so a message is not marked `sending` long
-before it goes. It pauses for a provider's Retry-After and then climbs back to its full
-rate, and stops when the provider refuses the account (bad credentials): messages wait,
+first: a staff alert passes the residents' texts waiting for their turn. No one-second
+window ever holds more than `rate` starts: a late wake-up is made up on the lane's grid,
+never in a burst beyond the rate (a provider that allows 200/s answers 429 to the 201st).
+It claims only a lookahead's worth beyond what it can start, so a message is not marked
+`sending` long before it goes. A 429 pauses it for the provider's Retry-After; it goes on
+at half the refused rate and climbs back to just below it, never to the rate that was
+refused (which only trips the limit again), and tries a step higher after a quiet
+minute. It stops when the provider refuses the account (bad credentials): messages wait,
 one probe goes out every `probe_s`, and the lane starts again by itself once the probe
 gets through. Pauses and probes are timers, on the injected clock."""
 
@@ -15,6 +19,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +31,14 @@ log = logging.getLogger(__name__)
 LOOKAHEAD_S = 0.05
 #: after a 429 the rate halves; each success gives back this share of the full rate
 RECOVERY = 0.02
+#: ... up to this share of the rate that was refused
+BELOW_REFUSED = 0.9
+#: after this long without a 429 the lane tries a step higher (this share of its rate)
+QUIET_S = 60.0
+QUIET_STEP = 0.05
+#: the window is kept this much longer than a second: requests started `rate` in a second
+#: reach the provider with some jitter, and must not count one too many in its window
+WINDOW_S = 1.02
 #: a lane with no configured rate that was throttled starts again at this rate
 THROTTLED_RATE = 10.0
 #: slots beyond the concurrency that only staff alerts of life-safety incidents may use
@@ -52,6 +65,11 @@ class Lane:
         self.concurrency = concurrency
         self.nominal = rate
         self.rate = rate
+        #: the highest rate the lane climbs back to after a 429 (below the refused one)
+        self.ceiling = rate
+        self._throttled_at: datetime | None = None
+        #: the loop times of the last starts, for the one-second window
+        self._starts: deque[float] = deque()
         self.probe_s = probe_s
         self.busy = 0
         self._reserved = 0
@@ -146,18 +164,29 @@ class Lane:
 
     async def _pace(self) -> None:
         while self._waiting:
-            delay = self._next_start - self._mono()
+            now = self._mono()
+            delay = max(self._next_start - now, self._window_wait(now))
             if delay > 0:
                 await asyncio.sleep(delay)  # pacing: this is the rate limit
+                continue  # the rate may have changed meanwhile (a 429)
             _, _, turn = heapq.heappop(self._waiting)
             if turn.done():
                 continue
             turn.set_result(None)
-            # on the lane's own grid: a sleep's overshoot is made up, not added up; a lane
-            # idle for longer than the lookahead starts afresh (no burst)
-            now = self._mono()
+            self._starts.append(now)
+            # on the lane's own grid: a sleep's overshoot is made up, not added up (the
+            # window keeps that from becoming a burst); a lane idle for longer than the
+            # lookahead starts afresh
             base = self._next_start if self._next_start > now - LOOKAHEAD_S else now
             self._next_start = base + 1.0 / (self.rate or 1e9)
+
+    def _window_wait(self, now: float) -> float:
+        """Seconds until one more start keeps every window of `WINDOW_S` within `rate`."""
+        most = max(1, int(self.rate or 1e9))
+        starts = self._starts
+        while len(starts) > most or (starts and starts[0] <= now - WINDOW_S):
+            starts.popleft()
+        return starts[0] + WINDOW_S - now if len(starts) >= most else 0.0
 
     def release(self) -> None:
         """A message's slot is free."""
@@ -174,11 +203,19 @@ class Lane:
             self.stopped = ""
             self._probe_at = None
         self._throttles = 0
-        if self.rate is not None and self.rate != self.nominal:
-            full = self.nominal or THROTTLED_RATE * 10
-            self.rate = min(full, self.rate + full * RECOVERY)
-            if self.nominal is None and self.rate >= full:
-                self.rate = None
+        if self.rate is None or self._throttled_at is None:
+            return
+        full = self.nominal or THROTTLED_RATE * 10
+        ceiling = self.ceiling or full
+        now = self._clock.now()
+        if (now - self._throttled_at).total_seconds() >= QUIET_S and ceiling < full:
+            ceiling = min(full, ceiling + full * QUIET_STEP)  # a quiet minute: a step up
+            self._throttled_at = now
+        self.ceiling = ceiling
+        self.rate = min(ceiling, self.rate + full * RECOVERY)
+        if self.nominal is None and self.rate >= full:
+            self.rate = None  # as fast as the concurrency allows, as configured
+            self._throttled_at = None
 
     def throttle(self, retry_after_s: float | None) -> datetime:
         """The provider said "too many": no start until Retry-After (or a backoff), then
@@ -186,7 +223,11 @@ class Lane:
         already = self.paused()  # the other answers to requests that were in flight
         if not already:
             self._throttles += 1
-            self.rate = max(0.5, (self.rate or THROTTLED_RATE * 2) / 2)
+            refused = self.rate or THROTTLED_RATE * 2
+            if self.nominal is not None:  # unpaced before, the refused rate is unknown
+                self.ceiling = max(0.5, min(self.ceiling or refused, refused) * BELOW_REFUSED)
+            self.rate = max(0.5, refused / 2)
+            self._throttled_at = self._clock.now()
         pause = retry_after_s if retry_after_s is not None else min(30.0, 2.0**self._throttles)
         until = self._clock.now() + timedelta(seconds=pause)
         self.paused_until = max(self.paused_until or until, until)

@@ -150,10 +150,12 @@ def write_outcomes(
     outcomes: list[Outcome],
     now: datetime,
     lanes: Sequence[tuple[str, str, str]] = (),
+    receipts: list[tuple[str, str]] | None = None,
 ) -> set[str]:
     """Outcomes of sends, and lanes that changed state (channel, state, reason), inside the
     caller's transaction. Returns the channels that have a message pending again (to
-    retry, or a call instead of a failed SMS)."""
+    retry, or a call instead of a failed SMS). `receipts` gets (channel, final status)
+    of receipts that came before their sends and are applied now."""
     back: set[str] = set()
     for channel, state, reason in lanes:
         set_lane(conn, channel, state, reason, now)
@@ -178,6 +180,7 @@ def write_outcomes(
             if o.result.provider_id and o.message.channel in RECEIPTED
         ],
         now,
+        receipts if receipts is not None else [],
     )
     for o in outcomes:
         r = o.result
@@ -296,17 +299,20 @@ class Receipt:
     error_code: int | None = None
 
 
-def apply_receipts(conn: sqlite3.Connection, receipts: Sequence[Receipt], now: datetime) -> int:
+def apply_receipts(
+    conn: sqlite3.Connection, receipts: Sequence[Receipt], now: datetime
+) -> list[tuple[str, str]]:
     """Receipts in one commit (they arrive by the thousand during a fan-out and must not
     take the writer from urgent work). A receipt for a message whose send is not recorded
-    yet is kept and applied when it is. Returns how many matched a message."""
+    yet is kept and applied when it is. Returns (channel, final status or "") of each
+    that matched a message."""
     with transaction(conn):
-        return sum(_apply(conn, r, now) for r in receipts)
+        return [found for r in receipts if (found := _apply(conn, r, now)) is not None]
 
 
-def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> bool:
+def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> tuple[str, str] | None:
     row = conn.execute(
-        "SELECT id, incident_id, recipient FROM messages WHERE provider_id = ?",
+        "SELECT id, incident_id, recipient, channel, status FROM messages WHERE provider_id = ?",
         (receipt.provider_id,),
     ).fetchone()
     if row is None:  # early: the send's own record is still on its way
@@ -314,12 +320,12 @@ def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> bool:
             "INSERT INTO early_receipts (provider_id, status, error_code, at) VALUES (?,?,?,?)",
             (receipt.provider_id, receipt.status, receipt.error_code, iso(now)),
         )
-        return False
-    mid, incident, recipient = row
+        return None
+    mid, incident, recipient, channel, was = row
     status, error_code = receipt.status, receipt.error_code
     final = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}.get(status)
-    if final is None:
-        return True
+    if final is None or was == final:  # not final, or the same receipt again
+        return channel, ""
     reason = f"Twilio {status}" + (f" (error {error_code})" if error_code else "")
     conn.execute(
         "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
@@ -336,11 +342,13 @@ def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> bool:
     )
     if final == "failed" and error_code in NUMBER_CODES:
         _flag(conn, recipient, f"{NUMBER_CODES[error_code]} (Twilio {error_code})")
-    return True
+    return channel, final
 
 
-def _early(conn: sqlite3.Connection, provider_ids: list[str], now: datetime) -> None:
-    """Receipts that came before their sends were recorded, applied now."""
+def _early(
+    conn: sqlite3.Connection, provider_ids: list[str], now: datetime, out: list[tuple[str, str]]
+) -> None:
+    """Receipts that came before their sends were recorded, applied now (into `out`)."""
     if not provider_ids:
         return
     rows = conn.execute(
@@ -349,7 +357,9 @@ def _early(conn: sqlite3.Connection, provider_ids: list[str], now: datetime) -> 
         (json.dumps(provider_ids),),
     ).fetchall()
     for _, provider_id, status, code in sorted(rows):
-        _apply(conn, Receipt(provider_id, status, code), now)
+        found = _apply(conn, Receipt(provider_id, status, code), now)
+        if found is not None and found[1]:
+            out.append(found)
 
 
 def latest_incident_for(conn: sqlite3.Connection, phone: str) -> int | None:

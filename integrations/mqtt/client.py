@@ -142,6 +142,8 @@ class MqttConnection:
         self._lost: asyncio.Event = asyncio.Event()
         #: set while connected with every subscription confirmed by the broker
         self.connected = asyncio.Event()
+        #: it was connected (and subscribed) once since start: before, alertd is starting
+        self.ready_once = False
         self._unconfirmed: dict[int, list[str]] = {}
         self._pubacks: dict[int, asyncio.Future[None]] = {}
         #: how many times a session was (re)established
@@ -307,7 +309,11 @@ class MqttConnection:
             if mid is not None:
                 self._unconfirmed[mid] = chunk
         if not self._unconfirmed:
-            self.connected.set()
+            self._ready()
+
+    def _ready(self) -> None:
+        self.connected.set()
+        self.ready_once = True
 
     def _subscribed(self, mid: int, reason_codes: list[Any]) -> None:
         """`connected` is set once the broker has confirmed every subscription."""
@@ -316,7 +322,7 @@ class MqttConnection:
             if code.is_failure:
                 log.error("MQTT broker refused the subscription to %r: %s", topic, code)
         if not self._unconfirmed:
-            self.connected.set()
+            self._ready()
 
     def _published(self, mid: int) -> None:
         future = self._pubacks.get(mid)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NoReturn
 from xml.sax.saxutils import escape
@@ -22,6 +23,7 @@ from alertd.engine.wording import place
 from alertd.events import Location
 from alertd.incidents.commands import submit
 from alertd.outbox.replies import classify
+from alertd.outbox.totals import Totals
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as db
@@ -50,7 +52,13 @@ ANSWERS = {
 
 class Callbacks:
     def __init__(
-        self, writer: Writer, auth_token: str, public_url: str, staff: Staff | None, clock: Clock
+        self,
+        writer: Writer,
+        auth_token: str,
+        public_url: str,
+        staff: Staff | None,
+        clock: Clock,
+        totals: Totals | None = None,
     ) -> None:
         self._writer = writer
         self._validator = RequestValidator(auth_token)
@@ -60,9 +68,14 @@ class Callbacks:
         self._forgeries = 0
         store = writer.store
         assert store is not None
-        self._receipts: GroupCommit[db.Receipt] = GroupCommit(
-            writer, lambda receipts: unsynced(db.apply_receipts)(store.conn, receipts, clock.now())
-        )
+        self.totals = totals or Totals()
+
+        def apply(receipts: Sequence[db.Receipt]) -> None:
+            """On the writer thread: receipts committed, then counted."""
+            applied = unsynced(db.apply_receipts)(store.conn, receipts, clock.now())
+            self.totals.receipts.update((c, final) for c, final in applied if final)
+
+        self._receipts: GroupCommit[db.Receipt] = GroupCommit(writer, apply)
         self._forged_logged = -FORGED_LOG_S
 
     def app(self, app: web.Application | None = None) -> web.Application:
