@@ -186,7 +186,8 @@ async def under_load(quick: bool, sessions: int) -> None:
     with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp:
         root = Path(tmp)
         broker = Broker(root / "mosquitto").start()
-        fake = await FakeTwilio(receipts_token=TOKEN).start()
+        # the account allows 200 requests a second, as the SMS lane is configured
+        fake = await FakeTwilio(receipts_token=TOKEN, rate_limit=200).start()
         config, http_port = setup(root, fake, broker, residents)
         web_port = free_port()
         with config.open("a") as out:
@@ -319,7 +320,9 @@ def report(
     print(
         f"fan-out: {len(per_number):,} of {residents:,} residents at sms_per_s 200, "
         f"concurrency 20, receipts on ({fake.receipts_posted:,} posted): {rate:.1f} SMS/s "
-        f"(first to last request), {sum(n - 1 for n in per_number.values())} duplicates; "
+        f"(first to last request), {sum(n - 1 for n in per_number.values())} duplicates, "
+        f"{sum(r['answered'] == 429 for r in fake.requests)} answered 429 (the provider "
+        f"allows 200/s); "
         f"first request {walls[0] - fan_start:.2f} s after the publish; routine dropped: "
         f"{dropped}"
     )

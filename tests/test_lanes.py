@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import sqlite3
 import ssl
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from alertd.cli import main
+from alertd.clock import FakeClock
 from alertd.config import DeliveryConfig, SmtpConfig
 from alertd.directory.residents import Resident, import_residents
 from alertd.engine.engine import Engine
@@ -28,7 +30,7 @@ from alertd.events import Severity
 from alertd.incidents.service import IncidentService
 from alertd.outbox.dispatcher import Dispatcher, Fold
 from alertd.outbox.email import EmailSink
-from alertd.outbox.lanes import URGENT_SLOTS
+from alertd.outbox.lanes import URGENT_SLOTS, Lane
 from alertd.outbox.sink import Message, Result
 from alertd.playbooks.loader import load_playbooks
 from alertd.store import messages as db
@@ -555,3 +557,44 @@ async def test_starttls_checks_the_servers_certificate(tmp_path: Path) -> None:
     assert "certificate not trusted" in untrusted.reason
     assert trusted.outcome == "sent"
     assert len(received) == 1
+
+
+async def test_no_second_holds_more_starts_than_the_rate_though_the_loop_wakes_late() -> None:
+    """A busy event loop wakes the pacer late; it made the lost time up in bursts (205
+    requests in one second at 200/s), and the provider answered 429."""
+    lane = Lane("sms", 500, 100.0, FakeClock())
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def one() -> None:
+        assert await lane.wait_turn(5)
+        starts.append(loop.time())
+
+    async def hog() -> None:  # the loop busy with other work: late wake-ups
+        while len(starts) < 300:
+            time.sleep(0.03)  # noqa: ASYNC251 - blocking the loop is the point
+            await asyncio.sleep(0.07)
+
+    await asyncio.gather(hog(), *(one() for _ in range(300)))
+    busiest = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
+    assert busiest <= 100
+
+
+def test_after_a_429_the_lane_settles_below_the_rate_that_was_refused() -> None:
+    """It climbed back to the very rate the provider refused and tripped again every 2 s."""
+    clock = FakeClock()
+    lane = Lane("sms", 20, 200.0, clock)
+    lane.throttle(1.0)
+    assert lane.rate == 100
+    for _ in range(500):
+        lane.succeeded()
+    assert lane.rate == pytest.approx(180)  # just below the refused 200, and stays there
+    clock.advance(2)
+    lane.throttle(1.0)  # refused again at 180, after the pause
+    for _ in range(500):
+        lane.succeeded()
+    assert lane.rate == pytest.approx(162)
+    clock.advance(61)  # a quiet minute: a step higher, not straight back
+    for _ in range(500):
+        lane.succeeded()
+    assert lane.rate == pytest.approx(172)
