@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from alertd import logs
-from alertd.config import Config, load_config
+from alertd.config import Config, load_config, panel_problems
 from alertd.problems import InvalidInput
 from alertd.store import Reader, SqliteStore
 
@@ -84,6 +84,7 @@ def check(config_path: Path) -> None:
 
     config = _config(config_path, secrets=True)
     router, problems = load_router(config)
+    problems += panel_problems(config, config_path)
     playbooks = load_playbooks(config.playbooks) if config.playbooks else None
     if playbooks is not None:
         problems += playbooks.problems + templates(playbooks, datetime.now(UTC))

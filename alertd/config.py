@@ -277,6 +277,32 @@ def load_config(path: Path, *, secrets: bool = True) -> Config:
     )
 
 
+def panel_problems(config: Config, path: Path | str) -> list[Problem]:
+    """Panels that can never be read: a printer format whose words the panel's
+    `encoding` cannot spell (a GST panel prints 火警 in GB18030; left on ascii, no line
+    ever matches, and no fire is ever seen)."""
+    problems = []
+    for name, panel in config.panels.items():
+        spec = config.printer_formats.get(panel.format or "")
+        if spec is None:
+            continue
+        words = [spec.pattern, *spec.types]
+        try:
+            for word in words:
+                word.encode(panel.encoding)
+        except UnicodeEncodeError as exc:
+            seen = exc.object[exc.start : exc.end]
+            problems.append(
+                Problem(
+                    f"{path} panels.{name}.encoding",
+                    f"printer format {panel.format!r} reads {seen!r}, which {panel.encoding!r} "
+                    "cannot carry: no line of this panel will ever match (Chinese panels print "
+                    "in gb18030)",
+                )
+            )
+    return problems
+
+
 def _relative_to(base: Path, port: str) -> str:
     """A relative device path is relative to the config file; URLs stay as they are."""
     if "://" in port or Path(port).is_absolute():

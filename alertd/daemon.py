@@ -14,7 +14,7 @@ from aiohttp import web
 
 from alertd import memory
 from alertd.clock import Clock, SystemClock
-from alertd.config import Config, HttpConfig
+from alertd.config import Config, HttpConfig, panel_problems
 from alertd.devices import Device, load_devices
 from alertd.directory.staff import Staff, load_staff
 from alertd.engine.engine import Engine
@@ -66,6 +66,7 @@ class Daemon:
         self.lock = InstanceLock(self.config.storage.path)
         self.lock.acquire()  # before anything else: a second daemon changes nothing
         router, problems = load_router(self.config)
+        problems += panel_problems(self.config, "config")
         for problem in problems:
             log.warning("%s", problem)
         self.problems = [str(p) for p in problems]

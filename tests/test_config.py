@@ -202,3 +202,26 @@ def test_every_setting_is_shown_in_the_example_configuration() -> None:
 
     walk(Config, "")
     assert missing == []
+
+
+def test_check_says_a_chinese_printer_panel_left_on_ascii_can_never_be_read(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "devices.csv", "device_id,profile,topic\n")
+    gst = EXAMPLE.read_text().split("printer_formats:\n", 1)[1].split("\n  notifier_en:", 1)[0]
+    path = write(
+        tmp_path,
+        "a.yaml",
+        "devices: devices.csv\n"
+        "panels:\n  lobby: {protocol: printer, port: /dev/ttyUSB0, format: gst_cn}\n"
+        f"printer_formats:\n{gst}\n",
+    )
+    result = CliRunner().invoke(main, ["check", "--config", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"error: {path} panels.lobby.encoding: printer format 'gst_cn' reads '火警'" in (
+        result.output
+    )
+    path.write_text(
+        path.read_text().replace("format: gst_cn}", "format: gst_cn, encoding: gb18030}")
+    )
+    assert CliRunner().invoke(main, ["check", "--config", str(path)]).exit_code == 0

@@ -332,6 +332,33 @@ def test_the_shipped_printer_formats_read_their_sample_lines() -> None:
     assert notifier.read("SYSTEM NORMAL").signals == ()
 
 
+def test_the_shipped_notifier_format_reads_the_80_column_printer_port() -> None:
+    """An NFS2-3030 on an 80-column port prints an event over two lines: the zone ends
+    the first, the time is on the second. The shipped format gave no events, and even
+    `lines: 2` did not match."""
+    from alertd.config import load_config
+
+    config = load_config(FIXTURES.parent.parent / "config" / "alertd.example.yaml")
+    tz = ZoneInfo(config.site.timezone)
+    notifier = PrinterParser("notifier_en", config.printer_formats["notifier_en"], tz)
+    assert notifier.read("FIRE ALARM  SMOKE(PHOTO)  3RD FLOOR EAST HALL          Z003") == Reading()
+    fire = notifier.read("10:41A 112726  L01D003")
+    assert signals(fire) == [(Kind.FIRE_ALARM, True, "003")]
+    assert fire.signals[0].occurred_at == datetime(2026, 11, 27, 2, 41, tzinfo=UTC)
+    assert fire.signals[0].detail == "FIRE ALARM: SMOKE(PHOTO)  3RD FLOOR EAST HALL"
+    assert fire.unread == ()
+    # the one-line (160-column) form on the same format, after a stray line: the alarm is
+    # read at once, and the stray line is given back to be kept as a dead letter
+    assert notifier.read("%%% LINE NOISE") == Reading()
+    cleared = notifier.read("CLEARED FIRE ALARM SMOKE(PHOTO) 3RD FL HALL 10:45A 112726 Z003")
+    assert signals(cleared) == [(Kind.FIRE_ALARM, False, "003")]
+    assert cleared.unread == ("%%% LINE NOISE",)
+    # a trouble over two lines, then the panel is normal again
+    notifier.read("TROUBLE  AC POWER FAIL                                Z000")
+    assert signals(notifier.read("10:50A 112726")) == [(Kind.FIRE_TROUBLE, True, "000")]
+    assert notifier.read("SYSTEM NORMAL") == Reading()
+
+
 @settings(max_examples=200)
 @given(st.text(max_size=120))
 def test_printer_parser_never_raises_anything_but_frame_error(line: str) -> None:

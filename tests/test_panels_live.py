@@ -436,7 +436,7 @@ async def test_a_receiver_closes_idle_connections_caps_them_and_sums_up_junk(
         for _, w in (first, second, third):
             w.close()
         # a flood of junk from one peer: one dead letter, then one summing up the rest
-        junk = [b"\nnot a frame at all\r"] * 30
+        junk = [b"\nnot a frame at all\r"] * 20 + [b"\n" + b"x" * 2000 + b"\r"] * 10
         answers = await send_dc09("127.0.0.1", port, junk, udp=True)
         assert len(answers) == 30
         await live.daemon.ingest.drained()
@@ -448,6 +448,10 @@ async def test_a_receiver_closes_idle_connections_caps_them_and_sums_up_junk(
         reasons = [d["reason"] for d in live.dead_letters()]
         assert len(reasons) == 2
         assert "from 127.0.0.1: 29 more rejected frame(s) between" in reasons[1]
+        # counted per reason: the summary says what was wrong with each kind of frame
+        first_reason = reasons[0].split(": ", 1)[1]
+        assert f"19 x {first_reason}" in reasons[1]
+        assert "; 10 x " in reasons[1]
 
 
 async def test_a_frame_for_an_unknown_account_is_accepted_and_flagged(

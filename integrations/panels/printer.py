@@ -6,6 +6,7 @@ maps each event type the panel prints to a kind and whether it is a restore.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -35,14 +36,18 @@ class PrinterParser:
 
     def read(self, line: str) -> Reading:
         """One printed line; a record of several lines answers when it is complete (and
-        nothing, not an error, before). A record that does not match gives up its first
-        line as an error and keeps the others: the reader finds its step again."""
+        nothing, not an error, before). With `lines: N` a record is the newest lines,
+        at most N, that match: the one-line and the two-line (80-column) forms of one
+        panel read alike, and lines before a record that matched are given back as
+        `unread` (a stray line never holds an alarm back). A line that can start no
+        record any more is an error, and the reader finds its step again."""
         line = line.rstrip()
         if not line.strip() or (self._ignore and self._ignore.search(line)):
             return Reading()
         self._held.append(line)
-        complete = bool(self._end.search(line)) if self._end else len(self._held) >= self._lines
-        if not complete:
+        if self._end is None:
+            return self._newest_record()
+        if not self._end.search(line):
             if len(self._held) > 10:  # no end in sight: the oldest line is an error
                 raise FrameError(f"no end of record after: {self._held.pop(0)[:80]!r}")
             return Reading()
@@ -59,6 +64,24 @@ class PrinterParser:
             )
         self._held.clear()
         return self._reading(match, record)
+
+    def _newest_record(self) -> Reading:
+        held = self._held
+        for size in range(min(len(held), self._lines), 0, -1):  # the longest first
+            record = "\n".join(held[-size:])
+            match = self._pattern.search(record)
+            if match is not None:
+                unread = tuple(held[:-size])
+                held.clear()
+                reading = self._reading(match, record)
+                return dataclasses.replace(reading, unread=unread) if unread else reading
+        if len(held) < self._lines:
+            return Reading()  # the start of a record, maybe
+        first = held.pop(0)
+        raise FrameError(
+            f"{'record' if self._lines > 1 else 'line'} does not match printer format "
+            f"{self.name!r}: {first[:80]!r}"
+        )
 
     def _reading(self, match: re.Match[str], line: str) -> Reading:
         groups = match.groupdict()

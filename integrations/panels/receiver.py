@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
@@ -59,8 +61,8 @@ class Dc09Receiver:
         self.unknown_accounts: set[str] = set()
         #: open TCP connections and when each last spoke (loop time)
         self._open: dict[asyncio.StreamWriter, float] = {}
-        #: per peer: rejected frames counted since the last dead letter, first, last, why
-        self._rejects: dict[str, tuple[int, datetime, datetime, str]] = {}
+        #: per peer: rejected frames counted since its last dead letter
+        self._rejects: dict[str, _Rejects] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -86,7 +88,7 @@ class Dc09Receiver:
 
     async def close(self) -> None:
         for peer, seen in self._rejects.items():
-            if seen[0]:
+            if seen.reasons:
                 self._summarise(peer, seen)
         self._rejects.clear()
         for server in self._servers:
@@ -176,20 +178,20 @@ class Dc09Receiver:
         counted and summed up in one (a flood of junk datagrams is one row a minute)."""
         now = self._clock.now()
         seen = self._rejects.get(peer)
-        if seen is None or (now - seen[1]).total_seconds() >= REJECTS_WINDOW_S:
-            if seen is not None and seen[0]:
+        if seen is None or (now - seen.first).total_seconds() >= REJECTS_WINDOW_S:
+            if seen is not None and seen.reasons:
                 self._summarise(peer, seen)
-            self._rejects[peer] = (0, now, now, reason)
+            self._rejects[peer] = _Rejects(now, now)
             self._unknown("").reject(f"SIA DC-09 from {peer or 'a peer'}: {reason}", raw)
             return
-        count, first, _, _ = seen
-        self._rejects[peer] = (count + 1, first, now, reason)
+        seen.last = now
+        seen.reasons[reason] += 1
 
-    def _summarise(self, peer: str, seen: tuple[int, datetime, datetime, str]) -> None:
-        count, first, last, reason = seen
+    def _summarise(self, peer: str, seen: _Rejects) -> None:
+        by_reason = "; ".join(f"{n} x {why}" for why, n in seen.reasons.most_common())
         self._unknown("").reject(
-            f"SIA DC-09 from {peer or 'a peer'}: {count} more rejected frame(s) between "
-            f"{first:%H:%M:%S} and {last:%H:%M:%S} UTC (last: {reason})",
+            f"SIA DC-09 from {peer or 'a peer'}: {seen.reasons.total()} more rejected frame(s) "
+            f"between {seen.first:%H:%M:%S} and {seen.last:%H:%M:%S} UTC: {by_reason}",
             b"",
         )
 
@@ -197,9 +199,19 @@ class Dc09Receiver:
         """Sum up what was counted (the daemon's tick, and at close)."""
         now = self._clock.now()
         for peer, seen in list(self._rejects.items()):
-            if seen[0] and (now - seen[1]).total_seconds() >= REJECTS_WINDOW_S:
+            if seen.reasons and (now - seen.first).total_seconds() >= REJECTS_WINDOW_S:
                 self._summarise(peer, seen)
-                self._rejects[peer] = (0, now, now, seen[3])
+                self._rejects[peer] = _Rejects(now, now)
+
+
+@dataclass
+class _Rejects:
+    """A peer's bad frames since its last dead letter: when, and how many for each reason
+    (a summary that kept only the last reason hid what was wrong with the rest)."""
+
+    first: datetime
+    last: datetime
+    reasons: Counter[str] = field(default_factory=Counter)
 
 
 class _Datagrams(asyncio.DatagramProtocol):

@@ -109,6 +109,8 @@ def _link(
             log.exception("panel %s: parser failed on %r", name, raw[:80])
             source.reject(f"could not read it ({type(exc).__name__}); kept for inspection", raw)
             return
+        for line in reading.unread:
+            source.reject(f"line does not match printer format: {line[:80]!r}", line.encode())
         source.report(reading, text)
 
     return SerialLink(

@@ -30,6 +30,8 @@ class Reading:
     #: e.g. {"test_report": "602"}: recorded on the panel, never an event
     notes: tuple[tuple[str, str], ...] = ()
     account: str = ""
+    #: lines before this record that no record could read (printer ports): dead letters
+    unread: tuple[str, ...] = ()
 
 
 class FrameError(ValueError):

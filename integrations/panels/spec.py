@@ -144,8 +144,9 @@ class PrinterFormat(Strict):
     types: dict[str, PrinterType]
     #: lines matching this are not events and not errors (headers, "SYSTEM NORMAL")
     ignore: str | None = None
-    #: a record of this many lines (Notifier's 80-column output prints an event over two);
-    #: the pattern sees them joined by a newline
+    #: a record of at most this many lines (Notifier's 80-column output prints an event
+    #: over two, its 160-column output on one): the newest lines that match, joined by a
+    #: newline for the pattern
     lines: int = Field(1, ge=1, le=10)
     #: or: a record ends on the line that matches this
     record_end: str | None = None
