@@ -438,9 +438,16 @@ def test_the_report_tallies_receipts_and_check_ins() -> None:
             "text": "+86 138****0002: need help (2)",
         },
     ]
-    text = markdown(incident, timeline, [], ZoneInfo("Asia/Shanghai"))
+    outbox = [
+        {
+            "created_at": at, "channel": "sms", "target": "building", "status": "done",
+            "texts": '{"zh": "火警"}', "recipients": 3, "delivered": 2, "failed": 1,
+        }
+    ]  # fmt: skip
+    text = markdown(incident, timeline, outbox, ZoneInfo("Asia/Shanghai"))
     assert "- **Delivery receipts:** 2 delivered" in text
-    assert "- **Residents' check-ins:** 1 safe, 1 need help" in text
+    assert "- **Residents texted:** 3, 2 delivered, 1 failed; 1 answered safe, 1 need help" in text
+    assert "| sms | building | 3 | 2 | 1 | done | 火警 |" in text
     assert "message 3 not delivered" in text
     assert "message 1 delivered" not in text
 

@@ -669,3 +669,39 @@ def test_the_door_check_list_is_made_from_the_directory_and_says_how_many_more(
         "SELECT text FROM timeline WHERE type = 'vulnerable_list'"
     ).fetchall()
     assert listed[0].count("(lives alone)") == 56  # the timeline keeps the whole list
+
+
+def test_a_signature_without_a_space_is_followed_by_one_in_english() -> None:
+    """ "Harbour View:Fire alarm in building 7" read as one word."""
+    from alertd.engine.templates import render
+    from alertd.playbooks.schema import Template
+
+    values = {"zh": {}, "en": {}}
+    texts = render(
+        Template(zh="7号楼火警", en="Fire alarm in building 7"),
+        values,
+        drill=False,
+        prefix={"zh": "【海景物业】", "en": "Harbour View:"},
+    )
+    assert texts == {"zh": "【海景物业】7号楼火警", "en": "Harbour View: Fire alarm in building 7"}
+    bracketed = render(
+        Template(zh="x", en="Fire"), values, drill=False, prefix={"zh": "", "en": "[HV] "}
+    )
+    assert bracketed["en"] == "[HV] Fire"
+
+
+@pytest.mark.parametrize(
+    ("zone", "floor", "chinese"),
+    [
+        ("hall", "3", "7号楼 3层 0301 门厅"),
+        ("riser 1", "B1", "7号楼 B1层 0301 管井1"),
+        ("east hall", "3", "7号楼 3层 0301 东门厅"),
+        ("fire control room", "1", "7号楼 1层 0301 消防控制室"),
+        ("Zone X-12", "2", "7号楼 2层 0301 Zone X-12"),  # nothing known: kept as written
+    ],
+)
+def test_a_chinese_text_names_the_place_in_chinese(zone: str, floor: str, chinese: str) -> None:
+    from alertd.engine.wording import place
+    from alertd.events import Location
+
+    assert place(Location("HV", "7", floor, "0301", zone), "zh") == chinese

@@ -118,5 +118,7 @@ def render(
         except TemplateError as exc:  # a message still goes out, with the raw wording
             text = f"{source} ({exc})"
         head = (prefix or {}).get(language, "")
+        if language == "en" and head and not head[-1].isspace() and head[-1] not in "]】)）":
+            head += " "  # "Harbour View: Fire alarm", not "Harbour View:Fire alarm"
         out[language] = head + (DRILL[language] if drill else "") + text
     return out

@@ -43,8 +43,44 @@ ZONES: list[tuple[str, str]] = [
     ("水泵房", "pump room"),
     ("地下车库", "car park"),
     ("机房", "plant room"),
+    ("门厅", "hall"),
+    ("走廊", "hallway"),
+    ("管井", "riser"),
+    ("楼梯", "stairs"),
+    ("楼梯", "staircase"),
+    ("屋顶", "roof"),
+    ("地下室", "basement"),
+    ("车库", "garage"),
+    ("锅炉房", "boiler room"),
+    ("电表间", "meter room"),
+    ("储藏室", "store"),
+    ("储藏室", "storage"),
+    ("电梯", "lift"),
+    ("电梯", "elevator"),
+    ("电梯井", "lift shaft"),
+    ("入口", "entrance"),
+    ("办公室", "office"),
+    ("设备间", "utility room"),
+    ("洗衣房", "laundry"),
+    ("书房", "study"),
+    ("餐厅", "dining room"),
+    ("水箱间", "water tank room"),
+    ("发电机房", "generator room"),
+    ("消防泵房", "fire pump room"),
+    ("消防控制室", "fire control room"),
+    ("值班室", "guard room"),
+    ("东", "east"),
+    ("西", "west"),
+    ("南", "south"),
+    ("北", "north"),
 ]
-_ZONE = {lang: {pair[i].lower(): pair for pair in ZONES} for i, lang in enumerate(LANGUAGES)}
+#: each name to its pair; where a name has two translations the first is the one used
+_ZONE: dict[str, dict[str, tuple[str, str]]] = {lang: {} for lang in LANGUAGES}
+for _pair in ZONES:
+    for _i, _lang in enumerate(LANGUAGES):
+        _ZONE[_lang].setdefault(_pair[_i].lower(), _pair)
+#: the longest English phrase, in words: "fire control room" is 3
+_LONGEST = max(len(en.split()) for _, en in ZONES)
 
 
 def kind_words(kind: Kind | str, language: str) -> str:
@@ -56,12 +92,32 @@ def kind_words(kind: Kind | str, language: str) -> str:
 
 
 def _zone(zone: str, language: str) -> str:
+    """A zone in `language`: a known name as a whole, or (English into Chinese) word by
+    word, the longest known phrase first, numbers and unknown words kept: `riser 1` is
+    `管井1`, `east hall` is `东门厅`; a Chinese text never shows a half-English place
+    that has a translation."""
     index = LANGUAGES.index(language)
     for table in _ZONE.values():
         pair = table.get(zone.strip().lower())
         if pair is not None:
             return pair[index]
-    return zone
+    if language != "zh" or _cjk(zone):
+        return zone
+    words, out = zone.split(), []
+    while words:
+        for size in range(min(_LONGEST, len(words)), 0, -1):
+            pair = _ZONE["en"].get(" ".join(words[:size]).lower())
+            if pair is not None:
+                out.append(pair[0])
+                break
+        else:
+            size = 1
+            out.append(words[0])
+        words = words[size:]
+    text = out[0]
+    for before, word in zip(out, out[1:], strict=False):  # spaces between Latin words only
+        text += word if _cjk(before) or _cjk(word) else f" {word}"
+    return text
 
 
 def _cjk(text: str) -> bool:

@@ -408,5 +408,12 @@ def _incident(
     timeline = _rows(
         store, "SELECT * FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,)
     )
-    outbox = _rows(store, "SELECT * FROM outbox WHERE incident_id = ? ORDER BY id", (incident_id,))
+    outbox = _rows(
+        store,
+        "SELECT o.*, count(m.id) AS recipients, coalesce(sum(m.status = 'delivered'), 0) AS "
+        "delivered, coalesce(sum(m.status IN ('failed', 'expired')), 0) AS failed "
+        "FROM outbox o LEFT JOIN messages m ON m.outbox_id = o.id "
+        "WHERE o.incident_id = ? GROUP BY o.id ORDER BY o.id",
+        (incident_id,),
+    )
     return found[0], timeline, outbox

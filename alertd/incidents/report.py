@@ -105,21 +105,25 @@ def markdown(
             if abs((received - occurred).total_seconds()) > CLOCK_GAP_S:
                 text += f" (panel time {_local(times[0], tz)}, received {_local(times[1], tz)})"
         lines.append(f"| {_local(row['at'], tz)} | {row['type']} | {row['actor']} | {text} |")
+    texted = [r for r in outbox if r["channel"] == "sms"]
     lines += [
         "",
+        f"- **Residents texted:** {sum(r.get('recipients', 0) for r in texted)}, "
+        f"{sum(r.get('delivered', 0) for r in texted)} delivered, "
+        f"{sum(r.get('failed', 0) for r in texted)} failed; "
+        f"{checkins.get('safe', 0)} answered safe, {checkins.get('need help', 0)} need help",
         f"- **Delivery receipts:** {len(delivered)} delivered",
-        f"- **Residents' check-ins:** {checkins.get('safe', 0)} safe, "
-        f"{checkins.get('need help', 0)} need help",
         "",
         "## Messages",
         "",
-        "| time | channel | to | status | text |",
-        "|---|---|---|---|---|",
+        "| time | channel | to | recipients | delivered | failed | status | text |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in outbox:
         text = json.loads(row["texts"]).get("zh", "").replace("|", "\\|")
         lines.append(
             f"| {_local(row['created_at'], tz)} | {row['channel']} | {row['target']} | "
-            f"{row['status']} | {text} |"
+            f"{row.get('recipients', '—')} | {row.get('delivered', '—')} | "
+            f"{row.get('failed', '—')} | {row['status']} | {text} |"
         )
     return "\n".join(lines) + "\n"
