@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 from functools import lru_cache
+from itertools import pairwise
 
 from alertd.events import Kind, Location
 
@@ -115,7 +116,7 @@ def _zone(zone: str, language: str) -> str:
             out.append(words[0])
         words = words[size:]
     text = out[0]
-    for before, word in zip(out, out[1:], strict=False):  # spaces between Latin words only
+    for before, word in pairwise(out):  # spaces between Latin words only
         text += word if _cjk(before) or _cjk(word) else f" {word}"
     return text
 
