@@ -260,8 +260,17 @@ def simulate() -> None:
     show_default=True,
     help="Keep the line open after the capture (until Ctrl-C).",
 )
+@click.option(
+    "--repeat",
+    type=click.FloatRange(0.1, 3600),
+    default=None,
+    help="While holding, send the capture's last line again every this many seconds "
+    "(a keypad's status line: the panel stays heard).",
+)
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def simulate_serial(link: Path, delay: float, ending: str, hold: bool, capture: Path) -> None:
+def simulate_serial(
+    link: Path, delay: float, ending: str, hold: bool, repeat: float | None, capture: Path
+) -> None:
     """Write CAPTURE's lines to a new pseudo-terminal at LINK, as a panel would."""
     import os
     import time
@@ -272,14 +281,15 @@ def simulate_serial(link: Path, delay: float, ending: str, hold: bool, capture: 
     click.echo(f"serial line ready at {link}; waiting 2 s for alertd to open it")
     time.sleep(2)
     bytes_ending = {"crlf": b"\r\n", "lf": b"\n", "cr": b"\r"}[ending]
-    sim.write_lines(
-        fd, sim.capture_lines(capture), bytes_ending, delay, lambda line: click.echo(f"> {line}")
-    )
+    lines = sim.capture_lines(capture)
+    sim.write_lines(fd, lines, bytes_ending, delay, lambda line: click.echo(f"> {line}"))
     if hold:
         click.echo("capture sent; holding the line open (Ctrl-C to close it)")
         try:
             while True:
-                time.sleep(3600)
+                time.sleep(repeat or 3600)
+                if repeat and lines:
+                    sim.write_lines(fd, lines[-1:], bytes_ending, 0, lambda _line: None)
         except KeyboardInterrupt:
             pass
     os.close(fd)

@@ -5,11 +5,22 @@ set -eu
 BIN=${1:-.venv/bin}
 PATH="$PATH:/usr/sbin"
 mkdir -p var/mosquitto
-if ! "$BIN/python" -c "import socket; socket.create_connection(('127.0.0.1', 1883), 1)" \
-    2>/dev/null; then
-  mosquitto -c config/mosquitto.conf -d
-  echo "started Mosquitto on 127.0.0.1:1883 (settings: config/mosquitto.conf)"
+PIDS=""
+# everything this script started stops with it (Ctrl-C, or alertd ending)
+trap 'kill $PIDS 2>/dev/null || true' EXIT INT TERM
+listening() {
+  "$BIN/python" -c "import socket; socket.create_connection(('127.0.0.1', 1883), 1)" 2>/dev/null
+}
+if ! listening; then
+  mosquitto -c config/mosquitto.conf > var/mosquitto.log 2>&1 &
+  PIDS="$PIDS $!"
+  for _ in 1 2 3 4 5 6 7 8 9 10; do listening && break; sleep 0.3; done
+  echo "started Mosquitto on 127.0.0.1:1883 (settings: config/mosquitto.conf; stops with the demo)"
 fi
+# the fire panel facp-b3's serial line: a simulated idle keypad, heard every 5 s
+"$BIN/alertd" simulate serial --link var/panel-b3 --delay 0 --repeat 5 \
+  config/captures/keypad_idle.txt > var/panel-b3.log 2>&1 &
+PIDS="$PIDS $!"
 "$BIN/alertd" check --config config/alertd.example.yaml
 "$BIN/alertd" residents import --config config/alertd.example.yaml config/residents.example.csv
 # demo console accounts, one per role (demo passwords: never use these on site)
@@ -21,13 +32,13 @@ for account in "desk duty Wang Qiang" "supervisor supervisor Li Wei" "admin admi
     --password-stdin --config config/alertd.example.yaml >/dev/null 2>&1 || true
 done
 "$BIN/alertd" web --config config/alertd.example.yaml > var/console.log 2>&1 &
-WEB=$!
-trap 'kill $WEB 2>/dev/null' EXIT INT TERM
+PIDS="$PIDS $!"
 cat <<'TXT'
 
 The console (duty desk and supervisors) is at http://127.0.0.1:8090/ (log: var/console.log).
 Demo accounts, one per role (account / password):
-  desk / demo-desk-pass              duty: acts as Wang Qiang (security); phones masked
+  desk / demo-desk-pass              duty: acts as Wang Qiang (security); residents' phones
+                                     masked (one revealed with a reason), staff phones in full
   supervisor / demo-supervisor-pass  supervisor: Li Wei; analytics, audit, full phones
   admin / demo-admin-pass            admin
   viewer / demo-viewer-pass          viewer: sees the board, no names, no phones, no actions
@@ -50,10 +61,9 @@ and at the event, and the dead letter a malformed message leaves:
   mosquitto_pub -q 1 -t zigbee2mqtt/flat_3b/leak_kitchen -m '{oops'
   .venv/bin/alertd dead-letters --config config/alertd.example.yaml
 
-The fire panel facp-b3 is offline until its serial line exists; play a capture into it
-(a pseudo-terminal at var/panel-b3), and send SIA DC-09 frames to the alarm receiver:
+The fire panel facp-b3 is a simulated idle keypad on var/panel-b3 (log: var/panel-b3.log).
+A panel reporting a fire over IP: send SIA DC-09 frames to the alarm receiver:
 
-  .venv/bin/alertd simulate serial --link var/panel-b3 config/captures/alarmdecoder.txt
   .venv/bin/alertd simulate dc09 --port 12128 config/captures/dc09.txt
 
 More messages to try are in README.md. Stop with Ctrl-C.

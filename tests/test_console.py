@@ -257,6 +257,7 @@ async def test_each_role_sees_and_does_only_what_it_may_even_by_direct_post(
     table = await viewer.locator("#residents").inner_text()
     assert "Zhang Xiulan" not in table
     assert full not in table
+    assert masked not in table  # no number at all, not even masked
     assert "lives alone" not in table
     guest = Client(console.url)
     try:

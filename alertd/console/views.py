@@ -20,6 +20,9 @@ SEVERITY_ORDER = {"critical": 4, "major": 3, "minor": 2, "warning": 1, "info": 0
 
 
 def phone(number: str, role: Role) -> str:
+    """In full, masked, or (for a role that sees no names: viewers) not at all."""
+    if not may(role, "names"):
+        return "—"
     return number if may(role, "phones") else mask(number)
 
 

@@ -37,7 +37,6 @@ from alertd.console.roles import Role, may
 from alertd.console.throttle import Throttle
 from alertd.devices import Device, load_devices
 from alertd.directory.importing import Plan
-from alertd.directory.phones import mask
 from alertd.directory.residents import ResidentsFile
 from alertd.directory.staff import Staff, load_staff
 from alertd.events import Kind
@@ -439,9 +438,9 @@ def routes(console: Console) -> web.RouteTableDef:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
-        await response.prepare(request)
         seen = -1.0
-        try:
+        try:  # a board closed at any moment (even before its headers went) is no error
+            await response.prepare(request)
             while True:
                 if seen == c.board_at:
                     try:
@@ -850,7 +849,9 @@ async def directory_page(
                 {
                     "name": name if may(role, "names") else "—",
                     "roles": ", ".join(person.roles),
-                    "phone": person.phone if may(role, "staff_phones") else mask(person.phone),
+                    "phone": person.phone
+                    if may(role, "staff_phones")
+                    else views.phone(person.phone, role),
                     "on_call": ", ".join(r for r, who in on_call.items() if who == name),
                 }
             )
