@@ -1,11 +1,14 @@
 """The whole path, as a peer is measured: `python -m bench.e2e [--quick]`.
 
-N devices; each MQTT message comes from a fresh device and is a leak that opens its own
-incident, whose playbook has one webhook step to a local HTTP sink (aiohttp) that
-timestamps arrival. alertd runs as its own process, durability on (synchronous=FULL), on
-one core (`cpu: one`, its default), a real Mosquitto. Paced at 100 and 500 messages/s for
-10 s each, then offered 2,000/s: publish -> webhook arrival p50/p99, incidents/s taken at
-2,000/s offered, lost, RSS.
+What a user's configuration does: 60,000 devices in the devices file; each MQTT message
+comes from a fresh device and is a leak that opens its own incident, whose playbook has
+one webhook step (Slack format) to a local HTTP sink (aiohttp) that timestamps arrival.
+alertd runs as its own process with every setting at its default but durability on
+(synchronous=FULL) and log_level WARNING (and an `http:` port, to know when it is
+subscribed): delivery's concurrency 20, one core (`cpu: one`), a real Mosquitto with its
+default settings. Paced at 100 and 500 messages/s for 10 s each, then offered 2,000/s:
+publish -> webhook arrival p50/p99, incidents/s taken at 2,000/s offered, lost, RSS, and
+alertd's CPU per incident in each phase (what 2 cores make scarce).
 
 Each phase is run first by a bare relay (MQTT in -> HTTP POST out, 50 at a time, nothing
 stored: the kind of reference the issue measured) on the same broker, sink and publisher,
@@ -37,6 +40,8 @@ from bench import q, quick_flag, rss_mib, subscribed
 from tests.broker import Broker, free_port
 from tests.helpers import start_daemon
 
+#: devices in the devices file, as a user's site of that size has them
+DEVICES = 60_000
 #: the relay's topics (alertd subscribes to its devices' zigbee2mqtt/... only)
 RELAY = "relay"
 PLAYBOOK = """\
@@ -117,6 +122,8 @@ class Phase:
     published: dict[int, float]
     #: device number -> publish -> webhook, seconds, of those that arrived
     latencies: dict[int, float]
+    #: the process's CPU time (user and system) during the phase, seconds (alertd's)
+    cpu_s: float = 0.0
 
     @property
     def first(self) -> float:
@@ -142,10 +149,17 @@ class Phase:
     def line(self) -> str:
         ms = [x * 1000 for x in self.latencies.values()]
         offered = len(self.published)
+        cpu = ""
+        if self.cpu_s and ms:
+            span = len(ms) / self.taken
+            cpu = (
+                f"; CPU {self.cpu_s / len(ms) * 1e6:,.0f} us per incident "
+                f"({self.cpu_s / span:.0%} of a core)"
+            )
         return (
             f"{self.rate:>5}/s offered, {self.who:<6}: {len(ms):,} of {offered:,} reached "
             f"the webhook (lost {offered - len(ms)}), {self.taken:,.0f}/s; publish -> "
-            f"webhook p50={q(ms, 50):.1f} ms p99={q(ms, 99):.1f} ms"
+            f"webhook p50={q(ms, 50):.1f} ms p99={q(ms, 99):.1f} ms{cpu}"
         )
 
 
@@ -175,7 +189,8 @@ async def run(quick: bool) -> None:
         (root / "playbooks" / "leak.yaml").write_text(PLAYBOOK)
         rows = ["device_id,profile,topic,building,floor,unit,zone"]
         rows += [
-            f"leak_{i},zigbee2mqtt,zigbee2mqtt/leak_{i},1,1,{i},leak_{i}" for i in range(total)
+            f"leak_{i},zigbee2mqtt,zigbee2mqtt/leak_{i},1,1,{i},leak_{i}"
+            for i in range(max(DEVICES, total))
         ]
         (root / "devices.csv").write_text("\n".join(rows) + "\n")
         (root / "alertd.yaml").write_text(
@@ -183,7 +198,6 @@ async def run(quick: bool) -> None:
             "storage: {path: alertd.db, synchronous: FULL}\n"
             "devices: devices.csv\nplaybooks: playbooks\n"
             f"webhooks: {{sink: {{url: 'http://127.0.0.1:{port}/hook', format: slack}}}}\n"
-            "delivery: {concurrency: 50}\n"
             f"http: {{port: {http_port}}}\n"
             "log_level: WARNING\n"
         )
@@ -203,6 +217,7 @@ async def run(quick: bool) -> None:
             times_file = root / f"times-{who}-{rate}.json"
             args = (broker.port, first, rate * secs, rate, times_file, prefix)
             p = context.Process(target=publish, args=args)
+            cpu_before = cpu_seconds(daemon.pid)
             started = time.time()
             p.start()
             while p.is_alive():
@@ -214,7 +229,8 @@ async def run(quick: bool) -> None:
                 await asyncio.sleep(0.1)
                 peak_rss = max(peak_rss, rss_mib(daemon.pid))
             got = {d: arrivals[d] - t for d, t in published.items() if d in arrivals}
-            phase = Phase(who, rate, published, got)
+            used = cpu_seconds(daemon.pid) - cpu_before if who == "alertd" else 0.0
+            phase = Phase(who, rate, published, got, used)
             print(f"  {phase.line()} (publisher started in {phase.first - started:.2f} s)")
             print(f"    p50 second by second: {phase.by_second()}", flush=True)
             return phase
@@ -243,6 +259,14 @@ async def run(quick: bool) -> None:
             for name, (p50, p99) in stages(times, phase.published, arrivals).items():
                 print(f"        {name:<22} p50={p50:7.1f} ms  p99={p99:7.1f} ms")
     print(f"alertd RSS peak {peak_rss:.0f} MiB")
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's user and system CPU time so far (/proc/PID/stat), in seconds."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stage_times(db: Path) -> dict[int, tuple[float, float, float]]:
