@@ -705,3 +705,19 @@ def test_a_chinese_text_names_the_place_in_chinese(zone: str, floor: str, chines
     from alertd.events import Location
 
     assert place(Location("HV", "7", floor, "0301", zone), "zh") == chinese
+
+
+def test_a_declared_emergency_or_a_drill_ends_without_a_detector_to_clear() -> None:
+    """A declared fire has no detector that will ever restore: resolving it asks for no
+    confirmation and sends the all-clear; a drill that ends by itself leaves nothing
+    "still active" on the board."""
+    desk = Desk()
+    desk.event(device="manual:Front desk-1")
+    (resolved,) = desk.apply([desk.engine.resolve(desk.get(1), "Wang", desk.clock.now())])
+    assert not resolved.refused
+    assert [(a.channel, a.target) for a in resolved.actions] == [("sms", "notified")]
+    assert desk.get(1).active == ()
+    drill = Desk(engine(drill_end_s=60))
+    drill.event(drill=True, device="drill:Li-2")
+    drill.advance(61)
+    assert (drill.get(1).status, drill.get(1).active) == ("closed", ())

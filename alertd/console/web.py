@@ -36,6 +36,7 @@ from alertd.console.render import declare_preview, environment, report_context
 from alertd.console.roles import Role, may
 from alertd.console.throttle import Throttle
 from alertd.devices import Device, load_devices
+from alertd.engine.engine import BY_PEOPLE
 from alertd.directory.importing import Plan
 from alertd.directory.residents import ResidentsFile
 from alertd.directory.staff import Staff, load_staff
@@ -796,7 +797,9 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
         found = views.incident(conn, number)
         if found is None:
             return None
-        still = sorted(json.loads(found["active"] or "[]"))
+        still = sorted(
+            c for c in json.loads(found["active"] or "[]") if not c.startswith(BY_PEOPLE)
+        )
         held = still and found["status"] in ("resolved", "closed") and not found["all_clear_sent"]
         clear = (
             allclear.preview(conn, console.config, console.playbooks(), number, "") if held else []

@@ -334,6 +334,7 @@ class Engine:
         refused = _still_active(incident, "resolve", force, text)
         if refused:
             return Decision(refused=refused)
+        incident = dataclasses.replace(incident, active=_detectors(incident))
         decision = Decision(cancel_timers=True)
         pb = self.playbooks.get(incident.playbook)
         resolved = self._resolved(pb, incident, now, by, text or "resolved", decision)
@@ -388,6 +389,7 @@ class Engine:
         refused = _still_active(incident, "close", force, text)
         if refused:
             return Decision(refused=refused)
+        incident = dataclasses.replace(incident, active=_detectors(incident))
         decision = Decision(cancel_timers=True)
         decision.entries.append(Entry("closed", text or "closed", actor=by))
         if incident.active:
@@ -436,6 +438,15 @@ class Engine:
         return dataclasses.replace(incident, status="resolved", resolved_at=now)
 
 
+#: conditions people raised (declare, drill), not detectors: resolving or closing the
+#: incident ends them, as no restore ever will
+BY_PEOPLE = ("manual:", "drill:")
+
+
+def _detectors(incident: Incident) -> tuple[str, ...]:
+    return tuple(c for c in incident.active if not c.startswith(BY_PEOPLE))
+
+
 def _listed(incident: Incident) -> str:
     return ", ".join(sorted(incident.active))
 
@@ -443,12 +454,13 @@ def _listed(incident: Incident) -> str:
 def _still_active(incident: Incident, action: str, force: bool, reason: str) -> str:
     """Why resolving or closing is refused while a detector is still in alarm: it needs
     a confirmation (`force`) and a reason. Empty when it may go ahead."""
-    if not incident.active or (force and reason.strip()):
+    if not _detectors(incident) or (force and reason.strip()):
         return ""
     if force:
         return f"incident {incident.id}: say why you {action} it while still active"
     return (
-        f"incident {incident.id} is still active: {_listed(incident)}. To {action} it anyway, "
+        f"incident {incident.id} is still active: {', '.join(sorted(_detectors(incident)))}. "
+        f"To {action} it anyway, "
         "confirm with a reason (console: tick and say why; CLI: --force --reason)"
     )
 

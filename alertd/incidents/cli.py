@@ -185,16 +185,13 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         totals = dict(store.conn.execute("SELECT status, count(*) FROM messages GROUP BY status"))
         click.echo(f"all messages: {_progress(totals)}", err=True)
 
-    for name, help_text in (
-        ("ack", "Acknowledge: stops the escalation."),
-        ("note", "Add a note to the timeline."),
+    for name, help_text, confirms in (
+        ("ack", "Acknowledge: stops the escalation.", False),
+        ("note", "Add a note to the timeline.", False),
+        ("resolve", "Resolve: the all-clear goes out and the follow-up is scheduled.", True),
+        ("close", "Close: the record is complete.", True),
     ):
-        _staff_command(incidents, name, help_text, config_option, load, store_of)
-    for name, help_text in (
-        ("resolve", "Resolve: the all-clear goes out and the follow-up is scheduled."),
-        ("close", "Close: the record is complete."),
-    ):
-        _ending_command(incidents, name, help_text, config_option, load)
+        _staff_command(incidents, name, help_text, config_option, load, confirms=confirms)
 
     @incidents.command("all-clear")
     @config_option
@@ -342,38 +339,40 @@ def _staff_command(
     help_text: str,
     config_option: Decorator,
     load: Load,
-    store_of: StoreOf,
+    *,
+    confirms: bool = False,
 ) -> None:
-    @group.command(name, help=help_text)
-    @config_option
-    @click.argument("incident_id", type=int)
-    @click.option("--by", "by", required=True, help="Who does it.")
-    @click.option("--text", default="")
-    def command(config_path: Path, incident_id: int, by: str, text: str) -> None:
-        config = load(config_path)
-        _command(config, name, incident_id, _actor(config, by), text, {})
+    """A staff action on one incident; `confirms` (resolve, close): a detector still in
+    alarm needs --force and a reason."""
 
-
-def _ending_command(
-    group: click.Group, name: str, help_text: str, config_option: Decorator, load: Load
-) -> None:
-    """resolve and close: a detector still in alarm needs --force and a reason."""
-
-    @group.command(name, help=help_text)
-    @config_option
-    @click.argument("incident_id", type=int)
-    @click.option("--by", "by", required=True, help="Who does it.")
-    @click.option("--text", default="")
-    @click.option("--force", is_flag=True, help="Even with a detector still in alarm.")
-    @click.option("--reason", default="", help="Why, with --force (on the timeline).")
     def command(
-        config_path: Path, incident_id: int, by: str, text: str, force: bool, reason: str
+        config_path: Path,
+        incident_id: int,
+        by: str,
+        text: str,
+        force: bool = False,
+        reason: str = "",
     ) -> None:
         if force and not reason.strip():
             raise click.BadParameter("say why (it goes on the timeline)", param_hint="--reason")
         config = load(config_path)
         args = {"force": True} if force else {}
         _command(config, name, incident_id, _actor(config, by), reason or text, args)
+
+    options = [
+        config_option,
+        click.argument("incident_id", type=int),
+        click.option("--by", "by", required=True, help="Who does it."),
+        click.option("--text", default=""),
+    ]
+    if confirms:
+        options += [
+            click.option("--force", is_flag=True, help="Even with a detector still in alarm."),
+            click.option("--reason", default="", help="Why, with --force (on the timeline)."),
+        ]
+    for option in reversed(options):
+        command = option(command)
+    group.command(name, help=help_text)(command)
 
 
 def _progress(counts: dict[str, int]) -> str:
