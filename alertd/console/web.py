@@ -36,10 +36,10 @@ from alertd.console.render import declare_preview, environment, report_context
 from alertd.console.roles import Role, may
 from alertd.console.throttle import Throttle
 from alertd.devices import Device, load_devices
-from alertd.engine.engine import BY_PEOPLE
 from alertd.directory.importing import Plan
 from alertd.directory.residents import ResidentsFile
 from alertd.directory.staff import Staff, load_staff
+from alertd.engine.engine import BY_PEOPLE
 from alertd.events import Kind
 from alertd.incidents import inputs
 from alertd.incidents.commands import Outcome, run_command
