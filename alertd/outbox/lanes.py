@@ -32,13 +32,14 @@ LOOKAHEAD_S = 0.05
 #: after a 429 the rate halves; each success gives back this share of the full rate
 RECOVERY = 0.02
 #: ... up to this share of the rate that was refused
-BELOW_REFUSED = 0.9
+BELOW_REFUSED = 0.95
 #: after this long without a 429 the lane tries a step higher (this share of its rate)
 QUIET_S = 60.0
 QUIET_STEP = 0.05
 #: the window is kept this much longer than a second: requests started `rate` in a second
-#: reach the provider with some jitter, and must not count one too many in its window
-WINDOW_S = 1.02
+#: reach the provider with the jitter of a busy event loop (tens of ms under a telemetry
+#: storm), and must not count one too many in its window
+WINDOW_S = 1.04
 #: a lane with no configured rate that was throttled starts again at this rate
 THROTTLED_RATE = 10.0
 #: slots beyond the concurrency that only staff alerts of life-safety incidents may use
