@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from alertd.engine.inhibit import InhibitRule
 from alertd.events import Kind
@@ -16,8 +17,33 @@ from alertd.yamlfile import load_yaml, pydantic_problems
 from integrations.mqtt.profiles.spec import ProfileSpec
 from integrations.panels.spec import PanelConfig, PrinterFormat, ReceiverConfig
 
+#: a site's id, as files, commands and URLs name it
+SITE_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
+
+
+class MqttConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = Field("alertd", min_length=1, max_length=64)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    #: how long the broker keeps our session (and queues messages) while we are away
+    session_expiry_s: int = Field(7 * 86400, ge=60)
+    #: QoS 1 messages the broker may have in flight to us before waiting for acks. Wide
+    #: enough to cover a slow commit under a telemetry storm: an alarm held at the broker
+    #: waits behind every routine message queued before it; once here, it goes first
+    receive_maximum: int = Field(20_000, ge=1, le=65535)
+    max_payload_bytes: int = Field(64 * 1024, ge=64)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+
 
 class SiteConfig(Strict):
+    """One estate. Under `site:`, the one site (or every site's defaults); under
+    `sites.<id>:`, a site of its own, each setting it leaves out taken from `site:` (and
+    its devices, staff, broker and sender from the top level)."""
+
     name: str = "site"
     timezone: str = "UTC"
     #: the region phone numbers without a country code belong to (ISO 3166, e.g. CN)
@@ -30,6 +56,21 @@ class SiteConfig(Strict):
     #: usual forms (1203, 0805, 805, 3-0805) against the residents directory; or a
     #: pattern such as "{floor:02}{flat:02}" or "{building}-{floor}{flat:02}"
     unit_format: str | None = None
+    #: the service centre's name on its pages and reports (unset: console.centre)
+    centre: str | None = None
+    #: its own devices file (unset: the shared one, whose rows name their site)
+    devices: Path | None = None
+    #: its site team: staff and on-call rotations (unset: the company staff file alone)
+    staff: Path | None = None
+    #: playbooks of its own: one named as a shared one replaces it at this site
+    playbooks: Path | None = None
+    #: its own MQTT broker (unset: the shared one)
+    mqtt: MqttConfig | None = None
+    #: its own SMS sender (unset: twilio's)
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    #: who is told when a life-safety step finds nobody (unset: delivery.fallback_role)
+    fallback_role: str | None = None
 
     @field_validator("unit_format")
     @classmethod
@@ -59,24 +100,6 @@ class SiteConfig(Strict):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-
-class MqttConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    client_id: str = Field("alertd", min_length=1, max_length=64)
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: bool = False
-    keepalive_s: int = Field(30, ge=5, le=3600)
-    #: how long the broker keeps our session (and queues messages) while we are away
-    session_expiry_s: int = Field(7 * 86400, ge=60)
-    #: QoS 1 messages the broker may have in flight to us before waiting for acks. Wide
-    #: enough to cover a slow commit under a telemetry storm: an alarm held at the broker
-    #: waits behind every routine message queued before it; once here, it goes first
-    receive_maximum: int = Field(20_000, ge=1, le=65535)
-    max_payload_bytes: int = Field(64 * 1024, ge=64)
-    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
 
 
 class StorageConfig(Strict):
@@ -211,6 +234,8 @@ DEFAULT_INHIBIT = [
 
 class Config(Strict):
     site: SiteConfig = SiteConfig()
+    #: several estates in one service, by id (see alertd/sites.py); empty: `site` alone
+    sites: dict[str, SiteConfig] = {}
     mqtt: MqttConfig = MqttConfig()  # type: ignore[call-arg]
     storage: StorageConfig = StorageConfig()  # type: ignore[call-arg]
     devices: Path = Path("devices.csv")
@@ -240,6 +265,35 @@ class Config(Strict):
     #: `json`: one JSON object a line (journald, log shippers)
     log_format: Literal["text", "json"] = "text"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _site_defaults(cls, data: object) -> object:
+        """Each entry of `sites` is `site:` with the entry's own settings on top."""
+        if not isinstance(data, dict) or not isinstance(data.get("sites"), dict):
+            return data
+        site = data.get("site")
+        shared = {k: v for k, v in site.items() if k != "name"} if isinstance(site, dict) else {}
+        sites = {
+            key: {**shared, "name": str(key), **entry} if isinstance(entry, dict) else entry
+            for key, entry in data["sites"].items()
+        }
+        return {**data, "sites": sites}
+
+    @field_validator("sites")
+    @classmethod
+    def _site_ids(cls, value: dict[str, SiteConfig]) -> dict[str, SiteConfig]:
+        for key in value:
+            if not re.fullmatch(SITE_ID, key):
+                raise ValueError(
+                    f"site id {key!r}: letters, digits, - and _ (up to 32), starting with a "
+                    "letter or digit"
+                )
+        names = [s.name for s in value.values()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two sites are named {', '.join(map(repr, twice))}")
+        return value
+
 
 def load_config(path: Path, *, secrets: bool = True) -> Config:
     """Load and validate `path`; relative paths inside are relative to its folder.
@@ -265,6 +319,7 @@ def load_config(path: Path, *, secrets: bool = True) -> Config:
     base = path.parent
     return config.model_copy(
         update={
+            "sites": {key: _site_paths(base, site) for key, site in config.sites.items()},
             "devices": base / config.devices,
             "playbooks": base / config.playbooks if config.playbooks else None,
             "staff": base / config.staff if config.staff else None,
@@ -301,6 +356,16 @@ def panel_problems(config: Config, path: Path | str) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _site_paths(base: Path, site: SiteConfig) -> SiteConfig:
+    return site.model_copy(
+        update={
+            key: base / getattr(site, key)
+            for key in ("devices", "staff", "playbooks")
+            if getattr(site, key) is not None
+        }
+    )
 
 
 def _relative_to(base: Path, port: str) -> str:

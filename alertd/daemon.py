@@ -8,16 +8,19 @@ import logging
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from alertd import memory
 from alertd.clock import Clock, SystemClock
-from alertd.config import Config, HttpConfig, panel_problems
-from alertd.devices import Device, load_devices
-from alertd.directory.staff import Staff, load_staff
+from alertd.config import Config, HttpConfig, MqttConfig, panel_problems
+from alertd.devices import Device, load_site_devices
+from alertd.directory.residents import claim_residents
+from alertd.directory.staff import Staff
 from alertd.engine.engine import Engine
+from alertd.engine.run import Locale
 from alertd.events import Kind, Location, Observation
 from alertd.incidents.service import IncidentService
 from alertd.ingest.pipeline import Ingest
@@ -25,11 +28,13 @@ from alertd.ingest.report import Report
 from alertd.outbox.broadcast import PaSink, Publish, WebhookSink
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.email import EmailSink
+from alertd.outbox.expand import Local
 from alertd.outbox.pa_ack import PaAcks, record_pa_ack
 from alertd.outbox.sink import ConsoleSink, Message, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
+from alertd.sites import brokers, has_staff, load_company_staff, sites_of
 from alertd.store import Writer
 from alertd.store.lock import InstanceLock
 from integrations.mqtt.client import Incoming, MqttConnection
@@ -41,14 +46,31 @@ from integrations.panels.setup import build as build_panels
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 10.0
+#: a site's broker down this long is told to its duty staff (a restart of the broker
+#: takes seconds; an outage is worth a text)
+BROKER_TELL_S = 30.0
 
 
 def load_router(config: Config) -> tuple[Router, list[Problem]]:
     """Profiles and devices as the daemon would use them, with every problem found."""
     profiles = build_profiles(config.profiles, config.site.tz)
-    devices, problems = load_devices(config.devices, profiles=profiles, site=config.site.name)
+    devices, problems = load_site_devices(sites_of(config), profiles)
     router = Router(devices, profiles)
     return router, problems + router.problems
+
+
+@dataclass
+class BrokerLink:
+    """A broker, the sites it serves, and the connection reading their devices."""
+
+    name: str
+    sites: tuple[str, ...]
+    mqtt: MqttConnection
+    source: MqttSource
+    #: alertd's own subscriptions there (the PA controller's confirmations)
+    own_topics: list[str]
+    down_since: datetime | None = None
+    told: bool = False
 
 
 @dataclass
@@ -70,48 +92,49 @@ class Daemon:
         for problem in problems:
             log.warning("%s", problem)
         self.problems = [str(p) for p in problems]
+        self.sites = sites_of(self.config)
         self.panels = build_panels(
             self.config.panels,
             self.config.receivers,
             self.config.printer_formats,
-            site=self.config.site.name,
+            site=self.sites.only.id if self.sites.only else "",
             tz=self.config.site.tz,
             submit=lambda item: self.ingest.submit(item),
             clock=self.clock,
         )
         self.writer = Writer(self.config.storage.path, synchronous=self.config.storage.synchronous)
         await self.writer.open()
+        if self.sites.only is not None and self.writer.store is not None:
+            claimed = await self.writer.call(
+                claim_residents, self.writer.store.conn, self.sites.only.id
+            )
+            if claimed:
+                log.info("%d residents stored before sites: site %s's", claimed, self.sites.only.id)
         self.ingest = await Ingest.open(
             self.writer, [*router.devices, *self.panels.devices], self.clock, self.config.ingest
         )
         pa_acks = PaAcks(self.config.pa.ack_topic) if self.config.pa.ack_topic else None
         self._own_topics = [pa_acks.filter] if pa_acks else []
-        subscriptions = [*router.subscriptions, *self._own_topics]
-
-        def on_message(msg: Incoming) -> None:
-            if pa_acks is not None and pa_acks.matches(msg.topic):
-                task = asyncio.ensure_future(self._pa_ack(pa_acks, msg))
-                self._side_tasks.add(task)
-                task.add_done_callback(self._side_tasks.discard)
-            else:
-                self.source.handle(msg)
-
-        self.mqtt = MqttConnection(self.config.mqtt, subscriptions, on_message)
-        self.source = MqttSource(
-            router,
-            self.ingest.submit,
-            self.mqtt.ack,
-            self.clock,
-            client_id=self.config.mqtt.client_id,
-            max_payload_bytes=self.config.mqtt.max_payload_bytes,
-        )
+        groups = brokers(self.sites, self.config.mqtt)
+        self.links = [  # the PA controller's confirmations come over the shared broker
+            self._link(
+                mqtt,
+                sites,
+                router if len(groups) == 1 else router.only(sites),
+                pa_acks if index == 0 else None,
+            )
+            for index, (mqtt, sites) in enumerate(groups)
+        ]
+        #: the shared broker's connection: the PA, and sites without a broker of their own
+        self.mqtt, self.source = self.links[0].mqtt, self.links[0].source
         playbooks = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
-        for problem in playbooks.problems:
+        overrides, site_problems = site_playbooks(self.config)
+        for problem in [*playbooks.problems, *site_problems]:
             log.error("playbook disabled: %s", problem)
             self.problems.append(f"playbook disabled: {problem}")
         staff = _staff(self.config)
         self.incidents = IncidentService(
-            self.writer, make_engine(self.config, playbooks.enabled), self.clock, staff
+            self.writer, make_engine(self.config, playbooks.enabled, overrides), self.clock, staff
         )
         self.dispatcher = Dispatcher(
             self.writer,
@@ -119,7 +142,7 @@ class Daemon:
             self.clock,
             self.config.delivery,
             staff,
-            self.config.site.unit_format,
+            {s.id: Local(s.unit_format, s.fallback_role) for s in sites_of(self.config)},
         )
         await self.dispatcher.start()
         self.incidents.delivery = self.dispatcher
@@ -137,7 +160,10 @@ class Daemon:
             await self._serve_http(self.config.http)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._tasks = [
-            asyncio.create_task(self.mqtt.run(), name="mqtt"),
+            *(
+                asyncio.create_task(link.mqtt.run(), name=f"mqtt {link.name}")
+                for link in self.links
+            ),
             asyncio.create_task(self._ticker(), name="ticker"),
             *(
                 asyncio.create_task(link.run(), name=f"panel {link.name}")
@@ -154,19 +180,42 @@ class Daemon:
             self.config.storage.path,
         )
 
+    def _link(
+        self, config: MqttConfig, sites: tuple[str, ...], router: Router, pa_acks: PaAcks | None
+    ) -> BrokerLink:
+        """One broker's connection and what reads its messages."""
+        own = self._own_topics if pa_acks is not None else []
+
+        def on_message(msg: Incoming) -> None:
+            if pa_acks is not None and pa_acks.matches(msg.topic):
+                self._spawn(self._pa_ack(pa_acks, msg))
+            else:
+                source.handle(msg)
+
+        mqtt = MqttConnection(config, [*router.subscriptions, *own], on_message)
+        source = MqttSource(
+            router,
+            self.ingest.submit,
+            mqtt.ack,
+            self.clock,
+            client_id=config.client_id,
+            max_payload_bytes=config.max_payload_bytes,
+        )
+        return BrokerLink(f"{config.host}:{config.port}", sites, mqtt, source, own)
+
     async def reload(self) -> None:
         """SIGHUP: playbooks, staff and devices read again. Each file is taken whole or
         not at all: a broken one keeps the one in force, and says why (log, health)."""
         problems: list[str] = []
-        if self.config.playbooks is not None:
-            books = load_playbooks(self.config.playbooks)
-            if books.problems:
-                problems += [f"playbooks not reloaded: {p}" for p in books.problems]
-            else:
-                self.incidents.engine = make_engine(self.config, books.enabled)
-        if self.config.staff is not None:
+        books = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
+        overrides, site_problems = site_playbooks(self.config)
+        if books.problems or site_problems:
+            problems += [f"playbooks not reloaded: {p}" for p in books.problems + site_problems]
+        else:
+            self.incidents.engine = make_engine(self.config, books.enabled, overrides)
+        if has_staff(self.config):
             try:
-                staff = load_staff(self.config.staff, self.config.site.country, self.config.site.tz)
+                staff = load_company_staff(self.config)
             except InvalidInput as exc:
                 problems += [f"staff file not reloaded: {p}" for p in exc.problems]
             else:
@@ -175,9 +224,11 @@ class Daemon:
         if device_problems:
             problems += [f"devices not reloaded: {p}" for p in device_problems]
         else:
-            self.source.router = router
             self.ingest.replace_devices([*router.devices, *self.panels.devices])
-            self.mqtt.resubscribe([*router.subscriptions, *self._own_topics])
+            for link in self.links:
+                mine = router if len(self.links) == 1 else router.only(link.sites)
+                link.source.router = mine
+                link.mqtt.resubscribe([*mine.subscriptions, *link.own_topics])
         for problem in problems:
             log.error("reload: %s (the one in force stays)", problem)
         self.problems = problems
@@ -244,6 +295,8 @@ class Daemon:
         while True:
             await asyncio.sleep(self.config.ingest.tick_s)
             self.ingest.tick()
+            if len(self.links) > 1:
+                self._watch_brokers()
             for receiver in self.panels.receivers:
                 receiver.flush_rejects()
             failing = bool(self.ingest.store_error)
@@ -266,13 +319,56 @@ class Daemon:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
+    def _watch_brokers(self) -> None:
+        """A site's broker down for BROKER_TELL_S: the duty staff of the sites it serves
+        and head office (the company's people with the role at every site) are told,
+        once, and told again when it is back. The other sites go on as before."""
+        now = self.clock.now()
+        for link in self.links:
+            down = link.mqtt.ready_once and not link.mqtt.connected.is_set()
+            if not down:
+                link.down_since = None
+                if link.told:
+                    link.told = False
+                    self._spawn(self._tell_sites_about_their_broker(link, False))
+                continue
+            link.down_since = link.down_since or now
+            if not link.told and (now - link.down_since).total_seconds() >= BROKER_TELL_S:
+                link.told = True
+                self._spawn(self._tell_sites_about_their_broker(link, True))
+
+    async def _tell_sites_about_their_broker(self, link: BrokerLink, down: bool) -> None:
+        staff = self.dispatcher.staff
+        if staff is None:
+            log.error("broker %s down and no staff to tell", link.name)
+            return
+        names: dict[str, None] = {}
+        for site in link.sites:
+            role = self.sites.find(site).fallback_role
+            names.update(dict.fromkeys(staff.with_role(role, site)))
+        served = ", ".join(self.sites.find(s).name for s in link.sites) or "PA"
+        if down:
+            text = {
+                "zh": f"【alertd 故障】{served} 的 MQTT 服务器 {link.name} 已断开，"
+                "该小区的探测器报警无法收到，请立即检查。其他小区正常。",
+                "en": f"[alertd DEGRADED] the MQTT broker {link.name} of {served} is down: "
+                "its detectors' alarms are not heard. Check it now; the other sites work.",
+            }
+        else:
+            text = {
+                "zh": f"【alertd 恢复】{served} 的 MQTT 服务器 {link.name} 已恢复连接。",
+                "en": f"[alertd OK] the MQTT broker {link.name} of {served} is connected again.",
+            }
+        await self._tell(
+            staff, list(names), text, f"broker {link.name} is {'down' if down else 'back'}"
+        )
+
     async def _tell_staff_about_the_store(self, failing: bool) -> None:
         """The store cannot be written: the outbox is in it, so the duty desk is texted
         straight through the SMS sink (and told again when it works)."""
         staff = self.dispatcher.staff
-        sink = self.dispatcher.sinks.get("sms")
-        if staff is None or sink is None:
-            log.error("the store cannot be written and there is no staff or SMS sink to tell")
+        if staff is None:
+            log.error("the store cannot be written and there is no staff to tell")
             return
         role = self.config.delivery.fallback_role
         names = staff.with_role(role) or list(staff.people)
@@ -289,26 +385,30 @@ class Daemon:
                 "en": "[alertd OK] its store can be written again; waiting alarms are being "
                 "handled.",
             }
+        what = "the store " + ("cannot be written" if failing else "works again")
+        await self._tell(staff, names, text, what)
+
+    async def _tell(self, staff: Staff, names: list[str], text: dict[str, str], what: str) -> None:
+        """Texted straight through the SMS sink, not the outbox (the store may be what
+        failed)."""
+        sink = self.dispatcher.sinks.get("sms")
+        if sink is None:
+            log.error("%s, and there is no SMS sink to tell anyone", what)
+            return
         for name in names:
             person = staff.people[name]
             message = Message(0, "sms", person.phone, text[person.language], person.language)
             try:
                 result = await sink.send(message)
             except Exception as exc:
-                log.error("could not tell %s about the store: %s", name, exc)
+                log.error("could not tell %s that %s: %s", name, what, exc)
                 continue
-            log.error(
-                "told %s (%s) that the store %s: %s",
-                name,
-                role,
-                "cannot be written" if failing else "works again",
-                result.outcome,
-            )
+            log.error("told %s that %s: %s", name, what, result.outcome)
 
     def _declared(self, args: dict[str, Any]) -> None:
         """A staff declaration or a drill becomes an event like any sensor's."""
         place = Location(
-            site=args.get("site") or self.config.site.name,
+            site=args.get("site") or (self.sites.only.id if self.sites.only else ""),
             building=args.get("building", ""),
             floor=args.get("floor", ""),
             unit=args.get("unit", ""),
@@ -344,7 +444,8 @@ class Daemon:
         for task in inputs:
             task.cancel()
         await asyncio.gather(*inputs, return_exceptions=True)
-        await self.mqtt.close()
+        for link in self.links:
+            await link.mqtt.close()
         for receiver in self.panels.receivers:
             await receiver.close()
         self.ingest.tick()  # saves last-seen times
@@ -390,8 +491,16 @@ class Daemon:
             await self.close()
 
 
-def make_engine(config: Config, playbooks: Mapping[str, Playbook]) -> Engine:
-    """The engine as the configuration sets it up (the daemon and `replay` alike)."""
+def make_engine(
+    config: Config,
+    playbooks: Mapping[str, Playbook],
+    overrides: Mapping[str, Mapping[str, Playbook]] | None = None,
+) -> Engine:
+    """The engine as the configuration sets it up (the daemon and `replay` alike).
+    `overrides`: the sites' own playbooks (unset: read from their folders)."""
+    sites = sites_of(config)
+    if overrides is None:
+        overrides, _ = site_playbooks(config)
     return Engine(
         playbooks,
         config.site.tz,
@@ -399,7 +508,21 @@ def make_engine(config: Config, playbooks: Mapping[str, Playbook]) -> Engine:
         signatures=config.site.signatures,
         drill_end_s=config.drills.end_after_s,
         inhibit=config.inhibit,
+        sites={s.id: Locale(s.tz, s.signatures) for s in sites},
+        overrides=overrides,
     )
+
+
+def site_playbooks(config: Config) -> tuple[dict[str, dict[str, Playbook]], list[Problem]]:
+    """Each site's own playbooks (a folder per site), and what is wrong with them."""
+    overrides: dict[str, dict[str, Playbook]] = {}
+    problems: list[Problem] = []
+    for site in sites_of(config):
+        if site.playbooks is not None:
+            books = load_playbooks(site.playbooks)
+            overrides[site.id] = books.enabled
+            problems += books.problems
+    return overrides, problems
 
 
 def _sinks(config: Config, publish: Publish) -> dict[str, Sink]:
@@ -423,10 +546,10 @@ def _sinks(config: Config, publish: Publish) -> dict[str, Sink]:
 
 
 def _staff(config: Config) -> Staff | None:
-    if config.staff is None:
+    if not has_staff(config):
         return None
     try:
-        return load_staff(config.staff, config.site.country, config.site.tz)
+        return load_company_staff(config)
     except InvalidInput as exc:
         for problem in exc.problems:
             log.error("staff file: %s (staff are not notified until it is fixed)", problem)

@@ -5,14 +5,18 @@ Bad rows are reported with their line number and skipped; the other devices load
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alertd.csvfile import check_row, read_rows
 from alertd.events import Kind, Location
 from alertd.model import YEAR_S
 from alertd.problems import InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from alertd.sites import Site, Sites
 
 REQUIRED = ("device_id", "profile", "topic")
 KNOWN = (*REQUIRED, "site", "building", "floor", "unit", "zone", "heartbeat_s")
@@ -59,10 +63,45 @@ def parse_kind(text: str) -> Kind:
         raise ValueError(f"unknown kind {text!r} (one of: {names})") from None
 
 
+def load_site_devices(sites: Sites, profiles: Iterable[str]) -> tuple[list[Device], list[Problem]]:
+    """Every site's devices. A file of one site's own takes rows of that site (an empty
+    `site` cell means it); the shared file's rows name their site, which must be one
+    that is configured: a detector placed at an unknown estate would text the wrong
+    residents, so its row is skipped and said."""
+    devices: list[Device] = []
+    problems: list[Problem] = []
+    files: dict[Path, list[str]] = {}
+    for site in sites:
+        files.setdefault(site.devices, []).append(site.id)
+    for path, owners in files.items():
+        own = sites.get(owners[0]) if len(owners) == 1 else None
+        found, bad = load_devices(path, profiles=profiles, site=_placer(sites, own))
+        devices += found
+        problems += bad
+    return devices, problems
+
+
+def _placer(sites: Sites, own: Site | None) -> Callable[[str], tuple[str, str]]:
+    """A row's site cell -> (its site's id, the prefix of its device ids)."""
+
+    def place(cell: str) -> tuple[str, str]:
+        site = own if own is not None and not cell else sites.find(cell)
+        if own is not None and site is not own:
+            raise ValueError(f"site {cell!r} in the devices file of site {own.id!r}")
+        return site.id, sites.device_id(site, "")
+
+    return place
+
+
 def load_devices(
-    path: Path, *, profiles: Iterable[str], site: str
+    path: Path,
+    *,
+    profiles: Iterable[str],
+    site: str | Callable[[str], tuple[str, str]],
 ) -> tuple[list[Device], list[Problem]]:
-    """Read the devices CSV. Returns the good devices and a problem per skipped row."""
+    """Read the devices CSV. Returns the good devices and a problem per skipped row.
+    `site`: the site of rows that name none, or what a row's site cell means (its site
+    and the prefix of its device ids)."""
     known_profiles = set(profiles)
     problems: list[Problem] = []
     devices: list[Device] = []
@@ -92,10 +131,16 @@ def load_devices(
     return devices, problems
 
 
-def _device(row: dict[str, str], profiles: set[str], site: str) -> Device:
+def _device(
+    row: dict[str, str], profiles: set[str], site: str | Callable[[str], tuple[str, str]]
+) -> Device:
     for column in REQUIRED[:2]:
         if not row.get(column):
             raise ValueError(f"{column} is empty")
+    if callable(site):
+        at, prefix = site(row.get("site", ""))
+    else:
+        at, prefix = row.get("site") or site, ""
     if row["profile"] not in profiles:
         raise ValueError(
             f"unknown profile {row['profile']!r} (built in or configured: "
@@ -117,11 +162,11 @@ def _device(row: dict[str, str], profiles: set[str], site: str) -> Device:
     kind = parse_kind(row["kind"]) if row.get("kind") else None
     tags = {k: v for k, v in row.items() if k not in KNOWN and k not in OPTIONAL and v}
     return Device(
-        device_id=row["device_id"],
+        device_id=prefix + row["device_id"],
         profile=row["profile"],
         topic=row.get("topic", ""),
         location=Location(
-            site=row.get("site") or site,
+            site=at,
             building=row.get("building", ""),
             floor=row.get("floor", ""),
             unit=row.get("unit", ""),

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from alertd.events import LIFE_SAFETY
 from alertd.outbox.totals import EVENTS
 from alertd.playbooks.audit import recipients
+from alertd.sites import has_staff
 from alertd.store import SqliteStore
 from alertd.store.sqlite import iso
 
@@ -72,7 +73,7 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
             "failing" if daemon.ingest.store_error else "ok",
             daemon.ingest.store_error and f"not writable: {daemon.ingest.store_error}",
         ),
-        _mqtt(daemon),
+        *_mqtt(daemon),
     ]
     for link in daemon.panels.links:
         up = link.connected.is_set()
@@ -101,24 +102,26 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
         state = {"ok": "ok", "paused": "ok", "stopped": "failing"}[lane.state]
         out.append(Part(f"lane {lane.channel}", state, lane.reason))
     staff = daemon.dispatcher.staff
-    if staff is None and daemon.config.staff is not None:
-        out.append(Part("staff", "failing", f"{daemon.config.staff} could not be loaded"))
+    if staff is None and has_staff(daemon.config):
+        out.append(Part("staff", "failing", "the staff file(s) could not be loaded"))
     elif staff is not None:
-        fallback = daemon.config.delivery.fallback_role
-        for role in sorted(life_safety_oncall_roles(daemon)):
-            if staff.on_call(role, now) is None:
-                instead = (
-                    "everyone with the role"
-                    if staff.with_role(role)
-                    else f"nobody holds it: the fallback role {fallback!r}"
-                )
-                out.append(
-                    Part(
-                        f"on call {role}",
-                        "degraded",
-                        f"nobody on call now for {role!r}: life-safety steps go to {instead}",
+        for site in daemon.sites:
+            at = f" at {site.id}" if daemon.sites.several else ""
+            for role in sorted(life_safety_oncall_roles(daemon)):
+                if staff.on_call(role, now, site.id) is None:
+                    instead = (
+                        "everyone with the role"
+                        if staff.with_role(role, site.id)
+                        else f"nobody holds it: the fallback role {site.fallback_role!r}"
                     )
-                )
+                    out.append(
+                        Part(
+                            f"on call {role}{at}",
+                            "degraded",
+                            f"nobody on call now for {role!r}{at}: life-safety steps go to "
+                            f"{instead}",
+                        )
+                    )
     for problem in daemon.problems:
         out.append(Part("configuration", "degraded", problem))
     if fallbacks[0]:
@@ -133,13 +136,25 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
     return out
 
 
-def _mqtt(daemon: Daemon) -> Part:
-    mqtt = daemon.mqtt
-    if mqtt.connected.is_set():
-        return Part("mqtt", "ok")
-    if not mqtt.ready_once:
-        return Part("mqtt", "starting", "connecting and subscribing to the broker")
-    return Part("mqtt", "failing", "not connected to the broker")
+def _mqtt(daemon: Daemon) -> list[Part]:
+    """A broker each. With one, it is the service's input: down is failing. With a
+    broker per site, one down leaves the others' alarms going out: the sites it serves
+    are degraded, and named."""
+    several = len(daemon.links) > 1
+    out = []
+    for link in daemon.links:
+        mqtt = link.mqtt
+        served = ", ".join(link.sites) or "the PA"
+        name = f"mqtt {link.name} ({served})" if several else "mqtt"
+        if mqtt.connected.is_set():
+            out.append(Part(name, "ok"))
+        elif not mqtt.ready_once:
+            out.append(Part(name, "starting", "connecting and subscribing to the broker"))
+        elif several:
+            out.append(Part(name, "degraded", f"not connected to the broker: {served} unheard"))
+        else:
+            out.append(Part(name, "failing", "not connected to the broker"))
+    return out
 
 
 def summary(found: list[Part]) -> tuple[str, int]:
@@ -181,9 +196,18 @@ class Metrics:
             count_value=counts["commits"],
             sum_value=d.ingest.commit_seconds,
         )
-        yield GaugeMetricFamily(
-            "alertd_mqtt_connected", "1 while connected", value=int(d.mqtt.connected.is_set())
-        )
+        if len(d.sites) == 1:
+            yield GaugeMetricFamily(
+                "alertd_mqtt_connected", "1 while connected", value=int(d.mqtt.connected.is_set())
+            )
+        else:
+            connected = GaugeMetricFamily(
+                "alertd_mqtt_connected", "1 while the site's broker is connected", labels=["site"]
+            )
+            for broker in d.links:
+                for site in broker.sites:
+                    connected.add_metric([site], int(broker.mqtt.connected.is_set()))
+            yield connected
         links = GaugeMetricFamily(
             "alertd_panel_link_up", "1 while a panel link is up", labels=["panel"]
         )

@@ -69,7 +69,14 @@ async def run(quick: bool) -> None:
         store = await writer.open()
         residents = [
             Resident(
-                "3", str(n % 30), f"{n % 30}{n:05d}", f"R{n}", f"+86138{n:08d}", "zh", n % 10 == 0
+                "3",
+                str(n % 30),
+                f"{n % 30}{n:05d}",
+                f"R{n}",
+                f"+86138{n:08d}",
+                "zh",
+                n % 10 == 0,
+                site="HV",
             )
             for n in range(count)
         ]

@@ -347,7 +347,8 @@ async def storm_429(quick: bool) -> None:
         writer = Writer(root / "alertd.db")
         store = await writer.open()
         people = [
-            Resident("3", "1", f"1{n:04d}", "", f"+86138{n:08d}", "zh", False) for n in range(count)
+            Resident("3", "1", f"1{n:04d}", "", f"+86138{n:08d}", "zh", False, site="HV")
+            for n in range(count)
         ]
         await writer.call(import_residents, store.conn, people, SystemClock().now())
         (root / "staff.yaml").write_text("people: {}\n")

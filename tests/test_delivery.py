@@ -50,6 +50,7 @@ def first_thousand() -> list[Resident]:
             phone(n),
             "en" if n % 5 == 0 else "zh",
             n % 10 == 0,
+            site="HV",  # the incidents' site
         )
         for n in range(1000)
     ]
@@ -142,7 +143,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 async def test_a_building_fan_out_texts_every_resident_once_in_their_language(rig: Rig) -> None:
     more = [
-        Resident("3", "40", f"40{n:05d}", f"R{n}", phone(n), "zh", False)
+        Resident("3", "40", f"40{n:05d}", f"R{n}", phone(n), "zh", False, site="HV")
         for n in range(1000, 10_000)
     ]
     assert rig.writer.store is not None  # a re-import is the whole list: the first 1,000 too
@@ -478,7 +479,7 @@ async def test_e_mail_to_staff_through_a_real_smtp_server(tmp_path: Path) -> Non
             "  Sun Min: {phone: '+8613900000004', roles: [supervisor]}\n"
         )
         staff = load_staff(tmp_path / "staff.yaml", "CN", ZoneInfo("Asia/Shanghai"))
-        (to,) = staff_for(staff, "role:supervisor", FakeClock().now(), email=True)  # Sun has none
+        (to,) = staff_for(staff, "role:supervisor", FakeClock().now(), "HV", email=True)  # not Sun
         sink = EmailSink(
             SmtpConfig(
                 host="127.0.0.1", port=port, from_address="alertd@example.com", starttls=False

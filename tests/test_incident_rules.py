@@ -15,7 +15,7 @@ import pytest
 
 from alertd.clock import FakeClock
 from alertd.config import DEFAULT_INHIBIT
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import Resident, claim_residents, import_residents
 from alertd.directory.staff import Person, Staff
 from alertd.directory.units import below
 from alertd.engine.engine import Engine
@@ -588,6 +588,7 @@ SECURITY = Staff(
 def expand(tmp_path: Path, residents: list[Resident], decision: Decision) -> SqliteStore:
     store = SqliteStore(tmp_path / "alertd.db")
     import_residents(store.conn, residents, T0)
+    claim_residents(store.conn, "HV")  # the site of the events (tests/test_playbooks.py)
     incidents_db.save(store.conn, [decision], T0, incidents_db.Done())
     expand_now(store.conn, SECURITY, T0, timedelta(hours=1))
     return store

@@ -35,10 +35,10 @@ from alertd.console.i18n import LANGUAGES, words
 from alertd.console.render import declare_preview, environment, report_context
 from alertd.console.roles import Role, may
 from alertd.console.throttle import Throttle
-from alertd.devices import Device, load_devices
+from alertd.devices import Device, load_site_devices
 from alertd.directory.importing import Plan
 from alertd.directory.residents import ResidentsFile
-from alertd.directory.staff import Staff, load_staff
+from alertd.directory.staff import Staff
 from alertd.engine.engine import BY_PEOPLE
 from alertd.events import Kind
 from alertd.incidents import inputs
@@ -46,6 +46,7 @@ from alertd.incidents.commands import Outcome, run_command
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
+from alertd.sites import has_staff, load_company_staff, sites_of
 from alertd.store import messages as messages_db
 from alertd.store.sqlite import SqliteStore
 from integrations.mqtt.profiles import build_profiles
@@ -129,6 +130,7 @@ class Console:
         self.now = now
         self.path = config.storage.path
         self.tz = config.site.tz
+        self.sites = sites_of(config)
         self.throttle = Throttle()
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="console-read")
         #: the board's own thread and connection: never queued behind a heavy page
@@ -152,18 +154,17 @@ class Console:
         return self._files.get(folder, lambda p: dict(load_playbooks(p).enabled))
 
     def staff(self) -> Staff | None:
-        """The staff file (raises InvalidInput when it is broken), or None without one."""
-        site, path = self.config.site, self.config.staff
-        if path is None:
+        """The staff files (raises InvalidInput when one is broken), or None without."""
+        if not has_staff(self.config):
             return None
-        return self._files.get(path, lambda p: load_staff(p, site.country, self.tz))
+        files = (self.config.staff, *(s.staff for s in self.sites))
+        paths = tuple(dict.fromkeys(p for p in files if p is not None))
+        return self._files.get_all(paths, lambda: load_company_staff(self.config))
 
     def devices(self) -> tuple[list[Device], list[Problem]]:
         profiles = build_profiles(self.config.profiles, self.tz)
-        return self._files.get(
-            self.config.devices,
-            lambda p: load_devices(p, profiles=profiles, site=self.config.site.name),
-        )
+        paths = tuple(dict.fromkeys(s.devices for s in self.sites))
+        return self._files.get_all(paths, lambda: load_site_devices(self.sites, profiles))
 
     # -- the store -----------------------------------------------------------------
 
@@ -572,10 +573,15 @@ def routes(console: Console) -> web.RouteTableDef:
             raise web.HTTPBadRequest(text=f"unknown kind {kind!r}") from None
         if not form.get("building"):
             raise web.HTTPBadRequest(text="building: where is it?")
+        try:
+            site = c.sites.find(form.get("site", ""))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"site: {exc}") from None
         place_args = {k: form.get(k, "") for k in ("building", "floor", "unit", "zone")}
+        place_args["site"] = site.id
         if form.get("confirm") != "1":
             preview = await c.read(
-                declare_preview, c.playbooks(), c.config.site.unit_format, kind, place_args
+                declare_preview, c.playbooks(), site.unit_format, kind, place_args
             )
             # the confirmation carries one name for this emergency: sent twice (a double
             # click, a resubmitted form), it is the same report, not a second incident
@@ -598,8 +604,13 @@ def routes(console: Console) -> web.RouteTableDef:
             raise web.HTTPBadRequest(text=f"no enabled playbook {name!r}")
         if not building:
             raise web.HTTPBadRequest(text="building: where is the drill?")
+        try:
+            site = c.sites.find(str(form.get("site", "")))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"site: {exc}") from None
         args = {
             "kind": books[name].match.kinds[0].value,
+            "site": site.id,
             "building": building,
             "floor": str(form.get("floor", "")),
             "unit": "",
@@ -690,7 +701,9 @@ def routes(console: Console) -> web.RouteTableDef:
         if not isinstance(upload, web.FileField):
             raise web.HTTPBadRequest(text="choose a CSV file")
         name = Path(upload.filename or "residents.csv").name
-        found = read_residents(upload.file.read(), c.config.site.country, name=name)
+        found = read_residents(
+            upload.file.read(), c.config.site.country, name=name, site=c.sites.resident_site()
+        )
         planned = await c.read(importing.plan, found)
         nonce = "" if found.refused else c.imports.put(request["session"].user.name, found)
         said = [str(p) for p in (*found.problems, *found.warnings)]

@@ -14,9 +14,9 @@ from alertd.config import Config
 from alertd.console.audit import cli_actor, record
 from alertd.directory import importing
 from alertd.directory.phones import mask
-from alertd.directory.residents import read_residents
-from alertd.directory.staff import load_staff
+from alertd.directory.residents import claim_residents, read_residents
 from alertd.problems import InvalidInput
+from alertd.sites import has_staff, load_company_staff, sites_of
 from alertd.store import Reader, SqliteStore
 from alertd.store.sqlite import dict_rows
 
@@ -26,15 +26,15 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 def person(config: Config, name: str, hint: str) -> str:
     """`name` must be a person of the staff file (any name when there is none): what goes
     on the timeline is someone the site knows."""
-    if config.staff is None:
+    if not has_staff(config):
         return name
     try:
-        people = load_staff(config.staff, config.site.country, config.site.tz).people
+        people = load_company_staff(config).people
     except InvalidInput as exc:
         raise click.ClickException(f"the staff file is broken: {exc.problems[0]}") from None
     if name not in people:
         raise click.BadParameter(
-            f"{name!r} is not in {config.staff} (people: {', '.join(sorted(people))})",
+            f"{name!r} is not in the staff files (people: {', '.join(sorted(people))})",
             param_hint=hint,
         )
     return name
@@ -69,19 +69,34 @@ def register(
         is_flag=True,
         help="Move out more than 5% of the residents (those the file no longer lists).",
     )
-    def import_(config_path: Path, csv_file: Path, dry_run: bool, allow_removals: bool) -> None:
+    @click.option(
+        "--site",
+        default="",
+        help="The site the file is the directory of (rows may name theirs in a site column).",
+    )
+    def import_(
+        config_path: Path, csv_file: Path, dry_run: bool, allow_removals: bool, site: str
+    ) -> None:
         """Import or re-import FILE.csv, which replaces the directory: residents it no longer
         lists are moved out. Bad rows are reported and skipped (nobody in their unit is
         moved out); a file that cannot be read as a whole changes nothing. UTF-8 (with or
-        without BOM), GB18030/GBK and UTF-16; commas, semicolons or tabs."""
+        without BOM), GB18030/GBK and UTF-16; commas, semicolons or tabs. Only residents
+        of the sites the file is for are moved out."""
         config = load(config_path)
-        found = read_residents(csv_file, config.site.country)
+        sites = sites_of(config)
+        try:
+            site_of = sites.resident_site(sites.find(site).id if site else "")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--site") from None
+        found = read_residents(csv_file, config.site.country, site=site_of)
         for problem in found.problems:
             click.echo(f"error: {problem}", err=True)
         for warning in found.warnings:
             click.echo(f"warning: {warning}", err=True)
         store = SqliteStore(config.storage.path)
         try:
+            if sites.only is not None:
+                claim_residents(store.conn, sites.only.id)
             if dry_run:
                 click.echo(f"dry run: {importing.plan(store.conn, found).summary()}")
                 return
@@ -102,12 +117,18 @@ def register(
 
     @residents.command("list")
     @config_option
+    @click.option("--site", default=None, help="Only this site's (id or name).")
     @click.option("--building", default=None)
     @click.option("--flagged", is_flag=True, help="Only those texts do not reach, and why.")
     @click.option("--show-phones", is_flag=True, help="Show full phone numbers (personal data).")
     @click.option("--json", "as_json", is_flag=True)
     def list_(
-        config_path: Path, building: str | None, flagged: bool, show_phones: bool, as_json: bool
+        config_path: Path,
+        site: str | None,
+        building: str | None,
+        flagged: bool,
+        show_phones: bool,
+        as_json: bool,
     ) -> None:
         """Residents: vulnerable ones, opted-out (STOP) and undeliverable numbers marked,
         with why."""
@@ -115,17 +136,23 @@ def register(
         store = open_store(config)
         if show_phones:
             reveal(config, f"residents list --show-phones {building or 'all buildings'}")
+        sites = sites_of(config)
         sql = (
-            "SELECT building, floor, unit, name, phone, language, vulnerable, notes, "
+            "SELECT site, building, floor, unit, name, phone, language, vulnerable, notes, "
             "opted_out, undeliverable FROM residents WHERE moved_out IS NULL"
         )
         args: tuple[str, ...] = ()
+        if site:
+            try:
+                sql, args = sql + " AND site = ?", (sites.find(site).id,)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--site") from None
         if building:
-            sql, args = sql + " AND building = ?", (building,)
+            sql, args = sql + " AND building = ?", (*args, building)
         if flagged:
             sql += " AND (opted_out = 1 OR undeliverable IS NOT NULL)"
         shown = 0
-        for row in dict_rows(store.conn, sql + " ORDER BY building, floor, unit", args):
+        for row in dict_rows(store.conn, sql + " ORDER BY site, building, floor, unit", args):
             shown += 1
             row["phone"] = row["phone"] if show_phones else mask(row["phone"])
             if as_json:
@@ -137,7 +164,8 @@ def register(
             if row["undeliverable"]:
                 flags += f"  undeliverable: {row['undeliverable']}"
             click.echo(
-                f"{row['building']:>4} {row['unit']:>6} {row['name']:<16} "
+                (f"{row['site']:<12} " if sites.several else "")
+                + f"{row['building']:>4} {row['unit']:>6} {row['name']:<16} "
                 f"{row['phone']:<18} {row['language']}{flags}"
             )
         if not as_json:
@@ -174,27 +202,41 @@ def register(
     @main.command()
     @config_option
     @click.option("--at", "at", default=None, help="ISO time (site zone if no offset); now.")
+    @click.option("--site", default=None, help="Only this site (id or name); all of them.")
     @click.option("--show-phones", is_flag=True, help="Show full phone numbers.")
-    def oncall(config_path: Path, at: str | None, show_phones: bool) -> None:
-        """Who is on call now (or at --at), per role."""
+    def oncall(config_path: Path, at: str | None, site: str | None, show_phones: bool) -> None:
+        """Who is on call now (or at --at), per role, at each site."""
         config = load(config_path)
-        if config.staff is None:
+        if not has_staff(config):
             raise click.ClickException("the configuration names no staff file (staff:)")
         try:
-            staff = load_staff(config.staff, config.site.country, config.site.tz)
+            staff = load_company_staff(config)
         except InvalidInput as exc:
             for problem in exc.problems:
                 click.echo(f"error: {problem}", err=True)
             raise SystemExit(2) from None
-        when = datetime.now(UTC)
-        if at:
-            parsed = datetime.fromisoformat(at)
-            when = parsed if parsed.tzinfo else parsed.replace(tzinfo=config.site.tz)
-        click.echo(f"on call at {when.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z}:")
-        for role in sorted({r for p in staff.people.values() for r in p.roles} | set(staff.oncall)):
-            who = staff.on_call(role, when)
-            if who is None:
-                click.echo(f"  {role:<12} nobody (role: {', '.join(staff.with_role(role)) or '-'})")
-                continue
-            phone = staff.people[who].phone
-            click.echo(f"  {role:<12} {who:<14} {phone if show_phones else mask(phone)}")
+        sites = sites_of(config)
+        try:
+            shown = [sites.find(site)] if site else list(sites)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--site") from None
+        for place in shown:
+            when = datetime.now(UTC)
+            if at:
+                parsed = datetime.fromisoformat(at)
+                when = parsed if parsed.tzinfo else parsed.replace(tzinfo=place.tz)
+            title = f"{place.name}: " if sites.several else ""
+            click.echo(f"{title}on call at {when.astimezone(place.tz):%Y-%m-%d %H:%M %Z}:")
+            team = staff.teams.get(place.id)
+            roles = {
+                r for n, p in staff.people.items() for r in p.roles if staff.covers(n, place.id)
+            }
+            roles |= set(staff.oncall) | set(team.rota.oncall if team else ())
+            for role in sorted(roles):
+                who = staff.on_call(role, when, place.id)
+                if who is None:
+                    holders = ", ".join(staff.with_role(role, place.id)) or "-"
+                    click.echo(f"  {role:<12} nobody (role: {holders})")
+                    continue
+                phone = staff.people[who].phone
+                click.echo(f"  {role:<12} {who:<14} {phone if show_phones else mask(phone)}")

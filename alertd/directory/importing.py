@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from alertd.directory.residents import Resident, ResidentsFile, import_residents
+from alertd.directory.residents import Resident, ResidentsFile, active_keys, import_residents
 
 #: moving out more than this share of the residents (and more than one) is confirmed
 REMOVALS_SHARE = 0.05
@@ -59,12 +59,11 @@ def allowed_removals(active: int) -> int:
 
 
 def plan(conn: sqlite3.Connection, file: ResidentsFile) -> Plan:
-    """Compare the file with the directory; writes nothing."""
+    """Compare the file with the directory of its sites; writes nothing."""
     now = {
-        (b, u, p): (f, n, lang, bool(v), notes)
-        for b, u, p, f, n, lang, v, notes in conn.execute(
-            "SELECT building, unit, phone, floor, name, language, vulnerable, notes "
-            "FROM residents WHERE moved_out IS NULL"
+        row[:4]: (row[4], row[5], row[6], bool(row[7]), row[8])
+        for row in active_keys(
+            conn, sorted(file.sites), ", floor, name, language, vulnerable, notes"
         )
     }
     if file.refused:
@@ -72,13 +71,13 @@ def plan(conn: sqlite3.Connection, file: ResidentsFile) -> Plan:
     added = changed = 0
     keys = set()
     for r in file.residents:
-        key = (r.building, r.unit, r.phone)
+        key = r.key
         keys.add(key)
         if key not in now:
             added += 1
         elif now[key] != _values(r):
             changed += 1
-    gone = [k for k in now.keys() - keys if (k[0], k[1]) not in file.unsure]
+    gone = [k for k in now.keys() - keys if k[:3] not in file.unsure]
     return Plan(file, len(now), added, changed, len(keys) - added - changed, len(gone))
 
 
@@ -92,7 +91,7 @@ def apply(
         return planned
     if planned.needs_confirmation and not allow_removals:
         raise NeedsConfirmation(planned.caution())
-    import_residents(conn, file.residents, now, keep=file.unsure)
+    import_residents(conn, file.residents, now, keep=file.unsure, sites=file.sites)
     return planned
 
 

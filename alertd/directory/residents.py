@@ -1,4 +1,5 @@
-"""The residents CSV: `building,floor,unit,name,phone,language,vulnerable,notes`.
+"""The residents CSV: `building,floor,unit,name,phone,language,vulnerable,notes`, and
+`site` where one file holds several estates'.
 
 Bad rows are reported with their line number and skipped; the others are imported.
 Re-importing updates residents in place (a resident is a phone number in a unit);
@@ -8,7 +9,9 @@ opt-out (STOP) is never forgotten. An import is a reviewed change: see
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +36,17 @@ class Resident:
     language: str
     vulnerable: bool
     notes: str = ""
+    site: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Who a resident is: a phone number in a unit of a site."""
+        return (self.site, self.building, self.unit, self.phone)
+
+
+#: a row's site cell -> (the site's id, the region of its phone numbers); ValueError
+#: for a site that is not configured
+SiteOf = Callable[[str], tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +61,27 @@ class ResidentsFile:
     warnings: list[Problem] = field(default_factory=list)
     #: nothing of it may be applied: it cannot be read, or no row is usable
     refused: bool = False
-    #: (building, unit) of skipped rows: whoever lives there is not moved out for a typo
-    unsure: frozenset[tuple[str, str]] = frozenset()
+    #: (site, building, unit) of skipped rows: whoever lives there is not moved out for a
+    #: typo
+    unsure: frozenset[tuple[str, str, str]] = frozenset()
+    #: the sites the file is the directory of: only their residents may be moved out
+    sites: frozenset[str] = frozenset()
 
 
-def read_residents(source: Path | bytes, region: str, *, name: str = "") -> ResidentsFile:
-    """Read the file (a path, or an upload's bytes and the user's own file `name`)."""
+def read_residents(
+    source: Path | bytes, region: str, *, name: str = "", site: SiteOf | None = None
+) -> ResidentsFile:
+    """Read the file (a path, or an upload's bytes and the user's own file `name`).
+    `site`: what a row's site cell means (unset: one site, numbers of `region`)."""
     name = name or str(source)
+    site_of: SiteOf = site or (lambda cell: (cell, region))
     problems: list[Problem] = []
     warnings: list[Problem] = []
     residents: list[Resident] = []
-    seen: dict[tuple[str, str, str], int] = {}
+    seen: dict[tuple[str, str, str, str], int] = {}
     phones: dict[str, tuple[int, str, str]] = {}
-    unsure: set[tuple[str, str]] = set()
+    unsure: set[tuple[str, str, str]] = set()
+    sites: set[str] = set()
     try:
         if isinstance(source, bytes):
             rows = list(rows_of(source, COLUMNS[:6], what="residents file", name=name))
@@ -70,13 +92,19 @@ def read_residents(source: Path | bytes, region: str, *, name: str = "") -> Resi
     for line, cells in rows:
         where = f"{name}:{line}"
         try:
-            resident = _resident(check_row(cells), region)
+            at, at_region = site_of(cells.get("site", "").strip())
+        except ValueError as exc:
+            problems.append(Problem(where, f"row skipped: {exc}"))
+            continue
+        sites.add(at)
+        try:
+            resident = _resident(check_row(cells), at_region, at)
         except ValueError as exc:
             problems.append(Problem(where, f"row skipped: {exc}"))
             if cells.get("building") and cells.get("unit"):
-                unsure.add((cells["building"], cells["unit"]))
+                unsure.add((at, cells["building"], cells["unit"]))
             continue
-        key = (resident.building, resident.unit, resident.phone)
+        key = resident.key
         if key in seen:
             problems.append(
                 Problem(where, f"row skipped: the same phone in the same unit as line {seen[key]}")
@@ -98,10 +126,12 @@ def read_residents(source: Path | bytes, region: str, *, name: str = "") -> Resi
     if not residents:
         why = "no usable row" if rows else "no rows under the header"
         problems.append(Problem(name, f"residents file refused: {why}; nothing was changed"))
-    return ResidentsFile(name, residents, problems, warnings, not residents, frozenset(unsure))
+    return ResidentsFile(
+        name, residents, problems, warnings, not residents, frozenset(unsure), frozenset(sites)
+    )
 
 
-def _resident(cell: dict[str, str], region: str) -> Resident:
+def _resident(cell: dict[str, str], region: str, site: str) -> Resident:
     for column in ("building", "unit"):
         if not cell.get(column):
             raise ValueError(f"{column} is empty")
@@ -120,6 +150,7 @@ def _resident(cell: dict[str, str], region: str) -> Resident:
         language,
         vulnerable in YES,
         cell.get("notes", ""),
+        site,
     )
 
 
@@ -127,29 +158,28 @@ def import_residents(
     conn: sqlite3.Connection,
     residents: list[Resident],
     now: datetime,
-    keep: frozenset[tuple[str, str]] = frozenset(),
+    keep: frozenset[tuple[str, str, str]] = frozenset(),
+    sites: frozenset[str] | None = None,
 ) -> tuple[int, int, int]:
-    """Upsert in one transaction; returns (added, updated, moved out). Nobody in the
-    `keep` units (building, unit) is moved out."""
+    """Upsert in one transaction; returns (added, updated, moved out). Only residents of
+    `sites` (unset: those of the file's rows) may be moved out, and nobody in the `keep`
+    units (site, building, unit)."""
+    scope = sorted(sites if sites is not None else {r.site for r in residents})
     conn.execute("BEGIN IMMEDIATE")
     try:
-        before = {
-            (b, u, p)
-            for b, u, p in conn.execute(
-                "SELECT building, unit, phone FROM residents WHERE moved_out IS NULL"
-            )
-        }
+        before = set(active_keys(conn, scope))
         keys = set()
         for r in residents:
-            keys.add((r.building, r.unit, r.phone))
+            keys.add(r.key)
             conn.execute(
-                "INSERT INTO residents (building, floor, unit, name, phone, language, vulnerable, "
-                "notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(building, unit, phone) DO UPDATE SET floor = excluded.floor, "
+                "INSERT INTO residents (site, building, floor, unit, name, phone, language, "
+                "vulnerable, notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(site, building, unit, phone) DO UPDATE SET floor = excluded.floor, "
                 "name = excluded.name, language = excluded.language, "
                 "vulnerable = excluded.vulnerable, notes = excluded.notes, "
                 "updated_at = excluded.updated_at, moved_out = NULL",
                 (
+                    r.site,
                     r.building,
                     r.floor,
                     r.unit,
@@ -161,9 +191,10 @@ def import_residents(
                     iso(now),
                 ),
             )
-        gone = {k for k in before - keys if (k[0], k[1]) not in keep}
+        gone = {k for k in before - keys if k[:3] not in keep}
         conn.executemany(
-            "UPDATE residents SET moved_out = ? WHERE building = ? AND unit = ? AND phone = ?",
+            "UPDATE residents SET moved_out = ? "
+            "WHERE site = ? AND building = ? AND unit = ? AND phone = ?",
             [(iso(now), *k) for k in gone],
         )
         conn.execute("COMMIT")
@@ -172,3 +203,21 @@ def import_residents(
             conn.execute("ROLLBACK")
         raise
     return len(keys - before), len(keys & before), len(gone)
+
+
+def active_keys(
+    conn: sqlite3.Connection, sites: list[str], columns: str = ""
+) -> list[tuple[str, ...]]:
+    """(site, building, unit, phone, *columns) of the residents living at `sites` now."""
+    return conn.execute(
+        f"SELECT site, building, unit, phone{columns} FROM residents WHERE moved_out IS NULL "
+        "AND site IN (SELECT value FROM json_each(?))",
+        (json.dumps(sites),),
+    ).fetchall()
+
+
+def claim_residents(conn: sqlite3.Connection, site: str) -> int:
+    """Residents stored before sites existed belong to the one configured site."""
+    with conn:
+        claimed = conn.execute("UPDATE OR IGNORE residents SET site = ? WHERE site = ''", (site,))
+        return claimed.rowcount

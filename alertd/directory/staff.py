@@ -1,10 +1,16 @@
 """Staff and on-call rotations (YAML): people with phones and roles, weekly shifts in the
 site's time zone, and dated overrides. Shifts are wall-clock times, so a daylight-saving
-change moves them with the clock, as people expect."""
+change moves them with the clock, as people expect.
+
+With several sites, each site team has a file of its own (its people work there, with
+the roles they have there, on its rotations in its zone), and the company's file holds
+the people who span sites (a regional supervisor: `sites: [pine, harbour]`; the
+head-office desk: no `sites`, all of them). An incident's site decides who is told."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Literal, Self
@@ -23,6 +29,8 @@ class Person(Strict):
     roles: list[Role] = Field(min_length=1)
     language: Literal["zh", "en"] = "zh"
     email: str | None = None
+    #: in the company's file: the sites this person covers (unset: every site)
+    sites: list[str] | None = None
 
 
 class Shift(Window):
@@ -63,8 +71,9 @@ class StaffFile(Strict):
 
 
 @dataclass(frozen=True)
-class Staff:
-    people: dict[str, Person]
+class Rota:
+    """On-call shifts and overrides, in one zone."""
+
     oncall: dict[str, list[Shift]]
     overrides: list[Override]
     tz: tzinfo
@@ -81,8 +90,58 @@ class Staff:
                 return shift.who
         return None
 
-    def with_role(self, role: str) -> list[str]:
-        return [name for name, p in self.people.items() if role in p.roles]
+
+@dataclass(frozen=True)
+class Team:
+    """A site's own staff, with the roles they have there, and its rotations."""
+
+    people: dict[str, Person]
+    rota: Rota
+
+
+@dataclass(frozen=True)
+class Staff:
+    #: everyone (a site team's people and the company's)
+    people: dict[str, Person]
+    #: the company's rotations (with one site, the site's)
+    oncall: dict[str, list[Shift]]
+    overrides: list[Override]
+    tz: tzinfo
+    #: site -> its team (the company's people cover it too, by their `sites`)
+    teams: dict[str, Team] = field(default_factory=dict)
+    #: the company's people, by name (with one site and no teams: everyone)
+    company: frozenset[str] | None = None
+
+    def on_call(self, role: str, at: datetime, site: str | None = None) -> str | None:
+        """Who is on call for `role` at `site` at the instant `at`: the site team's
+        rotation, else the company's (whoever it names must cover the site)."""
+        team = self.teams.get(site or "")
+        if team is not None and (who := team.rota.on_call(role, at)) is not None:
+            return who
+        who = Rota(self.oncall, self.overrides, self.tz).on_call(role, at)
+        return who if who is not None and self._company_covers(who, site) else None
+
+    def with_role(self, role: str, site: str | None = None) -> list[str]:
+        if site is None:
+            return [name for name, p in self.people.items() if role in p.roles]
+        team = self.teams.get(site)
+        names = [n for n, p in team.people.items() if role in p.roles] if team else []
+        return names + [
+            n
+            for n, p in self.people.items()
+            if n not in names and role in p.roles and self._company_covers(n, site)
+        ]
+
+    def covers(self, name: str, site: str | None) -> bool:
+        """Whether `name` works at `site` (None: anywhere)."""
+        team = self.teams.get(site or "")
+        return (team is not None and name in team.people) or self._company_covers(name, site)
+
+    def _company_covers(self, name: str, site: str | None) -> bool:
+        if self.company is not None and name not in self.company:
+            return False
+        sites = self.people[name].sites
+        return site is None or sites is None or site in sites
 
 
 def load_staff(path: Path, region: str, tz: tzinfo) -> Staff:
@@ -102,3 +161,47 @@ def load_staff(path: Path, region: str, tz: tzinfo) -> Staff:
         raise InvalidInput(problems)
     oncall = {str(role): shifts for role, shifts in parsed.oncall.items()}
     return Staff(people, oncall, list(parsed.overrides), tz)
+
+
+@dataclass(frozen=True)
+class TeamFile:
+    site: str
+    path: Path
+    region: str
+    tz: tzinfo
+
+
+def load_teams(
+    company: Path | None, teams: Iterable[TeamFile], region: str, tz: tzinfo, sites: set[str]
+) -> Staff:
+    """The company's file and every site team's, as one staff. A person in two files is
+    one person (the same phone), with each site's roles there; a `sites` entry naming a
+    site that is not configured is refused (it would leave that person unreachable)."""
+    base = load_staff(company, region, tz) if company else Staff({}, {}, [], tz)
+    problems = [
+        Problem(f"{company}:1 people.{name}.sites", f"unknown site(s) {', '.join(unknown)}")
+        for name, person in base.people.items()
+        if (unknown := sorted(set(person.sites or ()) - sites))
+    ]
+    people = dict(base.people)
+    built: dict[str, Team] = {}
+    for team in teams:
+        try:
+            own = load_staff(team.path, team.region, team.tz)
+        except InvalidInput as exc:
+            problems += exc.problems
+            continue
+        for name, person in own.people.items():
+            if name in people and people[name].phone != person.phone:
+                problems.append(
+                    Problem(
+                        f"{team.path} people.{name}",
+                        f"{name!r} is in another staff file with another phone: one name, "
+                        "one person",
+                    )
+                )
+            people.setdefault(name, person.model_copy(update={"sites": []}))
+        built[team.site] = Team(own.people, Rota(own.oncall, own.overrides, team.tz))
+    if problems:
+        raise InvalidInput(problems)
+    return Staff(people, base.oncall, base.overrides, tz, built, frozenset(base.people))

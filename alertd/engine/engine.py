@@ -12,7 +12,7 @@ from alertd.engine.correlate import OpenIncident, Placement, correlation_key
 from alertd.engine.correlate import place as placement
 from alertd.engine.inhibit import InhibitRule, explained_by
 from alertd.engine.match import Trace, check
-from alertd.engine.run import RunContext, advance, escalate, run_inline, start, steps_of
+from alertd.engine.run import Locale, RunContext, advance, escalate, run_inline, start, steps_of
 from alertd.engine.state import Decision, Entry, Incident, IncidentIndex, Timer
 from alertd.engine.wording import place, stamp, title
 from alertd.events import Event, Location, State
@@ -31,20 +31,41 @@ class Engine:
         signatures: Mapping[str, str] | None = None,
         drill_end_s: float = 4 * 3600.0,
         inhibit: Sequence[InhibitRule] = (),
+        sites: Mapping[str, Locale] | None = None,
+        overrides: Mapping[str, Mapping[str, Playbook]] | None = None,
     ) -> None:
+        """`sites`: each site's zone and signature; `overrides`: a site's own playbooks,
+        which replace the shared ones of the same name there."""
         self.playbooks = dict(playbooks)
-        self.tz = tz
+        #: per site, the playbooks in force there (only sites with overrides are here)
+        self._books = {site: {**self.playbooks, **own} for site, own in (overrides or {}).items()}
         #: most events match few playbooks: the kind test and its reason, ready-made
         self._kinds = {
-            name: (
+            id(pb): (
                 frozenset(pb.match.kinds),
                 f"is not one of {', '.join(k.value for k in pb.match.kinds)}",
             )
-            for name, pb in self.playbooks.items()
+            for books in (self.playbooks, *self._books.values())
+            for pb in books.values()
         }
         self.ctx = RunContext(
-            tz, resident_sms_in_drills, dict(signatures or {}), drill_end_s, tuple(inhibit)
+            tz,
+            resident_sms_in_drills,
+            dict(signatures or {}),
+            drill_end_s,
+            tuple(inhibit),
+            dict(sites or {}),
         )
+
+    def books(self, site: str) -> dict[str, Playbook]:
+        """The playbooks in force at `site`."""
+        return self._books.get(site, self.playbooks)
+
+    def book(self, incident: Incident) -> Playbook | None:
+        return self.books(incident.location.site).get(incident.playbook)
+
+    def zone(self, incident: Incident) -> tzinfo:
+        return self.ctx.zone(incident.location.site)
 
     def on_event(
         self,
@@ -55,11 +76,13 @@ class Engine:
     ) -> tuple[list[Trace], list[Decision]]:
         """One decision per matching playbook. `next_id` numbers new incidents."""
         index = incidents if isinstance(incidents, IncidentIndex) else IncidentIndex(incidents)
+        books = self.books(event.location.site)
+        zone = self.ctx.zone(event.location.site)
         traces = [
-            check(pb, event, self.tz)
-            if event.kind in self._kinds[name][0]
-            else Trace(name, False, f"kind {event.kind} {self._kinds[name][1]}")
-            for name, pb in self.playbooks.items()
+            check(pb, event, zone)
+            if event.kind in (kinds := self._kinds[id(pb)])[0]
+            else Trace(name, False, f"kind {event.kind} {kinds[1]}")
+            for name, pb in books.items()
         ]
         summary = "; ".join(f"{t.playbook}: {t.reason}" for t in traces)
         cause = explained_by(event, self.ctx.inhibit, index.live())
@@ -75,7 +98,7 @@ class Engine:
         for trace in traces:
             if not trace.matched:
                 continue
-            pb = self.playbooks[trace.playbook]
+            pb = books[trace.playbook]
             key = correlation_key(pb, event)
             # a closed incident still holding a condition is there for its restore alone
             mine = [i for i in index.find(pb.name, key) if i.status != "closed" or i.active]
@@ -229,7 +252,7 @@ class Engine:
         return self._resolved(pb, cleared, now, "alertd", "resolved automatically", decision)
 
     def on_timer(self, incident: Incident, timer: Timer, now: datetime) -> Decision:
-        pb = self.playbooks.get(incident.playbook)
+        pb = self.book(incident)
         decision = Decision()
         if incident.status == "closed" and timer.kind != "clear":
             return decision
@@ -271,7 +294,7 @@ class Engine:
         if incident.status in ("resolved", "closed"):
             return Decision(refused=f"incident {incident.id} is {incident.status} already")
         if incident.status == "acknowledged" and incident.acknowledged_at is not None:
-            at = stamp(incident.acknowledged_at, self.tz)
+            at = stamp(incident.acknowledged_at, self.zone(incident))
             first = f"{incident.acknowledged_by or 'someone'} at {at}"
             entry = Entry("acknowledged", f"{text or 'acknowledged'} (first: {first})", actor=by)
             return Decision(incident, [entry], reply=f"already acknowledged by {first}")
@@ -280,7 +303,7 @@ class Engine:
         acked = dataclasses.replace(
             incident, status="acknowledged", acknowledged_at=now, acknowledged_by=by
         )
-        pb = self.playbooks.get(incident.playbook)
+        pb = self.book(incident)
         run = acked.run
         if (
             pb is not None
@@ -304,14 +327,14 @@ class Engine:
     ) -> Decision:
         """Staff learnt when service comes back: record it and tell whom the playbook says."""
         decision = Decision()
-        local = stamp(eta, self.tz)
+        local = stamp(eta, self.zone(incident))
         decision.entries.append(
             Entry(
                 "restore_eta", f"expected restore {local}" + (f": {text}" if text else ""), actor=by
             )
         )
         updated = dataclasses.replace(incident, expected_restore_at=eta)
-        pb = self.playbooks.get(incident.playbook)
+        pb = self.book(incident)
         if pb is not None and pb.on_eta:
             updated = run_inline(pb, updated, pb.on_eta, "on_eta", now, self.ctx, decision)
             decision.reply = f"expected restore {local}; {len(decision.actions)} message step(s)"
@@ -336,7 +359,7 @@ class Engine:
             return Decision(refused=refused)
         incident = dataclasses.replace(incident, active=_detectors(incident))
         decision = Decision(cancel_timers=True)
-        pb = self.playbooks.get(incident.playbook)
+        pb = self.book(incident)
         resolved = self._resolved(pb, incident, now, by, text or "resolved", decision)
         if resolved.active:
             still = ", ".join(sorted(resolved.active))
@@ -354,7 +377,7 @@ class Engine:
     ) -> Decision:
         """A resident texted about this incident asks for help: a person is told now, with
         the flat, the name and the vulnerable note."""
-        pb = self.playbooks.get(incident.playbook) or FALLBACK
+        pb = self.book(incident) or FALLBACK
         where = Location(
             incident.origin.site or incident.location.site,
             resident.get("building", ""),
@@ -403,7 +426,7 @@ class Engine:
     def all_clear(self, incident: Incident, by: str, now: datetime, text: str = "") -> Decision:
         """Staff send the all-clear themselves (a detector that will not clear, a restore
         that never comes): the playbook's `on_restore` steps, once."""
-        pb = self.playbooks.get(incident.playbook)
+        pb = self.book(incident)
         if pb is None or not pb.on_restore.steps:
             return Decision(refused=f"playbook {incident.playbook} has no all-clear steps")
         if incident.all_clear_sent:
@@ -434,7 +457,8 @@ class Engine:
         if pb is not None and pb.follow_up is not None:
             due = now + timedelta(seconds=pb.follow_up.after_s)
             decision.timers.append(Timer(incident.id, due, "follow_up"))
-            decision.entries.append(Entry("follow_up", f"follow-up due {stamp(due, self.tz)}"))
+            local = stamp(due, self.zone(incident))
+            decision.entries.append(Entry("follow_up", f"follow-up due {local}"))
         return dataclasses.replace(incident, status="resolved", resolved_at=now)
 
 

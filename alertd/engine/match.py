@@ -31,6 +31,7 @@ def check(playbook: Playbook, event: Event, tz: tzinfo) -> Trace:
     if event.state.value == "active" and event.severity < m.min_severity:
         return fail(f"severity {event.severity} is below {m.min_severity}")
     for name, allowed, value in (
+        ("site", m.sites, loc.site),
         ("building", m.buildings, loc.building),
         ("floor", m.floors, loc.floor),
         ("unit", m.units, loc.unit),

@@ -37,6 +37,14 @@ STAFF_CHANNELS: dict[str, Literal["notify", "call", "email"]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Locale:
+    """A site's own zone and signature."""
+
+    tz: tzinfo
+    signatures: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class RunContext:
     tz: tzinfo
     #: residents are texted during drills only when the configuration says so
@@ -46,6 +54,17 @@ class RunContext:
     #: a drill incident nobody closed is closed this long after it opened
     drill_end_s: float = 4 * 3600.0
     inhibit: Sequence[InhibitRule] = ()
+    #: each site's zone and signature (a site not here: the two above)
+    sites: Mapping[str, Locale] = field(default_factory=dict)
+
+    def zone(self, site: str) -> tzinfo:
+        """The zone of a site's texts and times."""
+        own = self.sites.get(site)
+        return own.tz if own is not None else self.tz
+
+    def signed(self, site: str) -> dict[str, str]:
+        own = self.sites.get(site)
+        return dict(own.signatures if own is not None else self.signatures)
 
 
 def steps_of(playbook: Playbook, sequence: RunSequence) -> list[Step]:
@@ -139,12 +158,15 @@ def _do(
     channel = step.channel if isinstance(step, Notify) else ""
     template = playbook.templates[step.template]
     only = names(template.zh, template.en)
-    values = context(incident, now, ctx.tz, where=where, channel=channel, extra=extra, only=only)
+    site = incident.location.site
+    values = context(
+        incident, now, ctx.zone(site), where=where, channel=channel, extra=extra, only=only
+    )
     texts = render(
         template,
         values,
         drill=incident.drill,
-        prefix=dict(ctx.signatures) if isinstance(step, Sms) else None,
+        prefix=ctx.signed(site) if isinstance(step, Sms) else None,
     )
     if isinstance(step, Notify):
         action = Action(
@@ -205,7 +227,7 @@ def escalate(
     target = step.escalate[level]
     texts = render(
         playbook.templates[target.template],
-        context(incident, now, ctx.tz),
+        context(incident, now, ctx.zone(incident.location.site)),
         drill=incident.drill,
     )
     decision.actions.append(

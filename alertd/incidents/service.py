@@ -355,5 +355,5 @@ def _help_place(resident: dict[str, Any]) -> dict[str, str]:
     """Where a resident who asked for help lives, as a declared emergency's place."""
     return {
         "kind": "manual",
-        **{k: str(resident.get(k, "")) for k in ("building", "floor", "unit")},
+        **{k: str(resident.get(k, "")) for k in ("site", "building", "floor", "unit")},
     }

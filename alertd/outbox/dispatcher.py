@@ -23,6 +23,7 @@ from alertd.aio import wait_event, within
 from alertd.clock import Clock
 from alertd.config import DeliveryConfig
 from alertd.directory.staff import Staff
+from alertd.outbox.expand import Local
 from alertd.outbox.expand import expand as expand_actions
 from alertd.outbox.lanes import Lane, LaneState
 from alertd.outbox.retry import next_attempt
@@ -77,14 +78,16 @@ class Dispatcher:
         clock: Clock,
         config: DeliveryConfig,
         staff: Staff | None,
-        unit_format: str | None = None,
+        sites: Mapping[str, Local] | None = None,
     ) -> None:
         self._writer = writer
         self.sinks = dict(sinks)
         self._clock = clock
         self._config = config
         self.staff = staff
-        self._unit_format = unit_format
+        #: each site's unit numbering and fallback role (a site not listed: the defaults)
+        self.sites = dict(sites or {})
+        self._local = Local(fallback_role=config.fallback_role)
         rates = {"sms": config.sms_per_s, "call": config.calls_per_s}
         self.lanes = {
             channel: Lane(channel, config.concurrency, rates.get(channel), clock, config.probe_s)
@@ -284,9 +287,7 @@ class Dispatcher:
         if fold.expand:
             expire = timedelta(seconds=self._config.expire_s)
             self._due_lanes.update(
-                expand_actions(
-                    conn, self.staff, now, expire, self._unit_format, self._config.fallback_role
-                )
+                expand_actions(conn, self.staff, now, expire, self.sites, self._local)
             )
         wants = {c: n for c, n in fold.wants.items() if fold.full or c in self._due_lanes}
         if not wants:

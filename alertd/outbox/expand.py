@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,15 @@ ACTIVE = "moved_out IS NULL AND opted_out = 0 AND undeliverable IS NULL"
 
 
 @dataclass(frozen=True, slots=True)
+class Local:
+    """What expansion needs of an incident's site."""
+
+    unit_format: str | None = None
+    #: who is told when a life-safety staff step finds nobody
+    fallback_role: str = "front_desk"
+
+
+@dataclass(frozen=True, slots=True)
 class Recipient:
     address: str
     kind: str  # resident | staff | system
@@ -30,7 +40,12 @@ class Recipient:
 
 
 def _flats_below(
-    conn: sqlite3.Connection, building: str, units: list[str], floor: str, unit_format: str | None
+    conn: sqlite3.Connection,
+    site: str,
+    building: str,
+    units: list[str],
+    floor: str,
+    unit_format: str | None,
 ) -> list[str]:
     """The flat under each unit: of the candidate numbers, those the directory knows
     (else the most likely one)."""
@@ -42,9 +57,9 @@ def _flats_below(
         known = {
             row[0]
             for row in conn.execute(
-                f"SELECT DISTINCT unit FROM residents WHERE building = ? AND unit IN "
-                f"({','.join('?' * len(candidates))})",
-                (building, *candidates),
+                f"SELECT DISTINCT unit FROM residents WHERE site = ? AND building = ? "
+                f"AND unit IN ({','.join('?' * len(candidates))})",
+                (site, building, *candidates),
             )
         }
         out += [c for c in candidates if c in known] or candidates[:1]
@@ -58,7 +73,8 @@ def residents(
     vulnerable_first: bool,
     unit_format: str | None = None,
 ) -> list[Recipient]:
-    building, floor = incident["building"], incident["floor"]
+    """The residents of the incident's site (never of another) that `audience` means."""
+    site, building, floor = incident["site"], incident["building"], incident["floor"]
     units = json.loads(incident.get("units") or "[]") or (
         [incident["unit"]] if incident["unit"] else []
     )
@@ -76,14 +92,15 @@ def residents(
         args = [incident["id"]]
     else:
         if audience == "unit_below":
-            units = _flats_below(conn, building, units, floor, unit_format)
+            units = _flats_below(conn, site, building, units, floor, unit_format)
         if not units:
             return []
         where = f"AND building = ? AND unit IN ({','.join('?' * len(units))})"
         args = [building, *units]
     rows = conn.execute(
-        f"SELECT id, phone, language, vulnerable FROM residents WHERE {ACTIVE} {where} ORDER BY id",
-        args,
+        f"SELECT id, phone, language, vulnerable FROM residents WHERE {ACTIVE} AND site = ? "
+        f"{where} ORDER BY id",
+        [site, *args],
     ).fetchall()
     return [
         Recipient(
@@ -105,7 +122,7 @@ NONE = {"zh": "（本楼没有登记的独居、老人或行动不便住户）",
 def vulnerable_residents(conn: sqlite3.Connection, incident: dict[str, Any]) -> list[str]:
     """`1203 张秀兰 (独居)` for each vulnerable resident of the incident's building
     (its floor, when the incident is as precise as that), in door-check order."""
-    where, args = "building = ?", [incident["building"]]
+    where, args = "site = ? AND building = ?", [incident["site"], incident["building"]]
     if incident["floor"]:
         where, args = where + " AND floor = ?", [*args, incident["floor"]]
     rows = conn.execute(
@@ -135,18 +152,20 @@ def with_list(text: str, entries: list[str], language: str, incident_id: int) ->
 
 
 def staff_for(
-    staff: Staff | None, target: str, now: datetime, *, email: bool = False
+    staff: Staff | None, target: str, now: datetime, site: str, *, email: bool = False
 ) -> list[Recipient]:
+    """The staff of `site` (its team and the company's people who cover it)."""
     if staff is None:
         return []
     how, _, name = target.partition(":")
     if how == "person":
-        names = [name] if name in staff.people else []
+        names = [name] if name in staff.people and staff.covers(name, site) else []
     elif how == "oncall":
-        who = staff.on_call(name, now)
-        names = [who] if who else staff.with_role(name)  # nobody on call: everyone with the role
+        who = staff.on_call(name, now, site)
+        # nobody on call: everyone with the role
+        names = [who] if who else staff.with_role(name, site)
     else:
-        names = staff.with_role(name)
+        names = staff.with_role(name, site)
     return [
         Recipient(address, "staff", n, staff.people[n].language, 0)
         for n in names
@@ -171,19 +190,20 @@ def _fallback(
     channel: str,
     incident_id: int,
     now: datetime,
+    site: str,
     role: str,
 ) -> list[Recipient]:
-    """Nobody for a staff step of a life-safety incident: never silent. The duty desk
-    (`delivery.fallback_role`) is told instead, or everyone in the staff file when nobody
+    """Nobody for a staff step of a life-safety incident: never silent. The site's duty
+    desk (`delivery.fallback_role`) is told instead, or all the site's staff when nobody
     holds that role either; logged at ERROR and put on the timeline."""
     email = channel == "email"
-    recipients = staff_for(staff, f"role:{role}", now, email=email)
+    recipients = staff_for(staff, f"role:{role}", now, site, email=email)
     instead = f"role {role}"
     if not recipients and staff is not None:
         recipients = [
             Recipient(address, "staff", name, person.language, 0)
             for name, person in staff.people.items()
-            if (address := person.email if email else person.phone)
+            if staff.covers(name, site) and (address := person.email if email else person.phone)
         ]
         instead = "everyone in the staff file"
     said = (
@@ -205,8 +225,8 @@ def expand(
     staff: Staff | None,
     now: datetime,
     expire: timedelta,
-    unit_format: str | None = None,
-    fallback: str = "front_desk",
+    sites: Mapping[str, Local] | None = None,
+    default: Local = Local(),
 ) -> set[str]:
     """Expand every pending outbox action, inside the caller's transaction (the commit that
     decides an event also expands and claims: a fire's staff alert waits for one fsync,
@@ -219,7 +239,7 @@ def expand(
     unreached: list[int] = []
     actions = conn.execute(
         "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
-        "o.vulnerable_list, i.building, i.floor, i.unit, i.units, i.severity "
+        "o.vulnerable_list, i.site, i.building, i.floor, i.unit, i.units, i.severity "
         "FROM outbox o JOIN incidents i "
         "ON i.id = o.incident_id WHERE o.status = 'pending' ORDER BY o.id"
     ).fetchall()
@@ -231,6 +251,7 @@ def expand(
         texts_json,
         vfirst,
         vlist,
+        site,
         building,
         floor,
         unit,
@@ -239,8 +260,10 @@ def expand(
     ) in actions:
         texts = json.loads(texts_json)
         level = Severity[str(severity).upper()]
+        local = (sites or {}).get(site) or default
         incident = {
             "id": incident_id,
+            "site": site,
             "building": building,
             "floor": floor,
             "unit": unit,
@@ -250,13 +273,15 @@ def expand(
         if listed is not None:
             texts = {lang: with_list(t, listed, lang, incident_id) for lang, t in texts.items()}
         if channel == "sms":
-            recipients = residents(conn, target, incident, bool(vfirst), unit_format)
+            recipients = residents(conn, target, incident, bool(vfirst), local.unit_format)
             send_as = "sms"
         elif channel in ("notify", "call", "email"):
-            recipients = staff_for(staff, target, now, email=channel == "email")
+            recipients = staff_for(staff, target, now, site, email=channel == "email")
             send_as = {"notify": "sms", "call": "call", "email": "email"}[channel]
             if not recipients and level >= Severity.MAJOR:
-                recipients = _fallback(conn, staff, target, channel, incident_id, now, fallback)
+                recipients = _fallback(
+                    conn, staff, target, channel, incident_id, now, site, local.fallback_role
+                )
         else:  # pa, webhook: one system recipient named by the target
             recipients = [Recipient(f"{channel}:{target}:{building}", "system", target, "zh", 0)]
             send_as = channel

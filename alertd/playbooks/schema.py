@@ -58,6 +58,8 @@ class Match(Strict):
     #: active events open and join incidents; restores clear them
     states: list[State] = Field([State.ACTIVE, State.RESTORE], min_length=1)
     min_severity: SeverityName = Severity.INFO
+    #: the sites (ids) it serves; empty: every site
+    sites: list[str] = []
     buildings: list[str] = []
     floors: list[str] = []
     units: list[str] = []

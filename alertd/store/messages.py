@@ -401,20 +401,21 @@ def incidents_told(conn: sqlite3.Connection, phone: str) -> list[tuple[int, str,
     ]
 
 
-def incident_summary(conn: sqlite3.Connection, incident_id: int) -> tuple[str, str] | None:
+def incident_summary(conn: sqlite3.Connection, incident_id: int) -> tuple[str, str, str] | None:
+    """(status, title, site) of an incident."""
     row = conn.execute(
-        "SELECT status, title FROM incidents WHERE id = ?", (incident_id,)
+        "SELECT status, title, site FROM incidents WHERE id = ?", (incident_id,)
     ).fetchone()
-    return (str(row[0]), str(row[1])) if row else None
+    return (str(row[0]), str(row[1]), str(row[2])) if row else None
 
 
 def resident_by_phone(conn: sqlite3.Connection, phone: str) -> dict[str, str] | None:
     row = conn.execute(
-        "SELECT building, floor, unit, name, notes, vulnerable, phone FROM residents "
+        "SELECT site, building, floor, unit, name, notes, vulnerable, phone FROM residents "
         "WHERE phone = ? AND moved_out IS NULL ORDER BY id LIMIT 1",
         (phone,),
     ).fetchone()
     if row is None:
         return None
-    keys = ("building", "floor", "unit", "name", "notes", "vulnerable", "phone")
+    keys = ("site", "building", "floor", "unit", "name", "notes", "vulnerable", "phone")
     return {k: str(v) for k, v in zip(keys, row, strict=True)}

@@ -14,6 +14,7 @@ Target = tuple[Device, Profile]
 
 class Router:
     def __init__(self, devices: Iterable[Device], profiles: Mapping[str, Profile]) -> None:
+        self._profiles = profiles
         self.devices: list[Device] = []
         self.problems: list[Problem] = []
         self._bases: dict[str, list[Target]] = {}
@@ -36,6 +37,11 @@ class Router:
             filters.extend(profile.subscriptions(device))
         self._ignored = tuple(sorted(ignored))
         self.subscriptions = _minimal(filters)
+
+    def only(self, sites: Iterable[str]) -> Router:
+        """The devices of these sites alone (those one broker serves)."""
+        keep = set(sites)
+        return Router([d for d in self.devices if d.location.site in keep], self._profiles)
 
     def route(self, topic: str) -> tuple[list[Target], str, str] | None:
         """The devices owning `topic`, the base topic they own, and the rest of the topic."""

@@ -182,7 +182,9 @@ class Callbacks:
         summary = await self._writer.call(db.incident_summary, store.conn, number)
         if summary is None:
             return f"没有事件 #{number}。There is no incident #{number}."
-        status, title = summary
+        status, title, site = summary
+        if self._staff is not None and not self._staff.covers(staff, site):
+            return f"事件 #{number} 不属于您负责的小区。Incident #{number} is not at your site."
         if status in ("resolved", "closed"):
             return f"事件 #{number} 已结束（{status}），无需确认。Incident #{number} is {status}."
         await self._ack(number, Actor(staff, "sms", mask(phone)), f"by SMS: {body.strip()}")

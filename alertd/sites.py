@@ -1,0 +1,151 @@
+"""The estates (小区) one alertd serves, as the configuration resolves them.
+
+A configuration with a `site:` block alone is one site whose id is its name, so that a
+store written before sites existed (its events and incidents say `site = name`) belongs
+to it unchanged. With `sites:`, each entry is a site of its own: its id is what events,
+incidents, residents and timers carry, its settings fall back on `site:` and on the
+top level (devices file, staff file, broker, sender). Nothing is shared between two
+sites but the playbooks and the company's staff who cover both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from alertd.config import Config, MqttConfig, SiteConfig
+from alertd.directory.staff import Staff, TeamFile, load_staff, load_teams
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    name: str
+    tz: ZoneInfo
+    #: the region phone numbers without a country code belong to
+    country: str
+    #: the signature before each resident SMS, per language
+    signatures: dict[str, str]
+    unit_format: str | None
+    #: the service centre's name on pages and reports
+    centre: str
+    devices: Path
+    #: the site team's file (None: the company staff file alone)
+    staff: Path | None
+    #: playbooks of its own that replace shared ones of the same name
+    playbooks: Path | None
+    mqtt: MqttConfig
+    from_number: str | None
+    messaging_service_sid: str | None
+    fallback_role: str
+
+
+class Sites:
+    """The sites by id (a site's name finds it too, as people type it)."""
+
+    def __init__(self, sites: list[Site], *, several: bool) -> None:
+        self._by_id = {s.id: s for s in sites}
+        self._by_name = {s.name: s for s in sites}
+        #: the `sites:` form: device ids are qualified with their site (`pine/smoke-1`),
+        #: so two estates may number their devices alike
+        self.several = several
+
+    def __iter__(self) -> Iterator[Site]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def get(self, key: str) -> Site | None:
+        return self._by_id.get(key) or self._by_name.get(key)
+
+    @property
+    def only(self) -> Site | None:
+        """The site, when there is one: what a row or a command that names none means."""
+        return next(iter(self._by_id.values())) if len(self._by_id) == 1 else None
+
+    def find(self, key: str) -> Site:
+        """The site `key` names (empty: the only one); ValueError says which exist."""
+        site = self.get(key) if key else self.only
+        if site is None:
+            known = ", ".join(self.ids)
+            what = f"unknown site {key!r}" if key else "which site?"
+            raise ValueError(f"{what} (one of: {known})")
+        return site
+
+    def resident_site(self, chosen: str = "") -> Callable[[str], tuple[str, str]]:
+        """What a residents file's site cell means: that site, else the `chosen` one (an
+        import for one site), else the only one; (its id, its phone region)."""
+
+        def site_of(cell: str) -> tuple[str, str]:
+            site = self.find(cell or chosen)
+            if chosen and cell and site is not self.find(chosen):
+                raise ValueError(f"site {cell!r}, but this import is for site {chosen!r}")
+            return site.id, site.country
+
+        return site_of
+
+    def device_id(self, site: Site, device: str) -> str:
+        return f"{site.id}/{device}" if self.several else device
+
+
+def brokers(sites: Sites, shared: MqttConfig) -> list[tuple[MqttConfig, tuple[str, ...]]]:
+    """Each broker and the sites it serves, the shared one first (it carries the PA and
+    whatever names no broker of its own), even when every site has its own."""
+    out: dict[str, tuple[MqttConfig, list[str]]] = {_broker_key(shared): (shared, [])}
+    for site in sites:
+        out.setdefault(_broker_key(site.mqtt), (site.mqtt, []))[1].append(site.id)
+    return [(config, tuple(ids)) for config, ids in out.values()]
+
+
+def _broker_key(config: MqttConfig) -> str:
+    """One connection a broker: a site naming the shared one shares its connection."""
+    return f"{config.host}:{config.port}"
+
+
+def sites_of(config: Config) -> Sites:
+    """The configured sites, resolved."""
+    if not config.sites:
+        return Sites([_site(config, config.site.name, config.site)], several=False)
+    return Sites([_site(config, key, entry) for key, entry in config.sites.items()], several=True)
+
+
+def _site(config: Config, key: str, entry: SiteConfig) -> Site:
+    twilio = config.twilio
+    return Site(
+        id=key,
+        name=entry.name if config.sites else key,
+        tz=entry.tz,
+        country=entry.country,
+        signatures=entry.signatures,
+        unit_format=entry.unit_format,
+        centre=entry.centre or config.console.centre or entry.name,
+        devices=entry.devices or config.devices,
+        staff=entry.staff if config.sites else config.staff,
+        playbooks=entry.playbooks if config.sites else None,
+        mqtt=entry.mqtt or config.mqtt,
+        from_number=entry.from_number or (twilio.from_number if twilio else None),
+        messaging_service_sid=entry.messaging_service_sid
+        or (twilio.messaging_service_sid if twilio else None),
+        fallback_role=entry.fallback_role or config.delivery.fallback_role,
+    )
+
+
+def has_staff(config: Config) -> bool:
+    return config.staff is not None or any(s.staff for s in sites_of(config))
+
+
+def load_company_staff(config: Config) -> Staff:
+    """The staff file (with one site) or the company's and every site team's."""
+    sites = sites_of(config)
+    if not sites.several:
+        assert config.staff is not None
+        return load_staff(config.staff, config.site.country, config.site.tz)
+    teams = [TeamFile(s.id, s.staff, s.country, s.tz) for s in sites if s.staff is not None]
+    return load_teams(config.staff, teams, config.site.country, config.site.tz, set(sites.ids))

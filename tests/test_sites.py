@@ -1,0 +1,438 @@
+"""Many estates in one alertd: each site's alarms reach that site's staff and residents
+and nobody else's, in its own signature and time. A real Mosquitto, the real twilio SDK
+against the fake Twilio, the shipped playbooks, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from alertd.config import load_config
+from alertd.daemon import load_router
+from alertd.directory.residents import import_residents, read_residents
+from alertd.problems import InvalidInput
+from alertd.sites import sites_of
+from alertd.store import SqliteStore
+from tests.broker import Broker
+from tests.fake_twilio import FakeTwilio
+from tests.mqtt_tools import Live, Publisher, until
+from tests.test_playbooks import SHIPPED
+
+#: both estates have a building 7 with a flat 0301 and a flat 0201 below it, and number
+#: their detectors alike
+DEVICES = {
+    "harbour": (
+        "device_id,profile,topic,building,floor,unit,zone\n"
+        "smoke-1,zigbee2mqtt,zigbee2mqtt/harbour/smoke_1,7,3,0301,hall\n"
+        "leak-1,zigbee2mqtt,zigbee2mqtt/harbour/leak_1,7,3,0301,kitchen\n"
+    ),
+    "pine": (
+        "device_id,profile,topic,building,floor,unit,zone\n"
+        "smoke-1,zigbee2mqtt,zigbee2mqtt/pine/smoke_1,7,3,0301,hall\n"
+        "leak-1,zigbee2mqtt,zigbee2mqtt/pine/leak_1,7,3,0301,kitchen\n"
+    ),
+}
+RESIDENTS = (
+    "site,building,floor,unit,name,phone,language\n"
+    "harbour,7,3,0301,Harbour Upstairs,+8613800000301,zh\n"
+    "harbour,7,2,0201,Harbour Below,+8613800000201,zh\n"
+    "harbour,7,9,0901,Harbour Far,+8613800000901,en\n"
+    "pine,7,3,0301,Pine Upstairs,+8613900000301,zh\n"
+    "pine,7,2,0201,Pine Below,+8613900000201,zh\n"
+    "pine,7,9,0901,Pine Far,+8613900000901,en\n"
+)
+HARBOUR = {"+8613800000301", "+8613800000201", "+8613800000901"}
+PINE = {"+8613900000301", "+8613900000201", "+8613900000901"}
+STAFF = {
+    "harbour": (
+        "people:\n"
+        "  Wang: {phone: '+8613700000001', roles: [security, maintenance]}\n"
+        "oncall:\n  security:\n    - {who: Wang, start: '00:00', end: '00:00'}\n"
+    ),
+    "pine": (
+        "people:\n"
+        "  Zhou: {phone: '+8613700000002', roles: [security, maintenance]}\n"
+        "oncall:\n  maintenance:\n    - {who: Zhou, start: '00:00', end: '00:00'}\n"
+    ),
+}
+#: the company's file: a regional supervisor for both, head office for all
+COMPANY = (
+    "people:\n"
+    "  Li: {phone: '+8613700000009', roles: [supervisor], sites: [harbour, pine]}\n"
+    "  Desk: {phone: '+8613700000010', roles: [front_desk]}\n"
+)
+
+
+def write_sites(tmp_path: Path, broker: Broker, fake: FakeTwilio) -> Path:
+    for site in ("harbour", "pine"):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "devices.csv").write_text(DEVICES[site])
+        (tmp_path / site / "staff.yaml").write_text(STAFF[site])
+    (tmp_path / "company.yaml").write_text(COMPANY)
+    (tmp_path / "devices.csv").write_text("device_id,profile,topic\n")
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        "site: {timezone: Asia/Shanghai, country: CN}\n"
+        "sites:\n"
+        "  harbour:\n"
+        "    name: Harbour View\n"
+        "    sms_signature: {zh: 【海景物业】, en: 'Harbour View:'}\n"
+        "    devices: harbour/devices.csv\n"
+        "    staff: harbour/staff.yaml\n"
+        "  pine:\n"
+        "    name: Pine Garden\n"
+        "    timezone: Europe/London\n"
+        "    sms_signature: {zh: 【松园物业】, en: 'Pine Garden:'}\n"
+        "    devices: pine/devices.csv\n"
+        "    staff: pine/staff.yaml\n"
+        f"mqtt: {{port: {broker.port}, client_id: sites-{tmp_path.name[-10:]}}}\n"
+        "storage: {path: alertd.db, synchronous: NORMAL}\n"
+        f"devices: devices.csv\nplaybooks: {SHIPPED}\nstaff: company.yaml\n"
+        "ingest: {tick_s: 0.05}\n"
+        "delivery: {poll_s: 0.05, calls_per_s: 50}\n"
+        f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, "
+        f"from_number: '+15005550006', api_base_url: '{fake.base_url}'}}\n"
+    )
+    loaded = load_config(config)
+    found = read_residents(
+        RESIDENTS.encode(), "CN", name="residents.csv", site=sites_of(loaded).resident_site()
+    )
+    assert found.problems == []
+    store = SqliteStore(loaded.storage.path)
+    import_residents(store.conn, found.residents, datetime.now(UTC))
+    store.close()
+    return config
+
+
+@pytest.fixture
+async def sites(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[Live, FakeTwilio]]:
+    fake = await FakeTwilio().start()
+    try:
+        async with Live(load_config(write_sites(tmp_path, broker, fake))) as live:
+            yield live, fake
+    finally:
+        await fake.close()
+
+
+def texts(fake: FakeTwilio) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for request in fake.sms():
+        out.setdefault(request["form"]["To"], []).append(request["form"]["Body"])
+    return out
+
+
+async def test_a_fire_at_one_site_and_a_leak_at_another_reach_only_their_own_people(
+    sites: tuple[Live, FakeTwilio], broker: Broker
+) -> None:
+    live, fake = sites
+    pub = Publisher(broker, "two-sites")
+    try:
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/harbour/smoke_1", '{"smoke": true}')
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/pine/leak_1", '{"water_leak": true}')
+        await live.seen.until(lambda evs: len(evs) == 2)
+    finally:
+        pub.close()
+    assert {(e.device_id, e.location.site) for e in live.seen.events} == {
+        ("harbour/smoke-1", "harbour"),
+        ("pine/leak-1", "pine"),
+    }
+    await live.settled()
+    await until(lambda: "+8613700000002" in texts(fake) and "+8613900000201" in texts(fake))
+    await live.settled()
+    sent = texts(fake)
+    # the fire at Harbour View: its building 7, signed as Harbour View, nobody of Pine's
+    for phone in HARBOUR:
+        assert any(
+            (b.startswith("【海景物业】") and "火警" in b) or "Harbour View: " in b
+            for b in sent[phone]
+        ), sent[phone]
+    assert not any("松园" in b or "Pine" in b for p in HARBOUR for b in sent[p])
+    # the leak at Pine Garden: its flat and the flat below, in its own signature
+    assert all(
+        b.startswith("【松园物业】") for p in ("+8613900000301", "+8613900000201") for b in sent[p]
+    )
+    assert "+8613900000901" not in sent  # a leak texts the flat and the one below only
+    assert not any("火警" in b for p in PINE for b in sent.get(p, []))
+    # staff: each site's on call, for their own site's incident only
+    assert all("火警" in b or "FIRE" in b for b in sent["+8613700000001"])
+    assert not any("火警" in b for b in sent["+8613700000002"])
+    # Pine's staff text gives Pine's time (London), not Harbour View's (Shanghai)
+    rows = SqliteStore(live.config.storage.path)
+    try:
+        opened = dict(rows.conn.execute("SELECT site, opened_at FROM incidents").fetchall())
+    finally:
+        rows.close()
+    assert set(opened) == {"harbour", "pine"}
+    harbour_at = datetime.fromisoformat(opened["harbour"]).astimezone(
+        sites_of(live.config).find("harbour").tz
+    )
+    pine_at = datetime.fromisoformat(opened["pine"]).astimezone(
+        sites_of(live.config).find("pine").tz
+    )
+    (zhou,) = sent["+8613700000002"]
+    assert f"（{pine_at:%H:%M}）" in zhou
+    assert f"{harbour_at:%H:%M}" not in zhou
+
+
+def test_a_detector_placed_at_an_estate_that_is_not_configured_is_refused(tmp_path: Path) -> None:
+    """The devices file lists a smoke detector under "Pine Garden" while the one site
+    configured is Harbour View: texting Harbour View's building 7 about it would send the
+    wrong people out. The row is skipped and says why; the others load."""
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,site,building\n"
+        "smoke-pine,zigbee2mqtt,z/pine/smoke,Pine Garden,7\n"
+        "smoke-hv,zigbee2mqtt,z/hv/smoke,,7\n"
+        "smoke-hv2,zigbee2mqtt,z/hv/smoke2,Harbour View,7\n"
+    )
+    (tmp_path / "alertd.yaml").write_text("site: {name: Harbour View}\ndevices: devices.csv\n")
+    router, problems = load_router(load_config(tmp_path / "alertd.yaml"))
+    assert [d.device_id for d in router.devices] == ["smoke-hv", "smoke-hv2"]
+    assert {d.location.site for d in router.devices} == {"Harbour View"}
+    (problem,) = problems
+    assert problem.where.endswith("devices.csv:2")
+    assert "unknown site 'Pine Garden' (one of: Harbour View)" in problem.message
+
+
+def test_residents_of_a_site_that_is_not_configured_are_reported_by_line(tmp_path: Path) -> None:
+    (tmp_path / "alertd.yaml").write_text(
+        "sites: {harbour: {name: Harbour View}, pine: {name: Pine Garden}}\n"
+    )
+    sites = sites_of(load_config(tmp_path / "alertd.yaml"))
+    found = read_residents(
+        b"site,building,floor,unit,name,phone,language\nharbour,7,3,0301,A,13800000301,zh\n"
+        b"maple,7,3,0301,B,13800000302,zh\nPine Garden,7,3,0301,C,13800000303,zh\n"
+        b",7,3,0302,D,13800000304,zh\n",
+        "CN",
+        name="all.csv",
+        site=sites.resident_site(),
+    )
+    assert [(r.site, r.phone) for r in found.residents] == [
+        ("harbour", "+8613800000301"),
+        ("pine", "+8613800000303"),
+    ]
+    assert [str(p) for p in found.problems] == [
+        "all.csv:3: row skipped: unknown site 'maple' (one of: harbour, pine)",
+        "all.csv:5: row skipped: which site? (one of: harbour, pine)",
+    ]
+
+
+def test_an_import_for_one_site_moves_out_nobody_of_another(tmp_path: Path) -> None:
+    from alertd.directory.importing import apply, plan
+
+    (tmp_path / "alertd.yaml").write_text("sites: {harbour: {}, pine: {}}\n")
+    sites = sites_of(load_config(tmp_path / "alertd.yaml"))
+    store = SqliteStore(tmp_path / "alertd.db")
+    both = read_residents(RESIDENTS.encode(), "CN", name="r.csv", site=sites.resident_site())
+    apply(store.conn, both, datetime.now(UTC), allow_removals=False)
+    # Pine's new list: one flat fewer; Harbour View's residents are not in the file at all
+    pine = read_residents(
+        b"building,floor,unit,name,phone,language\n7,3,0301,Pine Upstairs,13900000301,zh\n"
+        b"7,2,0201,Pine Below,13900000201,zh\n",
+        "CN",
+        name="pine.csv",
+        site=sites.resident_site("pine"),
+    )
+    planned = plan(store.conn, pine)
+    assert (planned.active, planned.moved_out, planned.unchanged) == (3, 1, 2)
+    apply(store.conn, pine, datetime.now(UTC), allow_removals=True)
+    living = store.conn.execute(
+        "SELECT site, COUNT(*) FROM residents WHERE moved_out IS NULL GROUP BY site"
+    ).fetchall()
+    store.close()
+    assert dict(living) == {"harbour": 3, "pine": 2}
+
+
+def test_a_site_entry_takes_the_shared_settings_and_its_own(tmp_path: Path) -> None:
+    (tmp_path / "alertd.yaml").write_text(
+        "site: {timezone: Asia/Shanghai, sms_signature: 【物业】,\n"
+        "       unit_format: '{floor:02}{flat:02}'}\n"
+        "sites:\n"
+        "  harbour: {name: Harbour View}\n"
+        "  pine: {timezone: Europe/London, devices: pine.csv, staff: pine.yaml}\n"
+    )
+    config = load_config(tmp_path / "alertd.yaml")
+    harbour, pine = sites_of(config)
+    assert (harbour.id, harbour.name, str(harbour.tz)) == (
+        "harbour",
+        "Harbour View",
+        "Asia/Shanghai",
+    )
+    assert (pine.name, str(pine.tz), pine.signatures["zh"]) == ("pine", "Europe/London", "【物业】")
+    assert pine.unit_format == "{floor:02}{flat:02}"
+    assert pine.devices == tmp_path / "pine.csv"
+    assert harbour.devices == tmp_path / "devices.csv"
+    assert pine.staff == tmp_path / "pine.yaml"
+    assert harbour.staff is None
+
+
+@pytest.mark.parametrize(
+    ("sites", "message"),
+    [
+        ("{'pine garden': {}}", "site id 'pine garden'"),
+        ("{a: {name: X}, b: {name: X}}", "two sites are named 'X'"),
+        ("{a: {timezone: Mars/Olympus}}", "unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_a_bad_sites_section_is_refused_naming_what(
+    tmp_path: Path, sites: str, message: str
+) -> None:
+    (tmp_path / "alertd.yaml").write_text(f"sites: {sites}\n")
+    with pytest.raises(InvalidInput) as caught:
+        load_config(tmp_path / "alertd.yaml")
+    assert message in str(caught.value)
+
+
+# -- a broker per site -------------------------------------------------------------------
+
+
+def write_three(tmp_path: Path, brokers: list[Broker], fake: FakeTwilio) -> Path:
+    """Three estates, each on its own broker, numbering their devices and topics alike."""
+    entries = ""
+    for n, (site, broker) in enumerate(zip(("harbour", "pine", "maple"), brokers, strict=True)):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "devices.csv").write_text(
+            "device_id,profile,topic,building,floor,unit\n"
+            "smoke-1,zigbee2mqtt,zigbee2mqtt/smoke_1,7,3,0301\n"
+        )
+        (tmp_path / site / "staff.yaml").write_text(
+            f"people:\n  Guard{n}: {{phone: '+861370000010{n}', roles: [security, front_desk]}}\n"
+        )
+        entries += (
+            f"  {site}:\n    devices: {site}/devices.csv\n    staff: {site}/staff.yaml\n"
+            f"    mqtt: {{port: {broker.port}, client_id: {site}-{tmp_path.name[-8:]}, "
+            "keepalive_s: 5, reconnect_max_s: 0.5}\n"
+        )
+    (tmp_path / "company.yaml").write_text(
+        "people:\n  Head: {phone: '+8613700000199', roles: [front_desk]}\n"
+    )
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        "site: {timezone: Asia/Shanghai}\n"
+        f"sites:\n{entries}"
+        f"mqtt: {{port: {brokers[0].port}, client_id: shared-{tmp_path.name[-8:]}}}\n"
+        "storage: {path: alertd.db, synchronous: NORMAL}\n"
+        f"playbooks: {SHIPPED}\nstaff: company.yaml\n"
+        "ingest: {tick_s: 0.05}\n"
+        "delivery: {poll_s: 0.05, calls_per_s: 50}\n"
+        f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, "
+        f"from_number: '+15005550006', api_base_url: '{fake.base_url}'}}\n"
+    )
+    return config
+
+
+async def test_one_sites_broker_down_leaves_the_others_working_and_its_staff_told(
+    tmp_path: Path,
+) -> None:
+    from alertd.clock import FakeClock
+    from alertd.daemon import BROKER_TELL_S
+    from alertd.health import parts
+
+    brokers = [Broker(tmp_path / f"mosquitto-{n}").start() for n in range(3)]
+    fake = await FakeTwilio().start()
+    clock = FakeClock(datetime.now(UTC))
+    try:
+        config = load_config(write_three(tmp_path, brokers, fake))
+        async with Live(config, clock) as live:
+            await until(lambda: all(link.mqtt.connected.is_set() for link in live.daemon.links))
+            assert [link.sites for link in live.daemon.links] == [
+                ("harbour",),
+                ("pine",),
+                ("maple",),
+            ]
+            await asyncio.to_thread(brokers[1].stop)  # Pine Garden's broker
+            await until(lambda: not live.daemon.links[1].mqtt.connected.is_set())
+            # the same topic on the other two brokers: two fires, each at its own site
+            for broker in (brokers[0], brokers[2]):
+                pub = Publisher(broker, f"pub-{broker.port}")
+                try:
+                    await asyncio.to_thread(pub.publish, "zigbee2mqtt/smoke_1", '{"smoke": true}')
+                finally:
+                    pub.close()
+            await live.seen.until(lambda evs: len(evs) == 2)
+            assert sorted(e.device_id for e in live.seen.events) == [
+                "harbour/smoke-1",
+                "maple/smoke-1",
+            ]
+            found = {p.name: p for p in parts(live.daemon, clock.now())}
+            pine = found[f"mqtt 127.0.0.1:{brokers[1].port} (pine)"]
+            assert pine.state == "degraded"
+            assert "pine unheard" in pine.detail
+            assert found[f"mqtt 127.0.0.1:{brokers[0].port} (harbour)"].state == "ok"
+            # Pine's guard and head office are told once the outage lasts; nobody else
+            await until(lambda: live.daemon.links[1].down_since is not None)
+            clock.advance(BROKER_TELL_S + 1)
+            await until(lambda: "+8613700000101" in texts(fake) and "+8613700000199" in texts(fake))
+            told = [b for b in texts(fake)["+8613700000101"] if "MQTT" in b]
+            assert len(told) == 1
+            assert "pine" in told[0]
+            assert not any("MQTT" in b for b in texts(fake).get("+8613700000100", []))
+            await live.settled()
+            await until(lambda: "+8613700000100" in texts(fake) and "+8613700000102" in texts(fake))
+            assert not any("火警" in b for b in texts(fake).get("+8613700000101", []))
+            brokers[1].start()
+            await until(lambda: live.daemon.links[1].mqtt.connected.is_set(), 30)
+            await until(lambda: any("已恢复" in b for b in texts(fake)["+8613700000101"]))
+    finally:
+        await fake.close()
+        for broker in brokers:
+            broker.stop()
+
+
+# -- upgrading ---------------------------------------------------------------------------
+
+
+async def test_a_store_written_before_sites_belongs_to_the_one_site_it_served(
+    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Yesterday's store, with residents and an incident but no site on its residents,
+    opened by today's one-site configuration unchanged: its residents are that site's
+    (texted by the next fire), its incidents too."""
+    import alertd.store.sqlite as sqlite_store
+    from alertd.store.schema import MIGRATIONS
+
+    with monkeypatch.context() as before_sites:
+        before_sites.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:-1])
+        old = SqliteStore(tmp_path / "alertd.db")
+        old.conn.execute(
+            "INSERT INTO residents (building, floor, unit, name, phone, language, vulnerable, "
+            "notes, updated_at) VALUES ('7', '3', '0301', 'Old Resident', '+8613800000301', "
+            "'zh', 0, '', '2026-01-01T00:00:00+00:00')"
+        )
+        old.close()
+    fake = await FakeTwilio().start()
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,building,floor,unit\n"
+        "smoke-1,zigbee2mqtt,zigbee2mqtt/hv/smoke_1,7,3,0301\n"
+    )
+    (tmp_path / "alertd.yaml").write_text(
+        "site: {name: Harbour View, timezone: Asia/Shanghai}\n"
+        f"mqtt: {{port: {broker.port}, client_id: upgrade-{tmp_path.name[-8:]}}}\n"
+        "storage: {path: alertd.db, synchronous: NORMAL}\n"
+        f"devices: devices.csv\nplaybooks: {SHIPPED}\n"
+        "ingest: {tick_s: 0.05}\ndelivery: {poll_s: 0.05}\n"
+        f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, "
+        f"from_number: '+15005550006', api_base_url: '{fake.base_url}'}}\n"
+    )
+    try:
+        async with Live(load_config(tmp_path / "alertd.yaml")) as live:
+            pub = Publisher(broker, f"upgrade-pub-{tmp_path.name[-8:]}")
+            try:
+                await asyncio.to_thread(pub.publish, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+            finally:
+                pub.close()
+            await live.seen.until(lambda evs: len(evs) == 1)
+            assert live.seen.events[0].device_id == "smoke-1"  # one site: ids as they were
+            await live.settled()
+            await until(lambda: "+8613800000301" in texts(fake))
+    finally:
+        await fake.close()
+    store = SqliteStore(tmp_path / "alertd.db")
+    try:
+        assert store.conn.execute("SELECT site FROM residents").fetchall() == [("Harbour View",)]
+        assert store.conn.execute("SELECT site FROM incidents").fetchall() == [("Harbour View",)]
+    finally:
+        store.close()
