@@ -45,6 +45,7 @@ bench: $(STAMP) mosquitto
 	$(BIN)/python -m bench.lifesafety
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.sites
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

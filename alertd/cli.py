@@ -9,15 +9,18 @@ import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
 
 from alertd import logs
 from alertd.config import Config, load_config, panel_problems
-from alertd.problems import InvalidInput
+from alertd.problems import InvalidInput, Problem
 from alertd.store import Reader, SqliteStore
+
+if TYPE_CHECKING:
+    from alertd.sites import Sites
 
 DEFAULT_CONFIG = "config/alertd.yaml"
 config_option = click.option(
@@ -78,35 +81,74 @@ def check(config_path: Path) -> None:
     """Validate the configuration, devices, profiles, playbooks and the staff file (and
     the one against the other); exit 1 on any problem."""
     from alertd.daemon import load_router
-    from alertd.directory.staff import load_staff
     from alertd.playbooks.audit import audit, templates
-    from alertd.playbooks.loader import load_playbooks
+    from alertd.playbooks.loader import Playbooks, load_playbooks
+    from alertd.sites import has_staff, load_company_staff, site_problems, sites_of
 
     config = _config(config_path, secrets=True)
+    sites = sites_of(config)
     router, problems = load_router(config)
-    problems += panel_problems(config, config_path)
-    playbooks = load_playbooks(config.playbooks) if config.playbooks else None
-    if playbooks is not None:
-        problems += playbooks.problems + templates(playbooks, datetime.now(UTC))
-    if config.staff is not None:
+    problems += panel_problems(config, config_path) + site_problems(config, config_path)
+    playbooks = load_playbooks(config.playbooks) if config.playbooks else Playbooks()
+    own = {s.id: load_playbooks(s.playbooks) for s in sites if s.playbooks is not None}
+    for books in (playbooks, *own.values()):
+        problems += books.problems + templates(books, datetime.now(UTC))
+    if has_staff(config):
         try:
-            staff = load_staff(config.staff, config.site.country, config.site.tz)
+            staff = load_company_staff(config)
         except InvalidInput as exc:
             problems += exc.problems
         else:
-            if playbooks is not None:
-                problems += audit(playbooks, staff, str(config.staff), datetime.now(UTC))
+            for site in sites:
+                at = site.id if sites.several else None
+                mine = own.get(site.id, Playbooks())
+                shared = Playbooks(
+                    {n: b for n, b in playbooks.enabled.items() if n not in mine.enabled},
+                    lines=playbooks.lines,
+                )
+                for books in (shared, mine):
+                    problems += audit(
+                        books, staff, "the staff file", datetime.now(UTC), at, site.tz
+                    )
+    problems += _stored_residents(config, sites)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     accounts = sum(len(r.accounts) for r in config.receivers.values())
     click.echo(
         f"{config_path}: {len(router.devices)} devices usable, {len(config.profiles)} "
         f"configured profiles, {len(config.panels)} panels, {len(config.receivers)} receivers "
-        f"({accounts} accounts), {len(playbooks.enabled) if playbooks else 0} playbooks, "
-        f"{len(problems)} problem(s)"
+        f"({accounts} accounts), {len(playbooks.enabled)} playbooks, "
+        + (f"{len(sites)} sites, " if sites.several else "")
+        + f"{len(problems)} problem(s)"
     )
     if problems:
         raise SystemExit(1)
+
+
+def _stored_residents(config: Config, sites: Sites) -> list[Problem]:
+    """Residents in the store of no configured site: nobody would ever text them."""
+    if not config.storage.path.exists():
+        return []
+    try:
+        conn = SqliteStore.reader(config.storage.path)
+        try:
+            counts = conn.execute(
+                "SELECT site, count(*) FROM residents WHERE moved_out IS NULL GROUP BY site"
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []  # a store of yesterday's schema: the daemon migrates it
+    return [
+        Problem(
+            str(config.storage.path),
+            f"{n} resident(s) of no site, stored before sites: import them again with --site"
+            if not site
+            else f"{n} resident(s) of site {site!r}, which is not configured: never texted",
+        )
+        for site, n in counts
+        if site not in sites.ids and not (not site and sites.only is not None)
+    ]
 
 
 @main.command()
@@ -141,9 +183,6 @@ def events(
 def status(config_path: Path) -> None:
     """Ask the running daemon how each part is: exit 0 healthy, 1 degraded or failing,
     3 not running."""
-    import urllib.error
-    import urllib.request
-
     from alertd.store.lock import InstanceLock
 
     config = _config(config_path)
@@ -154,21 +193,83 @@ def status(config_path: Path) -> None:
             raise SystemExit(3)
         click.echo(f"alertd runs (pid {running}); add an http: section to ask it how it is")
         return
-    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
-    url = f"http://{host}:{config.http.port}/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read())
-    except (urllib.error.URLError, OSError):
-        click.echo(f"alertd is not running (nothing answers at {url})")
+    body = _health(config)
+    if isinstance(body, str):
+        click.echo(f"alertd is not running ({body})")
         raise SystemExit(3) from None
     click.echo(f"alertd: {body['status']}")
     for part in body["parts"]:
         click.echo(f"  {part['name']:<24} {part['state']:<9} {part['detail']}".rstrip())
     if body["status"] != "ok":
         raise SystemExit(1)
+
+
+def _health(config: Config) -> dict[str, Any] | str:
+    """What the running daemon's /healthz says, or why nothing answered."""
+    import urllib.error
+    import urllib.request
+
+    if config.http is None:
+        return "no http: section to ask it"
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
+    url = f"http://{host}:{config.http.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read())
+    except (urllib.error.URLError, OSError):
+        return f"nothing answers at {url}"
+    return body
+
+
+@main.command()
+@config_option
+def sites(config_path: Path) -> None:
+    """The sites this alertd serves: their devices, residents, staff, broker, open
+    incidents, and how each is (from the running daemon, when it answers)."""
+    from alertd.daemon import load_router
+    from alertd.sites import has_staff, load_company_staff, sites_of
+
+    config = _config(config_path)
+    served = sites_of(config)
+    router, _ = load_router(config)
+    devices: dict[str, int] = {}
+    for device in router.devices:
+        devices[device.location.site] = devices.get(device.location.site, 0) + 1
+    try:
+        staff = load_company_staff(config) if has_staff(config) else None
+    except InvalidInput:
+        staff = None
+    residents: dict[str, int] = {}
+    incidents: dict[str, int] = {}
+    if config.storage.path.exists():
+        store = _store(config)
+        residents = dict(
+            store.conn.execute(
+                "SELECT site, count(*) FROM residents WHERE moved_out IS NULL GROUP BY site"
+            ).fetchall()
+        )
+        incidents = dict(
+            store.conn.execute(
+                "SELECT site, count(*) FROM incidents WHERE status != 'closed' GROUP BY site"
+            ).fetchall()
+        )
+    health = _health(config)
+    states = health.get("sites", {}) if isinstance(health, dict) else {}
+    click.echo(
+        f"{'SITE':<14} {'NAME':<18} {'ZONE':<16} {'DEVICES':>7} {'RESIDENTS':>9} "
+        f"{'STAFF':>5} {'OPEN':>4}  {'BROKER':<21} STATE"
+    )
+    for site in served:
+        people = sum(staff.covers(n, site.id) for n in staff.people) if staff else 0
+        click.echo(
+            f"{site.id:<14} {site.name[:18]:<18} {site.tz!s:<16} {devices.get(site.id, 0):>7} "
+            f"{residents.get(site.id, 0):>9} {people:>5} {incidents.get(site.id, 0):>4}  "
+            f"{site.mqtt.host + ':' + str(site.mqtt.port):<21} {states.get(site.id, '-')}"
+        )
+    if isinstance(health, str):
+        click.echo(f"(state: alertd is not answering: {health})", err=True)
 
 
 @main.command()

@@ -34,7 +34,7 @@ from alertd.outbox.sink import ConsoleSink, Message, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
-from alertd.sites import brokers, has_staff, load_company_staff, sites_of
+from alertd.sites import brokers, has_staff, load_company_staff, site_problems, sites_of
 from alertd.store import Writer
 from alertd.store.lock import InstanceLock
 from integrations.mqtt.client import Incoming, MqttConnection
@@ -88,7 +88,7 @@ class Daemon:
         self.lock = InstanceLock(self.config.storage.path)
         self.lock.acquire()  # before anything else: a second daemon changes nothing
         router, problems = load_router(self.config)
-        problems += panel_problems(self.config, "config")
+        problems += panel_problems(self.config, "config") + site_problems(self.config, "config")
         for problem in problems:
             log.warning("%s", problem)
         self.problems = [str(p) for p in problems]
@@ -128,8 +128,8 @@ class Daemon:
         #: the shared broker's connection: the PA, and sites without a broker of their own
         self.mqtt, self.source = self.links[0].mqtt, self.links[0].source
         playbooks = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
-        overrides, site_problems = site_playbooks(self.config)
-        for problem in [*playbooks.problems, *site_problems]:
+        overrides, book_problems = site_playbooks(self.config)
+        for problem in [*playbooks.problems, *book_problems]:
             log.error("playbook disabled: %s", problem)
             self.problems.append(f"playbook disabled: {problem}")
         staff = _staff(self.config)
@@ -208,9 +208,9 @@ class Daemon:
         not at all: a broken one keeps the one in force, and says why (log, health)."""
         problems: list[str] = []
         books = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
-        overrides, site_problems = site_playbooks(self.config)
-        if books.problems or site_problems:
-            problems += [f"playbooks not reloaded: {p}" for p in books.problems + site_problems]
+        overrides, book_problems = site_playbooks(self.config)
+        if books.problems or book_problems:
+            problems += [f"playbooks not reloaded: {p}" for p in books.problems + book_problems]
         else:
             self.incidents.engine = make_engine(self.config, books.enabled, overrides)
         if has_staff(self.config):
@@ -537,11 +537,12 @@ def _sinks(config: Config, publish: Publish) -> dict[str, Sink]:
         "email": EmailSink(config.smtp) if config.smtp else console,
     }
     if config.twilio is not None:
-        from integrations.twilio.sink import TwilioSink
+        from integrations.twilio.sink import Sender, TwilioSink
 
         public = config.http.public_url if config.http else None
-        sinks["sms"] = TwilioSink(config.twilio, "sms", public)
-        sinks["call"] = TwilioSink(config.twilio, "call", public)
+        senders = {s.id: Sender(s.from_number, s.messaging_service_sid) for s in sites_of(config)}
+        sinks["sms"] = TwilioSink(config.twilio, "sms", public, senders)
+        sinks["call"] = TwilioSink(config.twilio, "call", public, senders)
     return sinks
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,19 @@ class Part:
     name: str
     state: str  # ok | degraded | failing
     detail: str = ""
+    #: the sites it concerns (none: the whole service)
+    sites: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "state": self.state, "detail": self.detail}
+        return {**out, "sites": list(self.sites)} if self.sites else out
+
+
+def site_states(found: list[Part], sites: list[str]) -> dict[str, str]:
+    """Each site's state: the worst of its own parts and the whole service's."""
+    return {
+        site: summary([p for p in found if not p.sites or site in p.sites])[0] for site in sites
+    }
 
 
 def life_safety_oncall_roles(daemon: Daemon) -> set[str]:
@@ -77,8 +90,10 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
     ]
     for link in daemon.panels.links:
         up = link.connected.is_set()
+        panel = daemon.config.panels.get(link.name)
+        where = (panel.place.site,) if daemon.sites.several and panel and panel.place.site else ()
         out.append(
-            Part(f"panel {link.name}", "ok" if up else "degraded", "" if up else "link down")
+            Part(f"panel {link.name}", "ok" if up else "degraded", "" if up else "link down", where)
         )
     for receiver in daemon.panels.receivers:
         if receiver.unknown_accounts:
@@ -120,6 +135,7 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
                             "degraded",
                             f"nobody on call now for {role!r}{at}: life-safety steps go to "
                             f"{instead}",
+                            (site.id,) if daemon.sites.several else (),
                         )
                     )
     for problem in daemon.problems:
@@ -147,11 +163,13 @@ def _mqtt(daemon: Daemon) -> list[Part]:
         served = ", ".join(link.sites) or "the PA"
         name = f"mqtt {link.name} ({served})" if several else "mqtt"
         if mqtt.connected.is_set():
-            out.append(Part(name, "ok"))
+            out.append(Part(name, "ok", "", link.sites if several else ()))
         elif not mqtt.ready_once:
-            out.append(Part(name, "starting", "connecting and subscribing to the broker"))
+            detail = "connecting and subscribing to the broker"
+            out.append(Part(name, "starting", detail, link.sites if several else ()))
         elif several:
-            out.append(Part(name, "degraded", f"not connected to the broker: {served} unheard"))
+            detail = f"not connected to the broker: {served} unheard"
+            out.append(Part(name, "degraded", detail, link.sites))
         else:
             out.append(Part(name, "failing", "not connected to the broker"))
     return out
@@ -270,7 +288,8 @@ def routes(app: web.Application, daemon: Daemon) -> None:
         body = {
             "status": status,
             "problems": [f"{p.name}: {p.detail}" for p in found if p.state != "ok"],
-            "parts": [asdict(p) for p in found],
+            "parts": [p.as_dict() for p in found],
+            "sites": site_states(found, daemon.sites.ids),
         }
         return web.json_response(body, status=code)
 

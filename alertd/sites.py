@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from alertd.config import Config, MqttConfig, SiteConfig
 from alertd.directory.staff import Staff, TeamFile, load_staff, load_teams
+from alertd.problems import Problem
 
 
 @dataclass(frozen=True)
@@ -149,3 +150,42 @@ def load_company_staff(config: Config) -> Staff:
         return load_staff(config.staff, config.site.country, config.site.tz)
     teams = [TeamFile(s.id, s.staff, s.country, s.tz) for s in sites if s.staff is not None]
     return load_teams(config.staff, teams, config.site.country, config.site.tz, set(sites.ids))
+
+
+def site_problems(config: Config, path: Path | str) -> list[Problem]:
+    """Panels and receiver accounts placed at no configured site (or, with several, at
+    none), and, with a Twilio account, sites with no sender."""
+    sites = sites_of(config)
+    places = [
+        (f"panels.{name}", panel.place, panel.zones) for name, panel in config.panels.items()
+    ] + [
+        (f"receivers.{name}.accounts.{number}", account.place, account.zones)
+        for name, receiver in config.receivers.items()
+        for number, account in receiver.accounts.items()
+    ]
+    problems = []
+    for key, place, zones in places:
+        cells = [(f"{key}.place.site", place.site)] + [
+            (f"{key}.zones.{zone}.site", where.site) for zone, where in zones.items() if where.site
+        ]
+        for where, cell in cells:
+            if (cell and sites.get(cell) is None) or (not cell and sites.only is None):
+                known = ", ".join(sites.ids)
+                said = f"unknown site {cell!r}" if cell else "which site is it at?"
+                problems.append(Problem(f"{path} {where}", f"{said} (one of: {known})"))
+            elif cell and cell not in sites.ids:
+                site = sites.find(cell)
+                problems.append(
+                    Problem(
+                        f"{path} {where}", f"{cell!r} is a name: write the site's id {site.id!r}"
+                    )
+                )
+    if config.twilio is not None:
+        problems += [
+            Problem(
+                f"{path} sites.{s.id}", "no SMS sender: set from_number or messaging_service_sid"
+            )
+            for s in sites
+            if not (s.from_number or s.messaging_service_sid)
+        ]
+    return problems

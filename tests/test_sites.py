@@ -13,7 +13,7 @@ import pytest
 
 from alertd.config import load_config
 from alertd.daemon import load_router
-from alertd.directory.residents import import_residents, read_residents
+from alertd.directory.residents import Resident, import_residents, read_residents
 from alertd.problems import InvalidInput
 from alertd.sites import sites_of
 from alertd.store import SqliteStore
@@ -51,12 +51,14 @@ STAFF = {
     "harbour": (
         "people:\n"
         "  Wang: {phone: '+8613700000001', roles: [security, maintenance]}\n"
-        "oncall:\n  security:\n    - {who: Wang, start: '00:00', end: '00:00'}\n"
+        "oncall:\n  security:\n    - {who: Wang, start: '00:00', end: '12:00'}\n"
+        "    - {who: Wang, start: '12:00', end: '00:00'}\n"
     ),
     "pine": (
         "people:\n"
         "  Zhou: {phone: '+8613700000002', roles: [security, maintenance]}\n"
-        "oncall:\n  maintenance:\n    - {who: Zhou, start: '00:00', end: '00:00'}\n"
+        "oncall:\n  maintenance:\n    - {who: Zhou, start: '00:00', end: '12:00'}\n"
+        "    - {who: Zhou, start: '12:00', end: '00:00'}\n"
     ),
 }
 #: the company's file: a regional supervisor for both, head office for all
@@ -89,6 +91,7 @@ def write_sites(tmp_path: Path, broker: Broker, fake: FakeTwilio) -> Path:
         "    sms_signature: {zh: 【松园物业】, en: 'Pine Garden:'}\n"
         "    devices: pine/devices.csv\n"
         "    staff: pine/staff.yaml\n"
+        "    from_number: '+15005550007'\n"
         f"mqtt: {{port: {broker.port}, client_id: sites-{tmp_path.name[-10:]}}}\n"
         "storage: {path: alertd.db, synchronous: NORMAL}\n"
         f"devices: devices.csv\nplaybooks: {SHIPPED}\nstaff: company.yaml\n"
@@ -157,6 +160,10 @@ async def test_a_fire_at_one_site_and_a_leak_at_another_reach_only_their_own_peo
     )
     assert "+8613900000901" not in sent  # a leak texts the flat and the one below only
     assert not any("火警" in b for p in PINE for b in sent.get(p, []))
+    # each site's texts come from its own sender
+    senders = {r["form"]["To"]: r["form"].get("From") for r in fake.sms()}
+    assert {senders[p] for p in HARBOUR} == {"+15005550006"}
+    assert {senders[p] for p in ("+8613900000301", "+8613900000201")} == {"+15005550007"}
     # staff: each site's on call, for their own site's incident only
     assert all("火警" in b or "FIRE" in b for b in sent["+8613700000001"])
     assert not any("火警" in b for b in sent["+8613700000002"])
@@ -436,3 +443,86 @@ async def test_a_store_written_before_sites_belongs_to_the_one_site_it_served(
         assert store.conn.execute("SELECT site FROM incidents").fetchall() == [("Harbour View",)]
     finally:
         store.close()
+
+
+# -- operations by site ------------------------------------------------------------------
+
+
+def test_check_reports_each_sites_gaps_and_whatever_belongs_to_no_site(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from alertd.cli import main
+
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,site,building\n"
+        "smoke-1,zigbee2mqtt,z/h/smoke,harbour,7\n"
+        "smoke-2,zigbee2mqtt,z/p/smoke,pine,7\n"
+        "smoke-3,zigbee2mqtt,z/m/smoke,maple,7\n"  # a site nobody configured
+        "smoke-4,zigbee2mqtt,z/x/smoke,,7\n"  # which one?
+    )
+    # Harbour View's team covers security round the clock; Pine Garden's has nobody
+    (tmp_path / "harbour.yaml").write_text(
+        "people:\n  Wang: {phone: '+8613700000001', roles: [security, maintenance, supervisor]}\n"
+        "oncall:\n  security:\n    - {who: Wang, start: '00:00', end: '12:00'}\n"
+        "    - {who: Wang, start: '12:00', end: '00:00'}\n"
+        "  maintenance:\n    - {who: Wang, start: '00:00', end: '12:00'}\n"
+        "    - {who: Wang, start: '12:00', end: '00:00'}\n"
+    )
+    (tmp_path / "pine.yaml").write_text(
+        "people:\n  Zhou: {phone: '+8613700000002', roles: [maintenance, supervisor]}\n"
+        "oncall:\n  maintenance:\n    - {who: Zhou, start: '00:00', end: '12:00'}\n"
+        "    - {who: Zhou, start: '12:00', end: '00:00'}\n"
+    )
+    (tmp_path / "alertd.yaml").write_text(
+        "sites:\n"
+        "  harbour: {name: Harbour View, staff: harbour.yaml}\n"
+        "  pine: {name: Pine Garden, staff: pine.yaml}\n"
+        "storage: {path: alertd.db}\n"
+        f"devices: devices.csv\nplaybooks: {SHIPPED}\n"
+        "panels:\n"
+        "  gst: {protocol: contact_id, port: /dev/null, place: {site: Pine Garden}}\n"
+    )
+    store = SqliteStore(tmp_path / "alertd.db")
+    import_residents(
+        store.conn,
+        [Resident("7", "3", "0301", "Left Over", "+8613800000301", "zh", False, site="maple")],
+        datetime.now(UTC),
+    )
+    store.close()
+    result = CliRunner().invoke(main, ["check", "--config", str(tmp_path / "alertd.yaml")])
+    assert result.exit_code == 1
+    said = result.output
+    assert "devices.csv:4: row skipped: unknown site 'maple' (one of: harbour, pine)" in said
+    assert "devices.csv:5: row skipped: which site? (one of: harbour, pine)" in said
+    assert "panels.gst.place.site: 'Pine Garden' is a name: write the site's id 'pine'" in said
+    assert "1 resident(s) of site 'maple', which is not configured: never texted" in said
+    # the fire playbook calls security on call: Pine Garden has nobody, Harbour View has Wang
+    assert "role 'security', which nobody in the staff file at pine holds" in said
+    assert "at harbour" not in said
+    assert "2 sites" in said
+
+
+async def test_sites_lists_each_sites_devices_residents_staff_and_state(
+    tmp_path: Path, broker: Broker
+) -> None:
+    from click.testing import CliRunner
+
+    from alertd.cli import main
+
+    fake = await FakeTwilio().start()
+    try:
+        config = write_sites(tmp_path, broker, fake)
+        listed = CliRunner().invoke(main, ["sites", "--config", str(config)])
+    finally:
+        await fake.close()
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line.split() for line in listed.output.splitlines()[1:3]}
+    broker_at = f"127.0.0.1:{broker.port}"
+    # two devices, three residents, their team and the company's two, nothing open; no
+    # daemon answers, so no state
+    assert rows["harbour"] == [
+        *("harbour", "Harbour", "View", "Asia/Shanghai", "2", "3", "3", "0", broker_at, "-")
+    ]
+    assert rows["pine"] == [
+        *("pine", "Pine", "Garden", "Europe/London", "2", "3", "3", "0", broker_at, "-")
+    ]

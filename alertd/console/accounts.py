@@ -31,6 +31,11 @@ class User:
     #: the staff member this account acts as (their name goes on the timeline)
     staff: str
     disabled: bool
+    #: the sites it sees and acts on (None: every site, head office)
+    sites: frozenset[str] | None = None
+
+    def sees(self, site: str) -> bool:
+        return self.sites is None or site in self.sites
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,28 +54,63 @@ def check_password(password: str) -> None:
         raise AccountError(f"the password needs at least {MIN_PASSWORD} characters")
 
 
-def _user(row: tuple[int, str, str, str, int]) -> User:
-    return User(int(row[0]), row[1], Role(row[2]), row[3], bool(row[4]))
+def _user(row: tuple[int, str, str, str, int, str]) -> User:
+    return User(int(row[0]), row[1], Role(row[2]), row[3], bool(row[4]), _sites(row[5]))
 
 
-_COLUMNS = "id, name, role, staff, disabled"
+def _sites(text: str) -> frozenset[str] | None:
+    return None if text == ALL_SITES else frozenset(s for s in text.split(",") if s)
+
+
+#: what an account granted every site stores
+ALL_SITES = "*"
+
+_COLUMNS = "id, name, role, staff, disabled, sites"
 
 
 def add_user(
-    conn: sqlite3.Connection, name: str, role: Role, staff: str, password: str, now: datetime
+    conn: sqlite3.Connection,
+    name: str,
+    role: Role,
+    staff: str,
+    password: str,
+    now: datetime,
+    sites: frozenset[str] | None = None,
 ) -> User:
+    """`sites`: the sites it is granted (None: every site)."""
     check_password(password)
     if not name.strip():
         raise AccountError("the account needs a name")
+    if sites is not None and not sites:
+        raise AccountError("grant the account at least one site (or all of them)")
     try:
         cur = conn.execute(
-            "INSERT INTO users (name, role, staff, password_hash, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?)",
-            (name, str(role), staff, _hasher.hash(password), iso(now), iso(now)),
+            "INSERT INTO users (name, role, staff, password_hash, created_at, updated_at, "
+            "sites) VALUES (?,?,?,?,?,?,?)",
+            (name, str(role), staff, _hasher.hash(password), iso(now), iso(now), _stored(sites)),
         )
     except sqlite3.IntegrityError:
         raise AccountError(f"there is already an account {name!r}") from None
-    return User(int(cur.lastrowid or 0), name, role, staff, False)
+    return User(int(cur.lastrowid or 0), name, role, staff, False, sites)
+
+
+def _stored(sites: frozenset[str] | None) -> str:
+    return ALL_SITES if sites is None else ",".join(sorted(sites))
+
+
+def grant_sites(
+    conn: sqlite3.Connection, name: str, sites: frozenset[str] | None, now: datetime
+) -> User:
+    """The sites an account sees from now on; its sessions end (it signs in again)."""
+    user = _existing(conn, name)
+    if sites is not None and not sites:
+        raise AccountError("grant the account at least one site (or all of them)")
+    conn.execute(
+        "UPDATE users SET sites = ?, updated_at = ? WHERE id = ?",
+        (_stored(sites), iso(now), user.id),
+    )
+    conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user.id,))
+    return user
 
 
 def users(conn: sqlite3.Connection) -> list[User]:
@@ -120,14 +160,14 @@ def verify(conn: sqlite3.Connection, name: str, password: str) -> User | None:
     row = conn.execute(
         f"SELECT {_COLUMNS}, password_hash FROM users WHERE name = ?", (name,)
     ).fetchone()
-    stored = row[5] if row else _DUMMY
+    stored = row[6] if row else _DUMMY
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return None
     if row is None or row[4]:
         return None
-    return _user(row[:5])
+    return _user(row[:6])
 
 
 _DUMMY = _hasher.hash("not a password of anyone")
@@ -164,9 +204,9 @@ def session(conn: sqlite3.Connection, token: str, now: datetime) -> Session | No
         "WHERE s.token_hash = ?",
         (_digest(token),),
     ).fetchone()
-    if row is None or row[4] or parse_iso(row[6]) <= now:
+    if row is None or row[4] or parse_iso(row[7]) <= now:
         return None
-    return Session(_user(row[:5]), row[5], parse_iso(row[6]))
+    return Session(_user(row[:6]), row[6], parse_iso(row[7]))
 
 
 def close_session(conn: sqlite3.Connection, token: str) -> None:

@@ -4,6 +4,7 @@ Each figure is a `Table`, so that the page, its chart and its CSV are the same n
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from collections import Counter
@@ -23,6 +24,8 @@ class Period:
     start: datetime
     end: datetime
     building: str = ""
+    #: the sites counted (None: every site); an account sees its own sites' alone
+    sites: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -45,6 +48,9 @@ def _where(period: Period) -> tuple[str, list[Any]]:
     if period.building:
         clause += " AND building = ?"
         args.append(period.building)
+    if period.sites is not None:
+        clause += " AND site IN (SELECT value FROM json_each(?))"
+        args.append(json.dumps(period.sites))
     return clause, args
 
 
@@ -77,20 +83,30 @@ def analyse(
     to_resolve: list[float] = []
     drills: list[dict[str, Any]] = []
     leaks: dict[int, str] = {}
+    site_of: dict[int, str] = {}
+    by_site: dict[str, _Site] = {}
     for row in conn.execute(
         "SELECT id, playbook, building, opened_at, acknowledged_at, resolved_at, drill, "
         "(julianday(acknowledged_at) - julianday(opened_at)) * 86400, "
-        "(julianday(resolved_at) - julianday(opened_at)) * 86400 "
+        "(julianday(resolved_at) - julianday(opened_at)) * 86400, site "
         f"FROM incidents WHERE {where}",
         args,
     ):
-        number, playbook, building, opened, _, _, drill, ack, resolve = row
+        number, playbook, building, opened, _, _, drill, ack, resolve, site = row
+        site_of[number] = site
+        here = by_site.setdefault(site, _Site())
         if drill:
             drills.append(
                 dict(zip(("id", "playbook", "building", "opened_at", "acknowledged_at",
-                          "resolved_at", "drill"), row[:7], strict=True))
+                          "resolved_at", "drill", "site"), (*row[:7], site), strict=True))
             )  # fmt: skip
+            here.drills.append(drill_score(drills[-1], ack_targets.get(playbook)))
             continue
+        here.incidents += 1
+        if ack is not None:
+            here.to_ack.append(ack)
+        if resolve is not None:
+            here.to_resolve.append(resolve)
         kinds[playbook] += 1
         buildings[building] += 1
         utc_hours[opened[:13]] += 1
@@ -152,12 +168,15 @@ def analyse(
         )
         for number, opened in leaks.items():
             on_site = first_on_site.get(number)
-            if (
-                on_site
+            in_time = (
+                on_site is not None
                 and datetime.fromisoformat(on_site) - datetime.fromisoformat(opened)
                 <= ON_SITE_WITHIN
-            ):
-                reached += 1
+            )
+            reached += in_time
+            here = by_site[site_of[number]]
+            here.leaks += 1
+            here.reached += in_time
     tables["leaks_on_site"] = Table(
         "leaks_on_site",
         ["leaks", "on_site_within_30_min", "share_pct"],
@@ -191,8 +210,26 @@ def analyse(
             )
         ],
     )
+    for site, failed in conn.execute(
+        "SELECT i.site, count(*) FROM messages m JOIN incidents i ON i.id = m.incident_id "
+        f"WHERE m.status IN ('failed', 'expired') AND i.id IN (SELECT id FROM incidents "
+        f"WHERE {where}) GROUP BY 1",
+        args,
+    ):
+        by_site.setdefault(site, _Site()).failed = failed
+    tables["by_site"] = Table(
+        "by_site",
+        [
+            *("site", "incidents", "ack_mean_min", "ack_p90_min", "resolve_mean_min"),
+            *("leaks", "leaks_on_site_30_min", "drills", "drill_scores", "messages_failed"),
+        ],
+        [[site, *by_site[site].row()] for site in sorted(by_site)],
+        (0, 1),
+    )
 
     building = "AND building = ?" if period.building else ""
+    if period.sites is not None:
+        building += " AND site IN (SELECT value FROM json_each(?))"
     tables["noisy_devices"] = Table(
         "noisy_devices",
         ["device", "events"],
@@ -215,9 +252,36 @@ def analyse(
                 "SELECT device_id, since FROM device_state WHERE kind = 'sensor.offline' "
                 "AND active = 1 ORDER BY since"
             )
+            if period.sites is None or d.split("/", 1)[0] in period.sites
         ],
     )
     return tables
+
+
+@dataclass(slots=True)
+class _Site:
+    """One site's figures, for the sites side by side."""
+
+    incidents: int = 0
+    to_ack: list[float] = field(default_factory=list)
+    to_resolve: list[float] = field(default_factory=list)
+    leaks: int = 0
+    reached: int = 0
+    drills: list[str] = field(default_factory=list)
+    failed: int = 0
+
+    def row(self) -> list[Any]:
+        return [
+            self.incidents,
+            _minutes(sum(self.to_ack) / len(self.to_ack) if self.to_ack else None),
+            _minutes(_p90(self.to_ack)),
+            _minutes(sum(self.to_resolve) / len(self.to_resolve) if self.to_resolve else None),
+            self.leaks,
+            self.reached,
+            len(self.drills),
+            "; ".join(self.drills),
+            self.failed,
+        ]
 
 
 def month_of(now: datetime, tz: tzinfo) -> Period:

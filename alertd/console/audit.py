@@ -4,6 +4,7 @@ SMS). Rows are only ever added; the store's triggers refuse to change or delete 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -45,11 +46,16 @@ def record(
     detail: str,
     now: datetime,
     incident: int | None = None,
+    site: str | None = None,
 ) -> None:
+    """`site`: what the row is about (unset: its incident's site, or none: the service)."""
     conn.execute(
-        "INSERT INTO audit (at, who, os_user, via, remote, action, incident_id, detail) "
-        "VALUES (?,?,?,?,?,?,?,?)",
-        (iso(now), actor.who, actor.os_user, actor.via, actor.remote, action, incident, detail),
+        "INSERT INTO audit (at, who, os_user, via, remote, action, incident_id, detail, site) "
+        "VALUES (?,?,?,?,?,?,?,?, coalesce(?, (SELECT site FROM incidents WHERE id = ?), ''))",
+        (
+            *(iso(now), actor.who, actor.os_user, actor.via, actor.remote, action, incident),
+            *(detail, site, incident),
+        ),
     )
 
 
@@ -60,10 +66,15 @@ def rows(
     who: str | None = None,
     incident: int | None = None,
     limit: int = 200,
+    sites: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """The newest `limit` rows that match, oldest first."""
+    """The newest `limit` rows that match, oldest first; `sites`: about those sites only
+    (an account of some sites sees nothing of the others', nor the service's own)."""
     where: list[str] = []
     args: list[object] = []
+    if sites is not None:
+        where.append("site IN (SELECT value FROM json_each(?))")
+        args.append(json.dumps(sites))
     if since is not None:
         where.append("at >= ?")
         args.append(iso(since))

@@ -64,18 +64,43 @@ def register(
     @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
     @click.option("--staff", default="", help="The staff member the account acts as.")
     @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-    def add(config_path: Path, name: str, role: str, staff: str, password_stdin: bool) -> None:
+    @click.option(
+        "--sites", default="all", show_default=True, help="The sites it sees: ids, or all."
+    )
+    def add(
+        config_path: Path, name: str, role: str, staff: str, password_stdin: bool, sites: str
+    ) -> None:
         config = load(config_path)
+        granted = _granted(config, sites)
         who = _staff_member(config, staff, Role(role))
         password = _password(password_stdin)
         store = _writable(config)
         now = datetime.now(UTC)
         try:
-            user = accounts.add_user(store.conn, name, Role(role), who, password, now)
+            user = accounts.add_user(store.conn, name, Role(role), who, password, now, granted)
         except accounts.AccountError as exc:
             raise click.ClickException(str(exc)) from None
-        record(store.conn, cli_actor(), "user_add", f"{name}: role {role}, staff {who or '-'}", now)
+        what = f"{name}: role {role}, staff {who or '-'}, sites {_listed(granted)}"
+        record(store.conn, cli_actor(), "user_add", what, now)
         click.echo(f"account {user.name} ({user.role}{', acts as ' + who if who else ''}) added")
+
+    @users.command("sites")
+    @config_option
+    @click.argument("name")
+    @click.argument("sites")
+    def grant(config_path: Path, name: str, sites: str) -> None:
+        """Grant NAME the SITES it sees and acts on (ids, comma-separated, or all); its
+        sessions end."""
+        config = load(config_path)
+        granted = _granted(config, sites)
+        store = _writable(config)
+        now = datetime.now(UTC)
+        try:
+            accounts.grant_sites(store.conn, name, granted, now)
+        except accounts.AccountError as exc:
+            raise click.ClickException(str(exc)) from None
+        record(store.conn, cli_actor(), "user_sites", f"{name}: sites {_listed(granted)}", now)
+        click.echo(f"account {name} sees {_listed(granted)}")
 
     for verb, help_text in (
         ("disable", "Disable an account; its sessions end at once."),
@@ -90,7 +115,7 @@ def register(
         store = store_of(load(config_path))
         for u in accounts.users(store.conn):
             state = " DISABLED" if u.disabled else ""
-            click.echo(f"{u.name:<20} {u.role:<10} {u.staff or '-'}{state}")
+            click.echo(f"{u.name:<20} {u.role:<10} {u.staff or '-':<16} {_listed(u.sites)}{state}")
 
     @main.command()
     @config_option
@@ -189,3 +214,20 @@ def _account_change(
             raise click.ClickException(str(exc)) from None
         record(store.conn, cli_actor(), f"user_{verb}", account, now)
         click.echo(f"account {account}: {verb} done")
+
+
+def _granted(config: Config, text: str) -> frozenset[str] | None:
+    """`all`, or site ids (names are taken too) that must be configured."""
+    from alertd.sites import sites_of
+
+    if text.strip().lower() == "all":
+        return None
+    sites = sites_of(config)
+    try:
+        return frozenset(sites.find(part.strip()).id for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SITES") from None
+
+
+def _listed(sites: frozenset[str] | None) -> str:
+    return "all sites" if sites is None else ", ".join(sorted(sites))

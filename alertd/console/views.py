@@ -53,7 +53,7 @@ def board(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Open and acknowledged incidents, most severe and unacknowledged first; then those
     resolved or closed while a detector is still in alarm, until it clears."""
     columns = (
-        "id, status, severity, title, building, floor, unit, zone, opened_at, "
+        "id, status, severity, title, site, building, floor, unit, zone, opened_at, "
         "acknowledged_at, acknowledged_by, drill, playbook"
     )
     rows = dict_rows(
@@ -146,6 +146,11 @@ def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | Non
     return found[0] if found else None
 
 
+def incident_site(conn: sqlite3.Connection, incident_id: int) -> str | None:
+    row = conn.execute("SELECT site FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
 def incident_version(conn: sqlite3.Connection, incident_id: int) -> tuple[Any, ...] | None:
     """What changes when anything a person did or said about the incident changes: its
     state and its newest timeline line other than a delivery receipt."""
@@ -217,14 +222,26 @@ def devices(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
 
 
 def residents(
-    conn: sqlite3.Connection, role: Role, building: str = "", limit: int = 500
+    conn: sqlite3.Connection,
+    role: Role,
+    building: str = "",
+    limit: int = 500,
+    sites: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     where, args = ("AND building = ?", [building]) if building else ("", [])
+    if sites is not None:
+        where, args = (
+            where + " AND site IN (SELECT value FROM json_each(?))",
+            [
+                *args,
+                json.dumps(sites),
+            ],
+        )
     rows = dict_rows(
         conn,
-        "SELECT id, building, floor, unit, name, phone, language, vulnerable, notes, "
+        "SELECT id, site, building, floor, unit, name, phone, language, vulnerable, notes, "
         f"opted_out, undeliverable FROM residents WHERE moved_out IS NULL {where} "
-        "ORDER BY building, CAST(floor AS INTEGER), unit, id LIMIT ?",
+        "ORDER BY site, building, CAST(floor AS INTEGER), unit, id LIMIT ?",
         (*args, limit),
     )
     for r in rows:
@@ -233,12 +250,12 @@ def residents(
     return rows
 
 
-def full_phone(conn: sqlite3.Connection, resident_id: int) -> tuple[str, str] | None:
-    """(phone, unit) of one resident, for an audited reveal."""
+def full_phone(conn: sqlite3.Connection, resident_id: int) -> tuple[str, str, str] | None:
+    """(phone, unit, site) of one resident, for an audited reveal."""
     row = conn.execute(
-        "SELECT phone, building || '-' || unit FROM residents WHERE id = ?", (resident_id,)
+        "SELECT phone, building || '-' || unit, site FROM residents WHERE id = ?", (resident_id,)
     ).fetchone()
-    return (str(row[0]), str(row[1])) if row else None
+    return (str(row[0]), str(row[1]), str(row[2])) if row else None
 
 
 def age_s(opened_at: str, now: datetime) -> float:

@@ -46,7 +46,7 @@ from alertd.incidents.commands import Outcome, run_command
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
-from alertd.sites import has_staff, load_company_staff, sites_of
+from alertd.sites import Site, has_staff, load_company_staff, sites_of
 from alertd.store import messages as messages_db
 from alertd.store.sqlite import SqliteStore
 from integrations.mqtt.profiles import build_profiles
@@ -205,9 +205,14 @@ class Console:
         return await loop.run_in_executor(pool, lambda: fn(connect(pool), *args))
 
     async def audit(
-        self, request: web.Request, action: str, detail: str, incident: int | None = None
+        self,
+        request: web.Request,
+        action: str,
+        detail: str,
+        incident: int | None = None,
+        site: str | None = None,
     ) -> None:
-        await self.write(record, self.actor(request), action, detail, self.now(), incident)
+        await self.write(record, self.actor(request), action, detail, self.now(), incident, site)
 
     def actor(self, request: web.Request) -> Actor:
         return web_actor(request["session"].user, request.remote or "")
@@ -298,6 +303,38 @@ def require(request: web.Request, permission: str) -> accounts.Session:
     if not may(sess.user.role, permission):
         raise web.HTTPForbidden(text=words(language(request))["no_rights"])
     return sess
+
+
+def granted(request: web.Request) -> tuple[str, ...] | None:
+    """The sites the account sees (None: every site)."""
+    sites = request["session"].user.sites
+    return None if sites is None else tuple(sorted(sites))
+
+
+def shown(console: Console, request: web.Request) -> tuple[str, ...] | None:
+    """The sites a page shows: the account's, or the one its `?site=` picks of them."""
+    pick = request.query.get("site", "")
+    if not pick:
+        return granted(request)
+    site = console.sites.get(pick)
+    if site is None:
+        raise web.HTTPNotFound(text=f"no site {pick!r}")
+    return (own(request, site.id),)
+
+
+def own(request: web.Request, site: str) -> str:
+    """`site`, if the account may see it; else 403 (and nothing is written)."""
+    if not request["session"].user.sees(site):
+        raise web.HTTPForbidden(text=words(language(request))["not_your_site"])
+    return site
+
+
+async def guard(console: Console, request: web.Request, number: int) -> None:
+    """The incident exists (404) and is at one of the account's sites (403)."""
+    site = await console.read(views.incident_site, number)
+    if site is None:
+        raise web.HTTPNotFound(text=f"no incident {number}")
+    own(request, site)
 
 
 # -- middleware ----------------------------------------------------------------------
@@ -432,11 +469,18 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.get("/")
     async def board(request: web.Request) -> web.StreamResponse:
-        return c.render(request, "board.html", board_html=board_rows(c, request))
+        return c.render(
+            request,
+            "board.html",
+            board_html=board_rows(c, request),
+            site_choices=choices(c, request),
+            site=request.query.get("site", ""),
+        )
 
     @r.get("/board/stream")
     async def stream(request: web.Request) -> web.StreamResponse:
         """Server-sent events: the board's rows each time they change."""
+        shown(c, request)  # a site not the account's: refused before the stream starts
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
@@ -457,7 +501,7 @@ def routes(console: Console) -> web.RouteTableDef:
                 payload = json.dumps(
                     {
                         "html": board_rows(c, request),
-                        "alarm": any(r["alarm"] for r in c.board),
+                        "alarm": any(r["alarm"] for r in visible(c, request)),
                         "at": seen,
                     }
                 )
@@ -468,12 +512,14 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.get("/incidents/{id:\\d+}")
     async def incident(request: web.Request) -> web.StreamResponse:
+        await guard(c, request, incident_number(request))
         return await incident_page(c, request)
 
     @r.post("/incidents/{id:\\d+}/act")
     async def act(request: web.Request) -> web.StreamResponse:
         require(request, "act")
         number = incident_number(request)
+        await guard(c, request, number)
         form = await request.post()
         action = str(form.get("action", ""))
         text = str(form.get("text", "")).strip()
@@ -514,13 +560,15 @@ def routes(console: Console) -> web.RouteTableDef:
         found = await c.read(views.full_phone, resident)
         if found is None:
             raise web.HTTPNotFound(text=f"no resident {resident}")
-        number, unit = found
+        number, unit, site = found
+        own(request, site)
         incident_ = str(form.get("incident", ""))
         await c.audit(
             request,
             "reveal_phone",
             f"resident {resident} ({unit}): {reason}",
             int(incident_) if incident_.isdigit() else None,
+            site,
         )
         return c.render(
             request,
@@ -534,6 +582,7 @@ def routes(console: Console) -> web.RouteTableDef:
     @r.get("/incidents/{id:\\d+}/report")
     async def report(request: web.Request) -> web.StreamResponse:
         number = incident_number(request)
+        await guard(c, request, number)
         role = request["session"].user.role
         context = await c.read(report_context, c.config, number, role, c.playbooks())
         if context is None:
@@ -555,6 +604,7 @@ def routes(console: Console) -> web.RouteTableDef:
             form=form,
             kinds=DECLARABLE,
             playbooks=sorted(c.playbooks()),
+            site_choices=choices(c, request),
         )
 
     @r.get("/declare")
@@ -573,10 +623,7 @@ def routes(console: Console) -> web.RouteTableDef:
             raise web.HTTPBadRequest(text=f"unknown kind {kind!r}") from None
         if not form.get("building"):
             raise web.HTTPBadRequest(text="building: where is it?")
-        try:
-            site = c.sites.find(form.get("site", ""))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=f"site: {exc}") from None
+        site = pick_site(c, request, form.get("site", ""))
         place_args = {k: form.get(k, "") for k in ("building", "floor", "unit", "zone")}
         place_args["site"] = site.id
         if form.get("confirm") != "1":
@@ -604,10 +651,7 @@ def routes(console: Console) -> web.RouteTableDef:
             raise web.HTTPBadRequest(text=f"no enabled playbook {name!r}")
         if not building:
             raise web.HTTPBadRequest(text="building: where is the drill?")
-        try:
-            site = c.sites.find(str(form.get("site", "")))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=f"site: {exc}") from None
+        site = pick_site(c, request, str(form.get("site", "")))
         args = {
             "kind": books[name].match.kinds[0].value,
             "site": site.id,
@@ -625,6 +669,7 @@ def routes(console: Console) -> web.RouteTableDef:
         require(request, "analytics")
         period = period_of(c, request)
         tables = await c.read(run_analytics, c, period)
+        extra = {"site_choices": choices(c, request), "site": request.query.get("site", "")}
         return c.render(
             request,
             "analytics.html",
@@ -633,6 +678,7 @@ def routes(console: Console) -> web.RouteTableDef:
             query=request.query_string,
             start=period.start.astimezone(c.tz).date().isoformat(),
             end=(period.end.astimezone(c.tz) - timedelta(seconds=1)).date().isoformat(),
+            **extra,
         )
 
     @r.get("/analytics/{table}.csv")
@@ -657,8 +703,10 @@ def routes(console: Console) -> web.RouteTableDef:
     @r.get("/devices")
     async def devices(request: web.Request) -> web.StreamResponse:
         building = request.query.get("building", "")
+        sites = shown(c, request)
         state = await c.read(views.devices)
         known, problems = c.devices()
+        known = [d for d in known if sites is None or d.location.site in sites]
         rows = []
         for d in sorted(known, key=lambda d: (d.location.building, d.location.floor, d.device_id)):
             if building and d.location.building != building:
@@ -682,7 +730,9 @@ def routes(console: Console) -> web.RouteTableDef:
             rows=rows,
             building=building,
             buildings=buildings,
-            problems=[str(p) for p in problems],
+            problems=[str(p) for p in problems] if granted(request) is None else [],
+            site_choices=choices(c, request),
+            site=request.query.get("site", ""),
         )
 
     @r.get("/directory")
@@ -701,9 +751,18 @@ def routes(console: Console) -> web.RouteTableDef:
         if not isinstance(upload, web.FileField):
             raise web.HTTPBadRequest(text="choose a CSV file")
         name = Path(upload.filename or "residents.csv").name
-        found = read_residents(
-            upload.file.read(), c.config.site.country, name=name, site=c.sites.resident_site()
-        )
+        chosen = str(form.get("site", ""))
+        if chosen:
+            chosen = own(request, pick_site(c, request, chosen).id)
+        of_site = c.sites.resident_site(chosen)
+
+        def site_of(cell: str) -> tuple[str, str]:  # rows of another site: refused
+            site, region = of_site(cell)
+            if not request["session"].user.sees(site):
+                raise ValueError(f"site {site!r} is not one of this account's")
+            return site, region
+
+        found = read_residents(upload.file.read(), c.config.site.country, name=name, site=site_of)
         planned = await c.read(importing.plan, found)
         nonce = "" if found.refused else c.imports.put(request["session"].user.name, found)
         said = [str(p) for p in (*found.problems, *found.warnings)]
@@ -742,7 +801,7 @@ def routes(console: Console) -> web.RouteTableDef:
 
         require(request, "audit")
         who = request.query.get("who") or None
-        found = await c.read(partial(rows, who=who, limit=500))
+        found = await c.read(partial(rows, who=who, limit=500, sites=granted(request)))
         return c.render(request, "audit.html", rows=found, who=who or "")
 
     return r
@@ -787,14 +846,42 @@ async def command(
         raise web.HTTPBadRequest(text=str(exc)) from None
 
 
+def visible(console: Console, request: web.Request) -> list[dict[str, Any]]:
+    """The board's rows of the sites the page shows."""
+    sites = shown(console, request)
+    return [r for r in console.board if sites is None or r["site"] in sites]
+
+
+def choices(console: Console, request: web.Request) -> list[tuple[str, str]]:
+    """(id, name) of the sites the account may pick, when there are several."""
+    if not console.sites.several:
+        return []
+    user = request["session"].user
+    return [(s.id, s.name) for s in console.sites if user.sees(s.id)]
+
+
+def pick_site(console: Console, request: web.Request, key: str) -> Site:
+    """The site a form names (a site of the account's), or the only one it may pick."""
+    mine = [s for s in console.sites if request["session"].user.sees(s.id)]
+    if not key and len(mine) == 1:
+        return mine[0]
+    try:
+        site = console.sites.find(key)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"site: {exc}") from None
+    own(request, site.id)
+    return site
+
+
 def board_rows(console: Console, request: web.Request) -> str:
     sess: accounts.Session = request["session"]
     lang = language(request)
     return console.env.get_template("board_rows.html").render(
-        rows=console.board,
+        rows=visible(console, request),
         w=words(lang),
         lang=lang,
         names=may(sess.user.role, "names"),
+        sites={s.id: s.name for s in console.sites} if console.sites.several else {},
     )
 
 
@@ -850,7 +937,8 @@ async def directory_page(
 ) -> web.StreamResponse:
     role: Role = request["session"].user.role
     building = request.query.get("building", "")
-    found = await console.read(views.residents, role, building)
+    sites = shown(console, request)
+    found = await console.read(partial(views.residents, sites=sites), role, building)
     staff_rows: list[dict[str, Any]] = []
     try:
         staff = console.staff()
@@ -861,6 +949,8 @@ async def directory_page(
         now = console.now()
         on_call = {role_: staff.on_call(role_, now) for role_ in staff.oncall}
         for name, person in staff.people.items():
+            if sites is not None and not any(staff.covers(name, s) for s in sites):
+                continue
             staff_rows.append(
                 {
                     "name": name if may(role, "names") else "—",
@@ -881,6 +971,8 @@ async def directory_page(
         building=building,
         preview=preview,
         nonce=nonce,
+        site_choices=choices(console, request),
+        site=request.query.get("site", ""),
     )
 
 
@@ -899,7 +991,10 @@ def period_of(console: Console, request: web.Request) -> analytics.Period:
         return (local + timedelta(days=plus)).astimezone(UTC)
 
     return analytics.Period(
-        day("from", default.start), day("until", default.end, 1), q.get("building", "")
+        day("from", default.start),
+        day("until", default.end, 1),
+        q.get("building", ""),
+        shown(console, request),
     )
 
 

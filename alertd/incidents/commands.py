@@ -68,5 +68,5 @@ def run_command(
         time.sleep(0.05)
     state = "queued" if state == "pending" else state
     detail = " ".join(p for p in (text, f"{args}" if args else "", f"-> {state}", result) if p)
-    record(conn, actor, command, detail, datetime.now(UTC), incident)
+    record(conn, actor, command, detail, datetime.now(UTC), incident, args.get("site"))
     return Outcome(state, result, cid)

@@ -299,6 +299,7 @@ def expand(
                 "due_at": at,
                 "expires_at": expires,
                 "updated_at": at,
+                "site": site,
             }
             for r in recipients
         ]

@@ -23,6 +23,8 @@ class Message:
     incident: int | None = None
     #: lower goes first (alertd/outbox/expand.py)
     priority: int = 10
+    #: the incident's site, whose sender it goes out from
+    site: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ file is found before a smoke alarm finds it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from alertd.directory.staff import Staff
@@ -42,13 +42,14 @@ def recipients(pb: Playbook) -> Iterator[tuple[tuple[str | int, ...], Recipient]
 
 
 def gaps(
-    staff: Staff, role: str, start: datetime, days: int = 7
+    staff: Staff, role: str, start: datetime, days: int = 7, site: str | None = None
 ) -> list[tuple[datetime, datetime]]:
-    """When nobody is on call for `role` in the coming `days` (15-minute resolution)."""
+    """When nobody is on call for `role` (at `site`) in the coming `days` (15-minute
+    resolution)."""
     out: list[tuple[datetime, datetime]] = []
     at, end = start, start + timedelta(days=days)
     while at < end:
-        if staff.on_call(role, at) is None:
+        if staff.on_call(role, at, site) is None:
             if out and out[-1][1] == at:
                 out[-1] = (out[-1][0], at + STEP)
             else:
@@ -115,37 +116,53 @@ def templates(books: Playbooks, now: datetime) -> list[Problem]:
     return problems
 
 
-def audit(books: Playbooks, staff: Staff, staff_file: str, now: datetime) -> list[Problem]:
+def audit(
+    books: Playbooks,
+    staff: Staff,
+    staff_file: str,
+    now: datetime,
+    site: str | None = None,
+    tz: tzinfo | None = None,
+) -> list[Problem]:
+    """`site`: the playbooks as they serve that site, against its staff (its team and
+    the company's people who cover it), gaps in its zone `tz`."""
     problems = []
-    held = {role for person in staff.people.values() for role in person.roles}
+    zone = tz or staff.tz
+    there = f" at {site}" if site else ""
     checked_gaps: set[str] = set()
     for name, pb in books.enabled.items():
+        if site is not None and pb.match.sites and site not in pb.match.sites:
+            continue
         lines = books.lines[name]
         life_safety = any(kind in LIFE_SAFETY for kind in pb.match.kinds)
         for at, who in recipients(pb):
             where = lines.where(at)
-            if who.person is not None and who.person not in staff.people:
+            if who.person is not None and not (
+                who.person in staff.people and staff.covers(who.person, site)
+            ):
                 problems.append(
-                    Problem(where, f"notifies {who.person!r}, who is not in {staff_file}")
+                    Problem(where, f"notifies {who.person!r}, who is not in {staff_file}{there}")
                 )
             role = who.role or who.oncall
-            if role is not None and role not in held:
+            if role is not None and not staff.with_role(role, site):
                 problems.append(
-                    Problem(where, f"notifies role {role!r}, which nobody in {staff_file} holds")
+                    Problem(
+                        where, f"notifies role {role!r}, which nobody in {staff_file}{there} holds"
+                    )
                 )
             elif who.oncall is not None and life_safety and who.oncall not in checked_gaps:
                 checked_gaps.add(who.oncall)
-                missing = gaps(staff, who.oncall, now)
+                missing = gaps(staff, who.oncall, now, site=site)
                 if missing:
                     shown = "; ".join(
-                        f"{a.astimezone(staff.tz):%a %m-%d %H:%M}-{b.astimezone(staff.tz):%H:%M}"
+                        f"{a.astimezone(zone):%a %m-%d %H:%M}-{b.astimezone(zone):%H:%M}"
                         for a, b in missing[:3]
                     )
                     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
                     problems.append(
                         Problem(
                             where,
-                            f"nobody is on call for {who.oncall!r} in the next 7 days at "
+                            f"nobody is on call for {who.oncall!r}{there} in the next 7 days at "
                             f"{shown}{more} (a life-safety step: add shifts or overrides "
                             f"in {staff_file})",
                         )

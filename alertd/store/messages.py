@@ -75,7 +75,7 @@ def expire(conn: sqlite3.Connection, now: datetime) -> int:
 #: a lane's due, unexpired messages along one of its indexes
 _CANDIDATES = (
     "SELECT id, channel, recipient, body, language, expires_at, attempts, incident_id, "
-    "priority, due_at FROM messages INDEXED BY {} WHERE status = 'pending' AND channel = ? "
+    "priority, due_at, site FROM messages INDEXED BY {} WHERE status = 'pending' AND channel = ? "
     "AND due_at <= ? AND (expires_at IS NULL OR expires_at >= ?)"
 )
 
@@ -140,8 +140,11 @@ def take_due(
             attempts + 1,
             incident,
             rank,
+            site,
         )
-        for mid, channel, recipient, body, language, expires, attempts, incident, rank, _ in rows
+        for mid, channel, recipient, body, language, expires, attempts, incident, rank, _, site in (
+            rows
+        )
     ]
 
 

@@ -306,4 +306,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX residents_phone ON residents(phone);
         """,
     ),
+    (
+        "messages carry their incident's site: its sender texts them",
+        """
+        ALTER TABLE messages ADD COLUMN site TEXT NOT NULL DEFAULT '';
+        """,
+    ),
+    (
+        "console accounts are granted sites; audit rows say which site they are about",
+        # every account of a store before sites sees every site (there was one); audit
+        # rows before sites are about no one site ('')
+        """
+        ALTER TABLE users ADD COLUMN sites TEXT NOT NULL DEFAULT '*';
+        ALTER TABLE audit ADD COLUMN site TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextvars
 import html
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from twilio.base.exceptions import TwilioRestException
@@ -52,12 +54,26 @@ class _Rebased(AsyncTwilioHttpClient):
         return response
 
 
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Whom a site's texts come from."""
+
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+
+
 class TwilioSink:
     def __init__(
-        self, config: TwilioConfig, channel: str = "sms", callbacks_url: str | None = None
+        self,
+        config: TwilioConfig,
+        channel: str = "sms",
+        callbacks_url: str | None = None,
+        senders: Mapping[str, Sender] | None = None,
     ) -> None:
-        """`callbacks_url`: alertd's public URL, for receipts and the voice keypad."""
+        """`callbacks_url`: alertd's public URL, for receipts and the voice keypad;
+        `senders`: each site's own (from number, messaging service), where it has one."""
         self._config = config
+        self._senders = dict(senders or {})
         self._channel = channel
         base = callbacks_url.rstrip("/") if callbacks_url else None
         self._status_url = config.status_callback_url or (f"{base}/twilio/status" if base else None)
@@ -72,7 +88,8 @@ class TwilioSink:
             if self._channel == "call":
                 resource = await self._client.calls.create_async(
                     to=message.recipient,
-                    from_=self._config.from_number,
+                    from_=self._senders.get(message.site, Sender()).from_number
+                    or self._config.from_number,
                     twiml=_say(message, self._voice_url),
                     status_callback=self._callback(),
                 )
@@ -80,7 +97,7 @@ class TwilioSink:
                 resource = await self._client.messages.create_async(
                     to=message.recipient,
                     body=message.body,
-                    **self._sender(),
+                    **self._sender(message.site),
                     status_callback=self._callback(),
                     validity_period=min(max(message.valid_for_s or 14400, 1), 14400),
                 )
@@ -90,7 +107,12 @@ class TwilioSink:
             return Result("retryable", f"connection: {exc}")
         return Result("sent", provider_id=str(resource.sid))
 
-    def _sender(self) -> dict[str, str]:
+    def _sender(self, site: str) -> dict[str, str]:
+        own = self._senders.get(site)
+        if own is not None and own.messaging_service_sid:
+            return {"messaging_service_sid": own.messaging_service_sid}
+        if own is not None and own.from_number:
+            return {"from_": own.from_number}
         if self._config.messaging_service_sid:
             return {"messaging_service_sid": self._config.messaging_service_sid}
         return {"from_": self._config.from_number or ""}

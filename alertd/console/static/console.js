@@ -31,7 +31,7 @@
     const rows = document.getElementById("board-rows");
     if (!rows) return;
     const status = document.getElementById("board-status");
-    const source = new EventSource("/board/stream");
+    const source = new EventSource("/board/stream" + location.search);  // its site filter
     source.addEventListener("board", function (e) {
       const data = JSON.parse(e.data);
       rows.innerHTML = data.html;

@@ -1,0 +1,210 @@
+"""The console of a company with several estates: an account granted one site sees and
+acts on that site alone, by any URL (enforced on the server: 403, nothing written); a
+head-office account sees them all on one board. The daemon and `alertd web` as their own
+processes, a real Mosquitto, the fake Twilio, Debian's Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.broker import Broker, free_port
+from tests.fake_twilio import FakeTwilio
+from tests.helpers import start_daemon
+from tests.mqtt_tools import Publisher, until
+from tests.test_console import CHROMIUM, PASSWORD, start_web
+from tests.test_sites import write_sites
+
+pytestmark = pytest.mark.slow
+#: account -> (role, staff member, sites)
+ACCOUNTS = {
+    "hv-desk": ("duty", "Wang", "harbour"),
+    "hv-boss": ("supervisor", "Wang", "harbour"),
+    "hq": ("supervisor", "Li", "all"),
+}
+
+
+@dataclass
+class Sites:
+    url: str
+    browser: Browser
+    store: Path
+
+    async def page(self, account: str) -> Page:
+        context = await self.browser.new_context(locale="zh-CN")
+        page = await context.new_page()
+        await page.goto(self.url + "/login")
+        await page.fill("input[name=name]", account)
+        await page.fill("input[name=password]", PASSWORD)
+        await page.click("button[type=submit]")
+        await expect(page.locator("#who")).to_have_text(account)
+        return page
+
+    def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+
+def add_accounts(config: Path) -> None:
+    for name, (role, staff, granted) in ACCOUNTS.items():
+        added = subprocess.run(
+            [sys.executable, "-m", "alertd", "users", "add", name, "--role", role,
+             "--staff", staff, "--sites", granted, "--password-stdin", "--config", str(config)],
+            input=PASSWORD + "\n", capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+
+
+@pytest.fixture
+async def sites(tmp_path: Path, broker: Broker) -> AsyncIterator[Sites]:
+    fake = await FakeTwilio().start()
+    config = write_sites(tmp_path, broker, fake)
+    web_port = free_port()
+    with config.open("a") as out:
+        out.write(f"console: {{port: {web_port}}}\n")
+    await asyncio.to_thread(add_accounts, config)
+    log, web_log = tmp_path / "alertd.log", tmp_path / "web.log"
+    daemon = start_daemon(config, log)
+    web = start_web(config, web_log)
+    try:
+        await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
+        await until(lambda: b"alertd console on" in web_log.read_bytes(), 30)
+        pub = Publisher(broker, f"console-sites-{tmp_path.name[-8:]}")
+        try:  # a fire at Harbour View (incident 1), then a leak at Pine Garden (2)
+            await asyncio.to_thread(pub.publish, "zigbee2mqtt/harbour/smoke_1", '{"smoke": true}')
+            await until(lambda: incidents(tmp_path / "alertd.db") == 1, 30)
+            await asyncio.to_thread(pub.publish, "zigbee2mqtt/pine/leak_1", '{"water_leak": true}')
+            await until(lambda: incidents(tmp_path / "alertd.db") == 2, 30)
+        finally:
+            pub.close()
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"],
+            )  # fmt: skip
+            try:
+                yield Sites(f"http://127.0.0.1:{web_port}", browser, tmp_path / "alertd.db")
+            finally:
+                await browser.close()
+    finally:
+        for process in (web, daemon):
+            process.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(process.wait, 20)
+        await fake.close()
+
+
+def incidents(store: Path) -> int:
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM incidents").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def first_board_event(sites: Sites, page: Page, query: str = "") -> str:
+    """The board stream's first update, as the account's browser would get it."""
+    cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+    async with (
+        aiohttp.ClientSession(cookies=cookies) as session,
+        session.get(f"{sites.url}/board/stream{query}") as answer,
+    ):
+        async for line in answer.content:
+            if line.startswith(b"data: "):
+                return str(json.loads(line[6:])["html"])
+    raise AssertionError("the stream ended without an update")
+
+
+async def test_an_account_of_one_site_sees_and_acts_on_that_site_alone(sites: Sites) -> None:
+    harbour, pine = 1, 2
+    assert sites.rows("SELECT id, site FROM incidents ORDER BY id") == [
+        (harbour, "harbour"),
+        (pine, "pine"),
+    ]
+    desk = await sites.page("hv-desk")
+    await expect(desk.locator("#board-rows tr")).to_have_count(1)
+    await expect(desk.locator(f"#board-rows tr[data-incident='{harbour}']")).to_be_visible()
+    assert f'data-incident="{pine}"' not in await first_board_event(sites, desk)
+    await desk.goto(f"{sites.url}/incidents/{harbour}")
+    csrf = await desk.locator("input[name=csrf]").first.get_attribute("value") or ""
+    api = desk.request
+    commands = len(sites.rows("SELECT id FROM commands"))
+    audit = len(sites.rows("SELECT id FROM audit"))
+    # every way to Pine Garden's incident, by hand: refused, and nothing written
+    for url in (f"/incidents/{pine}", f"/incidents/{pine}/report", "/board/stream?site=pine"):
+        answer = await api.get(sites.url + url)
+        assert answer.status == 403, url
+    resident = sites.rows("SELECT id FROM residents WHERE site = 'pine' LIMIT 1")[0][0]
+    posts = {
+        f"/incidents/{pine}/act": {"action": "ack"},
+        f"/incidents/{pine}/act ": {"action": "resolve", "force": "1", "text": "dry now"},
+        "/reveal": {"resident": str(resident), "reason": "to call them"},
+        "/declare": {"kind": "fire.alarm", "site": "pine", "building": "7", "confirm": "1",
+                     "nonce": "web-1-abc"},
+        "/drill": {"playbook": "fire-alarm", "site": "pine", "building": "7"},
+    }  # fmt: skip
+    for url, form in posts.items():
+        answer = await api.post(
+            sites.url + url.strip(), form={**form, "csrf": csrf}, headers={"X-CSRF-Token": csrf}
+        )
+        assert answer.status == 403, (url, await answer.text())
+    assert len(sites.rows("SELECT id FROM commands")) == commands
+    assert len(sites.rows("SELECT id FROM audit")) == audit
+    # its own site's incident it may act on
+    answer = await api.post(
+        f"{sites.url}/incidents/{harbour}/act",
+        form={"action": "ack", "csrf": csrf},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert answer.ok
+
+
+async def test_a_supervisor_of_one_site_gets_its_figures_and_audit_alone(sites: Sites) -> None:
+    boss = await sites.page("hv-boss")
+    api = boss.request
+    kinds = await (await api.get(f"{sites.url}/analytics/by_kind.csv")).text()
+    assert "fire-alarm" in kinds
+    assert "water-leak" not in kinds
+    by_site = await (await api.get(f"{sites.url}/analytics/by_site.csv")).text()
+    assert [line.split(",")[0] for line in by_site.splitlines()] == ["site", "harbour"]
+    assert (await api.get(f"{sites.url}/analytics?site=pine")).status == 403
+    devices = await (await api.get(f"{sites.url}/devices")).text()
+    assert "harbour/smoke-1" in devices
+    assert "pine/" not in devices
+    directory = await (await api.get(f"{sites.url}/directory")).text()
+    assert "Harbour Upstairs" in directory
+    assert "Pine" not in directory
+    await boss.goto(f"{sites.url}/audit")
+    assert "pine" not in (await boss.locator("main").inner_text()).lower()
+
+
+async def test_head_office_sees_every_site_on_one_board_and_can_pick_one(sites: Sites) -> None:
+    hq = await sites.page("hq")
+    rows = hq.locator("#board-rows tr")
+    await expect(rows).to_have_count(2)
+    await expect(hq.locator("#board-rows td.site")).to_have_text(["Harbour View", "Pine Garden"])
+    await hq.select_option("#site-filter select[name=site]", "pine")
+    await hq.click("#site-filter button")
+    await expect(rows).to_have_count(1)
+    await expect(hq.locator("#board-rows td.site")).to_have_text(["Pine Garden"])
+    by_site = await (await hq.request.get(f"{sites.url}/analytics/by_site.csv")).text()
+    assert [line.split(",")[0] for line in by_site.splitlines()] == ["site", "harbour", "pine"]
+    # declaring asks for the site
+    await hq.goto(f"{sites.url}/declare")
+    await expect(hq.locator("form[action='/declare'] select[name=site] option")).to_have_text(
+        ["—", "Harbour View", "Pine Garden"]
+    )
