@@ -92,6 +92,11 @@ class Sites:
 
         return site_of
 
+    def zone(self, key: str) -> ZoneInfo | None:
+        """The site's time zone (None: no such site; the caller's default)."""
+        site = self.get(key)
+        return site.tz if site else None
+
     def device_id(self, site: Site, device: str) -> str:
         return f"{site.id}/{device}" if self.several else device
 

@@ -85,13 +85,21 @@ def storm(port: int, rate: int, seconds: float, stop: multiprocessing.synchroniz
     return sent
 
 
-def setup(root: Path, fake: FakeTwilio, broker: Broker, residents: int) -> tuple[Path, int]:
-    rows = ["device_id,profile,topic,building,floor,unit"]
+def setup(
+    root: Path, fake: FakeTwilio, broker: Broker, residents: int, sites: int = 1
+) -> tuple[Path, int]:
+    """`sites` > 1: that many estates (`sites:`), the telemetry, the fires and their
+    residents spread over them; security (head office's) covers them all."""
+
+    def at(n: int) -> str:
+        return f"s{n % sites:02d}" if sites > 1 else ""
+
+    rows = ["device_id,profile,topic,site,building,floor,unit"]
     rows += [
-        f"plug-{i},zigbee2mqtt,zigbee2mqtt/plug_{i},{60 + i % 20},1,{i}"
+        f"plug-{i},zigbee2mqtt,zigbee2mqtt/plug_{i},{at(i)},{60 + i % 20},1,{i}"
         for i in range(TELEMETRY_DEVICES)
     ]
-    rows += [f"smoke-{b},zigbee2mqtt,zigbee2mqtt/smoke_{b},{b},3,{b}03" for b in range(51)]
+    rows += [f"smoke-{b},zigbee2mqtt,zigbee2mqtt/smoke_{b},{at(b)},{b},3,{b}03" for b in range(51)]
     (root / "devices.csv").write_text("\n".join(rows) + "\n")
     (root / "staff.yaml").write_text(
         f"people:\n  Wang: {{phone: '{SECURITY}', roles: [security, supervisor]}}\n"
@@ -100,20 +108,31 @@ def setup(root: Path, fake: FakeTwilio, broker: Broker, residents: int) -> tuple
     )
     store = SqliteStore(root / "alertd.db")
     people = [
-        Resident("0", str(n % 30), f"{n % 30}{n:05d}", f"R{n}", f"+86138{n:08d}", "zh", n % 10 == 0)
+        Resident(
+            "0",
+            str(n % 30),
+            f"{n % 30}{n:05d}",
+            f"R{n}",
+            f"+86138{n:08d}",
+            "zh",
+            n % 10 == 0,
+            site=at(0) or "HV",
+        )
         for n in range(residents)
     ]
     people += [
-        Resident(str(b), "3", f"{b}03", f"F{b}", f"+86137{b:08d}", "zh", False)
+        Resident(str(b), "3", f"{b}03", f"F{b}", f"+86137{b:08d}", "zh", False, site=at(b) or "HV")
         for b in range(1, 51)
     ]
     import_residents(store.conn, people, datetime.now(UTC))
     add_user(store.conn, "boss", Role.SUPERVISOR, "Wang", PASSWORD, datetime.now(UTC))
     store.close()
     port = free_port()
+    estates = "".join(f"  s{n:02d}: {{name: Estate {n}}}\n" for n in range(sites))
     (root / "alertd.yaml").write_text(
         "site: {name: HV, timezone: Asia/Shanghai}\n"
-        f"mqtt: {{port: {broker.port}, client_id: bench-lifesafety}}\n"
+        + (f"sites:\n{estates}" if sites > 1 else "")
+        + f"mqtt: {{port: {broker.port}, client_id: bench-lifesafety}}\n"
         f"storage: {{path: alertd.db}}\ndevices: devices.csv\nplaybooks: {PLAYBOOKS}\n"
         "staff: staff.yaml\n"
         "delivery: {sms_per_s: 200, calls_per_s: 1, concurrency: 20}\n"
@@ -180,7 +199,7 @@ async def console_sessions(url: str, sessions: int, stop: asyncio.Event) -> int:
     return updates
 
 
-async def under_load(quick: bool, sessions: int) -> None:
+async def under_load(quick: bool, sessions: int, sites: int = 1) -> None:
     residents = 1000 if quick else 5000
     fires = 10 if quick else 50
     with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp:
@@ -188,7 +207,7 @@ async def under_load(quick: bool, sessions: int) -> None:
         broker = Broker(root / "mosquitto").start()
         # the account allows 200 requests a second, as the SMS lane is configured
         fake = await FakeTwilio(receipts_token=TOKEN, rate_limit=200).start()
-        config, http_port = setup(root, fake, broker, residents)
+        config, http_port = setup(root, fake, broker, residents, sites)
         web_port = free_port()
         with config.open("a") as out:
             out.write(f"console: {{port: {web_port}}}\n")
@@ -393,10 +412,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run")
     parser.add_argument("--console", type=int, default=20, help="console sessions open")
+    parser.add_argument("--sites", type=int, default=1, help="estates the load is spread over")
     options = parser.parse_args()
     quick = options.quick
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(under_load(quick, options.console))
+    if options.sites > 1:
+        print(f"{options.sites} sites (sites:), the storm, the fires and residents over them")
+    asyncio.run(under_load(quick, options.console, options.sites))
     asyncio.run(storm_429(quick))
 
 

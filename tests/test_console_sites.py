@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -203,6 +204,17 @@ async def test_head_office_sees_every_site_on_one_board_and_can_pick_one(sites: 
     await expect(hq.locator("#board-rows td.site")).to_have_text(["Pine Garden"])
     by_site = await (await hq.request.get(f"{sites.url}/analytics/by_site.csv")).text()
     assert [line.split(",")[0] for line in by_site.splitlines()] == ["site", "harbour", "pine"]
+    # a site's incident page and report: its time zone and its service centre
+    from zoneinfo import ZoneInfo
+
+    from alertd.engine.wording import stamp
+
+    ((opened,),) = sites.rows("SELECT opened_at FROM incidents WHERE site = 'pine'")
+    london = stamp(datetime.fromisoformat(str(opened)), ZoneInfo("Europe/London"))
+    for url in ("/incidents/2", "/incidents/2/report"):
+        await hq.goto(sites.url + url)
+        await expect(hq.locator("body")).to_contain_text(london)
+        await expect(hq.locator(".centre").first).to_have_text("松园物业服务中心")
     # declaring asks for the site
     await hq.goto(f"{sites.url}/declare")
     await expect(hq.locator("form[action='/declare'] select[name=site] option")).to_have_text(

@@ -5,6 +5,7 @@ against the fake Twilio, the shipped playbooks, a real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,14 +15,18 @@ import pytest
 from alertd.config import load_config
 from alertd.daemon import load_router
 from alertd.directory.residents import Resident, import_residents, read_residents
+from alertd.engine.engine import Engine
+from alertd.engine.state import Incident
+from alertd.events import Event, Kind, Severity, State
 from alertd.problems import InvalidInput
 from alertd.sites import sites_of
 from alertd.store import SqliteStore
-from tests.broker import Broker
+from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.mqtt_tools import Live, Publisher, until
 from tests.test_playbooks import SHIPPED
 
+PUBLIC = "https://alertd.example.com"
 #: both estates have a building 7 with a flat 0301 and a flat 0201 below it, and number
 #: their detectors alike
 DEVICES = {
@@ -89,6 +94,7 @@ def write_sites(tmp_path: Path, broker: Broker, fake: FakeTwilio) -> Path:
         "    name: Pine Garden\n"
         "    timezone: Europe/London\n"
         "    sms_signature: {zh: 【松园物业】, en: 'Pine Garden:'}\n"
+        "    centre: 松园物业服务中心\n"
         "    devices: pine/devices.csv\n"
         "    staff: pine/staff.yaml\n"
         "    from_number: '+15005550007'\n"
@@ -99,6 +105,7 @@ def write_sites(tmp_path: Path, broker: Broker, fake: FakeTwilio) -> Path:
         "delivery: {poll_s: 0.05, calls_per_s: 50}\n"
         f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, "
         f"from_number: '+15005550006', api_base_url: '{fake.base_url}'}}\n"
+        f"http: {{host: 127.0.0.1, port: {free_port()}, public_url: '{PUBLIC}'}}\n"
     )
     loaded = load_config(config)
     found = read_residents(
@@ -119,6 +126,48 @@ async def sites(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[Live, Fak
             yield live, fake
     finally:
         await fake.close()
+
+
+async def text_in(live: Live, phone: str, body: str) -> str:
+    """An SMS from `phone` to alertd, as Twilio posts it (signed)."""
+    import aiohttp
+    from twilio.request_validator import RequestValidator
+
+    assert live.config.http is not None
+    form = {"From": phone, "To": "+15005550006", "Body": body}
+    signature = RequestValidator("t").compute_signature(PUBLIC + "/twilio/inbound", form)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{live.config.http.port}/twilio/inbound",
+            data=form,
+            headers={"X-Twilio-Signature": signature},
+        ) as answer,
+    ):
+        assert answer.status == 200
+        return await answer.text()
+
+
+async def test_staff_acknowledge_only_the_incidents_of_their_own_sites(
+    sites: tuple[Live, FakeTwilio], broker: Broker
+) -> None:
+    live, _ = sites
+    pub = Publisher(broker, "ack-sites")
+    try:
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/harbour/smoke_1", '{"smoke": true}')
+        await live.seen.until(lambda evs: len(evs) == 1)
+    finally:
+        pub.close()
+    await live.settled()
+    refused = await text_in(live, "+8613700000002", "OK 1")  # Zhou works at Pine Garden
+    assert "Incident #1 is not at your site" in refused
+    store = SqliteStore(live.config.storage.path)
+    try:
+        assert store.conn.execute("SELECT count(*) FROM commands").fetchone()[0] == 0
+    finally:
+        store.close()
+    taken = await text_in(live, "+8613700000001", "OK 1")  # Wang, Harbour View's guard
+    assert "Incident #1 acknowledged" in taken
 
 
 def texts(fake: FakeTwilio) -> dict[str, list[str]]:
@@ -526,3 +575,81 @@ async def test_sites_lists_each_sites_devices_residents_staff_and_state(
     assert rows["pine"] == [
         *("pine", "Pine", "Garden", "Europe/London", "2", "3", "3", "0", broker_at, "-")
     ]
+
+
+# -- the engine keeps sites apart --------------------------------------------------------
+
+
+def at_site(site: str, kind: Kind, device: str, state: State = State.ACTIVE) -> Event:
+    """An event at building 3 of `site` (every estate has one)."""
+    from tests.test_playbooks import event
+
+    e = event(kind, state, device=device)
+    return dataclasses.replace(e, location=dataclasses.replace(e.location, site=site))
+
+
+def decide(engine: Engine, events: list[Event]) -> list[Incident]:
+    from alertd.engine.state import IncidentIndex
+
+    index, opened = IncidentIndex([]), []
+    for n, e in enumerate(events):
+        _, decisions = engine.on_event(e, index, e.occurred_at, 100 + n)
+        for d in decisions:
+            if d.incident is not None:
+                index.put(d.incident)
+                opened.append(d.incident)
+    return opened
+
+
+def test_correlation_and_inhibition_never_cross_sites() -> None:
+    from alertd.engine.inhibit import InhibitRule
+    from tests.test_incident_rules import PLAYBOOKS
+    from tests.test_playbooks import TZ
+
+    # a rule that compares the building alone: Pine's building 3 is not Harbour's
+    rule = InhibitRule(source=[Kind.POWER_LOSS], target=[Kind.SENSOR_OFFLINE], equal=["building"])
+    engine = Engine(PLAYBOOKS, TZ, inhibit=[rule])
+    opened = decide(
+        engine,
+        [
+            at_site("harbour", Kind.POWER_LOSS, "harbour/mains-3"),
+            at_site("pine", Kind.SENSOR_OFFLINE, "pine/cam-3"),  # not explained by Harbour's
+            at_site("harbour", Kind.FIRE_ALARM, "harbour/smoke-3"),
+            at_site("pine", Kind.FIRE_ALARM, "pine/smoke-3"),  # not joined to Harbour's fire
+        ],
+    )
+    assert [(i.playbook, i.location.site) for i in opened] == [
+        ("power-loss", "harbour"),
+        ("sensor-offline", "pine"),
+        ("fire-alarm", "harbour"),
+        ("fire-alarm", "pine"),
+    ]
+
+
+def test_a_site_limits_a_playbook_or_replaces_it_with_its_own() -> None:
+    from tests.test_incident_rules import PLAYBOOKS
+    from tests.test_playbooks import TZ
+
+    leak = PLAYBOOKS["water-leak"]
+    harbour_only = leak.model_copy(
+        update={"match": leak.match.model_copy(update={"sites": ["harbour"]})}
+    )
+    pine_own = leak.model_copy(update={"severity": Severity.CRITICAL})  # same name, its own
+    engine = Engine(
+        {**PLAYBOOKS, "water-leak": harbour_only}, TZ, overrides={"pine": {"water-leak": pine_own}}
+    )
+    opened = decide(
+        engine,
+        [
+            at_site("harbour", Kind.LEAK, "harbour/leak-1"),
+            at_site("maple", Kind.LEAK, "maple/leak-1"),  # the shared one serves harbour alone
+            at_site("pine", Kind.LEAK, "pine/leak-1"),
+        ],
+    )
+    assert [(i.location.site, i.severity) for i in opened] == [
+        ("harbour", Severity.MAJOR),
+        ("pine", Severity.CRITICAL),  # Pine's own playbook of that name
+    ]
+    # later decisions (timers, acknowledgements, the all-clear) find the same playbook
+    assert engine.book(opened[1]) is pine_own
+    assert engine.book(opened[0]) is harbour_only

@@ -4,6 +4,7 @@ first, and urgent work on an idle writer done at once on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -96,7 +97,10 @@ async def test_a_cancelled_call_does_not_keep_urgent_work_off_the_loop(tmp_path:
         gone = asyncio.ensure_future(writer.call(_row("never"), store.conn))
         await asyncio.sleep(0)
         gone.cancel()  # the caller went away before the thread reached it
-        release.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone  # the cancellation reaches the queued work (a loop turn) ...
+        await asyncio.sleep(0)
+        release.set()  # ... before the thread is free to take it
         await held
         await writer.call(lambda: None)  # the thread has passed the cancelled one
         assert await writer.call(_row("alarm"), store.conn, urgent=True) == "MainThread"

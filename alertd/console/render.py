@@ -100,12 +100,15 @@ def report_html(
     books: Mapping[str, Playbook],
 ) -> str | None:
     """The report as a whole page, as the console serves it (the supervisor's view)."""
+    from alertd.sites import sites_of
+
     context = report_context(conn, config, number, Role.SUPERVISOR, books)
     if context is None:
         return None
-    centre = config.console.centre or config.site.name
+    site = sites_of(config).get(context["incident"]["site"])
+    centre = site.centre if site else config.console.centre or config.site.name
     return (
-        environment(config.site.tz)
+        environment(site.tz if site else config.site.tz)
         .get_template("report.html")
         .render(w=words(lang), lang=lang, centre=centre, **context)
     )

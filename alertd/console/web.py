@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
+import jinja2
 from aiohttp import web
 
 from alertd.config import Config
@@ -141,6 +142,7 @@ class Console:
         self.board_at = time.time()
         self._changed = asyncio.Condition()
         self.env = environment(self.tz)
+        self._envs: dict[str, jinja2.Environment] = {}
         self.pages = Recent(PAGE_TTL_S)
         self._files = Reread()
         self.imports = Previewed()
@@ -257,15 +259,22 @@ class Console:
 
     # -- pages -----------------------------------------------------------------------
 
-    def render(self, request: web.Request, name: str, **context: Any) -> web.Response:
+    def render(
+        self, request: web.Request, name: str, about: str = "", **context: Any
+    ) -> web.Response:
+        """`about`: the site the page is about: its times in its zone, its centre's name."""
         lang = language(request)
         sess: accounts.Session | None = request.get("session")
-        text = self.env.get_template(name).render(
+        own = self.sites.get(about) if about else None
+        env = self.env
+        if own is not None and own.tz != self.tz:
+            env = self._envs.get(own.id) or self._envs.setdefault(own.id, environment(own.tz))
+        text = env.get_template(name).render(
             w=words(lang),
             lang=lang,
             session=sess,
             may=(lambda p: may(sess.user.role, p)) if sess else (lambda p: False),
-            centre=self.config.console.centre or self.config.site.name,
+            centre=own.centre if own else self.config.console.centre or self.config.site.name,
             **context,
         )
         return web.Response(text=text, content_type="text/html")
@@ -587,7 +596,7 @@ def routes(console: Console) -> web.RouteTableDef:
         context = await c.read(report_context, c.config, number, role, c.playbooks())
         if context is None:
             raise web.HTTPNotFound(text=f"no incident {number}")
-        page = c.render(request, "report.html", **context)
+        page = c.render(request, "report.html", context["incident"]["site"], **context)
         # a page of its own (the CLI prints it to a file): its print styles are inline
         page.headers["Content-Security-Policy"] = CSP.replace(
             "style-src 'self'", "style-src 'unsafe-inline'"
@@ -669,7 +678,6 @@ def routes(console: Console) -> web.RouteTableDef:
         require(request, "analytics")
         period = period_of(c, request)
         tables = await c.read(run_analytics, c, period)
-        extra = {"site_choices": choices(c, request), "site": request.query.get("site", "")}
         return c.render(
             request,
             "analytics.html",
@@ -678,7 +686,8 @@ def routes(console: Console) -> web.RouteTableDef:
             query=request.query_string,
             start=period.start.astimezone(c.tz).date().isoformat(),
             end=(period.end.astimezone(c.tz) - timedelta(seconds=1)).date().isoformat(),
-            **extra,
+            site_choices=choices(c, request),
+            site=request.query.get("site", ""),
         )
 
     @r.get("/analytics/{table}.csv")
@@ -924,7 +933,9 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     context = await console.pages.get(key, lambda: console.read(gather))
     if context is None:
         raise web.HTTPNotFound(text=f"no incident {number}")
-    return console.render(request, "incident.html", done=dict(request.query), **context)
+    return console.render(
+        request, "incident.html", context["incident"]["site"], done=dict(request.query), **context
+    )
 
 
 async def directory_page(

@@ -37,7 +37,8 @@ def _same(a: Location, b: Location, fields: Sequence[str]) -> bool:
 def explained_by(
     event: Event, rules: Sequence[InhibitRule], incidents: Iterable[Incident]
 ) -> Incident | None:
-    """The open incident whose cause explains `event`, if any. Drills explain drills only."""
+    """The open incident whose cause explains `event`, if any. Drills explain drills only;
+    nothing explains an event of another site, whatever a rule's `equal` says."""
     if event.state is not State.ACTIVE:
         return None
     rules = [r for r in rules if event.kind in r.target]
@@ -45,6 +46,8 @@ def explained_by(
         return None
     for incident in incidents:
         if incident.status not in ("open", "acknowledged") or incident.drill != event.drill:
+            continue
+        if incident.location.site != event.location.site:
             continue
         kinds = _kinds(incident)
         for rule in rules:

@@ -17,6 +17,7 @@ from alertd.engine.wording import stamp
 from alertd.events import Kind
 from alertd.incidents import inputs
 from alertd.incidents.report import markdown
+from alertd.sites import sites_of
 from alertd.store import Reader, SqliteStore
 from alertd.store import messages as messages_db
 from alertd.store.sqlite import dict_rows
@@ -114,7 +115,8 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
                 click.echo(json.dumps(row, ensure_ascii=False))
             else:
                 drill = " DRILL" if row["drill"] else ""
-                opened = stamp(datetime.fromisoformat(row["opened_at"]), config.site.tz)
+                zone = sites_of(config).zone(row["site"]) or config.site.tz
+                opened = stamp(datetime.fromisoformat(row["opened_at"]), zone)
                 click.echo(
                     f"{row['id']:>5} {row['status']:<12} {row['severity']:<8} "
                     f"{opened} {row['title']}{drill}"
@@ -142,7 +144,8 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
                 )
             )
             return
-        click.echo(markdown(incident, timeline, outbox, config.site.tz), nl=False)
+        zone = sites_of(config).zone(incident["site"]) or config.site.tz
+        click.echo(markdown(incident, timeline, outbox, zone), nl=False)
         click.echo(f"\nMessages: {_progress(progress)}")
 
     @main.command()
@@ -300,7 +303,8 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         }
         playbook = books.get(incident["playbook"])
         target = playbook.ack_target_s if playbook else None
-        click.echo(markdown(incident, timeline, outbox, config.site.tz, target, times), nl=False)
+        zone = sites_of(config).zone(incident["site"]) or config.site.tz
+        click.echo(markdown(incident, timeline, outbox, zone, target, times), nl=False)
 
     @main.command()
     @config_option
