@@ -51,10 +51,13 @@ DRAIN_TIMEOUT_S = 10.0
 BROKER_TELL_S = 30.0
 
 
-def load_router(config: Config) -> tuple[Router, list[Problem]]:
-    """Profiles and devices as the daemon would use them, with every problem found."""
+def load_router(
+    config: Config, in_force: list[Device] | None = None
+) -> tuple[Router, list[Problem]]:
+    """Profiles and devices as the daemon would use them, with every problem found.
+    `in_force` (a reload): a site whose devices file is broken keeps these."""
     profiles = build_profiles(config.profiles, config.site.tz)
-    devices, problems = load_site_devices(sites_of(config), profiles)
+    devices, problems = load_site_devices(sites_of(config), profiles, in_force)
     router = Router(devices, profiles)
     return router, problems + router.problems
 
@@ -113,23 +116,19 @@ class Daemon:
         self.ingest = await Ingest.open(
             self.writer, [*router.devices, *self.panels.devices], self.clock, self.config.ingest
         )
+        self._devices = router.devices
         pa_acks = PaAcks(self.config.pa.ack_topic) if self.config.pa.ack_topic else None
         self._own_topics = [pa_acks.filter] if pa_acks else []
         groups = brokers(self.sites, self.config.mqtt)
-        self.links = [  # the PA controller's confirmations come over the shared broker
-            self._link(
-                mqtt,
-                sites,
-                router if len(groups) == 1 else router.only(sites),
-                pa_acks if index == 0 else None,
-            )
-            for index, (mqtt, sites) in enumerate(groups)
+        self.links = [  # each broker carries its sites' PA controllers too
+            self._link(mqtt, sites, router if len(groups) == 1 else router.only(sites), pa_acks)
+            for mqtt, sites in groups
         ]
         #: the shared broker's connection: the PA, and sites without a broker of their own
         self.mqtt, self.source = self.links[0].mqtt, self.links[0].source
         playbooks = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
-        overrides, book_problems = site_playbooks(self.config)
-        for problem in [*playbooks.problems, *book_problems]:
+        overrides, by_site = site_playbooks(self.config)
+        for problem in [*playbooks.problems, *(p for ps in by_site.values() for p in ps)]:
             log.error("playbook disabled: %s", problem)
             self.problems.append(f"playbook disabled: {problem}")
         staff = _staff(self.config)
@@ -138,7 +137,11 @@ class Daemon:
         )
         self.dispatcher = Dispatcher(
             self.writer,
-            _sinks(self.config, self.mqtt.publish),
+            _sinks(
+                self.config,
+                self.mqtt.publish,
+                {site: link.mqtt.publish for link in self.links for site in link.sites},
+            ),
             self.clock,
             self.config.delivery,
             staff,
@@ -188,7 +191,7 @@ class Daemon:
 
         def on_message(msg: Incoming) -> None:
             if pa_acks is not None and pa_acks.matches(msg.topic):
-                self._spawn(self._pa_ack(pa_acks, msg))
+                self._spawn(self._pa_ack(pa_acks, msg, mqtt, sites))
             else:
                 source.handle(msg)
 
@@ -205,30 +208,35 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: playbooks, staff and devices read again. Each file is taken whole or
-        not at all: a broken one keeps the one in force, and says why (log, health)."""
+        not at all: a broken one keeps the one in force (a site's devices file or team
+        file: that site's alone), and says why (log, health)."""
         problems: list[str] = []
         books = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
-        overrides, book_problems = site_playbooks(self.config)
-        if books.problems or book_problems:
-            problems += [f"playbooks not reloaded: {p}" for p in books.problems + book_problems]
+        overrides, by_site = site_playbooks(self.config)
+        for site, broken in by_site.items():  # a site's broken folder: its own as they were
+            problems += [f"playbooks of {site} not reloaded: {p}" for p in broken]
+            overrides[site] = self.incidents.engine.overrides.get(site, {})
+        if books.problems:
+            problems += [f"playbooks not reloaded: {p}" for p in books.problems]
         else:
             self.incidents.engine = make_engine(self.config, books.enabled, overrides)
         if has_staff(self.config):
-            try:
-                staff = load_company_staff(self.config)
+            try:  # a broken site team's file keeps that team as it was
+                staff = load_company_staff(self.config, self.dispatcher.staff)
             except InvalidInput as exc:
                 problems += [f"staff file not reloaded: {p}" for p in exc.problems]
             else:
+                problems += [f"staff file not reloaded: {p}" for p in staff.problems]
                 self.dispatcher.staff = self.incidents.staff = staff
-        router, device_problems = load_router(self.config)
-        if device_problems:
-            problems += [f"devices not reloaded: {p}" for p in device_problems]
-        else:
-            self.ingest.replace_devices([*router.devices, *self.panels.devices])
-            for link in self.links:
-                mine = router if len(self.links) == 1 else router.only(link.sites)
-                link.source.router = mine
-                link.mqtt.resubscribe([*mine.subscriptions, *link.own_topics])
+        # a broken devices file holds back its own sites' devices, not the others'
+        router, device_problems = load_router(self.config, self._devices)
+        problems += [f"devices not reloaded: {p}" for p in device_problems]
+        self._devices = router.devices
+        self.ingest.replace_devices([*router.devices, *self.panels.devices])
+        for link in self.links:
+            mine = router if len(self.links) == 1 else router.only(link.sites)
+            link.source.router = mine
+            link.mqtt.resubscribe([*mine.subscriptions, *link.own_topics])
         for problem in problems:
             log.error("reload: %s (the one in force stays)", problem)
         self.problems = problems
@@ -276,8 +284,11 @@ class Daemon:
             http.public_url,
         )
 
-    async def _pa_ack(self, acks: PaAcks, msg: Incoming) -> None:
-        """The broadcast controller confirmed: put it on the incident, then ack MQTT."""
+    async def _pa_ack(
+        self, acks: PaAcks, msg: Incoming, mqtt: MqttConnection, sites: tuple[str, ...]
+    ) -> None:
+        """The broadcast controller confirmed: put it on the incident (of the sites its
+        broker serves), then ack MQTT."""
         building = acks.building(msg.topic)
         text = msg.payload.decode("utf-8", "replace")[:500]
         await self.writer.call(
@@ -286,8 +297,9 @@ class Daemon:
             building,
             text,
             self.clock.now(),
+            sites if len(self.links) > 1 else (),
         )
-        self.mqtt.ack(msg.mid, msg.connection)
+        mqtt.ack(msg.mid, msg.connection)
 
     async def _ticker(self) -> None:
         store_told = False
@@ -513,26 +525,31 @@ def make_engine(
     )
 
 
-def site_playbooks(config: Config) -> tuple[dict[str, dict[str, Playbook]], list[Problem]]:
+def site_playbooks(
+    config: Config,
+) -> tuple[dict[str, dict[str, Playbook]], dict[str, list[Problem]]]:
     """Each site's own playbooks (a folder per site), and what is wrong with them."""
     overrides: dict[str, dict[str, Playbook]] = {}
-    problems: list[Problem] = []
+    problems: dict[str, list[Problem]] = {}
     for site in sites_of(config):
         if site.playbooks is not None:
             books = load_playbooks(site.playbooks)
             overrides[site.id] = books.enabled
-            problems += books.problems
+            if books.problems:
+                problems[site.id] = books.problems
     return overrides, problems
 
 
-def _sinks(config: Config, publish: Publish) -> dict[str, Sink]:
+def _sinks(
+    config: Config, publish: Publish, by_site: Mapping[str, Publish] | None = None
+) -> dict[str, Sink]:
     """Twilio when configured, else the console (the demo); the PA over MQTT; webhooks."""
     console = ConsoleSink(lambda text: log.info("SEND %s", text))
     sinks: dict[str, Sink] = {
         "console": console,
         "sms": console,
         "call": console,
-        "pa": PaSink(config.pa, publish),
+        "pa": PaSink(config.pa, publish, by_site),
         "webhook": WebhookSink(config.webhooks),
         "email": EmailSink(config.smtp) if config.smtp else console,
     }

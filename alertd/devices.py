@@ -63,11 +63,14 @@ def parse_kind(text: str) -> Kind:
         raise ValueError(f"unknown kind {text!r} (one of: {names})") from None
 
 
-def load_site_devices(sites: Sites, profiles: Iterable[str]) -> tuple[list[Device], list[Problem]]:
+def load_site_devices(
+    sites: Sites, profiles: Iterable[str], in_force: Iterable[Device] | None = None
+) -> tuple[list[Device], list[Problem]]:
     """Every site's devices. A file of one site's own takes rows of that site (an empty
     `site` cell means it); the shared file's rows name their site, which must be one
     that is configured: a detector placed at an unknown estate would text the wrong
-    residents, so its row is skipped and said."""
+    residents, so its row is skipped and said. `in_force` (a reload): a file with a
+    problem is not taken, its sites keep these devices, and the other files are taken."""
     devices: list[Device] = []
     problems: list[Problem] = []
     files: dict[Path, list[str]] = {}
@@ -76,6 +79,13 @@ def load_site_devices(sites: Sites, profiles: Iterable[str]) -> tuple[list[Devic
     for path, owners in files.items():
         own = sites.get(owners[0]) if len(owners) == 1 else None
         found, bad = load_devices(path, profiles=profiles, site=_placer(sites, own))
+        if bad and in_force is not None:
+            kept = ", ".join(owners)
+            devices += [d for d in in_force if d.location.site in owners]
+            problems += [
+                Problem(p.where, f"{p.message} (site {kept} keeps its devices)") for p in bad
+            ]
+            continue
         devices += found
         problems += bad
     return devices, problems

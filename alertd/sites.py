@@ -147,14 +147,17 @@ def has_staff(config: Config) -> bool:
     return config.staff is not None or any(s.staff for s in sites_of(config))
 
 
-def load_company_staff(config: Config) -> Staff:
-    """The staff file (with one site) or the company's and every site team's."""
+def load_company_staff(config: Config, in_force: Staff | None = None) -> Staff:
+    """The staff file (with one site) or the company's and every site team's. `in_force`
+    (a reload): a site team whose file is broken stays as it was (said in `problems`)."""
     sites = sites_of(config)
     if not sites.several:
         assert config.staff is not None
         return load_staff(config.staff, config.site.country, config.site.tz)
     teams = [TeamFile(s.id, s.staff, s.country, s.tz) for s in sites if s.staff is not None]
-    return load_teams(config.staff, teams, config.site.country, config.site.tz, set(sites.ids))
+    return load_teams(
+        config.staff, teams, config.site.country, config.site.tz, set(sites.ids), in_force
+    )
 
 
 def site_problems(config: Config, path: Path | str) -> list[Problem]:

@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,13 +43,13 @@ DEVICES = {
     ),
 }
 RESIDENTS = (
-    "site,building,floor,unit,name,phone,language\n"
-    "harbour,7,3,0301,Harbour Upstairs,+8613800000301,zh\n"
-    "harbour,7,2,0201,Harbour Below,+8613800000201,zh\n"
-    "harbour,7,9,0901,Harbour Far,+8613800000901,en\n"
-    "pine,7,3,0301,Pine Upstairs,+8613900000301,zh\n"
-    "pine,7,2,0201,Pine Below,+8613900000201,zh\n"
-    "pine,7,9,0901,Pine Far,+8613900000901,en\n"
+    "site,building,floor,unit,name,phone,language,vulnerable,notes\n"
+    "harbour,7,3,0301,Harbour Upstairs,+8613800000301,zh,,\n"
+    "harbour,7,2,0201,Harbour Below,+8613800000201,zh,,\n"
+    "harbour,7,9,0901,Harbour Far,+8613800000901,en,yes,lives alone\n"
+    "pine,7,3,0301,Pine Upstairs,+8613900000301,zh,,\n"
+    "pine,7,2,0201,Pine Below,+8613900000201,zh,,\n"
+    "pine,7,9,0901,Pine Far,+8613900000901,en,yes,wheelchair\n"
 )
 HARBOUR = {"+8613800000301", "+8613800000201", "+8613800000901"}
 PINE = {"+8613900000301", "+8613900000201", "+8613900000901"}
@@ -213,8 +214,12 @@ async def test_a_fire_at_one_site_and_a_leak_at_another_reach_only_their_own_peo
     senders = {r["form"]["To"]: r["form"].get("From") for r in fake.sms()}
     assert {senders[p] for p in HARBOUR} == {"+15005550006"}
     assert {senders[p] for p in ("+8613900000301", "+8613900000201")} == {"+15005550007"}
-    # staff: each site's on call, for their own site's incident only
+    # staff: each site's on call, for their own site's incident only; the fire's
+    # door-check list names Harbour View's vulnerable resident of building 7, not Pine's
     assert all("火警" in b or "FIRE" in b for b in sent["+8613700000001"])
+    (doors,) = [b for b in sent["+8613700000001"] if "逐户" in b]
+    assert "0901 Harbour Far (lives alone)" in doors
+    assert "Pine" not in doors
     assert not any("火警" in b for b in sent["+8613700000002"])
     # Pine's staff text gives Pine's time (London), not Harbour View's (Shanghai)
     rows = SqliteStore(live.config.storage.path)
@@ -380,6 +385,25 @@ def write_three(tmp_path: Path, brokers: list[Broker], fake: FakeTwilio) -> Path
     return config
 
 
+def listen(broker: Broker, topic: str) -> tuple[Any, list[bytes]]:
+    """A client on `broker` collecting what is published to `topic` (subscribed when
+    this returns)."""
+    import threading
+
+    import paho.mqtt.client as paho
+
+    got: list[bytes] = []
+    subscribed = threading.Event()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"listen-{broker.port}")
+    client.on_message = lambda _c, _u, msg: got.append(msg.payload)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.subscribe(topic, qos=1)
+    assert subscribed.wait(10)
+    return client, got
+
+
 async def test_one_sites_broker_down_leaves_the_others_working_and_its_staff_told(
     tmp_path: Path,
 ) -> None:
@@ -401,6 +425,7 @@ async def test_one_sites_broker_down_leaves_the_others_working_and_its_staff_tol
             ]
             await asyncio.to_thread(brokers[1].stop)  # Pine Garden's broker
             await until(lambda: not live.daemon.links[1].mqtt.connected.is_set())
+            heard = [listen(brokers[0], "pa/#"), listen(brokers[2], "pa/#")]
             # the same topic on the other two brokers: two fires, each at its own site
             for broker in (brokers[0], brokers[2]):
                 pub = Publisher(broker, f"pub-{broker.port}")
@@ -428,6 +453,11 @@ async def test_one_sites_broker_down_leaves_the_others_working_and_its_staff_tol
             assert not any("MQTT" in b for b in texts(fake).get("+8613700000100", []))
             await live.settled()
             await until(lambda: "+8613700000100" in texts(fake) and "+8613700000102" in texts(fake))
+            # each fire's PA broadcast goes to the controller on its own site's broker
+            await until(lambda: all(len(h[1]) == 1 for h in heard))
+            for client, _ in heard:
+                client.loop_stop()
+                client.disconnect()
             assert not any("火警" in b for b in texts(fake).get("+8613700000101", []))
             brokers[1].start()
             await until(lambda: live.daemon.links[1].mqtt.connected.is_set(), 30)
@@ -653,3 +683,32 @@ def test_a_site_limits_a_playbook_or_replaces_it_with_its_own() -> None:
     # later decisions (timers, acknowledgements, the all-clear) find the same playbook
     assert engine.book(opened[1]) is pine_own
     assert engine.book(opened[0]) is harbour_only
+
+
+async def test_a_reload_takes_each_sites_files_and_a_broken_one_holds_back_its_site_alone(
+    sites: tuple[Live, FakeTwilio], broker: Broker, tmp_path: Path
+) -> None:
+    live, fake = sites
+    (tmp_path / "pine" / "devices.csv").write_text(
+        DEVICES["pine"] + "smoke-2,zigbee2mqtt,zigbee2mqtt/pine/smoke_2,7,9,0901,hall\n"
+    )
+    (tmp_path / "harbour" / "devices.csv").write_text(
+        DEVICES["harbour"] + "smoke-9,no_such_profile,zigbee2mqtt/harbour/smoke_9,7,9,0901\n"
+    )
+    (tmp_path / "harbour" / "staff.yaml").write_text("people: {Wang: {phone: [oops\n")
+    await live.daemon.reload()
+    said = "\n".join(live.daemon.problems)
+    assert "harbour/devices.csv:4: row skipped: unknown profile" in said
+    assert "(site harbour keeps its devices)" in said
+    assert "staff file not reloaded" in said
+    assert "harbour/staff.yaml" in said
+    pub = Publisher(broker, "reload-sites")
+    try:  # Pine's new detector is heard; Harbour View's devices and team are as they were
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/pine/smoke_2", '{"smoke": true}')
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/harbour/smoke_1", '{"smoke": true}')
+        await live.seen.until(lambda evs: len(evs) == 2)
+    finally:
+        pub.close()
+    assert sorted(e.device_id for e in live.seen.events) == ["harbour/smoke-1", "pine/smoke-2"]
+    await live.settled()
+    await until(lambda: "+8613700000001" in texts(fake))  # Wang, of the team kept

@@ -111,6 +111,8 @@ class Staff:
     teams: dict[str, Team] = field(default_factory=dict)
     #: the company's people, by name (with one site and no teams: everyone)
     company: frozenset[str] | None = None
+    #: site teams whose file was broken at a reload, kept as they were
+    problems: tuple[Problem, ...] = ()
 
     def on_call(self, role: str, at: datetime, site: str | None = None) -> str | None:
         """Who is on call for `role` at `site` at the instant `at`: the site team's
@@ -172,11 +174,17 @@ class TeamFile:
 
 
 def load_teams(
-    company: Path | None, teams: Iterable[TeamFile], region: str, tz: tzinfo, sites: set[str]
+    company: Path | None,
+    teams: Iterable[TeamFile],
+    region: str,
+    tz: tzinfo,
+    sites: set[str],
+    in_force: Staff | None = None,
 ) -> Staff:
     """The company's file and every site team's, as one staff. A person in two files is
     one person (the same phone), with each site's roles there; a `sites` entry naming a
-    site that is not configured is refused (it would leave that person unreachable)."""
+    site that is not configured is refused (it would leave that person unreachable).
+    `in_force` (a reload): a team whose file is broken stays as it was."""
     base = load_staff(company, region, tz) if company else Staff({}, {}, [], tz)
     problems = [
         Problem(f"{company}:1 people.{name}.sites", f"unknown site(s) {', '.join(unknown)}")
@@ -185,12 +193,17 @@ def load_teams(
     ]
     people = dict(base.people)
     built: dict[str, Team] = {}
+    kept: list[Problem] = []
     for team in teams:
         try:
             own = load_staff(team.path, team.region, team.tz)
         except InvalidInput as exc:
-            problems += exc.problems
-            continue
+            before = in_force.teams.get(team.site) if in_force else None
+            if before is None:
+                problems += exc.problems
+                continue
+            kept += exc.problems
+            own = Staff(before.people, before.rota.oncall, before.rota.overrides, team.tz)
         for name, person in own.people.items():
             if name in people and people[name].phone != person.phone:
                 problems.append(
@@ -204,4 +217,6 @@ def load_teams(
         built[team.site] = Team(own.people, Rota(own.oncall, own.overrides, team.tz))
     if problems:
         raise InvalidInput(problems)
-    return Staff(people, base.oncall, base.overrides, tz, built, frozenset(base.people))
+    return Staff(
+        people, base.oncall, base.overrides, tz, built, frozenset(base.people), tuple(kept)
+    )

@@ -37,6 +37,7 @@ class Engine:
         """`sites`: each site's zone and signature; `overrides`: a site's own playbooks,
         which replace the shared ones of the same name there."""
         self.playbooks = dict(playbooks)
+        self.overrides = {site: dict(own) for site, own in (overrides or {}).items()}
         #: per site, the playbooks in force there (only sites with overrides are here)
         self._books = {site: {**self.playbooks, **own} for site, own in (overrides or {}).items()}
         #: most events match few playbooks: the kind test and its reason, ready-made

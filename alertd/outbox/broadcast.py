@@ -15,11 +15,15 @@ Publish = Callable[[str, bytes], Awaitable[None]]
 
 
 class PaSink:
-    """`pa:<scope>:<building>` messages become a QoS 1 publish to the building's topic."""
+    """`pa:<scope>:<building>` messages become a QoS 1 publish to the building's topic,
+    over the broker of the incident's site (`by_site`; else the shared one)."""
 
-    def __init__(self, config: PaConfig, publish: Publish) -> None:
+    def __init__(
+        self, config: PaConfig, publish: Publish, by_site: Mapping[str, Publish] | None = None
+    ) -> None:
         self._config = config
         self._publish = publish
+        self._by_site = dict(by_site or {})
 
     async def send(self, message: Message) -> Result:
         _, scope, building = ([*message.recipient.split(":", 2), "", ""])[:3]
@@ -40,7 +44,7 @@ class PaSink:
             }
             payload = self._config.payload.format(**escaped).encode()
         try:
-            await self._publish(topic, payload)
+            await self._by_site.get(message.site, self._publish)(topic, payload)
         except ConnectionError as exc:
             return Result("retryable", f"PA broadcast: {exc}")
         return Result("sent", provider_id=f"mqtt:{topic}")

@@ -3,6 +3,7 @@ whose broadcast they confirm (the latest PA message to that building)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from datetime import datetime
@@ -28,14 +29,19 @@ class PaAcks:
 
 
 def record_pa_ack(
-    conn: sqlite3.Connection | None, building: str, text: str, now: datetime
+    conn: sqlite3.Connection | None,
+    building: str,
+    text: str,
+    now: datetime,
+    sites: tuple[str, ...] = (),
 ) -> int | None:
+    """`sites`: those the confirming broker serves (none: any site's broadcast)."""
     if conn is None:
         return None
     row = conn.execute(
         "SELECT incident_id FROM messages WHERE channel = 'pa' AND recipient LIKE ? "
-        "ORDER BY id DESC LIMIT 1",
-        (f"pa:%:{building}",),
+        "AND (? = '[]' OR site IN (SELECT value FROM json_each(?))) ORDER BY id DESC LIMIT 1",
+        (f"pa:%:{building}", json.dumps(sites), json.dumps(sites)),
     ).fetchone()
     if row is None:
         return None
