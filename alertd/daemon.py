@@ -203,6 +203,7 @@ class Daemon:
             self.clock,
             client_id=config.client_id,
             max_payload_bytes=config.max_payload_bytes,
+            site=sites[0] if len(sites) == 1 else "",
         )
         return BrokerLink(f"{config.host}:{config.port}", sites, mqtt, source, own)
 

@@ -227,10 +227,12 @@ class Metrics:
                     connected.add_metric([site], int(broker.mqtt.connected.is_set()))
             yield connected
         links = GaugeMetricFamily(
-            "alertd_panel_link_up", "1 while a panel link is up", labels=["panel"]
+            "alertd_panel_link_up", "1 while a panel link is up", labels=["panel", "site"]
         )
         for link in d.panels.links:
-            links.add_metric([link.name], int(link.connected.is_set()))
+            panel = d.config.panels.get(link.name)
+            site = (panel.place.site if panel else "") or (d.sites.only.id if d.sites.only else "")
+            links.add_metric([link.name, site], int(link.connected.is_set()))
         yield links
         messages = GaugeMetricFamily(
             "alertd_outbox_messages", "Messages by channel and status", labels=["channel", "status"]

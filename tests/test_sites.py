@@ -431,12 +431,18 @@ async def test_one_sites_broker_down_leaves_the_others_working_and_its_staff_tol
                 pub = Publisher(broker, f"pub-{broker.port}")
                 try:
                     await asyncio.to_thread(pub.publish, "zigbee2mqtt/smoke_1", '{"smoke": true}')
+                    if broker is brokers[2]:  # a device nobody listed, on Maple's broker
+                        await asyncio.to_thread(pub.publish, "zigbee2mqtt/smoke_99", "{}")
                 finally:
                     pub.close()
             await live.seen.until(lambda evs: len(evs) == 2)
             assert sorted(e.device_id for e in live.seen.events) == [
                 "harbour/smoke-1",
                 "maple/smoke-1",
+            ]
+            await until(lambda: live.dead_letters())
+            assert [(d["topic"], d["site"]) for d in live.dead_letters()] == [
+                ("zigbee2mqtt/smoke_99", "maple")
             ]
             found = {p.name: p for p in parts(live.daemon, clock.now())}
             pine = found[f"mqtt 127.0.0.1:{brokers[1].port} (pine)"]

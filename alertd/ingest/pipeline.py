@@ -155,6 +155,7 @@ class Ingest:
                 item.topic,
                 item.device_id,
                 item.payload,
+                item.site,
             )
         else:
             self._apply(item, batch)
@@ -249,6 +250,7 @@ class Ingest:
                 report.topic,
                 device.device_id,
                 report.raw.encode(),
+                device.location.site,
             )
 
     def _record(
@@ -301,8 +303,11 @@ class Ingest:
         topic: str,
         device_id: str,
         payload: bytes,
+        site: str = "",
     ) -> None:
-        batch.dead_letters.append(DeadLetter(at, source, reason, topic, device_id, payload))
+        known = self._devices.get(device_id)
+        site = site or (known.location.site if known else "")
+        batch.dead_letters.append(DeadLetter(at, source, reason, topic, device_id, payload, site))
         batch.counters["dead_letters"] += 1
         key = (topic, reason)
         if key not in self._logged and len(self._logged) < LOG_ONCE_MAX:

@@ -76,3 +76,5 @@ class Rejected:
     payload: bytes = b""
     device_id: str = ""
     receipt: Receipt | None = None
+    #: where it came from when no device says (a site's own broker)
+    site: str = ""

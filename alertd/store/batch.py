@@ -29,6 +29,7 @@ class DeadLetter:
     topic: str = ""
     device_id: str = ""
     payload: bytes = b""
+    site: str = ""
 
 
 @dataclass(slots=True)

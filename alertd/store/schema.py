@@ -321,4 +321,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE audit ADD COLUMN site TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        "dead letters say which site they came from (a device's, or its broker's)",
+        """
+        ALTER TABLE dead_letters ADD COLUMN site TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]

@@ -350,6 +350,7 @@ class SqliteStore(Reader):
                         "reason": d.reason,
                         "payload": d.payload[:DEAD_LETTER_PAYLOAD_MAX],
                         "size": len(d.payload),
+                        "site": d.site,
                     }
                     for d in batch.dead_letters
                 ],

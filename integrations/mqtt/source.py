@@ -26,7 +26,10 @@ class MqttSource:
         *,
         client_id: str,
         max_payload_bytes: int,
+        site: str = "",
     ) -> None:
+        """`site`: the one site this broker serves, if it serves one (its dead letters')."""
+        self.site = site
         self.router = router
         self._submit = submit
         self._ack = ack
@@ -49,6 +52,7 @@ class MqttSource:
                     msg.topic,
                     msg.payload,
                     receipt=receipt,
+                    site=self.site,
                 )
             )
             return
@@ -67,6 +71,7 @@ class MqttSource:
                     msg.topic,
                     msg.payload,
                     receipt=receipt,
+                    site=self.site,
                 )
             )
             return
