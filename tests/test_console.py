@@ -5,6 +5,7 @@ Debian's Chromium driven by Playwright (never a downloaded browser)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import signal
@@ -56,22 +57,46 @@ class Console:
         await until(lambda: b"connected to MQTT" in self.log.read_bytes()[size:], 30)
 
     async def page(self, account: str) -> Page:
-        """A new browser context signed in as `account`."""
-        context = await self.browser.new_context(locale="zh-CN")
-        page = await context.new_page()
-        await page.goto(self.url + "/login")
-        await page.fill("input[name=name]", account)
-        await page.fill("input[name=password]", PASSWORD)
-        await page.click("button[type=submit]")
-        await expect(page.locator("#who")).to_have_text(account)
-        return page
+        return await signed_in(self.browser, self.url, account)
 
     def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True)
+        return read(self.store, sql, *args)
+
+
+async def signed_in(browser: Browser, url: str, account: str) -> Page:
+    """A new browser context signed in as `account`."""
+    context = await browser.new_context(locale="zh-CN")
+    page = await context.new_page()
+    await page.goto(url + "/login")
+    await page.fill("input[name=name]", account)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await expect(page.locator("#who")).to_have_text(account)
+    return page
+
+
+def read(store: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """Rows of the store, read as another process would."""
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, with nothing reaching out to the network."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
         try:
-            return conn.execute(sql, args).fetchall()
+            yield browser
         finally:
-            conn.close()
+            await browser.close()
 
 
 def add_accounts(config: Path) -> None:
@@ -107,23 +132,15 @@ async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
     try:
         await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
         await until(lambda: b"alertd console on" in web_log.read_bytes(), 30)
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"],
-            )  # fmt: skip
-            try:
-                yield Console(
-                    Desk(config, fake, f"http://127.0.0.1:{port}"),
-                    f"http://127.0.0.1:{web_port}",
-                    browser,
-                    tmp_path / "alertd.db",
-                    daemons,
-                    log,
-                )
-            finally:
-                await browser.close()
+        async with chromium() as browser:
+            yield Console(
+                Desk(config, fake, f"http://127.0.0.1:{port}"),
+                f"http://127.0.0.1:{web_port}",
+                browser,
+                tmp_path / "alertd.db",
+                daemons,
+                log,
+            )
     finally:
         for process in (web, *daemons):
             if process.poll() is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,13 +17,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import start_daemon
 from tests.mqtt_tools import Publisher, until
-from tests.test_console import CHROMIUM, PASSWORD, start_web
+from tests.test_console import PASSWORD, chromium, read, signed_in, start_web
 from tests.test_sites import write_sites
 
 pytestmark = pytest.mark.slow
@@ -43,21 +42,10 @@ class Sites:
     store: Path
 
     async def page(self, account: str) -> Page:
-        context = await self.browser.new_context(locale="zh-CN")
-        page = await context.new_page()
-        await page.goto(self.url + "/login")
-        await page.fill("input[name=name]", account)
-        await page.fill("input[name=password]", PASSWORD)
-        await page.click("button[type=submit]")
-        await expect(page.locator("#who")).to_have_text(account)
-        return page
+        return await signed_in(self.browser, self.url, account)
 
     def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True)
-        try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            conn.close()
+        return read(self.store, sql, *args)
 
 
 def add_accounts(config: Path) -> None:
@@ -92,16 +80,8 @@ async def sites(tmp_path: Path, broker: Broker) -> AsyncIterator[Sites]:
             await until(lambda: incidents(tmp_path / "alertd.db") == 2, 30)
         finally:
             pub.close()
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"],
-            )  # fmt: skip
-            try:
-                yield Sites(f"http://127.0.0.1:{web_port}", browser, tmp_path / "alertd.db")
-            finally:
-                await browser.close()
+        async with chromium() as browser:
+            yield Sites(f"http://127.0.0.1:{web_port}", browser, tmp_path / "alertd.db")
     finally:
         for process in (web, daemon):
             process.send_signal(signal.SIGTERM)
@@ -110,11 +90,7 @@ async def sites(tmp_path: Path, broker: Broker) -> AsyncIterator[Sites]:
 
 
 def incidents(store: Path) -> int:
-    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT count(*) FROM incidents").fetchone()[0])
-    finally:
-        conn.close()
+    return int(str(read(store, "SELECT count(*) FROM incidents")[0][0]))
 
 
 async def first_board_event(sites: Sites, page: Page, query: str = "") -> str:
