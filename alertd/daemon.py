@@ -124,7 +124,7 @@ class Daemon:
             self._link(mqtt, sites, router if len(groups) == 1 else router.only(sites), pa_acks)
             for mqtt, sites in groups
         ]
-        #: the shared broker's connection: the PA, and sites without a broker of their own
+        #: the shared broker's connection (the sites without a broker of their own)
         self.mqtt, self.source = self.links[0].mqtt, self.links[0].source
         playbooks = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
         overrides, by_site = site_playbooks(self.config)

@@ -718,3 +718,22 @@ async def test_a_reload_takes_each_sites_files_and_a_broken_one_holds_back_its_s
     assert sorted(e.device_id for e in live.seen.events) == ["harbour/smoke-1", "pine/smoke-2"]
     await live.settled()
     await until(lambda: "+8613700000001" in texts(fake))  # Wang, of the team kept
+
+
+async def test_declaring_by_hand_asks_which_site_when_there_are_several(
+    sites: tuple[Live, FakeTwilio],
+) -> None:
+    from click.testing import CliRunner
+
+    from alertd.cli import main
+
+    live, _ = sites
+    config = str(live.config.storage.path.parent / "alertd.yaml")
+    base = ["declare", "fire", "--building", "7", "--by", "Li", "--config", config]
+    asked = await asyncio.to_thread(CliRunner().invoke, main, base)
+    assert asked.exit_code == 2
+    assert "which site? (one of: harbour, pine)" in asked.output
+    done = await asyncio.to_thread(CliRunner().invoke, main, [*base, "--site", "Pine Garden"])
+    assert done.exit_code == 0, done.output
+    await live.seen.until(lambda evs: len(evs) == 1)
+    assert live.seen.events[0].location.site == "pine"

@@ -386,7 +386,8 @@ def _progress(counts: dict[str, int]) -> str:
 
 
 def _place_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Where the declared (or drilled) emergency is."""
+    """Where the declared (or drilled) emergency is (`--site`: with several sites)."""
+    command = click.option("--site", default="", help="The site (id or name).")(command)
     for name, required in (("zone", False), ("unit", False), ("floor", False), ("building", True)):
         command = click.option(f"--{name}", required=required, default=None if required else "")(
             command
@@ -398,6 +399,11 @@ def _event_command(
     config: Config, name: str, by: str, text: str, kind: str, place: dict[str, str]
 ) -> None:
     """Ask the daemon to make an event (each gets a device of its own: a new incident)."""
+    try:
+        site = sites_of(config).find(place.get("site", "")).id
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--site") from None
+    place = {**place, "site": site}
     args = {"kind": kind, **place, "command": f"{by}-{int(time.time() * 1000)}"}
     _command(config, name, None, by, text, args)
 
