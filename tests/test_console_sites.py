@@ -167,6 +167,28 @@ async def test_a_supervisor_of_one_site_gets_its_figures_and_audit_alone(sites: 
     assert "Pine" not in directory
     await boss.goto(f"{sites.url}/audit")
     assert "pine" not in (await boss.locator("main").inner_text()).lower()
+    # an import may not touch another site's directory: its rows are refused by line,
+    # and choosing that site is refused outright
+    await boss.goto(f"{sites.url}/directory")
+    csrf = await boss.locator("input[name=csrf]").first.get_attribute("value") or ""
+    upload = {
+        "name": "both.csv",
+        "mimeType": "text/csv",
+        "buffer": (
+            b"site,building,floor,unit,name,phone,language\n"
+            b"harbour,7,3,0301,Harbour Upstairs,13800000301,zh\n"
+            b"pine,7,3,0301,Pine Upstairs,13900000301,zh\n"
+        ),
+    }
+    preview = await api.post(
+        f"{sites.url}/directory/import", multipart={"csrf": csrf, "file": upload}
+    )
+    said = await preview.text()
+    assert "both.csv:3: row skipped: site &#39;pine&#39; is not one of this account&#39;s" in said
+    chosen = await api.post(
+        f"{sites.url}/directory/import", multipart={"csrf": csrf, "site": "pine", "file": upload}
+    )
+    assert chosen.status == 403
 
 
 async def test_head_office_sees_every_site_on_one_board_and_can_pick_one(sites: Sites) -> None:

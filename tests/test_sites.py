@@ -737,3 +737,59 @@ async def test_declaring_by_hand_asks_which_site_when_there_are_several(
     assert done.exit_code == 0, done.output
     await live.seen.until(lambda evs: len(evs) == 1)
     assert live.seen.events[0].location.site == "pine"
+
+
+async def test_the_command_line_by_site(sites: tuple[Live, FakeTwilio], broker: Broker) -> None:
+    """Import for one site, list one site's incidents, grant an account sites."""
+    from click.testing import CliRunner
+
+    from alertd.cli import main
+
+    live, _ = sites
+    root = live.config.storage.path.parent
+    config = ["--config", str(root / "alertd.yaml")]
+
+    def run(*args: str, stdin: str | None = None) -> Any:
+        return CliRunner().invoke(main, [*args, *config], input=stdin)
+
+    (root / "pine.csv").write_text(
+        "building,floor,unit,name,phone,language\n7,3,0301,Pine Upstairs,13900000301,zh\n"
+        "7,2,0201,Pine Below,13900000201,zh\n7,9,0901,Pine Far,13900000901,en\n"
+        "7,5,0501,Pine New,13900000501,zh\n"
+    )
+    done = await asyncio.to_thread(
+        run, "residents", "import", str(root / "pine.csv"), "--site", "pine"
+    )
+    assert done.exit_code == 0, done.output
+    assert (
+        "1 added, 1 changed, 2 unchanged, 0 moved out of 3" in done.output
+    )  # 0901: vulnerable no more
+    wrong = await asyncio.to_thread(
+        run, "residents", "import", str(root / "pine.csv"), "--site", "elm"
+    )
+    assert wrong.exit_code == 2
+    assert "unknown site 'elm'" in wrong.output
+    pub = Publisher(broker, "cli-sites")
+    try:
+        await asyncio.to_thread(pub.publish, "zigbee2mqtt/pine/leak_1", '{"water_leak": true}')
+        await live.seen.until(lambda evs: len(evs) == 1)
+    finally:
+        pub.close()
+    await live.settled()
+    listed = await asyncio.to_thread(run, "incidents", "list", "--site", "harbour")
+    assert listed.output.strip() == ""
+    listed = await asyncio.to_thread(run, "incidents", "list", "--site", "Pine Garden")
+    assert "pine" in listed.output
+    assert "water leak" in listed.output.lower() or "漏水" in listed.output
+    added = await asyncio.to_thread(
+        run, "users", "add", "hv", "--role", "duty", "--staff", "Wang", "--sites", "harbour",
+        "--password-stdin", stdin="a long password 1\n",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    granted = await asyncio.to_thread(run, "users", "sites", "hv", "harbour,Pine Garden")
+    assert granted.exit_code == 0, granted.output
+    assert "account hv sees harbour, pine" in granted.output
+    refused = await asyncio.to_thread(run, "users", "sites", "hv", "elm")
+    assert refused.exit_code == 2
+    listing = await asyncio.to_thread(run, "users", "list")
+    assert "harbour, pine" in listing.output

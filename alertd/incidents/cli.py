@@ -100,25 +100,29 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         default="all",
         show_default=True,
     )
+    @click.option("--site", default="", help="Only this site's (id or name).")
     @click.option("--json", "as_json", is_flag=True)
-    def list_(config_path: Path, status: str, as_json: bool) -> None:
+    def list_(config_path: Path, status: str, site: str, as_json: bool) -> None:
         config: Config = load(config_path)
+        sites = sites_of(config)
         store = store_of(config)
-        where = "" if status == "all" else "WHERE status = ?"
-        rows = _rows(
-            store,
-            f"SELECT * FROM incidents {where} ORDER BY id",
-            () if status == "all" else (status,),
-        )
+        where, args = ("", ()) if status == "all" else ("AND status = ?", (status,))
+        if site:
+            try:
+                where, args = where + " AND site = ?", (*args, sites.find(site).id)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--site") from None
+        rows = _rows(store, f"SELECT * FROM incidents WHERE 1 {where} ORDER BY id", args)
         for row in rows:
             if as_json:
                 click.echo(json.dumps(row, ensure_ascii=False))
             else:
                 drill = " DRILL" if row["drill"] else ""
-                zone = sites_of(config).zone(row["site"]) or config.site.tz
+                zone = sites.zone(row["site"]) or config.site.tz
                 opened = stamp(datetime.fromisoformat(row["opened_at"]), zone)
+                at = f"{row['site']:<10} " if sites.several else ""
                 click.echo(
-                    f"{row['id']:>5} {row['status']:<12} {row['severity']:<8} "
+                    f"{row['id']:>5} {at}{row['status']:<12} {row['severity']:<8} "
                     f"{opened} {row['title']}{drill}"
                 )
 
