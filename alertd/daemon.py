@@ -119,12 +119,12 @@ class Daemon:
         self._devices = router.devices
         pa_acks = PaAcks(self.config.pa.ack_topic) if self.config.pa.ack_topic else None
         self._own_topics = [pa_acks.filter] if pa_acks else []
-        groups = brokers(self.sites, self.config.mqtt)
+        groups = brokers(self.sites)
         self.links = [  # each broker carries its sites' PA controllers too
             self._link(mqtt, sites, router if len(groups) == 1 else router.only(sites), pa_acks)
             for mqtt, sites in groups
         ]
-        #: the shared broker's connection (the sites without a broker of their own)
+        #: the first broker's connection (with one broker: the broker)
         self.mqtt, self.source = self.links[0].mqtt, self.links[0].source
         playbooks = load_playbooks(self.config.playbooks) if self.config.playbooks else Playbooks()
         overrides, by_site = site_playbooks(self.config)
@@ -359,7 +359,7 @@ class Daemon:
         for site in link.sites:
             role = self.sites.find(site).fallback_role
             names.update(dict.fromkeys(staff.with_role(role, site)))
-        served = ", ".join(self.sites.find(s).name for s in link.sites) or "PA"
+        served = ", ".join(self.sites.find(s).name for s in link.sites)
         if down:
             text = {
                 "zh": f"【alertd 故障】{served} 的 MQTT 服务器 {link.name} 已断开，"

@@ -160,7 +160,7 @@ def _mqtt(daemon: Daemon) -> list[Part]:
     out = []
     for link in daemon.links:
         mqtt = link.mqtt
-        served = ", ".join(link.sites) or "the PA"
+        served = ", ".join(link.sites)
         name = f"mqtt {link.name} ({served})" if several else "mqtt"
         if mqtt.connected.is_set():
             out.append(Part(name, "ok", "", link.sites if several else ()))

@@ -101,10 +101,9 @@ class Sites:
         return f"{site.id}/{device}" if self.several else device
 
 
-def brokers(sites: Sites, shared: MqttConfig) -> list[tuple[MqttConfig, tuple[str, ...]]]:
-    """Each broker and the sites it serves, the shared one first (it carries the PA and
-    whatever names no broker of its own), even when every site has its own."""
-    out: dict[str, tuple[MqttConfig, list[str]]] = {_broker_key(shared): (shared, [])}
+def brokers(sites: Sites) -> list[tuple[MqttConfig, tuple[str, ...]]]:
+    """Each broker and the sites it serves (a broker no site names is not connected to)."""
+    out: dict[str, tuple[MqttConfig, list[str]]] = {}
     for site in sites:
         out.setdefault(_broker_key(site.mqtt), (site.mqtt, []))[1].append(site.id)
     return [(config, tuple(ids)) for config, ids in out.values()]
