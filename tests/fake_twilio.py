@@ -42,12 +42,13 @@ class FakeTwilio:
     receipts_posted: int = 0
     #: while set and not yet set off, requests are held (recorded, not answered)
     gate: asyncio.Event | None = None
-    #: the account's limit: at most this many requests accepted in any one second; the
-    #: others get 429, error 20429, with Retry-After (as Twilio answers past its limits)
+    #: the account's limit: at most this many requests of a resource (messages, calls)
+    #: accepted in any one second; the others get 429, error 20429, with Retry-After (as
+    #: Twilio answers past its limits, which it keeps for messages and calls apart)
     rate_limit: int | None = None
     retry_after_s: float = 1.0
-    #: arrival times of the requests accepted in the last second
-    _accepted: deque[float] = field(default_factory=deque)
+    #: per resource, arrival times of the requests accepted in the last second
+    _accepted: dict[str, deque[float]] = field(default_factory=dict)
 
     async def start(self) -> FakeTwilio:
         app = web.Application()
@@ -91,9 +92,10 @@ class FakeTwilio:
     def sms(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["kind"] == "Messages" and r["answered"] == 201]
 
-    def _limited(self, now: float) -> str | Failure:
-        """OK within the account's limit (and counted), else Twilio's 429."""
-        accepted = self._accepted
+    def _limited(self, kind: str, now: float) -> str | Failure:
+        """OK within the account's limit for this resource (and counted), else Twilio's
+        429: messages have a rate of their own, calls theirs (calls per second)."""
+        accepted = self._accepted.setdefault(kind, deque())
         while accepted and accepted[0] <= now - 1.0:
             accepted.popleft()
         assert self.rate_limit is not None
@@ -109,7 +111,7 @@ class FakeTwilio:
         if action == OK and self.plan:
             action = self.plan.popleft()
         if action == OK and self.rate_limit is not None:
-            action = self._limited(time.monotonic())
+            action = self._limited(kind, time.monotonic())
         record = {
             "kind": kind,
             "form": form,
