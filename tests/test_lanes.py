@@ -598,3 +598,29 @@ def test_after_a_429_the_lane_settles_below_the_rate_that_was_refused() -> None:
     for _ in range(500):
         lane.succeeded()
     assert lane.rate == pytest.approx(190.5)
+
+
+async def test_a_fan_out_from_idle_leaves_room_for_its_first_requests_arriving_late() -> None:
+    """A lane idle for a while opens new connections: its first requests reach the
+    provider later than those after them, and at 200/s a provider counting arrivals saw
+    201 in the fan-out's first second (a 429 that paused staff alerts too). Counted as
+    arriving `COLD_S` late, the first `concurrency` leave room for that; the fan-out
+    still runs at nearly the full rate."""
+    from alertd.outbox.lanes import COLD_S
+
+    lane = Lane("sms", 20, 200.0, FakeClock())
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def one() -> None:
+        assert await lane.wait_turn(5)
+        starts.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(420)))
+    arrivals = sorted(t + (COLD_S if n < 20 else 0.0) for n, t in enumerate(starts))
+    busiest = max(sum(1 for t in arrivals if s <= t < s + 1.0) for s in arrivals)
+    assert busiest <= 200
+    first = starts[199] - starts[0]  # the room costs the first second a few starts ...
+    assert first < 1.0
+    steady = (len(starts) - 201) / (starts[-1] - starts[200])  # ... and nothing after
+    assert steady >= 190

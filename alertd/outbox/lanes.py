@@ -40,6 +40,10 @@ QUIET_STEP = 0.05
 #: reach the provider with the jitter of a busy event loop (tens of ms under a telemetry
 #: storm), and must not count one too many in its window
 WINDOW_S = 1.04
+#: a lane starting from idle sends its first `concurrency` requests on new connections,
+#: which reach the provider later than the ones after them (connecting, the SDK's first
+#: call): they bunch the first second there. They count in the window this much later
+COLD_S = 0.06
 #: a lane with no configured rate that was throttled starts again at this rate
 THROTTLED_RATE = 10.0
 #: slots beyond the concurrency that only staff alerts of life-safety incidents may use
@@ -71,6 +75,8 @@ class Lane:
         self._throttled_at: datetime | None = None
         #: the loop times of the last starts, for the one-second window
         self._starts: deque[float] = deque()
+        #: starts still to go out on connections a lane opens afresh after idling
+        self._cold = 0
         self.probe_s = probe_s
         self.busy = 0
         self._reserved = 0
@@ -174,7 +180,10 @@ class Lane:
             if turn.done():
                 continue
             turn.set_result(None)
-            self._starts.append(now)
+            if not self._starts:  # idle for a window: its connections are new
+                self._cold = self.concurrency
+            self._starts.append(now + (COLD_S if self._cold else 0.0))
+            self._cold = max(0, self._cold - 1)
             # on the lane's own grid: a sleep's overshoot is made up, not added up (the
             # window keeps that from becoming a burst); a lane idle for longer than the
             # lookahead starts afresh
