@@ -419,9 +419,15 @@ class Daemon:
             log.error("told %s that %s: %s", name, what, result.outcome)
 
     def _declared(self, args: dict[str, Any]) -> None:
-        """A staff declaration or a drill becomes an event like any sensor's."""
+        """A staff declaration or a drill becomes an event like any sensor's. Staff naming
+        a site that is not configured (a hand-made command) are refused: the command fails
+        with why; a resident's call for help is never refused (their flat's site)."""
+        site = str(args.get("site") or "")
+        known = self.sites.get(site) if site else self.sites.only
+        if known is None and args.get("actor") != "resident":
+            self.sites.find(site)  # raises ValueError: which sites there are
         place = Location(
-            site=args.get("site") or (self.sites.only.id if self.sites.only else ""),
+            site=known.id if known else site,
             building=args.get("building", ""),
             floor=args.get("floor", ""),
             unit=args.get("unit", ""),

@@ -135,9 +135,15 @@ def _site(config: Config, key: str, entry: SiteConfig) -> Site:
         staff=entry.staff if config.sites else config.staff,
         playbooks=entry.playbooks if config.sites else None,
         mqtt=entry.mqtt or config.mqtt,
-        from_number=entry.from_number or (twilio.from_number if twilio else None),
-        messaging_service_sid=entry.messaging_service_sid
-        or (twilio.messaging_service_sid if twilio else None),
+        # a sender is a pair: a site naming either has its own, else twilio's
+        **(
+            {"from_number": entry.from_number, "messaging_service_sid": entry.messaging_service_sid}
+            if entry.from_number or entry.messaging_service_sid
+            else {
+                "from_number": twilio.from_number if twilio else None,
+                "messaging_service_sid": twilio.messaging_service_sid if twilio else None,
+            }
+        ),
         fallback_role=entry.fallback_role or config.delivery.fallback_role,
     )
 
@@ -187,6 +193,22 @@ def site_problems(config: Config, path: Path | str) -> list[Problem]:
                         f"{path} {where}", f"{cell!r} is a name: write the site's id {site.id!r}"
                     )
                 )
+    first: dict[str, Site] = {}
+    for site in sites:  # one connection a broker: the first site's settings serve them all
+        shared = first.setdefault(_broker_key(site.mqtt), site)
+        mine, theirs = site.mqtt, shared.mqtt
+        if (mine.client_id, mine.username, mine.tls) != (
+            theirs.client_id,
+            theirs.username,
+            theirs.tls,
+        ):
+            problems.append(
+                Problem(
+                    f"{path} sites.{site.id}.mqtt",
+                    f"the broker of site {shared.id!r} with another client_id, username or "
+                    f"tls: one connection serves both, with site {shared.id!r}'s settings",
+                )
+            )
     if config.twilio is not None:
         problems += [
             Problem(

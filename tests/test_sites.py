@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -793,3 +794,113 @@ async def test_the_command_line_by_site(sites: tuple[Live, FakeTwilio], broker: 
     assert refused.exit_code == 2
     listing = await asyncio.to_thread(run, "users", "list")
     assert "harbour, pine" in listing.output
+
+
+# -- what a typo, a hand-made request or a shared broker must not do --------------------
+
+
+def test_a_typo_in_a_site_cell_moves_nobody_of_that_flat_out(tmp_path: Path) -> None:
+    from alertd.directory.importing import apply, plan
+
+    (tmp_path / "alertd.yaml").write_text("sites: {harbour: {}, pine: {}}\n")
+    sites = sites_of(load_config(tmp_path / "alertd.yaml"))
+    store = SqliteStore(tmp_path / "alertd.db")
+    both = read_residents(RESIDENTS.encode(), "CN", name="r.csv", site=sites.resident_site())
+    apply(store.conn, both, datetime.now(UTC), allow_removals=False)
+    again = read_residents(
+        RESIDENTS.replace("pine,7,2,0201", "pien,7,2,0201").encode(),
+        "CN",
+        name="r.csv",
+        site=sites.resident_site(),
+    )
+    assert [p.where for p in again.problems] == ["r.csv:6"]
+    assert plan(store.conn, again).moved_out == 0  # Pine Below is not moved out for it
+    store.close()
+
+
+async def test_a_site_with_a_sender_of_its_own_never_takes_the_accounts_other_half(
+    tmp_path: Path,
+) -> None:
+    from integrations.twilio.sink import Sender, TwilioSink
+
+    (tmp_path / "alertd.yaml").write_text(
+        "twilio: {account_sid: AC00000000000000000000000000000000, auth_token: t, "
+        "messaging_service_sid: MG0000000000000000000000000000000a}\n"
+        "sites: {harbour: {}, pine: {from_number: '+15005550007'}}\n"
+    )
+    config = load_config(tmp_path / "alertd.yaml")
+    harbour, pine = sites_of(config)
+    assert (pine.from_number, pine.messaging_service_sid) == ("+15005550007", None)
+    assert harbour.messaging_service_sid == "MG0000000000000000000000000000000a"
+    assert config.twilio is not None
+    senders = {s.id: Sender(s.from_number, s.messaging_service_sid) for s in (harbour, pine)}
+    sink = TwilioSink(config.twilio, "sms", None, senders)
+    try:
+        assert sink._sender("pine") == {"from_": "+15005550007"}
+        assert sink._sender("harbour") == {"messaging_service_sid": harbour.messaging_service_sid}
+    finally:
+        await sink.close()
+
+
+async def test_a_hand_made_declaration_at_a_site_not_configured_fails_once(
+    sites: tuple[Live, FakeTwilio],
+) -> None:
+    from alertd.store import incidents as incidents_db
+
+    live, _ = sites
+    store = SqliteStore(live.config.storage.path)
+    try:
+        incidents_db.add_command(
+            store.conn,
+            "declare",
+            None,
+            "Li",
+            "",
+            {"kind": "fire.alarm", "site": "elm", "building": "7", "command": "hand-1"},
+            datetime.now(UTC),
+        )
+    finally:
+        store.close()
+    await live.daemon.incidents.tick()
+    await live.daemon.incidents.tick()  # and it is not tried again
+    store = SqliteStore(live.config.storage.path)
+    try:
+        ((state, result),) = store.conn.execute("SELECT state, result FROM commands").fetchall()
+        assert store.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    finally:
+        store.close()
+    assert state == "failed"
+    assert "unknown site 'elm' (one of: harbour, pine)" in result
+
+
+def test_two_sites_on_one_broker_with_other_credentials_are_said(tmp_path: Path) -> None:
+    from alertd.sites import site_problems
+
+    (tmp_path / "alertd.yaml").write_text(
+        "sites:\n  harbour: {mqtt: {host: 10.0.0.5, username: harbour}}\n"
+        "  pine: {mqtt: {host: 10.0.0.5, username: pine}}\n"
+    )
+    (problem,) = site_problems(load_config(tmp_path / "alertd.yaml"), "alertd.yaml")
+    assert problem.where == "alertd.yaml sites.pine.mqtt"
+    assert "one connection serves both, with site 'harbour''s settings" in problem.message
+
+
+def test_devices_offline_now_are_of_the_accounts_sites_alone(tmp_path: Path) -> None:
+    from alertd.console.analytics import Period, analyse
+
+    store = SqliteStore(tmp_path / "alertd.db")
+    store.conn.executemany(
+        "INSERT INTO device_state (device_id, kind, active, since, event_id, seq) "
+        "VALUES (?, ?, 1, ?, 0, 0)",
+        [
+            (d, "sensor.offline", "2026-12-01T00:00:00+00:00")
+            for d in ("harbour/a", "pine/b", "gst", "facp")
+        ],
+    )
+    now = datetime.now(UTC)
+    period = Period(now.replace(year=2025), now, sites=("harbour",))
+    # panels' ids carry no site: facp is Harbour View's panel, gst Pine Garden's
+    device_sites = {"harbour/a": "harbour", "pine/b": "pine", "gst": "pine", "facp": "harbour"}
+    tables = analyse(store.conn, period, ZoneInfo("Asia/Shanghai"), set(), {}, device_sites)
+    assert sorted(row[0] for row in tables["offline_now"].rows) == ["facp", "harbour/a"]
+    store.close()

@@ -8,6 +8,7 @@ import json
 import math
 import sqlite3
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -71,7 +72,10 @@ def analyse(
     tz: tzinfo,
     leak_playbooks: set[str],
     ack_targets: dict[str, float],
+    device_sites: Mapping[str, str] | None = None,
 ) -> dict[str, Table]:
+    """`device_sites`: each device's site, for the devices offline now of `period.sites`
+    (a device it does not know is shown to accounts of every site alone)."""
     where, args = _where(period)
     tables: dict[str, Table] = {}
 
@@ -252,7 +256,7 @@ def analyse(
                 "SELECT device_id, since FROM device_state WHERE kind = 'sensor.offline' "
                 "AND active = 1 ORDER BY since"
             )
-            if period.sites is None or d.split("/", 1)[0] in period.sites
+            if period.sites is None or (device_sites or {}).get(d) in period.sites
         ],
     )
     return tables

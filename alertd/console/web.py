@@ -1015,7 +1015,18 @@ def run_analytics(
     books = console.playbooks()
     leaks = {n for n, b in books.items() if Kind.LEAK in b.match.kinds}
     targets = {n: b.ack_target_s for n, b in books.items() if b.ack_target_s is not None}
-    return analytics.analyse(conn, period, console.tz, leaks, targets)
+    only = console.sites.only.id if console.sites.only else ""
+    config = console.config
+    device_sites = {
+        **{name: p.place.site or only for name, p in config.panels.items()},
+        **{
+            f"sia:{number}": a.place.site or only
+            for r in config.receivers.values()
+            for number, a in r.accounts.items()
+        },
+        **{d.device_id: d.location.site for d in console.devices()[0]},
+    }
+    return analytics.analyse(conn, period, console.tz, leaks, targets, device_sites)
 
 
 def make_app(console: Console) -> web.Application:

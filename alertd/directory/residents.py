@@ -81,6 +81,8 @@ def read_residents(
     seen: dict[tuple[str, str, str, str], int] = {}
     phones: dict[str, tuple[int, str, str]] = {}
     unsure: set[tuple[str, str, str]] = set()
+    #: (building, unit) of rows whose site cannot be told: unsure at every site of the file
+    unplaced: set[tuple[str, str]] = set()
     sites: set[str] = set()
     try:
         if isinstance(source, bytes):
@@ -95,6 +97,8 @@ def read_residents(
             at, at_region = site_of(cells.get("site", "").strip())
         except ValueError as exc:
             problems.append(Problem(where, f"row skipped: {exc}"))
+            if cells.get("building") and cells.get("unit"):
+                unplaced.add((cells["building"], cells["unit"]))
             continue
         sites.add(at)
         try:
@@ -126,6 +130,7 @@ def read_residents(
     if not residents:
         why = "no usable row" if rows else "no rows under the header"
         problems.append(Problem(name, f"residents file refused: {why}; nothing was changed"))
+    unsure |= {(s, b, u) for s in sites for b, u in unplaced}  # a typo in a site cell
     return ResidentsFile(
         name, residents, problems, warnings, not residents, frozenset(unsure), frozenset(sites)
     )

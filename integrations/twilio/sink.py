@@ -108,14 +108,12 @@ class TwilioSink:
         return Result("sent", provider_id=str(resource.sid))
 
     def _sender(self, site: str) -> dict[str, str]:
-        own = self._senders.get(site)
-        if own is not None and own.messaging_service_sid:
+        """The site's sender, else the account's."""
+        config = self._config
+        own = self._senders.get(site) or Sender(config.from_number, config.messaging_service_sid)
+        if own.messaging_service_sid:
             return {"messaging_service_sid": own.messaging_service_sid}
-        if own is not None and own.from_number:
-            return {"from_": own.from_number}
-        if self._config.messaging_service_sid:
-            return {"messaging_service_sid": self._config.messaging_service_sid}
-        return {"from_": self._config.from_number or ""}
+        return {"from_": own.from_number or ""}
 
     def _callback(self) -> Any:
         from twilio.base import values
