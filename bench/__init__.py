@@ -10,7 +10,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from alertd.directory.residents import Resident
     from integrations.twilio.sink import TwilioSink
+
+
+def residents_of(count: int, building: str, site: str = "HV") -> list[Resident]:
+    """`count` residents of one building over 30 floors, every tenth vulnerable."""
+    from alertd.directory.residents import Resident
+
+    return [
+        Resident(
+            building,
+            str(n % 30),
+            f"{n % 30}{n:05d}",
+            f"R{n}",
+            f"+86138{n:08d}",
+            "zh",
+            n % 10 == 0,
+            site=site,
+        )
+        for n in range(count)
+    ]
 
 
 def quick_flag(doc: str | None) -> bool:

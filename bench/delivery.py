@@ -23,14 +23,14 @@ from zoneinfo import ZoneInfo
 
 from alertd.clock import SystemClock
 from alertd.config import DeliveryConfig
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import import_residents
 from alertd.directory.staff import load_staff
 from alertd.engine.state import Action, Decision, Incident
 from alertd.events import Location, Severity
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
-from bench import fake_twilio_sms, q, quick_flag
+from bench import fake_twilio_sms, q, quick_flag, residents_of
 from tests.fake_twilio import FakeTwilio
 
 TEXTS = {"zh": "您好，3号楼发生火警，请立即撤离。", "en": "Fire alarm in building 3: leave now."}
@@ -67,19 +67,7 @@ async def run(quick: bool) -> None:
         fake = await FakeTwilio().start()
         writer = Writer(root / "alertd.db", synchronous="FULL")
         store = await writer.open()
-        residents = [
-            Resident(
-                "3",
-                str(n % 30),
-                f"{n % 30}{n:05d}",
-                f"R{n}",
-                f"+86138{n:08d}",
-                "zh",
-                n % 10 == 0,
-                site="HV",
-            )
-            for n in range(count)
-        ]
+        residents = residents_of(count, "3")
         await writer.call(import_residents, store.conn, residents, SystemClock().now())
         (root / "staff.yaml").write_text(
             "people:\n  Wang: {phone: '+8613900000001', roles: [security]}\n"

@@ -46,7 +46,7 @@ from alertd.console.accounts import add_user
 from alertd.console.roles import Role
 from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
-from bench import fake_twilio_sms, q, subscribed
+from bench import fake_twilio_sms, q, residents_of, subscribed
 from bench.console import PASSWORD, sign_in
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
@@ -107,19 +107,7 @@ def setup(
         "    - {who: Wang, start: '12:00', end: '00:00'}\n"
     )
     store = SqliteStore(root / "alertd.db")
-    people = [
-        Resident(
-            "0",
-            str(n % 30),
-            f"{n % 30}{n:05d}",
-            f"R{n}",
-            f"+86138{n:08d}",
-            "zh",
-            n % 10 == 0,
-            site=at(0) or "HV",
-        )
-        for n in range(residents)
-    ]
+    people = residents_of(residents, "0", at(0) or "HV")
     people += [
         Resident(str(b), "3", f"{b}03", f"F{b}", f"+86137{b:08d}", "zh", False, site=at(b) or "HV")
         for b in range(1, 51)

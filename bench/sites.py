@@ -208,9 +208,14 @@ async def console_phase(root: Path, sites: int, rounds: int) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         await until(lambda: b"alertd console on" in log.read_bytes(), 60)
-        await asyncio.sleep(1.0)  # the board's first read of the store
         http = await sign_in(url, PASSWORD)
         try:
+            async with asyncio.timeout(30):  # until the board has read the store once
+                while True:
+                    async with http.get(url + "/") as page:
+                        if "data-incident" in await page.text():
+                            break
+                    await asyncio.sleep(0.05)  # another process's first read: polled
             board = [await timed(http, url + "/") for _ in range(rounds)]
             month = [await timed(http, url + "/analytics") for _ in range(max(5, rounds // 10))]
         finally:

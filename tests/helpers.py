@@ -85,3 +85,18 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+async def signed_post(base: str, public: str, token: str, path: str, form: dict[str, str]) -> str:
+    """A form posted to alertd's callbacks at `base` as Twilio posts it: signed with the
+    account's `token` against the `public` URL alertd is reached at."""
+    import aiohttp
+    from twilio.request_validator import RequestValidator
+
+    signature = RequestValidator(token).compute_signature(public + path, form)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base + path, data=form, headers={"X-Twilio-Signature": signature}) as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+        return await answer.text()

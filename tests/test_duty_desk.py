@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import pytest
-from twilio.request_validator import RequestValidator
 
 from alertd.clock import FakeClock
 from alertd.config import load_config
@@ -25,7 +23,7 @@ from alertd.directory.residents import Resident, import_residents
 from alertd.store import SqliteStore
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
-from tests.helpers import alertd, start_daemon
+from tests.helpers import alertd, signed_post, start_daemon
 from tests.mqtt_tools import Live, Publisher, until
 from tests.test_incidents import cli, rows
 from tests.test_playbooks import SHIPPED
@@ -84,15 +82,7 @@ class Desk:
         )
 
     async def _post(self, path: str, form: dict[str, str]) -> str:
-        signature = RequestValidator(TOKEN).compute_signature(PUBLIC + path, form)
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                self.callbacks + path, data=form, headers={"X-Twilio-Signature": signature}
-            ) as response,
-        ):
-            assert response.status == 200, await response.text()
-            return await response.text()
+        return await signed_post(self.callbacks, PUBLIC, TOKEN, path, form)
 
 
 def write_desk(tmp_path: Path, broker: Broker, fake: FakeTwilio, name: str) -> tuple[Path, int]:

@@ -25,6 +25,7 @@ from alertd.sites import sites_of
 from alertd.store import SqliteStore
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
+from tests.helpers import signed_post
 from tests.mqtt_tools import Live, Publisher, until
 from tests.test_playbooks import SHIPPED
 
@@ -132,22 +133,10 @@ async def sites(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[Live, Fak
 
 async def text_in(live: Live, phone: str, body: str) -> str:
     """An SMS from `phone` to alertd, as Twilio posts it (signed)."""
-    import aiohttp
-    from twilio.request_validator import RequestValidator
-
     assert live.config.http is not None
+    base = f"http://127.0.0.1:{live.config.http.port}"
     form = {"From": phone, "To": "+15005550006", "Body": body}
-    signature = RequestValidator("t").compute_signature(PUBLIC + "/twilio/inbound", form)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"http://127.0.0.1:{live.config.http.port}/twilio/inbound",
-            data=form,
-            headers={"X-Twilio-Signature": signature},
-        ) as answer,
-    ):
-        assert answer.status == 200
-        return await answer.text()
+    return await signed_post(base, PUBLIC, "t", "/twilio/inbound", form)
 
 
 async def test_staff_acknowledge_only_the_incidents_of_their_own_sites(

@@ -761,9 +761,7 @@ def routes(console: Console) -> web.RouteTableDef:
             raise web.HTTPBadRequest(text="choose a CSV file")
         name = Path(upload.filename or "residents.csv").name
         chosen = str(form.get("site", ""))
-        if chosen:
-            chosen = own(request, pick_site(c, request, chosen).id)
-        of_site = c.sites.resident_site(chosen)
+        of_site = c.sites.resident_site(pick_site(c, request, chosen).id if chosen else "")
 
         def site_of(cell: str) -> tuple[str, str]:  # rows of another site: refused
             site, region = of_site(cell)

@@ -39,7 +39,7 @@ class Engine:
         self.playbooks = dict(playbooks)
         self.overrides = {site: dict(own) for site, own in (overrides or {}).items()}
         #: per site, the playbooks in force there (only sites with overrides are here)
-        self._books = {site: {**self.playbooks, **own} for site, own in (overrides or {}).items()}
+        self._books = {site: {**self.playbooks, **own} for site, own in self.overrides.items()}
         #: most events match few playbooks: the kind test and its reason, ready-made
         self._kinds = {
             id(pb): (
