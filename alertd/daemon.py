@@ -145,7 +145,7 @@ class Daemon:
             self.clock,
             self.config.delivery,
             staff,
-            {s.id: Local(s.unit_format, s.fallback_role) for s in sites_of(self.config)},
+            {s.id: Local(s.unit_format, s.fallback_role) for s in self.sites},
         )
         await self.dispatcher.start()
         self.incidents.delivery = self.dispatcher
