@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test check lint types unit bench mosquitto chromium clean
+.PHONY: demo test check lint types unit bench mosquitto postgresql chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ mosquitto:
 	@command -v mosquitto >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin" command -v mosquitto >/dev/null 2>&1 || \
 	  { echo "installing Mosquitto (apt-get)"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; }
+
+# the store's tests start throwaway clusters with Debian's server binaries (initdb, pg_ctl)
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "installing PostgreSQL (apt-get)"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 # the console's browser tests drive Debian's Chromium (Playwright never downloads one)
 # (and a CJK font, so that its screenshots show the Chinese pages)
@@ -33,10 +39,10 @@ check: $(STAMP)
 	$(BIN)/ruff check alertd integrations tests bench
 	$(BIN)/mypy
 
-unit: $(STAMP) mosquitto chromium
+unit: $(STAMP) mosquitto postgresql chromium
 	$(BIN)/pytest
 
-bench: $(STAMP) mosquitto
+bench: $(STAMP) mosquitto postgresql
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.panels
 	$(BIN)/python -m bench.engine

@@ -60,6 +60,13 @@ def run(config_path: Path) -> None:
     from alertd.store.lock import AlreadyRunning
 
     config = _config(config_path, secrets=True)
+    if config.storage.url is not None:  # never a silent SQLite file instead
+        click.echo(
+            "error: storage.url: the daemon does not run on PostgreSQL yet (the store and "
+            "`alertd store copy` do); remove storage.url to run on storage.path (SQLite)",
+            err=True,
+        )
+        raise SystemExit(2)
     logs.setup(config.log_level, config.site.tz, config.log_format)
     pin(config.cpu)  # before the daemon starts its threads
     daemon = Daemon(config)
@@ -337,6 +344,91 @@ def dead_letters(config_path: Path, limit: int, as_json: bool) -> None:
     counters = store.counters()
     if not as_json:
         click.echo(f"dead letters stored in total: {counters.get('dead_letters', 0)}", err=True)
+
+
+@main.command()
+@config_option
+def cluster(config_path: Path) -> None:
+    """The instances sharing a PostgreSQL store, the sites each owns, lease ages and
+    takeovers."""
+    import psycopg
+
+    from alertd.sites import sites_of
+    from alertd.store import leases as db
+    from alertd.store.postgres import shown
+
+    config = _config(config_path)
+    if config.storage.url is None:
+        click.echo(
+            f"one box: the store is SQLite ({config.storage.path}); storage.url selects "
+            "PostgreSQL, shared by several instances"
+        )
+        return
+    url = config.storage.url.get_secret_value()
+
+    async def read() -> tuple[list[db.Instance], list[db.Lease]]:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await db.instances(conn), await db.leases(conn)
+
+    try:
+        members, leases = asyncio.run(read())
+    except psycopg.Error as exc:
+        raise click.ClickException(f"{shown(url)}: {str(exc).strip()}") from None
+    owned: dict[str, list[str]] = {}
+    for lease in leases:
+        if lease.held and lease.owner:
+            owned.setdefault(lease.owner, []).append(lease.site)
+    click.echo(f"{'INSTANCE':<28} {'PID':>7} {'HEARD':>8}  SITES")
+    for m in members:
+        heard = "stopping" if m.stopping else f"{m.age_s:.1f}s ago"
+        sites = owned.get(m.id, [])
+        click.echo(f"{m.id[:28]:<28} {m.pid:>7} {heard:>8}  {len(sites)}: {' '.join(sites)}")
+    click.echo(f"\n{'SITE':<14} {'OWNER':<28} {'EPOCH':>5} {'LEASE':>8} {'TAKEOVERS':>9} HANDOVERS")
+    for lease in leases:
+        left = f"{lease.left_s:.1f}s" if lease.held else "expired"
+        owner = lease.owner or "-"
+        click.echo(
+            f"{lease.site:<14} {owner[:28]:<28} {lease.epoch:>5} {left:>8} "
+            f"{lease.takeovers:>9} {lease.handovers}"
+        )
+    unowned = sorted({s.id for s in sites_of(config)} - {le.site for le in leases if le.held})
+    if unowned:
+        click.echo(f"\nno owner: {', '.join(unowned)}", err=True)
+
+
+@main.group()
+def store() -> None:
+    """The store itself: move it between SQLite and PostgreSQL."""
+
+
+@store.command("copy")
+@click.argument("source", metavar="FROM")
+@click.argument("dest", metavar="TO")
+def store_copy(source: str, dest: str) -> None:
+    """Copy the store FROM into the new, empty store TO, checked row for row before it is
+    committed. Each is a SQLite file or a PostgreSQL connection string
+    (postgresql://user@host/dbname; the password from PGPASSWORD or ~/.pgpass, not the
+    command line). Stop alertd first: what it writes after the copy began stays behind."""
+    from alertd.store.copy import CopyRefused, copy_store
+    from alertd.store.lock import InstanceLock
+    from alertd.store.postgres import is_postgres
+
+    if not is_postgres(source):
+        running = InstanceLock(Path(source)).held_by()
+        if running:
+            raise click.ClickException(f"alertd runs on {source} (pid {running}): stop it first")
+
+    def shown(table: str, rows: int) -> None:
+        click.echo(f"  {table}: {rows:,} rows", err=True)
+
+    try:
+        copied = copy_store(source, dest, progress=shown)
+    except CopyRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    total = sum(c.rows for c in copied)
+    click.echo(f"copied {total:,} rows in {len(copied)} tables; every table checked row for row")
 
 
 @main.group()

@@ -103,7 +103,12 @@ class SiteConfig(Strict):
 
 
 class StorageConfig(Strict):
+    #: SQLite, the embedded store of one box
     path: Path = Path("var/alertd.db")
+    #: PostgreSQL, the shared store of several instances: any libpq connection string
+    #: (`postgresql://alertd@db1,db2/alertd?target_session_attrs=read-write`); the password
+    #: from PGPASSWORD, ~/.pgpass or ${VAR}, never written in this file
+    url: SecretStr | None = None
     #: FULL survives power loss; NORMAL survives a crash of alertd only
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     #: `alertd prune` never deletes an incident record younger than this (NFPA 72 asks
@@ -111,6 +116,24 @@ class StorageConfig(Strict):
     keep_incidents_days: int = Field(400, ge=365)
     #: raw events and dead letters no kept incident refers to go after this
     keep_events_days: int = Field(90, ge=7)
+
+    @field_validator("url")
+    @classmethod
+    def _libpq(cls, value: SecretStr | None) -> SecretStr | None:
+        from alertd.store.postgres import check_conninfo, is_postgres
+
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if not is_postgres(text):
+            raise ValueError(
+                "not a PostgreSQL connection string: postgresql://user@host/dbname or "
+                "'host=... dbname=...' (a SQLite file goes in storage.path)"
+            )
+        wrong = check_conninfo(text)
+        if wrong:
+            raise ValueError(f"libpq cannot read this connection string: {wrong}")
+        return value
 
 
 class IngestConfig(Strict):

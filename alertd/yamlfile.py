@@ -134,7 +134,8 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
 
 
-_SECRET_WORDS = ("password", "token", "secret", "key")
+#: a URL may carry a password (storage.url) or a token (a webhook robot's)
+_SECRET_WORDS = ("password", "token", "secret", "key", "url")
 
 
 def _message(err: Mapping[str, Any], *, echo: bool) -> str:

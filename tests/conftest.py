@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.broker import Broker
+from tests.postgres import Cluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -31,3 +32,25 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 def fixture_messages(name: str) -> list[dict[str, Any]]:
     data = json.loads((FIXTURES / name).read_text())
     return list(data["messages"])
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One PostgreSQL server for the tests that do not stop it."""
+    c = Cluster().start()
+    yield c
+    c.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new empty database on the shared server, dropped after the test (plain data: a URL)."""
+    import psycopg
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield pg_cluster.url(name)
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -22,10 +22,10 @@ def _older_store(path: Path, version: int) -> None:
         "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
         "applied_at TEXT NOT NULL)"
     )
-    for number, (name, script) in enumerate(MIGRATIONS[:version], start=1):
-        for statement in _statements(script):
+    for number, migration in enumerate(MIGRATIONS[:version], start=1):
+        for statement in _statements(migration.sqlite):
             conn.execute(statement)
-        conn.execute("INSERT INTO migrations VALUES (?, ?, ?)", (number, name, iso(NOW)))
+        conn.execute("INSERT INTO migrations VALUES (?, ?, ?)", (number, migration.name, iso(NOW)))
     conn.close()
 
 

@@ -243,17 +243,17 @@ class SqliteStore(Reader):
             "CREATE TABLE IF NOT EXISTS migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
-        for version, (name, script) in enumerate(MIGRATIONS, start=1):
+        for version, migration in enumerate(MIGRATIONS, start=1):
             if version in self.applied():
                 continue
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 if version not in self.applied():  # another process may have been first
-                    for statement in _statements(script):
+                    for statement in _statements(migration.sqlite):
                         self.conn.execute(statement)
                     self.conn.execute(
                         "INSERT INTO migrations VALUES (?, ?, ?)",
-                        (version, name, iso(datetime.now(UTC))),
+                        (version, migration.name, iso(datetime.now(UTC))),
                     )
                 self.conn.execute("COMMIT")
             except BaseException:

@@ -1,0 +1,199 @@
+"""Several instances sharing the sites: each site owned by one instance at a time through
+its lease (alertd/store/leases.py), the sites spread evenly, taken over within a lease
+time when an owner dies, handed over without a gap when one joins or stops.
+
+`share` decides from what one round saw; `Membership` runs the rounds: heartbeat, renew,
+then take and give what `share` says. The owner of a site runs its decisions, timers and
+delivery (`on_gain`); it stops at once when it loses the site (`on_loss`), and its writes
+are fenced by the epoch in any case."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from alertd.store import leases as db
+
+log = logging.getLogger("alertd.cluster")
+
+
+@dataclass(frozen=True)
+class Plan:
+    take: list[str]
+    #: (site, to whom)
+    give: list[tuple[str, str]]
+
+
+def targets(sites: int, live: Sequence[str]) -> dict[str, int]:
+    """How many sites each live instance should own: as even as it divides."""
+    ordered = sorted(live)
+    per, extra = divmod(sites, len(ordered))
+    return {name: per + (i < extra) for i, name in enumerate(ordered)}
+
+
+def share(me: str, sites: Sequence[str], live: Sequence[str], owners: dict[str, str]) -> Plan:
+    """What `me` should take and give, given the live instances and who holds which site
+    now (`owners`: held leases of live instances only). A free site is taken by an
+    instance short of its share. A site is given only when none is free, to the instance
+    furthest short of its share, so a joining instance is handed sites by the busiest."""
+    if me not in live:
+        live = [*live, me]
+    want = targets(len(sites), live)
+    count = dict.fromkeys(live, 0)
+    for owner in owners.values():
+        if owner in count:
+            count[owner] += 1
+    mine = sorted(s for s in sites if owners.get(s) == me)
+    free = sorted((s for s in sites if s not in owners), key=lambda s: _spread(me, s))
+    room = want[me] - len(mine)
+    if free:  # the shares add up to every site: whoever is short of its share takes them
+        return Plan(free[: max(room, 0)], [])
+    give: list[tuple[str, str]] = []
+    excess = list(reversed(mine))[: max(-room, 0)]
+    short = sorted(
+        ((want[i] - count[i], i) for i in live if i != me and count[i] < want[i]),
+        key=lambda d: (-d[0], d[1]),
+    )
+    for deficit, to in short:
+        while deficit and excess:
+            give.append((excess.pop(0), to))
+            deficit -= 1
+    return Plan([], give)
+
+
+def _spread(me: str, site: str) -> bytes:
+    """Instances try free sites in different orders: fewer of them race for one."""
+    return hashlib.sha256(f"{me}/{site}".encode()).digest()
+
+
+class Membership:
+    """One instance's part: a round every `lease_s / 5` seconds on its own connection."""
+
+    def __init__(
+        self,
+        url: str,
+        sites: Sequence[str],
+        *,
+        me: str | None = None,
+        lease_s: float = 5.0,
+        on_gain: Callable[[str, int], None] = lambda site, epoch: None,
+        on_loss: Callable[[str], None] = lambda site: None,
+    ) -> None:
+        self.url = url
+        self.sites = list(sites)
+        self.me = me or db.instance_id(os.getpid())
+        self.lease_s = lease_s
+        self.on_gain = on_gain
+        self.on_loss = on_loss
+        #: site -> the epoch this instance holds it at
+        self.held: dict[str, int] = {}
+        self._conn: Any = None
+        self._renewed_at = 0.0
+
+    async def _connection(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                application_name=f"alertd {self.me}",
+                connect_timeout=max(2, int(self.lease_s)),
+            )
+        return self._conn
+
+    async def round(self) -> None:
+        """Heartbeat, renew, then take and give: one pass."""
+        started = time.monotonic()
+        conn = await self._connection()
+        await db.heartbeat(conn, self.me, os.getpid())
+        kept = await db.renew(conn, self.me, self.held, self.lease_s)
+        self._renewed_at = started
+        for site in [s for s in self.held if s not in kept]:
+            self._lose(site, "its lease expired before it was renewed")
+        live = self._live(await db.instances(conn))
+        owners: dict[str, str] = {}
+        for lease in await db.leases(conn):
+            if not lease.held or lease.owner not in {*live, self.me}:
+                continue
+            owners[lease.site] = lease.owner
+            if lease.owner == self.me and lease.site not in self.held:
+                self._gain(lease.site, lease.epoch, "handed over")
+        plan = share(self.me, self.sites, live, owners)
+        for site in plan.take:
+            epoch = await db.acquire(conn, site, self.me, self.lease_s)
+            if epoch is not None:
+                self._gain(site, epoch, "taken")
+        for site, to in plan.give:
+            epoch = await db.hand_over(conn, site, self.me, self.held[site], to, self.lease_s)
+            self._lose(site, f"handed over to {to} at epoch {epoch}" if epoch else "lost")
+
+    def _live(self, everyone: list[db.Instance]) -> list[str]:
+        """Instances heard from within half a lease (a round is a fifth of one): a dead
+        one is no longer counted before its leases run out, so the others are short of
+        their shares by its sites when they come free."""
+        return [i.id for i in everyone if i.age_s < self.lease_s / 2 and not i.stopping]
+
+    def _gain(self, site: str, epoch: int, how: str) -> None:
+        self.held[site] = epoch
+        log.info("site %s: %s to %s at epoch %d", site, how, self.me, epoch)
+        self.on_gain(site, epoch)
+
+    def _lose(self, site: str, why: str) -> None:
+        if self.held.pop(site, None) is not None:
+            log.warning("site %s: no longer owned by %s: %s", site, self.me, why)
+            self.on_loss(site)
+
+    def expire_unrenewed(self) -> None:
+        """When the store cannot be reached: stop acting for every site once the lease
+        could have run out (counted from before the last renewal was asked for)."""
+        if self.held and time.monotonic() - self._renewed_at >= self.lease_s:
+            for site in list(self.held):
+                self._lose(site, "the store could not be reached to renew its lease")
+
+    async def run(self) -> None:
+        import psycopg
+
+        while True:
+            try:
+                await self.round()
+            except psycopg.Error as exc:
+                log.error("cluster round failed: %s", str(exc).strip())
+                with contextlib.suppress(psycopg.Error):
+                    await self.close()
+                self._conn = None
+            self.expire_unrenewed()
+            await asyncio.sleep(self.lease_s / 5)
+
+    async def stop(self) -> None:
+        """Hand every site to the least loaded other live instance first (or release it
+        when there is none), then leave."""
+        conn = await self._connection()
+        others = [i for i in self._live(await db.instances(conn)) if i != self.me]
+        load = dict.fromkeys(others, 0)
+        for lease in await db.leases(conn):
+            if lease.held and lease.owner in load:
+                load[lease.owner] += 1
+        for site, epoch in list(self.held.items()):
+            if load:
+                to = min(load, key=lambda i: (load[i], i))
+                if await db.hand_over(conn, site, self.me, epoch, to, self.lease_s):
+                    load[to] += 1
+            else:
+                await db.release(conn, site, self.me, epoch)
+            self._lose(site, "this instance stops")
+        await db.leave(conn, self.me)
+        await self.close()
+
+    async def close(self) -> None:
+        """Its connection closed; what it holds runs out with its leases."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

@@ -1,0 +1,121 @@
+"""PostgreSQL as the shared store of several alertd instances (psycopg 3).
+
+`storage.url` takes every form libpq takes: a URL or `key=value` words, several hosts with
+`target_session_attrs=read-write` (the primary, whichever it is after a failover), the
+password from `PGPASSWORD` or `~/.pgpass` rather than the file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from alertd.store.schema import MIGRATIONS, POSTGRES_BASELINE, POSTGRES_BASELINE_VERSION
+from alertd.store.sqlite import iso
+
+if TYPE_CHECKING:
+    import psycopg
+
+#: one key for the instances that start together and would migrate at once
+MIGRATION_LOCK = 0x616C657274  # "alert"
+
+
+def is_postgres(location: str) -> bool:
+    """A PostgreSQL connection string (either libpq form), not a SQLite file's path."""
+    text = location.strip()
+    return text.startswith(("postgresql://", "postgres://")) or (
+        "=" in text and "/" not in text.split("=", 1)[0]
+    )
+
+
+def check_conninfo(url: str) -> str | None:
+    """What is wrong with `url` as a libpq connection string, in words that never repeat
+    its password; None when libpq can read it."""
+    from psycopg import conninfo
+
+    try:
+        conninfo.conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError, with libpq's own words
+        words = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        secret = _password(url)
+        return words.replace(secret, "***") if secret else words
+    return None
+
+
+def shown(url: str) -> str:
+    """`url` as logs and commands may print it: who, where and which database, no password."""
+    from psycopg import conninfo
+
+    try:
+        parts = conninfo.conninfo_to_dict(url)
+    except Exception:
+        return "postgresql://(unreadable connection string)"
+    hosts = str(parts.get("host", "localhost"))
+    ports = str(parts.get("port", ""))
+    where = ",".join(
+        f"{h}:{p}" if p else h
+        for h, p in zip(hosts.split(","), (ports.split(",") * len(hosts.split(","))), strict=False)
+    )
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return f"postgresql://{user}{where}/{parts.get('dbname', '')}"
+
+
+def _password(url: str) -> str | None:
+    from psycopg import conninfo
+
+    try:
+        value = conninfo.conninfo_to_dict(url).get("password")
+    except Exception:
+        return None
+    return str(value) if value else None
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=autocommit, application_name="alertd")
+
+
+class PgStore:
+    """An open PostgreSQL store, brought up to date when opened (the first instance to
+    start migrates; the others wait for it and find nothing left to do)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = connect(url, autocommit=True)
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        c = self.conn
+        with c.transaction():
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version < POSTGRES_BASELINE_VERSION:
+                continue  # in the baseline
+            with c.transaction():
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                if version in self.applied():  # another instance was first
+                    continue
+                now = iso(datetime.now(UTC))
+                if version == POSTGRES_BASELINE_VERSION:
+                    c.execute(POSTGRES_BASELINE.encode())
+                    with c.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO migrations VALUES (%s, %s, %s)",
+                            [(n, m.name, now) for n, m in enumerate(MIGRATIONS[:version], start=1)],
+                        )
+                    continue
+                if migration.postgres:
+                    c.execute(migration.postgres.encode())
+                c.execute(
+                    "INSERT INTO migrations VALUES (%s, %s, %s)", (version, migration.name, now)
+                )
+
+    def applied(self) -> set[int]:
+        return {row[0] for row in self.conn.execute("SELECT version FROM migrations")}

@@ -1,0 +1,106 @@
+"""A real PostgreSQL server in a temporary folder, started and stopped by the tests: Debian's
+server binaries, `initdb` and `pg_ctl` run as the `postgres` user when the tests run as root
+(PostgreSQL refuses to run as root). `make test` installs `postgresql` when it is missing."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.broker import free_port
+
+
+def server_bin() -> Path | None:
+    """The newest installed server's binaries (Debian keeps them out of PATH)."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4])
+    )
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("pg_ctl")
+    return Path(on_path).parent if on_path else None
+
+
+class Cluster:
+    """One throwaway cluster: trust authentication on loopback only, a superuser `alertd`."""
+
+    def __init__(self, port: int | None = None) -> None:
+        bin_dir = server_bin()
+        if bin_dir is None:
+            raise RuntimeError("PostgreSQL is not installed: run `make test`, which installs it")
+        self.bin = bin_dir
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        # not under pytest's root-only temporary folder: the postgres user must reach it
+        self.dir = Path(tempfile.mkdtemp(prefix="alertd-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+        os.chmod(self.dir, 0o700)
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "alertd",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+            "--locale=C.UTF-8",
+        )
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [*self._as, str(self.bin / tool), *args],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.dir,
+        )
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://alertd@{self.host}:{self.port}/{dbname}"
+
+    def start(self) -> Cluster:
+        options = (
+            f"-c port={self.port} -c listen_addresses={self.host} "
+            f"-c unix_socket_directories={self.dir} -c max_connections=200 "
+            # a throwaway cluster: an OS crash may lose it (every other setting is the default)
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        )
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """`immediate` is a crash of the server."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
