@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,9 @@ import click
 from alertd import logs
 from alertd.config import Config, load_config, panel_problems
 from alertd.problems import InvalidInput, Problem
-from alertd.store import Reader, SqliteStore
+from alertd.store import Reader, SqliteStore, StoreError
+from alertd.store import directory as directory_db
+from alertd.store import incidents as incidents_db
 
 if TYPE_CHECKING:
     from alertd.sites import Sites
@@ -75,7 +76,7 @@ def run(config_path: Path) -> None:
     except AlreadyRunning as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
-    except sqlite3.Error as exc:  # opening it; later the daemon holds and retries
+    except StoreError as exc:  # opening it; later the daemon holds and retries
         click.echo(f"error: cannot open the store at {config.storage.path}: {exc}", err=True)
         raise SystemExit(2) from None
     if daemon.failed:
@@ -139,12 +140,10 @@ def _stored_residents(config: Config, sites: Sites) -> list[Problem]:
     try:
         conn = SqliteStore.reader(config.storage.path)
         try:
-            counts = conn.execute(
-                "SELECT site, count(*) FROM residents WHERE moved_out IS NULL GROUP BY site"
-            ).fetchall()
+            counts = directory_db.counts_by_site(conn).items()
         finally:
             conn.close()
-    except sqlite3.Error:
+    except StoreError:
         return []  # a store of yesterday's schema: the daemon migrates it
     return [
         Problem(
@@ -252,16 +251,8 @@ def sites(config_path: Path) -> None:
     incidents: dict[str, int] = {}
     if config.storage.path.exists():
         store = _store(config)
-        residents = dict(
-            store.conn.execute(
-                "SELECT site, count(*) FROM residents WHERE moved_out IS NULL GROUP BY site"
-            ).fetchall()
-        )
-        incidents = dict(
-            store.conn.execute(
-                "SELECT site, count(*) FROM incidents WHERE status != 'closed' GROUP BY site"
-            ).fetchall()
-        )
+        residents = directory_db.counts_by_site(store.conn)
+        incidents = incidents_db.unclosed_by_site(store.conn)
     health = _health(config)
     states = health.get("sites", {}) if isinstance(health, dict) else {}
     click.echo(
@@ -513,7 +504,7 @@ def _store(config: Config) -> Reader:
         raise SystemExit(2)
     try:
         return Reader(SqliteStore.reader(path))
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         click.echo(f"error: cannot read the store at {path}: {exc}", err=True)
         raise SystemExit(2) from None
 

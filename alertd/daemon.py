@@ -17,7 +17,6 @@ from alertd import memory
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config, HttpConfig, MqttConfig, panel_problems
 from alertd.devices import Device, load_site_devices
-from alertd.directory.residents import claim_residents
 from alertd.directory.staff import Staff
 from alertd.engine.engine import Engine
 from alertd.engine.run import Locale
@@ -36,6 +35,7 @@ from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
 from alertd.sites import brokers, has_staff, load_company_staff, site_problems, sites_of
 from alertd.store import Writer
+from alertd.store.directory import claim_residents
 from alertd.store.lock import InstanceLock
 from integrations.mqtt.client import Incoming, MqttConnection
 from integrations.mqtt.profiles import build_profiles

@@ -7,7 +7,6 @@ may not go out)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,8 +21,9 @@ from alertd.events import LIFE_SAFETY
 from alertd.outbox.totals import EVENTS
 from alertd.playbooks.audit import recipients
 from alertd.sites import has_staff
-from alertd.store import SqliteStore
-from alertd.store.sqlite import iso
+from alertd.store import SqliteStore, StoreError
+from alertd.store import incidents as incidents_db
+from alertd.store import messages as messages_db
 
 if TYPE_CHECKING:
     from alertd.daemon import Daemon
@@ -69,12 +69,7 @@ def recent_fallbacks(path: Path, now: datetime) -> tuple[int, str]:
     desk): how many, and the latest line."""
     conn = SqliteStore.reader(path)
     try:
-        count, last = conn.execute(
-            "SELECT count(*), max(at || ' ' || text) FROM timeline WHERE type = 'no_recipients' "
-            "AND at >= ?",
-            (iso(now - timedelta(days=1)),),
-        ).fetchone()
-        return int(count), str(last or "")
+        return incidents_db.fallbacks_since(conn, now - timedelta(days=1))
     finally:
         conn.close()
 
@@ -264,12 +259,7 @@ class Metrics:
 def _outbox_counts(path: Any) -> list[tuple[str, str, int]]:
     conn = SqliteStore.reader(path)
     try:
-        return [
-            (str(c), str(s), int(n))
-            for c, s, n in conn.execute(
-                "SELECT channel, status, count(*) FROM messages GROUP BY channel, status"
-            )
-        ]
+        return messages_db.totals_by_channel(conn)
     finally:
         conn.close()
 
@@ -283,7 +273,7 @@ def routes(app: web.Application, daemon: Daemon) -> None:
         now = daemon.clock.now()
         try:
             fallbacks = await asyncio.to_thread(recent_fallbacks, daemon.config.storage.path, now)
-        except sqlite3.Error:
+        except StoreError:
             fallbacks = (0, "")
         found = parts(daemon, now, fallbacks)
         status, code = summary(found)
@@ -298,7 +288,7 @@ def routes(app: web.Application, daemon: Daemon) -> None:
     async def scrape(_: web.Request) -> web.Response:
         try:
             metrics.outbox = await asyncio.to_thread(_outbox_counts, daemon.config.storage.path)
-        except sqlite3.Error:
+        except StoreError:
             metrics.outbox = []
         return web.Response(body=generate_latest(registry), content_type="text/plain")
 

@@ -23,13 +23,13 @@ from zoneinfo import ZoneInfo
 
 from alertd.clock import SystemClock
 from alertd.config import DeliveryConfig
-from alertd.directory.residents import import_residents
 from alertd.directory.staff import load_staff
 from alertd.engine.state import Action, Decision, Incident
 from alertd.events import Location, Severity
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
+from alertd.store.directory import import_residents
 from bench import fake_twilio_sms, q, quick_flag, residents_of
 from tests.fake_twilio import FakeTwilio
 

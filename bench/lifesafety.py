@@ -44,8 +44,9 @@ import aiohttp
 
 from alertd.console.accounts import add_user
 from alertd.console.roles import Role
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import Resident
 from alertd.store import SqliteStore
+from alertd.store.directory import import_residents
 from bench import fake_twilio_sms, q, residents_of, subscribed
 from bench.console import PASSWORD, sign_in
 from tests.broker import Broker, free_port

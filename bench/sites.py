@@ -26,8 +26,9 @@ import aiohttp
 
 from alertd.console import accounts
 from alertd.console.roles import Role
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import Resident
 from alertd.store import SqliteStore
+from alertd.store.directory import import_residents
 from bench import q, quick_flag, rss_mib
 from bench.console import timed
 from tests.broker import Broker, free_port

@@ -17,10 +17,11 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from alertd.clock import FakeClock
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import Resident
 from alertd.directory.staff import load_staff
 from alertd.outbox.replies import classify
 from alertd.store import Writer
+from alertd.store.directory import import_residents
 from alertd.store.sqlite import transaction
 from integrations.twilio.callbacks import Callbacks
 from tests.broker import free_port

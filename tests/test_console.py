@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import shutil
 import signal
@@ -30,6 +31,14 @@ from tests.test_duty_desk import LI, RESIDENTS, ZHANG, Desk, publish, write_desk
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+
+
+async def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
+    """The README's pictures, made again only when asked (ALERTD_SCREENSHOTS=1): a test
+    run leaves the work tree as it was."""
+    if os.environ.get("ALERTD_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=SCREENSHOTS / name, full_page=full_page)
 PASSWORD = "correct horse battery"
 #: account -> (role, staff member)
 ACCOUNTS = {
@@ -163,8 +172,7 @@ async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_st
     await expect(row).to_be_visible(timeout=5000)
     await expect(row).to_contain_text("3号楼 12层 1203")
     assert await board.evaluate("document.body.classList.contains('alarm-on')")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await board.screenshot(path=SCREENSHOTS / "board.png")
+    await screenshot(board, "board.png")
     # the escalation is waiting for an acknowledgement
     assert console.rows(
         "SELECT kind FROM timers WHERE incident_id = 1 AND state = 'pending' AND kind = 'escalate'"
@@ -367,7 +375,7 @@ async def test_the_roll_call_puts_a_resident_who_needs_help_on_top_and_the_repor
     await door.locator("button").click()
     await expect(page.locator("#door-checks tr[data-unit='0805']")).to_contain_text("✔")
     await expect(page.locator("#timeline")).to_contain_text("visited 0805")
-    await page.screenshot(path=SCREENSHOTS / "incident.png", full_page=True)
+    await screenshot(page, "incident.png", full_page=True)
     # a viewer sees the same incident without a name or a number in it
     viewer = await console.page("guest")
     for path in ("/incidents/1", "/incidents/1/report"):
@@ -473,7 +481,7 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     await expect(boss.locator("#t-by_kind")).to_contain_text("fire-alarm")
     await expect(boss.locator("#t-drills tbody tr")).to_have_count(1)
     assert await boss.locator("#t-by_hour svg rect").count() == 24
-    await boss.screenshot(path=SCREENSHOTS / "analytics.png", full_page=True)
+    await screenshot(boss, "analytics.png", full_page=True)
     csv_file = await boss.request.get(console.url + "/analytics/by_kind.csv")
     assert csv_file.headers["content-type"].startswith("text/csv")
     assert (await csv_file.text()).splitlines() == ["playbook,incidents", "fire-alarm,1"]

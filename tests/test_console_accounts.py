@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from alertd.console import accounts, analytics
-from alertd.console.audit import Actor, record, rows
+from alertd.console.audit import Actor, record
 from alertd.console.roles import Role
 from alertd.console.throttle import PER_ACCOUNT, Throttle
 from alertd.store import SqliteStore
+from alertd.store.accounts import audit as rows
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"

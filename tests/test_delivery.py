@@ -18,13 +18,14 @@ from pydantic import SecretStr
 
 from alertd.clock import FakeClock
 from alertd.config import DeliveryConfig, TwilioConfig
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import Resident
 from alertd.directory.staff import load_staff
 from alertd.engine.state import Action, Decision, Incident
 from alertd.events import Location, Severity
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
+from alertd.store.directory import import_residents
 from integrations.twilio.sink import TwilioSink
 from tests.fake_twilio import HANG, Failure, FakeTwilio
 
@@ -385,15 +386,15 @@ async def test_webhooks_post_json_and_say_what_went_wrong_without_the_url() -> N
 async def test_stop_then_an_alert_leaves_the_resident_out_and_start_brings_them_back(
     rig: Rig,
 ) -> None:
-    from alertd.store import messages as messages_db
+    from alertd.store import directory as directory_db
 
     assert rig.writer.store is not None
     conn = rig.writer.store.conn
-    await rig.writer.call(messages_db.set_opt_out, conn, phone(103), True)  # STOP
+    await rig.writer.call(directory_db.set_opt_out, conn, phone(103), True)  # STOP
     await rig.add_action(1, "sms", "unit")
     await rig.settle()
     assert [r["form"]["To"] for r in rig.fake.sms()] == []
-    await rig.writer.call(messages_db.set_opt_out, conn, phone(103), False)  # START
+    await rig.writer.call(directory_db.set_opt_out, conn, phone(103), False)  # START
     await rig.add_action(2, "sms", "unit")
     await rig.settle()
     assert [r["form"]["To"] for r in rig.fake.sms()] == [phone(103)]

@@ -11,8 +11,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import Resident
 from alertd.store import SqliteStore
+from alertd.store.directory import import_residents
 from tests.broker import Broker
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import start_daemon

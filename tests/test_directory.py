@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from alertd.cli import main
 from alertd.directory.phones import mask, normalise
-from alertd.directory.residents import import_residents, read_residents
+from alertd.directory.residents import read_residents
 from alertd.directory.staff import load_staff
 from alertd.problems import InvalidInput
 from alertd.store import SqliteStore
+from alertd.store.directory import import_residents
 
 CSV_HEAD = "building,floor,unit,name,phone,language,vulnerable,notes\n"
 
@@ -264,3 +265,29 @@ def test_a_skipped_row_moves_nobody_out_and_a_shared_phone_is_said(
     assert f"warning: {typo}:10: the same phone as line 2 (building 3, unit 101)" in output
     assert "1 added, 0 changed, 7 unchanged, 0 moved out of 8" in output
     assert ("201", "Resident 2", False) in directory(store)
+
+
+def test_the_console_door_check_list_names_only_the_incident_site_s_residents(
+    tmp_path: Path,
+) -> None:
+    """Two estates both have a building 7: the duty desk of a fire at one is never sent
+    to the other's flats."""
+    from alertd.console.roles import Role
+    from alertd.console.views import door_checks
+    from alertd.directory.residents import Resident
+
+    store = SqliteStore(tmp_path / "alertd.db")
+    import_residents(
+        store.conn,
+        [
+            Resident("7", "3", "0301", "Zhang Xiulan", "+8613800000301", "zh", True, "alone", "hv"),
+            Resident(
+                "7", "3", "0302", "Other Estate", "+8613800000302", "zh", True, "wheelchair", "pine"
+            ),
+        ],
+        datetime.now(UTC),
+    )
+    incident = {"id": 1, "site": "hv", "building": "7", "floor": "3"}
+    listed = door_checks(store.conn, incident, Role.DUTY)
+    assert [(r["unit"], r["name"]) for r in listed] == [("0301", "Zhang Xiulan")]
+    store.close()

@@ -19,8 +19,9 @@ import pytest
 from alertd.clock import FakeClock
 from alertd.config import load_config
 from alertd.directory.phones import mask
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import Resident
 from alertd.store import SqliteStore
+from alertd.store.directory import import_residents
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, signed_post, start_daemon

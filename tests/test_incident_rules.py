@@ -15,7 +15,7 @@ import pytest
 
 from alertd.clock import FakeClock
 from alertd.config import DEFAULT_INHIBIT
-from alertd.directory.residents import Resident, claim_residents, import_residents
+from alertd.directory.residents import Resident
 from alertd.directory.staff import Person, Staff
 from alertd.directory.units import below
 from alertd.engine.engine import Engine
@@ -28,6 +28,7 @@ from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook, Sms
 from alertd.store import SqliteStore
 from alertd.store import incidents as incidents_db
+from alertd.store.directory import claim_residents, import_residents
 from tests.helpers import expand_now
 from tests.test_playbooks import SHIPPED, T0, TZ, event
 

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from alertd.cli import main
 from alertd.clock import FakeClock
 from alertd.config import DeliveryConfig, SmtpConfig
-from alertd.directory.residents import Resident, import_residents
+from alertd.directory.residents import Resident
 from alertd.engine.engine import Engine
 from alertd.events import Severity
 from alertd.incidents.service import IncidentService
@@ -35,6 +35,7 @@ from alertd.outbox.sink import Message, Result
 from alertd.playbooks.loader import load_playbooks
 from alertd.store import messages as db
 from alertd.store.batch import Batch, StateRow
+from alertd.store.directory import import_residents
 from alertd.store.sqlite import iso, transaction
 from tests.broker import free_port
 from tests.fake_twilio import Failure

@@ -16,13 +16,14 @@ import pytest
 
 from alertd.config import load_config
 from alertd.daemon import load_router
-from alertd.directory.residents import Resident, import_residents, read_residents
+from alertd.directory.residents import Resident, read_residents
 from alertd.engine.engine import Engine
 from alertd.engine.state import Incident
 from alertd.events import Event, Kind, Severity, State
 from alertd.problems import InvalidInput
 from alertd.sites import sites_of
 from alertd.store import SqliteStore
+from alertd.store.directory import import_residents
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import signed_post

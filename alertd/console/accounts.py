@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,7 +13,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from alertd.console.roles import Role
-from alertd.store.sqlite import iso, parse_iso
+from alertd.store import Conn
+from alertd.store import accounts as accounts_db
+from alertd.store.sqlite import parse_iso
 
 #: a session lasts a shift; then the desk signs in again
 SESSION_TTL = timedelta(hours=12)
@@ -65,11 +66,8 @@ def _sites(text: str) -> frozenset[str] | None:
 #: what an account granted every site stores
 ALL_SITES = "*"
 
-_COLUMNS = "id, name, role, staff, disabled, sites"
-
-
 def add_user(
-    conn: sqlite3.Connection,
+    conn: Conn,
     name: str,
     role: Role,
     staff: str,
@@ -84,14 +82,12 @@ def add_user(
     if sites is not None and not sites:
         raise AccountError("grant the account at least one site (or all of them)")
     try:
-        cur = conn.execute(
-            "INSERT INTO users (name, role, staff, password_hash, created_at, updated_at, "
-            "sites) VALUES (?,?,?,?,?,?,?)",
-            (name, str(role), staff, _hasher.hash(password), iso(now), iso(now), _stored(sites)),
+        number = accounts_db.add_user(
+            conn, name, str(role), staff, _hasher.hash(password), _stored(sites), now
         )
-    except sqlite3.IntegrityError:
+    except accounts_db.NameTaken:
         raise AccountError(f"there is already an account {name!r}") from None
-    return User(int(cur.lastrowid or 0), name, role, staff, False, sites)
+    return User(number, name, role, staff, False, sites)
 
 
 def _stored(sites: frozenset[str] | None) -> str:
@@ -99,30 +95,27 @@ def _stored(sites: frozenset[str] | None) -> str:
 
 
 def grant_sites(
-    conn: sqlite3.Connection, name: str, sites: frozenset[str] | None, now: datetime
+    conn: Conn, name: str, sites: frozenset[str] | None, now: datetime
 ) -> User:
     """The sites an account sees from now on; its sessions end (it signs in again)."""
     user = _existing(conn, name)
     if sites is not None and not sites:
         raise AccountError("grant the account at least one site (or all of them)")
-    conn.execute(
-        "UPDATE users SET sites = ?, updated_at = ? WHERE id = ?",
-        (_stored(sites), iso(now), user.id),
-    )
-    conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user.id,))
+    accounts_db.update_user(conn, user.id, now, sites=_stored(sites))
+    accounts_db.end_sessions(conn, user.id)
     return user
 
 
-def users(conn: sqlite3.Connection) -> list[User]:
-    return [_user(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM users ORDER BY name")]
+def users(conn: Conn) -> list[User]:
+    return [_user(r) for r in accounts_db.users(conn)]
 
 
-def find_user(conn: sqlite3.Connection, name: str) -> User | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
-    return _user(row) if row else None
+def find_user(conn: Conn, name: str) -> User | None:
+    row = accounts_db.user(conn, name)
+    return _user(row[:6]) if row else None
 
 
-def _existing(conn: sqlite3.Connection, name: str) -> User:
+def _existing(conn: Conn, name: str) -> User:
     user = find_user(conn, name)
     if user is None:
         known = ", ".join(u.name for u in users(conn)) or "none yet"
@@ -130,36 +123,28 @@ def _existing(conn: sqlite3.Connection, name: str) -> User:
     return user
 
 
-def set_disabled(conn: sqlite3.Connection, name: str, disabled: bool, now: datetime) -> User:
+def set_disabled(conn: Conn, name: str, disabled: bool, now: datetime) -> User:
     """Disabling also ends the account's sessions at once."""
     user = _existing(conn, name)
-    conn.execute(
-        "UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?",
-        (int(disabled), iso(now), user.id),
-    )
+    accounts_db.update_user(conn, user.id, now, disabled=int(disabled))
     if disabled:
-        conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user.id,))
+        accounts_db.end_sessions(conn, user.id)
     return user
 
 
-def reset_password(conn: sqlite3.Connection, name: str, password: str, now: datetime) -> User:
+def reset_password(conn: Conn, name: str, password: str, now: datetime) -> User:
     """A new password ends the account's sessions (a stolen cookie stops working)."""
     check_password(password)
     user = _existing(conn, name)
-    conn.execute(
-        "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
-        (_hasher.hash(password), iso(now), user.id),
-    )
-    conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user.id,))
+    accounts_db.update_user(conn, user.id, now, password_hash=_hasher.hash(password))
+    accounts_db.end_sessions(conn, user.id)
     return user
 
 
-def verify(conn: sqlite3.Connection, name: str, password: str) -> User | None:
+def verify(conn: Conn, name: str, password: str) -> User | None:
     """The account if the password is right and the account enabled. A missing account
     costs a hash too, so the answer's time does not tell which names exist."""
-    row = conn.execute(
-        f"SELECT {_COLUMNS}, password_hash FROM users WHERE name = ?", (name,)
-    ).fetchone()
+    row = accounts_db.user(conn, name)
     stored = row[6] if row else _DUMMY
     try:
         _hasher.verify(stored, password)
@@ -177,37 +162,22 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def open_session(conn: sqlite3.Connection, user: User, remote: str, now: datetime) -> str:
+def open_session(conn: Conn, user: User, remote: str, now: datetime) -> str:
     """A new session; returns the token for the cookie."""
     token = secrets.token_urlsafe(32)
-    conn.execute("DELETE FROM web_sessions WHERE expires_at < ?", (iso(now),))
-    conn.execute(
-        "INSERT INTO web_sessions (token_hash, user_id, csrf, created_at, expires_at, remote) "
-        "VALUES (?,?,?,?,?,?)",
-        (
-            _digest(token),
-            user.id,
-            secrets.token_urlsafe(32),
-            iso(now),
-            iso(now + SESSION_TTL),
-            remote,
-        ),
+    accounts_db.add_session(
+        conn, _digest(token), user.id, secrets.token_urlsafe(32), now, now + SESSION_TTL, remote
     )
     return token
 
 
-def session(conn: sqlite3.Connection, token: str, now: datetime) -> Session | None:
+def session(conn: Conn, token: str, now: datetime) -> Session | None:
     """The live session of an enabled account with this token, or None."""
-    row = conn.execute(
-        f"SELECT {', '.join('u.' + c.strip() for c in _COLUMNS.split(','))}, s.csrf, "
-        "s.expires_at FROM web_sessions s JOIN users u ON u.id = s.user_id "
-        "WHERE s.token_hash = ?",
-        (_digest(token),),
-    ).fetchone()
+    row = accounts_db.session(conn, _digest(token))
     if row is None or row[4] or parse_iso(row[7]) <= now:
         return None
     return Session(_user(row[:6]), row[6], parse_iso(row[7]))
 
 
-def close_session(conn: sqlite3.Connection, token: str) -> None:
-    conn.execute("DELETE FROM web_sessions WHERE token_hash = ?", (_digest(token),))
+def close_session(conn: Conn, token: str) -> None:
+    accounts_db.end_session(conn, _digest(token))

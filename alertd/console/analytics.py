@@ -4,9 +4,7 @@ Each figure is a `Table`, so that the page, its chart and its CSV are the same n
 
 from __future__ import annotations
 
-import json
 import math
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,19 +12,13 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from alertd.incidents.report import drill_score
-from alertd.store.sqlite import iso
+from alertd.store import Conn
+from alertd.store import analytics as db
+from alertd.store import devices as devices_db
+from alertd.store.analytics import Period as Period  # the pages name it here
 
 #: a technician on site within this counts as a leak reached in time
 ON_SITE_WITHIN = timedelta(minutes=30)
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    start: datetime
-    end: datetime
-    building: str = ""
-    #: the sites counted (None: every site); an account sees its own sites' alone
-    sites: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -36,23 +28,6 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
     #: draw it as bars: the label column and the value column
     chart: tuple[int, int] | None = None
-
-
-#: a period longer than this reads most of the table: a scan beats the opened_at index
-WIDE = timedelta(days=90)
-
-
-def _where(period: Period) -> tuple[str, list[Any]]:
-    column = "+opened_at" if period.end - period.start > WIDE else "opened_at"
-    clause = f"{column} >= ? AND {column} < ?"
-    args: list[Any] = [iso(period.start), iso(period.end)]
-    if period.building:
-        clause += " AND building = ?"
-        args.append(period.building)
-    if period.sites is not None:
-        clause += " AND site IN (SELECT value FROM json_each(?))"
-        args.append(json.dumps(period.sites))
-    return clause, args
 
 
 def _p90(values: list[float]) -> float | None:
@@ -67,7 +42,7 @@ def _minutes(value: float | None) -> str:
 
 
 def analyse(
-    conn: sqlite3.Connection,
+    conn: Conn,
     period: Period,
     tz: tzinfo,
     leak_playbooks: set[str],
@@ -76,7 +51,6 @@ def analyse(
 ) -> dict[str, Table]:
     """`device_sites`: each device's site, for the devices offline now of `period.sites`
     (a device it does not know is shown to accounts of every site alone)."""
-    where, args = _where(period)
     tables: dict[str, Table] = {}
 
     # one pass over the period's incidents: cheaper than a query a table
@@ -89,13 +63,7 @@ def analyse(
     leaks: dict[int, str] = {}
     site_of: dict[int, str] = {}
     by_site: dict[str, _Site] = {}
-    for row in conn.execute(
-        "SELECT id, playbook, building, opened_at, acknowledged_at, resolved_at, drill, "
-        "(julianday(acknowledged_at) - julianday(opened_at)) * 86400, "
-        "(julianday(resolved_at) - julianday(opened_at)) * 86400, site "
-        f"FROM incidents WHERE {where}",
-        args,
-    ):
+    for row in db.incidents(conn, period):
         number, playbook, building, opened, _, _, drill, ack, resolve, site = row
         site_of[number] = site
         here = by_site.setdefault(site, _Site())
@@ -163,13 +131,7 @@ def analyse(
 
     reached = 0
     if leaks:
-        first_on_site = dict(
-            conn.execute(
-                "SELECT incident_id, min(at) FROM timeline WHERE type = 'on_site' "
-                "AND incident_id BETWEEN ? AND ? GROUP BY incident_id",
-                (min(leaks), max(leaks)),
-            ).fetchall()
-        )
+        first_on_site = db.first_on_site(conn, min(leaks), max(leaks))
         for number, opened in leaks.items():
             on_site = first_on_site.get(number)
             in_time = (
@@ -205,21 +167,9 @@ def analyse(
     tables["messages"] = Table(
         "messages",
         ["channel", "status", "messages"],
-        [
-            list(r)
-            for r in conn.execute(
-                "SELECT channel, status, count(*) FROM messages WHERE incident_id IN "
-                f"(SELECT id FROM incidents WHERE {where}) GROUP BY 1, 2 ORDER BY 1, 2",
-                args,
-            )
-        ],
+        db.messages(conn, period),
     )
-    for site, failed in conn.execute(
-        "SELECT i.site, count(*) FROM messages m JOIN incidents i ON i.id = m.incident_id "
-        f"WHERE m.status IN ('failed', 'expired') AND i.id IN (SELECT id FROM incidents "
-        f"WHERE {where}) GROUP BY 1",
-        args,
-    ):
+    for site, failed in db.failed_by_site(conn, period):
         by_site.setdefault(site, _Site()).failed = failed
     tables["by_site"] = Table(
         "by_site",
@@ -231,31 +181,15 @@ def analyse(
         (0, 1),
     )
 
-    building = "AND building = ?" if period.building else ""
-    if period.sites is not None:
-        building += " AND site IN (SELECT value FROM json_each(?))"
     tables["noisy_devices"] = Table(
-        "noisy_devices",
-        ["device", "events"],
-        [
-            list(r)
-            for r in conn.execute(
-                f"SELECT device_id, count(*) FROM events WHERE received_at >= ? AND "
-                f"received_at < ? {building} GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
-                args,
-            )
-        ],
-        (0, 1),
+        "noisy_devices", ["device", "events"], db.noisy_devices(conn, period), (0, 1)
     )
     tables["offline_now"] = Table(
         "offline_now",
         ["device", "offline_since"],
         [
             [d, datetime.fromisoformat(s).astimezone(tz).strftime("%Y-%m-%d %H:%M")]
-            for d, s in conn.execute(
-                "SELECT device_id, since FROM device_state WHERE kind = 'sensor.offline' "
-                "AND active = 1 ORDER BY since"
-            )
+            for d, _, s in devices_db.active(conn, "sensor.offline")
             if period.sites is None or (device_sites or {}).get(d) in period.sites
         ],
     )

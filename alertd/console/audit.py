@@ -4,15 +4,13 @@ SMS). Rows are only ever added; the store's triggers refuse to change or delete 
 from __future__ import annotations
 
 import getpass
-import json
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from alertd.store.sqlite import dict_rows, iso
+from alertd.store import Conn, StoreError
+from alertd.store import accounts as accounts_db
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +38,7 @@ def cli_actor(who: str = "") -> Actor:
 
 
 def record(
-    conn: sqlite3.Connection,
+    conn: Conn,
     actor: Actor,
     action: str,
     detail: str,
@@ -49,46 +47,10 @@ def record(
     site: str | None = None,
 ) -> None:
     """`site`: what the row is about (unset: its incident's site, or none: the service)."""
-    conn.execute(
-        "INSERT INTO audit (at, who, os_user, via, remote, action, incident_id, detail, site) "
-        "VALUES (?,?,?,?,?,?,?,?, coalesce(?, (SELECT site FROM incidents WHERE id = ?), ''))",
-        (
-            *(iso(now), actor.who, actor.os_user, actor.via, actor.remote, action, incident),
-            *(detail, site, incident),
-        ),
-    )
-
-
-def rows(
-    conn: sqlite3.Connection,
-    *,
-    since: datetime | None = None,
-    who: str | None = None,
-    incident: int | None = None,
-    limit: int = 200,
-    sites: tuple[str, ...] | None = None,
-) -> list[dict[str, Any]]:
-    """The newest `limit` rows that match, oldest first; `sites`: about those sites only
-    (an account of some sites sees nothing of the others', nor the service's own)."""
-    where: list[str] = []
-    args: list[object] = []
-    if sites is not None:
-        where.append("site IN (SELECT value FROM json_each(?))")
-        args.append(json.dumps(sites))
-    if since is not None:
-        where.append("at >= ?")
-        args.append(iso(since))
-    if who:
-        where.append("who = ?")
-        args.append(who)
-    if incident is not None:
-        where.append("incident_id = ?")
-        args.append(incident)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    found = dict_rows(
-        conn, f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ?", (*args, limit)
-    )
-    return found[::-1]
+    accounts_db.add_audit(
+        conn, now, actor.who, actor.os_user, actor.via, actor.remote, action, detail,
+        incident, site,
+    )  # fmt: skip
 
 
 def cli_reveal(store_path: Path, what: str) -> None:
@@ -102,7 +64,7 @@ def cli_reveal(store_path: Path, what: str) -> None:
             record(store.conn, cli_actor(), "reveal_phones", what, datetime.now(UTC))
         finally:
             store.close()
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         raise PermissionError(
             f"full phone numbers are shown only when the audit trail can record it: {exc}"
         ) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from alertd.config import Config
 from alertd.console import accounts
 from alertd.console.audit import cli_actor, record
 from alertd.console.roles import Role
-from alertd.store import Reader, SqliteStore
+from alertd.store import Reader, SqliteStore, StoreError
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -25,7 +24,7 @@ def _writable(config: Config) -> SqliteStore:
     path = config.storage.path
     try:
         return SqliteStore(path)
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         raise click.ClickException(f"cannot write the store at {path}: {exc}") from None
 
 
@@ -128,8 +127,8 @@ def register(
     ) -> None:
         """The audit trail: who did what, when, from where (console, CLI, SMS)."""
         from alertd.cli import _since
-        from alertd.console.audit import rows
         from alertd.engine.wording import stamp
+        from alertd.store.accounts import audit as rows
 
         config = load(config_path)
         store = store_of(config)

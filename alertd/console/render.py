@@ -5,7 +5,6 @@ a declared emergency."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -21,8 +20,9 @@ from alertd.engine.wording import place, stamp
 from alertd.events import Location
 from alertd.incidents.report import drill_score
 from alertd.playbooks.schema import Playbook
+from alertd.store import Conn
+from alertd.store import incidents as incidents_db
 from alertd.store import messages as messages_db
-from alertd.store.sqlite import dict_rows
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -51,26 +51,22 @@ def _minutes(pair: tuple[str | None, str | None]) -> str:
 
 
 def report_context(
-    conn: sqlite3.Connection,
+    conn: Conn,
     config: Config,
     number: int,
     role: Role,
     books: Mapping[str, Playbook],
 ) -> dict[str, Any] | None:
-    incident = views.incident(conn, number)
+    incident = incidents_db.find(conn, number)
     if incident is None:
         return None
     timeline = views.timeline(conn, number, role)
-    outbox = dict_rows(conn, "SELECT * FROM outbox WHERE incident_id = ? ORDER BY id", (number,))
+    outbox = messages_db.outbox_of(conn, number)
     for row in outbox:
         texts = json.loads(row["texts"])
         row["zh"], row["en"] = (views.scrub(texts.get(k, ""), role) for k in ("zh", "en"))
     counts = messages_db.progress(conn, number)
-    by_channel = conn.execute(
-        "SELECT channel, status, count(*) FROM messages WHERE incident_id = ? GROUP BY 1, 2 "
-        "ORDER BY 1, 2",
-        (number,),
-    ).fetchall()
+    by_channel = messages_db.by_channel(conn, number)
     roll = views.roll_call(conn, number, role)
     score = ""
     if incident["drill"]:
@@ -79,10 +75,7 @@ def report_context(
     return {
         "incident": incident,
         "timeline": timeline,
-        "delivered": conn.execute(
-            "SELECT count(*) FROM timeline WHERE incident_id = ? AND type = 'delivery'",
-            (number,),
-        ).fetchone()[0],
+        "delivered": incidents_db.timeline_count(conn, number, "delivery"),
         "outbox": outbox,
         "counts": counts,
         "by_channel": by_channel,
@@ -93,7 +86,7 @@ def report_context(
 
 
 def report_html(
-    conn: sqlite3.Connection,
+    conn: Conn,
     config: Config,
     number: int,
     lang: str,
@@ -115,7 +108,7 @@ def report_html(
 
 
 def declare_preview(
-    conn: sqlite3.Connection,
+    conn: Conn,
     books: Mapping[str, Playbook],
     unit_format: str | None,
     kind: str,

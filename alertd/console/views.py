@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from alertd.console.roles import Role, may
 from alertd.directory.phones import mask
-from alertd.store.sqlite import dict_rows
+from alertd.store import Conn
+from alertd.store import devices as devices_db
+from alertd.store import directory as directory_db
+from alertd.store import incidents as incidents_db
+from alertd.store import messages as messages_db
 
 #: timeline lines whose text names residents or staff (hidden from viewers)
 NAMING = frozenset({"vulnerable_list", "help_request", "check_in", "reply", "acknowledged"})
+#: timeline lines that are a resident's answer (the roll call)
+REPLIES = ("check_in", "reply", "help_request")
 SEVERITY_ORDER = {"critical": 4, "major": 3, "minor": 2, "warning": 1, "info": 0}
 
 
@@ -49,19 +54,10 @@ def _for_role(resident: dict[str, Any], role: Role, notes: str = "notes") -> Non
         resident["notes"] = ""
 
 
-def board(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def board(conn: Conn) -> list[dict[str, Any]]:
     """Open and acknowledged incidents, most severe and unacknowledged first; then those
     resolved or closed while a detector is still in alarm, until it clears."""
-    columns = (
-        "id, status, severity, title, site, building, floor, unit, zone, opened_at, "
-        "acknowledged_at, acknowledged_by, drill, playbook"
-    )
-    rows = dict_rows(
-        conn,
-        f"SELECT {columns}, 0 AS held FROM incidents WHERE status IN ('open', 'acknowledged') "
-        f"UNION ALL SELECT {columns}, 1 FROM incidents WHERE active != '[]' "
-        "AND status IN ('resolved', 'closed')",
-    )
+    rows = incidents_db.on_board(conn)
     rows.sort(
         key=lambda r: (
             r["held"],
@@ -84,21 +80,11 @@ class RollCall:
     silent: list[dict[str, Any]]
 
 
-def roll_call(conn: sqlite3.Connection, incident_id: int, role: Role) -> RollCall:
-    told = dict_rows(
-        conn,
-        "SELECT DISTINCT m.recipient AS phone, r.id AS resident_id, r.building, r.floor, "
-        "r.unit, r.name, r.vulnerable FROM messages m LEFT JOIN residents r "
-        "ON r.id = CAST(m.recipient_ref AS INTEGER) "
-        "WHERE m.incident_id = ? AND m.recipient_kind = 'resident'",
-        (incident_id,),
-    )
+def roll_call(conn: Conn, incident_id: int, role: Role) -> RollCall:
+    told = messages_db.residents_told(conn, incident_id)
     answers: dict[str, tuple[str, str]] = {}
-    for actor, kind, text, at in conn.execute(
-        "SELECT actor, type, text, at FROM timeline WHERE incident_id = ? AND type IN "
-        "('check_in', 'reply', 'help_request') ORDER BY id",
-        (incident_id,),
-    ):
+    for line in incidents_db.timeline(conn, incident_id, types=REPLIES):
+        actor, kind, text, at = line["actor"], line["type"], line["text"], line["at"]
         if kind == "check_in":
             answers[actor] = ("need_help" if "need help" in text else "safe", at)
         elif actor not in answers or answers[actor][0] != "need_help":
@@ -115,25 +101,14 @@ def roll_call(conn: sqlite3.Connection, incident_id: int, role: Role) -> RollCal
 
 
 def door_checks(
-    conn: sqlite3.Connection, incident: dict[str, Any], role: Role
+    conn: Conn, incident: dict[str, Any], role: Role
 ) -> list[dict[str, Any]]:
     """The vulnerable residents of the incident's building (its floor, when known), in
     door-check order, each with the visit recorded on the timeline, if any."""
-    where, args = "building = ?", [incident["building"]]
-    if incident["floor"]:
-        where, args = where + " AND floor = ?", [*args, incident["floor"]]
-    rows = dict_rows(
-        conn,
-        f"SELECT building, floor, unit, name, notes FROM residents WHERE moved_out IS NULL "
-        f"AND vulnerable = 1 AND {where} ORDER BY CAST(floor AS INTEGER), floor, unit, id",
-        args,
-    )
+    rows = directory_db.vulnerable(conn, incident["site"], incident["building"], incident["floor"])
     visits = {
-        text.removeprefix("visited ").split(" ")[0]: (actor, at)
-        for text, actor, at in conn.execute(
-            "SELECT text, actor, at FROM timeline WHERE incident_id = ? AND type = 'visited'",
-            (incident["id"],),
-        )
+        line["text"].removeprefix("visited ").split(" ")[0]: (line["actor"], line["at"])
+        for line in incidents_db.timeline(conn, incident["id"], types=("visited",))
     }
     for r in rows:
         r["visited"] = visits.get(r["unit"])
@@ -141,36 +116,10 @@ def door_checks(
     return rows
 
 
-def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
-    found = dict_rows(conn, "SELECT * FROM incidents WHERE id = ?", (incident_id,))
-    return found[0] if found else None
-
-
-def incident_site(conn: sqlite3.Connection, incident_id: int) -> str | None:
-    row = conn.execute("SELECT site FROM incidents WHERE id = ?", (incident_id,)).fetchone()
-    return str(row[0]) if row else None
-
-
-def incident_version(conn: sqlite3.Connection, incident_id: int) -> tuple[Any, ...] | None:
-    """What changes when anything a person did or said about the incident changes: its
-    state and its newest timeline line other than a delivery receipt."""
-    row = conn.execute(
-        "SELECT status, acknowledged_at, resolved_at, (SELECT max(id) FROM timeline "
-        "WHERE incident_id = ?1 AND type != 'delivery') FROM incidents WHERE id = ?1",
-        (incident_id,),
-    ).fetchone()
-    return tuple(row) if row else None
-
-
-def timeline(conn: sqlite3.Connection, incident_id: int, role: Role) -> list[dict[str, Any]]:
+def timeline(conn: Conn, incident_id: int, role: Role) -> list[dict[str, Any]]:
     """What happened, without the delivery receipts (one per resident texted: the
     deliveries table shows them)."""
-    rows = dict_rows(
-        conn,
-        "SELECT id, at, type, actor, text, event_id FROM timeline WHERE incident_id = ? "
-        "AND type != 'delivery' ORDER BY id",
-        (incident_id,),
-    )
+    rows = incidents_db.timeline(conn, incident_id, receipts=False)
     names = may(role, "names")
     for r in rows:
         if r["actor"].startswith("+"):  # a resident's or staff member's reply
@@ -183,18 +132,11 @@ def timeline(conn: sqlite3.Connection, incident_id: int, role: Role) -> list[dic
 
 
 def deliveries(
-    conn: sqlite3.Connection, incident_id: int, role: Role, limit: int | None = None
+    conn: Conn, incident_id: int, role: Role, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """One row per recipient: channel, who, status, tries and why it failed; staff
     first, then failures (a 5,000-resident fan-out is shown `limit` rows at a time)."""
-    rows = dict_rows(
-        conn,
-        "SELECT m.id, m.channel, m.recipient, m.recipient_kind, m.recipient_ref, m.status, "
-        "m.attempts, m.reason, m.updated_at, m.language FROM messages m "
-        "WHERE m.incident_id = ? ORDER BY m.recipient_kind != 'staff', "
-        "m.status NOT IN ('failed', 'expired'), m.priority, m.id LIMIT ?",
-        (incident_id, -1 if limit is None else limit),
-    )
+    rows = messages_db.recipients(conn, incident_id, limit)
     for r in rows:
         if r["recipient"].startswith("+"):
             r["recipient"] = phone(r["recipient"], role)
@@ -205,57 +147,35 @@ def deliveries(
     return rows
 
 
-def devices(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+def devices(conn: Conn) -> dict[str, dict[str, Any]]:
     """Each device's last sighting, battery and active conditions (offline since)."""
     out: dict[str, dict[str, Any]] = {}
-    for device, seen, values in conn.execute(
-        'SELECT device_id, last_seen, "values" FROM device_seen'
-    ):
+    for device, seen, values in devices_db.seen(conn):
         parsed = json.loads(values or "{}")
         out[device] = {"last_seen": seen, "battery": parsed.get("battery"), "active": {}}
-    for device, kind, since in conn.execute(
-        "SELECT device_id, kind, since FROM device_state WHERE active = 1"
-    ):
+    for device, kind, since in devices_db.active(conn):
         out.setdefault(device, {"last_seen": None, "battery": None, "active": {}})
         out[device]["active"][kind] = since
     return out
 
 
 def residents(
-    conn: sqlite3.Connection,
+    conn: Conn,
     role: Role,
     building: str = "",
     limit: int = 500,
     sites: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    where, args = ("AND building = ?", [building]) if building else ("", [])
-    if sites is not None:
-        where, args = (
-            where + " AND site IN (SELECT value FROM json_each(?))",
-            [
-                *args,
-                json.dumps(sites),
-            ],
-        )
-    rows = dict_rows(
-        conn,
-        "SELECT id, site, building, floor, unit, name, phone, language, vulnerable, notes, "
-        f"opted_out, undeliverable FROM residents WHERE moved_out IS NULL {where} "
-        "ORDER BY site, building, CAST(floor AS INTEGER), unit, id LIMIT ?",
-        (*args, limit),
-    )
+    rows = directory_db.listing(conn, sites=sites, building=building, limit=limit)
     for r in rows:
         r["phone"] = phone(r["phone"], role)
         _for_role(r, role)
     return rows
 
 
-def full_phone(conn: sqlite3.Connection, resident_id: int) -> tuple[str, str, str] | None:
+def full_phone(conn: Conn, resident_id: int) -> tuple[str, str, str] | None:
     """(phone, unit, site) of one resident, for an audited reveal."""
-    row = conn.execute(
-        "SELECT phone, building || '-' || unit, site FROM residents WHERE id = ?", (resident_id,)
-    ).fetchone()
-    return (str(row[0]), str(row[1]), str(row[2])) if row else None
+    return directory_db.phone_of(conn, resident_id)
 
 
 def age_s(opened_at: str, now: datetime) -> float:

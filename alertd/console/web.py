@@ -15,10 +15,8 @@ import json
 import logging
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -48,8 +46,10 @@ from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
 from alertd.sites import Site, has_staff, load_company_staff, sites_of
+from alertd.store import Conn, StoreError
+from alertd.store import incidents as incidents_db
 from alertd.store import messages as messages_db
-from alertd.store.sqlite import SqliteStore
+from alertd.store.access import Access
 from integrations.mqtt.profiles import build_profiles
 
 log = logging.getLogger(__name__)
@@ -129,15 +129,12 @@ class Console:
     ) -> None:
         self.config = config
         self.now = now
-        self.path = config.storage.path
         self.tz = config.site.tz
         self.sites = sites_of(config)
         self.throttle = Throttle()
-        self._reads = ThreadPoolExecutor(1, thread_name_prefix="console-read")
-        #: the board's own thread and connection: never queued behind a heavy page
-        self._watches = ThreadPoolExecutor(1, thread_name_prefix="console-board")
-        self._writes = ThreadPoolExecutor(1, thread_name_prefix="console-write")
-        self._conns: dict[ThreadPoolExecutor, sqlite3.Connection] = {}
+        self.store = Access(config.storage.path)
+        self.read = self.store.read
+        self.write = self.store.write
         self.board: list[dict[str, Any]] = []
         self.board_at = time.time()
         self._changed = asyncio.Condition()
@@ -170,42 +167,6 @@ class Console:
 
     # -- the store -----------------------------------------------------------------
 
-    def _reader(self, pool: ThreadPoolExecutor) -> sqlite3.Connection:
-        """The connection of the calling pool's one thread (made there, used there)."""
-        conn = self._conns.get(pool)
-        if conn is None:
-            conn = self._conns[pool] = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, timeout=30
-            )
-        return conn
-
-    def _writer(self) -> sqlite3.Connection:
-        conn = self._conns.get(self._writes)
-        if conn is None:
-            conn = self._conns[self._writes] = SqliteStore(self.path).conn
-        return conn
-
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._on(self._reads, self._reader, fn, *args)
-
-    async def read_for_board(self, fn: Callable[..., T], *args: Any) -> T:
-        """The board's reads: a thread and connection of their own, never queued behind
-        a heavy page."""
-        return await self._on(self._watches, self._reader, fn, *args)
-
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._on(self._writes, lambda _: self._writer(), fn, *args)
-
-    async def _on(
-        self,
-        pool: ThreadPoolExecutor,
-        connect: Callable[[ThreadPoolExecutor], sqlite3.Connection],
-        fn: Callable[..., T],
-        *args: Any,
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, lambda: fn(connect(pool), *args))
-
     async def audit(
         self,
         request: web.Request,
@@ -229,9 +190,9 @@ class Console:
         failing = False
         while True:
             try:
-                now_version = await self.read_for_board(_data_version)
+                now_version = await self.store.version()
                 if now_version != version:
-                    board = await self.read_for_board(views.board)
+                    board = await self.read(views.board, board=True)
                     version = now_version
                     if board != self.board:
                         self.board, self.board_at = board, time.time()
@@ -240,7 +201,7 @@ class Console:
                 if failing:
                     log.warning("the board reads the store again")
                 failing = False
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 if not failing:
                     log.error("the board cannot read the store: %s (retrying)", exc)
                 failing = True
@@ -251,11 +212,7 @@ class Console:
             await self._changed.wait_for(lambda: self.board_at != seen)
 
     def close(self) -> None:
-        """Each connection is closed by the thread that made it (SQLite's rule)."""
-        for pool, conn in self._conns.items():
-            pool.submit(conn.close).result()
-        for pool in (self._reads, self._watches, self._writes):
-            pool.shutdown()
+        self.store.close()
 
     # -- pages -----------------------------------------------------------------------
 
@@ -278,10 +235,6 @@ class Console:
             **context,
         )
         return web.Response(text=text, content_type="text/html")
-
-
-def _data_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def web_actor(user: accounts.User, remote: str) -> Actor:
@@ -340,7 +293,7 @@ def own(request: web.Request, site: str) -> str:
 
 async def guard(console: Console, request: web.Request, number: int) -> None:
     """The incident exists (404) and is at one of the account's sites (403)."""
-    site = await console.read(views.incident_site, number)
+    site = await console.read(incidents_db.site_of, number)
     if site is None:
         raise web.HTTPNotFound(text=f"no incident {number}")
     own(request, site)
@@ -505,7 +458,7 @@ def routes(console: Console) -> web.RouteTableDef:
                         continue
                 seen = c.board_at
                 token = request.cookies.get(COOKIE, "")
-                if await c.read_for_board(accounts.session, token, c.now()) is None:
+                if await c.read(accounts.session, token, c.now(), board=True) is None:
                     break  # signed out, disabled or reset meanwhile: no more updates
                 payload = json.dumps(
                     {
@@ -804,7 +757,7 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.get("/audit")
     async def audit(request: web.Request) -> web.StreamResponse:
-        from alertd.console.audit import rows
+        from alertd.store.accounts import audit as rows
 
         require(request, "audit")
         who = request.query.get("who") or None
@@ -840,15 +793,8 @@ async def command(
     if not request["session"].user.staff:
         raise web.HTTPForbidden(text="this account is not linked to a staff member")
 
-    def run() -> Outcome:
-        store = SqliteStore(console.path)
-        try:
-            return run_command(store.conn, name, incident, actor, text, args)
-        finally:
-            store.close()
-
     try:
-        return await asyncio.to_thread(run)
+        return await console.store.apart(run_command, name, incident, actor, text, args)
     except ValueError as exc:  # what was typed is out of bounds: nothing was written
         raise web.HTTPBadRequest(text=str(exc)) from None
 
@@ -898,10 +844,10 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     number = incident_number(request)
     limit = None if request.query.get("all") else PAGE_ROWS
 
-    def gather(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    def gather(conn: Conn) -> dict[str, Any] | None:
         from alertd.incidents import allclear
 
-        found = views.incident(conn, number)
+        found = incidents_db.find(conn, number)
         if found is None:
             return None
         still = sorted(
@@ -927,7 +873,7 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     # snapshot of the store, and snapshots held all the time keep SQLite from ever
     # restarting its WAL (every commit of the daemon then pays a partial checkpoint)
     # ... unless the incident changed: an action, a note, a reply (not a delivery receipt)
-    key = (number, role, limit, await console.read(views.incident_version, number))
+    key = (number, role, limit, await console.read(incidents_db.version, number))
     context = await console.pages.get(key, lambda: console.read(gather))
     if context is None:
         raise web.HTTPNotFound(text=f"no incident {number}")
@@ -1008,7 +954,7 @@ def period_of(console: Console, request: web.Request) -> analytics.Period:
 
 
 def run_analytics(
-    conn: sqlite3.Connection, console: Console, period: analytics.Period
+    conn: Conn, console: Console, period: analytics.Period
 ) -> dict[str, analytics.Table]:
     books = console.playbooks()
     leaks = {n for n, b in books.items() if Kind.LEAK in b.match.kinds}

@@ -14,11 +14,11 @@ from alertd.config import Config
 from alertd.console.audit import cli_actor, record
 from alertd.directory import importing
 from alertd.directory.phones import mask
-from alertd.directory.residents import claim_residents, read_residents
+from alertd.directory.residents import read_residents
 from alertd.problems import InvalidInput
 from alertd.sites import has_staff, load_company_staff, sites_of
 from alertd.store import Reader, SqliteStore
-from alertd.store.sqlite import dict_rows
+from alertd.store import directory as directory_db
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -96,7 +96,7 @@ def register(
         store = SqliteStore(config.storage.path)
         try:
             if sites.only is not None:
-                claim_residents(store.conn, sites.only.id)
+                directory_db.claim_residents(store.conn, sites.only.id)
             if dry_run:
                 click.echo(f"dry run: {importing.plan(store.conn, found).summary()}")
                 return
@@ -137,22 +137,15 @@ def register(
         if show_phones:
             reveal(config, f"residents list --show-phones {building or 'all buildings'}")
         sites = sites_of(config)
-        sql = (
-            "SELECT site, building, floor, unit, name, phone, language, vulnerable, notes, "
-            "opted_out, undeliverable FROM residents WHERE moved_out IS NULL"
-        )
-        args: tuple[str, ...] = ()
-        if site:
-            try:
-                sql, args = sql + " AND site = ?", (sites.find(site).id,)
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--site") from None
-        if building:
-            sql, args = sql + " AND building = ?", (*args, building)
-        if flagged:
-            sql += " AND (opted_out = 1 OR undeliverable IS NOT NULL)"
+        try:
+            only = [sites.find(site).id] if site else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--site") from None
         shown = 0
-        for row in dict_rows(store.conn, sql + " ORDER BY site, building, floor, unit", args):
+        for row in directory_db.listing(
+            store.conn, sites=only, building=building or "", flagged=flagged
+        ):
+            del row["id"]
             shown += 1
             row["phone"] = row["phone"] if show_phones else mask(row["phone"])
             if as_json:
@@ -186,11 +179,7 @@ def register(
             raise click.BadParameter(str(exc), param_hint="PHONE") from None
         store = SqliteStore(config.storage.path)
         try:
-            cleared = store.conn.execute(
-                "UPDATE residents SET undeliverable = NULL WHERE phone = ? "
-                "AND undeliverable IS NOT NULL",
-                (number,),
-            ).rowcount
+            cleared = directory_db.clear_undeliverable(store.conn, number)
         finally:
             store.close()
         if not cleared:

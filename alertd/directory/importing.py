@@ -7,11 +7,12 @@ directory needs an explicit confirmation (the console's tick box, the CLI's
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from alertd.directory.residents import Resident, ResidentsFile, active_keys, import_residents
+from alertd.directory.residents import Resident, ResidentsFile
+from alertd.store import Conn
+from alertd.store.directory import active_keys, import_residents
 
 #: moving out more than this share of the residents (and more than one) is confirmed
 REMOVALS_SHARE = 0.05
@@ -58,13 +59,11 @@ def allowed_removals(active: int) -> int:
     return max(1, int(active * REMOVALS_SHARE))
 
 
-def plan(conn: sqlite3.Connection, file: ResidentsFile) -> Plan:
+def plan(conn: Conn, file: ResidentsFile) -> Plan:
     """Compare the file with the directory of its sites; writes nothing."""
     now = {
         row[:4]: (row[4], row[5], row[6], bool(row[7]), row[8])
-        for row in active_keys(
-            conn, sorted(file.sites), ", floor, name, language, vulnerable, notes"
-        )
+        for row in active_keys(conn, file.sites, ", floor, name, language, vulnerable, notes")
     }
     if file.refused:
         return Plan(file, len(now), 0, 0, 0, 0)
@@ -82,7 +81,7 @@ def plan(conn: sqlite3.Connection, file: ResidentsFile) -> Plan:
 
 
 def apply(
-    conn: sqlite3.Connection, file: ResidentsFile, now: datetime, *, allow_removals: bool
+    conn: Conn, file: ResidentsFile, now: datetime, *, allow_removals: bool
 ) -> Plan:
     """Import the file if it may be: planned again against the directory as it is now
     (another import may have come between preview and confirmation)."""

@@ -9,17 +9,13 @@ opt-out (STOP) is never forgotten. An import is a reviewed change: see
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from alertd.csvfile import check_row, read_rows, rows_of
 from alertd.directory.phones import normalise
 from alertd.problems import InvalidInput, Problem
-from alertd.store.sqlite import iso
 
 COLUMNS = ("building", "floor", "unit", "name", "phone", "language", "vulnerable", "notes")
 YES = {"yes", "y", "true", "1", "是", "x"}
@@ -157,72 +153,3 @@ def _resident(cell: dict[str, str], region: str, site: str) -> Resident:
         cell.get("notes", ""),
         site,
     )
-
-
-def import_residents(
-    conn: sqlite3.Connection,
-    residents: list[Resident],
-    now: datetime,
-    keep: frozenset[tuple[str, str, str]] = frozenset(),
-    sites: frozenset[str] | None = None,
-) -> tuple[int, int, int]:
-    """Upsert in one transaction; returns (added, updated, moved out). Only residents of
-    `sites` (unset: those of the file's rows) may be moved out, and nobody in the `keep`
-    units (site, building, unit)."""
-    scope = sorted(sites if sites is not None else {r.site for r in residents})
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        before = set(active_keys(conn, scope))
-        keys = set()
-        for r in residents:
-            keys.add(r.key)
-            conn.execute(
-                "INSERT INTO residents (site, building, floor, unit, name, phone, language, "
-                "vulnerable, notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(site, building, unit, phone) DO UPDATE SET floor = excluded.floor, "
-                "name = excluded.name, language = excluded.language, "
-                "vulnerable = excluded.vulnerable, notes = excluded.notes, "
-                "updated_at = excluded.updated_at, moved_out = NULL",
-                (
-                    r.site,
-                    r.building,
-                    r.floor,
-                    r.unit,
-                    r.name,
-                    r.phone,
-                    r.language,
-                    int(r.vulnerable),
-                    r.notes,
-                    iso(now),
-                ),
-            )
-        gone = {k for k in before - keys if k[:3] not in keep}
-        conn.executemany(
-            "UPDATE residents SET moved_out = ? "
-            "WHERE site = ? AND building = ? AND unit = ? AND phone = ?",
-            [(iso(now), *k) for k in gone],
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return len(keys - before), len(keys & before), len(gone)
-
-
-def active_keys(
-    conn: sqlite3.Connection, sites: list[str], columns: str = ""
-) -> list[tuple[str, ...]]:
-    """(site, building, unit, phone, *columns) of the residents living at `sites` now."""
-    return conn.execute(
-        f"SELECT site, building, unit, phone{columns} FROM residents WHERE moved_out IS NULL "
-        "AND site IN (SELECT value FROM json_each(?))",
-        (json.dumps(sites),),
-    ).fetchall()
-
-
-def claim_residents(conn: sqlite3.Connection, site: str) -> int:
-    """Residents stored before sites existed belong to the one configured site."""
-    with conn:
-        claimed = conn.execute("UPDATE OR IGNORE residents SET site = ? WHERE site = ''", (site,))
-        return claimed.rowcount

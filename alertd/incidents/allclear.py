@@ -4,18 +4,17 @@ what goes out."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 
 from alertd.config import Config
 from alertd.engine.state import Action
 from alertd.playbooks.schema import Playbook
+from alertd.store import Conn
 from alertd.store import incidents as db
-from alertd.store.sqlite import dict_rows
 
 
 def preview(
-    conn: sqlite3.Connection,
+    conn: Conn,
     config: Config,
     playbooks: Mapping[str, Playbook],
     incident_id: int,
@@ -26,10 +25,10 @@ def preview(
 
     from alertd.daemon import make_engine
 
-    rows = dict_rows(conn, "SELECT * FROM incidents WHERE id = ?", (incident_id,))
-    if not rows:
+    row = db.find(conn, incident_id)
+    if row is None:
         return f"no incident {incident_id}"
-    incident = db.incident_from_row(rows[0])
+    incident = db.incident_from_row(row)
     decision = make_engine(config, playbooks).all_clear(incident, by, datetime.now(UTC))
     return decision.refused or decision.actions
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,9 +17,9 @@ from alertd.events import Kind
 from alertd.incidents import inputs
 from alertd.incidents.report import markdown
 from alertd.sites import sites_of
-from alertd.store import Reader, SqliteStore
+from alertd.store import Reader, SqliteStore, StoreError
+from alertd.store import incidents as db
 from alertd.store import messages as messages_db
-from alertd.store.sqlite import dict_rows
 
 ALIASES = {
     "fire": "fire.alarm",
@@ -29,10 +28,6 @@ ALIASES = {
     "water": "leak",
     "flood": "leak",
 }
-
-
-def _rows(store: Reader, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    return dict_rows(store.conn, sql, args)
 
 
 def _command(
@@ -51,7 +46,7 @@ def _command(
         outcome = run_command(store.conn, command, incident, cli_actor(by), text, args)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         message = f"cannot write the command to the store at {path}: {exc}"
         raise click.ClickException(message) from None
     if outcome.state == "failed":
@@ -106,13 +101,11 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         config: Config = load(config_path)
         sites = sites_of(config)
         store = store_of(config)
-        where, args = ("", ()) if status == "all" else ("AND status = ?", (status,))
-        if site:
-            try:
-                where, args = where + " AND site = ?", (*args, sites.find(site).id)
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--site") from None
-        rows = _rows(store, f"SELECT * FROM incidents WHERE 1 {where} ORDER BY id", args)
+        try:
+            only = sites.find(site).id if site else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--site") from None
+        rows = db.listing(store.conn, status=None if status == "all" else status, site=only)
         for row in rows:
             if as_json:
                 click.echo(json.dumps(row, ensure_ascii=False))
@@ -172,24 +165,19 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
         states = {"pending": ("pending", "sending"), "failed": ("failed", "expired")}.get(
             which or "", ("pending", "sending", "failed", "expired")
         )
-        rows = store.conn.execute(
-            f"SELECT id, incident_id, channel, recipient, status, attempts, reason, due_at "
-            f"FROM messages WHERE status IN ({','.join('?' * len(states))}) ORDER BY id DESC "
-            "LIMIT ?",
-            (*states, limit),
-        ).fetchall()
+        rows = messages_db.waiting_or_failed(store.conn, states, limit)
         for channel, state, why, since in messages_db.lanes(store.conn):
             if state != "ok":
                 at = stamp(datetime.fromisoformat(since), config.site.tz)
                 click.echo(f"LANE {channel} {state.upper()} since {at}: {why}")
-        for mid, incident, channel, recipient, status, attempts, reason, due in rows[::-1]:
+        for mid, incident, channel, recipient, status, attempts, reason, due in rows:
             to = mask(recipient) if recipient.startswith("+") and not show_phones else recipient
             click.echo(
                 f"{mid:>7} incident {incident:<5} {channel:<8} {to:<18} {status:<8} "
                 f"tries {attempts}  "
                 f"{reason or ('due ' + stamp(datetime.fromisoformat(due), config.site.tz))}"
             )
-        totals = dict(store.conn.execute("SELECT status, count(*) FROM messages GROUP BY status"))
+        totals = messages_db.totals(store.conn)
         click.echo(f"all messages: {_progress(totals)}", err=True)
 
     for name, help_text, confirms in (
@@ -296,15 +284,7 @@ def register(main: click.Group, config_option: Decorator, load: Load, store_of: 
 
             click.echo(report_html(store.conn, config, incident_id, lang, books), nl=False)
             return
-        times = {
-            int(r["id"]): (str(r["occurred_at"]), str(r["received_at"]))
-            for r in _rows(
-                store,
-                "SELECT id, occurred_at, received_at FROM events WHERE id IN "
-                "(SELECT event_id FROM timeline WHERE incident_id = ?)",
-                (incident_id,),
-            )
-        }
+        times = db.event_times(store.conn, incident_id)
         playbook = books.get(incident["playbook"])
         target = playbook.ack_target_s if playbook else None
         zone = sites_of(config).zone(incident["site"]) or config.site.tz
@@ -415,18 +395,8 @@ def _event_command(
 def _incident(
     store: Reader, incident_id: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    found = _rows(store, "SELECT * FROM incidents WHERE id = ?", (incident_id,))
-    if not found:
+    found = db.find(store.conn, incident_id)
+    if found is None:
         raise click.ClickException(f"no incident {incident_id}")
-    timeline = _rows(
-        store, "SELECT * FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,)
-    )
-    outbox = _rows(
-        store,
-        "SELECT o.*, count(m.id) AS recipients, coalesce(sum(m.status = 'delivered'), 0) AS "
-        "delivered, coalesce(sum(m.status IN ('failed', 'expired')), 0) AS failed "
-        "FROM outbox o LEFT JOIN messages m ON m.outbox_id = o.id "
-        "WHERE o.incident_id = ? GROUP BY o.id ORDER BY o.id",
-        (incident_id,),
-    )
-    return found[0], timeline, outbox
+    timeline = db.timeline(store.conn, incident_id)
+    return found, timeline, messages_db.actions_with_totals(store.conn, incident_id)

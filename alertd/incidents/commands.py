@@ -4,7 +4,6 @@ the outcome and the audit trail gets one row with it."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import Any
 
 from alertd.console.audit import Actor, record
 from alertd.incidents import inputs
+from alertd.store import Conn
 from alertd.store import incidents as db
 
 WAIT_S = 10.0
@@ -26,7 +26,7 @@ class Outcome:
 
 
 def submit(
-    conn: sqlite3.Connection,
+    conn: Conn,
     command: str,
     incident: int | None,
     actor: Actor,
@@ -41,7 +41,7 @@ def submit(
 
 
 def run_command(
-    conn: sqlite3.Connection,
+    conn: Conn,
     command: str,
     incident: int | None,
     actor: Actor,
@@ -60,9 +60,7 @@ def run_command(
     deadline = time.monotonic() + wait_s
     state, result = "pending", ""
     while time.monotonic() < deadline:
-        state, result = conn.execute(
-            "SELECT state, result FROM commands WHERE id = ?", (cid,)
-        ).fetchone()
+        state, result = db.command_outcome(conn, cid)
         if state != "pending":
             break
         time.sleep(0.05)

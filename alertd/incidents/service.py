@@ -14,7 +14,6 @@ import contextlib
 import functools
 import json
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,7 +31,7 @@ from alertd.engine.state import (
 )
 from alertd.events import Event
 from alertd.incidents import inputs
-from alertd.store import Batch, Writer
+from alertd.store import Batch, Conn, Writer
 from alertd.store import incidents as db
 from alertd.store.sqlite import unsynced
 
@@ -304,7 +303,7 @@ class IncidentService:
         now: datetime,
         done: db.Done,
         *,
-        first: Callable[[sqlite3.Connection], None] | None = None,
+        first: Callable[[Conn], None] | None = None,
         urgent: bool = False,
     ) -> None:
         """One transaction. A decision with something to send goes before bookkeeping and

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from alertd.outbox.lanes import Lane, LaneState
 from alertd.outbox.retry import next_attempt
 from alertd.outbox.sink import Message, Result, Sink
 from alertd.outbox.totals import Totals
-from alertd.store import Writer
+from alertd.store import Conn, Writer
 from alertd.store import messages as db
 from alertd.store.sqlite import transaction
 
@@ -60,7 +59,7 @@ class Fold:
     #: (channel, final status) of early receipts applied with its outcomes
     receipts: list[tuple[str, str]] = field(default_factory=list)
 
-    def write(self, conn: sqlite3.Connection) -> list[Message]:
+    def write(self, conn: Conn) -> list[Message]:
         return self.dispatcher._write(conn, self)
 
     def done(self, claimed: list[Message]) -> None:
@@ -235,7 +234,7 @@ class Dispatcher:
         store = self._writer.store
         assert store is not None
 
-        def in_own_transaction(conn: sqlite3.Connection) -> list[Message]:
+        def in_own_transaction(conn: Conn) -> list[Message]:
             with transaction(conn):
                 return fold.write(conn)
 
@@ -272,7 +271,7 @@ class Dispatcher:
         changes, self._lane_changes = self._lane_changes, {}
         return Fold(self, expand, full, wants, pending, changes)
 
-    def _write(self, conn: sqlite3.Connection, fold: Fold) -> list[Message]:
+    def _write(self, conn: Conn, fold: Fold) -> list[Message]:
         """On the writer thread, inside the caller's transaction."""
         now = self._clock.now()
         if self._expired_at is None or now - self._expired_at >= EXPIRE_EVERY:

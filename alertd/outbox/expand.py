@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,11 +13,13 @@ from typing import Any
 from alertd.directory.staff import Staff
 from alertd.directory.units import below
 from alertd.events import Severity
-from alertd.store.sqlite import insert, iso
+from alertd.store import Conn
+from alertd.store import directory as directory_db
+from alertd.store import incidents as incidents_db
+from alertd.store import messages as messages_db
+from alertd.store.sqlite import iso
 
 log = logging.getLogger(__name__)
-
-ACTIVE = "moved_out IS NULL AND opted_out = 0 AND undeliverable IS NULL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class Recipient:
 
 
 def _flats_below(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     building: str,
     units: list[str],
@@ -54,20 +55,13 @@ def _flats_below(
         candidates = below(unit, floor, unit_format)
         if not candidates:
             continue
-        known = {
-            row[0]
-            for row in conn.execute(
-                f"SELECT DISTINCT unit FROM residents WHERE site = ? AND building = ? "
-                f"AND unit IN ({','.join('?' * len(candidates))})",
-                (site, building, *candidates),
-            )
-        }
+        known = directory_db.known_units(conn, site, building, candidates)
         out += [c for c in candidates if c in known] or candidates[:1]
     return out
 
 
 def residents(
-    conn: sqlite3.Connection,
+    conn: Conn,
     audience: str,
     incident: dict[str, Any],
     vulnerable_first: bool,
@@ -79,29 +73,19 @@ def residents(
         [incident["unit"]] if incident["unit"] else []
     )
     if audience == "site":
-        where, args = "", []
+        rows = directory_db.textable(conn, site)
     elif audience == "building":
-        where, args = "AND building = ?", [building]
+        rows = directory_db.textable(conn, site, building=building)
     elif audience == "floor":
-        where, args = "AND building = ? AND floor = ?", [building, floor]
+        rows = directory_db.textable(conn, site, building=building, floor=floor)
     elif audience == "notified":
-        where = (
-            "AND CAST(id AS TEXT) IN (SELECT recipient_ref FROM messages WHERE incident_id = ? "
-            "AND recipient_kind = 'resident')"
-        )
-        args = [incident["id"]]
+        rows = directory_db.textable(conn, site, told_about=incident["id"])
     else:
         if audience == "unit_below":
             units = _flats_below(conn, site, building, units, floor, unit_format)
         if not units:
             return []
-        where = f"AND building = ? AND unit IN ({','.join('?' * len(units))})"
-        args = [building, *units]
-    rows = conn.execute(
-        f"SELECT id, phone, language, vulnerable FROM residents WHERE {ACTIVE} AND site = ? "
-        f"{where} ORDER BY id",
-        [site, *args],
-    ).fetchall()
+        rows = directory_db.textable(conn, site, building=building, units=units)
     return [
         Recipient(
             phone, "resident", str(rid), language, 0 if vulnerable_first and vulnerable else 1
@@ -119,19 +103,13 @@ MORE = {
 NONE = {"zh": "（本楼没有登记的独居、老人或行动不便住户）", "en": " (none registered here)"}
 
 
-def vulnerable_residents(conn: sqlite3.Connection, incident: dict[str, Any]) -> list[str]:
+def vulnerable_residents(conn: Conn, incident: dict[str, Any]) -> list[str]:
     """`1203 张秀兰 (独居)` for each vulnerable resident of the incident's building
     (its floor, when the incident is as precise as that), in door-check order."""
-    where, args = "site = ? AND building = ?", [incident["site"], incident["building"]]
-    if incident["floor"]:
-        where, args = where + " AND floor = ?", [*args, incident["floor"]]
-    rows = conn.execute(
-        f"SELECT unit, name, notes FROM residents WHERE moved_out IS NULL AND vulnerable = 1 "
-        f"AND {where} ORDER BY CAST(floor AS INTEGER), floor, unit, id",
-        args,
-    ).fetchall()
+    rows = directory_db.vulnerable(conn, incident["site"], incident["building"], incident["floor"])
     return [
-        f"{unit} {name}".strip() + (f" ({notes})" if notes else "") for unit, name, notes in rows
+        f"{r['unit']} {r['name']}".strip() + (f" ({r['notes']})" if r["notes"] else "")
+        for r in rows
     ]
 
 
@@ -184,7 +162,7 @@ def priority(recipient: Recipient, severity: Severity) -> int:
 
 
 def _fallback(
-    conn: sqlite3.Connection,
+    conn: Conn,
     staff: Staff | None,
     target: str,
     channel: str,
@@ -213,15 +191,12 @@ def _fallback(
         "back on (is the staff file loaded?)"
     )
     log.error("incident %d: %s", incident_id, said)
-    conn.execute(
-        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
-        (incident_id, iso(now), "no_recipients", "alertd", said),
-    )
+    incidents_db.note(conn, incident_id, now, "no_recipients", "alertd", said)
     return recipients
 
 
 def expand(
-    conn: sqlite3.Connection,
+    conn: Conn,
     staff: Staff | None,
     now: datetime,
     expire: timedelta,
@@ -237,12 +212,7 @@ def expand(
     messages: list[dict[str, Any]] = []
     expanded: list[int] = []
     unreached: list[int] = []
-    actions = conn.execute(
-        "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
-        "o.vulnerable_list, i.site, i.building, i.floor, i.unit, i.units, i.severity "
-        "FROM outbox o JOIN incidents i "
-        "ON i.id = o.incident_id WHERE o.status = 'pending' ORDER BY o.id"
-    ).fetchall()
+    actions = messages_db.pending_actions(conn)
     for (
         oid,
         incident_id,
@@ -305,24 +275,18 @@ def expand(
         ]
         (expanded if recipients else unreached).append(oid)
         if listed is not None:
-            conn.execute(
-                "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
-                (
-                    incident_id,
-                    iso(now),
-                    "vulnerable_list",
-                    "alertd",
-                    f"door-check list for {target} ({len(listed)}): "
-                    + ("; ".join(listed) or "none registered"),
-                ),
+            incidents_db.note(
+                conn,
+                incident_id,
+                now,
+                "vulnerable_list",
+                "alertd",
+                f"door-check list for {target} ({len(listed)}): "
+                + ("; ".join(listed) or "none registered"),
             )
         if recipients:
             channels.add(send_as)
-    insert(conn, "INSERT OR IGNORE INTO messages", messages)  # all the actions' at once
-    for status, ids in (("expanded", expanded), ("no recipients", unreached)):
-        if ids:
-            conn.execute(
-                "UPDATE outbox SET status = ? WHERE id IN (SELECT value FROM json_each(?))",
-                (status, json.dumps(ids)),
-            )
+    messages_db.add_messages(conn, messages)  # all the actions' at once
+    messages_db.set_action_status(conn, expanded, "expanded")
+    messages_db.set_action_status(conn, unreached, "no recipients")
     return channels

@@ -3,12 +3,12 @@ whose broadcast they confirm (the latest PA message to that building)."""
 
 from __future__ import annotations
 
-import json
 import re
-import sqlite3
 from datetime import datetime
 
-from alertd.store.sqlite import iso
+from alertd.store import Conn
+from alertd.store import incidents as incidents_db
+from alertd.store import messages as messages_db
 
 
 class PaAcks:
@@ -29,7 +29,7 @@ class PaAcks:
 
 
 def record_pa_ack(
-    conn: sqlite3.Connection | None,
+    conn: Conn | None,
     building: str,
     text: str,
     now: datetime,
@@ -38,15 +38,9 @@ def record_pa_ack(
     """`sites`: those the confirming broker serves (none: any site's broadcast)."""
     if conn is None:
         return None
-    row = conn.execute(
-        "SELECT incident_id FROM messages WHERE channel = 'pa' AND recipient LIKE ? "
-        "AND (? = '[]' OR site IN (SELECT value FROM json_each(?))) ORDER BY id DESC LIMIT 1",
-        (f"pa:%:{building}", json.dumps(sites), json.dumps(sites)),
-    ).fetchone()
-    if row is None:
-        return None
-    conn.execute(
-        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
-        (row[0], iso(now), "pa_ack", "pa controller", f"building {building}: {text}"),
-    )
-    return int(row[0])
+    incident = messages_db.latest_pa_incident(conn, building, sites)
+    if incident is not None:
+        incidents_db.note(
+            conn, incident, now, "pa_ack", "pa controller", f"building {building}: {text}"
+        )
+    return incident

@@ -285,3 +285,134 @@ def add_command(
         (iso(now), command, incident, actor, text, json.dumps(args, ensure_ascii=False)),
     )
     return int(cur.lastrowid or 0)
+
+
+def command_outcome(conn: sqlite3.Connection, command_id: int) -> tuple[str, str]:
+    """(state, result) of a staff command: pending until the daemon has applied it."""
+    state, result = conn.execute(
+        "SELECT state, result FROM commands WHERE id = ?", (command_id,)
+    ).fetchone()
+    return str(state), str(result)
+
+
+def note(
+    conn: sqlite3.Connection, incident_id: int, at: datetime, type: str, actor: str, text: str
+) -> None:
+    """One line on an incident's timeline."""
+    conn.execute(
+        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
+        (incident_id, iso(at), type, actor, text),
+    )
+
+
+def timeline_count(conn: sqlite3.Connection, incident_id: int, type: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM timeline WHERE incident_id = ? AND type = ?", (incident_id, type)
+    ).fetchone()
+    return int(row[0])
+
+
+# -- what people read: the console, the command line -------------------------------------
+
+
+def find(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
+    """The incident's row as stored."""
+    found = dict_rows(conn, "SELECT * FROM incidents WHERE id = ?", (incident_id,))
+    return found[0] if found else None
+
+
+def site_of(conn: sqlite3.Connection, incident_id: int) -> str | None:
+    row = conn.execute("SELECT site FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def listing(
+    conn: sqlite3.Connection, *, status: str | None = None, site: str | None = None
+) -> list[dict[str, Any]]:
+    where, args = "", list[Any]()
+    if status is not None:
+        where, args = where + " AND status = ?", [*args, status]
+    if site is not None:
+        where, args = where + " AND site = ?", [*args, site]
+    return dict_rows(conn, f"SELECT * FROM incidents WHERE 1 {where} ORDER BY id", args)
+
+
+def unclosed_by_site(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(
+        conn.execute(
+            "SELECT site, count(*) FROM incidents WHERE status != 'closed' GROUP BY site"
+        ).fetchall()
+    )
+
+
+BOARD = (
+    "id, status, severity, title, site, building, floor, unit, zone, opened_at, "
+    "acknowledged_at, acknowledged_by, drill, playbook"
+)
+
+
+def on_board(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Open and acknowledged incidents (held 0), and those resolved or closed while a
+    detector is still in alarm (held 1)."""
+    return dict_rows(
+        conn,
+        f"SELECT {BOARD}, 0 AS held FROM incidents WHERE status IN ('open', 'acknowledged') "
+        f"UNION ALL SELECT {BOARD}, 1 FROM incidents WHERE active != '[]' "
+        "AND status IN ('resolved', 'closed')",
+    )
+
+
+def version(conn: sqlite3.Connection, incident_id: int) -> tuple[Any, ...] | None:
+    """What changes when anything a person did or said about the incident changes: its
+    state and its newest timeline line other than a delivery receipt."""
+    row = conn.execute(
+        "SELECT status, acknowledged_at, resolved_at, (SELECT max(id) FROM timeline "
+        "WHERE incident_id = ?1 AND type != 'delivery') FROM incidents WHERE id = ?1",
+        (incident_id,),
+    ).fetchone()
+    return tuple(row) if row else None
+
+
+def timeline(
+    conn: sqlite3.Connection,
+    incident_id: int,
+    *,
+    types: tuple[str, ...] | None = None,
+    receipts: bool = True,
+) -> list[dict[str, Any]]:
+    """An incident's timeline in order; `types`: those lines only; `receipts`: with the
+    delivery receipts (one per message)."""
+    where, args = "", list[Any]([incident_id])
+    if types is not None:
+        where += f" AND type IN ({','.join('?' * len(types))})"
+        args += types
+    if not receipts:
+        where += " AND type != 'delivery'"
+    return dict_rows(
+        conn,
+        "SELECT id, incident_id, at, type, actor, text, event_id FROM timeline "
+        f"WHERE incident_id = ?{where} ORDER BY id",
+        args,
+    )
+
+
+def event_times(conn: sqlite3.Connection, incident_id: int) -> dict[int, tuple[str, str]]:
+    """(occurred, received) of each event on the incident's timeline."""
+    return {
+        int(i): (str(o), str(r))
+        for i, o, r in conn.execute(
+            "SELECT id, occurred_at, received_at FROM events WHERE id IN "
+            "(SELECT event_id FROM timeline WHERE incident_id = ?)",
+            (incident_id,),
+        )
+    }
+
+
+def fallbacks_since(conn: sqlite3.Connection, since: datetime) -> tuple[int, str]:
+    """Staff steps that found nobody since then: how many, and the latest line."""
+    count, last = conn.execute(
+        "SELECT count(*), max(at || ' ' || text) FROM timeline WHERE type = 'no_recipients' "
+        "AND at >= ?",
+        (iso(since),),
+    ).fetchone()
+    return int(count), str(last or "")

@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from alertd.outbox.sink import Message, Result
-from alertd.store.sqlite import iso, parse_iso, transaction, values
+from alertd.store import directory as directory_db
+from alertd.store import incidents as incidents_db
+from alertd.store.sqlite import dict_rows, insert, iso, parse_iso, transaction, values
 
 INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
 #: Twilio error codes about one number: no retry can fix them, and the directory keeps them
@@ -211,7 +213,7 @@ def write_outcomes(
                 (reason, iso(now), o.message.id),
             )
             if r.flag:
-                _flag(conn, o.message.recipient, r.flag)
+                directory_db.flag_unreachable(conn, o.message.recipient, r.flag)
             if o.fallback_call:
                 back.add("call")
                 conn.execute(
@@ -223,15 +225,6 @@ def write_outcomes(
                     (iso(now), iso(now), o.message.id),
                 )
     return back
-
-
-def _flag(conn: sqlite3.Connection, phone: str, reason: str) -> None:
-    """A number that cannot be reached is kept on the directory entry: no more attempts
-    to it until it is fixed (a new phone on import, or `alertd residents clear`)."""
-    if "unsubscribed" in reason:
-        conn.execute("UPDATE residents SET opted_out = 1 WHERE phone = ?", (phone,))
-    else:
-        conn.execute("UPDATE residents SET undeliverable = ? WHERE phone = ?", (reason, phone))
 
 
 def due_count(conn: sqlite3.Connection, now: datetime, channels: Sequence[str]) -> int:
@@ -339,12 +332,11 @@ def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> tuple[s
         if final == "delivered"
         else f"message {mid} not delivered: {reason}"
     )
-    conn.execute(
-        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
-        (incident, iso(now), "delivery", "twilio", text),
-    )
+    incidents_db.note(conn, incident, now, "delivery", "twilio", text)
     if final == "failed" and error_code in NUMBER_CODES:
-        _flag(conn, recipient, f"{NUMBER_CODES[error_code]} (Twilio {error_code})")
+        directory_db.flag_unreachable(
+            conn, recipient, f"{NUMBER_CODES[error_code]} (Twilio {error_code})"
+        )
     return channel, final
 
 
@@ -378,17 +370,8 @@ def note_reply(
     """A resident's or staff member's reply goes on the incident they were last texted about."""
     incident = latest_incident_for(conn, phone)
     if incident is not None:
-        conn.execute(
-            "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?,?,?,?,?)",
-            (incident, iso(now), kind, phone, text),
-        )
+        incidents_db.note(conn, incident, now, kind, phone, text)
     return incident
-
-
-def set_opt_out(conn: sqlite3.Connection, phone: str, opted_out: bool) -> int:
-    return conn.execute(
-        "UPDATE residents SET opted_out = ? WHERE phone = ?", (int(opted_out), phone)
-    ).rowcount
 
 
 def incidents_told(conn: sqlite3.Connection, phone: str) -> list[tuple[int, str, str]]:
@@ -412,13 +395,117 @@ def incident_summary(conn: sqlite3.Connection, incident_id: int) -> tuple[str, s
     return (str(row[0]), str(row[1]), str(row[2])) if row else None
 
 
-def resident_by_phone(conn: sqlite3.Connection, phone: str) -> dict[str, str] | None:
+def by_channel(conn: sqlite3.Connection, incident_id: int) -> list[tuple[str, str, int]]:
+    """(channel, status, messages) of an incident."""
+    return conn.execute(
+        "SELECT channel, status, count(*) FROM messages WHERE incident_id = ? GROUP BY 1, 2 "
+        "ORDER BY 1, 2",
+        (incident_id,),
+    ).fetchall()
+
+
+def outbox_of(conn: sqlite3.Connection, incident_id: int) -> list[dict[str, Any]]:
+    """An incident's outbox actions (what its steps asked to send), in order."""
+    return dict_rows(conn, "SELECT * FROM outbox WHERE incident_id = ? ORDER BY id", (incident_id,))
+
+
+def pending_actions(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """Outbox actions not yet expanded, with what expansion needs of their incident."""
+    return conn.execute(
+        "SELECT o.id, o.incident_id, o.channel, o.target, o.texts, o.vulnerable_first, "
+        "o.vulnerable_list, i.site, i.building, i.floor, i.unit, i.units, i.severity "
+        "FROM outbox o JOIN incidents i "
+        "ON i.id = o.incident_id WHERE o.status = 'pending' ORDER BY o.id"
+    ).fetchall()
+
+
+def add_messages(conn: sqlite3.Connection, messages: list[dict[str, Any]]) -> None:
+    """Message rows, all at once; one already there (same action, channel and recipient)
+    stays as it is."""
+    insert(conn, "INSERT OR IGNORE INTO messages", messages)
+
+
+def set_action_status(conn: sqlite3.Connection, ids: list[int], status: str) -> None:
+    if ids:
+        conn.execute(
+            "UPDATE outbox SET status = ? WHERE id IN (SELECT value FROM json_each(?))",
+            (status, json.dumps(ids)),
+        )
+
+
+def latest_pa_incident(
+    conn: sqlite3.Connection, building: str, sites: tuple[str, ...]
+) -> int | None:
+    """The incident of the newest PA broadcast to `building` (at `sites`; none: any)."""
     row = conn.execute(
-        "SELECT site, building, floor, unit, name, notes, vulnerable, phone FROM residents "
-        "WHERE phone = ? AND moved_out IS NULL ORDER BY id LIMIT 1",
-        (phone,),
+        "SELECT incident_id FROM messages WHERE channel = 'pa' AND recipient LIKE ? "
+        "AND (? = '[]' OR site IN (SELECT value FROM json_each(?))) ORDER BY id DESC LIMIT 1",
+        (f"pa:%:{building}", json.dumps(sites), json.dumps(sites)),
     ).fetchone()
-    if row is None:
-        return None
-    keys = ("site", "building", "floor", "unit", "name", "notes", "vulnerable", "phone")
-    return {k: str(v) for k, v in zip(keys, row, strict=True)}
+    return int(row[0]) if row else None
+
+
+def actions_with_totals(conn: sqlite3.Connection, incident_id: int) -> list[dict[str, Any]]:
+    """An incident's outbox actions, each with its recipients, delivered and failed."""
+    return dict_rows(
+        conn,
+        "SELECT o.*, count(m.id) AS recipients, coalesce(sum(m.status = 'delivered'), 0) AS "
+        "delivered, coalesce(sum(m.status IN ('failed', 'expired')), 0) AS failed "
+        "FROM outbox o LEFT JOIN messages m ON m.outbox_id = o.id "
+        "WHERE o.incident_id = ? GROUP BY o.id ORDER BY o.id",
+        (incident_id,),
+    )
+
+
+def residents_told(conn: sqlite3.Connection, incident_id: int) -> list[dict[str, Any]]:
+    """Each resident texted about the incident: phone and, while they still live there,
+    where and who."""
+    return dict_rows(
+        conn,
+        "SELECT DISTINCT m.recipient AS phone, r.id AS resident_id, r.building, r.floor, "
+        "r.unit, r.name, r.vulnerable FROM messages m LEFT JOIN residents r "
+        "ON r.id = CAST(m.recipient_ref AS INTEGER) "
+        "WHERE m.incident_id = ? AND m.recipient_kind = 'resident'",
+        (incident_id,),
+    )
+
+
+def recipients(
+    conn: sqlite3.Connection, incident_id: int, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """One row per recipient: staff first, then failures."""
+    return dict_rows(
+        conn,
+        "SELECT m.id, m.channel, m.recipient, m.recipient_kind, m.recipient_ref, m.status, "
+        "m.attempts, m.reason, m.updated_at, m.language FROM messages m "
+        "WHERE m.incident_id = ? ORDER BY m.recipient_kind != 'staff', "
+        "m.status NOT IN ('failed', 'expired'), m.priority, m.id LIMIT ?",
+        (incident_id, -1 if limit is None else limit),
+    )
+
+
+def waiting_or_failed(
+    conn: sqlite3.Connection, states: tuple[str, ...], limit: int
+) -> list[tuple[Any, ...]]:
+    """The newest `limit` messages in `states`, oldest first."""
+    rows = conn.execute(
+        f"SELECT id, incident_id, channel, recipient, status, attempts, reason, due_at "
+        f"FROM messages WHERE status IN ({','.join('?' * len(states))}) ORDER BY id DESC "
+        "LIMIT ?",
+        (*states, limit),
+    ).fetchall()
+    return rows[::-1]
+
+
+def totals(conn: sqlite3.Connection) -> dict[str, int]:
+    """Every message by status."""
+    return dict(conn.execute("SELECT status, count(*) FROM messages GROUP BY status").fetchall())
+
+
+def totals_by_channel(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    return [
+        (str(c), str(s), int(n))
+        for c, s, n in conn.execute(
+            "SELECT channel, status, count(*) FROM messages GROUP BY channel, status"
+        )
+    ]

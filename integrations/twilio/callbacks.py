@@ -25,6 +25,7 @@ from alertd.incidents.commands import submit
 from alertd.outbox.replies import classify
 from alertd.outbox.totals import Totals
 from alertd.store import Writer
+from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as db
 from alertd.store.group import GroupCommit
@@ -139,7 +140,9 @@ class Callbacks:
         assert store is not None
         conn, now = store.conn, self._now()
         if reply.intent in ("stop", "start"):
-            await self._writer.call(db.set_opt_out, conn, phone, reply.intent == "stop")
+            await self._writer.call(
+                directory_db.set_opt_out, conn, phone, reply.intent == "stop"
+            )
             await self._writer.call(
                 db.note_reply, conn, phone, "reply", f"{mask(phone)}: {reply.intent.upper()}", now
             )
@@ -202,7 +205,7 @@ class Callbacks:
         store = self._writer.store
         assert store is not None
         conn, now = store.conn, self._now()
-        resident = await self._writer.call(db.resident_by_phone, conn, phone)
+        resident = await self._writer.call(directory_db.by_phone, conn, phone)
         incident = await self._writer.call(db.latest_incident_for, conn, phone)
         if resident is None and incident is None:
             log.warning("a message from %s, who is neither staff nor a resident", mask(phone))
