@@ -47,6 +47,7 @@ bench: $(STAMP) mosquitto postgresql
 	$(BIN)/python -m bench.panels
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.commit
+	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.lifesafety
 	$(BIN)/python -m bench.e2e

@@ -49,7 +49,7 @@ def expand_now(conn: Any, *args: Any) -> set[str]:
     """The delivery stage's expansion in a transaction of its own (the dispatcher runs it
     inside the commit that also claims)."""
     from alertd.outbox.expand import expand
-    from alertd.store.sqlite import transaction
+    from alertd.store.sql import transaction
 
     with transaction(conn):
         return expand(conn, *args)

@@ -30,13 +30,15 @@ def server_bin() -> Path | None:
 class Cluster:
     """One throwaway cluster: trust authentication on loopback only, a superuser `alertd`."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, durable: bool = False) -> None:
+        """`durable`: fsync as a production server does (benchmarks); tests do without."""
         bin_dir = server_bin()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed: run `make test`, which installs it")
         self.bin = bin_dir
         self.port = port or free_port()
         self.host = "127.0.0.1"
+        self.durable = durable
         # not under pytest's root-only temporary folder: the postgres user must reach it
         self.dir = Path(tempfile.mkdtemp(prefix="alertd-pg-"))
         self.data = self.dir / "data"
@@ -77,10 +79,10 @@ class Cluster:
     def start(self) -> Cluster:
         options = (
             f"-c port={self.port} -c listen_addresses={self.host} "
-            f"-c unix_socket_directories={self.dir} -c max_connections=200 "
-            # a throwaway cluster: an OS crash may lose it (every other setting is the default)
-            "-c fsync=off -c full_page_writes=off"
+            f"-c unix_socket_directories={self.dir} -c max_connections=200"
         )
+        if not self.durable:  # a throwaway cluster: an OS crash may lose it
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(
             "pg_ctl",
             "-D",

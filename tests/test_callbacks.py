@@ -22,7 +22,7 @@ from alertd.directory.staff import load_staff
 from alertd.outbox.replies import classify
 from alertd.store import Writer
 from alertd.store.directory import import_residents
-from alertd.store.sqlite import transaction
+from alertd.store.sql import transaction
 from integrations.twilio.callbacks import Callbacks
 from tests.broker import free_port
 

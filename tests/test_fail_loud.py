@@ -503,7 +503,7 @@ async def test_a_backup_while_the_daemon_writes_is_consistent_and_private(
 def test_prune_never_deletes_an_incident_younger_than_the_retention(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from alertd.store.sqlite import iso
+    from alertd.store.sql import iso
     from alertd.store.upkeep import prune
 
     store = SqliteStore(tmp_path / "alertd.db")

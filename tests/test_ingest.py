@@ -537,7 +537,7 @@ def test_any_text_is_stored_exactly_as_it_came(texts: list[str], number: int) ->
     import tempfile
 
     from alertd.events import Location, severity_of
-    from alertd.store.sqlite import parse_iso
+    from alertd.store.sql import parse_iso
 
     raw, detail, device_id, building, unit, zone = texts
     at = parse_iso("2026-11-29T03:00:00.000001+00:00")
@@ -576,7 +576,7 @@ def test_a_storm_of_bad_messages_is_kept_in_a_few_statements_byte_for_byte(
     busy event loop (see `values`): a storm of bad input made every commit, the alarms'
     included, wait that long. 1,200 of them go in a few statements, every byte kept."""
     from alertd.store.batch import DeadLetter
-    from alertd.store.sqlite import parse_iso
+    from alertd.store.sql import parse_iso
 
     at = parse_iso("2026-11-29T03:00:00+00:00")
     letters = [
@@ -606,7 +606,7 @@ def test_batches_of_every_size_share_a_few_prepared_statements(tmp_path: Path) -
     memory up by 10 MiB and more in a storm. Batches of 1 to 100 events share eight, and
     every event is stored once."""
     from alertd.events import Location, severity_of
-    from alertd.store.sqlite import parse_iso
+    from alertd.store.sql import parse_iso
 
     at = parse_iso("2026-11-29T03:00:00+00:00")
     store = SqliteStore(tmp_path / "alertd.db")
@@ -645,7 +645,7 @@ def test_a_device_twice_in_one_batch_or_out_of_order_keeps_its_newest_state(
     (a flapping detector), or whose older state is written after its newer one (a retry),
     keeps the newest; a message key stored twice is kept once."""
     from alertd.store.batch import StateRow
-    from alertd.store.sqlite import parse_iso
+    from alertd.store.sql import parse_iso
 
     at = parse_iso("2026-11-29T03:00:00+00:00")
     store = SqliteStore(tmp_path / "alertd.db")

@@ -36,7 +36,7 @@ from alertd.playbooks.loader import load_playbooks
 from alertd.store import messages as db
 from alertd.store.batch import Batch, StateRow
 from alertd.store.directory import import_residents
-from alertd.store.sqlite import iso, transaction
+from alertd.store.sql import iso, transaction
 from tests.broker import free_port
 from tests.fake_twilio import Failure
 from tests.mqtt_tools import until

@@ -10,7 +10,8 @@ from pathlib import Path
 from alertd.store import SqliteStore
 from alertd.store import messages as db
 from alertd.store.schema import MIGRATIONS
-from alertd.store.sqlite import _statements, iso, transaction
+from alertd.store.sql import iso, transaction
+from alertd.store.sqlite import _statements
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from alertd.store import Writer
-from alertd.store.sqlite import transaction
+from alertd.store.sql import transaction
 
 
 def _row(text: str) -> Callable[[sqlite3.Connection], str]:

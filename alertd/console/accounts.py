@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from alertd.console.roles import Role
 from alertd.store import Conn
 from alertd.store import accounts as accounts_db
-from alertd.store.sqlite import parse_iso
+from alertd.store.sql import parse_iso
 
 #: a session lasts a shift; then the desk signs in again
 SESSION_TTL = timedelta(hours=12)

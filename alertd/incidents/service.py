@@ -33,7 +33,7 @@ from alertd.events import Event
 from alertd.incidents import inputs
 from alertd.store import Batch, Conn, Writer
 from alertd.store import incidents as db
-from alertd.store.sqlite import unsynced
+from alertd.store.sql import unsynced
 
 if TYPE_CHECKING:
     from alertd.outbox.dispatcher import Fold

@@ -30,7 +30,7 @@ from alertd.outbox.sink import Message, Result, Sink
 from alertd.outbox.totals import Totals
 from alertd.store import Conn, Writer
 from alertd.store import messages as db
-from alertd.store.sqlite import transaction
+from alertd.store.sql import transaction
 
 log = logging.getLogger(__name__)
 

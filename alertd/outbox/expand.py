@@ -17,7 +17,7 @@ from alertd.store import Conn
 from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as messages_db
-from alertd.store.sqlite import iso
+from alertd.store.sql import iso
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,9 @@ staff commands; messages.py: the outbox and delivery; directory.py: residents;
 accounts.py: console accounts and the audit trail; analytics.py: the supervisor's
 figures). The rest of alertd hands a `Conn` through and knows no dialect."""
 
-import sqlite3
-
 from alertd.store.batch import Batch, DeadLetter, StateRow
+from alertd.store.sql import Conn, StoreError
 from alertd.store.sqlite import Reader, SqliteStore, Writer
-
-#: a connection to the store, as the statements here take it
-Conn = sqlite3.Connection
-#: a failure of the store (busy or broken file, full disk)
-StoreError = sqlite3.Error
 
 __all__ = [
     "Batch",

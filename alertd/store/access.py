@@ -15,6 +15,7 @@ from alertd.store.sqlite import SqliteStore
 
 T = TypeVar("T")
 
+
 class Access:
     """`read` for pages, `read` with `board=True` for the live board (its own thread,
     never queued behind a heavy page), `write` for staff actions and the audit trail."""

@@ -8,7 +8,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from alertd.store.sqlite import dict_rows, iso
+from alertd.store.sql import dict_rows, iso
 
 #: id, name, role, staff, disabled, sites
 USER = "id, name, role, staff, disabled, sites"

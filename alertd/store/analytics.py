@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from alertd.store.sqlite import iso
+from alertd.store.sql import iso
 
 #: a period longer than this reads most of the table: a scan beats the opened_at index
 WIDE = timedelta(days=90)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from alertd.store.postgres import PgStore, is_postgres, shown
-from alertd.store.sqlite import SqliteStore, transaction
+from alertd.store.sql import transaction
+from alertd.store.sqlite import SqliteStore
 
 #: the running cluster's state, not data
 NOT_COPIED = frozenset({"migrations", "instances", "site_leases"})

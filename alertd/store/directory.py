@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from alertd.store.sqlite import dict_rows, iso, transaction
+from alertd.store.sql import dict_rows, iso, transaction
 
 if TYPE_CHECKING:
     from alertd.directory.residents import Resident

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer, run_at
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
-from alertd.store.sqlite import dict_rows, insert, iso, parse_iso, transaction
+from alertd.store.sql import dict_rows, insert, iso, parse_iso, transaction
 
 T = TypeVar("T")
 

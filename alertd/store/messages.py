@@ -15,7 +15,7 @@ from typing import Any
 from alertd.outbox.sink import Message, Result
 from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
-from alertd.store.sqlite import dict_rows, insert, iso, parse_iso, transaction, values
+from alertd.store.sql import dict_rows, insert, iso, parse_iso, transaction, values
 
 INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
 #: Twilio error codes about one number: no retry can fix them, and the directory keeps them

@@ -6,11 +6,14 @@ password from `PGPASSWORD` or `~/.pgpass` rather than the file."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from alertd.store.events import Events
 from alertd.store.schema import MIGRATIONS, POSTGRES_BASELINE, POSTGRES_BASELINE_VERSION
-from alertd.store.sqlite import iso
+from alertd.store.sql import iso
 
 if TYPE_CHECKING:
     import psycopg
@@ -75,20 +78,71 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=autocommit, application_name="alertd")
 
 
-class PgStore:
+@functools.lru_cache(maxsize=1024)
+def _format(statement: str) -> str:
+    """A statement written for both engines (`?` placeholders) in psycopg's form (`%s`,
+    and `%%` for a literal percent sign); quoted text and names are left as they are."""
+    out: list[str] = []
+    quote = ""
+    for ch in statement:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        if ch == "%":
+            out.append("%%")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+class PgConn:
+    """A PostgreSQL connection that takes the store's statements as sqlite3 takes them:
+    `?` placeholders, transactions begun and ended by the statements themselves
+    (autocommit, like sqlite3 with `isolation_level=None`), rows as tuples."""
+
+    dialect = "postgres"
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, statement: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self.raw.execute(_format(statement).encode(), args or None)
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
+        cur = self.raw.cursor()
+        cur.executemany(_format(statement).encode(), list(rows))
+        return cur
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PgStore(Events):
     """An open PostgreSQL store, brought up to date when opened (the first instance to
     start migrates; the others wait for it and find nothing left to do)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.conn = connect(url, autocommit=True)
+        self.raw = connect(url, autocommit=True)
+        self.conn = PgConn(self.raw)  # type: ignore[assignment]  # sqlite3's shape
         self._migrate()
 
     def close(self) -> None:
-        self.conn.close()
+        self.raw.close()
 
     def _migrate(self) -> None:
-        c = self.conn
+        c = self.raw
         with c.transaction():
             c.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             c.execute(
@@ -118,4 +172,4 @@ class PgStore:
                 )
 
     def applied(self) -> set[int]:
-        return {row[0] for row in self.conn.execute("SELECT version FROM migrations")}
+        return {row[0] for row in self.raw.execute("SELECT version FROM migrations")}

@@ -7,42 +7,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import itertools
-import json
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from alertd.events import Kind
 from alertd.store.batch import Batch
+from alertd.store.events import Events
 from alertd.store.schema import MIGRATIONS
+from alertd.store.sql import MAX_PARAMETERS, iso
 
-if TYPE_CHECKING:
-    import sqlite_utils
-
-DEAD_LETTER_PAYLOAD_MAX = 4096
-#: rows of one multi-row VALUES statement at most
-VALUES_ROWS = 256
-#: parameters of one VALUES statement at most: a prepared statement, which the connection
-#: keeps, holds about 130 bytes a parameter (SQLite takes 32,766 by default since 3.32)
-MAX_PARAMETERS = 4096
 #: how long a connection waits for another's write lock (the writer thread; never the loop)
 BUSY_TIMEOUT_MS = 30_000
-
-
-def iso(at: datetime) -> str:
-    """UTC, fixed width, so that text order is time order."""
-    return (at if at.tzinfo is UTC else at.astimezone(UTC)).isoformat(timespec="microseconds")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def private(path: Path) -> None:
@@ -56,90 +37,6 @@ def private(path: Path) -> None:
                 part.chmod(0o600)
 
 
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction: committed when the block ends, rolled back if it raises.
-    It takes the write lock at once: one begun deferred that read first could not
-    become a write once another process (the console, a command) had written meanwhile,
-    and failed at once with "database is locked", whatever the busy timeout."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already (disk full)
-            conn.execute("ROLLBACK")
-        raise
-
-
-def values(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, str, list[Any]]]:
-    """`rows` (mappings with the same keys in the same order) as SELECTs of bound VALUES,
-    as many rows each as `MAX_PARAMETERS` allows (`VALUES_ROWS` at most): each (column
-    list, SELECT, parameters). So a batch is one statement, not a statement a row
-    (`executemany`): SQLite lets go of the GIL for each statement it steps, and beside a
-    busy event loop every one of those waits to take it back, up to the switch interval
-    (5 ms): a 200-row batch took 300 ms so, 5 ms as one statement. Bound parameters, not
-    a JSON array read with json_extract, which parses the row again for every column.
-    A statement has room for a power of two of rows and the rest are NULL rows it leaves
-    out: the connection keeps each distinct statement it prepared, a few hundred KB for a
-    large one, and one per batch size took the daemon's memory up by 10 MiB and more.
-    Down to one row: a lone alarm's commit bound seven padding rows a table before (a
-    fifth of the writer's CPU for it)."""
-    if not rows:
-        return
-    columns = tuple(rows[0])
-    most = min(VALUES_ROWS, MAX_PARAMETERS // (len(columns) + 1))
-    per = 1 << (most.bit_length() - 1)
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        room = 1 << (len(chunk) - 1).bit_length()
-        args = [v for row in chunk for v in (1, *row.values())]
-        args += [None] * ((room - len(chunk)) * (len(columns) + 1))
-        yield ", ".join(columns), _select(len(columns), room), args
-
-
-@functools.lru_cache(maxsize=256)
-def _select(width: int, room: int) -> str:
-    """`room` rows of `width` values each behind a column that is NULL in padding rows."""
-    one = f"({','.join('?' * (width + 1))})"
-    picks = ", ".join(f"column{i}" for i in range(2, width + 2))
-    return f"SELECT {picks} FROM (VALUES {','.join([one] * room)}) WHERE column1 NOT NULL"
-
-
-def insert(
-    conn: sqlite3.Connection, head: str, rows: Sequence[Mapping[str, Any]], tail: str = ""
-) -> None:
-    """`head` (an INSERT's verb and table) for all `rows` in a statement or a few (see
-    `values`): the columns are the rows' keys. `tail`: an upsert's ON CONFLICT."""
-    for columns, select, args in values(rows):
-        conn.execute(f"{head} ({columns}) {select} {tail}", args)
-
-
-def unsynced(fn: Any) -> Any:
-    """`fn(conn, ...)` committed without its own fsync (synchronous=NORMAL for it alone).
-    In WAL mode it becomes durable with the next FULL commit, whose fsync covers every
-    frame before it. For what can be made again after a power loss: an incident decision
-    (its events are committed, undecided, and decided again at start; nothing it sends
-    goes out before the claim, a FULL commit, makes it durable) or a delivery receipt."""
-
-    def call(conn: sqlite3.Connection, *args: Any) -> Any:
-        level = conn.execute("PRAGMA synchronous").fetchone()[0]
-        conn.execute("PRAGMA synchronous=NORMAL")
-        try:
-            return fn(conn, *args)
-        finally:
-            conn.execute(f"PRAGMA synchronous={int(level)}")
-
-    return call
-
-
-def dict_rows(conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """Rows as dicts keyed by column name."""
-    cur = conn.execute(sql, args)
-    names = [c[0] for c in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
 def _statements(script: str) -> Iterator[str]:
     """The script's statements one by one (a trigger's body has semicolons of its own)."""
     pending = ""
@@ -151,47 +48,14 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
-class Reader:
+class Reader(Events):
     """What the commands that only look need: a connection and the usual queries."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    @functools.cached_property
-    def db(self) -> sqlite_utils.Database:
-        """sqlite-utils for the commands' queries (imported only when one asks: the
-        daemon does not need its few megabytes)."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self.conn)
-
     def close(self) -> None:
         self.conn.close()
-
-    def events(
-        self,
-        *,
-        since: datetime | None = None,
-        kinds: tuple[str, ...] = (),
-        limit: int | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        where, args = [], []
-        if since is not None:
-            where.append("received_at >= ?")
-            args.append(iso(since))
-        if kinds:
-            where.append(f"kind IN ({','.join('?' * len(kinds))})")
-            args.extend(kinds)
-        yield from self.db["events"].rows_where(
-            " AND ".join(where) or None, args, order_by="id", limit=limit
-        )
-
-    def dead_letters(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        rows = list(self.db["dead_letters"].rows_where(order_by="id desc", limit=limit))
-        return rows[::-1]
-
-    def counters(self) -> dict[str, int]:
-        return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
 
 
 #: what the write path uses: json_each (3.9), UPDATE ... FROM (3.33), RETURNING (3.35)
@@ -263,146 +127,6 @@ class SqliteStore(Reader):
 
     def applied(self) -> set[int]:
         return {row[0] for row in self.conn.execute("SELECT version FROM migrations")}
-
-    # -- the write path ------------------------------------------------------------------
-
-    def commit(self, batch: Batch) -> None:
-        """Write a batch in one transaction: all of it or, on a crash, none of it."""
-        with transaction(self.conn):
-            self.write(batch)
-
-    def write(self, batch: Batch, *, decided: bool = False) -> None:
-        """`commit` inside the caller's transaction; `decided`: the events' decisions are
-        written in it too."""
-        c = self.conn
-        if batch.events:
-            insert(
-                c,
-                "INSERT INTO events",
-                [
-                    {
-                        "id": e.id,
-                        "kind": e.kind.value,
-                        "state": e.state.value,
-                        "severity": str(e.severity),
-                        "device_id": e.device_id,
-                        "site": e.location.site,
-                        "building": e.location.building,
-                        "floor": e.location.floor,
-                        "unit": e.location.unit,
-                        "zone": e.location.zone,
-                        "occurred_at": iso(e.occurred_at),
-                        "received_at": iso(e.received_at),
-                        "source": e.source,
-                        "detail": e.detail,
-                        "raw": e.raw,
-                        "tags": json.dumps(e.tags, sort_keys=True) if e.tags else "{}",
-                        "drill": int(e.drill),
-                        "decided": int(decided),
-                    }
-                    for e in batch.events
-                ],
-            )
-        if batch.states:
-            insert(
-                c,
-                "INSERT INTO device_state",
-                [
-                    {
-                        "device_id": s.device_id,
-                        "kind": s.kind.value,
-                        "active": int(s.active),
-                        "since": iso(s.since),
-                        "event_id": s.event_id,
-                        "seq": s.seq,
-                    }
-                    for s in batch.states
-                ],
-                "ON CONFLICT(device_id, kind) DO UPDATE SET active = excluded.active, "
-                "since = excluded.since, event_id = excluded.event_id, seq = excluded.seq "
-                "WHERE excluded.seq > device_state.seq",
-            )
-        if batch.seen:
-            insert(
-                c,
-                "INSERT INTO device_seen",
-                [
-                    {
-                        "device_id": d,
-                        "last_seen": iso(at),
-                        '"values"': json.dumps(v, sort_keys=True),
-                    }
-                    for d, (at, v) in batch.seen.items()
-                ],
-                "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, "
-                '"values" = excluded."values" WHERE excluded.last_seen >= device_seen.last_seen',
-            )
-        if batch.dead_letters:
-            insert(
-                c,
-                "INSERT INTO dead_letters",
-                [
-                    {
-                        "received_at": iso(d.received_at),
-                        "source": d.source,
-                        "topic": d.topic,
-                        "device_id": d.device_id,
-                        "reason": d.reason,
-                        "payload": d.payload[:DEAD_LETTER_PAYLOAD_MAX],
-                        "size": len(d.payload),
-                        "site": d.site,
-                    }
-                    for d in batch.dead_letters
-                ],
-            )
-        if batch.receipts:
-            insert(
-                c,
-                "INSERT OR REPLACE INTO receipts",
-                [{"key": k, "digest": d} for k, d in batch.receipts.items()],
-            )
-        if batch.counters:
-            insert(
-                c,
-                "INSERT INTO counters",
-                [{"name": n, "value": v} for n, v in batch.counters.items()],
-                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            )
-
-    # -- what the daemon needs at start-up -----------------------------------------------
-
-    def states(self) -> dict[tuple[str, Kind], bool]:
-        out = {}
-        for device_id, kind, active in self.conn.execute(
-            "SELECT device_id, kind, active FROM device_state"
-        ):
-            try:
-                out[(device_id, Kind(kind))] = bool(active)
-            except ValueError:
-                continue  # a kind this version no longer knows
-        return out
-
-    def last_seen(self) -> dict[str, datetime]:
-        return {
-            d: parse_iso(at)
-            for d, at in self.conn.execute("SELECT device_id, last_seen FROM device_seen")
-        }
-
-    def receipts(self) -> dict[str, str]:
-        return dict(self.conn.execute("SELECT key, digest FROM receipts").fetchall())
-
-    def max_event_id(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
-
-    # -- what the CLI reads --------------------------------------------------------------
-
-    def device_values(self) -> dict[str, dict[str, Any]]:
-        return {
-            d: {"last_seen": at, "values": json.loads(v)}
-            for d, at, v in self.conn.execute(
-                'SELECT device_id, last_seen, "values" FROM device_seen'
-            )
-        }
 
 
 class _Locked(Exception):

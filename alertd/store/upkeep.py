@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from alertd.store.sqlite import iso, private
+from alertd.store.sql import iso
+from alertd.store.sqlite import private
 
 
 def backup(source: Path, dest: Path, progress: Callable[[int, int], None] | None = None) -> int:

@@ -29,7 +29,7 @@ from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as db
 from alertd.store.group import GroupCommit
-from alertd.store.sqlite import unsynced
+from alertd.store.sql import unsynced
 
 log = logging.getLogger(__name__)
 
