@@ -61,13 +61,6 @@ def run(config_path: Path) -> None:
     from alertd.store.lock import AlreadyRunning
 
     config = _config(config_path, secrets=True)
-    if config.storage.url is not None:  # never a silent SQLite file instead
-        click.echo(
-            "error: storage.url: the daemon does not run on PostgreSQL yet (the store and "
-            "`alertd store copy` do); remove storage.url to run on storage.path (SQLite)",
-            err=True,
-        )
-        raise SystemExit(2)
     logs.setup(config.log_level, config.site.tz, config.log_format)
     pin(config.cpu)  # before the daemon starts its threads
     daemon = Daemon(config)
@@ -78,6 +71,14 @@ def run(config_path: Path) -> None:
         raise SystemExit(1) from None
     except StoreError as exc:  # opening it; later the daemon holds and retries
         click.echo(f"error: cannot open the store at {config.storage.path}: {exc}", err=True)
+        raise SystemExit(2) from None
+    except Exception as exc:
+        if config.storage.url is None or type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        from alertd.store.postgres import shown
+
+        where = shown(config.storage.url.get_secret_value())
+        click.echo(f"error: cannot open the store at {where}: {str(exc).strip()}", err=True)
         raise SystemExit(2) from None
     if daemon.failed:
         raise SystemExit(1)
@@ -344,6 +345,7 @@ def cluster(config_path: Path) -> None:
     takeovers."""
     import psycopg
 
+    from alertd.cluster import SERVICE
     from alertd.sites import sites_of
     from alertd.store import leases as db
     from alertd.store.postgres import shown
@@ -384,7 +386,8 @@ def cluster(config_path: Path) -> None:
             f"{lease.site:<14} {owner[:28]:<28} {lease.epoch:>5} {left:>8} "
             f"{lease.takeovers:>9} {lease.handovers}"
         )
-    unowned = sorted({s.id for s in sites_of(config)} - {le.site for le in leases if le.held})
+    held = {le.site for le in leases if le.held}
+    unowned = [] if SERVICE in held else sorted({s.id for s in sites_of(config)} - held)
     if unowned:
         click.echo(f"\nno owner: {', '.join(unowned)}", err=True)
 

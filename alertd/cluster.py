@@ -31,9 +31,12 @@ class Plan:
     give: list[tuple[str, str]]
 
 
-def targets(sites: int, live: Sequence[str]) -> dict[str, int]:
-    """How many sites each live instance should own: as even as it divides."""
-    ordered = sorted(live)
+def targets(sites: int, live: Sequence[str], owned: dict[str, int] | None = None) -> dict[str, int]:
+    """How many sites each live instance should own: as even as it divides, the odd ones
+    to those that own most already (nothing moves for the remainder: one service lease
+    and a standby stay as they are)."""
+    have = owned or {}
+    ordered = sorted(live, key=lambda name: (-have.get(name, 0), name))
     per, extra = divmod(sites, len(ordered))
     return {name: per + (i < extra) for i, name in enumerate(ordered)}
 
@@ -45,11 +48,11 @@ def share(me: str, sites: Sequence[str], live: Sequence[str], owners: dict[str, 
     furthest short of its share, so a joining instance is handed sites by the busiest."""
     if me not in live:
         live = [*live, me]
-    want = targets(len(sites), live)
     count = dict.fromkeys(live, 0)
     for owner in owners.values():
         if owner in count:
             count[owner] += 1
+    want = targets(len(sites), live, count)
     mine = sorted(s for s in sites if owners.get(s) == me)
     free = sorted((s for s in sites if s not in owners), key=lambda s: _spread(me, s))
     room = want[me] - len(mine)
@@ -197,3 +200,44 @@ class Membership:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+
+#: the lease of the whole service: one active instance, the others standing by
+SERVICE = "*"
+
+
+async def serve(
+    url: str, lease_s: float, on_loss: Callable[[str], None], stop: asyncio.Event
+) -> Membership | None:
+    """This instance's turn at the service lease: returns once it holds it (a standby
+    waits here while another instance holds it), then renews it until told to stop;
+    `on_loss` when it is lost (paused past its lease, the store unreachable). None when
+    `stop` is set first. The store is brought up to date first (the instances that start
+    together migrate once)."""
+    import psycopg
+
+    from alertd.store.postgres import PgStore
+
+    member = Membership(url, [SERVICE], lease_s=lease_s, on_loss=on_loss)
+    migrated = said = False
+    while SERVICE not in member.held:
+        try:
+            if not migrated:
+                await asyncio.to_thread(lambda: PgStore(url).close())
+                migrated = True
+            await member.round()
+        except psycopg.Error as exc:
+            log.error("cannot reach the store for the service lease: %s", str(exc).strip())
+            await member.close()
+        else:
+            if SERVICE not in member.held and not said:
+                log.warning("standing by: another instance holds the service (alertd cluster)")
+                said = True
+        if SERVICE not in member.held:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), lease_s / 5)
+            if stop.is_set():
+                await member.close()
+                return None
+    log.info("active: %s holds the service at epoch %d", member.me, member.held[SERVICE])
+    return member

@@ -109,6 +109,10 @@ class StorageConfig(Strict):
     #: (`postgresql://alertd@db1,db2/alertd?target_session_attrs=read-write`); the password
     #: from PGPASSWORD, ~/.pgpass or ${VAR}, never written in this file
     url: SecretStr | None = None
+    #: PostgreSQL: how long the active instance's lease lasts unrenewed (it renews every
+    #: fifth of it): a standby takes over this long after the active one stops answering;
+    #: shorter fails over sooner, and a pause that long (a stalled VM) costs the lease
+    lease_s: float = Field(5.0, ge=1, le=60)
     #: FULL survives power loss; NORMAL survives a crash of alertd only
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     #: `alertd prune` never deletes an incident record younger than this (NFPA 72 asks

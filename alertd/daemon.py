@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
 from alertd import memory
 from alertd.clock import Clock, SystemClock
+from alertd.cluster import SERVICE, Membership, serve
 from alertd.config import Config, HttpConfig, MqttConfig, panel_problems
 from alertd.devices import Device, load_site_devices
 from alertd.directory.staff import Staff
@@ -34,9 +35,10 @@ from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
 from alertd.sites import brokers, has_staff, load_company_staff, site_problems, sites_of
-from alertd.store import Writer
+from alertd.store import SqliteStore, Writer
 from alertd.store.directory import claim_residents
 from alertd.store.lock import InstanceLock
+from alertd.store.postgres import shown
 from integrations.mqtt.client import Incoming, MqttConnection
 from integrations.mqtt.profiles import build_profiles
 from integrations.mqtt.router import Router
@@ -44,6 +46,7 @@ from integrations.mqtt.source import MqttSource
 from integrations.panels.setup import build as build_panels
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DRAIN_TIMEOUT_S = 10.0
 #: a site's broker down this long is told to its duty staff (a restart of the broker
@@ -86,10 +89,23 @@ class Daemon:
     problems: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _side_tasks: set[asyncio.Future[None]] = field(default_factory=set)
+    #: one daemon per SQLite store; on PostgreSQL, the service lease
+    lock: InstanceLock | None = None
+    service: Membership | None = None
 
     async def start(self) -> None:
-        self.lock = InstanceLock(self.config.storage.path)
-        self.lock.acquire()  # before anything else: a second daemon changes nothing
+        # before anything else: a second daemon changes nothing (on PostgreSQL it stands
+        # by, and takes over when the active one stops answering)
+        url = self.config.storage.url
+        if url is None:
+            self.lock = InstanceLock(self.config.storage.path)
+            self.lock.acquire()
+        else:
+            self.service = await serve(
+                url.get_secret_value(), self.config.storage.lease_s, self._lost, self.stop
+            )
+            if self.service is None:
+                return  # told to stop while standing by: nothing was started
         router, problems = load_router(self.config)
         problems += panel_problems(self.config, "config") + site_problems(self.config, "config")
         for problem in problems:
@@ -105,8 +121,14 @@ class Daemon:
             submit=lambda item: self.ingest.submit(item),
             clock=self.clock,
         )
-        self.writer = Writer(self.config.storage.path, synchronous=self.config.storage.synchronous)
+        self.writer = Writer(
+            self.config.storage.path,
+            synchronous=self.config.storage.synchronous,
+            url=url.get_secret_value() if url else None,
+        )
         await self.writer.open()
+        if self.service is not None:  # every write transaction holds the service lease
+            self.writer.store.conn.fence = (SERVICE, self.service.me, self.service.held[SERVICE])
         if self.sites.only is not None and self.writer.store is not None:
             claimed = await self.writer.call(
                 claim_residents, self.writer.store.conn, self.sites.only.id
@@ -172,6 +194,7 @@ class Daemon:
                 asyncio.create_task(link.run(), name=f"panel {link.name}")
                 for link in self.panels.links
             ),
+            *([asyncio.create_task(self.service.run(), name="lease")] if self.service else []),
         ]
         for task in (self._ingest_task, self._incidents_task, self._dispatcher_task, *self._tasks):
             task.add_done_callback(self._task_done)
@@ -180,7 +203,7 @@ class Daemon:
             "alertd running: %d devices, %d subscriptions, store %s",
             len(router.devices),
             len(router.subscriptions),
-            self.config.storage.path,
+            shown(url.get_secret_value()) if url else self.config.storage.path,
         )
 
     def _link(
@@ -245,6 +268,42 @@ class Daemon:
             "reload: %s",
             "done" if not problems else f"{len(problems)} problem(s), see above",
         )
+
+    def _lost(self, what: str) -> None:
+        """The service lease is gone (paused past it, the store unreachable): another
+        instance acts now, so this one stops at once (its writes are fenced meanwhile)."""
+        if self.stop.is_set():
+            return
+        log.critical("lost the service lease (%s): stopping; another instance acts", what)
+        self.failed = True
+        self.stop.set()
+
+    async def _let_go(self) -> None:
+        """The store's lock, or the service lease handed to a standby (so it takes over
+        at once rather than after the lease runs out)."""
+        if self.lock is not None:
+            self.lock.release()
+        if self.service is not None:
+            try:
+                await self.service.stop()
+            except Exception as exc:  # it runs out by itself
+                log.error("could not hand the service over: %s", exc)
+                await self.service.close()
+
+    async def look(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` for health and metrics: a reader of its own on SQLite (the
+        writer is not held up), the writer's connection, as routine work, on PostgreSQL."""
+        if self.service is None:
+
+            def read() -> T:
+                conn = SqliteStore.reader(self.config.storage.path)
+                try:
+                    return fn(conn, *args)
+                finally:
+                    conn.close()
+
+            return await asyncio.to_thread(read)
+        return cast(T, await self.writer.call(fn, self.writer.store.conn, *args))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -459,6 +518,7 @@ class Daemon:
         """Stop taking messages, commit what was taken, then stop. Safe to call twice."""
         if not self._tasks:
             return
+        self.stop.set()  # what goes now (the service lease handed over) is no loss
         inputs, self._tasks = self._tasks, []
         for task in inputs:
             task.cancel()
@@ -484,7 +544,7 @@ class Daemon:
             log.error("shutdown: messages still being sent; they count as in flight")
         await self.dispatcher.close()
         await self.writer.close()
-        self.lock.release()
+        await self._let_go()
         log.info(
             "alertd stopped: %s; messages %s",
             dict(self.ingest.counts),
@@ -501,8 +561,7 @@ class Daemon:
         try:
             await self.start()
         except BaseException:
-            if hasattr(self, "lock"):
-                self.lock.release()
+            await self._let_go()
             raise
         try:
             await self.stop.wait()

@@ -6,11 +6,9 @@ may not go out)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -21,7 +19,6 @@ from alertd.events import LIFE_SAFETY
 from alertd.outbox.totals import EVENTS
 from alertd.playbooks.audit import recipients
 from alertd.sites import has_staff
-from alertd.store import SqliteStore, StoreError
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as messages_db
 
@@ -62,16 +59,6 @@ def life_safety_oncall_roles(daemon: Daemon) -> set[str]:
         for _, who in recipients(pb)
         if who.oncall is not None
     }
-
-
-def recent_fallbacks(path: Path, now: datetime) -> tuple[int, str]:
-    """Life-safety staff steps that found nobody in the last day (they went to the duty
-    desk): how many, and the latest line."""
-    conn = SqliteStore.reader(path)
-    try:
-        return incidents_db.fallbacks_since(conn, now - timedelta(days=1))
-    finally:
-        conn.close()
 
 
 def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -> list[Part]:
@@ -256,14 +243,6 @@ class Metrics:
         yield lanes
 
 
-def _outbox_counts(path: Any) -> list[tuple[str, str, int]]:
-    conn = SqliteStore.reader(path)
-    try:
-        return messages_db.totals_by_channel(conn)
-    finally:
-        conn.close()
-
-
 def routes(app: web.Application, daemon: Daemon) -> None:
     metrics = Metrics(daemon)
     registry = CollectorRegistry(auto_describe=False)
@@ -272,8 +251,8 @@ def routes(app: web.Application, daemon: Daemon) -> None:
     async def healthz(_: web.Request) -> web.Response:
         now = daemon.clock.now()
         try:
-            fallbacks = await asyncio.to_thread(recent_fallbacks, daemon.config.storage.path, now)
-        except StoreError:
+            fallbacks = await daemon.look(incidents_db.fallbacks_since, now - timedelta(days=1))
+        except Exception:  # health answers whatever the store does (its own part says)
             fallbacks = (0, "")
         found = parts(daemon, now, fallbacks)
         status, code = summary(found)
@@ -287,8 +266,8 @@ def routes(app: web.Application, daemon: Daemon) -> None:
 
     async def scrape(_: web.Request) -> web.Response:
         try:
-            metrics.outbox = await asyncio.to_thread(_outbox_counts, daemon.config.storage.path)
-        except StoreError:
+            metrics.outbox = await daemon.look(messages_db.totals_by_channel)
+        except Exception:
             metrics.outbox = []
         return web.Response(body=generate_latest(registry), content_type="text/plain")
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from alertd.store.events import Events
 from tests.broker import Broker
 from tests.postgres import Cluster
 
@@ -54,3 +55,19 @@ def pg_url(pg_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     yield pg_cluster.url(name)
     with psycopg.connect(pg_cluster.url(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Events]:
+    """A new store on each engine in turn: a SQLite file, a database on the PostgreSQL
+    server. Tests that take it run on both."""
+    from alertd.store import SqliteStore
+    from alertd.store.postgres import PgStore
+
+    opened: Events = (
+        SqliteStore(tmp_path / "alertd.db")
+        if request.param == "sqlite"
+        else PgStore(request.getfixturevalue("pg_url"))
+    )
+    yield opened
+    opened.close()

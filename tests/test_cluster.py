@@ -45,6 +45,14 @@ def test_a_joining_instance_is_handed_sites_by_the_busiest_and_takes_none_itself
     assert all(owners[s] == "a" for s, _ in given)
 
 
+def test_the_odd_site_stays_with_its_owner_a_standby_takes_nothing() -> None:
+    """One service lease and two instances: the owner keeps it; nothing moves."""
+    assert targets(1, ["a", "b"], {"b": 1}) == {"b": 1, "a": 0}
+    assert share("b", ["*"], ["a", "b"], {"*": "b"}) == Plan([], [])
+    assert share("a", ["*"], ["a", "b"], {"*": "b"}) == Plan([], [])
+    assert share("a", ["*"], ["a", "b"], {}) == Plan(["*"], [])  # free: taken
+
+
 def test_a_free_site_goes_to_the_instance_short_of_its_share() -> None:
     owners = {s: ("a" if i < 15 else "b") for i, s in enumerate(SITES) if i != 29}
     assert share("a", SITES, ["a", "b"], owners) == Plan([], [])

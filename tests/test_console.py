@@ -39,6 +39,8 @@ async def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
     if os.environ.get("ALERTD_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=SCREENSHOTS / name, full_page=full_page)
+
+
 PASSWORD = "correct horse battery"
 #: account -> (role, staff member)
 ACCOUNTS = {

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from pydantic import SecretStr
 
@@ -26,6 +27,7 @@ from alertd.outbox.dispatcher import Dispatcher
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
 from alertd.store.directory import import_residents
+from alertd.store.postgres import PgConn, PgStore
 from integrations.twilio.sink import TwilioSink
 from tests.fake_twilio import HANG, Failure, FakeTwilio
 
@@ -65,8 +67,12 @@ class Rig:
     dispatcher: Dispatcher
 
     def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        """A reader of its own, on the rig's engine."""
         assert self.writer.store is not None
-        conn = sqlite3.connect(self.writer.store.path)  # a reader of its own
+        if isinstance(self.writer.store, PgStore):
+            with psycopg.connect(self.writer.store.url) as pg:
+                return list(PgConn(pg).execute(sql, args).fetchall())
+        conn = sqlite3.connect(self.writer.store.path)
         try:
             return list(conn.execute(sql, args).fetchall())
         finally:
@@ -112,10 +118,15 @@ class Rig:
             self.clock.advance(step_s)
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    """Delivery on each engine in turn."""
     fake = await FakeTwilio().start()
-    writer = Writer(tmp_path / "alertd.db", synchronous="NORMAL")
+    writer = (
+        Writer(tmp_path / "alertd.db", synchronous="NORMAL")
+        if request.param == "sqlite"
+        else Writer(url=request.getfixturevalue("pg_url"))
+    )
     store = await writer.open()
     residents = first_thousand()
     clock = FakeClock()
@@ -208,7 +219,7 @@ async def test_permanent_errors_are_not_retried_and_are_kept_on_the_directory(ri
     }
     flags = dict(
         rig.rows(
-            "SELECT phone, coalesce(undeliverable, opted_out) FROM residents "
+            "SELECT phone, coalesce(undeliverable, CAST(opted_out AS TEXT)) FROM residents "
             "WHERE phone IN (?, ?, ?)",
             phone(3),
             phone(4),
@@ -217,7 +228,7 @@ async def test_permanent_errors_are_not_retried_and_are_kept_on_the_directory(ri
     )
     assert flags == {
         phone(3): "invalid number (Twilio 21211)",
-        phone(4): 1,
+        phone(4): "1",
         phone(6): "not a mobile number (Twilio 21614)",
     }
     # the next alert leaves them out
@@ -277,14 +288,34 @@ async def test_an_outcome_the_store_refuses_is_kept_and_written_once_it_can(rig:
 
     assert rig.writer.store is not None
     refusals: list[int] = []
+    pg = isinstance(rig.writer.store, PgStore)
 
     def refuse(conn: sqlite3.Connection) -> None:
+        if pg:  # the same fault on PostgreSQL, counted by a sequence (not rolled back)
+            conn.execute("CREATE SEQUENCE refusals")
+            conn.execute(
+                "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "PERFORM nextval('refusals'); RAISE EXCEPTION 'disk I/O error'; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER hold BEFORE UPDATE OF status ON messages FOR EACH ROW "
+                "WHEN (OLD.status = 'sending') EXECUTE FUNCTION hold()"
+            )
+            return
         conn.create_function("refuse", 0, lambda: refusals.append(1) or 1)
         conn.execute(
             "CREATE TEMP TRIGGER hold BEFORE UPDATE OF status ON messages "
             "WHEN OLD.status = 'sending' BEGIN SELECT RAISE(ABORT, 'disk I/O error') "
             "WHERE refuse(); END"
         )
+
+    def refused() -> int:
+        if pg:
+            ((count,),) = rig.rows(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refusals"
+            )
+            return int(count)  # type: ignore[call-overload]
+        return len(refusals)
 
     await rig.writer.call(refuse, rig.writer.store.conn)
     config = DeliveryConfig(poll_s=0.02, send_timeout_s=2)  # type: ignore[call-arg]
@@ -294,9 +325,11 @@ async def test_an_outcome_the_store_refuses_is_kept_and_written_once_it_can(rig:
     try:
         await rig.add_action(1, "sms", "unit")
         dispatcher.outbox_changed()
-        await until(lambda: len(refusals) >= 3)  # sent, refused, and tried again
+        await until(lambda: refused() >= 3)  # sent, refused, and tried again
         assert rig.rows("SELECT status FROM messages") == [("sending",)]
-        await rig.writer.call(rig.writer.store.conn.execute, "DROP TRIGGER hold")
+        await rig.writer.call(
+            rig.writer.store.conn.execute, "DROP TRIGGER hold" + (" ON messages" if pg else "")
+        )
         await until(lambda: rig.rows("SELECT status FROM messages") == [("sent",)])
         assert len(rig.fake.sms()) == 1  # written, not sent again
     finally:

@@ -16,6 +16,7 @@ from alertd.directory.staff import load_staff
 from alertd.problems import InvalidInput
 from alertd.store import SqliteStore
 from alertd.store.directory import import_residents
+from alertd.store.events import Events
 
 CSV_HEAD = "building,floor,unit,name,phone,language,vulnerable,notes\n"
 
@@ -56,8 +57,7 @@ def test_bad_rows_are_reported_with_their_line_and_the_rest_imports(tmp_path: Pa
     assert "same phone in the same unit as line 2" in str(problems[3])
 
 
-def test_reimport_updates_in_place_and_keeps_opt_outs(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "a.db")
+def test_reimport_updates_in_place_and_keeps_opt_outs(tmp_path: Path, store: Events) -> None:
     first = tmp_path / "a.csv"
     first.write_text(
         CSV_HEAD
@@ -76,7 +76,6 @@ def test_reimport_updates_in_place_and_keeps_opt_outs(tmp_path: Path) -> None:
         "ORDER BY unit"
     ).fetchall()
     assert rows == [("1103", "zh", 1, 0, 1), ("1203", "en", 1, 1, 0)]
-    store.close()
 
 
 def test_the_cli_masks_phone_numbers_unless_asked(tmp_path: Path) -> None:
@@ -268,7 +267,7 @@ def test_a_skipped_row_moves_nobody_out_and_a_shared_phone_is_said(
 
 
 def test_the_console_door_check_list_names_only_the_incident_site_s_residents(
-    tmp_path: Path,
+    store: Events,
 ) -> None:
     """Two estates both have a building 7: the duty desk of a fire at one is never sent
     to the other's flats."""
@@ -276,7 +275,6 @@ def test_the_console_door_check_list_names_only_the_incident_site_s_residents(
     from alertd.console.views import door_checks
     from alertd.directory.residents import Resident
 
-    store = SqliteStore(tmp_path / "alertd.db")
     import_residents(
         store.conn,
         [
@@ -290,4 +288,37 @@ def test_the_console_door_check_list_names_only_the_incident_site_s_residents(
     incident = {"id": 1, "site": "hv", "building": "7", "floor": "3"}
     listed = door_checks(store.conn, incident, Role.DUTY)
     assert [(r["unit"], r["name"]) for r in listed] == [("0301", "Zhang Xiulan")]
-    store.close()
+
+
+def test_the_directory_answers_the_same_on_either_engine(store: Events) -> None:
+    """Every question the directory is asked, with floors as people write them ("B1",
+    "12A") and residents of two sites."""
+    from alertd.directory.residents import Resident
+    from alertd.store import directory as db
+
+    people = [
+        Resident("7", "12A", "12A01", "A", "+8613800000001", "zh", True, "alone", "hv"),
+        Resident("7", "3", "0301", "B", "+8613800000002", "en", False, "", "hv"),
+        Resident("7", "B1", "B101", "C", "+8613800000003", "zh", True, "", "hv"),
+        Resident("7", "3", "0302", "D", "+8613800000004", "zh", True, "", "pine"),
+    ]
+    assert db.import_residents(store.conn, people, datetime.now(UTC)) == (4, 0, 0)
+    assert [r["unit"] for r in db.listing(store.conn, sites=["hv"])] == ["B101", "0301", "12A01"]
+    assert [r["unit"] for r in db.vulnerable(store.conn, "hv", "7")] == ["B101", "12A01"]
+    assert db.counts_by_site(store.conn) == {"hv": 3, "pine": 1}
+    assert db.known_units(store.conn, "hv", "7", ["0301", "0302"]) == {"0301"}
+    assert [r[1] for r in db.textable(store.conn, "hv", building="7", floor="3")] == [
+        "+8613800000002"
+    ]
+    assert db.set_opt_out(store.conn, "+8613800000002", True) == 1
+    db.flag_unreachable(store.conn, "+8613800000003", "invalid number (Twilio 21211)")
+    assert [r[1] for r in db.textable(store.conn, "hv")] == ["+8613800000001"]
+    assert [r["unit"] for r in db.listing(store.conn, flagged=True)] == ["B101", "0301"]
+    assert db.clear_undeliverable(store.conn, "+8613800000003") == 1
+    assert db.by_phone(store.conn, "+8613800000004") == {
+        "site": "pine", "building": "7", "floor": "3", "unit": "0302", "name": "D",
+        "notes": "", "vulnerable": "1", "phone": "+8613800000004",
+    }  # fmt: skip
+    assert sorted(k[2] for k in db.active_keys(store.conn, ["hv"])) == ["0301", "12A01", "B101"]
+    (first,) = db.listing(store.conn, sites=["pine"])
+    assert db.phone_of(store.conn, first["id"]) == ("+8613800000004", "7-0302", "pine")

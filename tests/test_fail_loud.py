@@ -267,9 +267,11 @@ def test_a_life_safety_step_with_nobody_to_tell_falls_back_to_the_duty_desk(
     assert all(
         r.levelno == logging.ERROR for r in caplog.records if "no recipients" in r.getMessage()
     )
-    from alertd.health import recent_fallbacks
+    from alertd.store.incidents import fallbacks_since
 
-    count, latest = recent_fallbacks(tmp_path / "alertd.db", T0)
+    store = SqliteStore(tmp_path / "alertd.db")
+    count, latest = fallbacks_since(store.conn, T0 - timedelta(days=1))
+    store.close()
     assert count == 2  # the call and the door-check list: health shows them for a day
     assert "sent to role front_desk" in latest
 

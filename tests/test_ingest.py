@@ -22,6 +22,8 @@ from alertd.ingest.pipeline import Ingest
 from alertd.ingest.report import Receipt, Rejected, Report, Value
 from alertd.store import SqliteStore, Writer
 from alertd.store.batch import Batch
+from alertd.store.events import Events
+from alertd.store.postgres import PgStore
 from integrations.mqtt.client import Incoming
 from integrations.mqtt.profiles import Decoded
 from integrations.mqtt.router import Router
@@ -36,13 +38,20 @@ MAINS = dataclasses.replace(
 
 class Pipeline:
     def __init__(
-        self, path: Path, clock: FakeClock, devices: list[Device], config: IngestConfig
+        self,
+        path: Path,
+        clock: FakeClock,
+        devices: list[Device],
+        config: IngestConfig,
+        url: str | None = None,
     ) -> None:
+        """`url`: on PostgreSQL rather than the SQLite file at `path`."""
         self.path, self.clock, self.devices, self.config = path, clock, devices, config
+        self.url = url
         self.events: list[Event] = []
 
     async def open(self, *, run: bool = True) -> Ingest:
-        self.writer = Writer(self.path, synchronous="NORMAL")
+        self.writer = Writer(self.path, synchronous="NORMAL", url=self.url)
         await self.writer.open()
         self.ingest = await Ingest.open(self.writer, self.devices, self.clock, self.config)
         self.ingest.listeners.append(self.events.append)
@@ -65,17 +74,23 @@ class Pipeline:
         self.events.clear()
         return await self.open()
 
+    def store(self) -> Events:
+        """The pipeline's store, opened again (on its engine)."""
+        return PgStore(self.url) if self.url else SqliteStore(self.path)
+
     def stored(self) -> list[dict[str, object]]:
-        store = SqliteStore(self.path)
+        store = self.store()
         try:
             return list(store.events())
         finally:
             store.close()
 
 
-@pytest.fixture
-async def pipe(tmp_path: Path) -> AsyncIterator[Pipeline]:
-    p = Pipeline(tmp_path / "alertd.db", FakeClock(), [LEAK, MAINS], IngestConfig())
+@pytest.fixture(params=["sqlite", "postgres"])
+async def pipe(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Pipeline]:
+    """The ingest on each engine in turn."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    p = Pipeline(tmp_path / "alertd.db", FakeClock(), [LEAK, MAINS], IngestConfig(), url)
     await p.open()
     yield p
     await p.close()
@@ -314,7 +329,7 @@ async def test_bad_input_is_kept_as_a_dead_letter(pipe: Pipeline) -> None:
     )
     pipe.ingest.submit(partly)
     await pipe.ingest.drained()
-    store = SqliteStore(pipe.path)
+    store = pipe.store()
     letters = {d["reason"]: d for d in store.dead_letters()}
     rejected = letters["malformed JSON"]
     assert (rejected["topic"], bytes(rejected["payload"])) == ("zigbee2mqtt/x", b"{oops")

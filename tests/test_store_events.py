@@ -4,30 +4,15 @@ reads back the same on a SQLite file and on a real PostgreSQL server."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from alertd.events import Event, Kind, Location, Severity, State
-from alertd.store import Batch, DeadLetter, SqliteStore, StateRow
+from alertd.store import Batch, DeadLetter, StateRow
 from alertd.store.events import Events
-from alertd.store.postgres import PgStore
 
 T0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Events]:
-    if request.param == "sqlite":
-        lite = SqliteStore(tmp_path / "alertd.db")
-        yield lite
-        lite.close()
-    else:
-        pg = PgStore(request.getfixturevalue("pg_url"))
-        yield pg
-        pg.close()
 
 
 def _event(n: int, kind: Kind = Kind.LEAK, *, at: datetime = T0) -> Event:

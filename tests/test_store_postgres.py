@@ -230,14 +230,3 @@ def test_a_bad_storage_url_in_the_configuration_names_the_line_not_the_password(
     assert "alertd.yaml:3" in done.stderr
     assert "storage.url" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout
-
-
-def test_the_daemon_refuses_a_storage_url_it_cannot_serve_yet(tmp_path: Path, pg_url: str) -> None:
-    """Never a SQLite file in place of the PostgreSQL store the file names."""
-    (tmp_path / "alertd.yaml").write_text(
-        f"site: {{name: Harbour View}}\nstorage: {{url: '{pg_url}'}}\n"
-    )
-    done = alertd("run", "--config", str(tmp_path / "alertd.yaml"))
-    assert done.returncode == 2
-    assert "storage.url: the daemon does not run on PostgreSQL yet" in done.stderr
-    assert not (tmp_path / "var").exists()

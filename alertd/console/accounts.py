@@ -66,6 +66,7 @@ def _sites(text: str) -> frozenset[str] | None:
 #: what an account granted every site stores
 ALL_SITES = "*"
 
+
 def add_user(
     conn: Conn,
     name: str,
@@ -94,9 +95,7 @@ def _stored(sites: frozenset[str] | None) -> str:
     return ALL_SITES if sites is None else ",".join(sorted(sites))
 
 
-def grant_sites(
-    conn: Conn, name: str, sites: frozenset[str] | None, now: datetime
-) -> User:
+def grant_sites(conn: Conn, name: str, sites: frozenset[str] | None, now: datetime) -> User:
     """The sites an account sees from now on; its sessions end (it signs in again)."""
     user = _existing(conn, name)
     if sites is not None and not sites:

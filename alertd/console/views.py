@@ -100,9 +100,7 @@ def roll_call(conn: Conn, incident_id: int, role: Role) -> RollCall:
     return call
 
 
-def door_checks(
-    conn: Conn, incident: dict[str, Any], role: Role
-) -> list[dict[str, Any]]:
+def door_checks(conn: Conn, incident: dict[str, Any], role: Role) -> list[dict[str, Any]]:
     """The vulnerable residents of the incident's building (its floor, when known), in
     door-check order, each with the visit recorded on the timeline, if any."""
     rows = directory_db.vulnerable(conn, incident["site"], incident["building"], incident["floor"])

@@ -80,9 +80,7 @@ def plan(conn: Conn, file: ResidentsFile) -> Plan:
     return Plan(file, len(now), added, changed, len(keys) - added - changed, len(gone))
 
 
-def apply(
-    conn: Conn, file: ResidentsFile, now: datetime, *, allow_removals: bool
-) -> Plan:
+def apply(conn: Conn, file: ResidentsFile, now: datetime, *, allow_removals: bool) -> Plan:
     """Import the file if it may be: planned again against the directory as it is now
     (another import may have come between preview and confirmation)."""
     planned = plan(conn, file)

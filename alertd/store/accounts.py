@@ -3,12 +3,10 @@ may do, and how passwords are hashed, is the console's (alertd/console/accounts.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from datetime import datetime
 from typing import Any
 
-from alertd.store.sql import dict_rows, iso
+from alertd.store.sql import Conn, among, dict_rows, iso, unique_violation
 
 #: id, name, role, staff, disabled, sites
 USER = "id, name, role, staff, disabled, sites"
@@ -19,7 +17,7 @@ class NameTaken(ValueError):
 
 
 def add_user(
-    conn: sqlite3.Connection,
+    conn: Conn,
     name: str,
     role: str,
     staff: str,
@@ -28,28 +26,30 @@ def add_user(
     now: datetime,
 ) -> int:
     try:
-        cur = conn.execute(
+        row = conn.execute(
             "INSERT INTO users (name, role, staff, password_hash, created_at, updated_at, "
-            "sites) VALUES (?,?,?,?,?,?,?)",
+            "sites) VALUES (?,?,?,?,?,?,?) RETURNING id",
             (name, role, staff, password_hash, iso(now), iso(now), sites),
-        )
-    except sqlite3.IntegrityError:
-        raise NameTaken(name) from None
-    return int(cur.lastrowid or 0)
+        ).fetchone()
+    except Exception as exc:
+        if unique_violation(exc):
+            raise NameTaken(name) from None
+        raise
+    return int(row[0])
 
 
-def users(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+def users(conn: Conn) -> list[tuple[Any, ...]]:
     return conn.execute(f"SELECT {USER} FROM users ORDER BY name").fetchall()
 
 
-def user(conn: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
+def user(conn: Conn, name: str) -> tuple[Any, ...] | None:
     """The account's row and, last, its password hash."""
     row = conn.execute(f"SELECT {USER}, password_hash FROM users WHERE name = ?", (name,))
     found: tuple[Any, ...] | None = row.fetchone()
     return found
 
 
-def update_user(conn: sqlite3.Connection, user_id: int, now: datetime, **values: Any) -> None:
+def update_user(conn: Conn, user_id: int, now: datetime, **values: Any) -> None:
     """Set `values` (sites, disabled, password_hash) on the account."""
     allowed = {"sites", "disabled", "password_hash"}
     assert set(values) <= allowed, set(values) - allowed
@@ -60,12 +60,12 @@ def update_user(conn: sqlite3.Connection, user_id: int, now: datetime, **values:
     )
 
 
-def end_sessions(conn: sqlite3.Connection, user_id: int) -> None:
+def end_sessions(conn: Conn, user_id: int) -> None:
     conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
 
 
 def add_session(
-    conn: sqlite3.Connection,
+    conn: Conn,
     token_hash: str,
     user_id: int,
     csrf: str,
@@ -82,7 +82,7 @@ def add_session(
     )
 
 
-def session(conn: sqlite3.Connection, token_hash: str) -> tuple[Any, ...] | None:
+def session(conn: Conn, token_hash: str) -> tuple[Any, ...] | None:
     """The account's row, then the session's csrf and expiry."""
     columns = ", ".join("u." + c.strip() for c in USER.split(","))
     found: tuple[Any, ...] | None = conn.execute(
@@ -93,12 +93,12 @@ def session(conn: sqlite3.Connection, token_hash: str) -> tuple[Any, ...] | None
     return found
 
 
-def end_session(conn: sqlite3.Connection, token_hash: str) -> None:
+def end_session(conn: Conn, token_hash: str) -> None:
     conn.execute("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
 
 
 def add_audit(
-    conn: sqlite3.Connection,
+    conn: Conn,
     at: datetime,
     who: str,
     os_user: str,
@@ -118,7 +118,7 @@ def add_audit(
 
 
 def audit(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     since: datetime | None = None,
     who: str | None = None,
@@ -130,8 +130,9 @@ def audit(
     where: list[str] = []
     args: list[object] = []
     if sites is not None:
-        where.append("site IN (SELECT value FROM json_each(?))")
-        args.append(json.dumps(sites))
+        clause, listed = among(conn, "site", sites)
+        where.append(clause)
+        args += listed
     if since is not None:
         where.append("at >= ?")
         args.append(iso(since))

@@ -3,14 +3,12 @@ period's incidents, messages and devices, read in as few passes as the page need
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from alertd.store.sql import iso
+from alertd.store.sql import Conn, among, iso, postgres, seconds_between
 
 #: a period longer than this reads most of the table: a scan beats the opened_at index
 WIDE = timedelta(days=90)
@@ -25,33 +23,35 @@ class Period:
     sites: tuple[str, ...] | None = None
 
 
-def _where(period: Period) -> tuple[str, list[Any]]:
-    column = "+opened_at" if period.end - period.start > WIDE else "opened_at"
+def _where(conn: Conn, period: Period) -> tuple[str, list[Any]]:
+    wide = period.end - period.start > WIDE and not postgres(conn)  # its planner knows
+    column = "+opened_at" if wide else "opened_at"
     clause = f"{column} >= ? AND {column} < ?"
     args: list[Any] = [iso(period.start), iso(period.end)]
     if period.building:
         clause += " AND building = ?"
         args.append(period.building)
     if period.sites is not None:
-        clause += " AND site IN (SELECT value FROM json_each(?))"
-        args.append(json.dumps(period.sites))
+        sites, listed = among(conn, "site", period.sites)
+        clause += f" AND {sites}"
+        args += listed
     return clause, args
 
 
-def incidents(conn: sqlite3.Connection, period: Period) -> Iterator[tuple[Any, ...]]:
+def incidents(conn: Conn, period: Period) -> Iterator[tuple[Any, ...]]:
     """(id, playbook, building, opened_at, acknowledged_at, resolved_at, drill, seconds to
     acknowledge, seconds to resolve, site) of the incidents opened in the period."""
-    where, args = _where(period)
+    where, args = _where(conn, period)
     yield from conn.execute(
         "SELECT id, playbook, building, opened_at, acknowledged_at, resolved_at, drill, "
-        "(julianday(acknowledged_at) - julianday(opened_at)) * 86400, "
-        "(julianday(resolved_at) - julianday(opened_at)) * 86400, site "
+        f"{seconds_between(conn, 'opened_at', 'acknowledged_at')}, "
+        f"{seconds_between(conn, 'opened_at', 'resolved_at')}, site "
         f"FROM incidents WHERE {where}",
         args,
     )
 
 
-def first_on_site(conn: sqlite3.Connection, first: int, last: int) -> dict[int, str]:
+def first_on_site(conn: Conn, first: int, last: int) -> dict[int, str]:
     """When a technician was first on site, for the incidents numbered first to last."""
     return dict(
         conn.execute(
@@ -62,9 +62,9 @@ def first_on_site(conn: sqlite3.Connection, first: int, last: int) -> dict[int, 
     )
 
 
-def messages(conn: sqlite3.Connection, period: Period) -> list[list[Any]]:
+def messages(conn: Conn, period: Period) -> list[list[Any]]:
     """[channel, status, messages] of the period's incidents."""
-    where, args = _where(period)
+    where, args = _where(conn, period)
     return [
         list(r)
         for r in conn.execute(
@@ -75,8 +75,8 @@ def messages(conn: sqlite3.Connection, period: Period) -> list[list[Any]]:
     ]
 
 
-def failed_by_site(conn: sqlite3.Connection, period: Period) -> list[tuple[str, int]]:
-    where, args = _where(period)
+def failed_by_site(conn: Conn, period: Period) -> list[tuple[str, int]]:
+    where, args = _where(conn, period)
     return conn.execute(
         "SELECT i.site, count(*) FROM messages m JOIN incidents i ON i.id = m.incident_id "
         f"WHERE m.status IN ('failed', 'expired') AND i.id IN (SELECT id FROM incidents "
@@ -85,16 +85,14 @@ def failed_by_site(conn: sqlite3.Connection, period: Period) -> list[tuple[str, 
     ).fetchall()
 
 
-def noisy_devices(conn: sqlite3.Connection, period: Period, most: int = 10) -> list[list[Any]]:
+def noisy_devices(conn: Conn, period: Period, most: int = 10) -> list[list[Any]]:
     """[device, events] of the devices that sent most events in the period."""
     where, args = "", [iso(period.start), iso(period.end)]
     if period.building:
         where, args = where + " AND building = ?", [*args, period.building]
     if period.sites is not None:
-        where, args = (
-            where + " AND site IN (SELECT value FROM json_each(?))",
-            [*args, json.dumps(period.sites)],
-        )
+        sites, listed = among(conn, "site", period.sites)
+        where, args = where + f" AND {sites}", [*args, *listed]
     return [
         list(r)
         for r in conn.execute(

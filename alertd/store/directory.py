@@ -4,21 +4,26 @@ audience, the door-check list, the console, an import, a STOP)."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from alertd.store.sql import dict_rows, iso, transaction
+from alertd.store.sql import (
+    among,
+    as_integer,
+    dict_rows,
+    iso,
+    no_limit,
+    postgres,
+    transaction,
+)
 
 if TYPE_CHECKING:
     from alertd.directory.residents import Resident
 
 #: a resident who can be texted now
 TEXTABLE = "moved_out IS NULL AND opted_out = 0 AND undeliverable IS NULL"
-#: door-check order: by floor as a number, then as written, then flat
-DOOR_ORDER = "CAST(floor AS INTEGER), floor, unit, id"
 
 
 def known_units(
@@ -76,10 +81,10 @@ def vulnerable(
     where, args = "site = ? AND building = ?", [site, building]
     if floor:
         where, args = where + " AND floor = ?", [*args, floor]
-    return dict_rows(
+    return dict_rows(  # door-check order: floor by number, then as written, then flat
         conn,
         f"SELECT building, floor, unit, name, notes FROM residents WHERE moved_out IS NULL "
-        f"AND vulnerable = 1 AND {where} ORDER BY {DOOR_ORDER}",
+        f"AND vulnerable = 1 AND {where} ORDER BY {as_integer(conn, 'floor')}, floor, unit, id",
         args,
     )
 
@@ -94,9 +99,10 @@ def listing(
 ) -> list[dict[str, Any]]:
     """Residents living there now, by site, building, floor and flat; `flagged`: only
     those who replied STOP or whose number failed."""
-    where, args = "", []
+    where, args = "", list[Any]()
     if sites is not None:
-        where, args = " AND site IN (SELECT value FROM json_each(?))", [json.dumps(list(sites))]
+        clause, args = among(conn, "site", sites)
+        where = f" AND {clause}"
     if building:
         where, args = where + " AND building = ?", [*args, building]
     if flagged:
@@ -105,8 +111,8 @@ def listing(
         conn,
         "SELECT id, site, building, floor, unit, name, phone, language, vulnerable, notes, "
         f"opted_out, undeliverable FROM residents WHERE moved_out IS NULL{where} "
-        "ORDER BY site, building, CAST(floor AS INTEGER), floor, unit, id LIMIT ?",
-        [*args, -1 if limit is None else limit],
+        f"ORDER BY site, building, {as_integer(conn, 'floor')}, floor, unit, id LIMIT ?",
+        [*args, no_limit(conn) if limit is None else limit],
     )
 
 
@@ -163,10 +169,11 @@ def active_keys(
     conn: sqlite3.Connection, sites: Iterable[str], columns: str = ""
 ) -> list[tuple[Any, ...]]:
     """(site, building, unit, phone, *columns) of the residents living at `sites` now."""
+    clause, args = among(conn, "site", sorted(sites))
     return conn.execute(
         f"SELECT site, building, unit, phone{columns} FROM residents WHERE moved_out IS NULL "
-        "AND site IN (SELECT value FROM json_each(?))",
-        (json.dumps(sorted(sites)),),
+        f"AND {clause}",
+        args,
     ).fetchall()
 
 
@@ -217,6 +224,8 @@ def import_residents(
 
 def claim_residents(conn: sqlite3.Connection, site: str) -> int:
     """Residents stored before sites existed belong to the one configured site."""
+    if postgres(conn):
+        return 0  # PostgreSQL stores began with sites
     with transaction(conn):
         claimed = conn.execute("UPDATE OR IGNORE residents SET site = ? WHERE site = ''", (site,))
         return int(claimed.rowcount)

@@ -5,21 +5,35 @@ daemon reads back at start, and what the commands list."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from alertd.events import Kind
-from alertd.store.batch import Batch
+from alertd.store.batch import Batch, StateRow
 from alertd.store.sql import Conn, dict_rows, insert, iso, parse_iso, transaction
 
 DEAD_LETTER_PAYLOAD_MAX = 4096
+
+
+def _newest(states: list[StateRow]) -> Iterable[StateRow]:
+    """Each device condition's newest row of a batch: one statement may not touch a row
+    twice on PostgreSQL (SQLite applied them in turn, to the same end)."""
+    newest: dict[tuple[str, Kind], StateRow] = {}
+    for s in states:
+        held = newest.get((s.device_id, s.kind))
+        if held is None or s.seq > held.seq:
+            newest[(s.device_id, s.kind)] = s
+    return newest.values()
 
 
 class Events:
     """The statements of the events-and-devices aggregate, on `self.conn`."""
 
     conn: Conn
+
+    def close(self) -> None:
+        self.conn.close()
 
     # -- the write path ------------------------------------------------------------------
 
@@ -73,7 +87,7 @@ class Events:
                         "event_id": s.event_id,
                         "seq": s.seq,
                     }
-                    for s in batch.states
+                    for s in _newest(batch.states)
                 ],
                 "ON CONFLICT(device_id, kind) DO UPDATE SET active = excluded.active, "
                 "since = excluded.since, event_id = excluded.event_id, seq = excluded.seq "

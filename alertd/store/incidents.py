@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from alertd.engine.state import LASTING_TIMERS, Decision, Incident, Run, Timer, run_at
 from alertd.events import Event, Kind, Location, Severity, State, severity_of
-from alertd.store.sql import dict_rows, insert, iso, parse_iso, transaction
+from alertd.store.sql import among, dict_rows, insert, iso, parse_iso, transaction
 
 T = TypeVar("T")
 
@@ -73,11 +73,12 @@ def _write(
                 (i.id, *lasting),
             )
         for t in d.timers:
-            cur = conn.execute(
-                "INSERT INTO timers (incident_id, due_at, kind, step) VALUES (?,?,?,?)",
+            (number,) = conn.execute(
+                "INSERT INTO timers (incident_id, due_at, kind, step) VALUES (?,?,?,?) "
+                "RETURNING id",
                 (t.incident, iso(t.due_at), t.kind, t.step),
-            )
-            timers.append((int(cur.lastrowid or 0), t))
+            ).fetchone()
+            timers.append((int(number), t))
         timeline += [
             {
                 "incident_id": i.id,
@@ -107,10 +108,8 @@ def _write(
     insert(conn, "INSERT INTO timeline", timeline)
     insert(conn, "INSERT INTO outbox", outbox)
     if done.events:
-        conn.execute(
-            "UPDATE events SET decided = 1 WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(done.events),),
-        )
+        decided, args = among(conn, "id", done.events)
+        conn.execute(f"UPDATE events SET decided = 1 WHERE {decided}", args)
     if done.timer is not None:
         conn.execute(
             "UPDATE timers SET state = 'fired' WHERE id = ? AND state = 'pending'",
@@ -279,12 +278,12 @@ def add_command(
     args: dict[str, Any],
     now: datetime,
 ) -> int:
-    cur = conn.execute(
+    (number,) = conn.execute(
         "INSERT INTO commands (created_at, command, incident_id, actor, text, args) "
-        "VALUES (?,?,?,?,?,?)",
+        "VALUES (?,?,?,?,?,?) RETURNING id",
         (iso(now), command, incident, actor, text, json.dumps(args, ensure_ascii=False)),
-    )
-    return int(cur.lastrowid or 0)
+    ).fetchone()
+    return int(number)
 
 
 def command_outcome(conn: sqlite3.Connection, command_id: int) -> tuple[str, str]:
@@ -367,8 +366,8 @@ def version(conn: sqlite3.Connection, incident_id: int) -> tuple[Any, ...] | Non
     state and its newest timeline line other than a delivery receipt."""
     row = conn.execute(
         "SELECT status, acknowledged_at, resolved_at, (SELECT max(id) FROM timeline "
-        "WHERE incident_id = ?1 AND type != 'delivery') FROM incidents WHERE id = ?1",
-        (incident_id,),
+        "WHERE incident_id = ? AND type != 'delivery') FROM incidents WHERE id = ?",
+        (incident_id, incident_id),
     ).fetchone()
     return tuple(row) if row else None
 

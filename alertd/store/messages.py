@@ -5,7 +5,6 @@ have been sent twice; they are counted."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,18 @@ from typing import Any
 from alertd.outbox.sink import Message, Result
 from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
-from alertd.store.sql import dict_rows, insert, iso, parse_iso, transaction, values
+from alertd.store.sql import (
+    VALUES_ROWS,
+    among,
+    dict_rows,
+    insert,
+    iso,
+    no_limit,
+    parse_iso,
+    postgres,
+    transaction,
+    values,
+)
 
 INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
 #: Twilio error codes about one number: no retry can fix them, and the directory keeps them
@@ -74,10 +84,11 @@ def expire(conn: sqlite3.Connection, now: datetime) -> int:
     ).rowcount
 
 
-#: a lane's due, unexpired messages along one of its indexes
+#: a lane's due, unexpired messages along one of its indexes (PostgreSQL's planner
+#: picks its own)
 _CANDIDATES = (
     "SELECT id, channel, recipient, body, language, expires_at, attempts, incident_id, "
-    "priority, due_at, site FROM messages INDEXED BY {} WHERE status = 'pending' AND channel = ? "
+    "priority, due_at, site FROM messages {} WHERE status = 'pending' AND channel = ? "
     "AND due_at <= ? AND (expires_at IS NULL OR expires_at >= ?)"
 )
 
@@ -98,9 +109,11 @@ def take_due(
         return []
     at = iso(now)
     found: dict[str, dict[int, tuple[Any, ...]]] = {channel: {} for channel in wants}
+    pg = postgres(conn)
     for row in conn.execute(  # every lane's candidates in one statement (see `values`)
         " UNION ALL ".join(
-            f"SELECT * FROM ({_CANDIDATES.format(index)} ORDER BY {order} LIMIT ?)"
+            f"SELECT * FROM ({_CANDIDATES.format('' if pg else 'INDEXED BY ' + index)} "
+            f"ORDER BY {order} LIMIT ?) AS c"
             for _ in wants
             for index, order in (
                 ("messages_lane", "priority, id"),
@@ -126,10 +139,11 @@ def take_due(
         taken += [r for r in ranked[n:] if r[8] <= URGENT_PRIORITY][:extra]
         rows += taken
     if rows:
+        taking, args = among(conn, "id", [r[0] for r in rows])
         conn.execute(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ? "
-            "WHERE id IN (SELECT value FROM json_each(?))",
-            (at, json.dumps([r[0] for r in rows])),
+            f"WHERE {taking}",
+            [at, *args],
         )
     return [
         Message(
@@ -165,18 +179,14 @@ def write_outcomes(
     for channel, state, reason in lanes:
         set_lane(conn, channel, state, reason, now)
     sent = [o for o in outcomes if o.result.outcome == "sent"]
-    for columns, select, args in values(  # most outcomes: one statement for all of them
+    _mark_sent(
+        conn,
         [
             {"id": o.message.id, "provider_id": o.result.provider_id, "reason": o.result.reason}
             for o in sent
-        ]
-    ):
-        conn.execute(
-            f"WITH r({columns}) AS ({select}) UPDATE messages SET status = 'sent', "
-            "provider_id = r.provider_id, reason = r.reason, updated_at = ? "
-            "FROM r WHERE messages.id = r.id",
-            [*args, iso(now)],
-        )
+        ],
+        now,
+    )
     _early(
         conn,
         [
@@ -217,14 +227,36 @@ def write_outcomes(
             if o.fallback_call:
                 back.add("call")
                 conn.execute(
-                    "INSERT OR IGNORE INTO messages (outbox_id, incident_id, channel, "
+                    "INSERT INTO messages (outbox_id, incident_id, channel, "
                     "recipient, recipient_kind, recipient_ref, language, body, priority, "
-                    "due_at, expires_at, updated_at) SELECT outbox_id, incident_id, 'call', "
-                    "recipient, recipient_kind, recipient_ref, language, body, 0, ?, "
-                    "expires_at, ? FROM messages WHERE id = ?",
+                    "due_at, expires_at, updated_at, site) SELECT outbox_id, incident_id, "
+                    "'call', recipient, recipient_kind, recipient_ref, language, body, 0, ?, "
+                    "expires_at, ?, site FROM messages WHERE id = ? ON CONFLICT DO NOTHING",
                     (iso(now), iso(now), o.message.id),
                 )
     return back
+
+
+def _mark_sent(conn: sqlite3.Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Sent messages with their provider ids, as few statements as can be."""
+    if postgres(conn):
+        for start in range(0, len(rows), VALUES_ROWS):
+            chunk = rows[start : start + VALUES_ROWS]
+            conn.execute(
+                "UPDATE messages SET status = 'sent', provider_id = r.provider_id, "
+                "reason = r.reason, updated_at = ? "
+                f"FROM (VALUES {','.join(['(?, ?, ?)'] * len(chunk))}) "
+                "AS r(id, provider_id, reason) WHERE messages.id = r.id",
+                [iso(now), *(v for row in chunk for v in row.values())],
+            )
+        return
+    for columns, select, args in values(rows):
+        conn.execute(
+            f"WITH r({columns}) AS ({select}) UPDATE messages SET status = 'sent', "
+            "provider_id = r.provider_id, reason = r.reason, updated_at = ? "
+            "FROM r WHERE messages.id = r.id",
+            [*args, iso(now)],
+        )
 
 
 def due_count(conn: sqlite3.Connection, now: datetime, channels: Sequence[str]) -> int:
@@ -346,10 +378,12 @@ def _early(
     """Receipts that came before their sends were recorded, applied now (into `out`)."""
     if not provider_ids:
         return
+    early, args = among(conn, "provider_id", provider_ids)
+    arrival = "at" if postgres(conn) else "rowid"  # in the order they came
     rows = conn.execute(
-        "DELETE FROM early_receipts WHERE provider_id IN (SELECT value FROM json_each(?)) "
-        "RETURNING rowid, provider_id, status, error_code",
-        (json.dumps(provider_ids),),
+        f"DELETE FROM early_receipts WHERE {early} "
+        f"RETURNING {arrival}, provider_id, status, error_code",
+        args,
     ).fetchall()
     for _, provider_id, status, code in sorted(rows):
         found = _apply(conn, Receipt(provider_id, status, code), now)
@@ -427,20 +461,22 @@ def add_messages(conn: sqlite3.Connection, messages: list[dict[str, Any]]) -> No
 
 def set_action_status(conn: sqlite3.Connection, ids: list[int], status: str) -> None:
     if ids:
-        conn.execute(
-            "UPDATE outbox SET status = ? WHERE id IN (SELECT value FROM json_each(?))",
-            (status, json.dumps(ids)),
-        )
+        actions, args = among(conn, "id", ids)
+        conn.execute(f"UPDATE outbox SET status = ? WHERE {actions}", [status, *args])
 
 
 def latest_pa_incident(
     conn: sqlite3.Connection, building: str, sites: tuple[str, ...]
 ) -> int | None:
     """The incident of the newest PA broadcast to `building` (at `sites`; none: any)."""
+    where, args = "", list[Any]()
+    if sites:
+        clause, args = among(conn, "site", sites)
+        where = f" AND {clause}"
     row = conn.execute(
-        "SELECT incident_id FROM messages WHERE channel = 'pa' AND recipient LIKE ? "
-        "AND (? = '[]' OR site IN (SELECT value FROM json_each(?))) ORDER BY id DESC LIMIT 1",
-        (f"pa:%:{building}", json.dumps(sites), json.dumps(sites)),
+        f"SELECT incident_id FROM messages WHERE channel = 'pa' AND recipient LIKE ?{where} "
+        "ORDER BY id DESC LIMIT 1",
+        [f"pa:%:{building}", *args],
     ).fetchone()
     return int(row[0]) if row else None
 
@@ -449,12 +485,21 @@ def actions_with_totals(conn: sqlite3.Connection, incident_id: int) -> list[dict
     """An incident's outbox actions, each with its recipients, delivered and failed."""
     return dict_rows(
         conn,
-        "SELECT o.*, count(m.id) AS recipients, coalesce(sum(m.status = 'delivered'), 0) AS "
-        "delivered, coalesce(sum(m.status IN ('failed', 'expired')), 0) AS failed "
+        "SELECT o.*, count(m.id) AS recipients, count(m.id) FILTER (WHERE m.status = "
+        "'delivered') AS delivered, count(m.id) FILTER (WHERE m.status IN ('failed', "
+        "'expired')) AS failed "
         "FROM outbox o LEFT JOIN messages m ON m.outbox_id = o.id "
         "WHERE o.incident_id = ? GROUP BY o.id ORDER BY o.id",
         (incident_id,),
     )
+
+
+#: a resident's message to their directory entry (SQLite by its key; PostgreSQL will not
+#: cast a staff member's name to a number, so it compares text)
+_RESIDENT = {
+    False: "r.id = CAST(m.recipient_ref AS INTEGER)",
+    True: "CAST(r.id AS TEXT) = m.recipient_ref",
+}
 
 
 def residents_told(conn: sqlite3.Connection, incident_id: int) -> list[dict[str, Any]]:
@@ -464,7 +509,7 @@ def residents_told(conn: sqlite3.Connection, incident_id: int) -> list[dict[str,
         conn,
         "SELECT DISTINCT m.recipient AS phone, r.id AS resident_id, r.building, r.floor, "
         "r.unit, r.name, r.vulnerable FROM messages m LEFT JOIN residents r "
-        "ON r.id = CAST(m.recipient_ref AS INTEGER) "
+        f"ON {_RESIDENT[postgres(conn)]} "
         "WHERE m.incident_id = ? AND m.recipient_kind = 'resident'",
         (incident_id,),
     )
@@ -480,7 +525,7 @@ def recipients(
         "m.attempts, m.reason, m.updated_at, m.language FROM messages m "
         "WHERE m.incident_id = ? ORDER BY m.recipient_kind != 'staff', "
         "m.status NOT IN ('failed', 'expired'), m.priority, m.id LIMIT ?",
-        (incident_id, -1 if limit is None else limit),
+        (incident_id, no_limit(conn) if limit is None else limit),
     )
 
 

@@ -7,7 +7,7 @@ password from `PGPASSWORD` or `~/.pgpass` rather than the file."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -109,8 +109,35 @@ class PgConn:
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        #: (site, instance, epoch) this connection writes under: every transaction it
+        #: begins holds that lease first (see `fenced`), or fails
+        self.fence: tuple[str, str, int] | None = None
+        self._trace: Callable[[str], None] | None = None
+
+    def set_trace_callback(self, trace: Callable[[str], None] | None) -> None:
+        """Each statement as it runs, with its values after it (sqlite3's hook fills
+        them in): tests count them."""
+        self._trace = trace
+
+    def fenced(self) -> None:
+        """Inside a transaction just begun: the lease this connection writes under is
+        still held at its epoch, and stays so until the commit; Fenced otherwise."""
+        if self.fence is None:
+            return
+        site, me, epoch = self.fence
+        row = self.execute(
+            "SELECT 1 FROM site_leases WHERE site = ? AND owner = ? AND epoch = ? "
+            "AND expires_at > clock_timestamp() FOR SHARE",
+            (site, me, epoch),
+        ).fetchone()
+        if row is None:
+            from alertd.store.leases import Fenced
+
+            raise Fenced(f"{me} no longer owns {site} at epoch {epoch}: nothing written")
 
     def execute(self, statement: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        if self._trace is not None:
+            self._trace(f"{statement} {list(args)!r}" if args else statement)
         return self.raw.execute(_format(statement).encode(), args or None)
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
@@ -137,9 +164,6 @@ class PgStore(Events):
         self.raw = connect(url, autocommit=True)
         self.conn = PgConn(self.raw)  # type: ignore[assignment]  # sqlite3's shape
         self._migrate()
-
-    def close(self) -> None:
-        self.raw.close()
 
     def _migrate(self) -> None:
         c = self.raw

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -43,8 +44,11 @@ def transaction(conn: Conn) -> Iterator[None]:
     become a write once another process (the console, a command) had written meanwhile,
     and failed at once with "database is locked", whatever the busy timeout. (PostgreSQL
     locks rows as they are written.)"""
-    conn.execute("BEGIN" if postgres(conn) else "BEGIN IMMEDIATE")
+    pg = postgres(conn)
+    conn.execute("BEGIN" if pg else "BEGIN IMMEDIATE")
     try:
+        if pg:
+            conn.fenced()  # type: ignore[attr-defined]
         yield
         conn.execute("COMMIT")
     except BaseException:
@@ -87,14 +91,23 @@ def _select(width: int, room: int) -> str:
     return f"SELECT {picks} FROM (VALUES {','.join([one] * room)}) WHERE column1 NOT NULL"
 
 
-def insert(conn: Conn, head: str, rows: Sequence[Mapping[str, Any]], tail: str = "") -> None:
+def insert(
+    conn: Conn, head: str, rows: Sequence[Mapping[str, Any]], tail: str = "", key: str = "id"
+) -> None:
     """`head` (an INSERT's verb and table) for all `rows` in a statement or a few (see
-    `values`): the columns are the rows' keys. `tail`: an upsert's ON CONFLICT."""
+    `values`): the columns are the rows' keys. `tail`: an upsert's ON CONFLICT. `OR
+    IGNORE` and `OR REPLACE` (of the row with the same `key`) are said so on PostgreSQL."""
     if postgres(conn):  # plain VALUES rows: PostgreSQL prepares what it sees often itself
         if not rows:
             return
         if " OR IGNORE " in head:
             head, tail = head.replace(" OR IGNORE ", " "), f"{tail} ON CONFLICT DO NOTHING"
+        if " OR REPLACE " in head:
+            sets = ", ".join(f"{c} = excluded.{c}" for c in rows[0] if c != key)
+            head, tail = (
+                head.replace(" OR REPLACE ", " "),
+                f"ON CONFLICT ({key}) DO UPDATE SET {sets}",
+            )
         one = f"({','.join('?' * len(rows[0]))})"
         for start in range(0, len(rows), VALUES_ROWS):
             chunk = rows[start : start + VALUES_ROWS]
@@ -137,3 +150,36 @@ def dict_rows(conn: Conn, sql: str, args: Sequence[Any] = ()) -> list[dict[str, 
     cur = conn.execute(sql, args)
     names = [c[0] for c in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def among(conn: Conn, column: str, items: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`column` is one of `items`, as one statement however many there are: SQLite reads
+    them from a JSON array, PostgreSQL from an array."""
+    if postgres(conn):
+        return f"{column} = ANY(?)", [list(items)]
+    return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(list(items))]
+
+
+def as_integer(conn: Conn, column: str) -> str:
+    """The leading number of a text column, 0 without one (`12A` 12, `B1` 0), for
+    ordering floors: SQLite's CAST does so; PostgreSQL's refuses such text."""
+    if postgres(conn):
+        return f"coalesce(substring({column} from '^ *(-?[0-9]{{1,18}})')::bigint, 0)"
+    return f"CAST({column} AS INTEGER)"
+
+
+def seconds_between(conn: Conn, start: str, end: str) -> str:
+    """Seconds from one stored time (ISO text) to another; NULL if either is."""
+    if postgres(conn):
+        return f"extract(epoch FROM ({end})::timestamptz - ({start})::timestamptz)"
+    return f"(julianday({end}) - julianday({start})) * 86400"
+
+
+def no_limit(conn: Conn) -> int | None:
+    """A LIMIT's parameter that takes every row."""
+    return None if postgres(conn) else -1
+
+
+def unique_violation(exc: BaseException) -> bool:
+    """A row that would repeat a unique key, on either engine."""
+    return isinstance(exc, sqlite3.IntegrityError) or getattr(exc, "sqlstate", "") == "23505"

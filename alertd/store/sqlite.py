@@ -54,9 +54,6 @@ class Reader(Events):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def close(self) -> None:
-        self.conn.close()
-
 
 #: what the write path uses: json_each (3.9), UPDATE ... FROM (3.33), RETURNING (3.35)
 SQLITE_NEEDED = (3, 35, 0)
@@ -147,9 +144,14 @@ class Writer:
 
     URGENT, ROUTINE = 0, 1
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: Path | None = None, *, synchronous: str = "FULL", url: str | None = None
+    ) -> None:
+        """A SQLite file at `path`, or the PostgreSQL store at `url` (its statements go
+        over the network: never on the loop)."""
         self._path = path
         self._synchronous = synchronous
+        self._url = url
         self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
         self._seq = itertools.count()
         #: jobs given to the thread (counted by the loop), jobs it has finished (by the thread)
@@ -157,7 +159,9 @@ class Writer:
         self._finished = 0
         self._thread = threading.Thread(target=self._work, name="alertd-writer", daemon=True)
         self._thread.start()
-        self.store: SqliteStore | None = None
+        self.store: Any = None
+        #: urgent work may run on the loop (SQLite: a local file)
+        self._inline = False
 
     def _work(self) -> None:
         while True:
@@ -177,14 +181,22 @@ class Writer:
                 self._finished += 1
                 future.set_result(result)
 
-    async def open(self) -> SqliteStore:
-        self.store = await self.call(
-            lambda: SqliteStore(self._path, synchronous=self._synchronous), urgent=True
-        )
+    async def open(self) -> Any:
+        """The store, opened on the writer thread: a SqliteStore, or a PgStore."""
+        self.store = await self.call(self._open, urgent=True)
+        self._inline = isinstance(self.store, SqliteStore)
         return self.store
 
+    def _open(self) -> Any:
+        if self._url is not None:
+            from alertd.store.postgres import PgStore
+
+            return PgStore(self._url)
+        assert self._path is not None
+        return SqliteStore(self._path, synchronous=self._synchronous)
+
     async def call(self, fn: Any, *args: Any, urgent: bool = False) -> Any:
-        if urgent and self.store is not None and self._given == self._finished:
+        if urgent and self._inline and self._given == self._finished:
             try:
                 result = self._at_once(self.store.conn, fn, args)
             except _Locked:

@@ -140,9 +140,7 @@ class Callbacks:
         assert store is not None
         conn, now = store.conn, self._now()
         if reply.intent in ("stop", "start"):
-            await self._writer.call(
-                directory_db.set_opt_out, conn, phone, reply.intent == "stop"
-            )
+            await self._writer.call(directory_db.set_opt_out, conn, phone, reply.intent == "stop")
             await self._writer.call(
                 db.note_reply, conn, phone, "reply", f"{mask(phone)}: {reply.intent.upper()}", now
             )

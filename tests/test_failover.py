@@ -1,0 +1,183 @@
+"""alertd on PostgreSQL: the daemon runs on it, and a second instance stands by and takes
+over when the active one dies (real processes, a real PostgreSQL server and Mosquitto,
+the twilio SDK against the fake)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+
+from alertd.config import load_config
+from tests.broker import Broker, free_port
+from tests.fake_twilio import FakeTwilio
+from tests.helpers import start_daemon, wait_for
+from tests.mqtt_tools import Live, Publisher, until
+from tests.test_playbooks import SHIPPED
+
+SECURITY = "+8613900000001"
+
+
+def write_site(tmp_path: Path, broker: Broker, fake: FakeTwilio, url: str, lease_s: float) -> Path:
+    (tmp_path / "devices.csv").write_text(
+        "device_id,profile,topic,building,floor,unit\n"
+        "smoke-1,zigbee2mqtt,zigbee2mqtt/hv/smoke_1,7,3,0301\n"
+    )
+    (tmp_path / "staff.yaml").write_text(
+        f"people:\n  Wang: {{phone: '{SECURITY}', roles: [security]}}\n"
+        "oncall:\n  security:\n    - {who: Wang, start: '00:00', end: '12:00'}\n"
+        "    - {who: Wang, start: '12:00', end: '00:00'}\n"
+    )
+    config = tmp_path / "alertd.yaml"
+    config.write_text(
+        "site: {name: Harbour View, timezone: Asia/Shanghai}\n"
+        f"mqtt: {{port: {broker.port}, client_id: failover-{tmp_path.name[-8:]}}}\n"
+        f"storage: {{url: '{url}', lease_s: {lease_s}}}\n"
+        f"devices: devices.csv\nstaff: staff.yaml\nplaybooks: {SHIPPED}\n"
+        "ingest: {tick_s: 0.05}\ndelivery: {poll_s: 0.05}\n"
+        f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, "
+        f"from_number: '+15005550006', api_base_url: '{fake.base_url}'}}\n"
+    )
+    return config
+
+
+def security_texts(fake: FakeTwilio) -> list[str]:
+    return [r["form"]["Body"] for r in fake.sms() if r["form"]["To"] == SECURITY]
+
+
+def rows(url: str, sql: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return list(conn.execute(sql.encode()).fetchall())
+
+
+async def test_a_fire_on_postgresql_reaches_security_and_is_stored_there(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    fake = await FakeTwilio().start()
+    try:
+        config = load_config(write_site(tmp_path, broker, fake, pg_url, 5))
+        async with Live(config) as live:
+            pub = Publisher(broker, f"pg-pub-{tmp_path.name[-8:]}")
+            try:
+                await asyncio.to_thread(pub.publish, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+            finally:
+                pub.close()
+            await live.seen.until(lambda evs: len(evs) == 1)
+            await live.settled()
+            await until(lambda: len(security_texts(fake)) == 1)
+    finally:
+        await fake.close()
+    assert rows(pg_url, "SELECT kind, device_id FROM events") == [("fire.alarm", "smoke-1")]
+    assert rows(pg_url, "SELECT site, status FROM incidents") == [("Harbour View", "open")]
+    assert not (tmp_path / "var").exists()  # no SQLite file beside it
+
+
+async def test_the_standby_takes_over_when_the_active_instance_is_killed(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    """Two instances on one store: one active, one standing by (it does not even connect
+    to the broker: the active one's MQTT session is not taken from it). kill -9 the
+    active one, then a fire: the standby takes the service over within the lease and
+    security is texted once, by it; one incident."""
+    fake = await FakeTwilio().start()
+    config = write_site(tmp_path, broker, fake, pg_url, 2)
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_daemon(config, first_log)
+    second = None
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: b"connected to MQTT" in first_log.read_bytes(), 30, "the first"
+        )
+        second = start_daemon(config, second_log)
+        await asyncio.to_thread(
+            wait_for, lambda: b"standing by" in second_log.read_bytes(), 30, "the standby"
+        )
+        assert b"connected to MQTT" not in second_log.read_bytes()
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        killed = time.monotonic()
+        pub = Publisher(broker, f"failover-pub-{tmp_path.name[-8:]}")
+        try:  # published while nobody is active: the broker keeps it for the session
+            await asyncio.to_thread(pub.publish, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+        finally:
+            pub.close()
+        await until(lambda: len(security_texts(fake)) >= 1, within=30)
+        took = time.monotonic() - killed
+        assert b"active:" in second_log.read_bytes()
+        assert len(security_texts(fake)) == 1
+        assert rows(pg_url, "SELECT count(*) FROM incidents") == [(1,)]
+        assert rows(pg_url, "SELECT takeovers FROM site_leases WHERE site = '*'") == [(1,)]
+        print(f"kill -9 of the active instance -> security's SMS by the standby: {took:.1f} s")
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+        await fake.close()
+
+
+async def test_a_daemon_that_cannot_reach_postgresql_says_so_and_keeps_trying(
+    tmp_path: Path, broker: Broker
+) -> None:
+    fake = await FakeTwilio().start()
+    nowhere = f"postgresql://alertd@127.0.0.1:{free_port()}/alertd"
+    config = write_site(tmp_path, broker, fake, nowhere, 1)
+    log = tmp_path / "alertd.log"
+    daemon = start_daemon(config, log)
+    try:
+        await asyncio.to_thread(
+            wait_for,
+            lambda: log.read_bytes().count(b"cannot reach the store for the service lease") >= 2,
+            30,
+            "the daemon to say it cannot reach the store, twice",
+        )
+        assert daemon.poll() is None  # it waits for the store, as for a broker
+        assert not (tmp_path / "var").exists()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(20)
+        await fake.close()
+
+
+async def test_an_active_instance_stopping_cleanly_hands_the_service_to_the_standby(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    """A rolling restart's step: SIGTERM to the active one; the standby is handed the
+    service at once, long before the (here 30 s) lease could run out, and answers the
+    next fire."""
+    fake = await FakeTwilio().start()
+    config = write_site(tmp_path, broker, fake, pg_url, 30)
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_daemon(config, first_log)
+    second = None
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: b"connected to MQTT" in first_log.read_bytes(), 30, "the first"
+        )
+        second = start_daemon(config, second_log)
+        await asyncio.to_thread(
+            wait_for, lambda: b"standing by" in second_log.read_bytes(), 30, "the standby"
+        )
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(first.wait, 20) == 0
+        await asyncio.to_thread(
+            wait_for, lambda: b"connected to MQTT" in second_log.read_bytes(), 15, "the takeover"
+        )
+        pub = Publisher(broker, f"handover-pub-{tmp_path.name[-8:]}")
+        try:
+            await asyncio.to_thread(pub.publish, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+        finally:
+            pub.close()
+        await until(lambda: len(security_texts(fake)) >= 1, within=15)
+        assert rows(pg_url, "SELECT takeovers, handovers FROM site_leases") == [(0, 1)]
+        assert b"lost the service lease" not in first_log.read_bytes()
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+        await fake.close()
