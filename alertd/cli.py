@@ -282,7 +282,7 @@ def backup(config_path: Path, dest: Path) -> None:
     _store(config).close()  # exists and is readable: one clear line if not
     if dest.exists():
         raise click.ClickException(f"{dest} exists: give a new file")
-    pages = copy(config.storage.path, dest)
+    pages = copy(config.storage.file(), dest)
     click.echo(f"{dest}: {pages} pages, integrity ok")
 
 
@@ -297,7 +297,7 @@ def prune(config_path: Path, dry_run: bool) -> None:
 
     config = _config(config_path)
     _store(config).close()
-    store = SqliteStore(config.storage.path)
+    store = SqliteStore(config.storage.file())
     try:
         done = run(
             store.conn,
@@ -501,7 +501,7 @@ def simulate_dc09(host: str, port: int, udp: bool, key: str | None, capture: Pat
 
 def _store(config: Config) -> Reader:
     """The store, read-only: one clear line when it is missing or cannot be read."""
-    path = config.storage.path
+    path = config.storage.file()
     if not path.exists():
         click.echo(f"error: no store at {path} (has alertd run yet?)", err=True)
         raise SystemExit(2)

@@ -121,6 +121,20 @@ class StorageConfig(Strict):
     #: raw events and dead letters no kept incident refers to go after this
     keep_events_days: int = Field(90, ge=7)
 
+    def file(self) -> Path:
+        """The SQLite file, for the commands that read the store (the console and every
+        command but `run`, `cluster` and `store copy`): refused, not an empty file in
+        its place, when the store is PostgreSQL, which they do not read yet."""
+        if self.url is not None:
+            import click
+
+            raise click.ClickException(
+                "storage.url: this command does not read a PostgreSQL store yet (`alertd "
+                "run`, `alertd cluster` and `alertd store copy` do); see the README, "
+                "Several instances"
+            )
+        return self.path
+
     @field_validator("url")
     @classmethod
     def _libpq(cls, value: SecretStr | None) -> SecretStr | None:

@@ -20,46 +20,27 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alertd.events import Event, Kind, Location, State, severity_of
-from alertd.store import Batch, SqliteStore, StateRow
+from alertd.clock import SystemClock
+from alertd.store import Batch, SqliteStore
 from alertd.store.events import Events
 from alertd.store.postgres import PgStore
-from bench import q, quick_flag
+from bench import commit, q, quick_flag
 from tests.postgres import Cluster
 
-
-def _event(n: int, now: datetime) -> Event:
-    return Event(
-        n,
-        Kind.LEAK,
-        State.ACTIVE,
-        severity_of(Kind.LEAK, State.ACTIVE),
-        f"leak_{n}",
-        Location("hv", "1", "1", str(n), f"leak_{n}"),
-        now,
-        now,
-        "mqtt",
-        raw='{"water_leak": true}',
-    )
-
-
-def alarm(n: int) -> Batch:
-    now = datetime.now(UTC)
-    event = _event(n, now)
-    return Batch(
-        events=[event],
-        states=[StateRow(event.device_id, event.kind, True, now, n, n)],
-        seen={event.device_id: (now, {"water_leak": True})},
-        receipts={f"mqtt:bench:{n}": "0" * 24},
-    )
+CLOCK = SystemClock()
 
 
 def storm(first: int, devices: int = 500, events: int = 50) -> Batch:
     now = datetime.now(UTC)
     return Batch(
-        events=[_event(first + i, now) for i in range(events)],
+        events=[alarm(first + i).events[0] for i in range(events)],
         seen={f"plug_{d}": (now, {"power": d, "linkquality": 80}) for d in range(devices)},
     )
+
+
+def alarm(n: int) -> Batch:
+    """What ingest hands on for a leak message from device n (as bench.commit)."""
+    return commit.alarm(n, CLOCK)
 
 
 def measure(name: str, open_store: Callable[[], Events], alarms: int, batches: int) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -15,7 +17,7 @@ import psycopg
 from alertd.config import load_config
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
-from tests.helpers import start_daemon, wait_for
+from tests.helpers import alertd, start_daemon, wait_for
 from tests.mqtt_tools import Live, Publisher, until
 from tests.test_playbooks import SHIPPED
 
@@ -54,6 +56,39 @@ def rows(url: str, sql: str) -> list[tuple[object, ...]]:
         return list(conn.execute(sql.encode()).fetchall())
 
 
+@dataclass
+class Instance:
+    """An `alertd run` process and its log."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def instance(config: Path, log: Path) -> Instance:
+    return Instance(start_daemon(config, log), log)
+
+
+async def active_and_standby(config: Path, tmp_path: Path) -> tuple[Instance, Instance]:
+    """Two `alertd run` on the same store: the first active (connected to the broker),
+    the second standing by."""
+    first = instance(config, tmp_path / "first.log")
+    await asyncio.to_thread(
+        wait_for, lambda: b"connected to MQTT" in first.log.read_bytes(), 30, "the first"
+    )
+    second = instance(config, tmp_path / "second.log")
+    await asyncio.to_thread(
+        wait_for, lambda: b"standing by" in second.log.read_bytes(), 30, "the standby"
+    )
+    return first, second
+
+
+async def stop(*procs: Instance) -> None:
+    for one in procs:
+        if one.proc.poll() is None:
+            one.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(one.proc.wait, 20)
+
+
 async def test_a_fire_on_postgresql_reaches_security_and_is_stored_there(
     tmp_path: Path, broker: Broker, pg_url: str
 ) -> None:
@@ -85,20 +120,11 @@ async def test_the_standby_takes_over_when_the_active_instance_is_killed(
     security is texted once, by it; one incident."""
     fake = await FakeTwilio().start()
     config = write_site(tmp_path, broker, fake, pg_url, 2)
-    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    first = start_daemon(config, first_log)
-    second = None
+    first, second = await active_and_standby(config, tmp_path)
     try:
-        await asyncio.to_thread(
-            wait_for, lambda: b"connected to MQTT" in first_log.read_bytes(), 30, "the first"
-        )
-        second = start_daemon(config, second_log)
-        await asyncio.to_thread(
-            wait_for, lambda: b"standing by" in second_log.read_bytes(), 30, "the standby"
-        )
-        assert b"connected to MQTT" not in second_log.read_bytes()
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
+        assert b"connected to MQTT" not in second.log.read_bytes()
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
         killed = time.monotonic()
         pub = Publisher(broker, f"failover-pub-{tmp_path.name[-8:]}")
         try:  # published while nobody is active: the broker keeps it for the session
@@ -107,16 +133,13 @@ async def test_the_standby_takes_over_when_the_active_instance_is_killed(
             pub.close()
         await until(lambda: len(security_texts(fake)) >= 1, within=30)
         took = time.monotonic() - killed
-        assert b"active:" in second_log.read_bytes()
+        assert b"active:" in second.log.read_bytes()
         assert len(security_texts(fake)) == 1
         assert rows(pg_url, "SELECT count(*) FROM incidents") == [(1,)]
         assert rows(pg_url, "SELECT takeovers FROM site_leases WHERE site = '*'") == [(1,)]
         print(f"kill -9 of the active instance -> security's SMS by the standby: {took:.1f} s")
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(20)
+        await stop(first, second)
         await fake.close()
 
 
@@ -151,21 +174,12 @@ async def test_an_active_instance_stopping_cleanly_hands_the_service_to_the_stan
     next fire."""
     fake = await FakeTwilio().start()
     config = write_site(tmp_path, broker, fake, pg_url, 30)
-    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    first = start_daemon(config, first_log)
-    second = None
+    first, second = await active_and_standby(config, tmp_path)
     try:
+        first.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(first.proc.wait, 20) == 0
         await asyncio.to_thread(
-            wait_for, lambda: b"connected to MQTT" in first_log.read_bytes(), 30, "the first"
-        )
-        second = start_daemon(config, second_log)
-        await asyncio.to_thread(
-            wait_for, lambda: b"standing by" in second_log.read_bytes(), 30, "the standby"
-        )
-        first.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(first.wait, 20) == 0
-        await asyncio.to_thread(
-            wait_for, lambda: b"connected to MQTT" in second_log.read_bytes(), 15, "the takeover"
+            wait_for, lambda: b"connected to MQTT" in second.log.read_bytes(), 15, "the takeover"
         )
         pub = Publisher(broker, f"handover-pub-{tmp_path.name[-8:]}")
         try:
@@ -174,10 +188,22 @@ async def test_an_active_instance_stopping_cleanly_hands_the_service_to_the_stan
             pub.close()
         await until(lambda: len(security_texts(fake)) >= 1, within=15)
         assert rows(pg_url, "SELECT takeovers, handovers FROM site_leases") == [(0, 1)]
-        assert b"lost the service lease" not in first_log.read_bytes()
+        assert b"lost the service lease" not in first.log.read_bytes()
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(20)
+        await stop(first, second)
+        await fake.close()
+
+
+async def test_commands_that_do_not_read_postgresql_yet_say_so_and_create_nothing(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    fake = await FakeTwilio().start()
+    try:
+        config = str(write_site(tmp_path, broker, fake, pg_url, 5))
+        for command in (["incidents", "list"], ["events"], ["users", "list"], ["web"]):
+            done = await asyncio.to_thread(alertd, *command, "--config", config)
+            assert done.returncode == 1, (command, done.stderr)
+            assert "does not read a PostgreSQL store yet" in done.stderr, command
+        assert not (tmp_path / "var").exists()
+    finally:
         await fake.close()

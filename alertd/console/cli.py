@@ -21,7 +21,7 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def _writable(config: Config) -> SqliteStore:
-    path = config.storage.path
+    path = config.storage.file()
     try:
         return SqliteStore(path)
     except StoreError as exc:
@@ -163,7 +163,7 @@ def register(
 
         config = load(config_path)
         logs.setup(config.log_level, config.site.tz, config.log_format)
-        if not config.storage.path.exists():
+        if not config.storage.file().exists():
             raise click.ClickException(
                 f"no store at {config.storage.path} (start alertd run first)"
             )

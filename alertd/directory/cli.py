@@ -45,7 +45,7 @@ def reveal(config: Config, what: str) -> None:
     from alertd.console.audit import cli_reveal
 
     try:
-        cli_reveal(config.storage.path, what)
+        cli_reveal(config.storage.file(), what)
     except PermissionError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -93,7 +93,7 @@ def register(
             click.echo(f"error: {problem}", err=True)
         for warning in found.warnings:
             click.echo(f"warning: {warning}", err=True)
-        store = SqliteStore(config.storage.path)
+        store = SqliteStore(config.storage.file())
         try:
             if sites.only is not None:
                 directory_db.claim_residents(store.conn, sites.only.id)
@@ -177,7 +177,7 @@ def register(
             number = normalise(phone, config.site.country)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="PHONE") from None
-        store = SqliteStore(config.storage.path)
+        store = SqliteStore(config.storage.file())
         try:
             cleared = directory_db.clear_undeliverable(store.conn, number)
         finally:

@@ -38,7 +38,7 @@ def _command(
     from alertd.console.audit import cli_actor
     from alertd.incidents.commands import run_command
 
-    path = config.storage.path
+    path = config.storage.file()
     if not path.exists():
         raise click.ClickException(f"no store at {path} (has alertd run yet?)")
     try:
