@@ -169,9 +169,7 @@ class Membership:
                 await self.round()
             except psycopg.Error as exc:
                 log.error("cluster round failed: %s", str(exc).strip())
-                with contextlib.suppress(psycopg.Error):
-                    await self.close()
-                self._conn = None
+                await self.close()
             self.expire_unrenewed()
             await asyncio.sleep(self.lease_s / 5)
 
@@ -196,10 +194,14 @@ class Membership:
         await self.close()
 
     async def close(self) -> None:
-        """Its connection closed; what it holds runs out with its leases."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        """Its connection closed (a broken one dropped); what it holds runs out with its
+        leases."""
+        import psycopg
+
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
 
 
 #: the lease of the whole service: one active instance, the others standing by

@@ -22,7 +22,7 @@ from bench import q, quick_flag
 from tests.broker import Broker
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import start_daemon, wait_for
-from tests.mqtt_tools import Publisher
+from tests.mqtt_tools import publish
 from tests.postgres import Cluster
 from tests.test_failover import SECURITY, write_site
 
@@ -64,11 +64,7 @@ async def run(tries: int) -> None:
                 os.kill(active.pid, signal.SIGKILL)
                 active.wait(10)
                 killed = time.perf_counter()
-                pub = Publisher(broker, f"bench-failover-{n}")
-                try:
-                    await asyncio.to_thread(pub.publish, f"z/smoke_{n}", '{"smoke": true}')
-                finally:
-                    pub.close()
+                await asyncio.to_thread(publish, broker, f"z/smoke_{n}", '{"smoke": true}')
                 sent: list[float] = []
                 deadline = time.monotonic() + 60
                 while not sent and time.monotonic() < deadline:

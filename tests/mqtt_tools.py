@@ -82,6 +82,15 @@ class Collector:
                 await self._changed.wait()
 
 
+def publish(broker: Broker, topic: str, payload: str) -> None:
+    """One QoS 1 message, as a device would send it, from a client of its own."""
+    pub = Publisher(broker, f"pub-{topic.rsplit('/', 1)[-1]}")
+    try:
+        pub.publish(topic, payload)
+    finally:
+        pub.close()
+
+
 class Live:
     """A daemon running in the test's event loop, with its committed events collected."""
 

@@ -25,8 +25,8 @@ from alertd.directory.phones import mask
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, start_daemon
-from tests.mqtt_tools import until
-from tests.test_duty_desk import LI, RESIDENTS, ZHANG, Desk, publish, write_desk
+from tests.mqtt_tools import publish, until
+from tests.test_duty_desk import LI, RESIDENTS, ZHANG, Desk, write_desk
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -25,7 +25,7 @@ from alertd.store.directory import import_residents
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, signed_post, start_daemon
-from tests.mqtt_tools import Live, Publisher, until
+from tests.mqtt_tools import Live, Publisher, publish, until
 from tests.test_incidents import cli, rows
 from tests.test_playbooks import SHIPPED
 
@@ -125,14 +125,6 @@ async def desk(tmp_path: Path, broker: Broker) -> AsyncIterator[Desk]:
     text = log.read_text()
     for resident in RESIDENTS:  # personal data stays out of the log
         assert resident.phone not in text
-
-
-def publish(broker: Broker, topic: str, payload: str) -> None:
-    pub = Publisher(broker, f"desk-pub-{topic.rsplit('/', 1)[1]}")
-    try:
-        pub.publish(topic, payload)
-    finally:
-        pub.close()
 
 
 async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(

@@ -18,7 +18,7 @@ from alertd.config import load_config
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, start_daemon, wait_for
-from tests.mqtt_tools import Live, Publisher, until
+from tests.mqtt_tools import Live, publish, until
 from tests.test_playbooks import SHIPPED
 
 SECURITY = "+8613900000001"
@@ -96,11 +96,7 @@ async def test_a_fire_on_postgresql_reaches_security_and_is_stored_there(
     try:
         config = load_config(write_site(tmp_path, broker, fake, pg_url, 5))
         async with Live(config) as live:
-            pub = Publisher(broker, f"pg-pub-{tmp_path.name[-8:]}")
-            try:
-                await asyncio.to_thread(pub.publish, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
-            finally:
-                pub.close()
+            await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
             await live.seen.until(lambda evs: len(evs) == 1)
             await live.settled()
             await until(lambda: len(security_texts(fake)) == 1)
@@ -126,11 +122,8 @@ async def test_the_standby_takes_over_when_the_active_instance_is_killed(
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
         killed = time.monotonic()
-        pub = Publisher(broker, f"failover-pub-{tmp_path.name[-8:]}")
-        try:  # published while nobody is active: the broker keeps it for the session
-            await asyncio.to_thread(pub.publish, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
-        finally:
-            pub.close()
+        # published while nobody is active: the broker keeps it for the session
+        await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
         await until(lambda: len(security_texts(fake)) >= 1, within=30)
         took = time.monotonic() - killed
         assert b"active:" in second.log.read_bytes()
@@ -181,11 +174,7 @@ async def test_an_active_instance_stopping_cleanly_hands_the_service_to_the_stan
         await asyncio.to_thread(
             wait_for, lambda: b"connected to MQTT" in second.log.read_bytes(), 15, "the takeover"
         )
-        pub = Publisher(broker, f"handover-pub-{tmp_path.name[-8:]}")
-        try:
-            await asyncio.to_thread(pub.publish, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
-        finally:
-            pub.close()
+        await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
         await until(lambda: len(security_texts(fake)) >= 1, within=15)
         assert rows(pg_url, "SELECT takeovers, handovers FROM site_leases") == [(0, 1)]
         assert b"lost the service lease" not in first.log.read_bytes()

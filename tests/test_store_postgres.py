@@ -188,7 +188,7 @@ def test_a_copy_that_does_not_check_out_commits_nothing(tmp_path: Path, pg_url: 
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
 
 
-def test_store_copy_on_the_command_line(tmp_path: Path, pg_cluster: object, pg_url: str) -> None:
+def test_store_copy_on_the_command_line(tmp_path: Path, pg_url: str) -> None:
     first = tmp_path / "first.db"
     _fill(first, rows=2)
     done = alertd("store", "copy", str(first), pg_url)
@@ -230,3 +230,14 @@ def test_a_bad_storage_url_in_the_configuration_names_the_line_not_the_password(
     assert "alertd.yaml:3" in done.stderr
     assert "storage.url" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout
+
+
+def test_a_percent_sign_in_a_statement_is_text_with_values_or_without(pg_url: str) -> None:
+    """The store's statements are written with `?` for sqlite3; psycopg reads `%` as a
+    placeholder only when it is given values."""
+    from alertd.store.postgres import PgConn
+
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        conn = PgConn(raw)
+        assert conn.execute("SELECT '50%'").fetchone() == ("50%",)
+        assert conn.execute("SELECT ? || '%' || '?'", ["50"]).fetchone() == ("50%?",)

@@ -1,8 +1,9 @@
 """Durable storage: every SQL statement alertd makes lives in this package, grouped by
-aggregate (sqlite.py: events and devices; incidents.py: incidents, timers, timeline and
-staff commands; messages.py: the outbox and delivery; directory.py: residents;
-accounts.py: console accounts and the audit trail; analytics.py: the supervisor's
-figures). The rest of alertd hands a `Conn` through and knows no dialect."""
+aggregate (events.py and devices.py: events and devices; incidents.py: incidents, timers,
+timeline and staff commands; messages.py: the outbox and delivery; directory.py:
+residents; accounts.py: console accounts and the audit trail; analytics.py: the
+supervisor's figures), on SQLite (sqlite.py) or PostgreSQL (postgres.py). The rest of
+alertd hands a `Conn` through and knows no dialect."""
 
 from alertd.store.batch import Batch, DeadLetter, StateRow
 from alertd.store.sql import Conn, StoreError

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from alertd.store.postgres import PgStore, is_postgres, shown
 from alertd.store.sql import transaction
@@ -34,17 +34,6 @@ class CopyRefused(RuntimeError):
 class Copied:
     table: str
     rows: int
-
-
-class _End(Protocol):
-    name: str
-
-    def tables(self) -> dict[str, list[str]]: ...
-    def count(self, table: str) -> int: ...
-    def rows(self, table: str, columns: list[str]) -> Iterator[tuple[Any, ...]]: ...
-    def write(self, table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> None: ...
-    def written(self, table: str) -> None: ...
-    def close(self) -> None: ...
 
 
 class _Sqlite:

@@ -193,11 +193,13 @@ class Events:
             where.append(f"kind IN ({','.join('?' * len(kinds))})")
             args.extend(kinds)
         cap = "" if limit is None else " LIMIT ?"
-        yield from dict_rows(
-            self.conn,
+        cur = self.conn.execute(  # row by row: a year of events need not fit in memory
             f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id{cap}",
             [*args, *([] if limit is None else [limit])],
         )
+        names = [c[0] for c in cur.description]
+        for row in cur:
+            yield dict(zip(names, row, strict=True))
 
     def dead_letters(self, *, limit: int = 100) -> list[dict[str, Any]]:
         rows = dict_rows(self.conn, "SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", [limit])

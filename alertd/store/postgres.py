@@ -52,12 +52,11 @@ def shown(url: str) -> str:
         parts = conninfo.conninfo_to_dict(url)
     except Exception:
         return "postgresql://(unreadable connection string)"
-    hosts = str(parts.get("host", "localhost"))
-    ports = str(parts.get("port", ""))
-    where = ",".join(
-        f"{h}:{p}" if p else h
-        for h, p in zip(hosts.split(","), (ports.split(",") * len(hosts.split(","))), strict=False)
-    )
+    hosts = str(parts.get("host", "localhost")).split(",")
+    ports = str(parts.get("port", "")).split(",")
+    if len(ports) == 1:  # libpq: one port for every host
+        ports *= len(hosts)
+    where = ",".join(f"{h}:{p}" if p else h for h, p in zip(hosts, ports, strict=False))
     user = f"{parts['user']}@" if parts.get("user") else ""
     return f"postgresql://{user}{where}/{parts.get('dbname', '')}"
 
@@ -138,7 +137,9 @@ class PgConn:
     def execute(self, statement: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         if self._trace is not None:
             self._trace(f"{statement} {list(args)!r}" if args else statement)
-        return self.raw.execute(_format(statement).encode(), args or None)
+        if not args:  # psycopg reads placeholders (and `%%`) only when given values
+            return self.raw.execute(statement.encode())
+        return self.raw.execute(_format(statement).encode(), args)
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         cur = self.raw.cursor()

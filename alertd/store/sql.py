@@ -14,7 +14,8 @@ from typing import Any
 
 #: a connection to the store, as the statements take it (a PgConn behaves as one)
 Conn = sqlite3.Connection
-#: a failure of the store (busy or broken file, full disk, a server gone)
+#: a failure of the SQLite store (busy or broken file, full disk); PostgreSQL's failures
+#: are psycopg's, caught where the daemon runs on it
 StoreError = sqlite3.Error
 
 #: rows of one multi-row VALUES statement at most
