@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -14,11 +15,13 @@ from zoneinfo import ZoneInfo
 import click
 
 from alertd import logs
+from alertd.cli_store import reader, writable
 from alertd.config import Config, load_config, panel_problems
 from alertd.problems import InvalidInput, Problem
-from alertd.store import Reader, SqliteStore, StoreError
+from alertd.store import StoreError
 from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
+from alertd.store.stores import Missing
 
 if TYPE_CHECKING:
     from alertd.sites import Sites
@@ -46,7 +49,19 @@ def _config(path: Path, *, secrets: bool = False) -> Config:
         raise SystemExit(2) from None
 
 
-@click.group()
+class _Commands(click.Group):
+    """A store that fails under a command (the server gone, a disk error) is one line
+    naming the failure, exit 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            click.echo(f"error: the store failed: {exc}", err=True)
+            raise SystemExit(2) from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="alertd")
 def main() -> None:
     """alertd: emergency alerts for residential property management."""
@@ -70,15 +85,13 @@ def run(config_path: Path) -> None:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
     except StoreError as exc:  # opening it; later the daemon holds and retries
-        click.echo(f"error: cannot open the store at {config.storage.path}: {exc}", err=True)
+        click.echo(f"error: cannot open the store at {config.storage.where}: {exc}", err=True)
         raise SystemExit(2) from None
     except Exception as exc:
         if config.storage.url is None or type(exc).__module__.split(".")[0] != "psycopg":
             raise
-        from alertd.store.postgres import shown
-
-        where = shown(config.storage.url.get_secret_value())
-        click.echo(f"error: cannot open the store at {where}: {str(exc).strip()}", err=True)
+        text = str(exc).strip()
+        click.echo(f"error: cannot open the store at {config.storage.where}: {text}", err=True)
         raise SystemExit(2) from None
     if daemon.failed:
         raise SystemExit(1)
@@ -136,19 +149,17 @@ def check(config_path: Path) -> None:
 
 def _stored_residents(config: Config, sites: Sites) -> list[Problem]:
     """Residents in the store of no configured site: nobody would ever text them."""
-    if not config.storage.path.exists():
-        return []
     try:
-        conn = SqliteStore.reader(config.storage.path)
+        store = config.storage.reader()
         try:
-            counts = directory_db.counts_by_site(conn).items()
+            counts = directory_db.counts_by_site(store.conn).items()
         finally:
-            conn.close()
+            store.close()
     except StoreError:
-        return []  # a store of yesterday's schema: the daemon migrates it
+        return []  # none yet, or yesterday's schema: the daemon makes or migrates it
     return [
         Problem(
-            str(config.storage.path),
+            config.storage.where,
             f"{n} resident(s) of no site, stored before sites: import them again with --site"
             if not site
             else f"{n} resident(s) of site {site!r}, which is not configured: never texted",
@@ -170,7 +181,7 @@ def events(
     """List stored events, oldest first, times in the site's time zone."""
     config = _config(config_path)
     tz = config.site.tz
-    store = _store(config)
+    store = reader(config)
     for row in store.events(since=_since(since, tz) if since else None, kinds=kinds, limit=limit):
         row = _localise(row, tz, ("occurred_at", "received_at"))
         row["tags"], row["drill"] = json.loads(row["tags"]), bool(row["drill"])
@@ -250,10 +261,11 @@ def sites(config_path: Path) -> None:
         staff = None
     residents: dict[str, int] = {}
     incidents: dict[str, int] = {}
-    if config.storage.path.exists():
-        store = _store(config)
+    with contextlib.suppress(Missing):
+        store = reader(config, missing_ok=True)
         residents = directory_db.counts_by_site(store.conn)
         incidents = incidents_db.unclosed_by_site(store.conn)
+        store.close()
     health = _health(config)
     states = health.get("sites", {}) if isinstance(health, dict) else {}
     click.echo(
@@ -279,10 +291,15 @@ def backup(config_path: Path, dest: Path) -> None:
     from alertd.store.upkeep import backup as copy
 
     config = _config(config_path)
-    _store(config).close()  # exists and is readable: one clear line if not
+    if config.storage.url is not None:
+        raise click.ClickException(
+            "storage.url: back PostgreSQL up with its own tools (pg_dump, or pg_basebackup "
+            "and WAL archiving for a point in time); `alertd store copy` makes a SQLite copy"
+        )
+    reader(config).close()  # exists and is readable: one clear line if not
     if dest.exists():
         raise click.ClickException(f"{dest} exists: give a new file")
-    pages = copy(config.storage.file(), dest)
+    pages = copy(config.storage.path, dest)
     click.echo(f"{dest}: {pages} pages, integrity ok")
 
 
@@ -296,8 +313,8 @@ def prune(config_path: Path, dry_run: bool) -> None:
     from alertd.store.upkeep import prune as run
 
     config = _config(config_path)
-    _store(config).close()
-    store = SqliteStore(config.storage.file())
+    reader(config).close()
+    store = writable(config)
     try:
         done = run(
             store.conn,
@@ -323,7 +340,7 @@ def prune(config_path: Path, dry_run: bool) -> None:
 def dead_letters(config_path: Path, limit: int, as_json: bool) -> None:
     """Messages that could not be used, newest last, with the reason."""
     config = _config(config_path)
-    store = _store(config)
+    store = reader(config)
     for row in store.dead_letters(limit=limit):
         row = _localise(row, config.site.tz, ("received_at",))
         payload = bytes(row.pop("payload")).decode("utf-8", "replace")
@@ -499,19 +516,6 @@ def simulate_dc09(host: str, port: int, udp: bool, key: str | None, capture: Pat
         click.echo(f"> {frame.strip().decode()}\n< {answer.strip().decode()}")
 
 
-def _store(config: Config) -> Reader:
-    """The store, read-only: one clear line when it is missing or cannot be read."""
-    path = config.storage.file()
-    if not path.exists():
-        click.echo(f"error: no store at {path} (has alertd run yet?)", err=True)
-        raise SystemExit(2)
-    try:
-        return Reader(SqliteStore.reader(path))
-    except StoreError as exc:
-        click.echo(f"error: cannot read the store at {path}: {exc}", err=True)
-        raise SystemExit(2) from None
-
-
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 
 
@@ -538,9 +542,9 @@ def _register() -> None:
     from alertd.directory.cli import register as register_directory
     from alertd.incidents.cli import register
 
-    register(main, config_option, _config, _store)
-    register_console(main, config_option, _config, _store)
-    register_directory(main, config_option, _config, _store)
+    register(main, config_option, _config, reader)
+    register_console(main, config_option, _config, reader)
+    register_directory(main, config_option, _config, reader)
 
 
 _register()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -16,6 +16,10 @@ from alertd.problems import InvalidInput, Problem
 from alertd.yamlfile import load_yaml, pydantic_problems
 from integrations.mqtt.profiles.spec import ProfileSpec
 from integrations.panels.spec import PanelConfig, PrinterFormat, ReceiverConfig
+
+if TYPE_CHECKING:
+    from alertd.store.events import Events
+    from alertd.store.sqlite import Reader
 
 #: a site's id, as files, commands and URLs name it
 SITE_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
@@ -121,19 +125,28 @@ class StorageConfig(Strict):
     #: raw events and dead letters no kept incident refers to go after this
     keep_events_days: int = Field(90, ge=7)
 
-    def file(self) -> Path:
-        """The SQLite file, for the commands that read the store (the console and every
-        command but `run`, `cluster` and `store copy`): refused, not an empty file in
-        its place, when the store is PostgreSQL, which they do not read yet."""
-        if self.url is not None:
-            import click
+    @property
+    def secret_url(self) -> str | None:
+        return None if self.url is None else self.url.get_secret_value()
 
-            raise click.ClickException(
-                "storage.url: this command does not read a PostgreSQL store yet (`alertd "
-                "run`, `alertd cluster` and `alertd store copy` do); see the README, "
-                "Several instances"
-            )
-        return self.path
+    @property
+    def where(self) -> str:
+        """The store as messages name it (never with its password)."""
+        from alertd.store.stores import where
+
+        return where(self.path, self.secret_url)
+
+    def open(self) -> Events:
+        """The store for writing, migrated (StoreError when it cannot be)."""
+        from alertd.store.stores import open_store
+
+        return open_store(self.path, self.secret_url)
+
+    def reader(self) -> Reader:
+        """The store for reading only (StoreError, or Missing when alertd never ran)."""
+        from alertd.store.stores import open_reader
+
+        return open_reader(self.path, self.secret_url)
 
     @field_validator("url")
     @classmethod

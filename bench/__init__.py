@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,11 +34,50 @@ def residents_of(count: int, building: str, site: str = "HV") -> list[Resident]:
     ]
 
 
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark has: --quick, a short run."""
+    found = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+    found.add_argument("--quick", action="store_true", help="a short run")
+    return found
+
+
 def quick_flag(doc: str | None) -> bool:
-    """Parse the one option every benchmark has: --quick, a short run."""
-    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run")
-    return bool(parser.parse_args().quick)
+    return bool(parser(doc).parse_args().quick)
+
+
+def store_flags(doc: str | None) -> tuple[bool, bool]:
+    """--quick, and --postgres: the store on PostgreSQL instead of SQLite."""
+    found = parser(doc)
+    found.add_argument(
+        "--postgres",
+        action="store_true",
+        help="alertd on a PostgreSQL store (a throwaway cluster with fsync on, its defaults)",
+    )
+    options = found.parse_args()
+    return bool(options.quick), bool(options.postgres)
+
+
+@contextlib.contextmanager
+def bench_store(postgres: bool) -> Iterator[str | None]:
+    """None (alertd's SQLite file), or the URL of a database in a throwaway PostgreSQL
+    cluster (durable, as a server in production), removed afterwards."""
+    if not postgres:
+        yield None
+        return
+    from tests.postgres import Cluster
+
+    cluster = Cluster(durable=True).start()
+    try:
+        yield cluster.url()
+    finally:
+        cluster.remove()
+
+
+def storage_line(url: str | None) -> str:
+    """The configuration's `storage:` line: SQLite durable (FULL), or PostgreSQL at `url`."""
+    if url is None:
+        return "storage: {path: alertd.db, synchronous: FULL}\n"
+    return f"storage: {{url: '{url}'}}\n"
 
 
 def rss_mib(pid: int | str = "self") -> float:

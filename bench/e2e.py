@@ -1,4 +1,4 @@
-"""The whole path, as a peer is measured: `python -m bench.e2e [--quick]`.
+"""The whole path, as a peer is measured: `python -m bench.e2e [--quick] [--postgres]`.
 
 What a user's configuration does: 60,000 devices in the devices file; each MQTT message
 comes from a fresh device and is a leak that opens its own incident, whose playbook has
@@ -26,7 +26,6 @@ import asyncio
 import json
 import multiprocessing
 import signal
-import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,7 +35,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench import q, quick_flag, rss_mib, subscribed
+from alertd.store.stores import open_reader
+from bench import bench_store, q, rss_mib, storage_line, store_flags, subscribed
 from tests.broker import Broker, free_port
 from tests.helpers import start_daemon
 
@@ -163,12 +163,13 @@ class Phase:
         )
 
 
-async def run(quick: bool) -> None:
+async def run(quick: bool, postgres: bool) -> None:
     seconds = 3 if quick else 10
     phases = [(100, seconds), (500, seconds), (2000, seconds)]
     total = sum(rate * s for rate, s in phases)
-    with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp, bench_store(postgres) as url:
         root = Path(tmp)
+        print(f"store: {'PostgreSQL (fsync on, its defaults)' if url else 'SQLite (FULL)'}")
         broker = Broker(root / "mosquitto").start()
         arrivals: dict[int, float] = {}
 
@@ -195,8 +196,8 @@ async def run(quick: bool) -> None:
         (root / "devices.csv").write_text("\n".join(rows) + "\n")
         (root / "alertd.yaml").write_text(
             f"mqtt: {{port: {broker.port}, client_id: bench-e2e}}\n"
-            "storage: {path: alertd.db, synchronous: FULL}\n"
-            "devices: devices.csv\nplaybooks: playbooks\n"
+            + storage_line(url)
+            + "devices: devices.csv\nplaybooks: playbooks\n"
             f"webhooks: {{sink: {{url: 'http://127.0.0.1:{port}/hook', format: slack}}}}\n"
             f"http: {{port: {http_port}}}\n"
             "log_level: WARNING\n"
@@ -251,7 +252,7 @@ async def run(quick: bool) -> None:
             await asyncio.to_thread(daemon.wait, 60)
             await runner.cleanup()
             broker.stop()
-        times = stage_times(root / "alertd.db")
+        times = stage_times(root / "alertd.db", url)
     print("publish -> webhook arrival, incidents (alertd) or POSTs (relay) a second:")
     for phase in results:
         print(phase.line())
@@ -269,16 +270,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stage_times(db: Path) -> dict[int, tuple[float, float, float]]:
+def stage_times(db: Path, url: str | None) -> dict[int, tuple[float, float, float]]:
     """Device number -> (received, decided, expanded), from the store's own timestamps:
     the event's received_at, its incident's opened_at, its webhook message's due_at."""
-    conn = sqlite3.connect(db)
-    rows = conn.execute(
-        "SELECT e.device_id, e.received_at, i.opened_at, min(m.due_at) FROM events e "
+    store = open_reader(db, url)
+    rows = store.conn.execute(
+        "SELECT e.device_id, e.received_at, min(i.opened_at), min(m.due_at) FROM events e "
         "JOIN timeline t ON t.event_id = e.id JOIN incidents i ON i.id = t.incident_id "
         "JOIN messages m ON m.incident_id = i.id GROUP BY e.id"
     ).fetchall()
-    conn.close()
+    store.close()
     at = datetime.fromisoformat
     return {
         int(d.split("_", 1)[1]): (at(r).timestamp(), at(o).timestamp(), at(m).timestamp())
@@ -308,7 +309,7 @@ def stages(
 
 
 def main() -> None:
-    asyncio.run(run(quick_flag(__doc__)))
+    asyncio.run(run(*store_flags(__doc__)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Ingest benchmark: `make bench` or `python -m bench.ingest [--quick]`.
+"""Ingest benchmark: `make bench` or `python -m bench.ingest [--quick] [--postgres]`.
 
 Runs alertd's daemon in this process (durability on: synchronous=FULL, QoS 1, manual
 acks after commit) against a real Mosquitto, with 2,000 devices, and publishers in
@@ -24,7 +24,7 @@ from pathlib import Path
 from alertd.config import load_config
 from alertd.daemon import Daemon
 from alertd.events import Event
-from bench import q, quick_flag, rss_mib
+from bench import bench_store, q, rss_mib, storage_line, store_flags
 from tests.broker import Broker
 
 DEVICES = 2000
@@ -100,18 +100,19 @@ def publish(port: int, worker: int, workers: int, rounds: int) -> float:
     return sent / elapsed
 
 
-async def run(quick: bool) -> None:
+async def run(quick: bool, postgres: bool) -> None:
     logging.basicConfig(level=os.environ.get("BENCH_LOG", "ERROR"))
     rounds = 10 if quick else 40
-    with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp, bench_store(postgres) as url:
         root = Path(tmp)
+        print(f"store: {'PostgreSQL (fsync on, its defaults)' if url else 'SQLite (FULL)'}")
         broker = Broker(root / "mosquitto").start()
         try:
             (root / "devices.csv").write_text(devices_csv())
             (root / "alertd.yaml").write_text(
                 f"mqtt: {{port: {broker.port}, client_id: bench}}\n"
-                "storage: {path: alertd.db, synchronous: FULL}\n"
-                "devices: devices.csv\nlog_level: ERROR\n"
+                + storage_line(url)
+                + "devices: devices.csv\nlog_level: ERROR\n"
             )
             daemon = Daemon(load_config(root / "alertd.yaml"))
             await daemon.start()
@@ -208,7 +209,7 @@ def _latency(event: Event, out: list[float]) -> None:
 
 
 def main() -> None:
-    asyncio.run(run(quick_flag(__doc__)))
+    asyncio.run(run(*store_flags(__doc__)))
 
 
 if __name__ == "__main__":

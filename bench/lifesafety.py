@@ -1,4 +1,4 @@
-"""Life-safety benchmark: `python -m bench.lifesafety [--quick]` (part of `make bench`).
+"""Life-safety benchmark: `python -m bench.lifesafety [--quick] [--postgres]` (in `make bench`).
 
 alertd runs as its own process on the shipped playbooks, SQLite with synchronous=FULL, a
 real Mosquitto, and the real twilio SDK against the local fake Twilio (which posts a
@@ -32,7 +32,6 @@ import multiprocessing.synchronize
 import os
 import re
 import signal
-import sqlite3
 import tempfile
 import time
 from collections import Counter
@@ -45,9 +44,9 @@ import aiohttp
 from alertd.console.accounts import add_user
 from alertd.console.roles import Role
 from alertd.directory.residents import Resident
-from alertd.store import SqliteStore
 from alertd.store.directory import import_residents
-from bench import fake_twilio_sms, q, residents_of, subscribed
+from alertd.store.stores import open_reader, open_store
+from bench import bench_store, fake_twilio_sms, q, residents_of, subscribed
 from bench.console import PASSWORD, sign_in
 from tests.broker import Broker, free_port
 from tests.fake_twilio import Failure, FakeTwilio
@@ -87,7 +86,12 @@ def storm(port: int, rate: int, seconds: float, stop: multiprocessing.synchroniz
 
 
 def setup(
-    root: Path, fake: FakeTwilio, broker: Broker, residents: int, sites: int = 1
+    root: Path,
+    fake: FakeTwilio,
+    broker: Broker,
+    residents: int,
+    sites: int = 1,
+    url: str | None = None,
 ) -> tuple[Path, int]:
     """`sites` > 1: that many estates (`sites:`), the telemetry, the fires and their
     residents spread over them; security (head office's) covers them all."""
@@ -107,7 +111,7 @@ def setup(
         "oncall:\n  security:\n    - {who: Wang, start: '00:00', end: '12:00'}\n"
         "    - {who: Wang, start: '12:00', end: '00:00'}\n"
     )
-    store = SqliteStore(root / "alertd.db")
+    store = open_store(root / "alertd.db", url)
     people = residents_of(residents, "0", at(0) or "HV")
     people += [
         Resident(str(b), "3", f"{b}03", f"F{b}", f"+86137{b:08d}", "zh", False, site=at(b) or "HV")
@@ -122,7 +126,8 @@ def setup(
         "site: {name: HV, timezone: Asia/Shanghai}\n"
         + (f"sites:\n{estates}" if sites > 1 else "")
         + f"mqtt: {{port: {broker.port}, client_id: bench-lifesafety}}\n"
-        f"storage: {{path: alertd.db}}\ndevices: devices.csv\nplaybooks: {PLAYBOOKS}\n"
+        + (f"storage: {{url: '{url}'}}\n" if url else "storage: {path: alertd.db}\n")
+        + f"devices: devices.csv\nplaybooks: {PLAYBOOKS}\n"
         "staff: staff.yaml\n"
         "delivery: {sms_per_s: 200, calls_per_s: 1, concurrency: 20}\n"
         f"twilio: {{account_sid: AC{'0' * 32}, auth_token: {TOKEN}, "
@@ -188,15 +193,16 @@ async def console_sessions(url: str, sessions: int, stop: asyncio.Event) -> int:
     return updates
 
 
-async def under_load(quick: bool, sessions: int, sites: int = 1) -> None:
+async def under_load(quick: bool, sessions: int, sites: int = 1, postgres: bool = False) -> None:
     residents = 1000 if quick else 5000
     fires = 10 if quick else 50
-    with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp, bench_store(postgres) as url:
         root = Path(tmp)
+        print(f"store: {'PostgreSQL (fsync on, its defaults)' if url else 'SQLite (FULL)'}")
         broker = Broker(root / "mosquitto").start()
         # the account allows 200 requests a second, as the SMS lane is configured
         fake = await FakeTwilio(receipts_token=TOKEN, rate_limit=200).start()
-        config, http_port = setup(root, fake, broker, residents, sites)
+        config, http_port = setup(root, fake, broker, residents, sites, url)
         web_port = free_port()
         with config.open("a") as out:
             out.write(f"console: {{port: {web_port}}}\n")
@@ -252,18 +258,20 @@ async def under_load(quick: bool, sessions: int, sites: int = 1) -> None:
             for line in (root / "web.log").read_text().splitlines():
                 if "ERROR" in line or "Traceback" in line:
                     print(f"  console log: {line}")
-        report(root, fake, published, fan_sent, fan_start, residents)
+        report(root, url, fake, published, fan_sent, fan_start, residents)
 
 
 def report(
     root: Path,
+    url: str | None,
     fake: FakeTwilio,
     published: dict[str, float],
     fan_sent: list[dict[str, object]],
     fan_start: float,
     residents: int,
 ) -> None:
-    conn = sqlite3.connect(root / "alertd.db")
+    store = open_reader(root / "alertd.db", url)
+    conn = store.conn
     incidents = {
         str(b): (i, datetime.fromisoformat(o).timestamp())
         for i, b, o in conn.execute("SELECT id, building, opened_at FROM incidents")
@@ -283,7 +291,7 @@ def report(
             (SECURITY,),
         )
     }
-    conn.close()
+    store.close()
     found = re.search(r"'dropped': (\d+)", (root / "alertd.log").read_text())
     dropped = int(found.group(1)) if found else 0
     first_request: dict[int, float] = {}
@@ -402,12 +410,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short run")
     parser.add_argument("--console", type=int, default=20, help="console sessions open")
     parser.add_argument("--sites", type=int, default=1, help="estates the load is spread over")
+    parser.add_argument("--postgres", action="store_true", help="alertd on PostgreSQL")
     options = parser.parse_args()
     quick = options.quick
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if options.sites > 1:
         print(f"{options.sites} sites (sites:), the storm, the fires and residents over them")
-    asyncio.run(under_load(quick, options.console, options.sites))
+    asyncio.run(under_load(quick, options.console, options.sites, options.postgres))
     asyncio.run(storm_429(quick))
 
 

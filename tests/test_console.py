@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from alertd.directory.phones import mask
+from alertd.store.stores import open_reader
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, start_daemon
@@ -58,6 +58,8 @@ class Console:
     url: str
     browser: Browser
     store: Path
+    #: the PostgreSQL store's, when it is not the SQLite file `store`
+    store_url: str | None
     #: the daemon's processes, the running one last (a test may stop and start it)
     daemons: list[subprocess.Popen[bytes]]
     log: Path
@@ -71,7 +73,7 @@ class Console:
         return await signed_in(self.browser, self.url, account)
 
     def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
-        return read(self.store, sql, *args)
+        return read(self.store, sql, *args, url=self.store_url)
 
 
 async def signed_in(browser: Browser, url: str, account: str) -> Page:
@@ -86,13 +88,14 @@ async def signed_in(browser: Browser, url: str, account: str) -> Page:
     return page
 
 
-def read(store: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    """Rows of the store, read as another process would."""
-    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+def read(store: Path, sql: str, *args: object, url: str | None = None) -> list[tuple[object, ...]]:
+    """Rows of the store (the SQLite file, or PostgreSQL's at `url`), read as another
+    process would."""
+    reader = open_reader(store, url)
     try:
-        return conn.execute(sql, args).fetchall()
+        return [tuple(row) for row in reader.conn.execute(sql, args).fetchall()]
     finally:
-        conn.close()
+        reader.close()
 
 
 @contextlib.asynccontextmanager
@@ -128,10 +131,19 @@ def start_web(config: Path, log: Path) -> subprocess.Popen[bytes]:
         )  # fmt: skip
 
 
+#: the tests that run on PostgreSQL too: `on_both_engines` before them
+on_both_engines = pytest.mark.parametrize("console", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
-async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
+async def console(
+    tmp_path: Path, broker: Broker, request: pytest.FixtureRequest
+) -> AsyncIterator[Console]:
+    """The desk's daemon and console on a SQLite file, or (parameter "postgres") on a
+    database of the throwaway PostgreSQL cluster."""
+    url = request.getfixturevalue("pg_url") if getattr(request, "param", "") == "postgres" else None
     fake = await FakeTwilio().start()
-    config, port = write_desk(tmp_path, broker, fake, f"console-{tmp_path.name[-10:]}")
+    config, port = write_desk(tmp_path, broker, fake, f"console-{tmp_path.name[-10:]}", url)
     web_port = free_port()
     with config.open("a") as out:
         out.write(f"console: {{port: {web_port}, centre: 海景物业服务中心}}\n")
@@ -149,6 +161,7 @@ async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
                 f"http://127.0.0.1:{web_port}",
                 browser,
                 tmp_path / "alertd.db",
+                url,
                 daemons,
                 log,
             )
@@ -163,6 +176,7 @@ async def console(tmp_path: Path, broker: Broker) -> AsyncIterator[Console]:
             assert resident.phone not in text
 
 
+@on_both_engines
 async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_stops_escalation(
     console: Console, broker: Broker
 ) -> None:
@@ -272,6 +286,7 @@ class Client:
             return got.status, got.headers.get("Location", ""), await got.text()
 
 
+@on_both_engines
 async def test_each_role_sees_and_does_only_what_it_may_even_by_direct_post(
     console: Console,
 ) -> None:
@@ -402,6 +417,7 @@ async def test_the_roll_call_puts_a_resident_who_needs_help_on_top_and_the_repor
     assert printed.stdout == served
 
 
+@on_both_engines
 async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     console: Console, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,8 +20,9 @@ from alertd.clock import FakeClock
 from alertd.config import load_config
 from alertd.directory.phones import mask
 from alertd.directory.residents import Resident
-from alertd.store import SqliteStore
+from alertd.sites import sites_of
 from alertd.store.directory import import_residents
+from alertd.store.stores import open_store
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, signed_post, start_daemon
@@ -86,25 +87,34 @@ class Desk:
         return await signed_post(self.callbacks, PUBLIC, TOKEN, path, form)
 
 
-def write_desk(tmp_path: Path, broker: Broker, fake: FakeTwilio, name: str) -> tuple[Path, int]:
+def write_desk(
+    tmp_path: Path, broker: Broker, fake: FakeTwilio, name: str, url: str | None = None
+) -> tuple[Path, int]:
+    """The desk's site, its store a SQLite file or the PostgreSQL database at `url`."""
     (tmp_path / "devices.csv").write_text(DEVICES)
     (tmp_path / "staff.yaml").write_text(STAFF)
-    store = SqliteStore(tmp_path / "alertd.db")
-    import_residents(store.conn, RESIDENTS, datetime.now(UTC))
-    store.close()
     port = free_port()
     config = tmp_path / "alertd.yaml"
     config.write_text(
         "site: {name: HV, timezone: Asia/Shanghai, sms_signature: {zh: 【海景物业】, en: 'HV:'}}\n"
         f"mqtt: {{port: {broker.port}, client_id: {name}}}\n"
-        "storage: {path: alertd.db, synchronous: NORMAL}\n"
-        f"devices: devices.csv\nplaybooks: {SHIPPED}\nstaff: staff.yaml\n"
+        + (
+            f"storage: {{url: '{url}'}}\n"
+            if url
+            else "storage: {path: alertd.db, synchronous: NORMAL}\n"
+        )
+        + f"devices: devices.csv\nplaybooks: {SHIPPED}\nstaff: staff.yaml\n"
         "ingest: {tick_s: 0.05}\n"
         "delivery: {poll_s: 0.05, calls_per_s: 50}\n"
         f"twilio: {{account_sid: AC{'0' * 32}, auth_token: {TOKEN}, "
         f"from_number: '+15005550006', api_base_url: '{fake.base_url}'}}\n"
         f"http: {{host: 127.0.0.1, port: {port}, public_url: '{PUBLIC}'}}\n"
     )
+    # as `alertd residents import` stores them: SQLite's before sites, PostgreSQL's with one
+    site = sites_of(load_config(config)).ids[0] if url else ""
+    store = open_store(tmp_path / "alertd.db", url)
+    import_residents(store.conn, [replace(r, site=site) for r in RESIDENTS], datetime.now(UTC))
+    store.close()
     return config, port
 
 

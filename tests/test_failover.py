@@ -5,9 +5,11 @@ the twilio SDK against the fake)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,16 +185,71 @@ async def test_an_active_instance_stopping_cleanly_hands_the_service_to_the_stan
         await fake.close()
 
 
-async def test_commands_that_do_not_read_postgresql_yet_say_so_and_create_nothing(
+#: the commands that read the store, with arguments that make them read it all
+READING = [
+    ("events",), ("incidents", "list"), ("incidents", "show", "1"), ("outbox",),
+    ("report", "1"), ("dead-letters",), ("residents", "list"), ("oncall",), ("sites",),
+    ("users", "list"), ("audit",), ("prune", "--dry-run"), ("cluster",),
+]  # fmt: skip
+
+
+async def test_the_commands_read_and_write_postgresql_whichever_instance_is_active(
     tmp_path: Path, broker: Broker, pg_url: str
 ) -> None:
+    """Before alertd made the store, a command says so (and makes no SQLite file in its
+    place); then a staff command typed after the active instance was killed is applied
+    by the standby that took over, through the commands table."""
     fake = await FakeTwilio().start()
+    config = write_site(tmp_path, broker, fake, pg_url, 2)
+    at = ["--config", str(config)]
+
+    async def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(alertd, *args, *at)
+
+    early = await run("incidents", "list")
+    assert early.returncode == 2
+    assert "no alertd store in postgresql://" in early.stderr
+    first, second = await active_and_standby(config, tmp_path)
     try:
-        config = str(write_site(tmp_path, broker, fake, pg_url, 5))
-        for command in (["incidents", "list"], ["events"], ["users", "list"], ["web"]):
-            done = await asyncio.to_thread(alertd, *command, "--config", config)
-            assert done.returncode == 1, (command, done.stderr)
-            assert "does not read a PostgreSQL store yet" in done.stderr, command
-        assert not (tmp_path / "var").exists()
+        await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+        await until(lambda: len(security_texts(fake)) == 1)
+        listed = await run("incidents", "list", "--json")
+        assert [json.loads(line)["status"] for line in listed.stdout.splitlines()] == ["open"]
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        acked = await run("incidents", "ack", "1", "--by", "Wang")
+        assert acked.returncode == 0, acked.stderr
+        assert "ack: done" in acked.stdout
+        assert b"active:" in second.log.read_bytes()
+        assert rows(pg_url, "SELECT status FROM incidents") == [("acknowledged",)]
+        added = await asyncio.to_thread(
+            alertd_input, "correct horse battery\n", "users", "add", "desk", "--role", "duty",
+            "--staff", "Wang", "--password-stdin", *at,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        assert "desk" in (await run("users", "list")).stdout
+        audit = (await run("audit")).stdout
+        assert "ack" in audit
+        assert "user_add desk" in audit
+        for reading in READING:  # every command that reads the store, on PostgreSQL
+            done = await run(*reading)
+            assert done.returncode == 0, (reading, done.stderr)
+            assert "Traceback" not in done.stderr, reading
+        checked = await run("check")  # its staff file is short of a supervisor: exit 1
+        assert "resident(s)" not in checked.stderr
+        assert "Traceback" not in checked.stderr
+        backup = await run("backup", str(tmp_path / "copy.db"))
+        assert backup.returncode == 1
+        assert "pg_dump" in backup.stderr
     finally:
+        await stop(first, second)
         await fake.close()
+    assert not (tmp_path / "var").exists()  # no SQLite file was made beside it
+
+
+def alertd_input(text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`alertd ARGS` with `text` on its standard input."""
+    return subprocess.run(
+        [sys.executable, "-m", "alertd", *args], input=text, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip

@@ -17,6 +17,8 @@ from alertd.store import Batch, DeadLetter, SqliteStore
 from alertd.store.copy import CopyRefused, _Postgres, _Sqlite, copy_store
 from alertd.store.postgres import PgStore, check_conninfo, shown
 from alertd.store.schema import MIGRATIONS
+from alertd.store.sql import unique_violation
+from alertd.store.stores import Missing, open_reader
 from tests.helpers import alertd
 
 NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
@@ -241,3 +243,36 @@ def test_a_percent_sign_in_a_statement_is_text_with_values_or_without(pg_url: st
         conn = PgConn(raw)
         assert conn.execute("SELECT '50%'").fetchone() == ("50%",)
         assert conn.execute("SELECT ? || '%' || '?'", ["50"]).fetchone() == ("50%?",)
+
+
+def test_a_reader_of_a_database_alertd_never_made_says_so_and_writes_nothing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    secret = pg_url.replace("alertd@", "alertd:hunter2@")
+    with pytest.raises(Missing, match="no alertd store in postgresql://alertd@") as found:
+        open_reader(tmp_path / "unused.db", secret)
+    assert "hunter2" not in str(found.value)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('migrations')").fetchone() == (None,)
+    PgStore(pg_url).close()
+    reader = open_reader(tmp_path / "unused.db", pg_url)
+    try:  # it only looks
+        with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
+            reader.conn.execute("DELETE FROM events")
+        assert reader.max_event_id() == 0
+    finally:
+        reader.close()
+    assert not (tmp_path / "unused.db").exists()
+
+
+def test_a_failure_of_postgresql_is_a_store_error_with_the_server_words(pg_url: str) -> None:
+    store = PgStore(pg_url)
+    try:
+        with pytest.raises(sqlite3.IntegrityError) as duplicate:
+            for _ in range(2):
+                store.conn.execute("INSERT INTO counters VALUES ('x', 1)")
+        assert unique_violation(duplicate.value)
+        with pytest.raises(sqlite3.DatabaseError, match='relation "nowhere" does not exist'):
+            store.conn.execute("SELECT * FROM nowhere")
+    finally:
+        store.close()

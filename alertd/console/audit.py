@@ -7,10 +7,13 @@ import getpass
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alertd.store import Conn, StoreError
 from alertd.store import accounts as accounts_db
+
+if TYPE_CHECKING:
+    from alertd.config import Config
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +56,11 @@ def record(
     )  # fmt: skip
 
 
-def cli_reveal(store_path: Path, what: str) -> None:
+def cli_reveal(config: Config, what: str) -> None:
     """`--show-phones` is a reveal of personal data: audited, or refused when the audit
     row cannot be written."""
-    from alertd.store import SqliteStore
-
     try:
-        store = SqliteStore(store_path)
+        store = config.storage.open()
         try:
             record(store.conn, cli_actor(), "reveal_phones", what, datetime.now(UTC))
         finally:

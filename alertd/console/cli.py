@@ -11,21 +11,14 @@ from typing import Any
 
 import click
 
+from alertd.cli_store import writable
 from alertd.config import Config
 from alertd.console import accounts
 from alertd.console.audit import cli_actor, record
 from alertd.console.roles import Role
-from alertd.store import Reader, SqliteStore, StoreError
+from alertd.store import Reader
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-def _writable(config: Config) -> SqliteStore:
-    path = config.storage.file()
-    try:
-        return SqliteStore(path)
-    except StoreError as exc:
-        raise click.ClickException(f"cannot write the store at {path}: {exc}") from None
 
 
 def _password(from_stdin: bool) -> str:
@@ -73,7 +66,7 @@ def register(
         granted = _granted(config, sites)
         who = _staff_member(config, staff, Role(role))
         password = _password(password_stdin)
-        store = _writable(config)
+        store = writable(config)
         now = datetime.now(UTC)
         try:
             user = accounts.add_user(store.conn, name, Role(role), who, password, now, granted)
@@ -92,7 +85,7 @@ def register(
         sessions end."""
         config = load(config_path)
         granted = _granted(config, sites)
-        store = _writable(config)
+        store = writable(config)
         now = datetime.now(UTC)
         try:
             accounts.grant_sites(store.conn, name, granted, now)
@@ -163,11 +156,8 @@ def register(
 
         config = load(config_path)
         logs.setup(config.log_level, config.site.tz, config.log_format)
-        if not config.storage.file().exists():
-            raise click.ClickException(
-                f"no store at {config.storage.path} (start alertd run first)"
-            )
-        SqliteStore(config.storage.path).close()  # the console's tables exist
+        store_of(config).close()  # alertd made it: one clear line if not
+        writable(config).close()  # the console's tables exist
         os.nice(config.console.nice)
         host = config.console.host
         port = config.console.port if port is None else port
@@ -202,7 +192,7 @@ def _account_change(
     @click.argument("account")
     @click.option("--password-stdin", is_flag=True, help="reset: read the password from stdin.")
     def command(config_path: Path, account: str, password_stdin: bool) -> None:
-        store = _writable(load(config_path))
+        store = writable(load(config_path))
         now = datetime.now(UTC)
         try:
             if verb == "reset":

@@ -132,12 +132,13 @@ class Console:
         self.tz = config.site.tz
         self.sites = sites_of(config)
         self.throttle = Throttle()
-        self.store = Access(config.storage.path)
+        self.store = Access(config.storage.path, config.storage.secret_url)
         self.read = self.store.read
         self.write = self.store.write
         self.board: list[dict[str, Any]] = []
         self.board_at = time.time()
         self._changed = asyncio.Condition()
+        self.ending = False
         self.env = environment(self.tz)
         self._envs: dict[str, jinja2.Environment] = {}
         self.pages = Recent(PAGE_TTL_S)
@@ -209,7 +210,14 @@ class Console:
 
     async def next_board(self, seen: float) -> None:
         async with self._changed:
-            await self._changed.wait_for(lambda: self.board_at != seen)
+            await self._changed.wait_for(lambda: self.board_at != seen or self.ending)
+
+    async def end_streams(self) -> None:
+        """The console stops: open boards' streams end now, not at their next keep-alive
+        (the server waits for every request to finish)."""
+        self.ending = True
+        async with self._changed:
+            self._changed.notify_all()
 
     def close(self) -> None:
         self.store.close()
@@ -449,13 +457,15 @@ def routes(console: Console) -> web.RouteTableDef:
         seen = -1.0
         try:  # a board closed at any moment (even before its headers went) is no error
             await response.prepare(request)
-            while True:
+            while not c.ending:
                 if seen == c.board_at:
                     try:
                         await asyncio.wait_for(c.next_board(seen), timeout=15)
                     except TimeoutError:
                         await response.write(b": keep-alive\n\n")
                         continue
+                    if c.ending:
+                        break
                 seen = c.board_at
                 token = request.cookies.get(COOKIE, "")
                 if await c.read(accounts.session, token, c.now(), board=True) is None:
@@ -983,5 +993,9 @@ def make_app(console: Console) -> web.Application:
         task.cancel()
         console.close()
 
+    async def end_streams(app: web.Application) -> None:
+        await console.end_streams()
+
     app.cleanup_ctx.append(start)
+    app.on_shutdown.append(end_streams)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from alertd.cli_store import writable
 from alertd.config import Config
 from alertd.console.audit import cli_actor, record
 from alertd.directory import importing
@@ -17,7 +18,7 @@ from alertd.directory.phones import mask
 from alertd.directory.residents import read_residents
 from alertd.problems import InvalidInput
 from alertd.sites import has_staff, load_company_staff, sites_of
-from alertd.store import Reader, SqliteStore
+from alertd.store import Reader
 from alertd.store import directory as directory_db
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -45,7 +46,7 @@ def reveal(config: Config, what: str) -> None:
     from alertd.console.audit import cli_reveal
 
     try:
-        cli_reveal(config.storage.file(), what)
+        cli_reveal(config, what)
     except PermissionError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -93,7 +94,7 @@ def register(
             click.echo(f"error: {problem}", err=True)
         for warning in found.warnings:
             click.echo(f"warning: {warning}", err=True)
-        store = SqliteStore(config.storage.file())
+        store = writable(config)
         try:
             if sites.only is not None:
                 directory_db.claim_residents(store.conn, sites.only.id)
@@ -177,7 +178,7 @@ def register(
             number = normalise(phone, config.site.country)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="PHONE") from None
-        store = SqliteStore(config.storage.file())
+        store = writable(config)
         try:
             cleared = directory_db.clear_undeliverable(store.conn, number)
         finally:

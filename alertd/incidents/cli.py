@@ -17,9 +17,10 @@ from alertd.events import Kind
 from alertd.incidents import inputs
 from alertd.incidents.report import markdown
 from alertd.sites import sites_of
-from alertd.store import Reader, SqliteStore, StoreError
+from alertd.store import Reader, StoreError
 from alertd.store import incidents as db
 from alertd.store import messages as messages_db
+from alertd.store.stores import Missing
 
 ALIASES = {
     "fire": "fire.alarm",
@@ -38,16 +39,19 @@ def _command(
     from alertd.console.audit import cli_actor
     from alertd.incidents.commands import run_command
 
-    path = config.storage.file()
-    if not path.exists():
-        raise click.ClickException(f"no store at {path} (has alertd run yet?)")
     try:
-        store = SqliteStore(path)
-        outcome = run_command(store.conn, command, incident, cli_actor(by), text, args)
+        config.storage.reader().close()  # made by the daemon, not by a command
+        store = config.storage.open()
+        try:
+            outcome = run_command(store.conn, command, incident, cli_actor(by), text, args)
+        finally:
+            store.close()
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    except Missing as exc:
+        raise click.ClickException(str(exc)) from None
     except StoreError as exc:
-        message = f"cannot write the command to the store at {path}: {exc}"
+        message = f"cannot write the command to the store at {config.storage.where}: {exc}"
         raise click.ClickException(message) from None
     if outcome.state == "failed":
         raise click.ClickException(outcome.result)

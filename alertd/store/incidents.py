@@ -333,7 +333,7 @@ def listing(
         where, args = where + " AND status = ?", [*args, status]
     if site is not None:
         where, args = where + " AND site = ?", [*args, site]
-    return dict_rows(conn, f"SELECT * FROM incidents WHERE 1 {where} ORDER BY id", args)
+    return dict_rows(conn, f"SELECT * FROM incidents WHERE true {where} ORDER BY id", args)
 
 
 def unclosed_by_site(conn: sqlite3.Connection) -> dict[str, int]:

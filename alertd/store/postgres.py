@@ -7,7 +7,9 @@ password from `PGPASSWORD` or `~/.pgpass` rather than the file."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -71,10 +73,16 @@ def _password(url: str) -> str | None:
     return str(value) if value else None
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+def connect(
+    url: str, *, autocommit: bool = False, read_only: bool = False
+) -> psycopg.Connection[Any]:
+    """`read_only`: every transaction of the session is (what the reading commands use)."""
     import psycopg
 
-    return psycopg.connect(url, autocommit=autocommit, application_name="alertd")
+    conn = psycopg.connect(url, autocommit=autocommit, application_name="alertd")
+    if read_only:  # a SET, not `options`, which would replace the url's own
+        conn.execute("SET default_transaction_read_only = on")
+    return conn
 
 
 @functools.lru_cache(maxsize=1024)
@@ -99,10 +107,30 @@ def _format(statement: str) -> str:
     return "".join(out)
 
 
+@contextmanager
+def as_store_errors() -> Iterator[None]:
+    """psycopg's failures as sqlite3's classes (StoreError), the cause kept: the console
+    and the commands catch one kind of failure, whichever engine holds the store."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        kind: type[sqlite3.Error] = sqlite3.DatabaseError
+        if isinstance(exc, psycopg.IntegrityError):
+            kind = sqlite3.IntegrityError
+        elif isinstance(exc, psycopg.OperationalError | psycopg.errors.QueryCanceled):
+            kind = sqlite3.OperationalError
+        error = kind(str(exc).strip() or type(exc).__name__)
+        error.sqlstate = exc.sqlstate  # type: ignore[attr-defined]
+        raise error from exc
+
+
 class PgConn:
     """A PostgreSQL connection that takes the store's statements as sqlite3 takes them:
     `?` placeholders, transactions begun and ended by the statements themselves
-    (autocommit, like sqlite3 with `isolation_level=None`), rows as tuples."""
+    (autocommit, like sqlite3 with `isolation_level=None`), rows as tuples, failures as
+    sqlite3's classes."""
 
     dialect = "postgres"
 
@@ -137,14 +165,21 @@ class PgConn:
     def execute(self, statement: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         if self._trace is not None:
             self._trace(f"{statement} {list(args)!r}" if args else statement)
-        if not args:  # psycopg reads placeholders (and `%%`) only when given values
-            return self.raw.execute(statement.encode())
-        return self.raw.execute(_format(statement).encode(), args)
+        with as_store_errors():
+            if not args:  # psycopg reads placeholders (and `%%`) only when given values
+                return self.raw.execute(statement.encode())
+            return self.raw.execute(_format(statement).encode(), args)
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         cur = self.raw.cursor()
-        cur.executemany(_format(statement).encode(), list(rows))
+        with as_store_errors():
+            cur.executemany(_format(statement).encode(), list(rows))
         return cur
+
+    @property
+    def broken(self) -> bool:
+        """The server or the network closed it: a new connection is needed."""
+        return bool(self.raw.closed)
 
     @property
     def in_transaction(self) -> bool:

@@ -370,6 +370,20 @@ MIGRATIONS += [
         );
         """,
     ),
+    Migration(
+        "a change of incidents wakes the consoles (LISTEN alertd_incidents, a hint)",
+        # SQLite's consoles see a commit by PRAGMA data_version
+        "",
+        """
+        CREATE FUNCTION alertd_incidents_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('alertd_incidents', '');
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER incidents_changed AFTER INSERT OR UPDATE OR DELETE ON incidents
+            FOR EACH STATEMENT EXECUTE FUNCTION alertd_incidents_changed();
+        """,
+    ),
 ]
 
 #: PostgreSQL stores start here: the first POSTGRES_BASELINE_VERSION migrations as one script

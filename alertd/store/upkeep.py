@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from alertd.store.sql import iso
+from alertd.store.sql import among, iso, postgres
 from alertd.store.sqlite import private
 
 
@@ -59,7 +59,7 @@ def prune(
     kept timeline refers to, and old dead letters, go too."""
     incidents_before = iso(now - timedelta(days=keep_incidents_days))
     events_before = iso(now - timedelta(days=keep_events_days))
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN" if postgres(conn) else "BEGIN IMMEDIATE")
     try:
         old = [
             r[0]
@@ -69,11 +69,12 @@ def prune(
                 (incidents_before, incidents_before),
             )
         ]
-        marks = ",".join("?" * len(old))
         if old:
             for table in ("timeline", "outbox", "messages", "timers"):
-                conn.execute(f"DELETE FROM {table} WHERE incident_id IN ({marks})", old)
-            conn.execute(f"DELETE FROM incidents WHERE id IN ({marks})", old)
+                where, args = among(conn, "incident_id", old)
+                conn.execute(f"DELETE FROM {table} WHERE {where}", args)
+            where, args = among(conn, "id", old)
+            conn.execute(f"DELETE FROM incidents WHERE {where}", args)
         events = conn.execute(
             "DELETE FROM events WHERE received_at < ? AND decided = 1 AND id NOT IN "
             "(SELECT event_id FROM timeline WHERE event_id IS NOT NULL) AND id NOT IN "
