@@ -268,9 +268,9 @@ def test_a_reader_of_a_database_alertd_never_made_says_so_and_writes_nothing(
 def test_a_failure_of_postgresql_is_a_store_error_with_the_server_words(pg_url: str) -> None:
     store = PgStore(pg_url)
     try:
+        store.conn.execute("INSERT INTO counters VALUES ('x', 1)")
         with pytest.raises(sqlite3.IntegrityError) as duplicate:
-            for _ in range(2):
-                store.conn.execute("INSERT INTO counters VALUES ('x', 1)")
+            store.conn.execute("INSERT INTO counters VALUES ('x', 1)")
         assert unique_violation(duplicate.value)
         with pytest.raises(sqlite3.DatabaseError, match='relation "nowhere" does not exist'):
             store.conn.execute("SELECT * FROM nowhere")
