@@ -241,14 +241,17 @@ async def under_load(quick: bool, sessions: int, sites: int = 1, postgres: bool 
             fan_sent = resident_sms()
             await until(lambda: fake.receipts_posted >= len(fan_sent), 60)
         finally:
+            stop.set()  # the storm first: the desks' process is niced, it finishes after
+            storm_process.join(30)
             desks_stop.set()
             if desks is not None:
-                await asyncio.to_thread(desks.join, 30)
+                await asyncio.to_thread(desks.join, 60)
+                if desks.is_alive():
+                    print("console: the sessions' process did not finish; its count is lost")
+                    desks.terminate()
             if web is not None:
                 web.send_signal(signal.SIGTERM)
                 await asyncio.to_thread(web.wait, 20)
-            stop.set()
-            storm_process.join(30)
             daemon.send_signal(signal.SIGTERM)
             await asyncio.to_thread(daemon.wait, 30)
             broker.stop()
