@@ -199,8 +199,8 @@ def events(
 @main.command()
 @config_option
 def status(config_path: Path) -> None:
-    """Ask the running daemon how each part is: exit 0 healthy, 1 degraded or failing,
-    3 not running."""
+    """Ask the running daemon how each part is: exit 0 healthy (or a standby that is
+    well), 1 degraded or failing, 3 not running."""
     from alertd.store.lock import InstanceLock
 
     config = _config(config_path)
@@ -218,7 +218,7 @@ def status(config_path: Path) -> None:
     click.echo(f"alertd: {body['status']}")
     for part in body["parts"]:
         click.echo(f"  {part['name']:<24} {part['state']:<9} {part['detail']}".rstrip())
-    if body["status"] != "ok":
+    if body["status"] not in ("ok", "standby"):  # a standby that is well is as it should be
         raise SystemExit(1)
 
 

@@ -97,6 +97,14 @@ class Membership:
         self.on_loss = on_loss
         #: site -> the epoch this instance holds it at
         self.held: dict[str, int] = {}
+        #: what the last round saw: the live instances and every lease (health shows it)
+        self.live: list[str] = []
+        self.leases: list[db.Lease] = []
+        #: why the last round failed ("" when it did not)
+        self.error = ""
+        #: when a lease was seen taken over (monotonic), the last hour's
+        self.moves: list[float] = []
+        self._takeovers: dict[str, int] = {}
         self._conn: Any = None
         self._renewed_at = 0.0
 
@@ -122,8 +130,10 @@ class Membership:
         for site in [s for s in self.held if s not in kept]:
             self._lose(site, "its lease expired before it was renewed")
         live = self._live(await db.instances(conn))
+        self.live, self.leases, self.error = live, await db.leases(conn), ""
+        self._count_moves(started)
         owners: dict[str, str] = {}
-        for lease in await db.leases(conn):
+        for lease in self.leases:
             if not lease.held or lease.owner not in {*live, self.me}:
                 continue
             owners[lease.site] = lease.owner
@@ -137,6 +147,15 @@ class Membership:
         for site, to in plan.give:
             epoch = await db.hand_over(conn, site, self.me, self.held[site], to, self.lease_s)
             self._lose(site, f"handed over to {to} at epoch {epoch}" if epoch else "lost")
+
+    def _count_moves(self, now: float) -> None:
+        """Each takeover since the last round (an owner that stopped answering; a clean
+        hand-over, as in a rolling restart, is not counted)."""
+        for lease in self.leases:
+            seen = self._takeovers.get(lease.site, lease.takeovers)
+            self.moves += [now] * max(lease.takeovers - seen, 0)
+            self._takeovers[lease.site] = lease.takeovers
+        self.moves = [t for t in self.moves if now - t < 3600]
 
     def _live(self, everyone: list[db.Instance]) -> list[str]:
         """Instances heard from within half a lease (a round is a fifth of one): a dead
@@ -168,7 +187,8 @@ class Membership:
             try:
                 await self.round()
             except psycopg.Error as exc:
-                log.error("cluster round failed: %s", str(exc).strip())
+                self.error = str(exc).strip()
+                log.error("cluster round failed: %s", self.error)
                 await self.close()
             self.expire_unrenewed()
             await asyncio.sleep(self.lease_s / 5)
@@ -208,19 +228,16 @@ class Membership:
 SERVICE = "*"
 
 
-async def serve(
-    url: str, lease_s: float, on_loss: Callable[[str], None], stop: asyncio.Event
-) -> Membership | None:
-    """This instance's turn at the service lease: returns once it holds it (a standby
-    waits here while another instance holds it), then renews it until told to stop;
-    `on_loss` when it is lost (paused past its lease, the store unreachable). None when
+async def serve(member: Membership, stop: asyncio.Event) -> bool:
+    """This instance's turn at the service lease (`member`'s one site, SERVICE): True
+    once it holds it (a standby waits here while another instance holds it); False when
     `stop` is set first. The store is brought up to date first (the instances that start
     together migrate once)."""
     import psycopg
 
     from alertd.store.postgres import PgStore
 
-    member = Membership(url, [SERVICE], lease_s=lease_s, on_loss=on_loss)
+    url, lease_s = member.url, member.lease_s
     migrated = said = False
     while SERVICE not in member.held:
         try:
@@ -229,7 +246,8 @@ async def serve(
                 migrated = True
             await member.round()
         except psycopg.Error as exc:
-            log.error("cannot reach the store for the service lease: %s", str(exc).strip())
+            member.error = str(exc).strip()
+            log.error("cannot reach the store for the service lease: %s", member.error)
             await member.close()
         else:
             if SERVICE not in member.held and not said:
@@ -240,6 +258,6 @@ async def serve(
                 await asyncio.wait_for(stop.wait(), lease_s / 5)
             if stop.is_set():
                 await member.close()
-                return None
+                return False
     log.info("active: %s holds the service at epoch %d", member.me, member.held[SERVICE])
-    return member
+    return True

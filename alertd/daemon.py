@@ -101,11 +101,15 @@ class Daemon:
             self.lock = InstanceLock(self.config.storage.path)
             self.lock.acquire()
         else:
-            self.service = await serve(
-                url.get_secret_value(), self.config.storage.lease_s, self._lost, self.stop
+            member = Membership(
+                url.get_secret_value(),
+                [SERVICE],
+                lease_s=self.config.storage.lease_s,
+                on_loss=self._lost,
             )
-            if self.service is None:
+            if not await self._stand_by(member):
                 return  # told to stop while standing by: nothing was started
+            self.service = member
         router, problems = load_router(self.config)
         problems += panel_problems(self.config, "config") + site_problems(self.config, "config")
         for problem in problems:
@@ -314,6 +318,24 @@ class Daemon:
             )
             self.failed = True
             self.stop.set()
+
+    async def _stand_by(self, member: Membership) -> bool:
+        """Wait for the service lease (True once held), answering /healthz and /active
+        meanwhile, as a standby (when there is an `http:` section)."""
+        runner = None
+        if self.config.http is not None:
+            from alertd import health
+
+            app = web.Application(client_max_size=16 * 1024)
+            health.standby_routes(app, member)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, self.config.http.host, self.config.http.port).start()
+        try:
+            return await serve(member, self.stop)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
 
     async def _serve_http(self, http: HttpConfig) -> None:
         """/healthz and /metrics; Twilio's callbacks when Twilio is configured."""

@@ -2,11 +2,12 @@
 daemon. Each part says ok, degraded (alerts still go out, something needs a person),
 starting (not yet listening: until every MQTT subscription is confirmed, a message
 published is lost, so a tool that waits for health must not go on) or failing (alerts
-may not go out)."""
+may not go out). On PostgreSQL a standby answers too (alertd/cluster.py), and `/active`
+says which instance a load balancer sends Twilio's callbacks to."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
+from alertd.cluster import SERVICE, Membership
 from alertd.events import LIFE_SAFETY
 from alertd.outbox.totals import EVENTS
 from alertd.playbooks.audit import recipients
@@ -25,6 +27,10 @@ from alertd.store import messages as messages_db
 if TYPE_CHECKING:
     from alertd.daemon import Daemon
 
+
+#: the service taken over this often within an hour (not handed over) is a lease that keeps
+#: moving (an instance paused again and again, a network that keeps cutting): degraded
+MOVES_PER_HOUR = 3
 
 #: a message's statuses, each exported (at 0 too) for every channel
 MESSAGE_STATUSES = ("pending", "sending", "sent", "delivered", "failed", "expired")
@@ -120,6 +126,8 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
                             (site.id,) if daemon.sites.several else (),
                         )
                     )
+    if daemon.service is not None:
+        out.append(cluster_part(daemon.service))
     for problem in daemon.problems:
         out.append(Part("configuration", "degraded", problem))
     if fallbacks[0]:
@@ -132,6 +140,59 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
             )
         )
     return out
+
+
+def cluster_part(member: Membership) -> Part:
+    """This instance's place among those sharing the PostgreSQL store."""
+    if member.error:
+        return Part("cluster", "failing", f"cannot reach the store: {member.error}")
+    moved = len(member.moves)
+    if moved >= MOVES_PER_HOUR:
+        detail = f"the service was taken over {moved} times in the last hour (alertd cluster)"
+        return Part("cluster", "degraded", detail)
+    others = [i for i in member.live if i != member.me]
+    if SERVICE in member.held:
+        if not others:
+            detail = "no instance stands by: if this one stops, nobody takes the service over"
+            return Part("cluster", "degraded", detail)
+        epoch = member.held[SERVICE]
+        return Part("cluster", "ok", f"active at epoch {epoch}; standing by: {', '.join(others)}")
+    lease = next((x for x in member.leases if x.site == SERVICE), None)
+    if lease is None or not lease.held:
+        return Part("cluster", "degraded", "nobody holds the service: a standby takes it over")
+    detail = f"standing by: {lease.owner} is active (its lease has {lease.left_s:.1f} s left)"
+    return Part("cluster", "ok", detail)
+
+
+def standby_routes(app: web.Application, member: Membership) -> None:
+    """A standby's /healthz (503 "standby" when all is well: a load balancer sends
+    nothing here) and /active."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        part = cluster_part(member)
+        status = "standby" if part.state == "ok" else part.state
+        body = {
+            "status": status,
+            "instance": member.me,
+            "problems": [] if part.state == "ok" else [f"{part.name}: {part.detail}"],
+            "parts": [part.as_dict()],
+        }
+        return web.json_response(body, status=503)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/active", _active(lambda: member.me, lambda: SERVICE in member.held))
+
+
+def _active(
+    me: Callable[[], str], holds: Callable[[], bool]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """/active: 200 on the instance that holds the service (one box always does)."""
+
+    async def active(_: web.Request) -> web.Response:
+        held = bool(holds())
+        return web.json_response({"instance": me(), "active": held}, status=200 if held else 503)
+
+    return active
 
 
 def _mqtt(daemon: Daemon) -> list[Part]:
@@ -273,3 +334,10 @@ def routes(app: web.Application, daemon: Daemon) -> None:
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", scrape)
+    app.router.add_get(
+        "/active",
+        _active(
+            lambda: daemon.service.me if daemon.service else "this box",
+            lambda: daemon.service is None or SERVICE in daemon.service.held,
+        ),
+    )

@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from alertd.cluster import Membership, Plan, share, targets
+from alertd.cluster import SERVICE, Membership, Plan, share, targets
+from alertd.health import cluster_part
 from alertd.store import leases as db
 from alertd.store.postgres import PgStore
 from tests.helpers import alertd
@@ -257,3 +258,31 @@ async def test_alertd_cluster_shows_instances_their_sites_and_a_site_nobody_owns
     assert "no owner: east" in done.stderr
     one_box = await asyncio.to_thread(alertd, "cluster", "--config", str(tmp_path / "x.yaml"))
     assert one_box.returncode == 2
+
+
+async def test_a_service_that_keeps_changing_hands_is_degraded_and_a_lone_one_too(
+    member: Callable[..., Membership],
+) -> None:
+    """Two instances that pause in turn (each past its lease): the service moves at each
+    pause; the third move within the hour makes health degraded, as an active instance
+    with nobody standing by is."""
+    a, b = (member(n, [SERVICE], lease_s=0.4) for n in ("a", "b"))
+    await a.round()
+    assert cluster_part(a).state == "degraded"  # active, and nobody stands by
+    assert "no instance stands by" in cluster_part(a).detail
+    await _settle(a, b, rounds=2)
+    assert cluster_part(a).state == "ok"
+    assert cluster_part(b).detail.startswith("standing by: a is active")
+    holder, waiter = a, b
+    for moves in range(1, 4):  # the holder pauses: only the other's rounds run
+        deadline = time.monotonic() + 10
+        while SERVICE not in waiter.held:
+            assert time.monotonic() < deadline, "the service was never taken over"
+            await waiter.round()
+            await asyncio.sleep(0.05)
+        await holder.round()  # back: it hears it lost the service, and sees it moved
+        assert len(holder.moves) == moves
+        holder, waiter = waiter, holder
+    part = cluster_part(waiter)
+    assert part.state == "degraded"
+    assert "taken over 3 times in the last hour" in part.detail

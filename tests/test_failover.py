@@ -11,8 +11,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
 
 import psycopg
 
@@ -182,6 +186,64 @@ async def test_an_active_instance_stopping_cleanly_hands_the_service_to_the_stan
         assert b"lost the service lease" not in first.log.read_bytes()
     finally:
         await stop(first, second)
+        await fake.close()
+
+
+def health(port: int, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
+    """An instance's answer at `path`: (HTTP status, body)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except urllib.error.URLError:  # between the standby's server and the active one's
+        return 0, {"parts": []}
+
+
+async def test_a_standby_answers_health_and_only_the_active_instance_says_active(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    """A load balancer sends Twilio's callbacks where /active answers 200; monitoring
+    sees the standby (503 "standby") and the active one's view: who stands by, and that
+    nobody does once the other is gone."""
+    fake = await FakeTwilio().start()
+    config = write_site(tmp_path, broker, fake, pg_url, 2)
+    ports = free_port(), free_port()
+    configs = []
+    for n, port in enumerate(ports):
+        own = tmp_path / f"alertd-{n}.yaml"
+        own.write_text(config.read_text() + f"http: {{host: 127.0.0.1, port: {port}}}\n")
+        configs.append(own)
+    first = instance(configs[0], tmp_path / "first.log")
+    second = None
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: b"connected to MQTT" in first.log.read_bytes(), 30, "the first"
+        )
+        second = instance(configs[1], tmp_path / "second.log")
+        await asyncio.to_thread(
+            wait_for, lambda: b"standing by" in second.log.read_bytes(), 30, "the standby"
+        )
+
+        def cluster(port: int) -> dict[str, Any]:
+            found = [p for p in health(port)[1]["parts"] if p["name"] == "cluster"]
+            return found[0] if found else {"state": "", "detail": ""}
+
+        await until(lambda: "is active" in cluster(ports[1])["detail"])
+        code, body = health(ports[1])
+        assert (code, body["status"]) == (503, "standby")
+        assert health(ports[1], "/active")[0] == 503
+        assert health(ports[0], "/active") == (200, {"instance": ANY, "active": True})
+        standby_id = health(ports[1], "/active")[1]["instance"]
+        await until(lambda: standby_id in cluster(ports[0])["detail"])
+        assert cluster(ports[0])["state"] == "ok"
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        await until(lambda: health(ports[1], "/active")[0] == 200, within=20)
+        await until(lambda: cluster(ports[1])["state"] == "degraded")
+        assert "no instance stands by" in cluster(ports[1])["detail"]
+    finally:
+        await stop(first, *([second] if second else []))
         await fake.close()
 
 
