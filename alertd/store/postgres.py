@@ -140,6 +140,20 @@ class PgConn:
         #: begins holds that lease first (see `fenced`), or fails
         self.fence: tuple[str, str, int] | None = None
         self._trace: Callable[[str], None] | None = None
+        self._pipeline: psycopg.Pipeline | None = None
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Statements sent without waiting for each one's answer (libpq's pipeline mode):
+        a transaction of a dozen statements pays one round trip for them, not twelve. A
+        result read (a row, a row count) waits for what was sent before it; an error is
+        raised there or when the block ends."""
+        with as_store_errors(), self.raw.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
 
     def set_trace_callback(self, trace: Callable[[str], None] | None) -> None:
         """Each statement as it runs, with its values after it (sqlite3's hook fills
@@ -167,8 +181,10 @@ class PgConn:
             self._trace(f"{statement} {list(args)!r}" if args else statement)
         with as_store_errors():
             if not args:  # psycopg reads placeholders (and `%%`) only when given values
-                return self.raw.execute(statement.encode())
-            return self.raw.execute(_format(statement).encode(), args)
+                cur = self.raw.execute(statement.encode())
+            else:
+                cur = self.raw.execute(_format(statement).encode(), args)
+        return cur if self._pipeline is None else _Answered(cur, self._pipeline)  # type: ignore[return-value]
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         cur = self.raw.cursor()
@@ -189,6 +205,27 @@ class PgConn:
 
     def close(self) -> None:
         self.raw.close()
+
+
+class _Answered:
+    """A cursor of a pipelined statement: its row count read once the answer is in
+    (psycopg's fetches wait for it themselves)."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cur, self._pipeline = cur, pipeline
+
+    @property
+    def rowcount(self) -> int:
+        with as_store_errors():
+            self._pipeline.sync()
+        return self._cur.rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        with as_store_errors():
+            return iter(self._cur.fetchall())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
 
 
 class PgStore(Events):

@@ -49,8 +49,11 @@ def transaction(conn: Conn) -> Iterator[None]:
     conn.execute("BEGIN" if pg else "BEGIN IMMEDIATE")
     try:
         if pg:
-            conn.fenced()  # type: ignore[attr-defined]
-        yield
+            with conn.pipelined():  # type: ignore[attr-defined]
+                conn.fenced()  # type: ignore[attr-defined]
+                yield
+        else:
+            yield
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # SQLite may have rolled back already (disk full)
