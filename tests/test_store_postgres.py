@@ -17,7 +17,7 @@ from alertd.store import Batch, DeadLetter, SqliteStore
 from alertd.store.copy import CopyRefused, _Postgres, _Sqlite, copy_store
 from alertd.store.postgres import PgStore, check_conninfo, shown
 from alertd.store.schema import MIGRATIONS
-from alertd.store.sql import unique_violation
+from alertd.store.sql import dict_rows, transaction, unique_violation
 from alertd.store.stores import Missing, open_reader
 from tests.helpers import alertd
 
@@ -274,5 +274,35 @@ def test_a_failure_of_postgresql_is_a_store_error_with_the_server_words(pg_url: 
         assert unique_violation(duplicate.value)
         with pytest.raises(sqlite3.DatabaseError, match='relation "nowhere" does not exist'):
             store.conn.execute("SELECT * FROM nowhere")
+    finally:
+        store.close()
+
+
+def test_a_write_transaction_s_statements_answer_as_sqlite3_s_do(pg_url: str) -> None:
+    """Pipelined inside a transaction: a statement's columns, row count, rows and errors
+    read as without the pipeline; a failed statement rolls the whole transaction back."""
+    store = PgStore(pg_url)
+    conn = store.conn
+    try:
+        with transaction(conn):
+            conn.execute("INSERT INTO counters VALUES ('a', 1)")
+            conn.execute("INSERT INTO counters VALUES ('b', 2)")
+            assert conn.execute("UPDATE counters SET value = value + 1").rowcount == 2
+            assert dict_rows(conn, "SELECT name, value FROM counters ORDER BY name") == [
+                {"name": "a", "value": 2},
+                {"name": "b", "value": 3},
+            ]
+            assert list(conn.execute("SELECT name FROM counters")) == [("a",), ("b",)]
+            assert conn.execute("SELECT count(*) FROM counters").fetchone() == (2,)
+
+        def three_rows_one_a_duplicate() -> None:
+            with transaction(conn):
+                for name in ("c", "a", "d"):
+                    conn.execute("INSERT INTO counters VALUES (?, 1)", (name,))
+
+        with pytest.raises(sqlite3.IntegrityError):
+            three_rows_one_a_duplicate()
+        assert not conn.in_transaction
+        assert conn.execute("SELECT name FROM counters ORDER BY 1").fetchall() == [("a",), ("b",)]
     finally:
         store.close()

@@ -208,23 +208,22 @@ class PgConn:
 
 
 class _Answered:
-    """A cursor of a pipelined statement: its row count read once the answer is in
-    (psycopg's fetches wait for it themselves)."""
+    """A cursor of a pipelined statement: what it says (its row count, its columns) read
+    once the answer is in; psycopg's fetches wait for it themselves."""
+
+    FETCHES = frozenset({"fetchone", "fetchall", "fetchmany"})
 
     def __init__(self, cur: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
         self._cur, self._pipeline = cur, pipeline
-
-    @property
-    def rowcount(self) -> int:
-        with as_store_errors():
-            self._pipeline.sync()
-        return self._cur.rowcount
 
     def __iter__(self) -> Iterator[Any]:
         with as_store_errors():
             return iter(self._cur.fetchall())
 
     def __getattr__(self, name: str) -> Any:
+        if name not in self.FETCHES:
+            with as_store_errors():
+                self._pipeline.sync()
         return getattr(self._cur, name)
 
 
