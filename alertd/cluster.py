@@ -107,6 +107,7 @@ class Membership:
         self._takeovers: dict[str, int] = {}
         self._conn: Any = None
         self._renewed_at = 0.0
+        self._abandoned: set[asyncio.Future[None]] = set()
 
     async def _connection(self) -> Any:
         import psycopg
@@ -121,7 +122,23 @@ class Membership:
         return self._conn
 
     async def round(self) -> None:
-        """Heartbeat, renew, then take and give: one pass."""
+        """Heartbeat, renew, then take and give: one pass, given up (as a failure to
+        reach the store) when the store has not answered within half a lease: a
+        connection cut silently would wait for TCP's own timeout, a quarter of an hour."""
+        import psycopg
+
+        task = asyncio.ensure_future(self._round())
+        done, _ = await asyncio.wait({task}, timeout=self.lease_s / 2)
+        if task in done:
+            return task.result()
+        # left to end by itself: psycopg's cancellation of the query waits seconds more
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        self._conn = None  # whatever it was waiting for will never come
+        raise psycopg.OperationalError(f"no answer from the store within {self.lease_s / 2:g} s")
+
+    async def _round(self) -> None:
         started = time.monotonic()
         conn = await self._connection()
         await db.heartbeat(conn, self.me, os.getpid())

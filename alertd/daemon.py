@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DRAIN_TIMEOUT_S = 10.0
+#: PostgreSQL: the whole shutdown at most (a silent store waits for nothing longer)
+SHUTDOWN_S = 15.0
+#: PostgreSQL: health's and metrics' reads at most
+LOOK_S = 2.0
 #: a site's broker down this long is told to its duty staff (a restart of the broker
 #: takes seconds; an outage is worth a text)
 BROKER_TELL_S = 30.0
@@ -89,6 +93,8 @@ class Daemon:
     problems: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _side_tasks: set[asyncio.Future[None]] = field(default_factory=set)
+    #: the duty desk being told, before this instance stops, that the store is out of reach
+    _farewell: asyncio.Future[None] | None = None
     #: one daemon per SQLite store; on PostgreSQL, the service lease
     lock: InstanceLock | None = None
     service: Membership | None = None
@@ -275,11 +281,15 @@ class Daemon:
 
     def _lost(self, what: str) -> None:
         """The service lease is gone (paused past it, the store unreachable): another
-        instance acts now, so this one stops at once (its writes are fenced meanwhile)."""
+        instance acts now, so this one stops at once (its writes are fenced meanwhile).
+        When the store could not be reached, the duty desk is texted first, straight
+        through the SMS sink: every instance may be as cut off as this one."""
         if self.stop.is_set():
             return
         log.critical("lost the service lease (%s): stopping; another instance acts", what)
         self.failed = True
+        if self.service is not None and self.service.error:
+            self._farewell = asyncio.ensure_future(self._tell_staff_about_the_store(True))
         self.stop.set()
 
     async def _let_go(self) -> None:
@@ -307,7 +317,9 @@ class Daemon:
                     conn.close()
 
             return await asyncio.to_thread(read)
-        return cast(T, await self.writer.call(fn, self.writer.store.conn, *args))
+        # bounded: health answers even while the store does not (the writer waits on it)
+        call = self.writer.call(fn, self.writer.store.conn, *args)
+        return cast(T, await asyncio.wait_for(call, LOOK_S))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -466,7 +478,14 @@ class Daemon:
             return
         role = self.config.delivery.fallback_role
         names = staff.with_role(role) or list(staff.people)
-        if failing:
+        if failing and self.service is not None:
+            text = {
+                "zh": "【alertd 故障】无法连接 PostgreSQL 数据库。新的报警正在等待，"
+                "无法记录和通知，请立即检查数据库服务器和网络。",
+                "en": "[alertd FAILING] it cannot reach its PostgreSQL store. New alarms wait "
+                "and cannot be recorded or sent: check the database server and the network now.",
+            }
+        elif failing:
             text = {
                 "zh": "【alertd 故障】数据库无法写入（磁盘已满或只读？）。新的报警正在等待，"
                 "无法记录和通知，请立即检查服务器。",
@@ -588,7 +607,19 @@ class Daemon:
         try:
             await self.stop.wait()
         finally:
-            await self.close()
+            if self.service is None:
+                await self.close()
+            else:  # a store that does not answer must not keep the process from exiting
+                await self._close_within(SHUTDOWN_S)
+
+    async def _close_within(self, seconds: float) -> None:
+        if self._farewell is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._farewell), seconds / 2)
+        try:
+            await asyncio.wait_for(self.close(), seconds)
+        except TimeoutError:
+            log.error("shutdown: the store does not answer; stopping without it")
 
 
 def make_engine(

@@ -15,6 +15,7 @@ class FreezableProxy:
         self._next = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
+        self._cut = False
 
     async def start(self) -> FreezableProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -25,7 +26,21 @@ class FreezableProxy:
         """From now on the current connections carry nothing, and nobody closes them."""
         self._frozen |= self._live
 
+    def cut(self) -> None:
+        """A network cut: the current connections carry nothing (nobody closes them), and
+        a new one is closed as soon as it is made."""
+        self.freeze()
+        self._cut = True
+
+    def mend(self) -> None:
+        """New connections go through again (the frozen ones stay frozen, as TCP
+        connections cut for long are dead)."""
+        self._cut = False
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            writer.close()
+            return
         self._next += 1
         conn = self._next
         self._live.add(conn)

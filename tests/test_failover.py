@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, start_daemon, wait_for
 from tests.mqtt_tools import Live, publish, until
+from tests.proxy import FreezableProxy
 from tests.test_playbooks import SHIPPED
 
 SECURITY = "+8613900000001"
@@ -244,6 +246,51 @@ async def test_a_standby_answers_health_and_only_the_active_instance_says_active
         assert "no instance stands by" in cluster(ports[1])["detail"]
     finally:
         await stop(first, *([second] if second else []))
+        await fake.close()
+
+
+async def test_a_network_cut_to_postgresql_holds_the_alarm_tells_the_desk_and_loses_nothing(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    """The store goes silent (its connections carry nothing, new ones are refused) for
+    longer than the lease: the active instance acknowledges nothing it could not commit,
+    its health fails, it texts the duty desk straight through the SMS sink, gives the
+    service up and exits (its supervisor starts it again, as a standby that waits for the
+    store). Back, the fire published during the cut is decided and sent, once."""
+    parts = urllib.parse.urlsplit(pg_url)
+    proxy = await FreezableProxy(parts.port or 5432).start()
+    via_proxy = parts._replace(netloc=f"alertd@127.0.0.1:{proxy.port}").geturl()
+    fake = await FakeTwilio().start()
+    config = write_site(tmp_path, broker, fake, via_proxy, 2)
+    port = free_port()
+    with config.open("a") as out:
+        out.write(f"http: {{host: 127.0.0.1, port: {port}}}\n")
+    first = instance(config, tmp_path / "first.log")
+    again = None
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: b"connected to MQTT" in first.log.read_bytes(), 30, "active"
+        )
+        proxy.cut()
+        await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+        await until(lambda: health(port)[1].get("status") == "failing", within=10)
+        await until(lambda: any("PostgreSQL" in t for t in security_texts(fake)), within=20)
+        assert await asyncio.to_thread(first.proc.wait, 40) == 1  # gave the service up
+        assert not any("火警" in t or "FIRE" in t for t in security_texts(fake))
+        again = instance(config, tmp_path / "again.log")  # as systemd restarts it
+        await asyncio.to_thread(
+            wait_for,
+            lambda: b"cannot reach the store" in again.log.read_bytes(),
+            30,
+            "the restarted instance to wait for the store",
+        )
+        proxy.mend()
+        await until(lambda: any("#1" in t for t in security_texts(fake)), within=30)
+        assert rows(pg_url, "SELECT kind FROM events") == [("fire.alarm",)]
+        assert rows(pg_url, "SELECT count(*) FROM incidents") == [(1,)]
+    finally:
+        await stop(first, *([again] if again else []))
+        await proxy.close()
         await fake.close()
 
 

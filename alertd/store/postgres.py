@@ -20,6 +20,12 @@ from alertd.store.sql import iso
 if TYPE_CHECKING:
     import psycopg
 
+#: a session left inside a transaction this long is ended by the server: its client is gone
+#: (a network cut, a paused VM), and the rows it locked (its lease row, held FOR SHARE by
+#: every write) would keep a takeover waiting until TCP gave up, hours later; alertd's
+#: transactions are bursts of a few milliseconds
+IDLE_IN_TRANSACTION_S = 5.0
+
 #: one key for the instances that start together and would migrate at once
 MIGRATION_LOCK = 0x616C657274  # "alert"
 
@@ -73,14 +79,15 @@ def _password(url: str) -> str | None:
     return str(value) if value else None
 
 
-def connect(
-    url: str, *, autocommit: bool = False, read_only: bool = False
-) -> psycopg.Connection[Any]:
-    """`read_only`: every transaction of the session is (what the reading commands use)."""
+def connect(url: str, *, read_only: bool = False) -> psycopg.Connection[Any]:
+    """A session in autocommit, as the store's statements expect (they begin their own
+    transactions); `read_only`: every transaction of it is (the reading commands')."""
     import psycopg
 
-    conn = psycopg.connect(url, autocommit=autocommit, application_name="alertd")
-    if read_only:  # a SET, not `options`, which would replace the url's own
+    conn = psycopg.connect(url, autocommit=True, application_name="alertd")
+    # SETs, not `options`, which would replace the url's own
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S:g}s'")
+    if read_only:
         conn.execute("SET default_transaction_read_only = on")
     return conn
 
@@ -233,7 +240,7 @@ class PgStore(Events):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.raw = connect(url, autocommit=True)
+        self.raw = connect(url)
         self.conn = PgConn(self.raw)  # type: ignore[assignment]  # sqlite3's shape
         self._migrate()
 

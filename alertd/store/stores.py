@@ -44,7 +44,7 @@ def open_reader(path: Path, url: str | None) -> Reader:
     from alertd.store.postgres import PgConn, as_store_errors, connect
 
     with as_store_errors():
-        raw = connect(url, autocommit=True, read_only=True)
+        raw = connect(url, read_only=True)
     conn = PgConn(raw)
     try:
         made = conn.execute("SELECT to_regclass('migrations')").fetchone() != (None,)
