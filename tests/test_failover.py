@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -22,6 +24,9 @@ from unittest.mock import ANY
 import psycopg
 
 from alertd.config import load_config
+from alertd.directory.residents import Resident
+from alertd.store.directory import import_residents
+from alertd.store.postgres import PgStore
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, start_daemon, wait_for
@@ -32,7 +37,14 @@ from tests.test_playbooks import SHIPPED
 SECURITY = "+8613900000001"
 
 
-def write_site(tmp_path: Path, broker: Broker, fake: FakeTwilio, url: str, lease_s: float) -> Path:
+def write_site(
+    tmp_path: Path,
+    broker: Broker,
+    fake: FakeTwilio,
+    url: str,
+    lease_s: float,
+    delivery: str = "poll_s: 0.05",
+) -> Path:
     (tmp_path / "devices.csv").write_text(
         "device_id,profile,topic,building,floor,unit\n"
         "smoke-1,zigbee2mqtt,zigbee2mqtt/hv/smoke_1,7,3,0301\n"
@@ -48,7 +60,7 @@ def write_site(tmp_path: Path, broker: Broker, fake: FakeTwilio, url: str, lease
         f"mqtt: {{port: {broker.port}, client_id: failover-{tmp_path.name[-8:]}}}\n"
         f"storage: {{url: '{url}', lease_s: {lease_s}}}\n"
         f"devices: devices.csv\nstaff: staff.yaml\nplaybooks: {SHIPPED}\n"
-        "ingest: {tick_s: 0.05}\ndelivery: {poll_s: 0.05}\n"
+        f"ingest: {{tick_s: 0.05}}\ndelivery: {{{delivery}}}\n"
         f"twilio: {{account_sid: AC{'0' * 32}, auth_token: t, "
         f"from_number: '+15005550006', api_base_url: '{fake.base_url}'}}\n"
     )
@@ -292,6 +304,48 @@ async def test_a_network_cut_to_postgresql_holds_the_alarm_tells_the_desk_and_lo
         await stop(first, *([again] if again else []))
         await proxy.close()
         await fake.close()
+
+
+async def test_an_owner_killed_in_the_middle_of_a_fan_out_every_resident_is_texted(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    """kill -9 of the active instance while it texts a building's 2,000 residents: the
+    standby takes over, sends again what was in flight (said in its log and on each such
+    message) and the rest: everyone texted, duplicates no more than were in flight, at
+    most the lane's concurrency."""
+    residents = [
+        Resident("7", str(n % 30), f"{n:05d}", f"R{n}", f"+86138{n:08d}", "zh", False,
+                 site="Harbour View")
+        for n in range(2000)
+    ]  # fmt: skip
+    store = PgStore(pg_url)
+    import_residents(store.conn, residents, datetime.now(UTC))
+    store.close()
+    fake = await FakeTwilio().start()
+    config = write_site(tmp_path, broker, fake, pg_url, 2, "poll_s: 0.05, sms_per_s: 200")
+    first, second = await active_and_standby(config, tmp_path)
+
+    def texted() -> list[str]:
+        return [r["form"]["To"] for r in fake.sms() if r["form"]["To"].startswith("+86138")]
+
+    try:
+        await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+        await until(lambda: len(texted()) >= 400, within=30)
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        await until(lambda: len(set(texted())) == 2000, within=60)
+    finally:
+        await stop(first, second)
+        await fake.close()
+    found = re.search(rb"(\d+) message\(s\) were in flight", second.log.read_bytes())
+    assert found is not None
+    in_flight = int(found.group(1))
+    assert 0 < in_flight <= 20  # delivery.concurrency
+    duplicates = len(texted()) - 2000
+    assert duplicates <= in_flight
+    (said,) = rows(pg_url, "SELECT text FROM timeline WHERE type = 'in_flight'")
+    assert str(said[0]).startswith(f"{in_flight} message(s) were being sent when alertd stopped")
+    print(f"kill -9 mid fan-out: {in_flight} in flight, {duplicates} texted twice")
 
 
 #: the commands that read the store, with arguments that make them read it all

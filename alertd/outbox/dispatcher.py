@@ -119,7 +119,7 @@ class Dispatcher:
     async def start(self) -> None:
         store = self._writer.store
         assert store is not None
-        inflight: int = await self._writer.call(db.recover_inflight, store.conn)
+        inflight: int = await self._writer.call(db.recover_inflight, store.conn, self._clock.now())
         if inflight:
             log.warning(
                 "%d message(s) were in flight when alertd stopped; they are sent again "

@@ -6,6 +6,7 @@ have been sent twice; they are counted."""
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,11 +60,19 @@ class Outcome:
     fallback_call: bool = False
 
 
-def recover_inflight(conn: sqlite3.Connection) -> int:
-    cur = conn.execute(
-        "UPDATE messages SET status = 'pending', reason = ? WHERE status = 'sending'", (INFLIGHT,)
-    )
-    return cur.rowcount
+def recover_inflight(conn: sqlite3.Connection, now: datetime) -> int:
+    """Messages a stopped alertd (or a dead owner) was sending go out again; each incident
+    says on its timeline how many, since their recipients may get them twice."""
+    with transaction(conn):
+        again = conn.execute(
+            "UPDATE messages SET status = 'pending', reason = ? WHERE status = 'sending' "
+            "RETURNING incident_id",
+            (INFLIGHT,),
+        ).fetchall()
+        for incident, n in sorted(Counter(row[0] for row in again).items()):
+            text = f"{n} message(s) were being sent when alertd stopped: {INFLIGHT}"
+            incidents_db.note(conn, incident, now, "in_flight", "alertd", text)
+    return len(again)
 
 
 #: the channels whose provider reports on a message afterwards (Twilio's status callbacks):
