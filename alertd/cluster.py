@@ -212,7 +212,17 @@ class Membership:
 
     async def stop(self) -> None:
         """Hand every site to the least loaded other live instance first (or release it
-        when there is none), then leave."""
+        when there is none), then leave; on a connection of its own made again when the
+        one it had broke meanwhile (a primary that died and was replaced)."""
+        import psycopg
+
+        try:
+            await self._stop()
+        except psycopg.OperationalError:
+            await self.close()
+            await self._stop()
+
+    async def _stop(self) -> None:
         conn = await self._connection()
         others = [i for i in self._live(await db.instances(conn)) if i != self.me]
         load = dict.fromkeys(others, 0)

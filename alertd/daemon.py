@@ -138,7 +138,7 @@ class Daemon:
         )
         await self.writer.open()
         if self.service is not None:  # every write transaction holds the service lease
-            self.writer.store.conn.fence = (SERVICE, self.service.me, self.service.held[SERVICE])
+            self.writer.fenced_by((SERVICE, self.service.me, self.service.held[SERVICE]))
         if self.sites.only is not None and self.writer.store is not None:
             claimed = await self.writer.call(
                 claim_residents, self.writer.store.conn, self.sites.only.id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -13,10 +14,26 @@ from pathlib import Path
 MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
 
 
+#: ports handed out by this process (never twice)
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, below the kernel's ephemeral range (32768 and up): a port the
+    kernel chose for the asking would be its to give again as the source port of any
+    outgoing connection (a client of the broker, of PostgreSQL), and a server started
+    on it a moment later could not bind it."""
+    while True:
+        port = random.randint(20_000, 32_000)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
 
 
 def wait_for_port(port: int, timeout: float = 10.0, *, up: bool = True) -> None:

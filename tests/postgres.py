@@ -30,8 +30,11 @@ def server_bin() -> Path | None:
 class Cluster:
     """One throwaway cluster: trust authentication on loopback only, a superuser `alertd`."""
 
-    def __init__(self, port: int | None = None, *, durable: bool = False) -> None:
-        """`durable`: fsync as a production server does (benchmarks); tests do without."""
+    def __init__(
+        self, port: int | None = None, *, durable: bool = False, standby_of: Cluster | None = None
+    ) -> None:
+        """`durable`: fsync as a production server does (benchmarks); tests do without.
+        `standby_of`: a streaming standby of that (running) cluster, by pg_basebackup."""
         bin_dir = server_bin()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed: run `make test`, which installs it")
@@ -49,6 +52,13 @@ class Cluster:
             os.chown(self.dir, user.pw_uid, user.pw_gid)
             self._as = ["runuser", "-u", "postgres", "--"]
         os.chmod(self.dir, 0o700)
+        if standby_of is not None:
+            self._run(
+                "pg_basebackup",
+                *("-h", standby_of.host, "-p", str(standby_of.port), "-U", "alertd"),
+                *("-D", str(self.data), "-R", "-X", "stream", "-c", "fast"),
+            )
+            return
         self._run(
             "initdb",
             "-D",
@@ -97,6 +107,10 @@ class Cluster:
             "start",
         )
         return self
+
+    def promote(self) -> None:
+        """A standby becomes a primary (what Patroni or a person does when one dies)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
 
     def stop(self, mode: str = "fast") -> None:
         """`immediate` is a crash of the server."""

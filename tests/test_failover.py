@@ -31,6 +31,7 @@ from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, start_daemon, wait_for
 from tests.mqtt_tools import Live, publish, until
+from tests.postgres import Cluster
 from tests.proxy import FreezableProxy
 from tests.test_playbooks import SHIPPED
 
@@ -346,6 +347,62 @@ async def test_an_owner_killed_in_the_middle_of_a_fan_out_every_resident_is_text
     (said,) = rows(pg_url, "SELECT text FROM timeline WHERE type = 'in_flight'")
     assert str(said[0]).startswith(f"{in_flight} message(s) were being sent when alertd stopped")
     print(f"kill -9 mid fan-out: {in_flight} in flight, {duplicates} texted twice")
+
+
+async def test_the_primary_dies_its_synchronous_standby_is_promoted_and_alertd_carries_on(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """PostgreSQL's primary crashes; its synchronous standby (pg_basebackup -R) is
+    promoted. alertd, on the multi-host connection string, reconnects to it and carries
+    on: the fire published while no primary was up is decided and sent; nothing that
+    was committed before the crash is lost."""
+    primary = Cluster().start()
+    standby = None
+    fake = await FakeTwilio().start()
+    active = None
+    try:
+        standby = Cluster(standby_of=primary).start()
+        with psycopg.connect(primary.url(), autocommit=True) as conn:
+            await asyncio.to_thread(
+                wait_for,
+                lambda: conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone() == (1,),
+                30,
+                "the standby to stream",
+            )
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("SELECT pg_reload_conf()")
+        hosts = f"127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
+        url = f"postgresql://alertd@{hosts}/postgres?target_session_attrs=read-write"
+        config = write_site(tmp_path, broker, fake, url, 5)
+        with (tmp_path / "devices.csv").open("a") as out:
+            out.write("smoke-2,zigbee2mqtt,zigbee2mqtt/hv/smoke_2,8,3,0301\n")
+        active = instance(config, tmp_path / "alertd.log")
+        await asyncio.to_thread(
+            wait_for, lambda: b"connected to MQTT" in active.log.read_bytes(), 30, "active"
+        )
+        await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+        await until(lambda: any("#1" in t for t in security_texts(fake)))
+        primary.stop("immediate")  # a crash
+        died = time.monotonic()
+        await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_2", '{"smoke": true}')
+        await asyncio.to_thread(standby.promote)
+        await until(lambda: any("#2" in t for t in security_texts(fake)), within=30)
+        waited = time.monotonic() - died
+        assert active.proc.poll() is None  # it carried on: the same process, still active
+        new_primary = standby.url()
+        assert rows(new_primary, "SELECT device_id FROM events ORDER BY id") == [
+            ("smoke-1",),
+            ("smoke-2",),
+        ]
+        assert rows(new_primary, "SELECT count(*) FROM incidents") == [(2,)]
+        print(f"the primary crashed -> the fire's SMS through the promoted standby: {waited:.1f} s")
+    finally:
+        if active is not None:
+            await stop(active)
+        await fake.close()
+        for cluster in (primary, standby):
+            if cluster is not None:
+                cluster.remove()
 
 
 #: the commands that read the store, with arguments that make them read it all

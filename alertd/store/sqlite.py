@@ -8,6 +8,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import logging
 import os
 import queue
 import sqlite3
@@ -21,6 +22,8 @@ from alertd.store.batch import Batch
 from alertd.store.events import Events
 from alertd.store.schema import MIGRATIONS
 from alertd.store.sql import MAX_PARAMETERS, iso
+
+log = logging.getLogger(__name__)
 
 #: how long a connection waits for another's write lock (the writer thread; never the loop)
 BUSY_TIMEOUT_MS = 30_000
@@ -162,6 +165,8 @@ class Writer:
         self.store: Any = None
         #: urgent work may run on the loop (SQLite: a local file)
         self._inline = False
+        #: PostgreSQL: the lease (site, instance, epoch) every write transaction holds
+        self.fence: tuple[str, str, int] | None = None
 
     def _work(self) -> None:
         while True:
@@ -175,6 +180,7 @@ class Writer:
             try:
                 result = fn(*args)
             except BaseException as exc:
+                self._reconnect_if_broken()
                 self._finished += 1  # before the caller hears: the connection is free
                 future.set_exception(exc)
             else:
@@ -191,9 +197,35 @@ class Writer:
         if self._url is not None:
             from alertd.store.postgres import PgStore
 
-            return PgStore(self._url)
+            store = PgStore(self._url)
+            store.conn.fence = self.fence  # type: ignore[attr-defined]
+            return store
         assert self._path is not None
         return SqliteStore(self._path, synchronous=self._synchronous)
+
+    def fenced_by(self, fence: tuple[str, str, int]) -> None:
+        """PostgreSQL: every write transaction from now on holds this lease (site,
+        instance, epoch), on this connection and on any made again after it broke."""
+        self.fence = fence
+        self.store.conn.fence = fence
+
+    def _reconnect_if_broken(self) -> None:
+        """PostgreSQL: a connection the server or the network closed (a primary that
+        died, a promoted standby in its place) is made again for the next job, through
+        the same connection string (libpq finds the new primary among its hosts); the
+        job that failed is the caller's to retry. Not reachable yet: the next failure
+        tries again."""
+        if self._url is None or not getattr(self.store.conn, "broken", False):
+            return
+        try:
+            fresh = self._open()
+        except Exception as exc:
+            log.error("the store's connection broke and cannot be made again yet: %s", exc)
+            return
+        old, self.store = self.store, fresh
+        with contextlib.suppress(Exception):
+            old.close()
+        log.warning("the store's connection broke: connected again")
 
     async def call(self, fn: Any, *args: Any, urgent: bool = False) -> Any:
         if urgent and self._inline and self._given == self._finished:
