@@ -30,7 +30,7 @@ from alertd.store.postgres import PgStore
 from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, start_daemon, wait_for
-from tests.mqtt_tools import Live, publish, until
+from tests.mqtt_tools import Live, Publisher, publish, until
 from tests.postgres import Cluster
 from tests.proxy import FreezableProxy
 from tests.test_playbooks import SHIPPED
@@ -403,6 +403,89 @@ async def test_the_primary_dies_its_synchronous_standby_is_promoted_and_alertd_c
         for cluster in (primary, standby):
             if cluster is not None:
                 cluster.remove()
+
+
+ESCALATING = """\
+name: fire-escalating
+match: {kinds: [fire.alarm]}
+correlate: {by: building}
+severity: critical
+steps:
+  - notify: {oncall: security}
+    template: fire
+  - wait_ack_s: 8
+    escalate:
+      - to: {oncall: security}
+        template: nobody
+templates:
+  fire: {zh: "火警 {{ incident }} {{ location }}", en: "fire {{ incident }} {{ location }}"}
+  nobody:
+    zh: "无人确认 {{ incident }} {{ location }}"
+    en: "unacknowledged {{ incident }} {{ location }}"
+"""
+
+
+async def test_a_rolling_restart_during_a_storm_loses_no_event_and_no_timer(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    """Two instances restarted one by one (SIGTERM: the service handed over at once)
+    while 20 leak sensors change state 100 times a second and a fire's escalation timer
+    runs: every state change is stored once, the escalation goes out once, on time."""
+    fake = await FakeTwilio().start()
+    books = tmp_path / "playbooks"
+    books.mkdir()
+    (books / "fire.yaml").write_text(ESCALATING)
+    config = write_site(tmp_path, broker, fake, pg_url, 5)
+    config.write_text(config.read_text().replace(f"playbooks: {SHIPPED}", "playbooks: playbooks"))
+    with (tmp_path / "devices.csv").open("a") as out:
+        for n in range(20):
+            out.write(f"leak-{n},zigbee2mqtt,zigbee2mqtt/hv/leak_{n},8,{n},0101\n")
+    first, second = await active_and_standby(config, tmp_path)
+    changes = 1000
+    storm = asyncio.create_task(asyncio.to_thread(_leak_storm, broker, changes, 100))
+    running = [first, second]
+    try:
+        await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
+        await until(lambda: any("火警" in t for t in security_texts(fake)))
+        fired = time.monotonic()
+        for n in range(2):  # the active one first, then the other, each started again
+            stopping = running.pop(0)
+            stopping.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(stopping.proc.wait, 20) == 0
+            log = tmp_path / f"again-{n}.log"
+            running.append(instance(config, log))
+            await asyncio.to_thread(
+                wait_for, lambda log=log: b"standing by" in log.read_bytes(), 30, "a standby"
+            )
+        await storm
+        await until(lambda: any("无人确认" in t for t in security_texts(fake)), within=30)
+        late = time.monotonic() - fired
+        await until(lambda: rows(pg_url, "SELECT count(*) FROM events") == [(changes + 1,)])
+    finally:
+        storm.cancel()
+        await stop(*running)
+        await fake.close()
+    assert sum("无人确认" in t for t in security_texts(fake)) == 1
+    assert late < 8 + 5  # its due time, plus at most a lease
+    per_device = rows(pg_url, "SELECT device_id, count(*) FROM events GROUP BY 1 ORDER BY 1")
+    assert per_device == sorted(
+        [*((f"leak-{n}", changes // 20) for n in range(20)), ("smoke-1", 1)]
+    )
+
+
+def _leak_storm(broker: Broker, changes: int, rate: float) -> None:
+    """`changes` leak sensor reports, each a change of state (wet, dry, wet, ...), paced."""
+    pub = Publisher(broker, "storm")
+    try:
+        start = time.monotonic()
+        for k in range(changes):
+            pause = start + k / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            wet = (k // 20) % 2 == 0
+            pub.publish(f"zigbee2mqtt/hv/leak_{k % 20}", json.dumps({"water_leak": wet}))
+    finally:
+        pub.close()
 
 
 #: the commands that read the store, with arguments that make them read it all
