@@ -67,13 +67,12 @@ class Callbacks:
         self._staff = staff
         self._clock = clock
         self._forgeries = 0
-        store = writer.store
-        assert store is not None
         self.totals = totals or Totals()
 
         def apply(receipts: Sequence[db.Receipt]) -> None:
-            """On the writer thread: receipts committed, then counted."""
-            applied = unsynced(db.apply_receipts)(store.conn, receipts, clock.now())
+            """On the writer thread: receipts committed, then counted (on the writer's
+            connection of the moment: PostgreSQL's is made again after it broke)."""
+            applied = unsynced(db.apply_receipts)(writer.store.conn, receipts, clock.now())
             self.totals.receipts.update((c, final) for c, final in applied if final)
 
         self._receipts: GroupCommit[db.Receipt] = GroupCommit(writer, apply)
