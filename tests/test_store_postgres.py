@@ -15,6 +15,7 @@ import pytest
 from alertd.events import Event, Kind, Location, Severity, State
 from alertd.store import Batch, DeadLetter, SqliteStore
 from alertd.store.copy import CopyRefused, _Postgres, _Sqlite, copy_store
+from alertd.store.leases import Fenced
 from alertd.store.postgres import PgStore, check_conninfo, shown
 from alertd.store.schema import MIGRATIONS
 from alertd.store.sql import dict_rows, transaction, unique_violation
@@ -304,5 +305,28 @@ def test_a_write_transaction_s_statements_answer_as_sqlite3_s_do(pg_url: str) ->
             three_rows_one_a_duplicate()
         assert not conn.in_transaction
         assert conn.execute("SELECT name FROM counters ORDER BY 1").fetchall() == [("a",), ("b",)]
+    finally:
+        store.close()
+
+
+def test_a_write_outside_a_transaction_on_a_fenced_connection_holds_the_lease_too(
+    pg_url: str,
+) -> None:
+    """A single statement (a lane's state, a reply's note) from an owner that lost its
+    lease changes nothing, as a transaction's writes do; one that holds it goes in."""
+    store = PgStore(pg_url)
+    conn = store.conn
+    try:
+        conn.execute(
+            "INSERT INTO site_leases (site, owner, epoch, expires_at, acquired_at) "
+            "VALUES ('*', 'me', 2, now() + interval '1 minute', now())"
+        )
+        conn.fence = ("*", "me", 2)  # type: ignore[attr-defined]
+        conn.execute("INSERT INTO counters VALUES ('held', 1)")
+        conn.fence = ("*", "me", 1)  # type: ignore[attr-defined]  # an epoch taken over since
+        with pytest.raises(Fenced, match="no longer owns \\* at epoch 1"):
+            conn.execute("INSERT INTO counters VALUES ('lost', 1)")
+        assert not conn.in_transaction
+        assert conn.execute("SELECT name FROM counters").fetchall() == [("held",)]
     finally:
         store.close()

@@ -6,10 +6,11 @@ password from `PGPASSWORD` or `~/.pgpass` rather than the file."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,10 @@ def connect(url: str, *, read_only: bool = False) -> psycopg.Connection[Any]:
     return conn
 
 
+#: a statement that changes rows (what a fenced connection never runs outside a transaction)
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=1024)
 def _format(statement: str) -> str:
     """A statement written for both engines (`?` placeholders) in psycopg's form (`%s`,
@@ -114,7 +119,7 @@ def _format(statement: str) -> str:
     return "".join(out)
 
 
-@contextmanager
+@contextlib.contextmanager
 def as_store_errors() -> Iterator[None]:
     """psycopg's failures as sqlite3's classes (StoreError), the cause kept: the console
     and the commands catch one kind of failure, whichever engine holds the store."""
@@ -149,7 +154,7 @@ class PgConn:
         self._trace: Callable[[str], None] | None = None
         self._pipeline: psycopg.Pipeline | None = None
 
-    @contextmanager
+    @contextlib.contextmanager
     def pipelined(self) -> Iterator[None]:
         """Statements sent without waiting for each one's answer (libpq's pipeline mode):
         a transaction of a dozen statements pays one round trip for them, not twelve. A
@@ -184,6 +189,8 @@ class PgConn:
             raise Fenced(f"{me} no longer owns {site} at epoch {epoch}: nothing written")
 
     def execute(self, statement: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        if self.fence is not None and _WRITES.match(statement) and not self.in_transaction:
+            return self._fenced_alone(statement, args)
         if self._trace is not None:
             self._trace(f"{statement} {list(args)!r}" if args else statement)
         with as_store_errors():
@@ -192,6 +199,24 @@ class PgConn:
             else:
                 cur = self.raw.execute(_format(statement).encode(), args)
         return cur if self._pipeline is None else _Answered(cur, self._pipeline)  # type: ignore[return-value]
+
+    def _fenced_alone(self, statement: str, args: Sequence[Any]) -> psycopg.Cursor[Any]:
+        """A write outside a transaction on a fenced connection (a lane's state, a reply's
+        note): in a transaction of its own that holds the lease first, as every write of
+        the owner does."""
+        with as_store_errors():
+            self.raw.execute(b"BEGIN")
+        try:
+            self.fenced()
+            cur = self.execute(statement, args)
+            with as_store_errors():
+                self.raw.execute(b"COMMIT")
+        except BaseException:
+            if self.in_transaction:
+                with contextlib.suppress(Exception):
+                    self.raw.execute(b"ROLLBACK")
+            raise
+        return cur
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         cur = self.raw.cursor()
