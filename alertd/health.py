@@ -179,7 +179,14 @@ def standby_routes(app: web.Application, member: Membership) -> None:
         }
         return web.json_response(body, status=503)
 
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StandbyMetrics(member))
+
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), content_type="text/plain")
+
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", scrape)
     app.router.add_get("/active", _active(lambda: member.me, lambda: SERVICE in member.held))
 
 
@@ -302,6 +309,37 @@ class Metrics:
         for lane in d.dispatcher.lane_states():
             lanes.add_metric([lane.channel], int(lane.state != "stopped"))
         yield lanes
+        if d.service is not None:
+            yield from cluster_metrics(d.service)
+
+
+class StandbyMetrics:
+    """A standby's collector: its place in the set, nothing else runs there."""
+
+    def __init__(self, member: Membership) -> None:
+        self._member = member
+
+    def collect(self) -> Iterator[Any]:
+        yield from cluster_metrics(self._member)
+
+
+def cluster_metrics(member: Membership) -> Iterator[Any]:
+    """This instance's place among those sharing the PostgreSQL store (each instance is
+    scraped on its own: the instance label says which answered)."""
+    others = len([i for i in member.live if i != member.me])
+    labels = ["instance"]
+    for name, what, value in (
+        ("alertd_cluster_active", "1 while this instance holds the service",
+         SERVICE in member.held),
+        ("alertd_cluster_standbys", "Other instances heard from", others),
+        ("alertd_cluster_takeovers_last_hour", "Takeovers of a lease seen in the last hour",
+         len(member.moves)),
+        ("alertd_cluster_store_reachable", "0 while the last lease round failed",
+         not member.error),
+    ):  # fmt: skip
+        gauge = GaugeMetricFamily(name, what, labels=labels)
+        gauge.add_metric([member.me], int(value))
+        yield gauge
 
 
 def routes(app: web.Application, daemon: Daemon) -> None:

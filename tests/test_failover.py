@@ -215,6 +215,11 @@ def health(port: int, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
         return 0, {"parts": []}
 
 
+def metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return str(answer.read().decode())
+
+
 async def test_a_standby_answers_health_and_only_the_active_instance_says_active(
     tmp_path: Path, broker: Broker, pg_url: str
 ) -> None:
@@ -252,6 +257,10 @@ async def test_a_standby_answers_health_and_only_the_active_instance_says_active
         standby_id = health(ports[1], "/active")[1]["instance"]
         await until(lambda: standby_id in cluster(ports[0])["detail"])
         assert cluster(ports[0])["state"] == "ok"
+        active_id = health(ports[0], "/active")[1]["instance"]
+        assert f'alertd_cluster_active{{instance="{active_id}"}} 1.0' in metrics(ports[0])
+        assert f'alertd_cluster_active{{instance="{standby_id}"}} 0.0' in metrics(ports[1])
+        assert f'alertd_cluster_standbys{{instance="{active_id}"}} 1.0' in metrics(ports[0])
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
         await until(lambda: health(ports[1], "/active")[0] == 200, within=20)
