@@ -85,11 +85,6 @@ def run(config_path: Path) -> None:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
     except StoreError as exc:  # opening it; later the daemon holds and retries
-        click.echo(f"error: cannot open the store at {config.storage.where}: {exc}", err=True)
-        raise SystemExit(2) from None
-    except Exception as exc:
-        if config.storage.url is None or type(exc).__module__.split(".")[0] != "psycopg":
-            raise
         text = str(exc).strip()
         click.echo(f"error: cannot open the store at {config.storage.where}: {text}", err=True)
         raise SystemExit(2) from None
@@ -313,8 +308,7 @@ def prune(config_path: Path, dry_run: bool) -> None:
     from alertd.store.upkeep import prune as run
 
     config = _config(config_path)
-    reader(config).close()
-    store = writable(config)
+    store = writable(config, create=False)
     try:
         done = run(
             store.conn,

@@ -3,6 +3,8 @@ store, never its password) when it is missing or cannot be opened."""
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import click
 
 from alertd.config import Config
@@ -19,18 +21,26 @@ def reader(config: Config, *, missing_ok: bool = False) -> Reader:
     except Missing as exc:
         if missing_ok:
             raise
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+        _missing(exc)
     except StoreError as exc:
         click.echo(f"error: cannot read the store at {config.storage.where}: {exc}", err=True)
         raise SystemExit(2) from None
 
 
-def writable(config: Config) -> Events:
-    """The store, for writing: one clear line when it cannot be opened."""
+def writable(config: Config, *, create: bool = True) -> Events:
+    """The store, for writing: one clear line when it cannot be opened (`create`: made
+    when missing, else refused: a command that only uses what alertd made)."""
     try:
-        return config.storage.open()
+        return config.storage.open(create=create)
+    except Missing as exc:
+        _missing(exc)
     except StoreError as exc:
         raise click.ClickException(
             f"cannot write the store at {config.storage.where}: {exc}"
         ) from None
+
+
+def _missing(exc: Missing) -> NoReturn:
+    """No store yet: said in one line, exit 2 (as every command that needs one)."""
+    click.echo(f"error: {exc}", err=True)
+    raise SystemExit(2) from None

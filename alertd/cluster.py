@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alertd.store import leases as db
+from alertd.store.sql import StoreError
 
 log = logging.getLogger("alertd.cluster")
 
@@ -272,7 +273,7 @@ async def serve(member: Membership, stop: asyncio.Event) -> bool:
                 await asyncio.to_thread(lambda: PgStore(url).close())
                 migrated = True
             await member.round()
-        except psycopg.Error as exc:
+        except (psycopg.Error, StoreError) as exc:  # a round's, or the migration's
             member.error = str(exc).strip()
             log.error("cannot reach the store for the service lease: %s", member.error)
             await member.close()

@@ -136,11 +136,12 @@ class StorageConfig(Strict):
 
         return where(self.path, self.secret_url)
 
-    def open(self) -> Events:
-        """The store for writing, migrated (StoreError when it cannot be)."""
+    def open(self, *, create: bool = True) -> Events:
+        """The store for writing, migrated (StoreError when it cannot be; `create`: made
+        when missing, else Missing)."""
         from alertd.store.stores import open_store
 
-        return open_store(self.path, self.secret_url)
+        return open_store(self.path, self.secret_url, create=create)
 
     def reader(self) -> Reader:
         """The store for reading only (StoreError, or Missing when alertd never ran)."""

@@ -156,8 +156,7 @@ def register(
 
         config = load(config_path)
         logs.setup(config.log_level, config.site.tz, config.log_format)
-        store_of(config).close()  # alertd made it: one clear line if not
-        writable(config).close()  # the console's tables exist
+        writable(config, create=False).close()  # alertd made it; its tables are there
         os.nice(config.console.nice)
         host = config.console.host
         port = config.console.port if port is None else port

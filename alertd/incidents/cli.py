@@ -40,8 +40,7 @@ def _command(
     from alertd.incidents.commands import run_command
 
     try:
-        config.storage.reader().close()  # made by the daemon, not by a command
-        store = config.storage.open()
+        store = config.storage.open(create=False)  # made by the daemon, not by a command
         try:
             outcome = run_command(store.conn, command, incident, cli_actor(by), text, args)
         finally:

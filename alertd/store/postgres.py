@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from alertd.store.events import Events
 from alertd.store.schema import MIGRATIONS, POSTGRES_BASELINE, POSTGRES_BASELINE_VERSION
-from alertd.store.sql import iso
+from alertd.store.sql import Missing, iso
 
 if TYPE_CHECKING:
     import psycopg
@@ -85,12 +85,26 @@ def connect(url: str, *, read_only: bool = False) -> psycopg.Connection[Any]:
     transactions); `read_only`: every transaction of it is (the reading commands')."""
     import psycopg
 
-    conn = psycopg.connect(url, autocommit=True, application_name="alertd")
-    # SETs, not `options`, which would replace the url's own
-    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S:g}s'")
-    if read_only:
-        conn.execute("SET default_transaction_read_only = on")
+    with as_store_errors():
+        conn = psycopg.connect(url, autocommit=True, application_name="alertd")
+        # SETs, not `options`, which would replace the url's own
+        conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S:g}s'")
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")
     return conn
+
+
+def refuse_unmade(conn: PgConn, url: str) -> None:
+    """Missing (the connection closed) when alertd has not made its store in that
+    database: a command or the console never makes it in alertd's place."""
+    try:
+        made = conn.execute("SELECT to_regclass('migrations')").fetchone() != (None,)
+    except BaseException:
+        conn.close()
+        raise
+    if not made:
+        conn.close()
+        raise Missing(f"no alertd store in {shown(url)} (has alertd run yet?)")
 
 
 #: a statement that changes rows (what a fenced connection never runs outside a transaction)
@@ -263,11 +277,19 @@ class PgStore(Events):
     """An open PostgreSQL store, brought up to date when opened (the first instance to
     start migrates; the others wait for it and find nothing left to do)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """`create`: the store is made in an empty database; else Missing there."""
         self.url = url
         self.raw = connect(url)
         self.conn = PgConn(self.raw)  # type: ignore[assignment]  # sqlite3's shape
-        self._migrate()
+        if not create:
+            refuse_unmade(self.conn, url)  # type: ignore[arg-type]
+        try:
+            with as_store_errors():
+                self._migrate()
+        except BaseException:
+            self.raw.close()
+            raise
 
     def _migrate(self) -> None:
         c = self.raw

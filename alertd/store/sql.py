@@ -14,9 +14,14 @@ from typing import Any
 
 #: a connection to the store, as the statements take it (a PgConn behaves as one)
 Conn = sqlite3.Connection
-#: a failure of the SQLite store (busy or broken file, full disk); PostgreSQL's failures
-#: are psycopg's, caught where the daemon runs on it
+#: a failure of the store on either engine (busy or broken file, full disk, a server gone:
+#: PostgreSQL's connection raises sqlite3's classes, alertd/store/postgres.py)
 StoreError = sqlite3.Error
+
+
+class Missing(sqlite3.OperationalError):
+    """There is no store there yet (alertd has not run against it)."""
+
 
 #: rows of one multi-row VALUES statement at most
 VALUES_ROWS = 256

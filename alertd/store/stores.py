@@ -4,15 +4,13 @@ StoreError, in words that name the store without its password."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from alertd.store.events import Events
+from alertd.store.sql import Missing
 from alertd.store.sqlite import Reader, SqliteStore
 
-
-class Missing(sqlite3.OperationalError):
-    """There is no store there yet (alertd has not run against it)."""
+__all__ = ["Missing", "open_reader", "open_store", "where"]
 
 
 def where(path: Path, url: str | None) -> str:
@@ -24,14 +22,17 @@ def where(path: Path, url: str | None) -> str:
     return shown(url)
 
 
-def open_store(path: Path, url: str | None) -> Events:
-    """The store for writing, migrated: the SQLite file (made when missing), or PostgreSQL."""
+def open_store(path: Path, url: str | None, *, create: bool = True) -> Events:
+    """The store for writing, migrated: the SQLite file, or PostgreSQL. `create`: made
+    when missing (an import before the first run); else Missing (a staff command, the
+    console: alertd makes the store, they only use it)."""
     if url is None:
+        if not create and not path.exists():
+            raise Missing(f"no store at {path} (has alertd run yet?)")
         return SqliteStore(path)
-    from alertd.store.postgres import PgStore, as_store_errors
+    from alertd.store.postgres import PgStore
 
-    with as_store_errors():
-        return PgStore(url)
+    return PgStore(url, create=create)
 
 
 def open_reader(path: Path, url: str | None) -> Reader:
@@ -41,17 +42,8 @@ def open_reader(path: Path, url: str | None) -> Reader:
         if not path.exists():
             raise Missing(f"no store at {path} (has alertd run yet?)")
         return Reader(SqliteStore.reader(path))
-    from alertd.store.postgres import PgConn, as_store_errors, connect
+    from alertd.store.postgres import PgConn, connect, refuse_unmade
 
-    with as_store_errors():
-        raw = connect(url, read_only=True)
-    conn = PgConn(raw)
-    try:
-        made = conn.execute("SELECT to_regclass('migrations')").fetchone() != (None,)
-    except BaseException:
-        conn.close()
-        raise
-    if not made:
-        conn.close()
-        raise Missing(f"no alertd store in {where(path, url)} (has alertd run yet?)")
+    conn = PgConn(connect(url, read_only=True))
+    refuse_unmade(conn, url)
     return Reader(conn)  # type: ignore[arg-type]  # sqlite3's shape
