@@ -323,6 +323,7 @@ def test_a_write_outside_a_transaction_on_a_fenced_connection_holds_the_lease_to
         )
         conn.fence = ("*", "me", 2)  # type: ignore[attr-defined]
         conn.execute("INSERT INTO counters VALUES ('held', 1)")
+        assert conn.execute("UPDATE counters SET value = 2 WHERE name = 'held'").rowcount == 1
         conn.fence = ("*", "me", 1)  # type: ignore[attr-defined]  # an epoch taken over since
         with pytest.raises(Fenced, match="no longer owns \\* at epoch 1"):
             conn.execute("INSERT INTO counters VALUES ('lost', 1)")

@@ -212,25 +212,23 @@ class PgConn:
                 cur = self.raw.execute(statement.encode())
             else:
                 cur = self.raw.execute(_format(statement).encode(), args)
-        return cur if self._pipeline is None else _Answered(cur, self._pipeline)  # type: ignore[return-value]
+        return cur if self._pipeline is None else _Answered(cur, self)  # type: ignore[return-value]
 
     def _fenced_alone(self, statement: str, args: Sequence[Any]) -> psycopg.Cursor[Any]:
         """A write outside a transaction on a fenced connection (a lane's state, a reply's
-        note): in a transaction of its own that holds the lease first, as every write of
-        the owner does."""
-        with as_store_errors():
-            self.raw.execute(b"BEGIN")
-        try:
-            self.fenced()
-            cur = self.execute(statement, args)
+        note): in a transaction of its own, which holds the lease first as every write
+        transaction of the owner does."""
+        from alertd.store.sql import transaction
+
+        with transaction(self):  # type: ignore[arg-type]
+            return self.execute(statement, args)
+
+    def answered(self) -> None:
+        """Inside `pipelined`: what was sent so far has been answered (nothing to wait
+        for outside it)."""
+        if self._pipeline is not None:
             with as_store_errors():
-                self.raw.execute(b"COMMIT")
-        except BaseException:
-            if self.in_transaction:
-                with contextlib.suppress(Exception):
-                    self.raw.execute(b"ROLLBACK")
-            raise
-        return cur
+                self._pipeline.sync()
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         cur = self.raw.cursor()
@@ -259,8 +257,8 @@ class _Answered:
 
     FETCHES = frozenset({"fetchone", "fetchall", "fetchmany"})
 
-    def __init__(self, cur: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
-        self._cur, self._pipeline = cur, pipeline
+    def __init__(self, cur: psycopg.Cursor[Any], conn: PgConn) -> None:
+        self._cur, self._conn = cur, conn
 
     def __iter__(self) -> Iterator[Any]:
         with as_store_errors():
@@ -268,8 +266,7 @@ class _Answered:
 
     def __getattr__(self, name: str) -> Any:
         if name not in self.FETCHES:
-            with as_store_errors():
-                self._pipeline.sync()
+            self._conn.answered()
         return getattr(self._cur, name)
 
 
