@@ -38,7 +38,6 @@ from alertd.sites import brokers, has_staff, load_company_staff, site_problems, 
 from alertd.store import SqliteStore, Writer
 from alertd.store.directory import claim_residents
 from alertd.store.lock import InstanceLock
-from alertd.store.postgres import shown
 from integrations.mqtt.client import Incoming, MqttConnection
 from integrations.mqtt.profiles import build_profiles
 from integrations.mqtt.router import Router
@@ -102,13 +101,13 @@ class Daemon:
     async def start(self) -> None:
         # before anything else: a second daemon changes nothing (on PostgreSQL it stands
         # by, and takes over when the active one stops answering)
-        url = self.config.storage.url
+        url = self.config.storage.secret_url
         if url is None:
             self.lock = InstanceLock(self.config.storage.path)
             self.lock.acquire()
         else:
             member = Membership(
-                url.get_secret_value(),
+                url,
                 [SERVICE],
                 lease_s=self.config.storage.lease_s,
                 on_loss=self._lost,
@@ -134,7 +133,7 @@ class Daemon:
         self.writer = Writer(
             self.config.storage.path,
             synchronous=self.config.storage.synchronous,
-            url=url.get_secret_value() if url else None,
+            url=url,
         )
         await self.writer.open()
         if self.service is not None:  # every write transaction holds the service lease
@@ -213,7 +212,7 @@ class Daemon:
             "alertd running: %d devices, %d subscriptions, store %s",
             len(router.devices),
             len(router.subscriptions),
-            shown(url.get_secret_value()) if url else self.config.storage.path,
+            self.config.storage.where,
         )
 
     def _link(

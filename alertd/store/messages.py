@@ -70,7 +70,10 @@ def recover_inflight(conn: sqlite3.Connection, now: datetime) -> int:
             (INFLIGHT,),
         ).fetchall()
         for incident, n in sorted(Counter(row[0] for row in again).items()):
-            text = f"{n} message(s) were being sent when alertd stopped: {INFLIGHT}"
+            text = (
+                f"{n} message(s) were being sent when alertd stopped: sent again, some may "
+                "arrive twice"
+            )
             incidents_db.note(conn, incident, now, "in_flight", "alertd", text)
     return len(again)
 
