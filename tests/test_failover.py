@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,6 +216,13 @@ def health(port: int, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
         return 0, {"parts": []}
 
 
+async def answers(check: Callable[[], bool], what: str, within: float = 20) -> None:
+    """Until `check` holds (an instance's HTTP answers, the store's rows), asked from a
+    thread: a blocking request or query on the test's loop would hold up the fake Twilio
+    and the proxy it serves."""
+    await asyncio.to_thread(wait_for, check, within, what)
+
+
 def metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         return str(answer.read().decode())
@@ -249,13 +257,13 @@ async def test_a_standby_answers_health_and_only_the_active_instance_says_active
             found = [p for p in health(port)[1]["parts"] if p["name"] == "cluster"]
             return found[0] if found else {"state": "", "detail": ""}
 
-        await until(lambda: "is active" in cluster(ports[1])["detail"])
+        await answers(lambda: "is active" in cluster(ports[1])["detail"], "the standby's view")
         code, body = health(ports[1])
         assert (code, body["status"]) == (503, "standby")
         assert health(ports[1], "/active")[0] == 503
         assert health(ports[0], "/active") == (200, {"instance": ANY, "active": True})
         standby_id = health(ports[1], "/active")[1]["instance"]
-        await until(lambda: standby_id in cluster(ports[0])["detail"])
+        await answers(lambda: standby_id in cluster(ports[0])["detail"], "the active's view")
         assert cluster(ports[0])["state"] == "ok"
         active_id = health(ports[0], "/active")[1]["instance"]
         assert f'alertd_cluster_active{{instance="{active_id}"}} 1.0' in metrics(ports[0])
@@ -263,8 +271,8 @@ async def test_a_standby_answers_health_and_only_the_active_instance_says_active
         assert f'alertd_cluster_standbys{{instance="{active_id}"}} 1.0' in metrics(ports[0])
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
-        await until(lambda: health(ports[1], "/active")[0] == 200, within=20)
-        await until(lambda: cluster(ports[1])["state"] == "degraded")
+        await answers(lambda: health(ports[1], "/active")[0] == 200, "the takeover", 20)
+        await answers(lambda: cluster(ports[1])["state"] == "degraded", "no standby left")
         assert "no instance stands by" in cluster(ports[1])["detail"]
     finally:
         await stop(first, *([second] if second else []))
@@ -295,7 +303,7 @@ async def test_a_network_cut_to_postgresql_holds_the_alarm_tells_the_desk_and_lo
         )
         proxy.cut()
         await asyncio.to_thread(publish, broker, "zigbee2mqtt/hv/smoke_1", '{"smoke": true}')
-        await until(lambda: health(port)[1].get("status") == "failing", within=10)
+        await answers(lambda: health(port)[1].get("status") == "failing", "health failing", 10)
         await until(lambda: any("PostgreSQL" in t for t in security_texts(fake)), within=20)
         assert await asyncio.to_thread(first.proc.wait, 40) == 1  # gave the service up
         assert not any("火警" in t or "FIRE" in t for t in security_texts(fake))
@@ -469,7 +477,8 @@ async def test_a_rolling_restart_during_a_storm_loses_no_event_and_no_timer(
         await storm
         await until(lambda: any("无人确认" in t for t in security_texts(fake)), within=30)
         late = time.monotonic() - fired
-        await until(lambda: rows(pg_url, "SELECT count(*) FROM events") == [(changes + 1,)])
+        stored = [(changes + 1,)]
+        await answers(lambda: rows(pg_url, "SELECT count(*) FROM events") == stored, "events")
     finally:
         storm.cancel()
         await stop(*running)
