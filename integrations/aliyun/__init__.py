@@ -1,1 +1,0 @@
-"""Aliyun SMS (dysmsapi)."""
