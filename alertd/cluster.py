@@ -114,12 +114,16 @@ class Membership:
         import psycopg
 
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(
+            conn = await psycopg.AsyncConnection.connect(
                 self.url,
                 autocommit=True,
                 application_name=f"alertd {self.me}",
                 connect_timeout=max(2, int(self.lease_s)),
             )
+            if asyncio.current_task() in self._abandoned:  # its round was given up
+                await conn.close()
+                raise psycopg.OperationalError("connected after its round was given up")
+            self._conn = conn
         return self._conn
 
     async def round(self) -> None:
@@ -132,17 +136,43 @@ class Membership:
         done, _ = await asyncio.wait({task}, timeout=self.lease_s / 2)
         if task in done:
             return task.result()
-        # left to end by itself: psycopg's cancellation of the query waits seconds more
+        # left to end by itself (psycopg's cancellation of the query waits seconds more),
+        # then its connection closed; one it makes meanwhile is never used
         task.cancel()
         self._abandoned.add(task)
-        task.add_done_callback(self._abandoned.discard)
-        self._conn = None  # whatever it was waiting for will never come
+        stuck, self._conn = self._conn, None  # whatever it was waiting for will never come
+        task.add_done_callback(lambda _: self._closing(task, stuck))
         raise psycopg.OperationalError(f"no answer from the store within {self.lease_s / 2:g} s")
 
+    def _closing(self, task: asyncio.Future[None], conn: Any) -> None:
+        """An abandoned round ended: its connection is closed, on a task held until then."""
+        closing = asyncio.ensure_future(self._close_quietly(conn))
+        self._abandoned.add(closing)
+        closing.add_done_callback(lambda _: self._abandoned.difference_update({task, closing}))
+
+    @staticmethod
+    async def _close_quietly(conn: Any) -> None:
+        import psycopg
+
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
     async def _round(self) -> None:
+        import psycopg
+
         started = time.monotonic()
         conn = await self._connection()
-        await db.heartbeat(conn, self.me, os.getpid())
+        try:
+            await db.heartbeat(conn, self.me, os.getpid())
+        except psycopg.OperationalError:
+            if not conn.closed:
+                raise
+            # ended while idle (a takeover ends a paused owner's sessions; a restarted
+            # server): that is no store out of reach, a new connection says what changed
+            self._conn = None
+            conn = await self._connection()
+            await db.heartbeat(conn, self.me, os.getpid())
         kept = await db.renew(conn, self.me, self.held, self.lease_s)
         self._renewed_at = started
         for site in [s for s in self.held if s not in kept]:
@@ -244,12 +274,8 @@ class Membership:
     async def close(self) -> None:
         """Its connection closed (a broken one dropped); what it holds runs out with its
         leases."""
-        import psycopg
-
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
+        await self._close_quietly(conn)
 
 
 #: the lease of the whole service: one active instance, the others standing by

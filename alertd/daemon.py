@@ -135,9 +135,9 @@ class Daemon:
             synchronous=self.config.storage.synchronous,
             url=url,
         )
-        await self.writer.open()
         if self.service is not None:  # every write transaction holds the service lease
             self.writer.fenced_by((SERVICE, self.service.me, self.service.held[SERVICE]))
+        await self.writer.open()
         if self.sites.only is not None and self.writer.store is not None:
             claimed = await self.writer.call(
                 claim_residents, self.writer.store.conn, self.sites.only.id

@@ -5,6 +5,7 @@ that was paused past its lease can no longer write for the site it lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -286,3 +287,34 @@ async def test_a_service_that_keeps_changing_hands_is_degraded_and_a_lone_one_to
     part = cluster_part(waiter)
     assert part.state == "degraded"
     assert "taken over 3 times in the last hour" in part.detail
+
+
+async def test_a_takeover_ends_the_dead_owners_session_left_holding_the_lease_row(
+    url: str, member: Callable[..., Membership]
+) -> None:
+    """An owner cut off in the middle of a fenced write: its session keeps the lease row
+    (FOR SHARE) and PostgreSQL does not end it (a session stopped between a pipeline's
+    statements is not idle in a transaction). The next owner ends it and takes over
+    within a few rounds, rather than waiting for TCP to give up on it."""
+    a, b = member("a", [SERVICE], lease_s=0.5), member("b", [SERVICE], lease_s=0.5)
+    await a.round()
+    frozen = await psycopg.AsyncConnection.connect(
+        url, autocommit=True, application_name="alertd a"
+    )
+    await frozen.execute("BEGIN")
+    await db.fence(frozen, SERVICE, "a", a.held[SERVICE])  # and nothing more, ever
+    other = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name="alertd c")
+    tries = 0
+    while SERVICE not in b.held:  # a is gone: only b's rounds run, at their cadence
+        tries += 1
+        assert tries <= 40, "the service was never taken over"
+        # its acquire may wait for the row past half a lease: that round fails
+        with contextlib.suppress(psycopg.OperationalError):
+            await b.round()
+        await asyncio.sleep(0.1)
+    assert b.held[SERVICE] == 2
+    with pytest.raises(psycopg.OperationalError):  # a's session was ended ...
+        await frozen.execute("SELECT 1")
+    await frozen.close()
+    await other.execute("SELECT 1")  # ... and nobody else's
+    await other.close()

@@ -10,6 +10,7 @@ owner that was paused past its lease (and lost it) fails before it changes anyth
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     import psycopg
 
     Conn = psycopg.AsyncConnection[Any]
+
+
+log = logging.getLogger("alertd.cluster")
 
 
 class Fenced(RuntimeError):
@@ -83,9 +87,33 @@ async def leases(conn: Conn) -> list[Lease]:
     return [Lease(*row) for row in await cur.fetchall()]
 
 
+async def end_sessions(conn: Conn, site: str, me: str) -> int:
+    """The sessions of the instance whose lease on `site` ran out, ended (those of alertd's
+    role, named after it: its lease rounds and its writer). One cut off in the middle of a
+    fenced write holds the lease row, and would keep this takeover waiting until TCP gave
+    up on it, hours later: PostgreSQL ends a session idle inside a transaction
+    (`idle_in_transaction_session_timeout`), not one stopped between the statements of a
+    pipeline, which it counts as active. Its writes were fenced already; this frees the
+    rows they locked."""
+    cur = await conn.execute(
+        "SELECT count(pg_terminate_backend(a.pid)) FROM site_leases AS l "
+        "JOIN pg_stat_activity AS a ON a.application_name = left('alertd ' || l.owner, 63) "
+        "WHERE l.site = %s AND l.owner <> %s AND l.expires_at <= clock_timestamp() "
+        "AND a.datname = current_database() AND a.pid <> pg_backend_pid() "
+        "AND pg_has_role(a.usesysid, 'MEMBER')",
+        (site, me),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def acquire(conn: Conn, site: str, me: str, lease_s: float) -> int | None:
     """The site's lease for `me` if nobody holds it (never held, released, or expired):
-    its new epoch, or None when another instance holds it."""
+    its new epoch, or None when another instance holds it. The sessions of an owner whose
+    lease ran out are ended first (`end_sessions`)."""
+    ended = await end_sessions(conn, site, me)
+    if ended:
+        log.warning("site %s: ended %d session(s) of its owner, whose lease ran out", site, ended)
     cur = await conn.execute(
         "INSERT INTO site_leases AS l (site, owner, epoch, expires_at, acquired_at) "
         "VALUES (%s, %s, 1, clock_timestamp() + make_interval(secs => %s), clock_timestamp()) "

@@ -80,17 +80,21 @@ def _password(url: str) -> str | None:
     return str(value) if value else None
 
 
-def connect(url: str, *, read_only: bool = False) -> psycopg.Connection[Any]:
+def connect(url: str, *, read_only: bool = False, name: str = "alertd") -> psycopg.Connection[Any]:
     """A session in autocommit, as the store's statements expect (they begin their own
-    transactions); `read_only`: every transaction of it is (the reading commands')."""
+    transactions); `read_only`: every transaction of it is (the reading commands');
+    `name`: its application_name (an instance's own: see leases.end_sessions)."""
     import psycopg
 
     with as_store_errors():
-        conn = psycopg.connect(url, autocommit=True, application_name="alertd")
-        # SETs, not `options`, which would replace the url's own
-        conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S:g}s'")
-        if read_only:
-            conn.execute("SET default_transaction_read_only = on")
+        conn = psycopg.connect(url, autocommit=True, application_name=name)
+        try:  # SETs, not `options`, which would replace the url's own
+            conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S:g}s'")
+            if read_only:
+                conn.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 
@@ -274,10 +278,11 @@ class PgStore(Events):
     """An open PostgreSQL store, brought up to date when opened (the first instance to
     start migrates; the others wait for it and find nothing left to do)."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        """`create`: the store is made in an empty database; else Missing there."""
+    def __init__(self, url: str, *, create: bool = True, name: str = "alertd") -> None:
+        """`create`: the store is made in an empty database; else Missing there; `name`:
+        the session's application_name."""
         self.url = url
-        self.raw = connect(url)
+        self.raw = connect(url, name=name)
         self.conn = PgConn(self.raw)  # type: ignore[assignment]  # sqlite3's shape
         if not create:
             refuse_unmade(self.conn, url)  # type: ignore[arg-type]

@@ -197,7 +197,9 @@ class Writer:
         if self._url is not None:
             from alertd.store.postgres import PgStore
 
-            store = PgStore(self._url)
+            # named after the instance: a takeover can end it (alertd/store/leases.py)
+            name = f"alertd {self.fence[1]}" if self.fence else "alertd"
+            store = PgStore(self._url, name=name)
             store.conn.fence = self.fence  # type: ignore[attr-defined]
             return store
         assert self._path is not None
@@ -205,9 +207,11 @@ class Writer:
 
     def fenced_by(self, fence: tuple[str, str, int]) -> None:
         """PostgreSQL: every write transaction from now on holds this lease (site,
-        instance, epoch), on this connection and on any made again after it broke."""
+        instance, epoch), on this connection (given before `open`: named after the
+        instance) and on any made again after it broke."""
         self.fence = fence
-        self.store.conn.fence = fence
+        if self.store is not None:
+            self.store.conn.fence = fence
 
     def _reconnect_if_broken(self) -> None:
         """PostgreSQL: a connection the server or the network closed (a primary that
