@@ -72,7 +72,7 @@ def main() -> None:
 def run(config_path: Path) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
     from alertd.affinity import pin
-    from alertd.daemon import Daemon
+    from alertd.daemon import CannotListen, Daemon
     from alertd.store.lock import AlreadyRunning
 
     config = _config(config_path, secrets=True)
@@ -84,6 +84,9 @@ def run(config_path: Path) -> None:
     except AlreadyRunning as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
+    except CannotListen as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
     except StoreError as exc:  # opening it; later the daemon holds and retries
         text = str(exc).strip()
         click.echo(f"error: cannot open the store at {config.storage.where}: {text}", err=True)

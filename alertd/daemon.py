@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -105,6 +107,7 @@ class Daemon:
         if url is None:
             self.lock = InstanceLock(self.config.storage.path)
             self.lock.acquire()
+            listening = _bind(self.config.http)  # a taken port is said before anything starts
         else:
             member = Membership(
                 url,
@@ -115,6 +118,7 @@ class Daemon:
             if not await self._stand_by(member):
                 return  # told to stop while standing by: nothing was started
             self.service = member
+            listening = _bind(self.config.http)  # the standby's closed with its server
         router, problems = load_router(self.config)
         problems += panel_problems(self.config, "config") + site_problems(self.config, "config")
         for problem in problems:
@@ -190,8 +194,8 @@ class Daemon:
             self.incidents.catch_up(catch_up), name="catch-up"
         )
         self._http: web.AppRunner | None = None
-        if self.config.http is not None:
-            await self._serve_http(self.config.http)
+        if self.config.http is not None and listening is not None:
+            await self._serve_http(self.config.http, listening)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._tasks = [
             *(
@@ -334,21 +338,22 @@ class Daemon:
         """Wait for the service lease (True once held), answering /healthz and /active
         meanwhile, as a standby (when there is an `http:` section)."""
         runner = None
-        if self.config.http is not None:
+        listening = _bind(self.config.http)
+        if listening is not None:
             from alertd import health
 
             app = web.Application(client_max_size=16 * 1024)
             health.standby_routes(app, member)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, self.config.http.host, self.config.http.port).start()
+            await web.SockSite(runner, listening).start()
         try:
             return await serve(member, self.stop)
         finally:
             if runner is not None:
                 await runner.cleanup()
 
-    async def _serve_http(self, http: HttpConfig) -> None:
+    async def _serve_http(self, http: HttpConfig, listening: socket.socket) -> None:
         """/healthz and /metrics; Twilio's callbacks when Twilio is configured."""
         from alertd import health
 
@@ -367,8 +372,7 @@ class Daemon:
             ).app(app)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
-        site = web.TCPSite(self._http, http.host, http.port)
-        await site.start()
+        await web.SockSite(self._http, listening).start()
         log.info(
             "health, metrics%s and callbacks on http://%s:%d (public URL %s)",
             "" if self.config.twilio else " (no Twilio: no callbacks)",
@@ -619,6 +623,37 @@ class Daemon:
             await asyncio.wait_for(self.close(), seconds)
         except TimeoutError:
             log.error("shutdown: the store does not answer; stopping without it")
+
+
+class CannotListen(Exception):
+    """The `http:` address is taken or not this machine's: said in one line at start."""
+
+
+def _bind(http: HttpConfig | None) -> socket.socket | None:
+    """The `http:` address, bound and listening (None without one): an active instance
+    and a standby alike, before they start anything that would then have to be undone."""
+    if http is None:
+        return None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            http.host, http.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CannotListen(f"http: cannot listen on {http.host}:{http.port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CannotListen(
+            f"http: cannot listen on {http.host}:{http.port}: {why} (another alertd on this "
+            "machine? each instance needs its own http.port)"
+        ) from None
+    sock.setblocking(False)
+    return sock
 
 
 def make_engine(

@@ -753,3 +753,23 @@ async def test_metrics_count_messages_sent_delivered_and_failed_and_show_every_s
         daemon.send_signal(signal.SIGTERM)
         await asyncio.to_thread(daemon.wait, 20)
         await fake.close()
+
+
+def test_an_http_port_already_taken_is_one_line_not_a_traceback(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Two instances on one machine given the same `http.port` (a copied configuration):
+    the second says which address is taken and exits 2, however far it had started."""
+    import socket
+
+    config = write(tmp_path, broker, "taken")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with config.open("a") as out:
+            out.write(f"http: {{host: 127.0.0.1, port: {port}}}\n")
+        done = alertd("run", "--config", str(config), env={**os.environ, "TWILIO_AUTH_TOKEN": "x"})
+    assert done.returncode == 2, done.stderr
+    assert f"error: http: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
