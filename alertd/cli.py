@@ -261,9 +261,11 @@ def sites(config_path: Path) -> None:
     incidents: dict[str, int] = {}
     with contextlib.suppress(Missing):
         store = reader(config, missing_ok=True)
-        residents = directory_db.counts_by_site(store.conn)
-        incidents = incidents_db.unclosed_by_site(store.conn)
-        store.close()
+        try:
+            residents = directory_db.counts_by_site(store.conn)
+            incidents = incidents_db.unclosed_by_site(store.conn)
+        finally:
+            store.close()
     health = _health(config)
     states = health.get("sites", {}) if isinstance(health, dict) else {}
     click.echo(

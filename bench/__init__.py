@@ -60,7 +60,9 @@ def store_flags(doc: str | None) -> tuple[bool, bool]:
 @contextlib.contextmanager
 def bench_store(postgres: bool) -> Iterator[str | None]:
     """None (alertd's SQLite file), or the URL of a database in a throwaway PostgreSQL
-    cluster (durable, as a server in production), removed afterwards."""
+    cluster (durable, as a server in production), removed afterwards; the run's output
+    says which."""
+    print(f"store: {'PostgreSQL (fsync on, its defaults)' if postgres else 'SQLite (FULL)'}")
     if not postgres:
         yield None
         return

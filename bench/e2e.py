@@ -169,7 +169,6 @@ async def run(quick: bool, postgres: bool) -> None:
     total = sum(rate * s for rate, s in phases)
     with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp, bench_store(postgres) as url:
         root = Path(tmp)
-        print(f"store: {'PostgreSQL (fsync on, its defaults)' if url else 'SQLite (FULL)'}")
         broker = Broker(root / "mosquitto").start()
         arrivals: dict[int, float] = {}
 

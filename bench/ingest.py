@@ -105,7 +105,6 @@ async def run(quick: bool, postgres: bool) -> None:
     rounds = 10 if quick else 40
     with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp, bench_store(postgres) as url:
         root = Path(tmp)
-        print(f"store: {'PostgreSQL (fsync on, its defaults)' if url else 'SQLite (FULL)'}")
         broker = Broker(root / "mosquitto").start()
         try:
             (root / "devices.csv").write_text(devices_csv())

@@ -198,7 +198,6 @@ async def under_load(quick: bool, sessions: int, sites: int = 1, postgres: bool 
     fires = 10 if quick else 50
     with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp, bench_store(postgres) as url:
         root = Path(tmp)
-        print(f"store: {'PostgreSQL (fsync on, its defaults)' if url else 'SQLite (FULL)'}")
         broker = Broker(root / "mosquitto").start()
         # the account allows 200 requests a second, as the SMS lane is configured
         fake = await FakeTwilio(receipts_token=TOKEN, rate_limit=200).start()

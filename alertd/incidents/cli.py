@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from alertd.cli_store import writable
 from alertd.config import Config
 from alertd.engine.wording import stamp
 from alertd.events import Kind
@@ -20,7 +21,6 @@ from alertd.sites import sites_of
 from alertd.store import Reader, StoreError
 from alertd.store import incidents as db
 from alertd.store import messages as messages_db
-from alertd.store.stores import Missing
 
 ALIASES = {
     "fire": "fire.alarm",
@@ -39,19 +39,16 @@ def _command(
     from alertd.console.audit import cli_actor
     from alertd.incidents.commands import run_command
 
+    store = writable(config, create=False)  # made by the daemon, not by a command
     try:
-        store = config.storage.open(create=False)  # made by the daemon, not by a command
-        try:
-            outcome = run_command(store.conn, command, incident, cli_actor(by), text, args)
-        finally:
-            store.close()
+        outcome = run_command(store.conn, command, incident, cli_actor(by), text, args)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    except Missing as exc:
-        raise click.ClickException(str(exc)) from None
     except StoreError as exc:
         message = f"cannot write the command to the store at {config.storage.where}: {exc}"
         raise click.ClickException(message) from None
+    finally:
+        store.close()
     if outcome.state == "failed":
         raise click.ClickException(outcome.result)
     if outcome.state == "queued":
