@@ -24,6 +24,7 @@ from alertd.store import incidents as incidents_db
 from alertd.store.stores import Missing
 
 if TYPE_CHECKING:
+    from alertd.playbooks.loader import Playbooks
     from alertd.sites import Sites
 
 DEFAULT_CONFIG = "config/alertd.yaml"
@@ -131,6 +132,7 @@ def check(config_path: Path) -> None:
                         books, staff, "the staff file", datetime.now(UTC), at, site.tz
                     )
     problems += _stored_residents(config, sites)
+    problems += _registered(config, sites, playbooks, own, config_path)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     accounts = sum(len(r.accounts) for r in config.receivers.values())
@@ -143,6 +145,32 @@ def check(config_path: Path) -> None:
     )
     if problems:
         raise SystemExit(1)
+
+
+def _registered(
+    config: Config, sites: Sites, shared: Playbooks, own: dict[str, Playbooks], where: Path
+) -> list[Problem]:
+    """Every playbook SMS text against each site's providers' registered templates; what
+    a resident reads for each is shown."""
+    from alertd.outbox.registered import Templates, unregistered
+    from alertd.playbooks.loader import Playbooks
+
+    problems: list[Problem] = []
+    for site in sites:
+        books = {**shared.enabled, **own.get(site.id, Playbooks()).enabled}
+        for provider, path in site.templates:
+            if provider not in site.providers:
+                continue
+            try:
+                templates = Templates.load(path)
+            except InvalidInput as exc:
+                problems += exc.problems
+                continue
+            found, shown = unregistered(templates, books, site.id, str(where))
+            problems += found
+            for line in shown:
+                click.echo(line)
+    return problems
 
 
 def _stored_residents(config: Config, sites: Sites) -> list[Problem]:

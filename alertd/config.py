@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: a site's id, as files, commands and URLs name it
 SITE_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
+#: who sends SMS
+Provider = Literal["twilio", "aliyun", "tencent"]
 
 
 class MqttConfig(Strict):
@@ -75,6 +77,10 @@ class SiteConfig(Strict):
     messaging_service_sid: str | None = None
     #: who is told when a life-safety step finds nobody (unset: delivery.fallback_role)
     fallback_role: str | None = None
+    #: SMS providers in the order tried (unset: delivery.providers)
+    providers: list[Provider] | None = None
+    #: its own registered templates, per provider (unset: the provider's file)
+    templates: dict[Literal["aliyun", "tencent"], Path] = {}
 
     @field_validator("unit_format")
     @classmethod
@@ -199,6 +205,48 @@ class DeliveryConfig(Strict):
     #: (nobody holds the role, nobody is on call and nobody has it, a broken staff
     #: file): the duty desk; nobody holds this either: everyone in the staff file
     fallback_role: str = "front_desk"
+    #: SMS providers in the order tried: a life-safety staff text that the first cannot
+    #: send goes by the next (see alertd/outbox/providers.py); unset: Twilio when it is
+    #: configured, else the console
+    providers: list[Provider] = []
+    #: how long a provider's answer may take before the next one is tried (a staff
+    #: alert), less than send_timeout_s
+    provider_timeout_s: float = Field(5.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> DeliveryConfig:
+        if self.providers and self.provider_timeout_s * len(self.providers) > self.send_timeout_s:
+            raise ValueError(
+                f"provider_timeout_s ({self.provider_timeout_s:g}) times {len(self.providers)} "
+                f"providers exceeds send_timeout_s ({self.send_timeout_s:g}): the last provider "
+                "would never be reached"
+            )
+        return self
+
+
+class AliyunConfig(Strict):
+    """Aliyun SMS (dysmsapi 2017-05-25) through its official SDK."""
+
+    access_key_id: str
+    access_key_secret: SecretStr
+    endpoint: str = "dysmsapi.aliyuncs.com"
+    #: http only for a local stand-in
+    protocol: Literal["https", "http"] = "https"
+    #: the registered templates (provider: aliyun)
+    templates: Path
+
+
+class TencentConfig(Strict):
+    """Tencent Cloud SMS (2021-01-11) through its official SDK (synchronous: run in a
+    thread)."""
+
+    secret_id: str
+    secret_key: SecretStr
+    sdk_app_id: str
+    region: str = "ap-guangzhou"
+    endpoint: str = "sms.tencentcloudapi.com"
+    protocol: Literal["https", "http"] = "https"
+    templates: Path
 
 
 class TwilioConfig(Strict):
@@ -308,6 +356,8 @@ class Config(Strict):
     delivery: DeliveryConfig = DeliveryConfig()  # type: ignore[call-arg]
     #: without it, messages are printed to the console (the demo)
     twilio: TwilioConfig | None = None
+    aliyun: AliyunConfig | None = None
+    tencent: TencentConfig | None = None
     http: HttpConfig | None = None
     console: ConsoleConfig = ConsoleConfig()  # type: ignore[call-arg]
     pa: PaConfig = PaConfig()
@@ -333,6 +383,23 @@ class Config(Strict):
             for key, entry in data["sites"].items()
         }
         return {**data, "sites": sites}
+
+    @model_validator(mode="after")
+    def _providers_configured(self) -> Config:
+        """Each provider a list names has its section (a typo is refused here, not at the
+        first fire)."""
+        lists = {"delivery.providers": self.delivery.providers}
+        lists |= {f"sites.{k}.providers": s.providers or [] for k, s in self.sites.items()}
+        lists["site.providers"] = self.site.providers or []
+        for where, providers in lists.items():
+            for provider in providers:
+                if getattr(self, provider) is None:
+                    raise ValueError(
+                        f"{where} names {provider!r}, which has no {provider}: section"
+                    )
+            if len(set(providers)) != len(providers):
+                raise ValueError(f"{where} names a provider twice")
+        return self
 
     @field_validator("sites")
     @classmethod
@@ -379,6 +446,11 @@ def load_config(path: Path, *, secrets: bool = True) -> Config:
             "playbooks": base / config.playbooks if config.playbooks else None,
             "staff": base / config.staff if config.staff else None,
             "storage": config.storage.model_copy(update={"path": base / config.storage.path}),
+            **{
+                name: section.model_copy(update={"templates": base / section.templates})
+                for name in ("aliyun", "tencent")
+                if (section := getattr(config, name)) is not None
+            },
             "panels": {
                 name: panel.model_copy(update={"port": _relative_to(base, panel.port)})
                 for name, panel in config.panels.items()
@@ -416,9 +488,12 @@ def panel_problems(config: Config, path: Path | str) -> list[Problem]:
 def _site_paths(base: Path, site: SiteConfig) -> SiteConfig:
     return site.model_copy(
         update={
-            key: base / getattr(site, key)
-            for key in ("devices", "staff", "playbooks")
-            if getattr(site, key) is not None
+            **{
+                key: base / getattr(site, key)
+                for key in ("devices", "staff", "playbooks")
+                if getattr(site, key) is not None
+            },
+            "templates": {provider: base / path for provider, path in site.templates.items()},
         }
     )
 

@@ -32,11 +32,19 @@ from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.email import EmailSink
 from alertd.outbox.expand import Local
 from alertd.outbox.pa_ack import PaAcks, record_pa_ack
+from alertd.outbox.providers import Providers
 from alertd.outbox.sink import ConsoleSink, Message, Sink
 from alertd.playbooks.loader import Playbooks, load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
-from alertd.sites import brokers, has_staff, load_company_staff, site_problems, sites_of
+from alertd.sites import (
+    Sites,
+    brokers,
+    has_staff,
+    load_company_staff,
+    site_problems,
+    sites_of,
+)
 from alertd.store import SqliteStore, Writer
 from alertd.store.directory import claim_residents
 from alertd.store.lock import InstanceLock
@@ -176,6 +184,7 @@ class Daemon:
                 self.config,
                 self.mqtt.publish,
                 {site: link.mqtt.publish for link in self.links for site in link.sites},
+                self.clock,
             ),
             self.clock,
             self.config.delivery,
@@ -675,6 +684,7 @@ def make_engine(
         inhibit=config.inhibit,
         sites={s.id: Locale(s.tz, s.signatures) for s in sites},
         overrides=overrides,
+        keep_values=any(set(s.providers) & {"aliyun", "tencent"} for s in sites),
     )
 
 
@@ -694,7 +704,10 @@ def site_playbooks(
 
 
 def _sinks(
-    config: Config, publish: Publish, by_site: Mapping[str, Publish] | None = None
+    config: Config,
+    publish: Publish,
+    by_site: Mapping[str, Publish] | None = None,
+    clock: Clock | None = None,
 ) -> dict[str, Sink]:
     """Twilio when configured, else the console (the demo); the PA over MQTT; webhooks."""
     console = ConsoleSink(lambda text: log.info("SEND %s", text))
@@ -713,7 +726,46 @@ def _sinks(
         senders = {s.id: Sender(s.from_number, s.messaging_service_sid) for s in sites_of(config)}
         sinks["sms"] = TwilioSink(config.twilio, "sms", public, senders)
         sinks["call"] = TwilioSink(config.twilio, "call", public, senders)
+    sites = sites_of(config)
+    if any(s.providers for s in sites):
+        sinks["sms"] = _providers(config, sites, clock or SystemClock(), sinks["sms"])
     return sinks
+
+
+def _providers(config: Config, sites: Sites, clock: Clock, twilio: Sink) -> Providers:
+    """SMS through the providers each site lists, in order (alertd/outbox/providers.py),
+    each with its registered templates; a templates file that cannot be read leaves
+    that provider nothing to send (said at start; the next provider sends)."""
+    from alertd.outbox.registered import Templates
+
+    by_provider: dict[str, dict[str, Templates]] = {"aliyun": {}, "tencent": {}}
+    for site in sites:
+        for provider, path in site.templates:
+            try:
+                by_provider[provider][site.id] = Templates.load(path)
+            except InvalidInput as exc:
+                for problem in exc.problems:
+                    log.error("templates of %s for site %s: %s", provider, site.id, problem)
+    named = {p for s in sites for p in s.providers}
+    sinks: dict[str, Sink] = {}
+    if "twilio" in named:
+        sinks["twilio"] = twilio
+    if "aliyun" in named and config.aliyun is not None:
+        from integrations.aliyun.sink import AliyunSink
+
+        sinks["aliyun"] = AliyunSink(config.aliyun, by_provider["aliyun"])
+    if "tencent" in named and config.tencent is not None:
+        from integrations.tencent.sink import TencentSink
+
+        sinks["tencent"] = TencentSink(config.tencent, by_provider["tencent"])
+    return Providers(
+        sinks,
+        config.delivery.providers,
+        clock,
+        sites={s.id: s.providers for s in sites},
+        timeout_s=config.delivery.provider_timeout_s,
+        probe_s=config.delivery.probe_s,
+    )
 
 
 def _staff(config: Config) -> Staff | None:

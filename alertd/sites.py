@@ -41,6 +41,10 @@ class Site:
     from_number: str | None
     messaging_service_sid: str | None
     fallback_role: str
+    #: SMS providers in the order tried
+    providers: tuple[str, ...] = ()
+    #: registered templates files, per provider (its own, else the provider's)
+    templates: tuple[tuple[str, Path], ...] = ()
 
 
 class Sites:
@@ -145,6 +149,13 @@ def _site(config: Config, key: str, entry: SiteConfig) -> Site:
             }
         ),
         fallback_role=entry.fallback_role or config.delivery.fallback_role,
+        providers=tuple(entry.providers or config.delivery.providers),
+        templates=tuple(
+            {
+                **{p: s.templates for p in ("aliyun", "tencent") if (s := getattr(config, p))},
+                **(entry.templates if config.sites else config.site.templates),
+            }.items()
+        ),
     )
 
 

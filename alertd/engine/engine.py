@@ -33,9 +33,12 @@ class Engine:
         inhibit: Sequence[InhibitRule] = (),
         sites: Mapping[str, Locale] | None = None,
         overrides: Mapping[str, Mapping[str, Playbook]] | None = None,
+        keep_values: bool = False,
     ) -> None:
         """`sites`: each site's zone and signature; `overrides`: a site's own playbooks,
-        which replace the shared ones of the same name there."""
+        which replace the shared ones of the same name there; `keep_values`: SMS actions
+        keep the values their texts were made from (a provider's registered templates
+        are filled with them)."""
         self.playbooks = dict(playbooks)
         self.overrides = {site: dict(own) for site, own in (overrides or {}).items()}
         #: per site, the playbooks in force there (only sites with overrides are here)
@@ -56,6 +59,7 @@ class Engine:
             drill_end_s,
             tuple(inhibit),
             dict(sites or {}),
+            keep_values,
         )
 
     def books(self, site: str) -> dict[str, Playbook]:

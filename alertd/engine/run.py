@@ -7,12 +7,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Literal
+from typing import Any, Literal
 
 from alertd.engine.inhibit import InhibitRule
 from alertd.engine.state import Action, Decision, Entry, Incident, Run, Timer, run_at
 from alertd.engine.state import Sequence as RunSequence
-from alertd.engine.templates import context, names, render
+from alertd.engine.templates import Values, context, names, render
 from alertd.events import Location
 from alertd.playbooks.schema import (
     Delay,
@@ -56,6 +56,8 @@ class RunContext:
     inhibit: Sequence[InhibitRule] = ()
     #: each site's zone and signature (a site not here: the two above)
     sites: Mapping[str, Locale] = field(default_factory=dict)
+    #: SMS actions keep their texts' values (for registered templates)
+    keep_values: bool = False
 
     def zone(self, site: str) -> tzinfo:
         """The zone of a site's texts and times."""
@@ -157,7 +159,9 @@ def _do(
         return incident
     channel = step.channel if isinstance(step, Notify) else ""
     template = playbook.templates[step.template]
-    only = names(template.zh, template.en)
+    texting = isinstance(step, Sms) or (isinstance(step, Notify) and step.channel == "sms")
+    keep = ctx.keep_values and texting
+    only = None if keep else names(template.zh, template.en)
     site = incident.location.site
     values = context(
         incident, now, ctx.zone(site), where=where, channel=channel, extra=extra, only=only
@@ -168,6 +172,7 @@ def _do(
         drill=incident.drill,
         prefix=ctx.signed(site) if isinstance(step, Sms) else None,
     )
+    kept = _kept(step.template, values) if keep else {}
     if isinstance(step, Notify):
         action = Action(
             STAFF_CHANNELS[step.channel],
@@ -175,9 +180,10 @@ def _do(
             texts,
             step=label,
             vulnerable_list=step.vulnerable_list,
+            **kept,
         )
     elif isinstance(step, Sms):
-        action = Action("sms", step.sms, texts, step.vulnerable_first, label)
+        action = Action("sms", step.sms, texts, step.vulnerable_first, label, **kept)
     elif isinstance(step, Pa):
         action = Action("pa", step.pa, texts, step=label)
     else:
@@ -225,13 +231,11 @@ def escalate(
     assert isinstance(step, WaitAck)
     level = min(run.escalation, len(step.escalate) - 1)
     target = step.escalate[level]
-    texts = render(
-        playbook.templates[target.template],
-        context(incident, now, ctx.zone(incident.location.site)),
-        drill=incident.drill,
-    )
+    values = context(incident, now, ctx.zone(incident.location.site))
+    texts = render(playbook.templates[target.template], values, drill=incident.drill)
+    kept = _kept(target.template, values) if ctx.keep_values else {}
     decision.actions.append(
-        Action("notify", _who(target.to), texts, step=f"escalation {run.escalation + 1}")
+        Action("notify", _who(target.to), texts, step=f"escalation {run.escalation + 1}", **kept)
     )
     decision.entries.append(Entry("escalation", f"not acknowledged: notifying {_who(target.to)}"))
     next_level = run.escalation + 1
@@ -244,6 +248,15 @@ def escalate(
         return advance(playbook, dataclasses.replace(incident, run=moved), now, ctx, decision)
     decision.timers.append(Timer(incident.id, due, "escalate", timer.step))
     return dataclasses.replace(incident, run=dataclasses.replace(run, escalation=next_level))
+
+
+def _kept(template: str, values: Values) -> dict[str, Any]:
+    """What a registered template is filled from: the playbook template's name and every
+    value, as text, per language."""
+    return {
+        "template": template,
+        "values": {lang: {k: str(v) for k, v in vs.items()} for lang, vs in values.items()},
+    }
 
 
 def _who(recipient: Recipient) -> str:

@@ -87,6 +87,10 @@ class Action:
     step: str = ""
     #: the delivery stage attaches the vulnerable residents of the incident's place
     vulnerable_list: bool = False
+    #: the playbook template the texts came from, and its values per language (kept
+    #: only for providers with registered templates: alertd/outbox/registered.py)
+    template: str = ""
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,8 @@ class Dispatcher:
             if channel != "console"
         }
         self.wake = asyncio.Event()
+        #: claims read each SMS's template values (a provider fills registered templates)
+        self._values = bool(getattr(self.sinks.get("sms"), "templated", False))
         self._expand = True
         #: lanes that may have due messages no claim has taken yet. Kept by the
         #: transactions that change it, on the writer thread (an expansion, an outcome
@@ -291,7 +293,7 @@ class Dispatcher:
         wants = {c: n for c, n in fold.wants.items() if fold.full or c in self._due_lanes}
         if not wants:
             return []
-        taken = db.take_due(conn, now, wants, self._config.starve_s)
+        taken = db.take_due(conn, now, wants, self._config.starve_s, self._values)
         counts = Counter(m.channel for m in taken)
         for channel, (n, _) in wants.items():
             if counts[channel] < n:  # it took every due message of this lane

@@ -3,7 +3,7 @@ sleeps: the dispatcher's retry stage decides."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -25,6 +25,16 @@ class Message:
     priority: int = 10
     #: the incident's site, whose sender it goes out from
     site: str = ""
+    #: the playbook template its text came from, and that text's values in the
+    #: recipient's language (set for SMS when a provider has registered templates)
+    template: str = ""
+    values: Mapping[str, str] | None = None
+    drill: bool = False
+
+    @property
+    def urgent(self) -> bool:
+        """A staff alert of a life-safety incident (alertd/outbox/expand.py `priority`)."""
+        return self.priority < 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,11 @@ class Result:
     #: the number itself cannot be reached (Twilio 21211, 21614, 21610, ...): kept on
     #: the directory entry, so later alerts leave it out and `residents list` says why
     flag: str = ""
+    #: the number had as many texts today as the provider lets it (not flagged: the
+    #: next provider, or a call, reaches it)
+    capped: bool = False
+    #: the request went out and no answer came: the provider may have sent it
+    unknown: bool = False
 
 
 class Sink(Protocol):

@@ -250,6 +250,17 @@ class Playbook(Strict):
             e.template for s in self.all_steps() if isinstance(s, WaitAck) for e in s.escalate
         }
 
+    def texted_templates(self) -> set[str]:
+        """Templates that go out by SMS: residents' texts, staff texts, escalations (a
+        provider in mainland China needs each registered)."""
+        used = {s.template for s in self.all_steps() if isinstance(s, Sms)}
+        used |= {
+            s.template for s in self.all_steps() if isinstance(s, Notify) and s.channel == "sms"
+        }
+        return used | {
+            e.template for s in self.all_steps() if isinstance(s, WaitAck) for e in s.escalate
+        }
+
     @model_validator(mode="after")
     def _templates_exist(self) -> Self:
         used = [getattr(step, "template", None) for step in self.all_steps()]

@@ -101,6 +101,8 @@ def _write(
                 "step": a.step,
                 "vulnerable_list": int(a.vulnerable_list),
                 "drill": int(i.drill),
+                "template": a.template,
+                "params": json.dumps(a.values, ensure_ascii=False) if a.values else "",
             }
             for a in d.actions
         ]

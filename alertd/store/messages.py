@@ -5,6 +5,7 @@ have been sent twice; they are counted."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
@@ -110,6 +111,7 @@ def take_due(
     now: datetime,
     wants: dict[str, tuple[int, int]],
     starve_s: float,
+    values: bool = False,
 ) -> list[Message]:
     """Inside the caller's transaction: take due, unexpired messages of each lane, most
     urgent first, and mark them sending: `wants[channel]` is (any, staff alerts of
@@ -157,6 +159,7 @@ def take_due(
             f"WHERE {taking}",
             [at, *args],
         )
+    texts = _template_values(conn, [r[0] for r in rows if r[1] == "sms"]) if values else {}
     return [
         Message(
             mid,
@@ -169,11 +172,37 @@ def take_due(
             incident,
             rank,
             site,
+            *_in_language(texts.get(mid), language),
         )
         for mid, channel, recipient, body, language, expires, attempts, incident, rank, _, site in (
             rows
         )
     ]
+
+
+def _template_values(conn: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[Any, ...]]:
+    """The template name, values and drill flag of each message's action."""
+    if not ids:
+        return {}
+    taking, args = among(conn, "m.id", ids)
+    return {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT m.id, o.template, o.params, o.drill FROM messages AS m "
+            f"JOIN outbox AS o ON o.id = m.outbox_id WHERE {taking}",
+            args,
+        )
+    }
+
+
+def _in_language(
+    found: tuple[Any, ...] | None, language: str
+) -> tuple[str, dict[str, str] | None, bool]:
+    if not found or not found[0]:
+        return "", None, bool(found and found[2])
+    template, params, drill = found
+    per_language = json.loads(params) if params else {}
+    return template, per_language.get(language) or per_language.get("zh"), bool(drill)
 
 
 def write_outcomes(

@@ -386,6 +386,19 @@ MIGRATIONS += [
     ),
 ]
 
+_OUTBOX_VALUES = """
+ALTER TABLE outbox ADD COLUMN template TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN params TEXT NOT NULL DEFAULT '';
+"""
+MIGRATIONS += [
+    Migration(
+        "an SMS action keeps its template's name and values: a provider's registered "
+        "template is filled with them",
+        _OUTBOX_VALUES,
+        _OUTBOX_VALUES,
+    ),
+]
+
 #: PostgreSQL stores start here: the first POSTGRES_BASELINE_VERSION migrations as one script
 POSTGRES_BASELINE_VERSION = 16
 

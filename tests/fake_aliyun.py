@@ -1,0 +1,237 @@
+"""A local stand-in for Aliyun's dysmsapi: the real SDK talks to it over HTTP. It checks
+each request's V3 signature (ACS3-HMAC-SHA256) as Aliyun's gateway does, records
+SendSms, SendBatchSms and QuerySendDetails, answers Aliyun's codes on demand, and pushes
+receipts (SmsReport) and replies (SmsUp) to alertd as Aliyun's HTTP batch push does."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import aiohttp
+from aiohttp import web
+
+KEY_ID = "LTAI-test-key"
+KEY_SECRET = "aliyun-test-secret"
+HANG = "hang"
+
+
+@dataclass
+class Refusal:
+    """An answer other than OK: HTTP 200 with Aliyun's Code (a business refusal), or
+    another status (the gateway's)."""
+
+    code: str
+    status: int = 200
+    message: str = "refused"
+
+
+def canonical(
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: dict[str, str],
+    signed: list[str],
+    payload_hash: str,
+) -> str:
+    """The canonical request of Aliyun's V3 signature, as its documentation defines it:
+    method, URI, the query sorted and percent-encoded (RFC 3986), each signed header as
+    `name:value` (lower-case names, sorted), the signed names, the payload's SHA-256."""
+
+    def enc(text: str) -> str:
+        return quote(text, safe="-_.~")
+
+    query_text = "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(query))
+    header_text = "".join(f"{name}:{headers[name].strip()}\n" for name in signed)
+    return "\n".join([method, path or "/", query_text, header_text, ";".join(signed), payload_hash])
+
+
+@dataclass
+class FakeAliyun:
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    #: what the next SendSms requests get, in order; then OK
+    plan: deque[str | Refusal] = field(default_factory=deque)
+    #: while set, every SendSms gets it (an outage, an unapproved template)
+    storm: Refusal | None = None
+    #: codes per number, for every request to it
+    always: dict[str, Refusal] = field(default_factory=dict)
+    #: template codes registered and approved; others get isv.SMS_TEMPLATE_ILLEGAL
+    approved: set[str] | None = None
+    base_url: str = ""
+    #: requests whose signature did not verify (answered 400 SignatureDoesNotMatch)
+    forged: int = 0
+    #: where to push receipts (SmsReport) after each accepted message
+    report_url: str | None = None
+    #: per-number texts a day before isv.BUSINESS_LIMIT_CONTROL (None: no cap)
+    daily_cap: int | None = None
+    _sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    async def start(self) -> FakeAliyun:
+        app = web.Application()
+        app.router.add_route("*", "/", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.endpoint = f"127.0.0.1:{port}"
+        self.base_url = f"http://{self.endpoint}"
+        self._ids = itertools.count(1)
+        self._session = aiohttp.ClientSession()
+        self._tasks: set[asyncio.Future[None]] = set()
+        return self
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._session.close()
+        await self._runner.cleanup()
+
+    @property
+    def sms(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["action"] in ("SendSms", "SendBatchSms")]
+
+    def _verify(self, request: web.Request, body: bytes) -> bool:
+        auth = request.headers.get("Authorization", "")
+        algorithm, _, rest = auth.partition(" ")
+        if algorithm != "ACS3-HMAC-SHA256":
+            return False
+        parts = dict(p.split("=", 1) for p in rest.split(",") if "=" in p)
+        if parts.get("Credential") != KEY_ID:
+            return False
+        payload_hash = hashlib.sha256(body).hexdigest()
+        if request.headers.get("x-acs-content-sha256") != payload_hash:
+            return False
+        signed = parts.get("SignedHeaders", "").split(";")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if not all(h in headers for h in signed) or "host" not in signed:
+            return False
+        query = list(parse_qsl(request.query_string, keep_blank_values=True))
+        text = canonical(request.method, request.path, query, headers, signed, payload_hash)
+        to_sign = "ACS3-HMAC-SHA256\n" + hashlib.sha256(text.encode()).hexdigest()
+        expected = hmac.new(KEY_SECRET.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, parts.get("Signature", ""))
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not self._verify(request, body):
+            self.forged += 1
+            return web.json_response(
+                {"Code": "SignatureDoesNotMatch", "Message": "bad signature", "RequestId": "x"},
+                status=400,
+            )
+        params = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        params.update(dict(parse_qsl(body.decode(), keep_blank_values=True)))
+        action = request.headers.get("x-acs-action", "")
+        self.requests.append({"action": action, **params})
+        if action == "SendSms":
+            return await self._send(params)
+        if action == "QuerySendDetails":
+            return self._details(params)
+        return web.json_response({"Code": "InvalidAction", "Message": action}, status=404)
+
+    def _answer(self, refusal: Refusal) -> web.Response:
+        return web.json_response(
+            {"Code": refusal.code, "Message": refusal.message, "RequestId": "req"},
+            status=refusal.status,
+        )
+
+    async def _send(self, params: dict[str, str]) -> web.Response:
+        phone = params.get("PhoneNumbers", "")
+        if self.storm is not None:
+            return self._answer(self.storm)
+        if self.plan:
+            step = self.plan.popleft()
+            if step == HANG:
+                await asyncio.sleep(3600)
+            elif isinstance(step, Refusal):
+                return self._answer(step)
+        if phone in self.always:
+            return self._answer(self.always[phone])
+        if self.approved is not None and params.get("TemplateCode") not in self.approved:
+            return self._answer(Refusal("isv.SMS_TEMPLATE_ILLEGAL", message="模板不合法"))
+        try:
+            json.loads(params.get("TemplateParam") or "{}")
+        except ValueError:
+            return self._answer(Refusal("isv.INVALID_JSON_PARAM"))
+        sent = self._sent.setdefault(phone, [])
+        if self.daily_cap is not None and len(sent) >= self.daily_cap:
+            return self._answer(Refusal("isv.BUSINESS_LIMIT_CONTROL", message="触发分钟级流控"))
+        biz_id = f"{next(self._ids):06d}^0"
+        sent.append({"BizId": biz_id, "OutId": params.get("OutId", ""), **params})
+        if self.report_url:
+            self._push(biz_id, phone, params.get("OutId", ""))
+        return web.json_response(
+            {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": "req"}
+        )
+
+    def _details(self, params: dict[str, str]) -> web.Response:
+        phone = params.get("PhoneNumber", "")
+        rows = [
+            {
+                "PhoneNum": phone,
+                "SendStatus": 3,
+                "ErrCode": "DELIVERED",
+                "TemplateCode": s.get("TemplateCode"),
+                "OutId": s["OutId"],
+                "BizId": s["BizId"],
+                "Content": s.get("TemplateParam"),
+            }
+            for s in self._sent.get(phone, [])
+        ]
+        return web.json_response(
+            {
+                "Code": "OK",
+                "Message": "OK",
+                "TotalCount": str(len(rows)),
+                "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows},
+                "RequestId": "req",
+            }
+        )
+
+    def _push(self, biz_id: str, phone: str, out_id: str) -> None:
+        report = [
+            {
+                "phone_number": phone,
+                "send_time": "2026-12-07 12:00:00",
+                "report_time": "2026-12-07 12:00:01",
+                "success": True,
+                "err_code": "DELIVERED",
+                "err_msg": "用户接收成功",
+                "sms_size": "1",
+                "biz_id": biz_id,
+                "out_id": out_id,
+            }
+        ]
+        task = asyncio.ensure_future(self.post(self.report_url or "", report))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def post(self, url: str, items: list[dict[str, Any]]) -> tuple[int, Any]:
+        """A batch push, as Aliyun makes it: a JSON array; alertd answers {"code": 0}."""
+        async with self._session.post(url, json=items) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def reply(self, url: str, phone: str, content: str, sign_name: str) -> tuple[int, Any]:
+        """A resident's reply (上行短信, SmsUp)."""
+        return await self.post(
+            url,
+            [
+                {
+                    "phone_number": phone,
+                    "send_time": "2026-12-07 12:01:00",
+                    "content": content,
+                    "sign_name": sign_name,
+                    "dest_code": "1234",
+                    "sequence_id": next(self._ids),
+                }
+            ],
+        )

@@ -1,0 +1,390 @@
+"""Texting in mainland China, and a second provider when the first fails: the real
+Aliyun and Tencent SDKs against local fakes that check their signatures, the real twilio
+SDK against the fake Twilio, a real SQLite store and the dispatcher."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import SecretStr
+
+from alertd.clock import FakeClock
+from alertd.config import AliyunConfig, DeliveryConfig, TencentConfig, TwilioConfig
+from alertd.directory.residents import Resident
+from alertd.directory.staff import load_staff
+from alertd.engine.state import Action, Decision, Incident
+from alertd.events import Location, Severity
+from alertd.outbox.dispatcher import Dispatcher
+from alertd.outbox.providers import Providers
+from alertd.outbox.registered import Templates
+from alertd.problems import InvalidInput
+from alertd.store import Writer
+from alertd.store import incidents as incidents_db
+from alertd.store.directory import import_residents
+from integrations.aliyun.sink import AliyunSink
+from integrations.tencent.sink import TencentSink
+from integrations.twilio.sink import TwilioSink
+from tests import fake_aliyun, fake_tencent
+from tests.fake_aliyun import FakeAliyun
+from tests.fake_tencent import FakeTencent
+from tests.fake_twilio import FakeTwilio
+
+SECURITY = "+8613900000001"
+ALIYUN_TEMPLATES = """\
+provider: aliyun
+sign_name: 海景物业
+templates:
+  - text_of: staff_fire
+    code: SMS_100001
+    params: [incident, location, time]
+    text: "火警 #${incident}：${location} 火警（${time}），请立即确认，回复 OK ${incident}。"
+  - text_of: staff_fire
+    drill: true
+    code: SMS_100002
+    params: [incident, location]
+    text: "【演练】火警 #${incident}：${location}（演练，无需撤离）。"
+  - text_of: resident_evacuate
+    code: SMS_100003
+    params: [building]
+    text: "${building}号楼火警，请立即走楼梯撤离，勿乘电梯。已安全请回复1，需要协助请回复2。"
+"""
+TENCENT_TEMPLATES = """\
+provider: tencent
+sign_name: 海景物业
+templates:
+  - text_of: staff_fire
+    code: "1900001"
+    params: [incident, location, time]
+    text: "火警 #{1}：{2} 火警报警（{3}），请立即前往确认。"
+  - text_of: resident_evacuate
+    code: "1900003"
+    params: [building]
+    text: "{1}号楼火警，请立即走楼梯撤离，勿乘电梯。已安全请回复1，需要协助请回复2。"
+"""
+TEXTS = {"staff_fire": "【火警 #1】3号楼 火警", "resident_evacuate": "3号楼火警，请撤离"}
+
+
+def values(incident: int = 1) -> dict[str, dict[str, str]]:
+    one = {
+        "incident": str(incident),
+        "location": "3号楼 12层 1203",
+        "time": "03:12",
+        "building": "3",
+    }
+    return {"zh": one, "en": one}
+
+
+@dataclass
+class Rig:
+    writer: Writer
+    clock: FakeClock
+    aliyun: FakeAliyun
+    tencent: FakeTencent
+    twilio: FakeTwilio
+    providers: Providers
+    dispatcher: Dispatcher
+    path: Path
+
+    def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(self.path)
+        try:
+            return list(conn.execute(sql, args).fetchall())
+        finally:
+            conn.close()
+
+    async def act(
+        self, incident: int, channel: str, target: str, template: str, drill: bool = False
+    ) -> None:
+        decision = Decision(
+            Incident(
+                incident,
+                "fire-alarm",
+                f"building:HV/3/{incident}",
+                "open",
+                Severity.CRITICAL,
+                Location("HV", "3", "12", "1203"),
+                "fire",
+                self.clock.now(),
+                self.clock.now(),
+                drill=drill,
+            ),
+            actions=[
+                Action(
+                    channel,
+                    target,
+                    {"zh": TEXTS[template], "en": TEXTS[template]},  # type: ignore[arg-type]
+                    template=template,
+                    values=values(incident),
+                )
+            ],
+        )
+        assert self.writer.store is not None
+        await self.writer.call(
+            incidents_db.save,
+            self.writer.store.conn,
+            [decision],
+            self.clock.now(),
+            incidents_db.Done(),
+        )
+
+    async def settle(self, rounds: int = 30, step_s: float = 120) -> None:
+        for _ in range(rounds):
+            await self.dispatcher.step()
+            if not self.rows("SELECT count(*) FROM messages WHERE status = 'pending'")[0][0]:
+                return
+            self.clock.advance(step_s)
+
+    def messages(self) -> list[tuple[object, ...]]:
+        return self.rows("SELECT recipient, status, provider_id, reason FROM messages ORDER BY id")
+
+
+def residents(n: int) -> list[Resident]:
+    return [
+        Resident("3", "5", f"5{i:02d}", f"R{i}", f"+86137{i:08d}", "zh", False, site="HV")
+        for i in range(n)
+    ]
+
+
+async def make_rig(tmp_path: Path, order: list[str], secret: str = fake_aliyun.KEY_SECRET) -> Rig:
+    aliyun, tencent, twilio = (
+        await FakeAliyun().start(),
+        await FakeTencent().start(),
+        await FakeTwilio().start(),
+    )
+    (tmp_path / "aliyun.yaml").write_text(ALIYUN_TEMPLATES)
+    (tmp_path / "tencent.yaml").write_text(TENCENT_TEMPLATES)
+    writer = Writer(tmp_path / "alertd.db", synchronous="NORMAL")
+    store = await writer.open()
+    clock = FakeClock()
+    await writer.call(import_residents, store.conn, residents(100), clock.now())
+    (tmp_path / "staff.yaml").write_text(
+        f"people:\n  Wang: {{phone: '{SECURITY}', roles: [security]}}\n"
+    )
+    staff = load_staff(tmp_path / "staff.yaml", "CN", ZoneInfo("Asia/Shanghai"))
+    sinks = {
+        "aliyun": lambda: AliyunSink(
+            AliyunConfig(
+                access_key_id=fake_aliyun.KEY_ID,
+                access_key_secret=SecretStr(secret),
+                endpoint=aliyun.endpoint,
+                protocol="http",
+                templates=tmp_path / "aliyun.yaml",
+            ),
+            {"": Templates.load(tmp_path / "aliyun.yaml")},
+        ),
+        "tencent": lambda: TencentSink(
+            TencentConfig(
+                secret_id=fake_tencent.SECRET_ID,
+                secret_key=SecretStr(fake_tencent.SECRET_KEY),
+                sdk_app_id=fake_tencent.APP_ID,
+                endpoint=tencent.endpoint,
+                protocol="http",
+                templates=tmp_path / "tencent.yaml",
+            ),
+            {"": Templates.load(tmp_path / "tencent.yaml")},
+        ),
+        "twilio": lambda: TwilioSink(
+            TwilioConfig(
+                account_sid="AC" + "0" * 32,
+                auth_token=SecretStr("token"),
+                from_number="+15005550006",
+                api_base_url=twilio.base_url,
+            )
+        ),
+    }
+    providers = Providers({n: sinks[n]() for n in order}, order, clock, timeout_s=2, probe_s=60)
+    config = DeliveryConfig(concurrency=20, send_timeout_s=10, provider_timeout_s=2)  # type: ignore[call-arg]
+    dispatcher = Dispatcher(writer, {"sms": providers}, clock, config, staff)
+    await dispatcher.start()
+    return Rig(
+        writer, clock, aliyun, tencent, twilio, providers, dispatcher, tmp_path / "alertd.db"
+    )
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    rig = await make_rig(tmp_path, ["aliyun", "twilio"])
+    yield rig
+    await rig.dispatcher.close()
+    await rig.writer.close()
+    for fake in (rig.aliyun, rig.tencent, rig.twilio):
+        await fake.close()
+
+
+async def test_a_staff_alert_goes_as_the_registered_template_under_the_sign_name(rig: Rig) -> None:
+    await rig.act(1, "notify", "role:security", "staff_fire")
+    await rig.settle()
+    (request,) = rig.aliyun.sms
+    assert request["PhoneNumbers"] == "13900000001"  # Aliyun's mainland form
+    assert request["SignName"] == "海景物业"
+    assert request["TemplateCode"] == "SMS_100001"
+    assert json.loads(request["TemplateParam"]) == {
+        "incident": "1",
+        "location": "3号楼 12层 1203",
+        "time": "03:12",
+    }
+    assert rig.aliyun.forged == 0  # the SDK's V3 signature verified
+    assert rig.twilio.sms() == []
+    ((recipient, status, provider_id, reason),) = rig.messages()
+    assert (recipient, status, provider_id) == (SECURITY, "sent", "aliyun:alertd-1")
+    assert reason == "sent by aliyun"
+
+
+async def test_a_drill_goes_as_the_drill_template_never_as_the_real_one(rig: Rig) -> None:
+    await rig.act(1, "notify", "role:security", "staff_fire", drill=True)
+    await rig.settle()
+    (request,) = rig.aliyun.sms
+    assert request["TemplateCode"] == "SMS_100002"
+
+
+async def test_first_provider_failing_sends_a_fire_alert_by_the_second_once(rig: Rig) -> None:
+    rig.aliyun.storm = fake_aliyun.Refusal("InternalError", status=500)
+    await rig.act(1, "notify", "role:security", "staff_fire")
+    await rig.settle()
+    assert len(rig.aliyun.sms) == 1  # the SDK did not retry by itself
+    (sent,) = rig.twilio.sms()
+    assert sent["form"]["To"] == SECURITY
+    ((_, status, _, reason),) = rig.messages()
+    assert status == "sent"
+    assert reason.startswith("aliyun: Aliyun 500 InternalError; sent by twilio")
+
+
+async def test_a_residents_text_is_never_sent_by_a_second_provider_after_a_5xx(rig: Rig) -> None:
+    rig.aliyun.plan.extend([fake_aliyun.Refusal("InternalError", status=500)] * 5)
+    await rig.act(1, "sms", "building", "resident_evacuate")
+    await rig.settle()
+    assert rig.twilio.sms() == []
+    phones = [r["PhoneNumbers"] for r in rig.aliyun.sms]
+    assert len(phones) == 105  # five refused, then each resident once
+    assert len(set(phones)) == 100
+    assert {s for _, s, _, _ in rig.messages()} == {"sent"}
+
+
+async def test_an_unapproved_template_stops_the_provider_loudly_and_flags_nobody(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.aliyun.approved = {"SMS_100001"}  # the residents' template was not approved
+    await rig.act(1, "sms", "building", "resident_evacuate")
+    await rig.settle()
+    # those already in flight when the first refusal came (the lane's concurrency); then
+    # the provider is stopped, not asked for every resident
+    assert len(rig.aliyun.sms) <= 20
+    assert "aliyun" in rig.providers.stopped
+    assert "SMS provider aliyun stopped: the template is not approved" in caplog.text
+    assert len({r["form"]["To"] for r in rig.twilio.sms()}) == 100
+    assert rig.rows("SELECT count(*) FROM residents WHERE undeliverable IS NOT NULL")[0][0] == 0
+
+
+async def test_a_number_at_its_daily_cap_is_texted_by_the_next_provider_not_flagged(
+    tmp_path: Path,
+) -> None:
+    rig = await make_rig(tmp_path, ["aliyun", "tencent"])
+    try:
+        rig.aliyun.always["13700000007"] = fake_aliyun.Refusal("isv.BUSINESS_LIMIT_CONTROL")
+        await rig.act(1, "sms", "building", "resident_evacuate")
+        await rig.settle()
+        (request,) = rig.tencent.sms
+        assert request["PhoneNumberSet"] == ["+8613700000007"]
+        assert request["TemplateId"] == "1900003"
+        assert request["TemplateParamSet"] == ["3"]
+        assert rig.tencent.forged == 0  # the SDK's TC3 signature verified
+        assert "aliyun" not in rig.providers.stopped
+        assert rig.rows("SELECT count(*) FROM residents WHERE undeliverable IS NOT NULL")[0][0] == 0
+        assert len(rig.aliyun.sms) == 100
+    finally:
+        await rig.dispatcher.close()
+        await rig.writer.close()
+        for fake in (rig.aliyun, rig.tencent, rig.twilio):
+            await fake.close()
+
+
+async def test_a_wrong_secret_is_refused_by_the_signature_check(tmp_path: Path) -> None:
+    rig = await make_rig(tmp_path, ["aliyun", "twilio"], secret="not-the-secret")
+    try:
+        await rig.act(1, "notify", "role:security", "staff_fire")
+        await rig.settle()
+        assert rig.aliyun.forged == 1
+        assert "the access key secret is wrong" in rig.providers.stopped["aliyun"][1]
+        assert len(rig.twilio.sms()) == 1
+    finally:
+        await rig.dispatcher.close()
+        await rig.writer.close()
+        for fake in (rig.aliyun, rig.tencent, rig.twilio):
+            await fake.close()
+
+
+def test_a_templates_file_whose_text_and_params_disagree_is_refused_with_where(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "aliyun.yaml"
+    path.write_text(
+        "provider: aliyun\nsign_name: 海景物业\ntemplates:\n"
+        "  - text_of: staff_fire\n    code: SMS_1\n    params: [incident, locaton]\n"
+        "    text: '火警 #${incident}：${location}'\n"
+    )
+    with pytest.raises(InvalidInput) as failed:
+        Templates.load(path)
+    said = str(failed.value)
+    assert f"{path}:" in said
+    assert "no value named 'locaton'" in said
+    assert "do not match params" in said
+
+
+def test_a_value_too_long_for_the_provider_is_cut_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "aliyun.yaml"
+    path.write_text(ALIYUN_TEMPLATES)
+    templates = Templates.load(path)
+    entry = templates.find("staff_fire", "en", False)  # no English one: the Chinese
+    assert entry is not None
+    assert entry.code == "SMS_100001"
+    filled = templates.fill(entry, {"incident": 1, "location": "长" * 50, "time": "03:12"})
+    assert dict(filled.params)["location"] == "长" * 34 + "…"
+    assert filled.cut == ("location",)
+    assert filled.text(entry.text).startswith("【海景物业】火警 #1：长")
+
+
+def test_check_names_each_playbook_text_with_no_registered_template(tmp_path: Path) -> None:
+    """`alertd check` on the shipped playbooks with a templates file that has the fire
+    alarm's residents' evacuation text only: every other text is named, with its
+    playbook and site, and the registered one is shown as a resident reads it."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "aliyun.yaml").write_text(ALIYUN_TEMPLATES)
+    (tmp_path / "alertd.yaml").write_text(
+        f"site: {{name: HV, timezone: Asia/Shanghai}}\nplaybooks: {root / 'playbooks'}\n"
+        f"devices: {root / 'config/devices.example.csv'}\n"
+        "delivery: {providers: [aliyun]}\n"
+        "aliyun: {access_key_id: k, access_key_secret: s, templates: aliyun.yaml}\n"
+        f"storage: {{path: {tmp_path / 'alertd.db'}}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "alertd", "check", "--config", str(tmp_path / "alertd.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert (
+        "site HV: playbook 'fire-alarm' texts 'resident_all_clear', which has no registered "
+        "aliyun template for a real alarm" in done.stderr
+    )
+    assert "playbook 'water-leak' texts 'staff_leak'" in done.stderr
+    assert "texts 'resident_evacuate', which has no registered aliyun template for a drill" in (
+        done.stderr
+    )
+    assert "'resident_evacuate', which has no registered aliyun template for a real" not in (
+        done.stderr
+    )
+    assert (
+        "site HV aliyun SMS_100003 resident_evacuate (real alarm): 【海景物业】3号楼火警，"
+        "请立即走楼梯撤离" in done.stdout
+    )
