@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from alertd.model import Strict
+from alertd.outbox.sink import Message, Result
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
 from alertd.yamlfile import load_yaml, pydantic_problems
@@ -230,3 +231,59 @@ SAMPLE = {
     "resident_phone": "+8613800000805",
     "resident_text": "2",
 }
+
+
+class SiteTemplates:
+    """One provider's templates by site ("" for a site without a file of its own)."""
+
+    def __init__(self, provider: str, by_site: Mapping[str, Templates]) -> None:
+        self.provider = provider
+        self._by_site = dict(by_site)
+
+    def fill(self, message: Message) -> Filled | Result:
+        """The message's registered template, filled; a permanent failure naming the text
+        when there is none (the next provider may send it)."""
+        templates = self._by_site.get(message.site) or self._by_site.get("")
+        entry = (
+            templates.find(message.template, message.language, message.drill)
+            if templates is not None and message.template
+            else None
+        )
+        if templates is None or entry is None:
+            what = f"{message.template or 'this text'} ({message.language}" + (
+                ", drill)" if message.drill else ")"
+            )
+            return Result("permanent", f"no registered {self.provider} template for {what}")
+        return templates.fill(entry, message.values or {})
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A provider's error codes by whom they are about."""
+
+    provider: str
+    #: the number: flagged in the directory
+    number: Mapping[str, str]
+    #: the number's cap for today: not flagged, the next provider reaches it
+    capped: Mapping[str, str]
+    #: the account or its registrations: the provider stops, nobody is flagged
+    account: Mapping[str, str]
+    #: this message: it fails
+    message: Mapping[str, str]
+    throttle: frozenset[str]
+
+    def result(self, code: str, said: str) -> Result:
+        """What a refusal means; an unknown code is retried."""
+        name = f"{self.provider} {code}"
+        if code in self.number:
+            why = f"{self.number[code]} ({name})"
+            return Result("permanent", why, flag=why)
+        if code in self.capped:
+            return Result("permanent", f"{self.capped[code]} ({name})", capped=True)
+        if code in self.account:
+            return Result("unavailable", f"{self.account[code]} ({name}: {said})")
+        if code in self.throttle:
+            return Result("throttled", f"too many requests ({name})")
+        if code in self.message:
+            return Result("permanent", f"{self.message[code]} ({name})")
+        return Result("retryable", f"{name}: {said}")

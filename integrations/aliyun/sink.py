@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from alertd.config import AliyunConfig
-from alertd.outbox.registered import Templates
+from alertd.outbox.registered import Codes, SiteTemplates, Templates
 from alertd.outbox.sink import Message, Result
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class AliyunSink:
         from alibabacloud_dysmsapi20170525.client import Client
         from alibabacloud_tea_openapi.utils_models import Config
 
-        self._templates = dict(templates)
+        self._templates = SiteTemplates("Aliyun", templates)
         self._client = Client(
             Config(
                 access_key_id=config.access_key_id,
@@ -101,24 +101,12 @@ class AliyunSink:
             )
         )
 
-    def templates(self, site: str) -> Templates | None:
-        return self._templates.get(site) or self._templates.get("")
-
     async def send(self, message: Message) -> Result:
         from alibabacloud_dysmsapi20170525 import models
 
-        templates = self.templates(message.site)
-        entry = (
-            templates.find(message.template, message.language, message.drill)
-            if (templates and message.template)
-            else None
-        )
-        if templates is None or entry is None:
-            what = f"{message.template or 'this text'} ({message.language}" + (
-                ", drill)" if message.drill else ")"
-            )
-            return Result("permanent", f"no registered Aliyun template for {what}")
-        filled = templates.fill(entry, message.values or {})
+        filled = self._templates.fill(message)
+        if isinstance(filled, Result):
+            return filled
         phone = national(message.recipient)
         if message.attempts > 1:
             found = await self._accepted(message, phone)
@@ -137,7 +125,7 @@ class AliyunSink:
             return _failed(exc)
         body = response.body
         if body.code != "OK":
-            return _refused(str(body.code), str(body.message or ""))
+            return CODES.result(str(body.code), str(body.message or ""))
         return Result("sent", provider_id=provider_id(message))
 
     async def _accepted(self, message: Message, phone: str) -> Result | None:
@@ -178,19 +166,14 @@ def _runtime() -> Any:
     return RuntimeOptions(autoretry=False, max_attempts=1)
 
 
-def _refused(code: str, said: str) -> Result:
-    if code in NUMBER_CODES:
-        why = f"{NUMBER_CODES[code]} (Aliyun {code})"
-        return Result("permanent", why, flag=why)
-    if code in CAPPED_CODES:
-        return Result("permanent", f"{CAPPED_CODES[code]} (Aliyun {code})", capped=True)
-    if code in ACCOUNT_CODES:
-        return Result("unavailable", f"{ACCOUNT_CODES[code]} (Aliyun {code}: {said})")
-    if code in THROTTLE_CODES:
-        return Result("throttled", f"too many requests (Aliyun {code})")
-    if code in MESSAGE_CODES:
-        return Result("permanent", f"{MESSAGE_CODES[code]} (Aliyun {code})")
-    return Result("retryable", f"Aliyun {code}: {said}")
+CODES = Codes(
+    "Aliyun",
+    NUMBER_CODES,
+    CAPPED_CODES,
+    ACCOUNT_CODES,
+    MESSAGE_CODES,
+    frozenset(THROTTLE_CODES),
+)
 
 
 def _failed(exc: Exception) -> Result:
@@ -203,7 +186,7 @@ def _failed(exc: Exception) -> Result:
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return Result("retryable", "no answer from Aliyun (it may have sent it)", unknown=True)
     if code and status:
-        result = _refused(str(code), str(getattr(exc, "message", "")))
+        result = CODES.result(str(code), str(getattr(exc, "message", "")))
         if result.outcome != "retryable" or int(status) < 500:
             return result
         return Result("retryable", f"Aliyun {status} {code}")

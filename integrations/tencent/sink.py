@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 
 from alertd.config import TencentConfig
-from alertd.outbox.registered import Templates
+from alertd.outbox.registered import Codes, SiteTemplates, Templates
 from alertd.outbox.sink import Message, Result
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class TencentSink:
         from tencentcloud.sms.v20210111 import sms_client
 
         self._config = config
-        self._templates = dict(templates)
+        self._templates = SiteTemplates("Tencent", templates)
         profile = ClientProfile(
             httpProfile=HttpProfile(
                 protocol=config.protocol, endpoint=config.endpoint, reqTimeout=15
@@ -89,22 +89,10 @@ class TencentSink:
             profile,
         )
 
-    def templates(self, site: str) -> Templates | None:
-        return self._templates.get(site) or self._templates.get("")
-
     async def send(self, message: Message) -> Result:
-        templates = self.templates(message.site)
-        entry = (
-            templates.find(message.template, message.language, message.drill)
-            if templates and message.template
-            else None
-        )
-        if templates is None or entry is None:
-            what = f"{message.template or 'this text'} ({message.language}" + (
-                ", drill)" if message.drill else ")"
-            )
-            return Result("permanent", f"no registered Tencent template for {what}")
-        filled = templates.fill(entry, message.values or {})
+        filled = self._templates.fill(message)
+        if isinstance(filled, Result):
+            return filled
         if message.attempts > 1:
             found = await asyncio.to_thread(self._accepted, message)
             if found:
@@ -134,7 +122,7 @@ class TencentSink:
             return Result("retryable", "Tencent answered without a status for the number")
         status = statuses[0]
         if status.Code != "Ok":
-            return _refused(str(status.Code), str(status.Message or ""))
+            return CODES.result(str(status.Code), str(status.Message or ""))
         return Result("sent", provider_id=provider_id(message))
 
     def _accepted(self, message: Message) -> Result | None:
@@ -170,19 +158,14 @@ class TencentSink:
         return None
 
 
-def _refused(code: str, said: str) -> Result:
-    if code in NUMBER_CODES:
-        why = f"{NUMBER_CODES[code]} (Tencent {code})"
-        return Result("permanent", why, flag=why)
-    if code in CAPPED_CODES:
-        return Result("permanent", f"{CAPPED_CODES[code]} (Tencent {code})", capped=True)
-    if code in ACCOUNT_CODES:
-        return Result("unavailable", f"{ACCOUNT_CODES[code]} (Tencent {code}: {said})")
-    if code in THROTTLE_CODES:
-        return Result("throttled", f"too many requests (Tencent {code})")
-    if code in MESSAGE_CODES:
-        return Result("permanent", f"{MESSAGE_CODES[code]} (Tencent {code})")
-    return Result("retryable", f"Tencent {code}: {said}")
+CODES = Codes(
+    "Tencent",
+    NUMBER_CODES,
+    CAPPED_CODES,
+    ACCOUNT_CODES,
+    MESSAGE_CODES,
+    frozenset(THROTTLE_CODES),
+)
 
 
 def _failed(code: str, said: str) -> Result:
@@ -193,4 +176,4 @@ def _failed(code: str, said: str) -> Result:
         return Result("retryable", f"no answer from Tencent: {said}", unknown=unknown)
     if code.startswith("InternalError") or code == "ServerNetworkError":
         return Result("retryable", f"Tencent {code}: {said}")
-    return _refused(code, said)
+    return CODES.result(code, said)
