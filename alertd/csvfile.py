@@ -87,7 +87,10 @@ def rows_of(
     return iter(rows)
 
 
-def decode(data: bytes, *, what: str, name: str) -> str:
+def decode(
+    data: bytes, *, what: str, name: str, hint: str = 'save it from the spreadsheet as "CSV UTF-8"'
+) -> str:
+    """UTF-8 (with or without its BOM), UTF-16 with its BOM, or GB18030 (GBK's superset)."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         encodings: tuple[str, ...] = ("utf-16",)
     else:
@@ -101,8 +104,7 @@ def decode(data: bytes, *, what: str, name: str) -> str:
         [
             Problem(
                 name,
-                f"{what} refused: the text is neither UTF-8 nor GB18030/GBK; save it from "
-                'the spreadsheet as "CSV UTF-8"',
+                f"{what} refused: the text is neither UTF-8 nor GB18030/GBK; {hint}",
             )
         ]
     )

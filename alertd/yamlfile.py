@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from alertd.csvfile import decode
 from alertd.problems import InvalidInput, Problem
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -46,9 +47,11 @@ def load_yaml(
     """Parse `path`; raise InvalidInput naming file:line for syntax errors or missing env
     vars (`missing_ok`: a missing one is left empty, for commands that need no secrets)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput([Problem(str(path), f"cannot read: {exc.strerror}")]) from exc
+    # as the CSV files: UTF-8, or GB18030/GBK as a Chinese Windows editor saves it
+    text = decode(data, what="loading", name=str(path), hint="save it as UTF-8")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

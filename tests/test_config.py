@@ -48,6 +48,20 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     assert "invalid YAML" in problem
 
 
+def test_a_file_saved_as_gbk_loads_and_one_of_no_known_encoding_is_named(
+    tmp_path: Path,
+) -> None:
+    """A Chinese Windows editor saves GBK: every YAML file is read as the CSV files are;
+    bytes that are no text are refused naming the file, not a traceback at start."""
+    gbk = tmp_path / "gbk.yaml"
+    gbk.write_bytes("site: {name: 海景花园, timezone: Asia/Shanghai}\n".encode("gbk"))
+    assert load_config(gbk).site.name == "海景花园"
+    junk = tmp_path / "junk.yaml"
+    junk.write_bytes(b"site: {name: \xff\xfa\x80\x81}\n")
+    with pytest.raises(InvalidInput, match=f"{junk}: loading refused: the text is neither"):
+        load_config(junk)
+
+
 def test_wrong_values_and_unknown_keys_name_line_and_key(tmp_path: Path) -> None:
     path = write(
         tmp_path,
