@@ -152,21 +152,16 @@ def _registered(
 ) -> list[Problem]:
     """Every playbook SMS text against each site's providers' registered templates; what
     a resident reads for each is shown."""
-    from alertd.outbox.registered import Templates, unregistered
+    from alertd.outbox.registered import for_sites, unregistered
     from alertd.playbooks.loader import Playbooks
 
-    problems: list[Problem] = []
+    by_provider, problems = for_sites(sites)
     for site in sites:
         books = {**shared.enabled, **own.get(site.id, Playbooks()).enabled}
-        for provider, path in site.templates:
-            if provider not in site.providers:
+        for by_site in by_provider.values():
+            if site.id not in by_site:
                 continue
-            try:
-                templates = Templates.load(path)
-            except InvalidInput as exc:
-                problems += exc.problems
-                continue
-            found, shown = unregistered(templates, books, site.id, str(where))
+            found, shown = unregistered(by_site[site.id], books, site.id, str(where))
             problems += found
             for line in shown:
                 click.echo(line)

@@ -213,16 +213,6 @@ class DeliveryConfig(Strict):
     #: alert), less than send_timeout_s
     provider_timeout_s: float = Field(5.0, gt=0, le=600)
 
-    @model_validator(mode="after")
-    def _timeouts(self) -> DeliveryConfig:
-        if self.providers and self.provider_timeout_s * len(self.providers) > self.send_timeout_s:
-            raise ValueError(
-                f"provider_timeout_s ({self.provider_timeout_s:g}) times {len(self.providers)} "
-                f"providers exceeds send_timeout_s ({self.send_timeout_s:g}): the last provider "
-                "would never be reached"
-            )
-        return self
-
 
 class AliyunConfig(Strict):
     """Aliyun SMS (dysmsapi 2017-05-25) through its official SDK."""
@@ -399,6 +389,13 @@ class Config(Strict):
                     )
             if len(set(providers)) != len(providers):
                 raise ValueError(f"{where} names a provider twice")
+            delivery = self.delivery
+            if delivery.provider_timeout_s * len(providers) > delivery.send_timeout_s:
+                raise ValueError(
+                    f"{where}: {len(providers)} providers at delivery.provider_timeout_s "
+                    f"({delivery.provider_timeout_s:g}) each exceed delivery.send_timeout_s "
+                    f"({delivery.send_timeout_s:g}): the last would never be tried"
+                )
         return self
 
     @field_validator("sites")

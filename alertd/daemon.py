@@ -736,16 +736,11 @@ def _providers(config: Config, sites: Sites, clock: Clock, twilio: Sink) -> Prov
     """SMS through the providers each site lists, in order (alertd/outbox/providers.py),
     each with its registered templates; a templates file that cannot be read leaves
     that provider nothing to send (said at start; the next provider sends)."""
-    from alertd.outbox.registered import Templates
+    from alertd.outbox.registered import for_sites
 
-    by_provider: dict[str, dict[str, Templates]] = {"aliyun": {}, "tencent": {}}
-    for site in sites:
-        for provider, path in site.templates:
-            try:
-                by_provider[provider][site.id] = Templates.load(path)
-            except InvalidInput as exc:
-                for problem in exc.problems:
-                    log.error("templates of %s for site %s: %s", provider, site.id, problem)
+    by_provider, problems = for_sites(sites)
+    for problem in problems:
+        log.error("registered templates: %s (that provider sends nothing there)", problem)
     named = {p for s in sites for p in s.providers}
     sinks: dict[str, Sink] = {}
     if "twilio" in named:

@@ -1,7 +1,6 @@
 """A local stand-in for Aliyun's dysmsapi: the real SDK talks to it over HTTP. It checks
 each request's V3 signature (ACS3-HMAC-SHA256) as Aliyun's gateway does, records
-SendSms, SendBatchSms and QuerySendDetails, answers Aliyun's codes on demand, and pushes
-receipts (SmsReport) and replies (SmsUp) to alertd as Aliyun's HTTP batch push does."""
+SendSms and QuerySendDetails, and answers Aliyun's codes on demand."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-import aiohttp
 from aiohttp import web
 
 KEY_ID = "LTAI-test-key"
@@ -67,10 +65,6 @@ class FakeAliyun:
     base_url: str = ""
     #: requests whose signature did not verify (answered 400 SignatureDoesNotMatch)
     forged: int = 0
-    #: where to push receipts (SmsReport) after each accepted message
-    report_url: str | None = None
-    #: per-number texts a day before isv.BUSINESS_LIMIT_CONTROL (None: no cap)
-    daily_cap: int | None = None
     _sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     async def start(self) -> FakeAliyun:
@@ -84,20 +78,14 @@ class FakeAliyun:
         self.endpoint = f"127.0.0.1:{port}"
         self.base_url = f"http://{self.endpoint}"
         self._ids = itertools.count(1)
-        self._session = aiohttp.ClientSession()
-        self._tasks: set[asyncio.Future[None]] = set()
         return self
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._session.close()
         await self._runner.cleanup()
 
     @property
     def sms(self) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["action"] in ("SendSms", "SendBatchSms")]
+        return [r for r in self.requests if r["action"] == "SendSms"]
 
     def _verify(self, request: web.Request, body: bytes) -> bool:
         auth = request.headers.get("Authorization", "")
@@ -162,13 +150,8 @@ class FakeAliyun:
             json.loads(params.get("TemplateParam") or "{}")
         except ValueError:
             return self._answer(Refusal("isv.INVALID_JSON_PARAM"))
-        sent = self._sent.setdefault(phone, [])
-        if self.daily_cap is not None and len(sent) >= self.daily_cap:
-            return self._answer(Refusal("isv.BUSINESS_LIMIT_CONTROL", message="触发分钟级流控"))
         biz_id = f"{next(self._ids):06d}^0"
-        sent.append({"BizId": biz_id, "OutId": params.get("OutId", ""), **params})
-        if self.report_url:
-            self._push(biz_id, phone, params.get("OutId", ""))
+        self._sent.setdefault(phone, []).append({"OutId": params.get("OutId", ""), **params})
         return web.json_response(
             {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": "req"}
         )
@@ -195,43 +178,4 @@ class FakeAliyun:
                 "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows},
                 "RequestId": "req",
             }
-        )
-
-    def _push(self, biz_id: str, phone: str, out_id: str) -> None:
-        report = [
-            {
-                "phone_number": phone,
-                "send_time": "2026-12-07 12:00:00",
-                "report_time": "2026-12-07 12:00:01",
-                "success": True,
-                "err_code": "DELIVERED",
-                "err_msg": "用户接收成功",
-                "sms_size": "1",
-                "biz_id": biz_id,
-                "out_id": out_id,
-            }
-        ]
-        task = asyncio.ensure_future(self.post(self.report_url or "", report))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def post(self, url: str, items: list[dict[str, Any]]) -> tuple[int, Any]:
-        """A batch push, as Aliyun makes it: a JSON array; alertd answers {"code": 0}."""
-        async with self._session.post(url, json=items) as response:
-            return response.status, await response.json(content_type=None)
-
-    async def reply(self, url: str, phone: str, content: str, sign_name: str) -> tuple[int, Any]:
-        """A resident's reply (上行短信, SmsUp)."""
-        return await self.post(
-            url,
-            [
-                {
-                    "phone_number": phone,
-                    "send_time": "2026-12-07 12:01:00",
-                    "content": content,
-                    "sign_name": sign_name,
-                    "dest_code": "1234",
-                    "sequence_id": next(self._ids),
-                }
-            ],
         )

@@ -1,8 +1,7 @@
 """A local stand-in for Tencent Cloud SMS (2021-01-11): the real SDK talks to it over
 HTTP. It checks each request's TC3-HMAC-SHA256 signature as Tencent's API gateway does,
-records SendSms and the pulls, answers Tencent's error codes on demand (per number inside
-a successful response, or account-wide as an error), and queues receipts and replies for
-PullSmsSendStatus and PullSmsReplyStatus."""
+records SendSms and PullSmsSendStatusByPhoneNumber, and answers Tencent's error codes on
+demand (per number inside a successful response, or account-wide as an error)."""
 
 from __future__ import annotations
 
@@ -45,9 +44,6 @@ class FakeTencent:
     always: dict[str, Refusal] = field(default_factory=dict)
     approved: set[str] | None = None
     forged: int = 0
-    #: receipts and replies waiting to be pulled
-    receipts: list[dict[str, Any]] = field(default_factory=list)
-    replies: list[dict[str, Any]] = field(default_factory=list)
     _sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     async def start(self) -> FakeTencent:
@@ -137,12 +133,6 @@ class FakeTencent:
         if action == "PullSmsSendStatusByPhoneNumber":
             rows = list(self._sent.get(params.get("PhoneNumber", ""), []))
             return self._ok({"PullSmsSendStatusSet": rows})
-        if action == "PullSmsSendStatus":
-            rows, self.receipts = self.receipts, []
-            return self._ok({"PullSmsSendStatusSet": rows})
-        if action == "PullSmsReplyStatus":
-            rows, self.replies = self.replies, []
-            return self._ok({"PullSmsReplyStatusSet": rows})
         return self._error("InvalidAction", action)
 
     def _ok(self, data: dict[str, Any]) -> web.Response:
@@ -200,20 +190,4 @@ class FakeTencent:
                 "SessionContext": context,
             }
             self._sent.setdefault(phone, []).append(record)
-            self.receipts.append(record)
         return self._ok({"SendStatusSet": statuses})
-
-    def reply(self, phone: str, text: str, sign: str) -> None:
-        """A resident's reply, waiting for PullSmsReplyStatus."""
-        self.replies.append(
-            {
-                "ExtendCode": "",
-                "CountryCode": "86",
-                "SubscriberNumber": phone.removeprefix("+86"),
-                "PhoneNumber": phone,
-                "SignName": sign,
-                "ReplyContent": text,
-                "ReplyTime": "2026-12-07 12:01:00",
-                "ReplyUnixTime": int(time.time()),
-            }
-        )

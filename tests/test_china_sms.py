@@ -4,6 +4,7 @@ SDK against the fake Twilio, a real SQLite store and the dispatcher."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -151,6 +152,21 @@ def residents(n: int) -> list[Resident]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def rigged(
+    tmp_path: Path, order: list[str], secret: str = fake_aliyun.KEY_SECRET
+) -> AsyncIterator[Rig]:
+    """A rig sending through `order`, closed after."""
+    rig = await make_rig(tmp_path, order, secret)
+    try:
+        yield rig
+    finally:
+        await rig.dispatcher.close()
+        await rig.writer.close()
+        for fake in (rig.aliyun, rig.tencent, rig.twilio):
+            await fake.close()
+
+
 async def make_rig(tmp_path: Path, order: list[str], secret: str = fake_aliyun.KEY_SECRET) -> Rig:
     aliyun, tencent, twilio = (
         await FakeAliyun().start(),
@@ -209,12 +225,8 @@ async def make_rig(tmp_path: Path, order: list[str], secret: str = fake_aliyun.K
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await make_rig(tmp_path, ["aliyun", "twilio"])
-    yield rig
-    await rig.dispatcher.close()
-    await rig.writer.close()
-    for fake in (rig.aliyun, rig.tencent, rig.twilio):
-        await fake.close()
+    async with rigged(tmp_path, ["aliyun", "twilio"]) as rig:
+        yield rig
 
 
 async def test_a_staff_alert_goes_as_the_registered_template_under_the_sign_name(rig: Rig) -> None:
@@ -284,8 +296,7 @@ async def test_an_unapproved_template_stops_the_provider_loudly_and_flags_nobody
 async def test_a_number_at_its_daily_cap_is_texted_by_the_next_provider_not_flagged(
     tmp_path: Path,
 ) -> None:
-    rig = await make_rig(tmp_path, ["aliyun", "tencent"])
-    try:
+    async with rigged(tmp_path, ["aliyun", "tencent"]) as rig:
         rig.aliyun.always["13700000007"] = fake_aliyun.Refusal("isv.BUSINESS_LIMIT_CONTROL")
         await rig.act(1, "sms", "building", "resident_evacuate")
         await rig.settle()
@@ -297,26 +308,15 @@ async def test_a_number_at_its_daily_cap_is_texted_by_the_next_provider_not_flag
         assert "aliyun" not in rig.providers.stopped
         assert rig.rows("SELECT count(*) FROM residents WHERE undeliverable IS NOT NULL")[0][0] == 0
         assert len(rig.aliyun.sms) == 100
-    finally:
-        await rig.dispatcher.close()
-        await rig.writer.close()
-        for fake in (rig.aliyun, rig.tencent, rig.twilio):
-            await fake.close()
 
 
 async def test_a_wrong_secret_is_refused_by_the_signature_check(tmp_path: Path) -> None:
-    rig = await make_rig(tmp_path, ["aliyun", "twilio"], secret="not-the-secret")
-    try:
+    async with rigged(tmp_path, ["aliyun", "twilio"], secret="not-the-secret") as rig:
         await rig.act(1, "notify", "role:security", "staff_fire")
         await rig.settle()
         assert rig.aliyun.forged == 1
         assert "the access key secret is wrong" in rig.providers.stopped["aliyun"][1]
         assert len(rig.twilio.sms()) == 1
-    finally:
-        await rig.dispatcher.close()
-        await rig.writer.close()
-        for fake in (rig.aliyun, rig.tencent, rig.twilio):
-            await fake.close()
 
 
 def test_a_templates_file_whose_text_and_params_disagree_is_refused_with_where(
@@ -388,3 +388,33 @@ def test_check_names_each_playbook_text_with_no_registered_template(tmp_path: Pa
         "site HV aliyun SMS_100003 resident_evacuate (real alarm): 【海景物业】3号楼火警，"
         "请立即走楼梯撤离" in done.stdout
     )
+
+
+@pytest.mark.parametrize(
+    ("delivery", "said"),
+    [
+        ("{providers: [aliyn, twilio]}", "delivery.providers.0"),
+        ("{providers: [tencent]}", "names 'tencent', which has no tencent: section"),
+        ("{providers: [aliyun, aliyun]}", "delivery.providers names a provider twice"),
+        (
+            "{providers: [aliyun, twilio], provider_timeout_s: 8, send_timeout_s: 15}",
+            "2 providers at delivery.provider_timeout_s (8) each exceed",
+        ),
+    ],
+)
+def test_a_providers_list_that_cannot_work_is_refused_at_load(
+    tmp_path: Path, delivery: str, said: str
+) -> None:
+    from alertd.config import load_config
+
+    (tmp_path / "aliyun.yaml").write_text(ALIYUN_TEMPLATES)
+    (tmp_path / "alertd.yaml").write_text(
+        f"delivery: {delivery}\n"
+        "aliyun: {access_key_id: k, access_key_secret: s, templates: aliyun.yaml}\n"
+        "twilio: {account_sid: AC00000000000000000000000000000000, auth_token: t, "
+        "from_number: '+15005550006'}\n"
+    )
+    with pytest.raises(InvalidInput) as refused:
+        load_config(tmp_path / "alertd.yaml")
+    assert said in str(refused.value)
+

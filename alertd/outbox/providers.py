@@ -67,7 +67,7 @@ class Providers:
             said.append(f"{name}: {result.reason}")
             if result.outcome == "unavailable":
                 self._stop(name, result.reason)
-            elif not (message.urgent or result.capped or _sent_nothing(result)):
+            elif not (message.urgent or result.elsewhere):
                 return dataclasses.replace(result, reason="; ".join(said))
             elif result.unknown:
                 said[-1] += " (it may have sent it: sent by the next provider anyway)"
@@ -110,9 +110,3 @@ class Providers:
     async def close(self) -> None:
         for sink in self.sinks.values():
             await sink.close()
-
-
-def _sent_nothing(result: Result) -> bool:
-    """The provider did not send it and no other try of its would (no registered
-    template there): the next one may, for anyone."""
-    return result.outcome == "permanent" and not result.flag and "no registered" in result.reason

@@ -10,10 +10,10 @@ them (`{1}`, `{2}`): `params` are the values' names in that order."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -22,6 +22,9 @@ from alertd.outbox.sink import Message, Result
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
 from alertd.yamlfile import load_yaml, pydantic_problems
+
+if TYPE_CHECKING:
+    from alertd.sites import Site
 
 #: the values a parameter may name: what every playbook text can use
 #: (alertd/engine/templates.py `context`)
@@ -253,7 +256,8 @@ class SiteTemplates:
             what = f"{message.template or 'this text'} ({message.language}" + (
                 ", drill)" if message.drill else ")"
             )
-            return Result("permanent", f"no registered {self.provider} template for {what}")
+            why = f"no registered {self.provider} template for {what}"
+            return Result("permanent", why, elsewhere=True)
         return templates.fill(entry, message.values or {})
 
 
@@ -279,7 +283,7 @@ class Codes:
             why = f"{self.number[code]} ({name})"
             return Result("permanent", why, flag=why)
         if code in self.capped:
-            return Result("permanent", f"{self.capped[code]} ({name})", capped=True)
+            return Result("permanent", f"{self.capped[code]} ({name})", elsewhere=True)
         if code in self.account:
             return Result("unavailable", f"{self.account[code]} ({name}: {said})")
         if code in self.throttle:
@@ -287,3 +291,25 @@ class Codes:
         if code in self.message:
             return Result("permanent", f"{self.message[code]} ({name})")
         return Result("retryable", f"{name}: {said}")
+
+
+def for_sites(sites: Iterable[Site]) -> tuple[dict[str, dict[str, Templates]], list[Problem]]:
+    """Each provider's templates by site id, for the providers each site uses (a file
+    several sites share read once), and what is wrong with the files: a site whose file
+    is broken has none for that provider (its texts go by the next one)."""
+    read: dict[Path, Templates | None] = {}
+    problems: list[Problem] = []
+    out: dict[str, dict[str, Templates]] = {"aliyun": {}, "tencent": {}}
+    for site in sites:
+        for provider, path in site.templates:
+            if provider not in site.providers:
+                continue
+            if path not in read:
+                try:
+                    read[path] = Templates.load(path)
+                except InvalidInput as exc:
+                    read[path] = None
+                    problems += exc.problems
+            if (found := read[path]) is not None:
+                out[provider][site.id] = found
+    return out, problems

@@ -50,9 +50,9 @@ class Result:
     #: the number itself cannot be reached (Twilio 21211, 21614, 21610, ...): kept on
     #: the directory entry, so later alerts leave it out and `residents list` says why
     flag: str = ""
-    #: the number had as many texts today as the provider lets it (not flagged: the
-    #: next provider, or a call, reaches it)
-    capped: bool = False
+    #: this provider did not send it and will not (the number's cap there for today, no
+    #: registered template there): the next provider may, whoever it is for; not flagged
+    elsewhere: bool = False
     #: the request went out and no answer came: the provider may have sent it
     unknown: bool = False
 

@@ -9,6 +9,7 @@ they are mapped by whom they are about, as Twilio's are."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -179,8 +180,6 @@ CODES = Codes(
 def _failed(exc: Exception) -> Result:
     """An exception from the SDK: Aliyun's refusal (with its code and HTTP status), or
     no answer at all."""
-    import asyncio
-
     code = getattr(exc, "code", None)
     status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
