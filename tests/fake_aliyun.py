@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
 
+from tests.helpers import serve_locally
+
 KEY_ID = "LTAI-test-key"
 KEY_SECRET = "aliyun-test-secret"
 HANG = "hang"
@@ -70,11 +72,7 @@ class FakeAliyun:
     async def start(self) -> FakeAliyun:
         app = web.Application()
         app.router.add_route("*", "/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve_locally(app)
         self.endpoint = f"127.0.0.1:{port}"
         self.base_url = f"http://{self.endpoint}"
         self._ids = itertools.count(1)

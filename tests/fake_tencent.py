@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.helpers import serve_locally
+
 SECRET_ID = "AKID-test"
 SECRET_KEY = "tencent-test-key"
 APP_ID = "1400000001"
@@ -49,11 +51,7 @@ class FakeTencent:
     async def start(self) -> FakeTencent:
         app = web.Application()
         app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve_locally(app)
         self.endpoint = f"127.0.0.1:{port}"
         self._ids = itertools.count(1)
         return self

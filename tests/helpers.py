@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aiohttp import web
+
 from alertd.devices import Device, parse_kind
 from alertd.events import Location
 from integrations.mqtt.profiles import Profile, build_profiles
@@ -100,3 +102,13 @@ async def signed_post(base: str, public: str, token: str, path: str, form: dict[
     ):
         assert answer.status == 200, await answer.text()
         return await answer.text()
+
+
+async def serve_locally(app: web.Application) -> tuple[web.AppRunner, int]:
+    """`app` served on a free loopback port (a fake provider's, a robot's): its runner,
+    to clean up, and the port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

@@ -417,4 +417,3 @@ def test_a_providers_list_that_cannot_work_is_refused_at_load(
     with pytest.raises(InvalidInput) as refused:
         load_config(tmp_path / "alertd.yaml")
     assert said in str(refused.value)
-

@@ -30,6 +30,7 @@ from alertd.store.directory import import_residents
 from alertd.store.postgres import PgConn, PgStore
 from integrations.twilio.sink import TwilioSink
 from tests.fake_twilio import HANG, Failure, FakeTwilio
+from tests.helpers import serve_locally
 
 SID = "AC" + "0" * 32
 TEXTS = {
@@ -389,11 +390,7 @@ async def test_webhooks_post_json_and_say_what_went_wrong_without_the_url() -> N
 
     app = web.Application()
     app.router.add_post("/robot/send", robot)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_locally(app)
     url = f"http://127.0.0.1:{port}/robot/send?key=SECRET-KEY"
     sink = WebhookSink({"security": WebhookConfig(url=SecretStr(url))})
     try:
