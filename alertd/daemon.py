@@ -31,6 +31,7 @@ from alertd.outbox.broadcast import PaSink, Publish, WebhookSink
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.email import EmailSink
 from alertd.outbox.expand import Local
+from alertd.outbox.inbound import Inbound
 from alertd.outbox.pa_ack import PaAcks, record_pa_ack
 from alertd.outbox.providers import Providers
 from alertd.outbox.sink import ConsoleSink, Message, Sink
@@ -193,6 +194,8 @@ class Daemon:
         )
         await self.dispatcher.start()
         self.incidents.delivery = self.dispatcher
+        #: receipts, replies and key presses, from every provider
+        self.inbound = Inbound(self.writer, staff, self.clock, self.dispatcher.totals)
         catch_up = await self.incidents.open()
         self.ingest.decider = self.incidents
         self.incidents.make_event = self._declared
@@ -273,7 +276,7 @@ class Daemon:
                 problems += [f"staff file not reloaded: {p}" for p in exc.problems]
             else:
                 problems += [f"staff file not reloaded: {p}" for p in staff.problems]
-                self.dispatcher.staff = self.incidents.staff = staff
+                self.dispatcher.staff = self.incidents.staff = self.inbound.staff = staff
         # a broken devices file holds back its own sites' devices, not the others'
         router, device_problems = load_router(self.config, self._devices)
         problems += [f"devices not reloaded: {p}" for p in device_problems]
@@ -371,14 +374,8 @@ class Daemon:
         if self.config.twilio is not None:
             from integrations.twilio.callbacks import Callbacks
 
-            Callbacks(
-                self.writer,
-                self.config.twilio.auth_token.get_secret_value(),
-                http.public_url,
-                self.dispatcher.staff,
-                self.clock,
-                self.dispatcher.totals,
-            ).app(app)
+            twilio = self.config.twilio.auth_token.get_secret_value()
+            Callbacks(self.inbound, twilio, http.public_url).app(app)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         await web.SockSite(self._http, listening).start()

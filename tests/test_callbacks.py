@@ -19,6 +19,7 @@ from twilio.request_validator import RequestValidator
 from alertd.clock import FakeClock
 from alertd.directory.residents import Resident
 from alertd.directory.staff import load_staff
+from alertd.outbox.inbound import Inbound
 from alertd.outbox.replies import classify
 from alertd.store import Writer
 from alertd.store.directory import import_residents
@@ -94,7 +95,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     staff = load_staff(tmp_path / "staff.yaml", "CN", ZoneInfo("Asia/Shanghai"))
     port = free_port()
     public = "https://alertd.example.com"
-    runner = web.AppRunner(Callbacks(writer, TOKEN, public, staff, clock).app(), access_log=None)
+    inbound = Inbound(writer, staff, clock)
+    runner = web.AppRunner(Callbacks(inbound, TOKEN, public).app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield Server(f"http://127.0.0.1:{port}", public, tmp_path / "alertd.db")

@@ -50,7 +50,7 @@ def test_an_older_store_keeps_its_pending_and_sent_messages_findable(tmp_path: P
     store = SqliteStore(path)
     try:
         assert len(store.applied()) == len(MIGRATIONS)
-        receipt = db.Receipt("SM0001", "delivered", None)
+        receipt = db.Receipt("SM0001", "delivered")
         assert db.apply_receipts(store.conn, [receipt], NOW) == [("sms", "delivered")]
         with transaction(store.conn):
             taken = db.take_due(store.conn, NOW, {"sms": (5, 0)}, 60.0)

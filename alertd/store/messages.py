@@ -30,26 +30,6 @@ from alertd.store.sql import (
 )
 
 INFLIGHT = "in flight when alertd stopped: sent again, may be a duplicate"
-#: Twilio error codes about one number: no retry can fix them, and the directory keeps them
-NUMBER_CODES = {
-    21211: "invalid number",
-    21614: "not a mobile number",
-    21610: "unsubscribed (STOP)",
-    21612: "cannot route to this number",
-}
-#: about the message or the account's settings for a region, not the number: failed,
-#: not flagged
-MESSAGE_CODES = {21408: "sending to this region is not enabled on the account"}
-#: the whole account, for every number: the lane stops until it is fixed
-ACCOUNT_CODES = {
-    20003: "authentication failed (check the account SID and auth token)",
-    20005: "the account is not active",
-    20008: "test credentials cannot do this",
-    21606: "the From number is not valid for this account",
-    21608: "the account may only text verified numbers (trial)",
-}
-#: rate limits of the account: the lane pauses
-THROTTLE_CODES = {20429: "too many requests", 14107: "SMS rate limit exceeded"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,11 +341,18 @@ DELIVERY_STATUSES = {
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """A delivery receipt (Twilio's status callback)."""
+    """A delivery receipt, whichever provider sent it: the provider's integration says
+    what it means (integrations/*/receipts)."""
 
     provider_id: str
+    #: "delivered" and "failed" are final; anything else (queued, sent) is not
     status: str
-    error_code: int | None = None
+    #: the provider's words, for the timeline ("Twilio undelivered (error 30003)")
+    reason: str = ""
+    #: why the number itself cannot be reached, when it cannot: kept in the directory
+    unreachable: str = ""
+    #: who sent it (the timeline's actor)
+    provider: str = "twilio"
 
 
 def apply_receipts(
@@ -386,16 +373,23 @@ def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> tuple[s
     ).fetchone()
     if row is None:  # early: the send's own record is still on its way
         conn.execute(
-            "INSERT INTO early_receipts (provider_id, status, error_code, at) VALUES (?,?,?,?)",
-            (receipt.provider_id, receipt.status, receipt.error_code, iso(now)),
+            "INSERT INTO early_receipts (provider_id, status, reason, unreachable, provider, at) "
+            "VALUES (?,?,?,?,?,?)",
+            (
+                receipt.provider_id,
+                receipt.status,
+                receipt.reason,
+                receipt.unreachable,
+                receipt.provider,
+                iso(now),
+            ),
         )
         return None
     mid, incident, recipient, channel, was = row
-    status, error_code = receipt.status, receipt.error_code
-    final = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}.get(status)
+    final = receipt.status if receipt.status in ("delivered", "failed") else None
     if final is None or was == final:  # not final, or the same receipt again
         return channel, ""
-    reason = f"Twilio {status}" + (f" (error {error_code})" if error_code else "")
+    reason = receipt.reason or f"{receipt.provider} {receipt.status}"
     conn.execute(
         "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
         (final, reason, iso(now), mid),
@@ -405,11 +399,9 @@ def _apply(conn: sqlite3.Connection, receipt: Receipt, now: datetime) -> tuple[s
         if final == "delivered"
         else f"message {mid} not delivered: {reason}"
     )
-    incidents_db.note(conn, incident, now, "delivery", "twilio", text)
-    if final == "failed" and error_code in NUMBER_CODES:
-        directory_db.flag_unreachable(
-            conn, recipient, f"{NUMBER_CODES[error_code]} (Twilio {error_code})"
-        )
+    incidents_db.note(conn, incident, now, "delivery", receipt.provider, text)
+    if final == "failed" and receipt.unreachable:
+        directory_db.flag_unreachable(conn, recipient, receipt.unreachable)
     return channel, final
 
 
@@ -423,11 +415,11 @@ def _early(
     arrival = "at" if postgres(conn) else "rowid"  # in the order they came
     rows = conn.execute(
         f"DELETE FROM early_receipts WHERE {early} "
-        f"RETURNING {arrival}, provider_id, status, error_code",
+        f"RETURNING {arrival}, provider_id, status, reason, unreachable, provider",
         args,
     ).fetchall()
-    for _, provider_id, status, code in sorted(rows):
-        found = _apply(conn, Receipt(provider_id, status, code), now)
+    for _, *receipt in sorted(rows):
+        found = _apply(conn, Receipt(*receipt), now)
         if found is not None and found[1]:
             out.append(found)
 

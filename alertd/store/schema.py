@@ -399,6 +399,19 @@ MIGRATIONS += [
     ),
 ]
 
+_RECEIPT_WORDS = """
+ALTER TABLE early_receipts ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE early_receipts ADD COLUMN unreachable TEXT NOT NULL DEFAULT '';
+ALTER TABLE early_receipts ADD COLUMN provider TEXT NOT NULL DEFAULT 'twilio';
+"""
+MIGRATIONS += [
+    Migration(
+        "a receipt that came early keeps what its provider said it means (any provider's)",
+        _RECEIPT_WORDS,
+        _RECEIPT_WORDS,
+    ),
+]
+
 #: PostgreSQL stores start here: the first POSTGRES_BASELINE_VERSION migrations as one script
 POSTGRES_BASELINE_VERSION = 16
 

@@ -1,4 +1,5 @@
-"""Twilio's requests to alertd: delivery receipts, inbound SMS and the voice keypad.
+"""Twilio's requests to alertd: delivery receipts, inbound SMS and the voice keypad,
+turned into alertd's values and handed to alertd/outbox/inbound.py.
 
 Every request's X-Twilio-Signature is checked (with the SDK's validator) against the
 configured public URL; a forged or unsigned request gets 403 and changes nothing."""
@@ -7,29 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from datetime import datetime
 from typing import NoReturn
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from alertd.clock import Clock
-from alertd.console.audit import Actor
-from alertd.directory.phones import mask
-from alertd.directory.staff import Staff
-from alertd.engine.wording import place
-from alertd.events import Location
-from alertd.incidents.commands import submit
-from alertd.outbox.replies import classify
-from alertd.outbox.totals import Totals
-from alertd.store import Writer
-from alertd.store import directory as directory_db
-from alertd.store import incidents as incidents_db
-from alertd.store import messages as db
-from alertd.store.group import GroupCommit
-from alertd.store.sql import unsynced
+from alertd.outbox.inbound import Inbound, Receipt
+from integrations.twilio.codes import NUMBER_CODES
 
 log = logging.getLogger(__name__)
 
@@ -39,43 +25,30 @@ MAX_BODY = 16 * 1024
 MAX_SIGNATURE = 64
 #: forged requests are logged at most once in this many seconds, with a count
 FORGED_LOG_S = 60.0
+#: Twilio's MessageStatus values that are final, as alertd calls them
+FINAL = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
 
-ANSWERS = {
-    "stop": "您已退订本物业的短信通知。回复 START 可重新订阅。You have unsubscribed; reply START "
-    "to subscribe again.",
-    "start": "您已重新订阅本物业的安全通知。You are subscribed to safety notices again.",
-    "help": "物业服务中心安全通知：回复 1 表示安全，2 表示需要帮助，STOP 退订。Safety notices from "
-    "your property service centre: reply 1 if safe, 2 if you need help, STOP to opt out.",
-    "safe": "收到，谢谢您告知。Thank you, noted that you are safe.",
-    "ack": "已确认，谢谢。Acknowledged, thank you.",
-}
+
+def receipt(form: dict[str, str]) -> Receipt:
+    """A status callback's form as a receipt: its final status, Twilio's words, and
+    what the error code says of the number."""
+    status, code = form.get("MessageStatus", ""), form.get("ErrorCode", "")
+    number = int(code) if code.isdigit() else None
+    return Receipt(
+        form.get("MessageSid", ""),
+        FINAL.get(status, status),
+        f"Twilio {status}" + (f" (error {number})" if number else ""),
+        f"{NUMBER_CODES[number]} (Twilio {number})" if number in NUMBER_CODES else "",
+        "twilio",
+    )
 
 
 class Callbacks:
-    def __init__(
-        self,
-        writer: Writer,
-        auth_token: str,
-        public_url: str,
-        staff: Staff | None,
-        clock: Clock,
-        totals: Totals | None = None,
-    ) -> None:
-        self._writer = writer
+    def __init__(self, inbound: Inbound, auth_token: str, public_url: str) -> None:
+        self._core = inbound
         self._validator = RequestValidator(auth_token)
         self._public = public_url.rstrip("/")
-        self._staff = staff
-        self._clock = clock
         self._forgeries = 0
-        self.totals = totals or Totals()
-
-        def apply(receipts: Sequence[db.Receipt]) -> None:
-            """On the writer thread: receipts committed, then counted (on the writer's
-            connection of the moment: PostgreSQL's is made again after it broke)."""
-            applied = unsynced(db.apply_receipts)(writer.store.conn, receipts, clock.now())
-            self.totals.receipts.update((c, final) for c, final in applied if final)
-
-        self._receipts: GroupCommit[db.Receipt] = GroupCommit(writer, apply)
         self._forged_logged = -FORGED_LOG_S
 
     def app(self, app: web.Application | None = None) -> web.Application:
@@ -118,161 +91,27 @@ class Callbacks:
         raise web.HTTPForbidden(text="invalid signature")
 
     async def _status(self, request: web.Request) -> web.Response:
-        """A delivery receipt, answered once it is committed with the others that came
-        meanwhile (one transaction for many)."""
-        form = await self._form(request)
-        code = form.get("ErrorCode")
-        receipt = db.Receipt(
-            form.get("MessageSid", ""),
-            form.get("MessageStatus", ""),
-            int(code) if code and code.isdigit() else None,
-        )
-        await self._receipts.add(receipt)
+        """A delivery receipt, answered once it is committed."""
+        await self._core.receipt(receipt(await self._form(request)))
         return web.Response(status=204)
 
     async def _inbound(self, request: web.Request) -> web.Response:
         form = await self._form(request)
-        phone, body = form.get("From", ""), form.get("Body", "")
-        staff = self._staff_name(phone)
-        reply = classify(body, from_staff=staff is not None)
-        store = self._writer.store
-        assert store is not None
-        conn, now = store.conn, self._now()
-        if reply.intent in ("stop", "start"):
-            await self._writer.call(directory_db.set_opt_out, conn, phone, reply.intent == "stop")
-            await self._writer.call(
-                db.note_reply, conn, phone, "reply", f"{mask(phone)}: {reply.intent.upper()}", now
-            )
-        elif reply.intent == "ack" and staff is not None:
-            return _twiml(await self._acknowledge(staff, phone, reply.incident, body))
-        elif reply.intent in ("need_help", "other") and staff is None:
-            return _twiml(await self._help(phone, body, reply.intent))
-        elif reply.intent in ("safe", "need_help", "other"):
-            who = staff or mask(phone)
-            await self._writer.call(
-                db.note_reply,
-                conn,
-                phone,
-                "check_in" if reply.intent != "other" else "reply",
-                f"{who}: {reply.intent.replace('_', ' ')} ({body.strip()})",
-                now,
-            )
-        answer = ANSWERS.get(reply.intent)
-        return _twiml(answer) if answer else _twiml(None)
-
-    async def _acknowledge(self, staff: str, phone: str, number: int | None, body: str) -> str:
-        """`OK 12` acknowledges incident 12; a bare `OK` the one open incident this person
-        was told about, or gets the list back when there are several. Every answer names
-        the incident."""
-        store = self._writer.store
-        assert store is not None
-        if number is None:
-            told = await self._writer.call(db.incidents_told, store.conn, phone)
-            waiting = [t for t in told if t[1] == "open"] or told
-            if not waiting:
-                return "没有需要确认的事件。Nothing to acknowledge."
-            if len(waiting) > 1:
-                listed = "; ".join(f"#{i} {title}" for i, _, title in waiting[:5])
-                return (
-                    f"您有 {len(waiting)} 个事件，请回复 OK 加编号，如 OK {waiting[0][0]}。"
-                    f"You have {len(waiting)} incidents; reply OK and the number, e.g. "
-                    f"OK {waiting[0][0]}: {listed}"
-                )
-            number = waiting[0][0]
-        summary = await self._writer.call(db.incident_summary, store.conn, number)
-        if summary is None:
-            return f"没有事件 #{number}。There is no incident #{number}."
-        status, title, site = summary
-        if self._staff is not None and not self._staff.covers(staff, site):
-            return f"事件 #{number} 不属于您负责的小区。Incident #{number} is not at your site."
-        if status in ("resolved", "closed"):
-            return f"事件 #{number} 已结束（{status}），无需确认。Incident #{number} is {status}."
-        await self._ack(number, Actor(staff, "sms", mask(phone)), f"by SMS: {body.strip()}")
-        return f"已确认事件 #{number}：{title}。Incident #{number} acknowledged."
-
-    async def _ack(self, incident: int, actor: Actor, how: str) -> None:
-        """A staff member's acknowledgement, handed to the daemon and audited."""
-        store = self._writer.store
-        assert store is not None
-        await self._writer.call(submit, store.conn, "ack", incident, actor, how, self._now())
-
-    async def _help(self, phone: str, body: str, intent: str) -> str:
-        """A resident asks for help (2, or any words): a person is told at once, with the
-        flat, the name and the vulnerable note; the timeline says which flat asked."""
-        store = self._writer.store
-        assert store is not None
-        conn, now = store.conn, self._now()
-        resident = await self._writer.call(directory_db.by_phone, conn, phone)
-        incident = await self._writer.call(db.latest_incident_for, conn, phone)
-        if resident is None and incident is None:
-            log.warning("a message from %s, who is neither staff nor a resident", mask(phone))
-            return ANSWERS["help"]
-        r = resident or {}
-        where = place(
-            Location("", r.get("building", ""), r.get("floor", ""), r.get("unit", "")), "en"
-        )
-        await self._writer.call(
-            db.note_reply,
-            conn,
-            phone,
-            "check_in" if intent == "need_help" else "reply",
-            f"{where or mask(phone)}: {intent.replace('_', ' ')} ({body.strip()})",
-            now,
-        )
-        await self._writer.call(
-            incidents_db.add_command,
-            conn,
-            "help",
-            incident,
-            "resident",
-            body.strip(),
-            resident or {"phone": phone},
-            now,
-        )
-        log.warning("resident %s (%s) asked for help", mask(phone), where or "unknown flat")
-        about = f"（事件 #{incident}）" if incident else ""
-        about_en = f" (incident #{incident})" if incident else ""
-        return (
-            f"已收到{about}，正在通知值班人员立即联系您。"
-            f"We have your message{about_en}; duty staff are being told to contact you now."
-        )
+        answer = await self._core.text(form.get("From", ""), form.get("Body", ""), "Twilio")
+        body = f"<Message>{escape(answer)}</Message>" if answer else ""
+        return web.Response(text=f"<Response>{body}</Response>", content_type="text/xml")
 
     async def _voice(self, request: web.Request) -> web.Response:
         form = await self._form(request)
-        phone = form.get("To", "")
-        staff = self._staff_name(phone)
-        if form.get("Digits") == "1" and staff is not None:
-            store = self._writer.store
-            assert store is not None
+        if form.get("Digits") == "1":
             number = request.query.get("incident", "")
-            incident = (
-                int(number)
-                if number.isdigit()
-                else await self._writer.call(db.latest_incident_for, store.conn, phone)
+            said = await self._core.pressed(
+                form.get("To", ""), int(number) if number.isdigit() else None
             )
-            if incident is not None:
-                await self._ack(incident, Actor(staff, "call", mask(phone)), "by phone (pressed 1)")
-                assert self._staff is not None
-                english = self._staff.people[staff].language == "en"
-                said = (
-                    f"Incident {incident} acknowledged." if english else f"已确认事件 {incident}。"
-                )
-                voice = "en-US" if english else "cmn-CN"
+            if said is not None:
+                voice = "en-US" if said.language == "en" else "cmn-CN"
                 return web.Response(
-                    text=f'<Response><Say language="{voice}">{escape(said)}</Say></Response>',
+                    text=f'<Response><Say language="{voice}">{escape(said.text)}</Say></Response>',
                     content_type="text/xml",
                 )
         return web.Response(text="<Response/>", content_type="text/xml")
-
-    def _staff_name(self, phone: str) -> str | None:
-        if self._staff is None:
-            return None
-        return next((n for n, p in self._staff.people.items() if p.phone == phone), None)
-
-    def _now(self) -> datetime:
-        return self._clock.now()
-
-
-def _twiml(message: str | None) -> web.Response:
-    body = f"<Message>{escape(message)}</Message>" if message else ""
-    return web.Response(text=f"<Response>{body}</Response>", content_type="text/xml")

@@ -23,7 +23,7 @@ from twilio.rest import Client
 from alertd.config import TwilioConfig
 from alertd.engine.templates import spoken
 from alertd.outbox.sink import Message, Result
-from alertd.store.messages import ACCOUNT_CODES, MESSAGE_CODES, NUMBER_CODES, THROTTLE_CODES
+from integrations.twilio.codes import ACCOUNT_CODES, MESSAGE_CODES, NUMBER_CODES, THROTTLE_CODES
 
 TWILIO = "https://api.twilio.com"
 #: the Retry-After of the last response, per task (each send runs in its own task)
