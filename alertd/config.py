@@ -224,6 +224,18 @@ class AliyunConfig(Strict):
     protocol: Literal["https", "http"] = "https"
     #: the registered templates (provider: aliyun)
     templates: Path
+    #: the secret part of the report and reply URLs given to Aliyun's console
+    #: (<public_url>/aliyun/<token>/report and .../reply): Aliyun does not sign its
+    #: pushes. From the environment; unset: no pushes are taken
+    push_token: SecretStr | None = None
+
+    @field_validator("push_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        token = value.get_secret_value() if value is not None else ""
+        if value is not None and (len(token) < 24 or not token.replace("-", "").isalnum()):
+            raise ValueError("must be at least 24 letters, digits or dashes (a URL part)")
+        return value
 
 
 class TencentConfig(Strict):
@@ -237,6 +249,8 @@ class TencentConfig(Strict):
     endpoint: str = "sms.tencentcloudapi.com"
     protocol: Literal["https", "http"] = "https"
     templates: Path
+    #: how often delivery statuses and replies are pulled (PullSmsSendStatus, ...)
+    pull_s: float = Field(5.0, gt=0, le=3600)
 
 
 class TwilioConfig(Strict):

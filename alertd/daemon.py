@@ -220,6 +220,7 @@ class Daemon:
                 for link in self.panels.links
             ),
             *([asyncio.create_task(self.service.run(), name="lease")] if self.service else []),
+            *self._pulls(),
         ]
         for task in (self._ingest_task, self._incidents_task, self._dispatcher_task, *self._tasks):
             task.add_done_callback(self._task_done)
@@ -230,6 +231,21 @@ class Daemon:
             len(router.subscriptions),
             self.config.storage.where,
         )
+
+    def _pulls(self) -> list[asyncio.Task[None]]:
+        """Providers whose receipts and replies are pulled, not pushed: Tencent."""
+        sms = self.dispatcher.sinks.get("sms")
+        if not isinstance(sms, Providers) or self.config.tencent is None:
+            return []
+        from integrations.tencent.pull import TencentPull
+        from integrations.tencent.sink import TencentSink
+
+        tencent = sms.sinks.get("tencent")
+        if not isinstance(tencent, TencentSink):
+            return []
+        config = self.config.tencent
+        pull = TencentPull(tencent.client, config.sdk_app_id, self.inbound, config.pull_s)
+        return [asyncio.create_task(pull.run(), name="tencent pull")]
 
     def _link(
         self, config: MqttConfig, sites: tuple[str, ...], router: Router, pa_acks: PaAcks | None
@@ -376,6 +392,11 @@ class Daemon:
 
             twilio = self.config.twilio.auth_token.get_secret_value()
             Callbacks(self.inbound, twilio, http.public_url).app(app)
+        aliyun = self.config.aliyun
+        if aliyun is not None and aliyun.push_token is not None:
+            from integrations.aliyun.push import AliyunPush
+
+            AliyunPush(self.inbound, aliyun.push_token.get_secret_value()).app(app)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         await web.SockSite(self._http, listening).start()

@@ -1,6 +1,7 @@
 """A local stand-in for Aliyun's dysmsapi: the real SDK talks to it over HTTP. It checks
 each request's V3 signature (ACS3-HMAC-SHA256) as Aliyun's gateway does, records
-SendSms and QuerySendDetails, and answers Aliyun's codes on demand."""
+SendSms, SendBatchSms and QuerySendDetails, answers Aliyun's codes on demand, and pushes
+delivery reports (SmsReport) and replies (SmsUp) as Aliyun's HTTP batch push does."""
 
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ class FakeAliyun:
     #: requests whose signature did not verify (answered 400 SignatureDoesNotMatch)
     forged: int = 0
     _sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: SmsReport entries not pushed yet
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    #: where pushes go: alertd's <public_url>/aliyun/<token>
+    push_url: str = ""
+    #: when each request came (the loop's clock)
+    times: list[float] = field(default_factory=list)
 
     async def start(self) -> FakeAliyun:
         app = web.Application()
@@ -118,11 +125,84 @@ class FakeAliyun:
         params.update(dict(parse_qsl(body.decode(), keep_blank_values=True)))
         action = request.headers.get("x-acs-action", "")
         self.requests.append({"action": action, **params})
+        self.times.append(asyncio.get_running_loop().time())
         if action == "SendSms":
             return await self._send(params)
+        if action == "SendBatchSms":
+            return await self._batch(params)
         if action == "QuerySendDetails":
             return self._details(params)
         return web.json_response({"Code": "InvalidAction", "Message": action}, status=404)
+
+    @property
+    def texts(self) -> list[str]:
+        """Every number texted, once per text, whether alone or in a batch."""
+        phones = [r["PhoneNumbers"] for r in self.sms]
+        for r in self.requests:
+            if r["action"] == "SendBatchSms":
+                phones += json.loads(r["PhoneNumberJson"])
+        return phones
+
+    @property
+    def accepted(self) -> list[str]:
+        """Every number a text was accepted for (alone or in a batch), once per text."""
+        return [phone for phone, sent in self._sent.items() for _ in sent]
+
+    async def push(self, kind: str, entries: list[dict[str, Any]]) -> int:
+        """One push as Aliyun makes it (kind: report or reply); returns the HTTP status."""
+        import aiohttp
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.push_url}/{kind}", json=entries) as response,
+        ):
+            if response.status == 200:
+                assert isinstance((await response.json())["code"], int)  # Aliyun checks it
+            return response.status
+
+    async def push_reports(self, most: int = 100) -> int:
+        """The reports not pushed yet, `most` a push; the last push's status."""
+        entries, self.reports = self.reports, []
+        status = 200
+        for i in range(0, len(entries), most):
+            status = await self.push("report", entries[i : i + most])
+        return status
+
+    async def reply(self, phone: str, content: str) -> int:
+        entry = {
+            "phone_number": phone.removeprefix("+86"),
+            "send_time": "2026-12-07 03:14:00",
+            "content": content,
+            "sign_name": "海景物业",
+            "dest_code": "1234",
+            "sequence_id": next(self._ids),
+        }
+        return await self.push("reply", [entry])
+
+    def _accept(self, phone: str, params: dict[str, str], biz_id: str, out_id: str) -> None:
+        self._sent.setdefault(phone, []).append({**params, "OutId": out_id, "BizId": biz_id})
+        self.reports.append(
+            {
+                "phone_number": phone,
+                "send_time": "2026-12-07 03:12:00",
+                "report_time": "2026-12-07 03:12:05",
+                "success": True,
+                "err_code": "DELIVERED",
+                "err_msg": "用户接收成功",
+                "sms_size": "1",
+                "biz_id": biz_id,
+                "out_id": out_id,
+            }
+        )
+
+    async def _planned(self) -> web.Response | None:
+        """An outage, or the next planned answer (a refusal, or no answer at all)."""
+        if self.storm is not None:
+            return self._answer(self.storm)
+        step = self.plan.popleft() if self.plan else None
+        if step == HANG:
+            await asyncio.sleep(3600)
+        return self._answer(step) if isinstance(step, Refusal) else None
 
     def _answer(self, refusal: Refusal) -> web.Response:
         return web.json_response(
@@ -132,14 +212,9 @@ class FakeAliyun:
 
     async def _send(self, params: dict[str, str]) -> web.Response:
         phone = params.get("PhoneNumbers", "")
-        if self.storm is not None:
-            return self._answer(self.storm)
-        if self.plan:
-            step = self.plan.popleft()
-            if step == HANG:
-                await asyncio.sleep(3600)
-            elif isinstance(step, Refusal):
-                return self._answer(step)
+        planned = await self._planned()
+        if planned is not None:
+            return planned
         if phone in self.always:
             return self._answer(self.always[phone])
         if self.approved is not None and params.get("TemplateCode") not in self.approved:
@@ -149,7 +224,35 @@ class FakeAliyun:
         except ValueError:
             return self._answer(Refusal("isv.INVALID_JSON_PARAM"))
         biz_id = f"{next(self._ids):06d}^0"
-        self._sent.setdefault(phone, []).append({"OutId": params.get("OutId", ""), **params})
+        self._accept(phone, params, biz_id, params.get("OutId", ""))
+        return web.json_response(
+            {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": "req"}
+        )
+
+    async def _batch(self, params: dict[str, str]) -> web.Response:
+        """SendBatchSms: up to 100 numbers, a sign name and a parameter set each; one
+        answer for the whole request."""
+        try:
+            phones = json.loads(params.get("PhoneNumberJson", ""))
+            signs = json.loads(params.get("SignNameJson", ""))
+            values = json.loads(params.get("TemplateParamJson") or "[]")
+        except ValueError:
+            return self._answer(Refusal("isv.INVALID_JSON_PARAM"))
+        if not 0 < len(phones) <= 100:
+            return self._answer(Refusal("isv.MOBILE_COUNT_OVER_LIMIT"))
+        if len(signs) != len(phones) or (values and len(values) != len(phones)):
+            return self._answer(Refusal("isv.INVALID_PARAMETERS"))
+        planned = await self._planned()
+        if planned is not None:
+            return planned
+        refused = next((self.always[p] for p in phones if p in self.always), None)
+        if refused is not None:
+            return self._answer(refused)
+        if self.approved is not None and params.get("TemplateCode") not in self.approved:
+            return self._answer(Refusal("isv.SMS_TEMPLATE_ILLEGAL", message="模板不合法"))
+        biz_id = f"{next(self._ids):06d}^0"
+        for phone in phones:
+            self._accept(phone, params, biz_id, params.get("OutId", ""))
         return web.json_response(
             {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": "req"}
         )

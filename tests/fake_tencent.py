@@ -47,6 +47,9 @@ class FakeTencent:
     approved: set[str] | None = None
     forged: int = 0
     _sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: statuses and replies not pulled yet (Tencent hands each out once)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    replies: list[dict[str, Any]] = field(default_factory=list)
 
     async def start(self) -> FakeTencent:
         app = web.Application()
@@ -128,10 +131,36 @@ class FakeTencent:
             return self._error("InvalidParameterValue.SdkAppIdNotExist", "no such app")
         if action == "SendSms":
             return await self._send(params)
+        if action in ("PullSmsSendStatus", "PullSmsReplyStatus"):
+            queue = self.statuses if action == "PullSmsSendStatus" else self.replies
+            limit = int(params.get("Limit", 0))
+            if not 0 < limit <= 100:
+                return self._error("InvalidParameterValue", "Limit must be 1 to 100")
+            taken, queue[:] = queue[:limit], queue[limit:]
+            return self._ok({f"{action}Set": taken})
         if action == "PullSmsSendStatusByPhoneNumber":
             rows = list(self._sent.get(params.get("PhoneNumber", ""), []))
             return self._ok({"PullSmsSendStatusSet": rows})
         return self._error("InvalidAction", action)
+
+    @property
+    def texts(self) -> list[str]:
+        """Every number texted, once per text."""
+        return [p for r in self.sms for p in r.get("PhoneNumberSet", [])]
+
+    def reply(self, phone: str, content: str) -> None:
+        """A text from `phone`, for the next PullSmsReplyStatus."""
+        self.replies.append(
+            {
+                "ExtendCode": "",
+                "CountryCode": "86",
+                "SubscriberNumber": phone.removeprefix("+86"),
+                "PhoneNumber": phone,
+                "SignName": "海景物业",
+                "ReplyContent": content,
+                "ReplyTime": "2026-12-07 03:14:00",
+            }
+        )
 
     def _ok(self, data: dict[str, Any]) -> web.Response:
         return self._json({"Response": {**data, "RequestId": "req"}})
@@ -188,4 +217,5 @@ class FakeTencent:
                 "SessionContext": context,
             }
             self._sent.setdefault(phone, []).append(record)
+            self.statuses.append(record)
         return self._ok({"SendStatusSet": statuses})

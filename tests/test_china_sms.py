@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from alertd.clock import FakeClock
@@ -22,21 +23,26 @@ from alertd.directory.staff import load_staff
 from alertd.engine.state import Action, Decision, Incident
 from alertd.events import Location, Severity
 from alertd.outbox.dispatcher import Dispatcher
+from alertd.outbox.inbound import Inbound
 from alertd.outbox.providers import Providers
 from alertd.outbox.registered import Templates
 from alertd.problems import InvalidInput
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
 from alertd.store.directory import import_residents
+from integrations.aliyun.push import AliyunPush
 from integrations.aliyun.sink import AliyunSink
+from integrations.tencent.pull import TencentPull
 from integrations.tencent.sink import TencentSink
 from integrations.twilio.sink import TwilioSink
 from tests import fake_aliyun, fake_tencent
 from tests.fake_aliyun import FakeAliyun
 from tests.fake_tencent import FakeTencent
 from tests.fake_twilio import FakeTwilio
+from tests.helpers import serve_locally
 
 SECURITY = "+8613900000001"
+PUSH_TOKEN = "push-" + "0123456789abcdef" * 2
 ALIYUN_TEMPLATES = """\
 provider: aliyun
 sign_name: 海景物业
@@ -91,6 +97,13 @@ class Rig:
     providers: Providers
     dispatcher: Dispatcher
     path: Path
+    inbound: Inbound
+    push: web.AppRunner
+
+    def pull(self) -> TencentPull:
+        tencent = self.providers.sinks["tencent"]
+        assert isinstance(tencent, TencentSink)
+        return TencentPull(tencent.client, fake_tencent.APP_ID, self.inbound, 1.0)
 
     def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         conn = sqlite3.connect(self.path)
@@ -146,6 +159,7 @@ class Rig:
 
 
 def residents(n: int) -> list[Resident]:
+    # +86137 and eight digits: 100,000 numbers
     return [
         Resident("3", "5", f"5{i:02d}", f"R{i}", f"+86137{i:08d}", "zh", False, site="HV")
         for i in range(n)
@@ -154,20 +168,31 @@ def residents(n: int) -> list[Resident]:
 
 @contextlib.asynccontextmanager
 async def rigged(
-    tmp_path: Path, order: list[str], secret: str = fake_aliyun.KEY_SECRET
+    tmp_path: Path,
+    order: list[str],
+    secret: str = fake_aliyun.KEY_SECRET,
+    people: int = 100,
+    **delivery: object,
 ) -> AsyncIterator[Rig]:
-    """A rig sending through `order`, closed after."""
-    rig = await make_rig(tmp_path, order, secret)
+    """A rig sending through `order` to `people` residents, closed after."""
+    rig = await make_rig(tmp_path, order, secret, people, **delivery)
     try:
         yield rig
     finally:
+        await rig.push.cleanup()
         await rig.dispatcher.close()
         await rig.writer.close()
         for fake in (rig.aliyun, rig.tencent, rig.twilio):
             await fake.close()
 
 
-async def make_rig(tmp_path: Path, order: list[str], secret: str = fake_aliyun.KEY_SECRET) -> Rig:
+async def make_rig(
+    tmp_path: Path,
+    order: list[str],
+    secret: str = fake_aliyun.KEY_SECRET,
+    people: int = 100,
+    **delivery: object,
+) -> Rig:
     aliyun, tencent, twilio = (
         await FakeAliyun().start(),
         await FakeTencent().start(),
@@ -178,7 +203,7 @@ async def make_rig(tmp_path: Path, order: list[str], secret: str = fake_aliyun.K
     writer = Writer(tmp_path / "alertd.db", synchronous="NORMAL")
     store = await writer.open()
     clock = FakeClock()
-    await writer.call(import_residents, store.conn, residents(100), clock.now())
+    await writer.call(import_residents, store.conn, residents(people), clock.now())
     (tmp_path / "staff.yaml").write_text(
         f"people:\n  Wang: {{phone: '{SECURITY}', roles: [security]}}\n"
     )
@@ -215,11 +240,25 @@ async def make_rig(tmp_path: Path, order: list[str], secret: str = fake_aliyun.K
         ),
     }
     providers = Providers({n: sinks[n]() for n in order}, order, clock, timeout_s=2, probe_s=60)
-    config = DeliveryConfig(concurrency=20, send_timeout_s=10, provider_timeout_s=2)  # type: ignore[call-arg]
+    config = DeliveryConfig.model_validate(
+        {"concurrency": 20, "send_timeout_s": 10, "provider_timeout_s": 2, **delivery}
+    )
     dispatcher = Dispatcher(writer, {"sms": providers}, clock, config, staff)
     await dispatcher.start()
+    inbound = Inbound(writer, staff, clock)
+    push, port = await serve_locally(AliyunPush(inbound, PUSH_TOKEN).app(web.Application()))
+    aliyun.push_url = f"http://127.0.0.1:{port}/aliyun/{PUSH_TOKEN}"
     return Rig(
-        writer, clock, aliyun, tencent, twilio, providers, dispatcher, tmp_path / "alertd.db"
+        writer,
+        clock,
+        aliyun,
+        tencent,
+        twilio,
+        providers,
+        dispatcher,
+        tmp_path / "alertd.db",
+        inbound,
+        push,
     )
 
 
@@ -244,7 +283,7 @@ async def test_a_staff_alert_goes_as_the_registered_template_under_the_sign_name
     assert rig.aliyun.forged == 0  # the SDK's V3 signature verified
     assert rig.twilio.sms() == []
     ((recipient, status, provider_id, reason),) = rig.messages()
-    assert (recipient, status, provider_id) == (SECURITY, "sent", "aliyun:alertd-1")
+    assert (recipient, status, provider_id) == (SECURITY, "sent", "aliyun:alertd-1:13900000001")
     assert reason == "sent by aliyun"
 
 
@@ -272,9 +311,9 @@ async def test_a_residents_text_is_never_sent_by_a_second_provider_after_a_5xx(r
     await rig.act(1, "sms", "building", "resident_evacuate")
     await rig.settle()
     assert rig.twilio.sms() == []
-    phones = [r["PhoneNumbers"] for r in rig.aliyun.sms]
-    assert len(phones) == 105  # five refused, then each resident once
-    assert len(set(phones)) == 100
+    assert len(rig.aliyun.requests) > 5  # five refused, then sent again
+    accepted = rig.aliyun.accepted
+    assert len(accepted) == len(set(accepted)) == 100  # each resident once
     assert {s for _, s, _, _ in rig.messages()} == {"sent"}
 
 
@@ -307,7 +346,9 @@ async def test_a_number_at_its_daily_cap_is_texted_by_the_next_provider_not_flag
         assert rig.tencent.forged == 0  # the SDK's TC3 signature verified
         assert "aliyun" not in rig.providers.stopped
         assert rig.rows("SELECT count(*) FROM residents WHERE undeliverable IS NOT NULL")[0][0] == 0
-        assert len(rig.aliyun.sms) == 100
+        accepted = rig.aliyun.accepted
+        assert len(accepted) == len(set(accepted)) == 99
+        assert "13700000007" not in accepted
 
 
 async def test_a_wrong_secret_is_refused_by_the_signature_check(tmp_path: Path) -> None:
@@ -417,3 +458,109 @@ def test_a_providers_list_that_cannot_work_is_refused_at_load(
     with pytest.raises(InvalidInput) as refused:
         load_config(tmp_path / "alertd.yaml")
     assert said in str(refused.value)
+
+
+async def test_aliyuns_pushed_reports_and_replies_reach_the_messages_and_the_roll_call(
+    rig: Rig,
+) -> None:
+    await rig.act(1, "notify", "role:security", "staff_fire")
+    await rig.act(1, "sms", "building", "resident_evacuate")
+    await rig.settle()
+    assert await rig.aliyun.push_reports() == 200
+    statuses = {s for _, s, _, _ in rig.messages()}
+    assert statuses == {"delivered"}  # staff's alone, residents' by batch: each matched
+    assert rig.rows("SELECT count(*) FROM timeline WHERE type = 'delivery'")[0][0] == 101
+
+    assert await rig.aliyun.reply("+8613700000003", "1") == 200  # safe
+    assert await rig.aliyun.reply("+8613700000004", "2") == 200  # needs help
+    assert await rig.aliyun.reply("+8613700000005", "退订") == 200
+    assert await rig.aliyun.reply(SECURITY, "OK 1") == 200
+    check_ins = rig.rows("SELECT text FROM timeline WHERE type = 'check_in' ORDER BY id")
+    assert [t for (t,) in check_ins] == [
+        "+86 137****0003: safe (1)",
+        "Bldg 3, 5F, 504: need help (2)",
+    ]
+    assert rig.rows("SELECT command FROM commands ORDER BY id") == [("help",), ("ack",)]
+    assert rig.rows("SELECT opted_out FROM residents WHERE phone = '+8613700000005'") == [(1,)]
+
+
+async def test_a_push_without_the_token_changes_nothing_and_a_bad_entry_is_kept(
+    rig: Rig,
+) -> None:
+    await rig.act(1, "notify", "role:security", "staff_fire")
+    await rig.settle()
+    good = rig.aliyun.push_url
+    rig.aliyun.push_url = good.replace(PUSH_TOKEN, "x" * len(PUSH_TOKEN))
+    assert await rig.aliyun.push_reports() == 403
+    assert {s for _, s, _, _ in rig.messages()} == {"sent"}
+
+    rig.aliyun.push_url = good
+    assert await rig.aliyun.push("report", [{"phone_number": "13900000001"}, "nonsense"]) == 200
+    assert await rig.aliyun.push("report", {"not": "a list"}) == 400  # type: ignore[arg-type]
+    letters = rig.rows("SELECT source, topic, reason FROM dead_letters ORDER BY id")
+    assert letters == [
+        ("aliyun", "report entry 0", "no out_id, success"),
+        ("aliyun", "report entry 1", "not a JSON object"),
+        ("aliyun", "report", "not a JSON array of entries"),
+    ]
+
+
+async def test_a_failed_report_about_the_number_flags_it_in_the_directory(rig: Rig) -> None:
+    await rig.act(1, "sms", "building", "resident_evacuate")
+    await rig.settle()
+    for report in rig.aliyun.reports:
+        if report["phone_number"] == "13700000009":
+            report.update(success=False, err_code="MN:0001", err_msg="空号")
+    assert await rig.aliyun.push_reports() == 200
+    assert rig.rows("SELECT undeliverable FROM residents WHERE undeliverable IS NOT NULL") == [
+        ("no such number (空号) (Aliyun MN:0001)",)
+    ]
+    failed = [r for _, s, _, r in rig.messages() if s == "failed"]
+    assert failed == ["Aliyun MN:0001 (空号)"]
+
+
+async def test_tencents_statuses_and_replies_are_pulled_into_the_same_path(
+    tmp_path: Path,
+) -> None:
+    async with rigged(tmp_path, ["tencent", "twilio"]) as rig:
+        await rig.act(1, "notify", "role:security", "staff_fire")
+        await rig.act(1, "sms", "building", "resident_evacuate")
+        await rig.settle()
+        # residents' texts share the template's values: a few SendSms of many numbers
+        assert len(rig.tencent.sms) < 20
+        assert sorted(rig.tencent.texts) == sorted([SECURITY, *(r.phone for r in residents(100))])
+        rig.tencent.reply("+8613700000003", "1")
+        rig.tencent.reply(SECURITY, "OK")
+        assert await rig.pull().once() == 103  # more than one page of statuses
+        assert {s for _, s, _, _ in rig.messages()} == {"delivered"}
+        assert rig.rows("SELECT text FROM timeline WHERE type = 'check_in'") == [
+            ("+86 137****0003: safe (1)",)
+        ]
+        assert rig.rows("SELECT command, actor FROM commands") == [("ack", "Wang")]
+        assert await rig.pull().once() == 0  # handed out once
+
+
+async def test_a_5000_resident_evacuation_goes_by_batches_each_resident_once(
+    tmp_path: Path,
+) -> None:
+    async with rigged(
+        tmp_path, ["aliyun", "twilio"], people=5000, concurrency=200, sms_per_s=2000
+    ) as rig:
+        await rig.act(1, "sms", "building", "resident_evacuate")
+        await rig.settle(rounds=200, step_s=1)
+        batches = [r for r in rig.aliyun.requests if r["action"] == "SendBatchSms"]
+        sizes = [len(json.loads(r["PhoneNumberJson"])) for r in batches]
+        assert max(sizes) <= 100
+        assert sum(sizes) == 5000
+        assert len(batches) <= 100  # not one request per resident
+        accepted = rig.aliyun.accepted
+        assert len(accepted) == len(set(accepted)) == 5000
+        assert rig.twilio.sms() == []
+        # at the configured rate: 5,000 at 2,000/s take at least two seconds
+        span = rig.aliyun.times[-1] - rig.aliyun.times[0]
+        assert span >= 2.0
+        assert await rig.aliyun.push_reports() == 200
+        for i in range(0, 5000, 50):  # one resident in fifty answers
+            assert await rig.aliyun.reply(f"+86137{i:08d}", "1") == 200
+        assert rig.rows("SELECT count(*) FROM timeline WHERE type = 'check_in'") == [(100,)]
+        assert rig.rows("SELECT count(*) FROM messages WHERE status = 'delivered'") == [(5000,)]

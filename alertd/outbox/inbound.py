@@ -5,6 +5,7 @@ acknowledgements, answers STOP and HELP, and counts residents' check-ins."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from alertd.store import Writer
 from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as db
+from alertd.store.batch import DeadLetter
+from alertd.store.events import keep_dead_letter
 from alertd.store.group import GroupCommit
 from alertd.store.messages import Receipt
 from alertd.store.sql import unsynced
@@ -74,8 +77,15 @@ class Inbound:
         await self._receipts.add(receipt)
 
     async def receipts(self, receipts: Iterable[Receipt]) -> None:
-        for receipt in receipts:
-            await self._receipts.add(receipt)
+        """A provider's batch of receipts, committed together (with any others)."""
+        await asyncio.gather(*(self._receipts.add(r) for r in receipts))
+
+    async def refused(self, source: str, where: str, reason: str, payload: bytes) -> None:
+        """What a provider sent that alertd cannot read: said, and kept for inspection
+        (`alertd dead-letters`); the rest of its push is taken."""
+        log.warning("refused from %s at %s: %s", source, where, reason)
+        letter = DeadLetter(self._clock.now(), source, reason, topic=where, payload=payload)
+        await self._writer.call(keep_dead_letter, self._conn(), letter)
 
     async def text(self, phone: str, body: str, provider: str) -> str | None:
         """A text from `phone` (E.164): recorded and acted on. Returns the answer to

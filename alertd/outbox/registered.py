@@ -276,6 +276,10 @@ class Codes:
     message: Mapping[str, str]
     throttle: frozenset[str]
 
+    def about_number(self, code: str) -> bool:
+        """The refusal is about one number (of a batch's: which one, each alone says)."""
+        return code in self.number or code in self.capped
+
     def result(self, code: str, said: str) -> Result:
         """What a refusal means; an unknown code is retried."""
         name = f"{self.provider} {code}"

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from alertd.events import Kind
-from alertd.store.batch import Batch, StateRow
+from alertd.store.batch import Batch, DeadLetter, StateRow
 from alertd.store.sql import Conn, dict_rows, insert, iso, parse_iso, transaction
 
 DEAD_LETTER_PAYLOAD_MAX = 4096
@@ -112,19 +112,7 @@ class Events:
             insert(
                 c,
                 "INSERT INTO dead_letters",
-                [
-                    {
-                        "received_at": iso(d.received_at),
-                        "source": d.source,
-                        "topic": d.topic,
-                        "device_id": d.device_id,
-                        "reason": d.reason,
-                        "payload": d.payload[:DEAD_LETTER_PAYLOAD_MAX],
-                        "size": len(d.payload),
-                        "site": d.site,
-                    }
-                    for d in batch.dead_letters
-                ],
+                [_dead_row(d) for d in batch.dead_letters],
             )
         if batch.receipts:
             insert(
@@ -207,3 +195,23 @@ class Events:
 
     def counters(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
+
+
+def _dead_row(d: DeadLetter) -> dict[str, Any]:
+    return {
+        "received_at": iso(d.received_at),
+        "source": d.source,
+        "topic": d.topic,
+        "device_id": d.device_id,
+        "reason": d.reason,
+        "payload": d.payload[:DEAD_LETTER_PAYLOAD_MAX],
+        "size": len(d.payload),
+        "site": d.site,
+    }
+
+
+def keep_dead_letter(conn: Conn, letter: DeadLetter) -> None:
+    """One refused input kept for inspection (`alertd dead-letters`), outside a batch:
+    what a provider pushed that alertd cannot read."""
+    with transaction(conn):
+        insert(conn, "INSERT INTO dead_letters", [_dead_row(letter)])

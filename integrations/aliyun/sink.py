@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from alertd.config import AliyunConfig
-from alertd.outbox.registered import Codes, SiteTemplates, Templates
+from alertd.outbox.batching import Batcher, covers, request_name
+from alertd.outbox.registered import Codes, Filled, SiteTemplates, Templates
 from alertd.outbox.sink import Message, Result
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ CHINA = timezone(timedelta(hours=8))
 NUMBER_CODES = {
     "isv.MOBILE_NUMBER_ILLEGAL": "invalid number",
     "isv.BLACK_KEY_CONTROL_LIMIT": "blacklisted",
-    "isv.MOBILE_COUNT_OVER_LIMIT": "too many numbers",
 }
 #: about one number, for today: this number had as many texts as the carriers allow
 #: (per sign name and day, or per minute and hour); not flagged, the next provider or a
@@ -61,6 +61,7 @@ MESSAGE_CODES = {
     "isv.PARAM_LENGTH_LIMIT": "a parameter is too long",
     "isv.SMS_CONTENT_ILLEGAL": "the text contains forbidden words",
     "isv.INVALID_JSON_PARAM": "the parameters are not valid JSON",
+    "isv.MOBILE_COUNT_OVER_LIMIT": "too many numbers in one request",
 }
 THROTTLE_CODES = {"Throttling", "Throttling.User", "Throttling.Api", "isp.SYSTEM_LIMIT_CONTROL"}
 
@@ -71,21 +72,21 @@ def national(number: str) -> str:
     return digits[2:] if number.startswith("+86") else digits
 
 
-def out_id(message: Message) -> str:
-    """The message's own id at Aliyun: its receipts and QuerySendDetails carry it."""
-    return f"alertd-{message.id}"
-
-
-def provider_id(message: Message) -> str:
-    return f"aliyun:{out_id(message)}"
+def provider_id(out: str, phone: str) -> str:
+    """As Aliyun's receipts name the message (integrations/aliyun/push.py)."""
+    return f"aliyun:{out}:{phone}"
 
 
 class AliyunSink:
     #: claims read each message's template values
     templated = True
     name = "aliyun"
+    #: numbers in one SendBatchSms
+    BATCH = 100
 
-    def __init__(self, config: AliyunConfig, templates: Mapping[str, Templates]) -> None:
+    def __init__(
+        self, config: AliyunConfig, templates: Mapping[str, Templates], batch_wait_s: float = 0.05
+    ) -> None:
         """`templates`: per site, with "" for a site without its own."""
         from alibabacloud_dysmsapi20170525.client import Client
         from alibabacloud_tea_openapi.utils_models import Config
@@ -101,24 +102,32 @@ class AliyunSink:
                 connect_timeout=5_000,
             )
         )
+        self._batches: Batcher[tuple[str, str]] = Batcher(self._send_many, self.BATCH, batch_wait_s)
 
     async def send(self, message: Message) -> Result:
-        from alibabacloud_dysmsapi20170525 import models
-
+        """A staff alert and a message sent again go alone, at once; residents' texts
+        with the same template go together (SendBatchSms)."""
         filled = self._templates.fill(message)
         if isinstance(filled, Result):
             return filled
-        phone = national(message.recipient)
         if message.attempts > 1:
-            found = await self._accepted(message, phone)
+            found = await self._accepted(message, filled.code)
             if found:
                 return found
+        if message.urgent or message.attempts > 1:
+            return await self._send_one(message, filled)
+        return await self._batches.send((filled.code, filled.sign_name), message)
+
+    async def _send_one(self, message: Message, filled: Filled) -> Result:
+        from alibabacloud_dysmsapi20170525 import models
+
+        phone, out = national(message.recipient), request_name([message])
         request = models.SendSmsRequest(
             phone_numbers=phone,
             sign_name=filled.sign_name,
             template_code=filled.code,
             template_param=json.dumps(dict(filled.params), ensure_ascii=False),
-            out_id=out_id(message),
+            out_id=out,
         )
         try:
             response = await self._client.send_sms_with_options_async(request, _runtime())
@@ -127,13 +136,57 @@ class AliyunSink:
         body = response.body
         if body.code != "OK":
             return CODES.result(str(body.code), str(body.message or ""))
-        return Result("sent", provider_id=provider_id(message))
+        return Result("sent", provider_id=provider_id(out, phone))
 
-    async def _accepted(self, message: Message, phone: str) -> Result | None:
-        """The message's earlier request, if Aliyun accepted it (QuerySendDetails by the
-        number and day, matched by OutId); None when it did not, or cannot be told."""
+    async def _send_many(self, key: tuple[str, str], messages: list[Message]) -> list[Result]:
+        """One SendBatchSms for numbers that came together (each number once: a second
+        text to the same number goes alone). Its answer is the batch's: a refusal about
+        one number is sent again number by number, so that only that number is flagged."""
         from alibabacloud_dysmsapi20170525 import models
 
+        code, sign = key
+        filled = [self._templates.fill(m) for m in messages]
+        phones = [national(m.recipient) for m in messages]
+        together = [i for i, p in enumerate(phones) if phones.index(p) == i]
+        out = request_name([messages[i] for i in together])
+        request = models.SendBatchSmsRequest(
+            phone_number_json=json.dumps([phones[i] for i in together]),
+            sign_name_json=json.dumps([sign] * len(together), ensure_ascii=False),
+            template_code=code,
+            template_param_json=json.dumps(
+                [dict(getattr(filled[i], "params", ())) for i in together], ensure_ascii=False
+            ),
+            out_id=out,
+        )
+        try:
+            response = await self._client.send_batch_sms_with_options_async(request, _runtime())
+        except Exception as exc:
+            answer = _failed(exc)
+        else:
+            body = response.body
+            code = str(body.code)
+            answer = Result("sent") if code == "OK" else CODES.result(code, str(body.message or ""))
+            if CODES.about_number(code):  # about which number? each alone says
+                together = []
+        results: list[Result] = []
+        for i, message in enumerate(messages):
+            if i in together:
+                sent = answer.outcome == "sent"
+                results.append(
+                    Result("sent", provider_id=provider_id(out, phones[i])) if sent else answer
+                )
+            else:
+                f = filled[i]
+                results.append(f if isinstance(f, Result) else await self._send_one(message, f))
+        return results
+
+    async def _accepted(self, message: Message, code: str) -> Result | None:
+        """The message's earlier request, if Aliyun accepted it (QuerySendDetails by the
+        number and day, matched by OutId and template); None when it did not, or cannot
+        be told."""
+        from alibabacloud_dysmsapi20170525 import models
+
+        phone = national(message.recipient)
         today = datetime.now(CHINA)
         for day in (today, today - timedelta(days=1)):
             request = models.QuerySendDetailsRequest(
@@ -148,16 +201,17 @@ class AliyunSink:
                 return None
             details = response.body.sms_send_detail_dtos
             for detail in (details.sms_send_detail_dto if details else None) or []:
-                if detail.out_id == out_id(message):
+                out = str(detail.out_id or "")
+                if covers(out, message.id) and detail.template_code in (None, code):
                     return Result(
                         "sent",
                         "its earlier request had been accepted (QuerySendDetails): not sent again",
-                        provider_id=provider_id(message),
+                        provider_id=provider_id(out, phone),
                     )
         return None
 
     async def close(self) -> None:
-        return None
+        await self._batches.close()
 
 
 def _runtime() -> Any:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 
 from alertd.config import TencentConfig
+from alertd.outbox.batching import Batcher, covers, request_name
 from alertd.outbox.registered import Codes, SiteTemplates, Templates
 from alertd.outbox.sink import Message, Result
 
@@ -56,21 +57,24 @@ MESSAGE_CODES = {
     "InvalidParameterValue.ContentLengthLimit": "the text is too long",
 }
 THROTTLE_CODES = {"RequestLimitExceeded", "RequestLimitExceeded.GlobalRegionUinLimitExceeded"}
+#: a template code, sign name and the values every number of the request gets
+Key = tuple[str, str, tuple[str, ...]]
 
 
-def session_context(message: Message) -> str:
-    return f"alertd-{message.id}"
-
-
-def provider_id(message: Message) -> str:
-    return f"tencent:{session_context(message)}"
+def provider_id(serial_no: str) -> str:
+    """As Tencent's send statuses name the message (integrations/tencent/pull.py)."""
+    return f"tencent:{serial_no}"
 
 
 class TencentSink:
     templated = True
     name = "tencent"
+    #: numbers in one SendSms (they share the template's values)
+    BATCH = 200
 
-    def __init__(self, config: TencentConfig, templates: Mapping[str, Templates]) -> None:
+    def __init__(
+        self, config: TencentConfig, templates: Mapping[str, Templates], batch_wait_s: float = 0.05
+    ) -> None:
         from tencentcloud.common import credential
         from tencentcloud.common.profile.client_profile import ClientProfile
         from tencentcloud.common.profile.http_profile import HttpProfile
@@ -83,13 +87,16 @@ class TencentSink:
                 protocol=config.protocol, endpoint=config.endpoint, reqTimeout=15
             )
         )
-        self._client = sms_client.SmsClient(
+        self.client = sms_client.SmsClient(
             credential.Credential(config.secret_id, config.secret_key.get_secret_value()),
             config.region,
             profile,
         )
+        self._batches: Batcher[Key] = Batcher(self._send_many, self.BATCH, batch_wait_s)
 
     async def send(self, message: Message) -> Result:
+        """A staff alert and a message sent again go alone, at once; residents' texts with
+        the same template and values go together."""
         filled = self._templates.fill(message)
         if isinstance(filled, Result):
             return filled
@@ -97,33 +104,45 @@ class TencentSink:
             found = await asyncio.to_thread(self._accepted, message)
             if found:
                 return found
-        params = [value for _, value in filled.params]
-        return await asyncio.to_thread(self._send, message, filled.code, filled.sign_name, params)
+        key = (filled.code, filled.sign_name, tuple(value for _, value in filled.params))
+        if message.urgent or message.attempts > 1:
+            return (await asyncio.to_thread(self._send, key, [message]))[0]
+        return await self._batches.send(key, message)
 
-    def _send(self, message: Message, code: str, sign: str, params: list[str]) -> Result:
+    async def _send_many(self, key: Key, messages: list[Message]) -> list[Result]:
+        return await asyncio.to_thread(self._send, key, messages)
+
+    def _send(self, key: Key, messages: list[Message]) -> list[Result]:
+        """One SendSms; Tencent answers each number apart (SendStatusSet)."""
         from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
             TencentCloudSDKException,
         )
         from tencentcloud.sms.v20210111 import models
 
+        code, sign, params = key
         request = models.SendSmsRequest()
-        request.PhoneNumberSet = [message.recipient]
+        request.PhoneNumberSet = sorted({m.recipient for m in messages})
         request.SmsSdkAppId = self._config.sdk_app_id
         request.SignName = sign
         request.TemplateId = code
-        request.TemplateParamSet = params
-        request.SessionContext = session_context(message)
+        request.TemplateParamSet = list(params)
+        request.SessionContext = request_name(messages)
         try:
-            response = self._client.SendSms(request)
+            response = self.client.SendSms(request)
         except TencentCloudSDKException as exc:
-            return _failed(str(exc.get_code() or ""), str(exc.get_message() or ""))
-        statuses = response.SendStatusSet or []
-        if not statuses:
-            return Result("retryable", "Tencent answered without a status for the number")
-        status = statuses[0]
-        if status.Code != "Ok":
-            return CODES.result(str(status.Code), str(status.Message or ""))
-        return Result("sent", provider_id=provider_id(message))
+            failed = _failed(str(exc.get_code() or ""), str(exc.get_message() or ""))
+            return [failed] * len(messages)
+        by_phone = {s.PhoneNumber: s for s in response.SendStatusSet or []}
+        results = []
+        for message in messages:
+            status = by_phone.get(message.recipient)
+            if status is None:
+                results.append(Result("retryable", "Tencent answered without a status for it"))
+            elif status.Code != "Ok":
+                results.append(CODES.result(str(status.Code), str(status.Message or "")))
+            else:
+                results.append(Result("sent", provider_id=provider_id(str(status.SerialNo))))
+        return results
 
     def _accepted(self, message: Message) -> Result | None:
         """The message's earlier request, if Tencent accepted it (the number's send
@@ -140,22 +159,22 @@ class TencentSink:
         request.PhoneNumber = message.recipient
         request.SmsSdkAppId = self._config.sdk_app_id
         try:
-            response = self._client.PullSmsSendStatusByPhoneNumber(request)
+            response = self.client.PullSmsSendStatusByPhoneNumber(request)
         except TencentCloudSDKException as exc:
             log.warning("message %d: could not look up its earlier try: %s", message.id, exc)
             return None
         for status in response.PullSmsSendStatusSet or []:
-            if status.SessionContext == session_context(message):
+            if covers(str(status.SessionContext or ""), message.id):
                 return Result(
                     "sent",
                     "its earlier request had been accepted (PullSmsSendStatusByPhoneNumber): "
                     "not sent again",
-                    provider_id=provider_id(message),
+                    provider_id=provider_id(str(status.SerialNo)),
                 )
         return None
 
     async def close(self) -> None:
-        return None
+        await self._batches.close()
 
 
 CODES = Codes(

@@ -6,15 +6,14 @@ configured public URL; a forged or unsigned request gets 403 and changes nothing
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import NoReturn
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from alertd.outbox.inbound import Inbound, Receipt
+from integrations.forgeries import Forgeries
 from integrations.twilio.codes import NUMBER_CODES
 
 log = logging.getLogger(__name__)
@@ -23,8 +22,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024
 #: a base64 HMAC-SHA1 is 28 characters (SHA-256 ones, 44)
 MAX_SIGNATURE = 64
-#: forged requests are logged at most once in this many seconds, with a count
-FORGED_LOG_S = 60.0
 #: Twilio's MessageStatus values that are final, as alertd calls them
 FINAL = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
 
@@ -48,8 +45,7 @@ class Callbacks:
         self._core = inbound
         self._validator = RequestValidator(auth_token)
         self._public = public_url.rstrip("/")
-        self._forgeries = 0
-        self._forged_logged = -FORGED_LOG_S
+        self._forged = Forgeries("signature")
 
     def app(self, app: web.Application | None = None) -> web.Application:
         """Its routes, on `app` (the daemon's server) or an application of their own."""
@@ -65,30 +61,15 @@ class Callbacks:
         log lines."""
         signature = request.headers.get("X-Twilio-Signature", "")
         if not 0 < len(signature) <= MAX_SIGNATURE:
-            self._forged(request)
+            self._forged.refuse(request)
         if (request.content_length or 0) > MAX_BODY:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=MAX_BODY, actual_size=request.content_length or 0
             )
         form = {k: str(v) for k, v in (await request.post()).items()}
         if not self._validator.validate(self._public + request.path_qs, form, signature):
-            self._forged(request)
+            self._forged.refuse(request)
         return form
-
-    def _forged(self, request: web.Request) -> NoReturn:
-        self._forgeries += 1
-        now = asyncio.get_running_loop().time()
-        if now - self._forged_logged >= FORGED_LOG_S:
-            log.warning(
-                "rejected %d request(s) with a missing or wrong signature in the last %g s "
-                "(latest: %s from %s)",
-                self._forgeries,
-                FORGED_LOG_S,
-                request.path,
-                request.remote,
-            )
-            self._forgeries, self._forged_logged = 0, now
-        raise web.HTTPForbidden(text="invalid signature")
 
     async def _status(self, request: web.Request) -> web.Response:
         """A delivery receipt, answered once it is committed."""
