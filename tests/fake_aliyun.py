@@ -22,6 +22,8 @@ from tests.helpers import serve_locally
 KEY_ID = "LTAI-test-key"
 KEY_SECRET = "aliyun-test-secret"
 HANG = "hang"
+#: the request is taken (the text goes out), and no answer comes
+TAKE_AND_HANG = "take and hang"
 
 
 @dataclass
@@ -199,7 +201,7 @@ class FakeAliyun:
         """An outage, or the next planned answer (a refusal, or no answer at all)."""
         if self.storm is not None:
             return self._answer(self.storm)
-        step = self.plan.popleft() if self.plan else None
+        step = self.plan.popleft() if self.plan and self.plan[0] != TAKE_AND_HANG else None
         if step == HANG:
             await asyncio.sleep(3600)
         return self._answer(step) if isinstance(step, Refusal) else None
@@ -253,6 +255,9 @@ class FakeAliyun:
         biz_id = f"{next(self._ids):06d}^0"
         for phone in phones:
             self._accept(phone, params, biz_id, params.get("OutId", ""))
+        if self.plan and self.plan[0] == TAKE_AND_HANG:
+            self.plan.popleft()
+            await asyncio.sleep(3600)
         return web.json_response(
             {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": "req"}
         )

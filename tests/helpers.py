@@ -106,8 +106,9 @@ async def signed_post(base: str, public: str, token: str, path: str, form: dict[
 
 async def serve_locally(app: web.Application) -> tuple[web.AppRunner, int]:
     """`app` served on a free loopback port (a fake provider's, a robot's): its runner,
-    to clean up, and the port."""
-    runner = web.AppRunner(app, access_log=None)
+    to clean up, and the port. A request a fake holds unanswered (a provider that hangs)
+    is cut at cleanup, not waited for."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -304,6 +304,34 @@ async def test_first_provider_failing_sends_a_fire_alert_by_the_second_once(rig:
     ((_, status, _, reason),) = rig.messages()
     assert status == "sent"
     assert reason.startswith("aliyun: Aliyun 500 InternalError; sent by twilio")
+    (note,) = rig.rows("SELECT text FROM timeline WHERE type = 'delivery'")
+    assert note[0].startswith("message 1 to +86 139****0001: aliyun: Aliyun 500")
+
+
+async def test_no_answer_from_the_first_provider_sends_a_fire_alert_anyway_and_says_so(
+    rig: Rig,
+) -> None:
+    rig.aliyun.plan.append(fake_aliyun.HANG)
+    await rig.act(1, "notify", "role:security", "staff_fire")
+    await rig.settle()
+    (sent,) = rig.twilio.sms()
+    assert sent["form"]["To"] == SECURITY
+    (note,) = rig.rows("SELECT text FROM timeline WHERE type = 'delivery'")
+    assert "no answer within 2 s (it may have sent it: sent by the next provider anyway)" in note[0]
+
+
+async def test_residents_texts_whose_batch_got_no_answer_are_looked_up_not_sent_twice(
+    rig: Rig,
+) -> None:
+    rig.aliyun.plan.append(fake_aliyun.TAKE_AND_HANG)  # the first batch goes, unanswered
+    await rig.act(1, "sms", "building", "resident_evacuate")
+    await rig.settle()
+    assert rig.twilio.sms() == []
+    accepted = rig.aliyun.accepted
+    assert len(accepted) == len(set(accepted)) == 100  # each resident once
+    found = [r for _, _, _, r in rig.messages() if "not sent again" in str(r)]
+    assert found  # the ones of the unanswered batch, found by QuerySendDetails
+    assert {s for _, s, _, _ in rig.messages()} == {"sent"}
 
 
 async def test_a_residents_text_is_never_sent_by_a_second_provider_after_a_5xx(rig: Rig) -> None:

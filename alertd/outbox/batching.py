@@ -43,7 +43,8 @@ class Batcher(Generic[K]):
         self._wait_s = wait_s
         self._waiting: dict[K, list[tuple[Message, asyncio.Future[Result]]]] = {}
         self._timers: dict[K, asyncio.TimerHandle] = {}
-        self._requests: set[asyncio.Task[None]] = set()
+        #: requests in flight, with their callers' futures
+        self._requests: dict[asyncio.Task[None], list[asyncio.Future[Result]]] = {}
 
     async def send(self, key: K, message: Message) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
@@ -64,8 +65,8 @@ class Batcher(Generic[K]):
         batch = [(m, f) for m, f in self._waiting.pop(key, []) if not f.done()]
         if batch:
             task = asyncio.create_task(self._request(key, batch))
-            self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
+            self._requests[task] = [f for _, f in batch]
+            task.add_done_callback(self._requests.pop)
 
     async def _request(self, key: K, batch: list[tuple[Message, asyncio.Future[Result]]]) -> None:
         try:
@@ -80,7 +81,12 @@ class Batcher(Generic[K]):
                 future.set_result(result)
 
     async def close(self) -> None:
+        """Sends still waiting go; a request whose callers all gave up is not waited
+        for (its messages are retried and looked up first)."""
         for key in list(self._waiting):
             self._flush(key)
+        for task, futures in list(self._requests.items()):
+            if all(f.done() for f in futures):
+                task.cancel()
         if self._requests:
             await asyncio.gather(*self._requests, return_exceptions=True)

@@ -61,8 +61,9 @@ class Providers:
                 continue
             result = await self._try(name, message)
             if result.outcome == "sent":
+                moved = bool(said)
                 said += [f"sent by {name}", *([result.reason] if result.reason else [])]
-                return dataclasses.replace(result, reason="; ".join(said))
+                return dataclasses.replace(result, reason="; ".join(said), moved=moved)
             last = result
             said.append(f"{name}: {result.reason}")
             if result.outcome == "unavailable":

@@ -55,6 +55,8 @@ class Result:
     elsewhere: bool = False
     #: the request went out and no answer came: the provider may have sent it
     unknown: bool = False
+    #: sent by a later provider than the first: the timeline says why
+    moved: bool = False
 
 
 class Sink(Protocol):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from alertd.directory.phones import mask
 from alertd.outbox.sink import Message, Result
 from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
@@ -208,6 +209,16 @@ def write_outcomes(
         ],
         now,
     )
+    for o in sent:
+        if o.result.moved and o.message.incident is not None:
+            incidents_db.note(
+                conn,
+                o.message.incident,
+                now,
+                "delivery",
+                "alertd",
+                f"message {o.message.id} to {mask(o.message.recipient)}: {o.result.reason}",
+            )
     _early(
         conn,
         [
