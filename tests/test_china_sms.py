@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,44 +421,22 @@ def test_a_value_too_long_for_the_provider_is_cut_not_refused(tmp_path: Path) ->
 
 
 def test_check_names_each_playbook_text_with_no_registered_template(tmp_path: Path) -> None:
-    """`alertd check` on the shipped playbooks with a templates file that has the fire
-    alarm's residents' evacuation text only: every other text is named, with its
-    playbook and site, and the registered one is shown as a resident reads it."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parent.parent
-    (tmp_path / "aliyun.yaml").write_text(ALIYUN_TEMPLATES)
-    (tmp_path / "alertd.yaml").write_text(
-        f"site: {{name: HV, timezone: Asia/Shanghai}}\nplaybooks: {root / 'playbooks'}\n"
-        f"devices: {root / 'config/devices.example.csv'}\n"
-        "delivery: {providers: [aliyun]}\n"
-        "aliyun: {access_key_id: k, access_key_secret: s, templates: aliyun.yaml}\n"
-        f"storage: {{path: {tmp_path / 'alertd.db'}}}\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "alertd", "check", "--config", str(tmp_path / "alertd.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """`alertd check` with a templates file that has the fire alarm's residents'
+    evacuation text only: every other text is named, with its playbook, step and site,
+    and the registered one is shown as a resident reads it."""
+    done = _check(tmp_path, ALIYUN_TEMPLATES)
     assert done.returncode == 1
     assert (
-        "site HV: playbook 'fire-alarm' texts 'resident_all_clear', which has no registered "
-        "aliyun template for a real alarm" in done.stderr
+        "site Harbour View: playbook 'fire-alarm' texts 'resident_all_clear' (at "
+        "on_restore.steps.0), which has no registered aliyun template for a real alarm"
+        in done.stderr
     )
     assert "playbook 'water-leak' texts 'staff_leak'" in done.stderr
-    assert "texts 'resident_evacuate', which has no registered aliyun template for a drill" in (
-        done.stderr
-    )
-    assert "'resident_evacuate', which has no registered aliyun template for a real" not in (
-        done.stderr
-    )
-    assert (
-        "site HV aliyun SMS_100003 resident_evacuate (real alarm): 【海景物业】3号楼火警，"
-        "请立即走楼梯撤离" in done.stdout
-    )
+    evacuate = "playbook 'fire-alarm' texts 'resident_evacuate' (at steps.3), which has no"
+    assert f"{evacuate} registered aliyun template for a drill" in done.stderr
+    assert f"{evacuate} registered aliyun template for a real" not in done.stderr
+    shown = "site Harbour View aliyun SMS_100003 resident_evacuate (real alarm): 【海景物业】"
+    assert shown + "3号楼火警，请立即走楼梯撤离" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -592,3 +572,52 @@ async def test_a_5000_resident_evacuation_goes_by_batches_each_resident_once(
             assert await rig.aliyun.reply(f"+86137{i:08d}", "1") == 200
         assert rig.rows("SELECT count(*) FROM timeline WHERE type = 'check_in'") == [(100,)]
         assert rig.rows("SELECT count(*) FROM messages WHERE status = 'delivered'") == [(5000,)]
+
+
+def _check(tmp_path: Path, templates: str) -> subprocess.CompletedProcess[str]:
+    """`alertd check` on the shipped example configuration (its playbooks, devices and
+    staff), texting by Aliyun, then Twilio, with `templates`."""
+    import yaml
+
+    shipped = Path(__file__).resolve().parent.parent / "config"
+    config = yaml.safe_load((shipped / "alertd.example.yaml").read_text())
+    for key in ("devices", "playbooks", "staff"):
+        config[key] = str((shipped / config[key]).resolve())
+    config["storage"]["path"] = str(tmp_path / "alertd.db")
+    config["delivery"]["providers"] = ["aliyun", "twilio"]
+    config["aliyun"] = {"access_key_id": "k", "access_key_secret": "s", "templates": "aliyun.yaml"}
+    config["twilio"] = {"account_sid": "AC0", "auth_token": "t", "from_number": "+15005550006"}
+    (tmp_path / "aliyun.yaml").write_text(templates)
+    (tmp_path / "alertd.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    return subprocess.run(
+        [sys.executable, "-m", "alertd", "check", "--config", str(tmp_path / "alertd.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_shipped_templates_file_registers_every_shipped_text(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parent.parent / "config/templates.aliyun.example.yaml"
+    done = _check(tmp_path, shipped.read_text())
+    assert done.returncode == 0, done.stderr
+    shown = "site Harbour View aliyun SMS_900000003 resident_evacuate (real alarm): 【海景物业】"
+    assert shown + "3号楼火警" in done.stdout
+
+
+def test_check_on_the_shipped_example_missing_one_text_names_playbook_step_and_site(
+    tmp_path: Path,
+) -> None:
+    shipped = Path(__file__).resolve().parent.parent / "config/templates.aliyun.example.yaml"
+    text = shipped.read_text()
+    entry = text.index("  - text_of: staff_leak\n")  # the real alarm's, not the drill's
+    missing = text[:entry] + text[text.index("  - text_of:", entry + 1) :]
+    done = _check(tmp_path, missing)
+    assert done.returncode == 1
+    problems = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(problems) == 1
+    assert (
+        "site Harbour View: playbook 'water-leak' texts 'staff_leak' (at steps.0), which has no "
+        "registered aliyun template for a real alarm" in problems[0]
+    )

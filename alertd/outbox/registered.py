@@ -192,7 +192,7 @@ def unregistered(
     problems: list[Problem] = []
     shown: list[str] = []
     for book_name, book in sorted(books.items()):
-        for name in sorted(book.texted_templates()):
+        for name, steps in sorted(book.texting_steps().items()):
             for drill in (False, True):
                 entry = templates.find(name, "zh", drill)
                 kind = "drill" if drill else "real alarm"
@@ -200,9 +200,9 @@ def unregistered(
                     problems.append(
                         Problem(
                             where,
-                            f"site {site}: playbook {book_name!r} texts {name!r}, which has no "
-                            f"registered {templates.provider} template for a {kind} in "
-                            f"{templates.path}",
+                            f"site {site}: playbook {book_name!r} texts {name!r} (at "
+                            f"{', '.join(steps)}), which has no registered "
+                            f"{templates.provider} template for a {kind} in {templates.path}",
                         )
                     )
                     continue

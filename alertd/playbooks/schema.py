@@ -3,6 +3,7 @@ trigger -> condition -> action. One playbook per file in `playbooks/`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Annotated, Any, Literal, Self
 
@@ -253,13 +254,28 @@ class Playbook(Strict):
     def texted_templates(self) -> set[str]:
         """Templates that go out by SMS: residents' texts, staff texts, escalations (a
         provider in mainland China needs each registered)."""
-        used = {s.template for s in self.all_steps() if isinstance(s, Sms)}
-        used |= {
-            s.template for s in self.all_steps() if isinstance(s, Notify) and s.channel == "sms"
-        }
-        return used | {
-            e.template for s in self.all_steps() if isinstance(s, WaitAck) for e in s.escalate
-        }
+        return set(self.texting_steps())
+
+    def texting_steps(self) -> dict[str, list[str]]:
+        """Where each SMS template is used, as the file's keys name it ('steps.2',
+        'on_restore.steps.0', 'steps.3.escalate.1')."""
+        sections: list[tuple[str, Sequence[object]]] = [
+            ("steps", self.steps),
+            ("on_restore.steps", self.on_restore.steps),
+            ("follow_up.steps", self.follow_up.steps if self.follow_up else []),
+            ("on_eta", self.on_eta),
+            ("on_join.steps", self.on_join.steps if self.on_join else []),
+            ("on_help", self.on_help),
+        ]
+        used: dict[str, list[str]] = {}
+        for section, steps in sections:
+            for i, step in enumerate(steps):
+                if isinstance(step, Sms) or (isinstance(step, Notify) and step.channel == "sms"):
+                    used.setdefault(step.template, []).append(f"{section}.{i}")
+                if isinstance(step, WaitAck):
+                    for j, e in enumerate(step.escalate):
+                        used.setdefault(e.template, []).append(f"{section}.{i}.escalate.{j}")
+        return used
 
     @model_validator(mode="after")
     def _templates_exist(self) -> Self:
