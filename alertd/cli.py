@@ -152,10 +152,12 @@ def _registered(
 ) -> list[Problem]:
     """Every playbook SMS text against each site's providers' registered templates; what
     a resident reads for each is shown."""
+    from alertd.outbox.caps import cap_warnings
     from alertd.outbox.registered import for_sites, unregistered
     from alertd.playbooks.loader import Playbooks
 
     by_provider, problems = for_sites(sites)
+    limits = {"aliyun": config.aliyun, "tencent": config.tencent}
     for site in sites:
         books = {**shared.enabled, **own.get(site.id, Playbooks()).enabled}
         for by_site in by_provider.values():
@@ -165,6 +167,13 @@ def _registered(
             problems += found
             for line in shown:
                 click.echo(line)
+        caps = {
+            name: provider.per_number_day
+            for name, provider in limits.items()
+            if provider is not None and name in site.providers
+        }
+        for warning in cap_warnings(books, caps, site.id):
+            click.echo(f"warning: {where}: {warning}", err=True)
     return problems
 
 

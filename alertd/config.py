@@ -224,6 +224,9 @@ class AliyunConfig(Strict):
     protocol: Literal["https", "http"] = "https"
     #: the registered templates (provider: aliyun)
     templates: Path
+    #: texts a number takes a day for one sign name and template (Aliyun's notification
+    #: limit; numbers on the account's allow list have none: raise it for staff-only use)
+    per_number_day: int = Field(50, ge=1, le=100_000)
     #: the secret part of the report and reply URLs given to Aliyun's console
     #: (<public_url>/aliyun/<token>/report and .../reply): Aliyun does not sign its
     #: pushes. From the environment; unset: no pushes are taken
@@ -249,6 +252,8 @@ class TencentConfig(Strict):
     endpoint: str = "sms.tencentcloudapi.com"
     protocol: Literal["https", "http"] = "https"
     templates: Path
+    #: texts a number takes a day (Tencent's default frequency limit; set yours)
+    per_number_day: int = Field(10, ge=1, le=100_000)
     #: how often delivery statuses and replies are pulled (PullSmsSendStatus, ...)
     pull_s: float = Field(5.0, gt=0, le=3600)
 

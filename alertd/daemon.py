@@ -766,11 +766,11 @@ def _providers(config: Config, sites: Sites, clock: Clock, twilio: Sink) -> Prov
     if "aliyun" in named and config.aliyun is not None:
         from integrations.aliyun.sink import AliyunSink
 
-        sinks["aliyun"] = AliyunSink(config.aliyun, by_provider["aliyun"])
+        sinks["aliyun"] = AliyunSink(config.aliyun, by_provider["aliyun"], clock=clock)
     if "tencent" in named and config.tencent is not None:
         from integrations.tencent.sink import TencentSink
 
-        sinks["tencent"] = TencentSink(config.tencent, by_provider["tencent"])
+        sinks["tencent"] = TencentSink(config.tencent, by_provider["tencent"], clock=clock)
     return Providers(
         sinks,
         config.delivery.providers,

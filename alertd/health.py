@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 
 from alertd.cluster import SERVICE, Membership
 from alertd.events import LIFE_SAFETY
+from alertd.outbox.providers import Providers
 from alertd.outbox.totals import EVENTS
 from alertd.playbooks.audit import recipients
 from alertd.sites import has_staff
@@ -104,6 +105,13 @@ def parts(daemon: Daemon, now: datetime, fallbacks: tuple[int, str] = (0, "")) -
     for lane in daemon.dispatcher.lane_states():
         state = {"ok": "ok", "paused": "ok", "stopped": "failing"}[lane.state]
         out.append(Part(f"lane {lane.channel}", state, lane.reason))
+    sms = daemon.dispatcher.sinks.get("sms")
+    if isinstance(sms, Providers):
+        states = sms.states()
+        every = all(state == "stopped" for _, state, _ in states)
+        for name, state, detail in states:
+            worst = "failing" if every else "degraded"
+            out.append(Part(f"sms provider {name}", worst if state == "stopped" else "ok", detail))
     staff = daemon.dispatcher.staff
     if staff is None and has_staff(daemon.config):
         out.append(Part("staff", "failing", "the staff file(s) could not be loaded"))

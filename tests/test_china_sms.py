@@ -174,10 +174,11 @@ async def rigged(
     order: list[str],
     secret: str = fake_aliyun.KEY_SECRET,
     people: int = 100,
+    cap: int = 50,
     **delivery: object,
 ) -> AsyncIterator[Rig]:
     """A rig sending through `order` to `people` residents, closed after."""
-    rig = await make_rig(tmp_path, order, secret, people, **delivery)
+    rig = await make_rig(tmp_path, order, secret, people, cap, **delivery)
     try:
         yield rig
     finally:
@@ -193,6 +194,7 @@ async def make_rig(
     order: list[str],
     secret: str = fake_aliyun.KEY_SECRET,
     people: int = 100,
+    cap: int = 50,
     **delivery: object,
 ) -> Rig:
     aliyun, tencent, twilio = (
@@ -218,8 +220,10 @@ async def make_rig(
                 endpoint=aliyun.endpoint,
                 protocol="http",
                 templates=tmp_path / "aliyun.yaml",
+                per_number_day=cap,
             ),
             {"": Templates.load(tmp_path / "aliyun.yaml")},
+            clock=clock,
         ),
         "tencent": lambda: TencentSink(
             TencentConfig(
@@ -347,6 +351,27 @@ async def test_a_residents_text_is_never_sent_by_a_second_provider_after_a_5xx(r
     assert {s for _, s, _, _ in rig.messages()} == {"sent"}
 
 
+async def test_a_staff_number_at_its_cap_here_is_texted_by_the_next_provider_and_shown(
+    tmp_path: Path,
+) -> None:
+    async with rigged(tmp_path, ["aliyun", "twilio"], cap=2) as rig:
+        for incident in (1, 2, 3):
+            await rig.act(incident, "notify", "role:security", "staff_fire")
+            await rig.settle()
+        assert [r["PhoneNumbers"] for r in rig.aliyun.sms] == ["13900000001"] * 2
+        (sent,) = rig.twilio.sms()
+        assert sent["form"]["To"] == SECURITY
+        reason = rig.messages()[-1][3]
+        assert reason.startswith("aliyun: the number had 2 texts in a day by Aliyun, its cap")
+        assert reason.endswith("sent by twilio")
+        (note,) = rig.rows("SELECT text FROM timeline WHERE incident_id = 3")
+        assert "its cap: not sent there; sent by twilio" in note[0]
+        rig.clock.advance(24 * 3600)  # a day later Aliyun takes it again
+        await rig.act(4, "notify", "role:security", "staff_fire")
+        await rig.settle()
+        assert len(rig.aliyun.sms) == 3
+
+
 async def test_an_unapproved_template_stops_the_provider_loudly_and_flags_nobody(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -358,6 +383,10 @@ async def test_an_unapproved_template_stops_the_provider_loudly_and_flags_nobody
     assert len(rig.aliyun.sms) <= 20
     assert "aliyun" in rig.providers.stopped
     assert "SMS provider aliyun stopped: the template is not approved" in caplog.text
+    states = {name: (state, detail) for name, state, detail in rig.providers.states()}
+    assert states["aliyun"][0] == "stopped"
+    assert states["aliyun"][1].startswith("stopped: the template is not approved")
+    assert states["twilio"] == ("ok", "")
     assert len({r["form"]["To"] for r in rig.twilio.sms()}) == 100
     assert rig.rows("SELECT count(*) FROM residents WHERE undeliverable IS NOT NULL")[0][0] == 0
 
@@ -604,6 +633,12 @@ def test_the_shipped_templates_file_registers_every_shipped_text(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     shown = "site Harbour View aliyun SMS_900000003 resident_evacuate (real alarm): 【海景物业】"
     assert shown + "3号楼火警" in done.stdout
+    # the fire alarm's escalation repeats every 2 minutes until someone acknowledges
+    assert (
+        "playbook 'fire-alarm' repeats 'staff_fire_escalation' (at steps.4.escalate.0) every "
+        "120 s until someone acknowledges: the same person reaches aliyun's cap of 50 texts "
+        "a day after 1.7 h" in done.stderr
+    )
 
 
 def test_check_on_the_shipped_example_missing_one_text_names_playbook_step_and_site(

@@ -108,6 +108,22 @@ class Providers:
             )
         self.stopped[name] = (self._clock.now() + timedelta(seconds=self._probe_s), why)
 
+    def states(self) -> list[tuple[str, str, str]]:
+        """Each provider's (name, ok | stopped, what to know): for health."""
+        out = []
+        for name, sink in self.sinks.items():
+            why = self._held(name)
+            caps = getattr(sink, "caps", None)
+            capped = caps.capped() if caps is not None else 0
+            detail = "; ".join(
+                [
+                    *([f"stopped: {why}"] if why else []),
+                    *([f"{capped} number(s) at their daily cap here"] if capped else []),
+                ]
+            )
+            out.append((name, "stopped" if why else "ok", detail))
+        return out
+
     async def close(self) -> None:
         for sink in self.sinks.values():
             await sink.close()

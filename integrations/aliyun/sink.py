@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from alertd.clock import Clock, SystemClock
 from alertd.config import AliyunConfig
 from alertd.outbox.batching import Batcher, covers, request_name
+from alertd.outbox.caps import DailyCaps, capped
 from alertd.outbox.registered import Codes, Filled, SiteTemplates, Templates
 from alertd.outbox.sink import Message, Result
 
@@ -85,9 +87,14 @@ class AliyunSink:
     BATCH = 100
 
     def __init__(
-        self, config: AliyunConfig, templates: Mapping[str, Templates], batch_wait_s: float = 0.05
+        self,
+        config: AliyunConfig,
+        templates: Mapping[str, Templates],
+        batch_wait_s: float = 0.05,
+        clock: Clock | None = None,
     ) -> None:
         """`templates`: per site, with "" for a site without its own."""
+        self.caps = DailyCaps(config.per_number_day, clock or SystemClock())
         from alibabacloud_dysmsapi20170525.client import Client
         from alibabacloud_tea_openapi.utils_models import Config
 
@@ -114,9 +121,16 @@ class AliyunSink:
             found = await self._accepted(message, filled.code)
             if found:
                 return found
+        key = (message.recipient, filled.code)  # Aliyun counts a sign name's template
+        if self.caps.full(key):
+            return capped("Aliyun", self.caps.most)
         if message.urgent or message.attempts > 1:
-            return await self._send_one(message, filled)
-        return await self._batches.send((filled.code, filled.sign_name), message)
+            result = await self._send_one(message, filled)
+        else:
+            result = await self._batches.send((filled.code, filled.sign_name), message)
+        if result.outcome == "sent":
+            self.caps.add(key)
+        return result
 
     async def _send_one(self, message: Message, filled: Filled) -> Result:
         from alibabacloud_dysmsapi20170525 import models

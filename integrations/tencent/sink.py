@@ -15,8 +15,10 @@ import logging
 import time
 from collections.abc import Mapping
 
+from alertd.clock import Clock, SystemClock
 from alertd.config import TencentConfig
 from alertd.outbox.batching import Batcher, covers, request_name
+from alertd.outbox.caps import DailyCaps, capped
 from alertd.outbox.registered import Codes, SiteTemplates, Templates
 from alertd.outbox.sink import Message, Result
 
@@ -73,7 +75,11 @@ class TencentSink:
     BATCH = 200
 
     def __init__(
-        self, config: TencentConfig, templates: Mapping[str, Templates], batch_wait_s: float = 0.05
+        self,
+        config: TencentConfig,
+        templates: Mapping[str, Templates],
+        batch_wait_s: float = 0.05,
+        clock: Clock | None = None,
     ) -> None:
         from tencentcloud.common import credential
         from tencentcloud.common.profile.client_profile import ClientProfile
@@ -81,6 +87,7 @@ class TencentSink:
         from tencentcloud.sms.v20210111 import sms_client
 
         self._config = config
+        self.caps = DailyCaps(config.per_number_day, clock or SystemClock())
         self._templates = SiteTemplates("Tencent", templates)
         profile = ClientProfile(
             httpProfile=HttpProfile(
@@ -104,10 +111,16 @@ class TencentSink:
             found = await asyncio.to_thread(self._accepted, message)
             if found:
                 return found
+        if self.caps.full(message.recipient):
+            return capped("Tencent", self.caps.most)
         key = (filled.code, filled.sign_name, tuple(value for _, value in filled.params))
         if message.urgent or message.attempts > 1:
-            return (await asyncio.to_thread(self._send, key, [message]))[0]
-        return await self._batches.send(key, message)
+            result = (await asyncio.to_thread(self._send, key, [message]))[0]
+        else:
+            result = await self._batches.send(key, message)
+        if result.outcome == "sent":
+            self.caps.add(message.recipient)
+        return result
 
     async def _send_many(self, key: Key, messages: list[Message]) -> list[Result]:
         return await asyncio.to_thread(self._send, key, messages)
