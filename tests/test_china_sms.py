@@ -177,26 +177,8 @@ async def rigged(
     cap: int = 50,
     **delivery: object,
 ) -> AsyncIterator[Rig]:
-    """A rig sending through `order` to `people` residents, closed after."""
-    rig = await make_rig(tmp_path, order, secret, people, cap, **delivery)
-    try:
-        yield rig
-    finally:
-        await rig.push.cleanup()
-        await rig.dispatcher.close()
-        await rig.writer.close()
-        for fake in (rig.aliyun, rig.tencent, rig.twilio):
-            await fake.close()
-
-
-async def make_rig(
-    tmp_path: Path,
-    order: list[str],
-    secret: str = fake_aliyun.KEY_SECRET,
-    people: int = 100,
-    cap: int = 50,
-    **delivery: object,
-) -> Rig:
+    """A rig sending through `order` to `people` residents (Aliyun's cap at `cap` texts
+    a number a day), closed after."""
     aliyun, tencent, twilio = (
         await FakeAliyun().start(),
         await FakeTencent().start(),
@@ -254,7 +236,7 @@ async def make_rig(
     inbound = Inbound(writer, staff, clock)
     push, port = await serve_locally(AliyunPush(inbound, PUSH_TOKEN).app(web.Application()))
     aliyun.push_url = f"http://127.0.0.1:{port}/aliyun/{PUSH_TOKEN}"
-    return Rig(
+    rig = Rig(
         writer,
         clock,
         aliyun,
@@ -266,6 +248,14 @@ async def make_rig(
         inbound,
         push,
     )
+    try:
+        yield rig
+    finally:
+        await push.cleanup()
+        await dispatcher.close()
+        await writer.close()
+        for fake in (aliyun, tencent, twilio):
+            await fake.close()
 
 
 @pytest.fixture
