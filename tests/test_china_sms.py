@@ -4,6 +4,7 @@ SDK against the fake Twilio, a real SQLite store and the dispatcher."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -28,6 +29,7 @@ from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.inbound import Inbound
 from alertd.outbox.providers import Providers
 from alertd.outbox.registered import Templates
+from alertd.outbox.sink import Message
 from alertd.problems import InvalidInput
 from alertd.store import Writer
 from alertd.store import incidents as incidents_db
@@ -646,3 +648,28 @@ def test_check_on_the_shipped_example_missing_one_text_names_playbook_step_and_s
         "site Harbour View: playbook 'water-leak' texts 'staff_leak' (at steps.0), which has no "
         "registered aliyun template for a real alarm" in problems[0]
     )
+
+
+async def test_two_texts_to_one_number_in_a_batch_go_as_two_texts(tmp_path: Path) -> None:
+    """Two messages for one resident that come together (two incidents' texts): neither
+    provider's batch may carry the number once for both."""
+    async with rigged(tmp_path, ["tencent", "aliyun"]) as rig:
+        msgs = [
+            Message(
+                i,
+                "sms",
+                "+8613700000001",
+                "x",
+                "zh",
+                template="resident_evacuate",
+                values={"building": "3"},
+            )
+            for i in (1, 2)
+        ]
+        for name in ("tencent", "aliyun"):
+            sink = rig.providers.sinks[name]
+            results = await asyncio.gather(*(sink.send(m) for m in msgs))
+            assert [r.outcome for r in results] == ["sent", "sent"]
+            assert results[0].provider_id != results[1].provider_id
+        assert rig.tencent.texts == ["+8613700000001"] * 2
+        assert rig.aliyun.accepted == ["13700000001"] * 2

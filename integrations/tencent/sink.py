@@ -123,7 +123,21 @@ class TencentSink:
         return result
 
     async def _send_many(self, key: Key, messages: list[Message]) -> list[Result]:
-        return await asyncio.to_thread(self._send, key, messages)
+        """Each number once a request: a second text to the same number goes in the next."""
+        rounds: list[list[int]] = []
+        for i, message in enumerate(messages):
+            free = next(
+                (r for r in rounds if all(messages[j].recipient != message.recipient for j in r)),
+                None,
+            )
+            if free is None:
+                rounds.append(free := [])
+            free.append(i)
+        results: dict[int, Result] = {}
+        for r in rounds:
+            answers = await asyncio.to_thread(self._send, key, [messages[i] for i in r])
+            results.update(zip(r, answers, strict=True))
+        return [results[i] for i in range(len(messages))]
 
     def _send(self, key: Key, messages: list[Message]) -> list[Result]:
         """One SendSms; Tencent answers each number apart (SendStatusSet)."""
