@@ -49,6 +49,7 @@ bench: $(STAMP) mosquitto postgresql
 	$(BIN)/python -m bench.commit
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.failover
+	$(BIN)/python -m bench.providers
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.lifesafety
 	$(BIN)/python -m bench.e2e
