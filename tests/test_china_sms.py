@@ -40,10 +40,12 @@ from integrations.tencent.pull import TencentPull
 from integrations.tencent.sink import TencentSink
 from integrations.twilio.sink import TwilioSink
 from tests import fake_aliyun, fake_tencent
+from tests.broker import Broker, free_port
 from tests.fake_aliyun import FakeAliyun
 from tests.fake_tencent import FakeTencent
 from tests.fake_twilio import FakeTwilio
-from tests.helpers import serve_locally
+from tests.helpers import serve_locally, start_daemon
+from tests.mqtt_tools import publish, until
 
 SECURITY = "+8613900000001"
 PUSH_TOKEN = "push-" + "0123456789abcdef" * 2
@@ -673,3 +675,59 @@ async def test_two_texts_to_one_number_in_a_batch_go_as_two_texts(tmp_path: Path
             assert results[0].provider_id != results[1].provider_id
         assert rig.tencent.texts == ["+8613700000001"] * 2
         assert rig.aliyun.accepted == ["13700000001"] * 2
+
+
+async def test_the_daemon_takes_aliyuns_pushes_at_its_public_address(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """`alertd run` texting by Aliyun: security's alert goes as the registered template,
+    Aliyun's report marks it delivered, and security's `OK` pushed as an upstream message
+    acknowledges the incident; a push without the token is refused."""
+    import signal
+
+    from bench.providers import write_config
+
+    aliyun, twilio = await FakeAliyun().start(), await FakeTwilio().start()
+    config = write_config(tmp_path, broker, aliyun, twilio, 1)
+    port = free_port()
+    with config.open("a") as out:
+        out.write(f"http: {{host: 127.0.0.1, port: {port}, public_url: 'https://a.example'}}\n")
+    text = config.read_text().replace(
+        "protocol: http, ", f"protocol: http, push_token: {PUSH_TOKEN}, "
+    )
+    config.write_text(text)
+    log = tmp_path / "alertd.log"
+    daemon = start_daemon(config, log)
+    try:
+        await until(lambda: b"connected to MQTT" in log.read_bytes(), 30)
+        await asyncio.to_thread(publish, broker, "z/smoke_0", '{"smoke": true}')
+        await until(lambda: rig_sms(aliyun), 20)
+        aliyun.push_url = f"http://127.0.0.1:{port}/aliyun/{'x' * len(PUSH_TOKEN)}"
+        assert await aliyun.reply(SECURITY, "OK") == 403
+        aliyun.push_url = f"http://127.0.0.1:{port}/aliyun/{PUSH_TOKEN}"
+        assert await aliyun.push_reports() == 200
+        assert await aliyun.reply(SECURITY, "OK") == 200
+        db = tmp_path / "alertd.db"
+
+        def acknowledged() -> bool:
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                row = conn.execute("SELECT status FROM incidents WHERE id = 1").fetchone()
+                return row == ("acknowledged",)
+
+        await until(acknowledged, 20)
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            delivered = conn.execute(
+                "SELECT count(*) FROM messages WHERE status = 'delivered' AND recipient = ?",
+                (SECURITY,),
+            ).fetchone()
+        assert delivered == (1,)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(daemon.wait, 20)
+        await aliyun.close()
+        await twilio.close()
+    assert PUSH_TOKEN not in log.read_text()  # the secret stays out of the log
+
+
+def rig_sms(aliyun: FakeAliyun) -> bool:
+    return any(r["PhoneNumbers"] == SECURITY.removeprefix("+86") for r in aliyun.sms)
