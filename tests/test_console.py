@@ -226,6 +226,74 @@ async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_st
     await expect(board).to_have_url(re.compile("/login"), timeout=10000)
 
 
+def contrast(a: str, b: str) -> float:
+    """WCAG's contrast ratio of two colours given as CSS rgb() or #rrggbb."""
+
+    def luminance(colour: str) -> float:
+        colour = colour.strip()
+        if colour.startswith("#"):
+            digits = colour[1:] if len(colour) == 7 else "".join(c * 2 for c in colour[1:4])
+            rgb = [int(digits[i : i + 2], 16) for i in (0, 2, 4)]
+        else:
+            rgb = [int(float(v)) for v in re.findall(r"[\d.]+", colour)[:3]]
+        lin = [
+            c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4
+            for c in rgb
+        ]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+async def test_a_fire_reaches_the_operator_on_another_incidents_page_and_a_drill_looks_apart(
+    console: Console, broker: Broker
+) -> None:
+    drill = await asyncio.to_thread(
+        alertd, "drill", "fire-alarm", "--building", "3", "--by", "Wang",
+        "--config", str(console.desk.config),
+    )  # fmt: skip
+    assert drill.returncode == 0, drill.stderr
+    page = await console.page("desk")
+    await page.goto(f"{console.url}/incidents/1")
+    banner = page.locator("#alarm-banner")
+    drilled = banner.locator("a.alarm-item.drill[data-incident='1']")
+    await expect(drilled).to_contain_text("演练")
+    # sound: one click for the sign-in, remembered on the next page
+    await page.click("#sound")
+    await page.goto(f"{console.url}/devices")
+    await expect(page.locator("#sound")).not_to_have_text("开启警报声音（本次登录点一次即可）")
+    await page.goto(f"{console.url}/incidents/1")
+    # a real fire while the operator is on the drill's page: on this page, no reload
+    await asyncio.to_thread(publish, broker, SMOKE, '{"smoke": true}')
+    real = banner.locator("a.alarm-item[data-incident='2']")
+    await expect(real).to_be_visible(timeout=10000)
+    await expect(real).to_contain_text("3号楼 12层 1203")
+    await expect(real).not_to_have_class(re.compile("drill"))
+    assert await page.evaluate("document.body.classList.contains('alarm-on')")
+    # the flash: both its colours far from the page's background and under white text
+    style = await page.evaluate(
+        """() => {
+            const root = getComputedStyle(document.documentElement);
+            const flash = (q) => getComputedStyle(document.querySelector(q)).animationName;
+            return [root.getPropertyValue('--flash-a'), root.getPropertyValue('--flash-b'),
+                    root.getPropertyValue('--flash-text'),
+                    getComputedStyle(document.body).backgroundColor,
+                    flash('a.alarm-item.drill'), flash('a.alarm-item:not(.drill)')];
+        }"""
+    )
+    flash_a, flash_b, text, background, drill_flash, real_flash = style
+    for colour in (flash_a, flash_b):
+        assert contrast(colour, background) >= 4.5
+        assert contrast(colour, text) >= 4.5
+    assert (drill_flash, real_flash) == ("flash-drill", "flash")
+    # acknowledged: it leaves every page's banner
+    await page.goto(f"{console.url}/incidents/2")
+    await page.click("button[data-action=ack]")
+    await expect(real).to_have_count(0, timeout=10000)
+    assert not await page.evaluate("document.body.classList.contains('alarm-on')")
+
+
 async def test_an_action_while_the_daemon_is_down_is_queued_and_applied_when_it_is_back(
     console: Console, broker: Broker
 ) -> None:

@@ -94,15 +94,18 @@ def incidents(store: Path) -> int:
 
 
 async def first_board_event(sites: Sites, page: Page, query: str = "") -> str:
-    """The board stream's first update, as the account's browser would get it."""
+    """The board stream's first update, as the account's browser would get it: the
+    board's rows and the alarm banner every page shows."""
     cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+    query = "?rows=1" + (f"&{query.lstrip('?')}" if query else "")
     async with (
         aiohttp.ClientSession(cookies=cookies) as session,
         session.get(f"{sites.url}/board/stream{query}") as answer,
     ):
         async for line in answer.content:
             if line.startswith(b"data: "):
-                return str(json.loads(line[6:])["html"])
+                data = json.loads(line[6:])
+                return str(data["html"]) + str(data["banner"])
     raise AssertionError("the stream ended without an update")
 
 

@@ -238,6 +238,7 @@ class Console:
             w=words(lang),
             lang=lang,
             session=sess,
+            banner_html=banner(self, request) if sess else "",
             may=(lambda p: may(sess.user.role, p)) if sess else (lambda p: False),
             centre=own.centre if own else self.config.console.centre or self.config.site.name,
             **context,
@@ -449,8 +450,10 @@ def routes(console: Console) -> web.RouteTableDef:
 
     @r.get("/board/stream")
     async def stream(request: web.Request) -> web.StreamResponse:
-        """Server-sent events: the board's rows each time they change."""
+        """Server-sent events each time the board changes: every page's alarm banner,
+        and the board's rows for the board (`rows=1`)."""
         shown(c, request)  # a site not the account's: refused before the stream starts
+        rows = request.query.get("rows") == "1"
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
@@ -470,10 +473,13 @@ def routes(console: Console) -> web.RouteTableDef:
                 token = request.cookies.get(COOKIE, "")
                 if await c.read(accounts.session, token, c.now(), board=True) is None:
                     break  # signed out, disabled or reset meanwhile: no more updates
+                ringing = alarms(c, request)
                 payload = json.dumps(
                     {
-                        "html": board_rows(c, request),
-                        "alarm": any(r["alarm"] for r in visible(c, request)),
+                        **({"html": board_rows(c, request)} if rows else {}),
+                        "banner": banner(c, request),
+                        "alarm": any(not r["drill"] for r in ringing),
+                        "drill": any(r["drill"] for r in ringing),
                         "at": seen,
                     }
                 )
@@ -837,10 +843,25 @@ def pick_site(console: Console, request: web.Request, key: str) -> Site:
 
 
 def board_rows(console: Console, request: web.Request) -> str:
+    return _rows(console, request, "board_rows.html", visible(console, request))
+
+
+def alarms(console: Console, request: web.Request) -> list[dict[str, Any]]:
+    """The unacknowledged life-safety incidents of the account's sites (all of them,
+    whatever page it is on): what every page shows at its top."""
+    sites = granted(request)
+    return [r for r in console.board if r["alarm"] and (sites is None or r["site"] in sites)]
+
+
+def banner(console: Console, request: web.Request) -> str:
+    return _rows(console, request, "banner.html", alarms(console, request))
+
+
+def _rows(console: Console, request: web.Request, name: str, rows: list[dict[str, Any]]) -> str:
     sess: accounts.Session = request["session"]
     lang = language(request)
-    return console.env.get_template("board_rows.html").render(
-        rows=visible(console, request),
+    return console.env.get_template(name).render(
+        rows=rows,
         w=words(lang),
         lang=lang,
         names=may(sess.user.role, "names"),
