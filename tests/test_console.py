@@ -292,6 +292,15 @@ async def test_a_fire_reaches_the_operator_on_another_incidents_page_and_a_drill
     await page.click("button[data-action=ack]")
     await expect(real).to_have_count(0, timeout=10000)
     assert not await page.evaluate("document.body.classList.contains('alarm-on')")
+    # the ack button goes once acknowledged
+    await expect(page.locator("#status")).to_have_text("已确认")
+    await expect(page.locator("button[data-action=ack]")).to_have_count(0)
+    # an error page keeps the navigation and says what to do
+    answer = await page.goto(f"{console.url}/incidents/9999")
+    assert answer is not None
+    assert answer.status == 404
+    await expect(page.locator("header.top nav a[href='/']")).to_be_visible()
+    await expect(page.locator("main")).to_contain_text("没有这个页面或事件；请从看板进入。")
 
 
 async def test_an_action_while_the_daemon_is_down_is_queued_and_applied_when_it_is_back(
@@ -406,6 +415,13 @@ async def test_each_role_sees_and_does_only_what_it_may_even_by_direct_post(
     trail = await boss.locator("#audit").inner_text()
     assert "reveal_phone" in trail
     assert "account desk" in trail
+    # newest first, and filtered by action
+    times = await boss.locator("#audit tbody tr td:first-child").all_inner_texts()
+    assert times == sorted(times, reverse=True)
+    await boss.goto(console.url + "/audit?action=reveal_phone")
+    actions = await boss.locator("#audit tbody tr td:nth-child(5)").all_inner_texts()
+    assert actions
+    assert set(actions) == {"reveal_phone"}
     # an admin: everything a supervisor has
     admin = await console.page("root")
     assert await admin.locator("nav a[href='/audit']").count() == 1

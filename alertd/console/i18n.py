@@ -93,6 +93,26 @@ WORDS: dict[str, tuple[str, str]] = {
     "until": ("至", "Until"),
     "all": ("全部", "All"),
     "show": ("查看", "Show"),
+    "older": ("更早的记录", "Older entries"),
+    "error_title": ("无法完成", "That could not be done"),
+    "error_400": (
+        "请按上面的提示改正后再试一次。",
+        "Correct what is named above and try again.",
+    ),
+    "error_403": (
+        "此账号无权执行该操作；如需要，请联系主管或管理员。",
+        "This account may not do that; ask a supervisor or an administrator if it should.",
+    ),
+    "error_404": (
+        "没有这个页面或事件；请从看板进入。",
+        "There is no such page or incident; start from the board.",
+    ),
+    "error_other": (
+        "请稍后再试；如仍不行，请联系管理员。",
+        "Try again in a moment; if it keeps failing, tell an administrator.",
+    ),
+    "go_back": ("返回上一页", "Go back"),
+    "newest": ("最新的记录", "Newest entries"),
     "csv": ("导出 CSV", "CSV"),
     "device": ("设备", "Device"),
     "last_seen": ("最后上报", "Last seen"),

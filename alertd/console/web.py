@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 COOKIE = "alertd_session"
 #: how often the board looks for a new commit (PRAGMA data_version: no query when idle)
 WATCH_S = 0.05
+#: audit rows a page
+AUDIT_PAGE = 100
 HERE = Path(__file__).parent
 DECLARABLE = [k.value for k in Kind if k is not Kind.UNKNOWN]
 STATIC = HERE / "static"
@@ -322,6 +324,29 @@ async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def error_pages(console: Console) -> Any:
+    """A refusal a person's browser gets is a page of the console: its navigation, what
+    went wrong (the message names what and where) and what to do next. Scripts and the
+    tests' clients (not asking for HTML) get the plain message."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            wants_page = "text/html" in request.headers.get("Accept", "")
+            if exc.status < 400 or not wants_page or request.path.startswith("/static/"):
+                raise
+            said = exc.text or exc.reason
+            if said.startswith(f"{exc.status}: "):  # aiohttp's default text
+                said = said.split(": ", 1)[1]
+            page = console.render(request, "error.html", status=exc.status, said=said)
+            page.set_status(exc.status)
+            return page
+
+    return middleware
 
 
 def authenticate(console: Console) -> Any:
@@ -776,9 +801,30 @@ def routes(console: Console) -> web.RouteTableDef:
         from alertd.store.accounts import audit as rows
 
         require(request, "audit")
-        who = request.query.get("who") or None
-        found = await c.read(partial(rows, who=who, limit=500, sites=granted(request)))
-        return c.render(request, "audit.html", rows=found, who=who or "")
+        q = request.query
+        typed = q.get("incident", "").strip().lstrip("#")
+        if typed and not typed.isdigit():
+            raise web.HTTPBadRequest(text=f"incident: {typed!r} is not an incident number")
+        try:
+            incident = inputs.incident_number(int(typed) if typed else None)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        before = int(q["before"]) if q.get("before", "").isdigit() else None
+        shown_rows = await c.read(
+            partial(
+                rows,
+                who=q.get("who") or None,
+                action=q.get("action") or None,
+                incident=incident,
+                before=before,
+                limit=AUDIT_PAGE,
+                sites=granted(request),
+                newest_first=True,
+            )
+        )
+        older = shown_rows[-1]["id"] if len(shown_rows) == AUDIT_PAGE else None
+        filters = {k: q.get(k, "") for k in ("who", "action", "incident")}
+        return c.render(request, "audit.html", rows=shown_rows, older=older, **filters)
 
     return r
 
@@ -1005,7 +1051,10 @@ def run_analytics(
 
 
 def make_app(console: Console) -> web.Application:
-    app = web.Application(middlewares=[headers, authenticate(console)], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[headers, error_pages(console), authenticate(console)],
+        client_max_size=MAX_BODY,
+    )
     app.add_routes(routes(console))
 
     async def start(app: web.Application) -> Any:

@@ -123,27 +123,35 @@ def audit(
     since: datetime | None = None,
     who: str | None = None,
     incident: int | None = None,
+    action: str | None = None,
+    before: int | None = None,
     limit: int = 200,
     sites: tuple[str, ...] | None = None,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """The newest `limit` rows that match, oldest first; `sites`: about those sites only."""
+    """The newest `limit` rows that match (older than row `before`: the next page),
+    oldest first unless `newest_first`; `sites`: about those sites only."""
     where: list[str] = []
     args: list[object] = []
     if sites is not None:
         clause, listed = among(conn, "site", sites)
         where.append(clause)
         args += listed
+    for column, value in (("who", who), ("action", action)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
     if since is not None:
         where.append("at >= ?")
         args.append(iso(since))
-    if who:
-        where.append("who = ?")
-        args.append(who)
     if incident is not None:
         where.append("incident_id = ?")
         args.append(incident)
+    if before is not None:
+        where.append("id < ?")
+        args.append(before)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     found = dict_rows(
         conn, f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ?", (*args, limit)
     )
-    return found[::-1]
+    return found if newest_first else found[::-1]

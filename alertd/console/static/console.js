@@ -96,7 +96,15 @@
     ring(real, items.length > 0 && !real);
   }
 
+  // an error page's "go back": the page the person came from (its form as they left it)
+  function back() {
+    const link = document.getElementById("back");
+    if (link && history.length > 1) link.addEventListener("click", function (e) {
+      e.preventDefault(); history.back();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    ages(); setInterval(ages, 1000); sound(); live();
+    ages(); setInterval(ages, 1000); sound(); live(); back();
   });
 })();
