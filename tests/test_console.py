@@ -513,25 +513,27 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     await page.click("#preview-button")
     # before anything is sent: how many people will be texted
     await expect(page.locator("#will-text")).to_have_text("4")
-    await expect(page.locator("#preview")).to_contain_text("on call security")
+    # who will be called, by name, not only the role
+    await expect(page.locator("#preview")).to_contain_text("on call security (Wang)")
     assert console.rows("SELECT * FROM commands") == []
     confirmation = await page.eval_on_selector(
         "form[action='/declare']", "f => Object.fromEntries(new FormData(f))"
     )
+    # declared: the console goes to the new incident
     await page.click("#confirm")
-    await expect(page.locator("#outcome")).to_contain_text("done")
-    await until(lambda: console.rows("SELECT id FROM incidents WHERE drill = 0"))
+    await expect(page).to_have_url(re.compile(r"/incidents/1$"))
+    await expect(page.locator("h1")).to_contain_text("#1")
     # the confirmation sent twice (a double click, a resubmitted form): one incident
     again = await page.request.post(console.url + "/declare", form=confirmation)
     assert again.ok
-    assert "done" in await again.text()
-    # a drill from the same page
+    assert again.url.endswith("/incidents/1")
+    # a drill from the same page: its incident too
     await page.goto(console.url + "/declare")
     await page.select_option("select[name=playbook]", "fire-alarm")
     await page.fill("form[action='/drill'] input[name=building]", "5")
     await page.click("form[action='/drill'] button")
-    await expect(page.locator("#outcome")).to_contain_text("done")
-    await until(lambda: console.rows("SELECT id FROM incidents WHERE drill = 1"))
+    await expect(page).to_have_url(re.compile(r"/incidents/2$"))
+    assert console.rows("SELECT drill FROM incidents WHERE id = 2") == [(1,)]
     # the drill went through ingest after the second confirmation: that one is decided too
     assert len(console.rows("SELECT id FROM incidents WHERE drill = 0")) == 1
     # the real emergency and the drill side by side on the board: both flash, one is marked

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from alertd.config import Config
 from alertd.console import views
 from alertd.console.i18n import words
 from alertd.console.roles import Role
+from alertd.directory.staff import Staff
 from alertd.engine.wording import place, stamp
 from alertd.events import Location
 from alertd.incidents.report import drill_score
@@ -113,9 +114,11 @@ def declare_preview(
     unit_format: str | None,
     kind: str,
     where: dict[str, str],
+    people: Staff | None = None,
 ) -> dict[str, Any]:
     """What declaring would do: the playbook that runs, how many residents it texts at
-    once (its first steps' audiences, as the outbox would expand them) and whom it calls."""
+    once (its first steps' audiences, as the outbox would expand them) and whom it calls,
+    by name."""
     from alertd.outbox.expand import residents
     from alertd.playbooks.schema import Notify, Sms, WaitAck
 
@@ -133,6 +136,25 @@ def declare_preview(
             texted.update(r.address for r in found)
         elif isinstance(step, Notify):
             r = step.notify
-            who = r.role or r.person or r.oncall
-            staff.append(f"{step.channel}: {'on call ' if r.oncall else ''}{who}")
+            who = r.role or r.person or r.oncall or ""
+            named = _people(people, r.oncall, r.role, r.person, where.get("site", ""))
+            staff.append(
+                f"{step.channel}: {'on call ' if r.oncall else ''}{who}"
+                + (f" ({', '.join(named)})" if named else "")
+            )
     return {"playbook": book.name, "residents": len(texted), "staff": staff}
+
+
+def _people(
+    people: Staff | None, oncall: str | None, role: str | None, person: str | None, site: str
+) -> list[str]:
+    """Who a step reaches now, by name: the one on call (else everyone with the role, as
+    the outbox falls back), everyone with a role, or the person named."""
+    if person:
+        return [person]
+    if people is None:
+        return []
+    if oncall:
+        now = people.on_call(oncall, datetime.now(UTC), site or None)
+        return [now] if now else people.with_role(oncall, site or None)
+    return people.with_role(role, site or None) if role else []

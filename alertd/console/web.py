@@ -59,6 +59,9 @@ COOKIE = "alertd_session"
 WATCH_S = 0.05
 #: audit rows a page
 AUDIT_PAGE = 100
+#: how long a declaration waits for its incident to open (WATCH_S each) before saying
+#: what became of the command instead
+OPENED_TRIES = 60
 HERE = Path(__file__).parent
 DECLARABLE = [k.value for k in Kind if k is not Kind.UNKNOWN]
 STATIC = HERE / "static"
@@ -630,8 +633,12 @@ def routes(console: Console) -> web.RouteTableDef:
         place_args = {k: form.get(k, "") for k in ("building", "floor", "unit", "zone")}
         place_args["site"] = site.id
         if form.get("confirm") != "1":
+            try:
+                people = c.staff()
+            except InvalidInput:
+                people = None  # the preview names roles only; the daemon says why
             preview = await c.read(
-                declare_preview, c.playbooks(), site.unit_format, kind, place_args
+                declare_preview, c.playbooks(), site.unit_format, kind, place_args, people
             )
             # the confirmation carries one name for this emergency: sent twice (a double
             # click, a resubmitted form), it is the same report, not a second incident
@@ -642,7 +649,7 @@ def routes(console: Console) -> web.RouteTableDef:
             raise web.HTTPBadRequest(text="confirm from the preview")
         args = {"kind": kind, **place_args, "command": nonce}
         outcome = await command(c, request, "declare", None, form.get("text", ""), args)
-        return c.render(request, "done.html", what="declare", outcome=outcome)
+        return await opened(request, "declare", outcome, f"manual:{nonce}")
 
     @r.post("/drill")
     async def drill(request: web.Request) -> web.StreamResponse:
@@ -665,7 +672,20 @@ def routes(console: Console) -> web.RouteTableDef:
             "command": f"web-drill-{int(time.time() * 1000)}",
         }
         outcome = await command(c, request, "drill", None, f"drill of {name}", args)
-        return c.render(request, "done.html", what="drill", outcome=outcome)
+        return await opened(request, "drill", outcome, f"drill:{args['command']}")
+
+    async def opened(
+        request: web.Request, what: str, outcome: Outcome, device: str
+    ) -> web.Response:
+        """After a declaration or a drill: its incident's page, once the daemon opened
+        it (or joined it to one already open there); else what became of the command."""
+        if outcome.state == "done":
+            for _ in range(OPENED_TRIES):
+                number = await c.read(incidents_db.incident_of_device, device)
+                if number is not None:
+                    raise web.HTTPSeeOther(f"/incidents/{number}")
+                await asyncio.sleep(WATCH_S)  # the daemon, another process, is opening it
+        return c.render(request, "done.html", what=what, outcome=outcome)
 
     @r.get("/analytics")
     async def analytics_page(request: web.Request) -> web.StreamResponse:

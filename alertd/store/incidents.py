@@ -417,3 +417,13 @@ def fallbacks_since(conn: sqlite3.Connection, since: datetime) -> tuple[int, str
         (iso(since),),
     ).fetchone()
     return int(count), str(last or "")
+
+
+def incident_of_device(conn: sqlite3.Connection, device_id: str) -> int | None:
+    """The newest incident a device is active in (a declaration's own device: where the
+    console takes the person who declared)."""
+    row = conn.execute(
+        "SELECT id FROM incidents WHERE active LIKE ? ORDER BY id DESC LIMIT 1",
+        (f'%"{device_id} %',),  # its entries are "<device> <kind>"
+    ).fetchone()
+    return int(row[0]) if row else None
