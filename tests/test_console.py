@@ -582,7 +582,12 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     await boss.goto(console.url + "/directory")
     # the analytics of the month, with its charts and CSV
     await boss.goto(console.url + "/analytics")
-    await expect(boss.locator("#t-by_kind")).to_contain_text("fire-alarm")
+    # kinds in the page's language; each bar's full name on hover, its label slanted
+    await expect(boss.locator("#t-by_kind")).to_contain_text("火警")
+    await expect(boss.locator("#t-by_kind")).not_to_contain_text("fire-alarm")
+    assert await boss.locator("#t-by_kind svg g title").first.text_content() == "火警: 1"
+    slant = await boss.locator("#t-by_kind svg text.label").first.get_attribute("transform")
+    assert (slant or "").startswith("rotate(-40")
     await expect(boss.locator("#t-drills tbody tr")).to_have_count(1)
     assert await boss.locator("#t-by_hour svg rect").count() == 24
     await screenshot(boss, "analytics.png", full_page=True)
@@ -606,6 +611,7 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     # English on request
     await boss.goto(console.url + "/lang/en?next=/analytics")
     await expect(boss.locator("h1")).to_have_text("Analytics")
+    await expect(boss.locator("#t-by_kind")).to_contain_text("Fire alarm")
 
 
 async def test_what_was_found_when_tried_at_the_desk(console: Console, broker: Broker) -> None:
