@@ -27,6 +27,7 @@ from alertd.events import Kind, Location, Observation
 from alertd.incidents.service import IncidentService
 from alertd.ingest.pipeline import Ingest
 from alertd.ingest.report import Report
+from alertd.links import Links, link_key
 from alertd.outbox.broadcast import PaSink, Publish, WebhookSink
 from alertd.outbox.dispatcher import Dispatcher
 from alertd.outbox.email import EmailSink
@@ -192,6 +193,9 @@ class Daemon:
             staff,
             {s.id: Local(s.unit_format, s.fallback_role) for s in self.sites},
         )
+        if self.writer.store is not None:  # staff texts link to the incident's phone page
+            key = await self.writer.call(link_key, self.writer.store.conn)
+            self.dispatcher.links = Links(key, self.config.console.public_url)
         await self.dispatcher.start()
         self.incidents.delivery = self.dispatcher
         #: receipts, replies and key presses, from every provider

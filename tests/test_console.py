@@ -26,7 +26,7 @@ from tests.broker import Broker, free_port
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import alertd, start_daemon
 from tests.mqtt_tools import publish, until
-from tests.test_duty_desk import LI, RESIDENTS, ZHANG, Desk, write_desk
+from tests.test_duty_desk import LI, RESIDENTS, WANG, ZHANG, Desk, write_desk
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -301,6 +301,71 @@ async def test_a_fire_reaches_the_operator_on_another_incidents_page_and_a_drill
     assert answer.status == 404
     await expect(page.locator("header.top nav a[href='/']")).to_be_visible()
     await expect(page.locator("main")).to_contain_text("没有这个页面或事件；请从看板进入。")
+
+
+async def test_the_link_in_a_staff_text_opens_a_phone_page_that_acknowledges_with_it_alone(
+    console: Console, broker: Broker
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alertd.links import Links, _b64, _unb64
+
+    await asyncio.to_thread(publish, broker, SMOKE, '{"smoke": true}')
+    await until(lambda: any("/m/" in b for b in console.desk.sms_to(WANG)))
+    (text,) = [b for b in console.desk.sms_to(WANG) if "/m/" in b][:1]
+    token = re.findall(r"/m/([\w.-]+)", text)[0]
+    # residents' texts never carry a link
+    await until(lambda: console.desk.sms_to(ZHANG))
+    assert not any("/m/" in b for b in console.desk.sms_to(ZHANG))
+    # a phone, not signed in: the link alone
+    context = await console.browser.new_context(
+        locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    phone = await context.new_page()
+    await phone.goto(f"{console.url}/m/{token}")
+    await expect(phone.locator("#place")).to_contain_text("3号楼")
+    await expect(phone.locator("#alarms-at")).to_contain_text("3号楼 12层 1203")
+    await expect(phone.locator("#door-checks")).to_contain_text("Zhang Xiulan")
+    assert await phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await expect(phone.locator("button[data-action=on_site]")).to_have_count(0)
+    await screenshot(phone, "phone.png", full_page=True)
+    await phone.click("button[data-action=ack]")
+    await expect(phone.locator("#status")).to_have_text("已确认")
+    await expect(phone.locator("button[data-action=ack]")).to_have_count(0)
+    # the audit says who, and how
+    acks = console.rows("SELECT who, via, os_user FROM audit WHERE action = 'ack'")
+    assert acks == [("Wang", "phone", "link")]
+    assert console.rows("SELECT who FROM audit WHERE action = 'phone_view'")
+    # the link alone does nothing else
+    assert (await context.request.get(f"{console.url}/m/{token}")).status == 200
+    refused = await context.request.post(
+        f"{console.url}/m/{token}", form={"action": "note", "text": "x"}
+    )
+    assert refused.status == 403
+    # another incident's or another person's link, made from this one, or an expired
+    # one: refused, nothing written
+    payload, signature = token.split(".")
+    number, expires, who = _unb64(payload).decode().split(":", 2)
+    key = bytes.fromhex(str(console.rows("SELECT value FROM secrets")[0][0]))
+    expired = Links(key, console.url).token(1, "Wang", datetime.now(UTC) - timedelta(days=2))
+    for forged in (
+        f"{_b64(f'2:{expires}:{who}'.encode())}.{signature}",
+        f"{_b64(f'{number}:{expires}:Li'.encode())}.{signature}",
+        expired,
+        "nonsense",
+    ):
+        answer = await context.request.post(f"{console.url}/m/{forged}", form={"action": "ack"})
+        assert answer.status == 403, forged
+    assert len(console.rows("SELECT id FROM audit WHERE action = 'ack'")) == 1
+    # signed in as the person it was sent to: on site and notes too
+    desk = await console.page("desk")
+    await desk.goto(f"{console.url}/m/{token}")
+    await desk.click("button[data-action=on_site]")
+    await expect(desk.locator("#flash")).to_contain_text("已完成")
+    assert console.rows("SELECT who, via FROM audit WHERE action = 'on_site'") == [
+        ("Wang", "phone")
+    ]
+    await context.close()
 
 
 async def test_an_action_while_the_daemon_is_down_is_queued_and_applied_when_it_is_back(

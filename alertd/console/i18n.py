@@ -94,6 +94,15 @@ WORDS: dict[str, tuple[str, str]] = {
     "all": ("全部", "All"),
     "show": ("查看", "Show"),
     "older": ("更早的记录", "Older entries"),
+    "phone_for": ("此链接发给：", "This link was sent to:"),
+    "phone_more": (
+        "后可登记到场、添加备注并直接拨打求助住户电话。",
+        "to record that you are on site, add notes and call residents who asked for help.",
+    ),
+    "call": ("拨打", "Call"),
+    "outcome_done": ("已完成", "done"),
+    "outcome_failed": ("未完成", "not done"),
+    "outcome_queued": ("已排队，稍后执行", "queued, applied shortly"),
     # event kinds and playbooks, as people say them
     "kind_fire.alarm": ("火警", "Fire alarm"),
     "kind_fire.supervisory": ("消防监视", "Fire supervisory"),

@@ -93,6 +93,10 @@ def roll_call(conn: Conn, incident_id: int, role: Role) -> RollCall:
     for r in sorted(told, key=lambda r: (r["building"] or "", r["floor"] or "", r["unit"] or "")):
         state, at = answers.get(r["phone"], ("", ""))
         r["answered_at"] = at
+        # who asked for help was told staff would call them: the phone page dials them
+        # (signed in as the person the incident's link was sent to; never with the link
+        # alone, which can be forwarded)
+        r["dial"] = r["phone"] if state == "need_help" and may(role, "names") else ""
         r["phone"] = phone(r["phone"], role)
         if not may(role, "names"):
             r["name"] = ""

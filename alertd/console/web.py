@@ -39,9 +39,11 @@ from alertd.directory.importing import Plan
 from alertd.directory.residents import ResidentsFile
 from alertd.directory.staff import Staff
 from alertd.engine.engine import BY_PEOPLE
+from alertd.engine.wording import place
 from alertd.events import Kind
 from alertd.incidents import inputs
 from alertd.incidents.commands import Outcome, run_command
+from alertd.links import Grant, Links, link_key
 from alertd.playbooks.loader import load_playbooks
 from alertd.playbooks.schema import Playbook
 from alertd.problems import InvalidInput, Problem
@@ -59,6 +61,11 @@ COOKIE = "alertd_session"
 WATCH_S = 0.05
 #: audit rows a page
 AUDIT_PAGE = 100
+#: what people did and said, on the phone page's short timeline (not the engine's steps)
+PEOPLE = frozenset(
+    {"opened", "acknowledged", "note", "on_site", "visited", "check_in", "reply",
+     "help_request", "resolved", "closed", "eta", "all_clear"}
+)  # fmt: skip
 #: how long a declaration waits for its incident to open (WATCH_S each) before saying
 #: what became of the command instead
 OPENED_TRIES = 60
@@ -149,6 +156,15 @@ class Console:
         self.pages = Recent(PAGE_TTL_S)
         self._files = Reread()
         self.imports = Previewed()
+        self._links: Links | None = None
+
+    async def links(self) -> Links:
+        """The phone links' checker, with the store's key (made there if the daemon has
+        not yet)."""
+        if self._links is None:
+            key = await self.write(link_key)
+            self._links = Links(key, self.config.console.public_url)
+        return self._links
 
     # -- the daemon's files ------------------------------------------------------------
 
@@ -315,7 +331,8 @@ async def guard(console: Console, request: web.Request, number: int) -> None:
 
 # -- middleware ----------------------------------------------------------------------
 
-PUBLIC = ("/login", "/static/", "/lang/")
+#: no session needed: the phone page's link is its own proof (alertd/links.py)
+PUBLIC = ("/login", "/static/", "/lang/", "/m/")
 
 
 @web.middleware
@@ -547,6 +564,78 @@ def routes(console: Console) -> web.RouteTableDef:
         outcome = await command(c, request, action, number, text, args)
         said = {"done": action, "state": outcome.state, "result": outcome.result[:200]}
         raise web.HTTPSeeOther(f"/incidents/{number}?{urlencode(said)}")
+
+    @r.get("/m/{token}")
+    async def phone(request: web.Request) -> web.StreamResponse:
+        """The page a staff text links to, for a phone: the incident as that person
+        needs it on the stairs, and its buttons. Every use is audited."""
+        grant, signed_in = await phone_grant(c, request)
+        number = grant.incident
+        # what the door-check SMS already tells the person: the duty desk's view
+        role = request["session"].user.role if signed_in else Role.DUTY
+
+        def gather(conn: Conn) -> dict[str, Any] | None:
+            found = incidents_db.find(conn, number)
+            if found is None:
+                return None
+            return {
+                "incident": found,
+                "timeline": [
+                    t for t in views.timeline(conn, number, role) if t["type"] in PEOPLE
+                ][-8:],
+                "roll": views.roll_call(conn, number, role),
+                "doors": views.door_checks(conn, found, role),
+            }
+
+        context = await c.read(gather)
+        if context is not None:  # where the alarms are: each active detector's place
+            places = {d.device_id: d.location for d in c.devices()[0]}
+            active = json.loads(context["incident"]["active"] or "[]")
+            context["alarms"] = sorted(
+                {
+                    place(places[device], language(request))
+                    for device in (entry.split(" ")[0] for entry in active)
+                    if device in places
+                }
+            )
+        if context is None:
+            raise web.HTTPNotFound(text=f"no incident {number}")
+        await c.write(record, phone_actor(grant, request), "phone_view", "", c.now(), number)
+        return c.render(
+            request,
+            "phone.html",
+            context["incident"]["site"],
+            grant=grant,
+            full=signed_in,
+            token=request.match_info["token"],
+            done=dict(request.query),
+            **context,
+        )
+
+    @r.post("/m/{token}")
+    async def phone_act(request: web.Request) -> web.StreamResponse:
+        """The link alone acknowledges, as the person it was sent to; signed in as that
+        person, on site and a note too."""
+        grant, signed_in = await phone_grant(c, request)
+        form = await request.post()
+        action = str(form.get("action", ""))
+        if action not in (("ack", "on_site", "note") if signed_in else ("ack",)):
+            raise web.HTTPForbidden(text=f"{action or 'that'}: sign in to the console first")
+        if signed_in:
+            sent = str(form.get("csrf", ""))
+            if not hmac.compare_digest(sent.encode(), request["session"].csrf.encode()):
+                raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page")
+        text = str(form.get("text", "")).strip()
+        if action == "note" and not text:
+            raise web.HTTPBadRequest(text="the note is empty")
+        try:
+            outcome = await c.store.apart(
+                run_command, action, grant.incident, phone_actor(grant, request), text, {}
+            )
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        said = {"done": action, "state": outcome.state, "result": outcome.result[:200]}
+        raise web.HTTPSeeOther(f"/m/{request.match_info['token']}?{urlencode(said)}")
 
     @r.post("/reveal")
     async def reveal(request: web.Request) -> web.StreamResponse:
@@ -847,6 +936,33 @@ def routes(console: Console) -> web.RouteTableDef:
         return c.render(request, "audit.html", rows=shown_rows, older=older, **filters)
 
     return r
+
+
+async def phone_grant(console: Console, request: web.Request) -> tuple[Grant, bool]:
+    """The incident and person the link names (403 for a link that is not ours, altered
+    or expired: it does nothing), and whether the browser is signed in as that person
+    (or as an account that may act at the incident's site)."""
+    links = await console.links()
+    grant = links.check(request.match_info["token"], console.now())
+    if grant is None:
+        raise web.HTTPForbidden(
+            text="this link is not valid or has expired: open the incident from the console"
+        )
+    token = request.cookies.get(COOKIE, "")
+    sess = await console.read(accounts.session, token, console.now()) if token else None
+    if sess is None:
+        return grant, False
+    request["session"] = sess
+    site = await console.read(incidents_db.site_of, grant.incident)
+    mine = sess.user.staff == grant.staff and sess.user.sees(site or "")
+    return grant, mine and may(sess.user.role, "act")
+
+
+def phone_actor(grant: Grant, request: web.Request) -> Actor:
+    """The person the link was sent to, by the phone page (the audit says which)."""
+    sess = request.get("session")
+    how = f"account {sess.user.name}" if sess is not None else "link"
+    return Actor(grant.staff, "phone", request.remote or "", how)
 
 
 def secure(console: Console) -> bool:

@@ -22,6 +22,7 @@ from alertd.aio import wait_event, within
 from alertd.clock import Clock
 from alertd.config import DeliveryConfig
 from alertd.directory.staff import Staff
+from alertd.links import Links
 from alertd.outbox.expand import Local
 from alertd.outbox.expand import expand as expand_actions
 from alertd.outbox.lanes import Lane, LaneState
@@ -84,6 +85,9 @@ class Dispatcher:
         self._clock = clock
         self._config = config
         self.staff = staff
+        #: links to each incident's phone page in staff texts (none through a provider of
+        #: registered templates: its texts carry no free text)
+        self.links: Links | None = None
         #: each site's unit numbering and fallback role (a site not listed: the defaults)
         self.sites = dict(sites or {})
         self._local = Local(fallback_role=config.fallback_role)
@@ -288,7 +292,15 @@ class Dispatcher:
         if fold.expand:
             expire = timedelta(seconds=self._config.expire_s)
             self._due_lanes.update(
-                expand_actions(conn, self.staff, now, expire, self.sites, self._local)
+                expand_actions(
+                    conn,
+                    self.staff,
+                    now,
+                    expire,
+                    self.sites,
+                    self._local,
+                    None if self._values else self.links,
+                )
             )
         wants = {c: n for c, n in fold.wants.items() if fold.full or c in self._due_lanes}
         if not wants:

@@ -13,6 +13,7 @@ from typing import Any
 from alertd.directory.staff import Staff
 from alertd.directory.units import below
 from alertd.events import Severity
+from alertd.links import Links
 from alertd.store import Conn
 from alertd.store import directory as directory_db
 from alertd.store import incidents as incidents_db
@@ -202,6 +203,7 @@ def expand(
     expire: timedelta,
     sites: Mapping[str, Local] | None = None,
     default: Local = Local(),
+    links: Links | None = None,
 ) -> set[str]:
     """Expand every pending outbox action, inside the caller's transaction (the commit that
     decides an event also expands and claims: a fire's staff alert waits for one fsync,
@@ -264,7 +266,12 @@ def expand(
                 "recipient_kind": r.kind,
                 "recipient_ref": r.ref,
                 "language": r.language,
-                "body": texts.get(r.language) or texts["zh"],
+                "body": (texts.get(r.language) or texts["zh"])
+                + (
+                    f"\n{links.url(incident_id, r.ref, now)}"
+                    if links is not None and send_as == "sms" and r.kind == "staff"
+                    else ""
+                ),
                 "priority": priority(r, level),
                 "due_at": at,
                 "expires_at": expires,

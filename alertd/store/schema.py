@@ -412,6 +412,17 @@ MIGRATIONS += [
     ),
 ]
 
+_SECRETS = """
+CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+MIGRATIONS += [
+    Migration(
+        "keys alertd makes for itself (the phone links' signing key)",
+        _SECRETS,
+        _SECRETS,
+    ),
+]
+
 #: PostgreSQL stores start here: the first POSTGRES_BASELINE_VERSION migrations as one script
 POSTGRES_BASELINE_VERSION = 16
 
