@@ -287,6 +287,17 @@ async def test_a_fire_reaches_the_operator_on_another_incidents_page_and_a_drill
         assert contrast(colour, background) >= 4.5
         assert contrast(colour, text) >= 4.5
     assert (drill_flash, real_flash) == ("flash-drill", "flash")
+    # staff read the timeline in the page's language, never the engine's matcher trace
+    await page.goto(f"{console.url}/incidents/2")
+    timeline = page.locator("#timeline")
+    await expect(timeline).to_contain_text("报警信号")
+    await expect(timeline).not_to_contain_text("is not one of")
+    assert await page.locator("#timeline details.trace").count() == 0
+    boss = await console.page("boss")
+    await boss.goto(f"{console.url}/incidents/2")
+    trace = boss.locator("#timeline details.trace").first
+    await trace.locator("summary").click()
+    await expect(trace).to_contain_text("fire-alarm: matched")
     # acknowledged: it leaves every page's banner
     await page.goto(f"{console.url}/incidents/2")
     await page.click("button[data-action=ack]")
@@ -368,6 +379,40 @@ async def test_the_link_in_a_staff_text_opens_a_phone_page_that_acknowledges_wit
     await context.close()
 
 
+async def test_the_building_picture_marks_the_alarm_the_joined_floor_and_the_residents(
+    console: Console, broker: Broker
+) -> None:
+    await asyncio.to_thread(publish, broker, SMOKE, '{"smoke": true}')
+    await until(lambda: console.rows("SELECT id FROM incidents WHERE id = 1"))
+    await asyncio.to_thread(publish, broker, "zigbee2mqtt/b3/smoke_0502", '{"smoke": true}')
+    await until(lambda: console.rows("SELECT id FROM timeline WHERE type = 'join'"))
+    await until(lambda: console.desk.sms_to(ZHANG))
+    assert "事件 #1" in await console.desk.text(ZHANG, "2")  # she needs help
+    page = await console.page("desk")
+    await page.goto(f"{console.url}/incidents/1")
+    picture = page.locator("#building svg.building")
+    # the floors from the directory and the devices file, top floor first
+    floors = await picture.locator("g.floor").evaluate_all("gs => gs.map(g => g.dataset.floor)")
+    assert floors == ["12", "8", "5", "4"]
+    # the alarm's floor and the floor that joined, each marked (and said without colour)
+    assert await picture.locator("g.floor.alarm").evaluate_all(
+        "gs => gs.map(g => g.dataset.floor)"
+    ) == ["12", "5"]
+    first = picture.locator("g.flat[data-unit='1203']")
+    assert "alarm" in (await first.get_attribute("class") or "")
+    await expect(first.locator("text")).to_have_text("!")
+    joined = picture.locator("g.flat[data-unit='0502']")
+    await expect(joined.locator("text")).to_have_text("+")
+    assert re.search(r"加入于 \d\d:\d\d", await joined.locator("title").text_content() or "")
+    # the vulnerable residents, and who answered 2
+    zhang = picture.locator("g.flat[data-unit='0805']")
+    await expect(zhang.locator("text")).to_have_text("2V")
+    assert "help" in (await zhang.get_attribute("class") or "")
+    await expect(picture.locator("g.flat[data-unit='0405'] text")).to_have_text("V")
+    await expect(page.locator("#building .legend")).to_contain_text("2 回复需要帮助")
+    await screenshot(page, "incident-building.png", full_page=True)
+
+
 async def test_an_action_while_the_daemon_is_down_is_queued_and_applied_when_it_is_back(
     console: Console, broker: Broker
 ) -> None:
@@ -380,7 +425,7 @@ async def test_an_action_while_the_daemon_is_down_is_queued_and_applied_when_it_
     await asyncio.to_thread(daemon.wait, 20)
     await page.click("button[data-action=ack]")
     # the desk is told it is not done yet, and nothing pretends otherwise
-    await expect(page.locator("#flash")).to_contain_text("queued", timeout=20000)
+    await expect(page.locator("#flash")).to_contain_text("已排队", timeout=20000)
     await expect(page.locator("#status")).to_have_text("未确认")
     await console.restart_daemon()
     await until(lambda: console.rows("SELECT 1 FROM incidents WHERE status = 'acknowledged'"))

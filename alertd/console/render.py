@@ -20,6 +20,7 @@ from alertd.directory.staff import Staff
 from alertd.engine.wording import place, stamp
 from alertd.events import Location
 from alertd.incidents.report import drill_score
+from alertd.incidents.sentences import say
 from alertd.playbooks.schema import Playbook
 from alertd.store import Conn
 from alertd.store import incidents as incidents_db
@@ -36,6 +37,7 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     )
     env.filters["local"] = lambda text: stamp(datetime.fromisoformat(text), tz) if text else "—"
     env.filters["minutes"] = _minutes
+    env.globals["say"] = say
     env.globals["place"] = lambda row, lang: (
         place(Location("", row["building"], row["floor"], row["unit"], row.get("zone", "")), lang)
         or "—"

@@ -31,6 +31,8 @@ GRANTS: dict[str, frozenset[Role]] = {
     # staff phones in full: the desk calls the technician on call
     "staff_phones": frozenset({Role.DUTY, Role.SUPERVISOR, Role.ADMIN}),
     "audit": frozenset({Role.SUPERVISOR, Role.ADMIN}),
+    # how the engine's rules matched an event (its trace on the timeline)
+    "trace": frozenset({Role.SUPERVISOR, Role.ADMIN}),
     "analytics": frozenset({Role.SUPERVISOR, Role.ADMIN}),
     "import": frozenset({Role.SUPERVISOR, Role.ADMIN}),
 }

@@ -11,6 +11,7 @@ from typing import Any
 
 from alertd.console.roles import Role, may
 from alertd.directory.phones import mask
+from alertd.incidents.sentences import split_trace
 from alertd.store import Conn
 from alertd.store import devices as devices_db
 from alertd.store import directory as directory_db
@@ -124,6 +125,10 @@ def timeline(conn: Conn, incident_id: int, role: Role) -> list[dict[str, Any]]:
     rows = incidents_db.timeline(conn, incident_id, receipts=False)
     names = may(role, "names")
     for r in rows:
+        # the engine's matcher trace ("[fire-alarm: matched; water-leak: kind ...]"): for
+        # supervisors and admins behind "details", never the line staff read
+        text, trace = split_trace(r["text"])
+        r["text"], r["trace"] = text, trace if may(role, "trace") else ""
         if r["actor"].startswith("+"):  # a resident's or staff member's reply
             r["actor"] = phone(r["actor"], role)
         if not names:

@@ -27,7 +27,7 @@ import jinja2
 from aiohttp import web
 
 from alertd.config import Config
-from alertd.console import accounts, analytics, views
+from alertd.console import accounts, analytics, building, views
 from alertd.console.audit import Actor, record
 from alertd.console.files import Reread
 from alertd.console.i18n import LANGUAGES, words
@@ -39,7 +39,7 @@ from alertd.directory.importing import Plan
 from alertd.directory.residents import ResidentsFile
 from alertd.directory.staff import Staff
 from alertd.engine.engine import BY_PEOPLE
-from alertd.engine.wording import place
+from alertd.engine.wording import place, stamp
 from alertd.events import Kind
 from alertd.incidents import inputs
 from alertd.incidents.commands import Outcome, run_command
@@ -52,6 +52,7 @@ from alertd.store import Conn, StoreError
 from alertd.store import incidents as incidents_db
 from alertd.store import messages as messages_db
 from alertd.store.access import Access
+from alertd.store.sql import dict_rows, parse_iso
 from integrations.mqtt.profiles import build_profiles
 
 log = logging.getLogger(__name__)
@@ -578,11 +579,10 @@ def routes(console: Console) -> web.RouteTableDef:
             found = incidents_db.find(conn, number)
             if found is None:
                 return None
+            lines = views.timeline(conn, number, role)
             return {
                 "incident": found,
-                "timeline": [
-                    t for t in views.timeline(conn, number, role) if t["type"] in PEOPLE
-                ][-8:],
+                "timeline": [t for t in lines if t["type"] in PEOPLE][-8:],
                 "roll": views.roll_call(conn, number, role),
                 "doors": views.door_checks(conn, found, role),
             }
@@ -1070,6 +1070,8 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
         clear = (
             allclear.preview(conn, console.config, console.playbooks(), number, "") if held else []
         )
+        roll = views.roll_call(conn, number, role)
+        doors = views.door_checks(conn, found, role)
         return {
             "still_active": still,
             "all_clear": clear if isinstance(clear, list) else [],
@@ -1078,8 +1080,9 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
             "deliveries": views.deliveries(conn, number, role, limit),
             "counts": messages_db.progress(conn, number),
             "limit": limit,
-            "roll": views.roll_call(conn, number, role),
-            "doors": views.door_checks(conn, found, role),
+            "roll": roll,
+            "doors": doors,
+            "building": building_svg(console, conn, found, roll, doors, language(request)),
         }
 
     # 20 desks on the same fire read it once a second, not 20 times: each read holds a
@@ -1093,6 +1096,36 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     return console.render(
         request, "incident.html", context["incident"]["site"], done=dict(request.query), **context
     )
+
+
+def building_svg(
+    console: Console,
+    conn: Conn,
+    incident: dict[str, Any],
+    roll: views.RollCall,
+    doors: list[dict[str, Any]],
+    lang: str,
+) -> str:
+    """The incident's building as a stack of floors (alertd/console/building.py)."""
+    if not incident["building"]:
+        return ""
+    answers = {
+        r["unit"]: state
+        for state, rows in (("safe", roll.safe), ("need_help", roll.need_help))
+        for r in rows
+        if r["building"] == incident["building"]
+    }
+    joined = {
+        str(r["device_id"]): stamp(parse_iso(r["at"]), console.tz)[11:16]
+        for r in dict_rows(
+            conn,
+            "SELECT e.device_id, t.at FROM timeline t JOIN events e ON e.id = t.event_id "
+            "WHERE t.incident_id = ? AND t.type = 'join'",
+            (incident["id"],),
+        )
+    }
+    drawn = building.picture(conn, incident, console.devices()[0], doors, answers, joined)
+    return building.svg(drawn, words(lang))
 
 
 async def directory_page(

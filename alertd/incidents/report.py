@@ -9,6 +9,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from alertd.engine.wording import stamp
+from alertd.incidents.sentences import say, split_trace
 
 
 def _local(text: str | None, tz: tzinfo) -> str:
@@ -98,7 +99,9 @@ def markdown(
     for row in timeline:
         if row["id"] in delivered:
             continue  # counted below, not listed one by one
-        text = str(row["text"]).replace("|", "\\|")
+        said, trace = split_trace(str(row["text"]))
+        text = say(row["type"], said, "en") + (f" (rules: {trace})" if trace else "")
+        text = text.replace("|", "\\|")
         times = (event_times or {}).get(row.get("event_id") or 0)
         if times is not None:
             occurred, received = (datetime.fromisoformat(t) for t in times)
