@@ -38,6 +38,7 @@ PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
 KINDS = ["fire-alarm", "water-leak", "water-leak", "power-loss", "sensor-offline", "fire-trouble"]
 PASSWORD = "bench password 1"
 FAN_OUT = 5000
+TOWER_FLOORS = 30
 
 
 def build(path: Path, incidents: int) -> None:
@@ -123,10 +124,67 @@ def build(path: Path, incidents: int) -> None:
             for r in range(1, FAN_OUT + 1, 3)
         ],
     )
+    tower(conn, incidents + 1, at)
     accounts.add_user(conn, "boss", Role.SUPERVISOR, "Wang", PASSWORD, now)
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     store.close()
+
+
+def tower(conn: sqlite3.Connection, incident: int, at: str) -> None:
+    """A fire in a 30-floor tower of 600 flats (20 a floor), one resident each, every
+    tenth vulnerable: two floors in alarm (one joined later), a third of the residents
+    answered (one in fifty of them: 2). Its page draws the whole building."""
+    flats = [(f, k) for f in range(1, TOWER_FLOORS + 1) for k in range(1, 21)]
+    conn.execute(
+        "INSERT INTO incidents (id, playbook, key, status, severity, site, building, floor, "
+        "unit, zone, title, opened_at, last_event_at, active, units, run, drill) VALUES "
+        "(?, 'fire-alarm', 'building:HV/T', 'open', 'critical', 'HV', 'T', '12', '1201', '', "
+        "'fire in the tower', ?, ?, ?, '[]', '{}', 0)",
+        (incident, at, at, json.dumps(["smoke-T-12 fire.alarm", "smoke-T-13 fire.alarm"])),
+    )
+    conn.executemany(
+        "INSERT INTO residents (building, floor, unit, name, phone, language, vulnerable, "
+        "notes, updated_at, site) VALUES ('T', ?, ?, ?, ?, 'zh', ?, '', ?, 'HV')",
+        [
+            (str(f), f"{f:02d}{k:02d}", f"T{f}-{k}", f"+86136{f:04d}{k:04d}", int(k % 10 == 0), at)
+            for f, k in flats
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO messages (outbox_id, incident_id, channel, recipient, recipient_kind, "
+        "recipient_ref, language, body, priority, status, attempts, due_at, updated_at) "
+        "VALUES (0, ?, 'sms', ?, 'resident', '', 'zh', 'text', 1, 'delivered', 1, ?, ?)",
+        [(incident, f"+86136{f:04d}{k:04d}", at, at) for f, k in flats],
+    )
+    conn.executemany(
+        "INSERT INTO timeline (incident_id, at, type, actor, text) VALUES (?, ?, 'check_in', ?, ?)",
+        [
+            (incident, at, f"+86136{f:04d}{k:04d}", "need help (2)" if n % 50 == 0 else "safe (1)")
+            for n, (f, k) in enumerate(flats)
+            if n % 3 == 0
+        ],
+    )
+    event = conn.execute(
+        "INSERT INTO events (kind, state, severity, device_id, site, building, floor, unit, "
+        "zone, occurred_at, received_at, source, decided) VALUES ('fire.alarm', 'active', "
+        "'critical', 'smoke-T-13', 'HV', 'T', '13', '1301', '', ?, ?, 'bench', 1) RETURNING id",
+        (at, at),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO timeline (incident_id, at, type, actor, text, event_id) "
+        "VALUES (?, ?, 'join', 'alertd', 'new: device smoke-T-13; announced', ?)",
+        (incident, at, event),
+    )
+
+
+def tower_devices() -> str:
+    """One smoke detector a floor in the tower, in its first flat."""
+    rows = ["device_id,profile,topic,site,building,floor,unit"]
+    rows += [
+        f"smoke-T-{f},zigbee2mqtt,z/t{f},HV,T,{f},{f:02d}01" for f in range(1, TOWER_FLOORS + 1)
+    ]
+    return "\n".join(rows) + "\n"
 
 
 async def sign_in(url: str, password: str = PASSWORD) -> aiohttp.ClientSession:
@@ -160,6 +218,14 @@ async def pages(url: str, incidents: int, rounds: int) -> None:
         for _ in range(max(5, rounds // 10)):
             await asyncio.sleep(PAGE_TTL_S + 0.1)  # past the shared read: the server's own work
             fan_out.append(await timed(http, f"{url}/incidents/1"))
+        async with http.get(f"{url}/incidents/{incidents + 1}") as answer:
+            drawn = await answer.text()
+        flats, alarms = drawn.count('<g class="flat'), drawn.count('class="floor alarm"')
+        assert (flats, alarms) == (600, 2), (flats, alarms)  # the whole tower, two floors in alarm
+        tall = []
+        for _ in range(max(5, rounds // 10)):
+            await asyncio.sleep(PAGE_TTL_S + 0.1)
+            tall.append(await timed(http, f"{url}/incidents/{incidents + 1}"))
         month = [await timed(http, f"{url}/analytics") for _ in range(max(5, rounds // 5))]
         today = datetime.now(UTC).date()
         year = f"{url}/analytics?from={today - timedelta(days=366)}&until={today}"
@@ -169,6 +235,7 @@ async def pages(url: str, incidents: int, rounds: int) -> None:
     for name, values in (
         ("incident page", page),
         (f"... {FAN_OUT:,}-resident fan-out", fan_out),
+        (f"... {TOWER_FLOORS}-floor, 600-flat picture", tall),
         ("analytics, this month", month),
         ("analytics, the year", whole),
     ):
@@ -251,7 +318,7 @@ async def run(quick: bool) -> None:
         start = time.perf_counter()
         build(root / "alertd.db", incidents)
         print(f"store: {incidents:,} incidents built in {time.perf_counter() - start:.1f} s")
-        (root / "devices.csv").write_text("device_id,profile,topic\n")
+        (root / "devices.csv").write_text(tower_devices())
         port = free_port()
         (root / "alertd.yaml").write_text(
             "site: {name: HV, timezone: Asia/Shanghai}\nstorage: {path: alertd.db}\n"
