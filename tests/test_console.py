@@ -718,6 +718,12 @@ async def test_declare_with_its_preview_a_drill_and_the_supervisors_pages(
     await boss.goto(console.url + "/devices?building=3")
     await expect(boss.locator("#devices tbody tr")).to_have_count(2)
     await expect(boss.locator("#devices")).to_contain_text("smoke-3-12")
+    # long lists are searchable: every word must appear
+    await boss.goto(console.url + "/devices?q=kitchen+1203")
+    await expect(boss.locator("#devices tbody tr")).to_have_count(1)
+    await boss.goto(console.url + "/directory?q=zhang")
+    await expect(boss.locator("#residents tbody tr")).to_have_count(1)
+    await expect(boss.locator("#residents")).to_contain_text("Zhang Xiulan")
     # English on request
     await boss.goto(console.url + "/lang/en?next=/analytics")
     await expect(boss.locator("h1")).to_have_text("Analytics")

@@ -94,6 +94,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "all": ("全部", "All"),
     "show": ("查看", "Show"),
     "older": ("更早的记录", "Older entries"),
+    "search": ("搜索", "Search"),
     "building_picture": ("楼栋示意图", "The building, floor by floor"),
     "joined_at": ("加入于", "joined at"),
     "legend": ("图例", "Legend"),

@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -62,6 +63,8 @@ COOKIE = "alertd_session"
 WATCH_S = 0.05
 #: audit rows a page
 AUDIT_PAGE = 100
+#: rows a page of the residents and devices lists
+LIST_PAGE = 200
 #: what people did and said, on the phone page's short timeline (not the engine's steps)
 PEOPLE = frozenset(
     {"opened", "acknowledged", "note", "on_site", "visited", "check_in", "reply",
@@ -836,10 +839,12 @@ def routes(console: Console) -> web.RouteTableDef:
                 }
             )
         buildings = sorted({d.location.building for d in known})
+        page = paged(request, rows, ("id", "building", "floor", "unit", "zone"))
         return c.render(
             request,
             "devices.html",
-            rows=rows,
+            rows=page.rows,
+            paging=page,
             building=building,
             buildings=buildings,
             problems=[str(p) for p in problems] if granted(request) is None else [],
@@ -963,6 +968,38 @@ def phone_actor(grant: Grant, request: web.Request) -> Actor:
     sess = request.get("session")
     how = f"account {sess.user.name}" if sess is not None else "link"
     return Actor(grant.staff, "phone", request.remote or "", how)
+
+
+@dataclass(frozen=True, slots=True)
+class Paged:
+    """One page of a long list, after its search (`q`: every word must appear)."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+    q: str
+    path: str
+    query: dict[str, str]
+
+    def link(self, page: int) -> str:
+        return f"{self.path}?{urlencode({**self.query, 'page': page})}"
+
+
+def paged(request: web.Request, rows: list[dict[str, Any]], fields: tuple[str, ...]) -> Paged:
+    q = request.query.get("q", "").strip()
+    words_ = q.lower().split()
+    if words_:
+        rows = [
+            r
+            for r in rows
+            if all(any(w in str(r.get(f) or "").lower() for f in fields) for w in words_)
+        ]
+    pages = max(1, -(-len(rows) // LIST_PAGE))
+    raw = request.query.get("page", "1")
+    page = min(pages, max(1, int(raw))) if raw.isdigit() and len(raw) < 7 else 1
+    shown_rows = rows[(page - 1) * LIST_PAGE : page * LIST_PAGE]
+    return Paged(shown_rows, len(rows), page, pages, q, request.path, dict(request.query))
 
 
 def secure(console: Console) -> bool:
@@ -1162,10 +1199,12 @@ async def directory_page(
                     "on_call": ", ".join(r for r, who in on_call.items() if who == name),
                 }
             )
+    page = paged(request, found, ("building", "floor", "unit", "name", "notes"))
     return console.render(
         request,
         "directory.html",
-        residents=found,
+        residents=page.rows,
+        paging=page,
         staff=staff_rows,
         problems=problems,
         summary=summary,
