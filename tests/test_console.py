@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import pytest
@@ -34,11 +35,20 @@ SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 
 
 async def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
-    """The README's pictures, made again only when asked (ALERTD_SCREENSHOTS=1): a test
-    run leaves the work tree as it was."""
-    if os.environ.get("ALERTD_SCREENSHOTS"):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=SCREENSHOTS / name, full_page=full_page)
+    """The README's pictures, in Chinese and in English (`name` and `name-en`), made
+    again only when asked (ALERTD_SCREENSHOTS=1): a test run leaves the work tree as it
+    was."""
+    if not os.environ.get("ALERTD_SCREENSHOTS"):
+        return
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=SCREENSHOTS / name, full_page=full_page)
+    parts = urlsplit(page.url)
+    here = parts.path + (f"?{parts.query}" if parts.query else "")
+    base = f"{parts.scheme}://{parts.netloc}"
+    await page.goto(f"{base}/lang/en?next={quote(here)}")
+    english = name.replace(".png", "-en.png")
+    await page.screenshot(path=SCREENSHOTS / english, full_page=full_page)
+    await page.goto(f"{base}/lang/zh?next={quote(here)}")
 
 
 PASSWORD = "correct horse battery"
