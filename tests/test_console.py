@@ -198,6 +198,10 @@ async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_st
     await expect(row).to_be_visible(timeout=5000)
     await expect(row).to_contain_text("3号楼 12层 1203")
     assert await board.evaluate("document.body.classList.contains('alarm-on')")
+    # the site as a row of buildings: building 3 in alarm, with its mark
+    building = board.locator("#sites .bldg[data-building='3']")
+    await expect(building).to_have_class(re.compile("alarm"))
+    await expect(building).to_have_text("3 !")
     await screenshot(board, "board.png")
     # the escalation is waiting for an acknowledgement
     assert console.rows(
@@ -216,6 +220,7 @@ async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_st
     await expect(board.locator("tr[data-incident='1']")).to_contain_text("Wang")
     await expect(board.locator("tr.alarm")).to_have_count(0)
     assert not await board.evaluate("document.body.classList.contains('alarm-on')")
+    await expect(building).to_have_class(re.compile("acknowledged"))
     # the timeline and the audit trail say who did it, from the console
     (who,) = console.rows(
         "SELECT actor FROM timeline WHERE incident_id = 1 AND type = 'acknowledged'"

@@ -480,7 +480,7 @@ def test_the_report_tallies_receipts_and_check_ins() -> None:
     assert "- **Delivery receipts:** 2 delivered" in text
     assert "- **Residents texted:** 3, 2 delivered, 1 failed; 1 answered safe, 1 need help" in text
     assert "| sms | building | 3 | 2 | 1 | done | 火警 |" in text
-    assert "message 3 not delivered" in text
+    assert "Message 3 not delivered" in text
     assert "message 1 delivered" not in text
 
 

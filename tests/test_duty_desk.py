@@ -195,7 +195,7 @@ async def test_a_real_fire_during_a_drill_and_what_the_desk_does_with_it(
     )
     shown = await desk.cli("incidents", "show", "2")
     assert "help_request" in shown.stdout
-    assert "Zhang Xiulan asked for help" in shown.stdout
+    assert "Zhang Xiulan asks for help" in shown.stdout
     assert "Door-check list (2) sent to security on call" in shown.stdout  # as people say it
     # 10. the record cannot be bent
     fake_person = await desk.cli("incidents", "ack", "2", "--by", "Totally Fake Person")

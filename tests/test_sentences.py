@@ -24,6 +24,10 @@ from alertd.incidents.sentences import say, split_trace
         ("delivery", "message 7 not delivered: Twilio undelivered (error 30003)",
          "消息 7 未送达：Twilio undelivered (error 30003)",
          "Message 7 not delivered: Twilio undelivered (error 30003)"),
+        ("join", "new: device:smoke-3-05; announced", "新的报警：探测器 smoke-3-05（已通知）",
+         "Another alarm: detector smoke-3-05 (announced)"),
+        ("check_in", "Bldg 3, 8F, 0805: need help (2)", "Bldg 3, 8F, 0805：需要帮助（“2”）",
+         'Bldg 3, 8F, 0805: needs help ("2")'),
         # people's own words stay as they were written
         ("note", "伤员已送医 / casualty taken", "伤员已送医 / casualty taken",
          "伤员已送医 / casualty taken"),

@@ -493,6 +493,7 @@ def routes(console: Console) -> web.RouteTableDef:
             request,
             "board.html",
             board_html=board_rows(c, request),
+            strip_html=site_strip(c, request),
             site_choices=choices(c, request),
             site=request.query.get("site", ""),
         )
@@ -525,7 +526,11 @@ def routes(console: Console) -> web.RouteTableDef:
                 ringing = alarms(c, request)
                 payload = json.dumps(
                     {
-                        **({"html": board_rows(c, request)} if rows else {}),
+                        **(
+                            {"html": board_rows(c, request), "strip": site_strip(c, request)}
+                            if rows
+                            else {}
+                        ),
                         "banner": banner(c, request),
                         "alarm": any(not r["drill"] for r in ringing),
                         "drill": any(r["drill"] for r in ringing),
@@ -1063,6 +1068,45 @@ def pick_site(console: Console, request: web.Request, key: str) -> Site:
 
 def board_rows(console: Console, request: web.Request) -> str:
     return _rows(console, request, "board_rows.html", visible(console, request))
+
+
+def site_strip(console: Console, request: web.Request) -> str:
+    """Each site the board shows as a row of its buildings (the devices file's and the
+    incidents'), each coloured by its most urgent open incident: the head office's view."""
+    rows = visible(console, request)
+    sites = shown(console, request)
+    known: dict[str, set[str]] = {}
+    for device in console.devices()[0]:
+        if device.location.building:
+            known.setdefault(device.location.site, set()).add(device.location.building)
+    for r in rows:
+        if r["building"]:
+            known.setdefault(r["site"], set()).add(r["building"])
+    rank = {"alarm": 4, "drill": 3, "open": 2, "acknowledged": 1}
+    strip = []
+    for site in console.sites:
+        if sites is not None and site.id not in sites:
+            continue
+        state: dict[str, str] = {}
+        for r in rows:
+            if r["site"] != site.id:
+                continue
+            now = (
+                ("drill" if r["drill"] else "alarm")
+                if r["alarm"]
+                else ("open" if r["status"] == "open" else "acknowledged")
+            )
+            if rank[now] > rank.get(state.get(r["building"], ""), 0):
+                state[r["building"]] = now
+        buildings = sorted(known.get(site.id, set()), key=_building_order)
+        strip.append({"site": site, "buildings": [(b, state.get(b, "quiet")) for b in buildings]})
+    lang = language(request)
+    return console.env.get_template("site_strip.html").render(strip=strip, w=words(lang))
+
+
+def _building_order(name: str) -> tuple[int, str]:
+    digits = re.sub(r"\D", "", name)
+    return (int(digits) if digits else 1 << 30, name)
 
 
 def alarms(console: Console, request: web.Request) -> list[dict[str, Any]]:

@@ -50,6 +50,27 @@ def _action(m: re.Match[str], lang: str) -> str:
     }.get(channel, f"{channel} to {who}")
 
 
+def _news(listed: str, lang: str) -> str:
+    """`device:smoke-3-05, floor:5` as people say it."""
+    said = []
+    for item in listed.split(", "):
+        kind, _, name = item.partition(":")
+        zh = {"device": f"探测器 {name}", "floor": f"{name}层", "unit": f"{name}户",
+              "zone": f"区域 {name}"}  # fmt: skip
+        en = {"device": f"detector {name}", "floor": f"floor {name}", "unit": f"flat {name}",
+              "zone": f"zone {name}"}  # fmt: skip
+        said.append((zh if lang == "zh" else en).get(kind, item))
+    return ("、" if lang == "zh" else ", ").join(said)
+
+
+_ANSWERS = {"need help": ("需要帮助", "needs help"), "safe": ("安全", "safe"),
+            "other": ("回复", "replied")}  # fmt: skip
+
+
+def _fixed(zh: str, en: str) -> Say:
+    return lambda m, lang: zh if lang == "zh" else en
+
+
 def _minutes(seconds: str) -> str:
     s = float(seconds)
     return f"{s / 60:g}" if s >= 60 else f"{s / 60:.1f}"
@@ -73,7 +94,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "step",
         re.compile(r"step \d+: already acknowledged$"),
-        lambda m, lang: "已有人确认，不再升级" if lang == "zh" else "Already acknowledged",
+        _fixed("已有人确认，不再升级", "Already acknowledged"),
     ),
     (
         "escalation",
@@ -87,7 +108,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "opened",
         re.compile(r"incident opened by (?P<book>\S+)$"),
-        lambda m, lang: "事件开始" if lang == "zh" else "Incident opened",
+        _fixed("事件开始", "Incident opened"),
     ),
     (
         "event",
@@ -128,6 +149,57 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
             if lang == "zh"
             else f"Message {m['id']} not delivered: {m['why']}"
         ),
+    ),
+    (
+        "join",
+        re.compile(r"new: (?P<news>.*); announced$"),
+        lambda m, lang: (
+            f"新的报警：{_news(m['news'], lang)}（已通知）"
+            if lang == "zh"
+            else f"Another alarm: {_news(m['news'], lang)} (announced)"
+        ),
+    ),
+    (
+        "restored",
+        re.compile(r"every condition is back to normal; all-clear after (?P<s>[\d.]+) s$"),
+        lambda m, lang: (
+            f"全部恢复正常，{m['s']} 秒后发送解除通知"
+            if lang == "zh"
+            else f"Everything back to normal; the all-clear in {m['s']} s"
+        ),
+    ),
+    (
+        "all_clear",
+        re.compile(r"every condition is back to normal$"),
+        _fixed("全部恢复正常", "Everything back to normal"),
+    ),
+    (
+        "check_in",
+        re.compile(r"(?P<who>.*): (?P<what>need help|safe|other) \((?P<said>.*)\)$", re.S),
+        lambda m, lang: (
+            f"{m['who']}：{_ANSWERS[m['what']][0]}（“{m['said']}”）"
+            if lang == "zh"
+            else f'{m["who"]}: {_ANSWERS[m["what"]][1]} ("{m["said"]}")'
+        ),
+    ),
+    (
+        "help_request",
+        re.compile(r"(?P<who>.*) asked for help: (?P<said>.*)$", re.S),
+        lambda m, lang: (
+            f"{m['who']} 求助：{m['said']}"
+            if lang == "zh"
+            else f"{m['who']} asks for help: {m['said']}"
+        ),
+    ),
+    (
+        "resolved",
+        re.compile(r"resolved$"),
+        _fixed("已处理", "Resolved"),
+    ),
+    (
+        "closed",
+        re.compile(r"closed$"),
+        _fixed("已关闭", "Closed"),
     ),
     (
         "acknowledged",

@@ -79,6 +79,8 @@
       const data = JSON.parse(e.data);
       banner.innerHTML = data.banner;
       if (rows && data.html !== undefined) { rows.innerHTML = data.html; rows.dataset.at = data.at; }
+      const strip = document.getElementById("sites");
+      if (strip && data.strip !== undefined) strip.innerHTML = data.strip;
       banner.dataset.at = data.at;
       ages();
       ring(data.alarm, data.drill);
