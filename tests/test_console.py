@@ -428,6 +428,50 @@ async def test_the_building_picture_marks_the_alarm_the_joined_floor_and_the_res
     await screenshot(page, "incident-building.png", full_page=True)
 
 
+def other_language(text: str, lang: str) -> list[str]:
+    """The console's own words of the other language found in a page's text: a zh page
+    must say none of the English catalogue, an en page none of the Chinese."""
+    from alertd.console.i18n import WORDS
+
+    found = []
+    for zh, en in WORDS.values():
+        other = en if lang == "zh" else zh
+        mine = zh if lang == "zh" else en
+        if other == mine or other in mine or len(other) < (5 if lang == "zh" else 2):
+            continue
+        if re.search(rf"(?<![\w-]){re.escape(other)}(?![\w-])", text):
+            found.append(other)
+    return found
+
+
+async def test_every_page_speaks_one_language(console: Console, broker: Broker) -> None:
+    """Every page, in Chinese then in English, holds none of the other language's words
+    of the catalogue, once names and data (incident titles, the centre's name, the
+    language links) are set aside."""
+    await asyncio.to_thread(publish, broker, SMOKE, '{"smoke": true}')
+    await until(lambda: any("/m/" in b for b in console.desk.sms_to(WANG)))
+    token = re.findall(r"/m/([\w.-]+)", console.desk.sms_to(WANG)[-1])[0]
+    data = [str(t) for (t,) in console.rows("SELECT title FROM incidents")]
+    data += ["海景物业服务中心", "中文", "English"]
+    page = await console.page("boss")
+    paths = ["/", "/incidents/1", "/declare", "/devices", "/directory", "/audit",
+             "/analytics", f"/m/{token}", "/incidents/9999"]  # fmt: skip
+    for lang in ("zh", "en"):
+        await page.goto(f"{console.url}/lang/{lang}?next=/")
+        for path in paths:
+            await page.goto(console.url + path)
+            # what people wrote and the record's own words are quoted, not translated
+            text = await page.evaluate(
+                """() => { const body = document.body.cloneNode(true);
+                body.querySelectorAll('[data-quoted]').forEach(e => e.remove());
+                document.documentElement.appendChild(body);
+                const text = body.innerText; body.remove(); return text; }"""
+            )
+            for item in data:
+                text = text.replace(item, " ")
+            assert other_language(text, lang) == [], (lang, path)
+
+
 async def test_an_action_while_the_daemon_is_down_is_queued_and_applied_when_it_is_back(
     console: Console, broker: Broker
 ) -> None:

@@ -95,6 +95,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "show": ("查看", "Show"),
     "older": ("更早的记录", "Older entries"),
     "search": ("搜索", "Search"),
+    "no_playbook": ("没有启用的预案处理这类情况", "No enabled playbook handles"),
+    "opted_out": ("已退订", "opted out"),
     "site_strip": ("各小区楼栋", "Every site's buildings"),
     "bs_alarm": ("报警未确认", "alarm, not acknowledged"),
     "bs_drill": ("演练中", "drill"),
