@@ -950,8 +950,8 @@ def routes(console: Console) -> web.RouteTableDef:
 
 async def phone_grant(console: Console, request: web.Request) -> tuple[Grant, bool]:
     """The incident and person the link names (403 for a link that is not ours, altered
-    or expired: it does nothing), and whether the browser is signed in as that person
-    (or as an account that may act at the incident's site)."""
+    or expired: it does nothing), and whether the browser is signed in as that person,
+    with an account that may act and sees the incident's site."""
     links = await console.links()
     grant = links.check(request.match_info["token"], console.now())
     if grant is None:
