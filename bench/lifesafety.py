@@ -139,7 +139,11 @@ def setup(
 
 
 def desks_process(
-    url: str, sessions: int, stop: multiprocessing.synchronize.Event, updates: Any
+    url: str,
+    sessions: int,
+    stop: multiprocessing.synchronize.Event,
+    updates: Any,
+    ready: multiprocessing.synchronize.Event,
 ) -> None:
     """The browsers: a process of their own, niced, since on site they run on the desks'
     machines, not on alertd's."""
@@ -153,15 +157,20 @@ def desks_process(
             stopped.set()
 
         watcher = asyncio.create_task(watch_stop())
-        updates.value = await console_sessions(url, sessions, stopped)
+        updates.value = await console_sessions(url, sessions, stopped, ready)
         await watcher
 
     asyncio.run(run())
 
 
-async def console_sessions(url: str, sessions: int, stop: asyncio.Event) -> int:
-    """Desks with the board open; returns the board updates they received."""
+async def console_sessions(
+    url: str, sessions: int, stop: asyncio.Event, ready: multiprocessing.synchronize.Event
+) -> int:
+    """Desks with the board open; returns the board updates they received. `ready` is
+    set once every desk is signed in (20 argon2 checks take seconds on a niced process:
+    the storm must not start and end before the desks are there)."""
     clients = [await sign_in(url, PASSWORD) for _ in range(sessions)]
+    ready.set()
     updates = 0
 
     async def desk(http: aiohttp.ClientSession) -> None:
@@ -209,6 +218,7 @@ async def under_load(quick: bool, sessions: int, sites: int = 1, postgres: bool 
         web = start_web(config, root / "web.log") if sessions else None
         context = multiprocessing.get_context("spawn")
         desks_stop = context.Event()
+        desks_ready = context.Event()
         updates = context.Value("i", 0)
         desks: multiprocessing.process.BaseProcess | None = None
         stop = context.Event()
@@ -220,9 +230,17 @@ async def under_load(quick: bool, sessions: int, sites: int = 1, postgres: bool 
                 await until(lambda: b"alertd console on" in web_log.read_bytes(), 30)
                 desks = context.Process(
                     target=desks_process,
-                    args=(f"http://127.0.0.1:{web_port}", sessions, desks_stop, updates),
+                    args=(
+                        f"http://127.0.0.1:{web_port}",
+                        sessions,
+                        desks_stop,
+                        updates,
+                        desks_ready,
+                    ),
                 )
                 desks.start()
+                if not await asyncio.to_thread(desks_ready.wait, 120):
+                    print("the desks could not sign in within 120 s")
             storm_process.start()
             await asyncio.sleep(2)  # the storm is on
             pub = Publisher(broker, "bench-fires")
