@@ -72,8 +72,9 @@ class FakeAliyun:
     #: requests whose signature did not verify (answered 400 SignatureDoesNotMatch)
     forged: int = 0
     _sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: SmsReport entries not pushed yet
+    #: SmsReport entries not pushed yet, and those pushed
     reports: list[dict[str, Any]] = field(default_factory=list)
+    reports_sent: list[dict[str, Any]] = field(default_factory=list)
     #: where pushes go: alertd's <public_url>/aliyun/<token>
     push_url: str = ""
     #: when each request came (time.perf_counter, as the fake Twilio)
@@ -166,6 +167,7 @@ class FakeAliyun:
     async def push_reports(self, most: int = 100) -> int:
         """The reports not pushed yet, `most` a push; the last push's status."""
         entries, self.reports = self.reports, []
+        self.reports_sent += entries
         status = 200
         for i in range(0, len(entries), most):
             status = await self.push("report", entries[i : i + most])

@@ -706,6 +706,10 @@ async def test_the_daemon_takes_aliyuns_pushes_at_its_public_address(
         assert await aliyun.reply(SECURITY, "OK") == 403
         aliyun.push_url = f"http://127.0.0.1:{port}/aliyun/{PUSH_TOKEN}"
         assert await aliyun.push_reports() == 200
+        # Aliyun merges reports: a push far larger than Twilio's 16 KB forms is taken
+        merged = [{**aliyun.reports_sent[0], "out_id": f"alertd-9{i:04d}"} for i in range(500)]
+        assert len(json.dumps(merged)) > 64 * 1024
+        assert await aliyun.push("report", merged) == 200
         assert await aliyun.reply(SECURITY, "OK") == 200
         db = tmp_path / "alertd.db"
 
