@@ -1170,7 +1170,9 @@ async def incident_page(console: Console, request: web.Request) -> web.StreamRes
     # snapshot of the store, and snapshots held all the time keep SQLite from ever
     # restarting its WAL (every commit of the daemon then pays a partial checkpoint)
     # ... unless the incident changed: an action, a note, a reply (not a delivery receipt)
-    key = (number, role, limit, await console.read(incidents_db.version, number))
+    # the building picture's words are the page's: one shared read per language
+    version = await console.read(incidents_db.version, number)
+    key = (number, role, limit, language(request), version)
     context = await console.pages.get(key, lambda: console.read(gather))
     if context is None:
         raise web.HTTPNotFound(text=f"no incident {number}")
