@@ -133,6 +133,13 @@ def check(config_path: Path) -> None:
                     )
     problems += _stored_residents(config, sites)
     problems += _registered(config, sites, playbooks, own, config_path)
+    if _texts_phones(config) and _loopback(config.console.public_url):
+        click.echo(
+            f"warning: {config_path}: console.public_url is {config.console.public_url}: the "
+            "link in each staff text opens only on this machine; set it to the address "
+            "staff phones reach",
+            err=True,
+        )
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     accounts = sum(len(r.accounts) for r in config.receivers.values())
@@ -145,6 +152,16 @@ def check(config_path: Path) -> None:
     )
     if problems:
         raise SystemExit(1)
+
+
+def _texts_phones(config: Config) -> bool:
+    return any(p is not None for p in (config.twilio, config.aliyun, config.tencent))
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 def _registered(

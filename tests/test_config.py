@@ -41,6 +41,21 @@ def test_the_example_configuration_is_valid_and_complete() -> None:
     assert cfg.site.timezone == "Asia/Shanghai"
 
 
+def test_check_warns_when_staff_texts_would_link_to_this_machine(tmp_path: Path) -> None:
+    """The phone page's link in a staff text is made from console.public_url: left at
+    its loopback default with a real SMS provider, it opens on no phone."""
+    write(tmp_path, "devices.csv", "device_id,profile,topic\n")
+    twilio = "twilio: {account_sid: AC0, auth_token: x, from_number: '+15005550006'}\n"
+    path = write(tmp_path, "a.yaml", "devices: devices.csv\n" + twilio)
+    result = CliRunner().invoke(main, ["check", "--config", str(path)])
+    assert result.exit_code == 0, result.output  # a warning, not a problem
+    assert "console.public_url is http://127.0.0.1:8090: the link in each staff text" in (
+        result.output
+    )
+    path.write_text(path.read_text() + "console: {public_url: 'https://desk.example.com'}\n")
+    assert "public_url" not in CliRunner().invoke(main, ["check", "--config", str(path)]).output
+
+
 def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "a.yaml", "site:\n  name: x\nmqtt:\n  port: [1883\n")
     (problem,) = problems_of(path)

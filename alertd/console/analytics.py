@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from alertd.incidents.report import drill_score
+from alertd.incidents.report import drill_in_time, took_s
 from alertd.store import Conn
 from alertd.store import analytics as db
 from alertd.store import devices as devices_db
@@ -72,7 +72,8 @@ def analyse(
                 dict(zip(("id", "playbook", "building", "opened_at", "acknowledged_at",
                           "resolved_at", "drill", "site"), (*row[:7], site), strict=True))
             )  # fmt: skip
-            here.drills.append(drill_score(drills[-1], ack_targets.get(playbook)))
+            here.drills += 1
+            here.drills_in_time += drill_in_time(drills[-1], ack_targets.get(playbook)) is True
             continue
         here.incidents += 1
         if ack is not None:
@@ -151,14 +152,28 @@ def analyse(
 
     tables["drills"] = Table(
         "drills",
-        ["incident", "opened", "playbook", "building", "score"],
+        [
+            "incident",
+            "opened",
+            "playbook",
+            "building",
+            "ack_min",
+            "target_min",
+            "in_time",
+            "resolve_min",
+        ],
         [
             [
                 d["id"],
                 datetime.fromisoformat(d["opened_at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M"),
                 d["playbook"],
                 d["building"],
-                drill_score(d, ack_targets.get(d["playbook"])),
+                _minutes(took_s(d["opened_at"], d["acknowledged_at"])),
+                _minutes(ack_targets.get(d["playbook"])),
+                {True: "✓", False: "✗", None: "—"}[
+                    drill_in_time(d, ack_targets.get(d["playbook"]))
+                ],
+                _minutes(took_s(d["opened_at"], d["resolved_at"])),
             ]
             for d in drills
         ],
@@ -175,7 +190,7 @@ def analyse(
         "by_site",
         [
             *("site", "incidents", "ack_mean_min", "ack_p90_min", "resolve_mean_min"),
-            *("leaks", "leaks_on_site_30_min", "drills", "drill_scores", "messages_failed"),
+            *("leaks", "leaks_on_site_30_min", "drills", "drills_in_time", "messages_failed"),
         ],
         [[site, *by_site[site].row()] for site in sorted(by_site)],
         (0, 1),
@@ -205,7 +220,8 @@ class _Site:
     to_resolve: list[float] = field(default_factory=list)
     leaks: int = 0
     reached: int = 0
-    drills: list[str] = field(default_factory=list)
+    drills: int = 0
+    drills_in_time: int = 0
     failed: int = 0
 
     def row(self) -> list[Any]:
@@ -216,8 +232,8 @@ class _Site:
             _minutes(sum(self.to_resolve) / len(self.to_resolve) if self.to_resolve else None),
             self.leaks,
             self.reached,
-            len(self.drills),
-            "; ".join(self.drills),
+            self.drills,
+            self.drills_in_time,
             self.failed,
         ]
 

@@ -139,6 +139,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "t_restore_eta": ("预计恢复", "Expected restore"),
     "t_still_active": ("仍在报警", "Still in alarm"),
     "t_all_clear": ("解除通知", "All-clear"),
+    "t_confirm": ("等待确认处理完毕", "Waiting for staff to resolve"),
     "t_all_clear_held": ("解除通知暂缓", "All-clear held"),
     "t_follow_up": ("回访", "Follow-up"),
     "t_help_request": ("住户求助", "Resident asks for help"),
@@ -164,6 +165,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "ch_sms": ("短信", "SMS"),
     "ch_call": ("电话", "Call"),
     "ch_email": ("邮件", "Email"),
+    "ch_notify": ("通知", "Notify"),
     "ch_pa": ("广播", "PA"),
     "ch_webhook": ("群机器人", "Webhook"),
     "ms_pending": ("待发送", "waiting"),
@@ -172,6 +174,47 @@ WORDS: dict[str, tuple[str, str]] = {
     "ms_delivered": ("已送达", "delivered"),
     "ms_failed": ("失败", "failed"),
     "ms_expired": ("已过期", "expired"),
+    "os_pending": ("待发出", "waiting"),
+    "os_expanded": ("已发出", "sent out"),
+    "os_no recipients": ("无人可接收", "nobody to receive it"),
+    "receipts": ("送达回执", "Delivery receipts"),
+    # the audit trail: what was done, and by which way
+    "au_ack": ("确认", "acknowledge"),
+    "au_note": ("备注", "note"),
+    "au_on_site": ("登记到场", "on site"),
+    "au_visited": ("登记上门", "door checked"),
+    "au_resolve": ("处理完毕", "resolve"),
+    "au_close": ("关闭", "close"),
+    "au_all_clear": ("发送解除通知", "all-clear"),
+    "au_eta": ("预计恢复", "expected restore"),
+    "au_declare": ("报告紧急情况", "declare"),
+    "au_drill": ("演练", "drill"),
+    "au_help": ("住户求助", "resident's call for help"),
+    "au_login": ("登录", "sign in"),
+    "au_login_failed": ("登录失败", "failed sign-in"),
+    "au_reveal_phone": ("查看完整号码", "number revealed"),
+    "au_reveal_phones": ("导出完整号码", "numbers exported"),
+    "au_phone_view": ("打开手机页面", "phone page opened"),
+    "au_import_residents": ("导入住户", "residents imported"),
+    "au_user_add": ("添加账号", "account added"),
+    "au_user_sites": ("更改账号小区", "account's sites changed"),
+    "au_user_disable": ("停用账号", "account disabled"),
+    "au_user_enable": ("启用账号", "account enabled"),
+    "au_user_reset": ("重置密码", "password reset"),
+    "via_web": ("网页", "web"),
+    "via_cli": ("命令行", "command line"),
+    "via_sms": ("短信", "SMS"),
+    "via_call": ("电话", "phone call"),
+    "via_phone": ("手机页面", "phone page"),
+    "via_link": ("链接", "link"),
+    "role_duty": ("值班员", "duty desk"),
+    "role_supervisor": ("主管", "supervisor"),
+    "role_viewer": ("只读", "viewer"),
+    "role_admin": ("管理员", "admin"),
+    "actor_resident": ("住户", "resident"),
+    "actor_pa controller": ("广播控制器", "PA controller"),
+    "lang_zh": ("中文", "Chinese"),
+    "lang_en": ("英文", "English"),
     "rk_staff": ("员工", "staff"),
     "rk_resident": ("住户", "resident"),
     "rk_system": ("系统", "system"),
@@ -287,9 +330,85 @@ WORDS: dict[str, tuple[str, str]] = {
     "share_pct": ("占比 %", "share %"),
     "score": ("评分", "score"),
     "events": ("事件数", "events"),
+    "ack_mean_min": ("确认平均（分钟）", "to acknowledge, mean (min)"),
+    "ack_p90_min": ("确认 P90（分钟）", "to acknowledge, p90 (min)"),
+    "resolve_mean_min": ("处理平均（分钟）", "to resolve, mean (min)"),
+    "leaks_on_site_30_min": ("漏水30分钟内到场", "leaks: on site within 30 min"),
+    "drills_in_time": ("按时确认的演练", "drills acknowledged in time"),
+    "messages_failed": ("发送失败的消息", "messages failed"),
+    "ack_min": ("确认用时（分钟）", "acknowledged after (min)"),
+    "target_min": ("目标（分钟）", "target (min)"),
+    "in_time": ("达标", "in time"),
+    "resolve_min": ("处理用时（分钟）", "resolved after (min)"),
+    "an_acknowledge": ("确认", "acknowledge"),
+    "an_resolve": ("处理完毕", "resolve"),
 }
 
 
 def words(language: str) -> dict[str, str]:
     index = LANGUAGES.index(language) if language in LANGUAGES else 0
     return {key: pair[index] for key, pair in WORDS.items()}
+
+
+#: what the console refuses, in Chinese: its English message (the record's, and what
+#: scripts get) as a pattern; a message no pattern knows is shown as it is
+REFUSALS: list[tuple[str, str]] = [
+    (r"no incident (?P<n>\S+)", "没有事件 {n}"),
+    (r"incident: no incident (?P<n>\S+)", "没有事件 {n}"),
+    (r"incident: (?P<typed>.+) is not an incident number", "事件编号 {typed} 不是数字"),
+    (r"no site (?P<site>.+)", "没有小区 {site}"),
+    (
+        r"site: unknown site (?P<site>.+) \(one of: (?P<known>.*)\)",
+        "没有小区 {site}（可选：{known}）",
+    ),
+    (r"site: which site\? \(one of: (?P<known>.*)\)", "请选择小区（可选：{known}）"),
+    (r"no resident (?P<n>\S+)", "没有住户 {n}"),
+    (r"sign in first", "请先登录"),
+    (r"missing or wrong CSRF token: reload the (?:sign-in )?page", "页面已过期，请刷新后再试"),
+    (r"which unit was visited\?", "请注明上门检查的房号"),
+    (r"unknown action (?P<a>.+)", "未知操作 {a}"),
+    (r"the note is empty", "备注不能为空"),
+    (r"(?P<a>\w+): sign in to the console first", "请先登录值班台再执行此操作"),
+    (r"which resident\?", "请指明住户"),
+    (
+        r"say why you need the full number \(it is audited\)",
+        "请说明查看完整号码的原因（将记入审计）",
+    ),
+    (r"unknown kind (?P<k>.+)", "未知类型 {k}"),
+    (r"building: where is it\?", "请填写楼栋"),
+    (r"building: where is the drill\?", "请填写演练的楼栋"),
+    (r"confirm from the preview", "请在预览中确认后再发出"),
+    (r"no enabled playbook (?P<p>.+)", "没有启用的预案 {p}"),
+    (r"choose a CSV file", "请选择 CSV 文件"),
+    (r"this preview is no longer open: upload the file again", "预览已失效，请重新上传文件"),
+    (r"this account is not linked to a staff member", "此账号未关联员工，不能执行操作"),
+    (r"minutes: a number, e\.g\. 90 \(got (?P<got>.*)\)", "分钟数须为数字，例如 90（收到 {got}）"),
+    (
+        r"minutes: from (?P<lo>\S+) to (?P<hi>\S+) \(30 days\), got (?P<got>.*)",
+        "分钟数须在 {lo} 到 {hi}（30 天）之间，收到 {got}",
+    ),
+    (
+        r"(?P<field>\w+): at most (?P<max>\d+) characters \(got (?P<got>\d+)\)",
+        "{field} 最多 {max} 个字符（收到 {got} 个）",
+    ),
+    (
+        r"(?P<key>\w+): a date like (?P<like>\S+), not (?P<got>.*)",
+        "日期格式应为 {like}，收到 {got}",
+    ),
+    (
+        r"this link is not valid or has expired: open the incident from the console",
+        "此链接无效或已过期，请从值班台打开事件",
+    ),
+]
+
+
+def refusal(said: str, language: str) -> str:
+    """A refusal's message in `language` (English as it was raised)."""
+    import re
+
+    if language != "zh":
+        return said
+    for pattern, zh in REFUSALS:
+        if m := re.fullmatch(pattern, said, re.S):
+            return zh.format(**m.groupdict())
+    return said

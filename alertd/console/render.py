@@ -14,13 +14,13 @@ import jinja2
 
 from alertd.config import Config
 from alertd.console import views
-from alertd.console.i18n import words
+from alertd.console.i18n import refusal, words
 from alertd.console.roles import Role
 from alertd.directory.staff import Staff
 from alertd.engine.wording import place, stamp
 from alertd.events import Location
 from alertd.incidents.report import drill_score
-from alertd.incidents.sentences import say
+from alertd.incidents.sentences import audience, conditions, say
 from alertd.playbooks.schema import Playbook
 from alertd.store import Conn
 from alertd.store import incidents as incidents_db
@@ -38,6 +38,10 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     env.filters["local"] = lambda text: stamp(datetime.fromisoformat(text), tz) if text else "—"
     env.filters["minutes"] = _minutes
     env.globals["say"] = say
+    env.globals["audience"] = audience
+    env.globals["conditions"] = conditions
+    env.globals["refusal"] = refusal
+    env.globals["drill_score"] = drill_score
     env.globals["place"] = lambda row, lang: (
         place(Location("", row["building"], row["floor"], row["unit"], row.get("zone", "")), lang)
         or "—"
@@ -71,10 +75,7 @@ def report_context(
     counts = messages_db.progress(conn, number)
     by_channel = messages_db.by_channel(conn, number)
     roll = views.roll_call(conn, number, role)
-    score = ""
-    if incident["drill"]:
-        book = books.get(incident["playbook"])
-        score = drill_score(incident, book.ack_target_s if book else None)
+    book = books.get(incident["playbook"])
     return {
         "incident": incident,
         "timeline": timeline,
@@ -83,7 +84,7 @@ def report_context(
         "counts": counts,
         "by_channel": by_channel,
         "roll": roll,
-        "score": score,
+        "ack_target_s": book.ack_target_s if book else None,
         "all_clear": next((r["at"] for r in timeline if r["type"] == "all_clear"), None),
     }
 
@@ -129,7 +130,7 @@ def declare_preview(
         return {"playbook": None, "residents": 0, "staff": []}
     incident = {"id": 0, **where, "units": json.dumps([where["unit"]] if where["unit"] else [])}
     texted: set[str] = set()
-    staff: list[str] = []
+    staff: list[dict[str, Any]] = []
     for step in book.steps:
         if isinstance(step, WaitAck):
             break  # what follows waits for an acknowledgement
@@ -138,12 +139,12 @@ def declare_preview(
             texted.update(r.address for r in found)
         elif isinstance(step, Notify):
             r = step.notify
-            who = r.role or r.person or r.oncall or ""
+            target = (
+                f"oncall:{r.oncall}" if r.oncall else f"role:{r.role}" if r.role else
+                f"person:{r.person}"
+            )  # fmt: skip
             named = _people(people, r.oncall, r.role, r.person, where.get("site", ""))
-            staff.append(
-                f"{step.channel}: {'on call ' if r.oncall else ''}{who}"
-                + (f" ({', '.join(named)})" if named else "")
-            )
+            staff.append({"channel": step.channel, "target": target, "named": named})
     return {"playbook": book.name, "residents": len(texted), "staff": staff}
 
 

@@ -547,6 +547,28 @@ def routes(console: Console) -> web.RouteTableDef:
         await guard(c, request, incident_number(request))
         return await incident_page(c, request)
 
+    @r.get("/incidents/{id:\\d+}/building")
+    async def picture(request: web.Request) -> web.StreamResponse:
+        """The incident's building picture alone: what the board shows of each alarm,
+        fetched again as it changes (the same shared read as the incident page's)."""
+        number = incident_number(request)
+        await guard(c, request, number)
+        lang = language(request)
+
+        def gather(conn: Conn) -> str | None:
+            found = incidents_db.find(conn, number)
+            if found is None:
+                return None
+            role = request["session"].user.role
+            roll, doors = views.roll_call(conn, number, role), views.door_checks(conn, found, role)
+            return building_svg(c, conn, found, roll, doors, lang)
+
+        version = await c.read(incidents_db.version, number)
+        drawn = await c.pages.get((number, "building", lang, version), lambda: c.read(gather))
+        if drawn is None:
+            raise web.HTTPNotFound(text=f"no incident {number}")
+        return web.Response(text=drawn, content_type="text/html")
+
     @r.post("/incidents/{id:\\d+}/act")
     async def act(request: web.Request) -> web.StreamResponse:
         require(request, "act")
@@ -902,17 +924,18 @@ def routes(console: Console) -> web.RouteTableDef:
         allow = form.get("allow_removals") == "1"
         try:
             done = await c.write(partial(importing.apply, allow_removals=allow), found, c.now())
-        except importing.NeedsConfirmation as exc:
+        except importing.NeedsConfirmation:
             planned = await c.read(importing.plan, found)
             again = c.imports.put(request["session"].user.name, found)
-            said = [str(exc), *(str(p) for p in (*found.problems, *found.warnings))]
+            # the preview says why, in the page's language
+            said = [str(p) for p in (*found.problems, *found.warnings)]
             return await directory_page(c, request, problems=said, preview=planned, nonce=again)
         await c.audit(request, "import_residents", done.summary())
         return await directory_page(
             c,
             request,
             problems=[str(p) for p in (*found.problems, *found.warnings)],
-            summary=done.summary(),
+            summary=done.summary(language(request)),
         )
 
     @r.get("/audit")

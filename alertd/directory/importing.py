@@ -37,18 +37,32 @@ class Plan:
     def needs_confirmation(self) -> bool:
         return not self.file.refused and self.moved_out > allowed_removals(self.active)
 
-    def summary(self) -> str:
+    def summary(self, lang: str = "en") -> str:
+        """What the import does, in `lang` (the record and the CLI say it in English)."""
+        name, skipped = self.file.name, len(self.file.problems)
+        if lang == "zh":
+            if self.file.refused:
+                return f"{name}：文件被拒绝，未做任何更改"
+            return (
+                f"{name}：新增 {self.added}，变更 {self.changed}，未变 {self.unchanged}，"
+                f"{self.active} 位住户中搬离 {self.moved_out}，跳过 {skipped} 行"
+            )
         if self.file.refused:
-            return f"{self.file.name}: refused, nothing was changed"
+            return f"{name}: refused, nothing was changed"
         return (
-            f"{self.file.name}: {self.added} added, {self.changed} changed, "
+            f"{name}: {self.added} added, {self.changed} changed, "
             f"{self.unchanged} unchanged, {self.moved_out} moved out of {self.active}, "
-            f"{len(self.file.problems)} row(s) skipped"
+            f"{skipped} row(s) skipped"
         )
 
-    def caution(self) -> str:
+    def caution(self, lang: str = "en") -> str:
         """Why a confirmation is needed, in a sentence."""
         share = self.moved_out / self.active if self.active else 0
+        if lang == "zh":
+            return (
+                f"此文件将使 {self.active} 位住户中的 {self.moved_out} 位（{share:.0%}）搬离，"
+                "他们将不再收到安全短信。这是完整的住户名单吗？"
+            )
         return (
             f"this file would move out {self.moved_out} of the {self.active} residents "
             f"({share:.0%}): they would get no more safety texts. Is it the whole directory?"

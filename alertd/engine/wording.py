@@ -5,6 +5,7 @@ every text, title and report line that names a place goes through here."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from itertools import pairwise
@@ -145,6 +146,24 @@ def place(location: Location, language: str) -> str:
     ]
     tail = " ".join(p for p in (u, zone) if p)
     return ", ".join(p for p in [*head, tail] if p)
+
+
+FLOOR = re.compile(r"\d+F")
+
+
+def replace(text: str, language: str) -> str:
+    """A place the record wrote in English (`Bldg 3, 12F, 1203 kitchen`, what `place`
+    makes) in `language`; a text that does not read as one (a masked number) as it is."""
+    parts = text.split(", ")
+    if not parts[0].startswith(("Bldg ", "Building ")) or len(parts) > 3:
+        return text
+    building = parts.pop(0).removeprefix("Bldg ")
+    floor = parts.pop(0) if len(parts) == 2 or (parts and FLOOR.fullmatch(parts[0])) else ""
+    unit, _, zone = (parts[0] if parts else "").partition(" ")
+    if unit and not any(c.isdigit() for c in unit):  # a zone alone: `lobby`
+        unit, zone = "", f"{unit} {zone}".strip()
+    floor = floor[:-1] if FLOOR.fullmatch(floor) else floor
+    return place(Location("", building, floor, unit, zone), language)
 
 
 @lru_cache(maxsize=8192)

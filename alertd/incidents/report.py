@@ -17,30 +17,51 @@ def _local(text: str | None, tz: tzinfo) -> str:
 
 
 def _minutes(start: str, end: str | None) -> str:
+    took = took_s(start, end)
+    return "—" if took is None else f"{took / 60:.1f} min"
+
+
+def took_s(start: str, end: str | None) -> float | None:
+    """Seconds from one stored time to another, None while the second has not come."""
     if not end:
-        return "—"
-    delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
-    return f"{delta.total_seconds() / 60:.1f} min"
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def drill_score(incident: dict[str, Any], ack_target_s: float | None) -> str:
-    """How a drill went against the playbook's acknowledgement deadline."""
-    if not incident["acknowledged_at"]:
-        return "not acknowledged"
-    took = (
-        datetime.fromisoformat(incident["acknowledged_at"])
-        - datetime.fromisoformat(incident["opened_at"])
-    ).total_seconds()
+def drill_in_time(incident: dict[str, Any], ack_target_s: float | None) -> bool | None:
+    """Whether a drill was acknowledged within the playbook's deadline (None: not
+    acknowledged, or no deadline to hold it to)."""
+    took = took_s(incident["opened_at"], incident["acknowledged_at"])
+    return None if took is None or ack_target_s is None else took <= ack_target_s
+
+
+def drill_score(incident: dict[str, Any], ack_target_s: float | None, lang: str = "en") -> str:
+    """How a drill went against the playbook's acknowledgement deadline, in `lang`."""
+    zh = lang == "zh"
+    took = took_s(incident["opened_at"], incident["acknowledged_at"])
+    if took is None:
+        return "未确认" if zh else "not acknowledged"
     verdict = ""
     if ack_target_s is not None:
-        target = f"{ack_target_s / 60:.1f} min target"
-        verdict = (
-            f" - within the {target}"
-            if took <= ack_target_s
-            else f" - {(took - ack_target_s) / 60:.1f} min over the {target}"
-        )
-    resolved = _minutes(incident["opened_at"], incident["resolved_at"])
-    return f"acknowledged in {took / 60:.1f} min{verdict}; resolved in {resolved}"
+        target, over = ack_target_s / 60, (took - ack_target_s) / 60
+        if zh:
+            verdict = (
+                f"，达到 {target:.1f} 分钟目标"
+                if over <= 0
+                else f"，超出 {target:.1f} 分钟目标 {over:.1f} 分钟"
+            )
+        else:
+            verdict = (
+                f" - within the {target:.1f} min target"
+                if over <= 0
+                else f" - {over:.1f} min over the {target:.1f} min target"
+            )
+    resolved = took_s(incident["opened_at"], incident["resolved_at"])
+    if zh:
+        done = "未处理完毕" if resolved is None else f"{resolved / 60:.1f} 分钟处理完毕"
+        return f"{took / 60:.1f} 分钟确认{verdict}；{done}"
+    done = "—" if resolved is None else f"{resolved / 60:.1f} min"
+    return f"acknowledged in {took / 60:.1f} min{verdict}; resolved in {done}"
 
 
 #: a panel's clock this far from ours is worth showing (the event's own time is kept)

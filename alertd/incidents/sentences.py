@@ -8,10 +8,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from alertd.engine.wording import kind_words, replace
+
 Say = Callable[[re.Match[str], str], str]
 
 
-def _target(target: str, lang: str) -> str:
+def audience(target: str, lang: str) -> str:
+    """Whom a step reaches (`oncall:security`, `building`), as people say it."""
     kind, _, name = target.partition(":")
     zh = lang == "zh"
     if kind == "oncall":
@@ -29,7 +32,7 @@ def _target(target: str, lang: str) -> str:
 
 
 def _action(m: re.Match[str], lang: str) -> str:
-    channel, who = m["channel"], _target(m["target"], lang)
+    channel, who = m["channel"], audience(m["target"], lang)
     if lang == "zh":
         to = f"给{who}" + (" " if who[-1:].isascii() else "")  # a Latin name, then a space
         return {
@@ -63,6 +66,18 @@ def _news(listed: str, lang: str) -> str:
     return ("、" if lang == "zh" else ", ").join(said)
 
 
+def conditions(listed: str, lang: str) -> str:
+    """`smoke-3-12 fire.alarm, leak-1 leak` (the detectors still in alarm) as people say
+    them: `smoke-3-12 (Fire alarm), leak-1 (Water leak)` in English."""
+    said = []
+    for item in listed.split(", "):
+        device, _, kind = item.partition(" ")
+        words = kind_words(kind, lang) if kind else ""
+        said.append(f"{device}（{words}）" if lang == "zh" and words else
+                    f"{device} ({words})" if words else device)  # fmt: skip
+    return ("、" if lang == "zh" else ", ").join(said)
+
+
 _ANSWERS = {"need help": ("需要帮助", "needs help"), "safe": ("安全", "safe"),
             "other": ("回复", "replied")}  # fmt: skip
 
@@ -74,6 +89,18 @@ def _fixed(zh: str, en: str) -> Say:
 def _minutes(seconds: str) -> str:
     s = float(seconds)
     return f"{s / 60:g}" if s >= 60 else f"{s / 60:.1f}"
+
+
+ANSWER = re.compile(r"(?P<who>.*): (?P<what>need help|safe|other) \((?P<said>.*)\)$", re.S)
+
+
+def _answer(m: re.Match[str], lang: str) -> str:
+    """A resident's or staff member's answer to a roll call: who, what it means, and
+    their words as they wrote them."""
+    who = replace(m["who"], lang)
+    if lang == "zh":
+        return f"{who}：{_ANSWERS[m['what']][0]}（“{m['said']}”）"
+    return f'{who}: {_ANSWERS[m["what"]][1]} ("{m["said"]}")'
 
 
 PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
@@ -100,9 +127,9 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
         "escalation",
         re.compile(r"not acknowledged: notifying (?P<target>\S+)$"),
         lambda m, lang: (
-            f"无人确认，通知{_target(m['target'], lang)}"
+            f"无人确认，通知{audience(m['target'], lang)}"
             if lang == "zh"
-            else f"Nobody acknowledged: telling {_target(m['target'], lang)}"
+            else f"Nobody acknowledged: telling {audience(m['target'], lang)}"
         ),
     ),
     (
@@ -116,22 +143,36 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
             r"(?P<kind>[\w.]+) (?P<state>active|restore) at (?P<device>\S+) \((?P<place>[^)]*)\)"
         ),
         lambda m, lang: (
-            (f"{m['place']}：报警" if m["state"] == "active" else f"{m['place']}：恢复正常")
+            f"{replace(m['place'], lang)}：{kind_words(m['kind'], lang)}"
+            + ("" if m["state"] == "active" else "恢复正常")
             if lang == "zh"
-            else (
-                f"Alarm at {m['place']}"
-                if m["state"] == "active"
-                else f"Normal again at {m['place']}"
-            )
+            else f"{kind_words(m['kind'], lang)} at {m['place']}"
+            + ("" if m["state"] == "active" else ": normal again")
+        ),
+    ),
+    (
+        "inhibited",
+        re.compile(
+            r"(?P<kind>[\w.]+) (?P<state>active|restore) at (?P<device>\S+) \((?P<place>[^)]*)\)"
+            " is explained by this incident"
+        ),
+        lambda m, lang: (
+            f"{replace(m['place'], lang)}：{kind_words(m['kind'], lang)}"
+            + ("" if m["state"] == "active" else "恢复")
+            + "，属于本事件，不另开事件"
+            if lang == "zh"
+            else f"{kind_words(m['kind'], lang)} at {m['place']}"
+            + ("" if m["state"] == "active" else " over")
+            + ": part of this incident, none of its own"
         ),
     ),
     (
         "vulnerable_list",
         re.compile(r"door-check list for (?P<target>\S+) \((?P<n>\d+)\): (?P<list>.*)$", re.S),
         lambda m, lang: (
-            f"上门检查名单（{m['n']} 户）已发给{_target(m['target'], lang)}：{m['list']}"
+            f"上门检查名单（{m['n']} 户）已发给{audience(m['target'], lang)}：{m['list']}"
             if lang == "zh"
-            else f"Door-check list ({m['n']}) sent to {_target(m['target'], lang)}: {m['list']}"
+            else f"Door-check list ({m['n']}) sent to {audience(m['target'], lang)}: {m['list']}"
         ),
     ),
     (
@@ -169,24 +210,35 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
         ),
     ),
     (
+        "confirm",
+        re.compile(r"every condition is back to normal; the all-clear goes out when staff"),
+        _fixed(
+            "全部恢复正常；值班人员点“处理完毕”后发送解除通知",
+            "Everything back to normal; the all-clear goes out once staff resolve the incident",
+        ),
+    ),
+    (
         "all_clear",
         re.compile(r"every condition is back to normal$"),
         _fixed("全部恢复正常", "Everything back to normal"),
     ),
+    ("check_in", ANSWER, _answer),
+    ("reply", ANSWER, _answer),
     (
-        "check_in",
-        re.compile(r"(?P<who>.*): (?P<what>need help|safe|other) \((?P<said>.*)\)$", re.S),
+        "reply",
+        re.compile(r"(?P<who>.*): (?P<what>STOP|START) \(by (?P<provider>\w+)\)$"),
         lambda m, lang: (
-            f"{m['who']}：{_ANSWERS[m['what']][0]}（“{m['said']}”）"
+            f"{m['who']} " + ("退订了安全短信" if m["what"] == "STOP" else "恢复接收安全短信")
             if lang == "zh"
-            else f'{m["who"]}: {_ANSWERS[m["what"]][1]} ("{m["said"]}")'
+            else f"{m['who']} "
+            + ("opted out of safety texts" if m["what"] == "STOP" else "opted in again")
         ),
     ),
     (
         "help_request",
         re.compile(r"(?P<who>.*) asked for help: (?P<said>.*)$", re.S),
         lambda m, lang: (
-            f"{m['who']} 求助：{m['said']}"
+            f"{replace(m['who'], lang)} 求助：{m['said']}"
             if lang == "zh"
             else f"{m['who']} asks for help: {m['said']}"
         ),
@@ -203,11 +255,198 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     ),
     (
         "acknowledged",
+        re.compile(r".* \(first: (?P<who>.*) at (?P<at>[^)]*)\)$", re.S),
+        lambda m, lang: (
+            f"再次确认（最先确认：{m['who']}，{m['at']}）"
+            if lang == "zh"
+            else f"Acknowledged again (first: {m['who']} at {m['at']})"
+        ),
+    ),
+    (
+        "acknowledged",
         re.compile(r"(?:acknowledged|by SMS: (?P<sms>.*)|by phone \(pressed 1\))$"),
         lambda m, lang: (
             ("通过短信回复确认" if m["sms"] is not None else "已确认")
             if lang == "zh"
             else ("Acknowledged by SMS reply" if m["sms"] is not None else "Acknowledged")
+        ),
+    ),
+    (
+        "reopened",
+        re.compile(r"the condition came back$"),
+        _fixed("报警再次出现", "The alarm came back"),
+    ),
+    (
+        "step",
+        re.compile(r"mode restart: the steps start again$"),
+        _fixed("各步骤从头开始", "The steps start again"),
+    ),
+    (
+        "step",
+        re.compile(r"step \d+: waiting (?P<s>[\d.]+) s$"),
+        lambda m, lang: (
+            f"等待 {_minutes(m['s'])} 分钟" if lang == "zh" else f"Waiting {_minutes(m['s'])} min"
+        ),
+    ),
+    (
+        "step",
+        re.compile(r"running the steps again for a queued event$"),
+        _fixed(
+            "为期间新到的报警再次执行各步骤", "The steps again, for an alarm that came meanwhile"
+        ),
+    ),
+    (
+        "timer",
+        re.compile(r"playbook (?P<book>\S+) is gone$"),
+        lambda m, lang: (
+            f"预案 {m['book']} 已删除，计时取消"
+            if lang == "zh"
+            else f"Playbook {m['book']} is gone: its timers are dropped"
+        ),
+    ),
+    (
+        "timer_failed",
+        re.compile(r"(?P<timer>\w+) timer could not be applied: (?P<why>.*)$", re.S),
+        lambda m, lang: (
+            f"计时步骤无法执行（{m['timer']}）：{m['why']}"
+            if lang == "zh"
+            else f"A timed step could not be done ({m['timer']}): {m['why']}"
+        ),
+    ),
+    (
+        "command_failed",
+        re.compile(r"command (?P<id>\d+) failed: (?P<why>.*)$", re.S),
+        lambda m, lang: (
+            f"操作 {m['id']} 未完成：{m['why']}"
+            if lang == "zh"
+            else f"Action {m['id']} not done: {m['why']}"
+        ),
+    ),
+    (
+        "follow_up",
+        re.compile(r"follow-up$"),
+        _fixed("开始回访", "Follow-up started"),
+    ),
+    (
+        "follow_up",
+        re.compile(r"follow-up due (?P<at>.*)$"),
+        lambda m, lang: f"回访时间：{m['at']}" if lang == "zh" else f"Follow-up due {m['at']}",
+    ),
+    (
+        "all_clear_held",
+        re.compile(r"resolved; the all-clear waits until these clear: (?P<list>.*)$", re.S),
+        lambda m, lang: (
+            f"已处理；解除通知等待以下探测器恢复：{conditions(m['list'], lang)}"
+            if lang == "zh"
+            else f"Resolved; the all-clear waits until these clear: {conditions(m['list'], lang)}"
+        ),
+    ),
+    (
+        "still_active",
+        re.compile(r"still active: (?P<list>.*)$", re.S),
+        lambda m, lang: (
+            f"仍在报警：{conditions(m['list'], lang)}"
+            if lang == "zh"
+            else f"Still in alarm: {conditions(m['list'], lang)}"
+        ),
+    ),
+    (
+        "all_clear",
+        re.compile(
+            r"all-clear sent by staff(?:: (?P<why>.*?))?(?: \(still active: (?P<list>.*)\))?$",
+            re.S,
+        ),
+        lambda m, lang: (
+            "值班人员已发送解除通知"
+            + (f"：{m['why']}" if m["why"] else "")
+            + (f"（仍在报警：{conditions(m['list'], lang)}）" if m["list"] else "")
+            if lang == "zh"
+            else "The all-clear sent by staff"
+            + (f": {m['why']}" if m["why"] else "")
+            + (f" (still in alarm: {conditions(m['list'], lang)})" if m["list"] else "")
+        ),
+    ),
+    (
+        "restore_eta",
+        re.compile(
+            r"expected restore (?P<at>[^:]+:\d\d:\d\d [+-]\d\d:\d\d)(?:: (?P<why>.*))?$", re.S
+        ),
+        lambda m, lang: (
+            f"预计恢复时间：{m['at']}" + (f"（{m['why']}）" if m["why"] else "")
+            if lang == "zh"
+            else f"Expected restore {m['at']}" + (f": {m['why']}" if m["why"] else "")
+        ),
+    ),
+    (
+        "suppressed",
+        re.compile(r".*: sms to (?P<target>\S+) \(a drill\)$"),
+        lambda m, lang: (
+            f"演练：不给{audience(m['target'], lang)}发短信"
+            if lang == "zh"
+            else f"A drill: no text to {audience(m['target'], lang)}"
+        ),
+    ),
+    (
+        "no_recipients",
+        re.compile(r"no recipients for (?P<channel>\w+) to (?P<target>\S+): sent to (?P<to>.*)$"),
+        lambda m, lang: (
+            f"{audience(m['target'], lang)}无人可接收，已改发给"
+            + (f"全部 {m['to'][5:]}" if m["to"].startswith("role ") else "员工名单上的所有人")
+            if lang == "zh"
+            else f"No recipients for {audience(m['target'], lang)}: sent to "
+            + (
+                f"every {m['to'][5:]}"
+                if m["to"].startswith("role ")
+                else "everyone on the staff list"
+            )
+        ),
+    ),
+    (
+        "no_recipients",
+        re.compile(r"NOBODY TO TELL: no recipients for (?P<channel>\w+) to (?P<target>\S+) "),
+        lambda m, lang: (
+            f"无人可通知：{audience(m['target'], lang)}没有接收人，"
+            "也没有员工可改发（员工名单是否已加载？）"
+            if lang == "zh"
+            else f"NOBODY TO TELL: no recipients for {audience(m['target'], lang)} and no "
+            "staff to fall back on (is the staff file loaded?)"
+        ),
+    ),
+    (
+        "in_flight",
+        re.compile(r"(?P<n>\d+) message\(s\) were being sent when alertd stopped"),
+        lambda m, lang: (
+            f"alertd 停止时有 {m['n']} 条消息正在发送：已重发，个别人可能收到两次"
+            if lang == "zh"
+            else f"{m['n']} message(s) were being sent when alertd stopped: sent again, "
+            "some may arrive twice"
+        ),
+    ),
+    (
+        "delivery",
+        re.compile(r"message (?P<id>\d+) to (?P<to>[^:]+): (?P<why>.*)$", re.S),
+        lambda m, lang: (
+            f"消息 {m['id']}（{m['to']}）改由下一个服务商发出：{m['why']}"
+            if lang == "zh"
+            else f"Message {m['id']} ({m['to']}) sent by the next provider: {m['why']}"
+        ),
+    ),
+    (
+        "pa_ack",
+        re.compile(r"building (?P<b>[^:]+): (?P<said>.*)$", re.S),
+        lambda m, lang: (
+            f"{replace('Bldg ' + m['b'], lang)}广播已播放：{m['said']}"
+            if lang == "zh"
+            else f"PA played in Bldg {m['b']}: {m['said']}"
+        ),
+    ),
+    (
+        "visited",
+        re.compile(r"visited (?P<unit>\S+) ?(?P<said>.*)$", re.S),
+        lambda m, lang: (
+            f"已上门检查 {m['unit']}" + (f"：{m['said']}" if m["said"] else "")
+            if lang == "zh"
+            else f"Door checked at {m['unit']}" + (f": {m['said']}" if m["said"] else "")
         ),
     ),
 ]

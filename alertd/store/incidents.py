@@ -346,9 +346,11 @@ def unclosed_by_site(conn: sqlite3.Connection) -> dict[str, int]:
     )
 
 
+#: `active`: the detectors in alarm, so that one joining or clearing changes the board
+#: (its pictures of the buildings are drawn again)
 BOARD = (
     "id, status, severity, title, site, building, floor, unit, zone, opened_at, "
-    "acknowledged_at, acknowledged_by, drill, playbook"
+    "acknowledged_at, acknowledged_by, drill, playbook, active"
 )
 
 

@@ -6,12 +6,14 @@
   let beeping = null;
   let tone = "";
 
+  // how long an incident has been open, in the page's language: `1h 5m` or `1小时5分`
   function ages() {
     const now = Date.now();
     document.querySelectorAll("[data-opened]").forEach(function (cell) {
       const s = Math.max(0, Math.round((now - Date.parse(cell.dataset.opened)) / 1000));
       const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
-      cell.textContent = h ? h + "h " + m + "m" : m ? m + "m " + (s % 60) + "s" : s + "s";
+      const u = document.documentElement.lang === "zh-CN" ? ["小时", "分", "秒"] : ["h ", "m ", "s"];
+      cell.textContent = h ? h + u[0] + m + u[1].trim() : m ? m + u[1] + (s % 60) + u[2] : s + u[2];
     });
   }
 
@@ -78,7 +80,7 @@
     source.addEventListener("board", function (e) {
       const data = JSON.parse(e.data);
       banner.innerHTML = data.banner;
-      if (rows && data.html !== undefined) { rows.innerHTML = data.html; rows.dataset.at = data.at; }
+      if (rows && data.html !== undefined) { rows.innerHTML = data.html; rows.dataset.at = data.at; pictures(); }
       const strip = document.getElementById("sites");
       if (strip && data.strip !== undefined) strip.innerHTML = data.strip;
       banner.dataset.at = data.at;
@@ -98,6 +100,43 @@
     ring(real, items.length > 0 && !real);
   }
 
+  // The board: the buildings of its most urgent incidents (alarms first), floor by
+  // floor, fetched again each time the rows change; a late answer never overwrites a
+  // newer one.
+  const PICTURES = 2;
+  let drawing = 0;
+  function pictures() {
+    const section = document.getElementById("pictures");
+    if (!section) return;
+    const box = section.querySelector(".figures");
+    const rows = Array.prototype.slice.call(document.querySelectorAll("#board-rows tr[data-incident]"));
+    const alarm = function (r) { return r.classList.contains("alarm"); };
+    const chosen = rows.filter(alarm).concat(rows.filter(function (r) { return !alarm(r); })).slice(0, PICTURES);
+    const turn = ++drawing;
+    Promise.all(chosen.map(function (row) {
+      return fetch("/incidents/" + row.dataset.incident + "/building", { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : ""; }, function () { return ""; })
+        .then(function (svg) { return { row: row, svg: svg }; });
+    })).then(function (drawn) {
+      if (turn !== drawing) return;
+      box.textContent = "";
+      drawn.forEach(function (d) {
+        if (!d.svg) return;
+        const figure = document.createElement("figure");
+        figure.dataset.incident = d.row.dataset.incident;
+        const caption = document.createElement("figcaption");
+        const link = document.createElement("a");
+        link.href = "/incidents/" + d.row.dataset.incident;
+        link.textContent = "#" + d.row.dataset.incident + " " + d.row.cells[d.row.cells.length - 5].textContent;
+        caption.appendChild(link);
+        figure.appendChild(caption);
+        figure.insertAdjacentHTML("beforeend", d.svg);
+        box.appendChild(figure);
+      });
+      section.hidden = box.children.length === 0;
+    });
+  }
+
   // an error page's "go back": the page the person came from (its form as they left it)
   function back() {
     const link = document.getElementById("back");
@@ -108,5 +147,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     ages(); setInterval(ages, 1000); sound(); live(); back();
+    // answers to the roll call and door checks change the pictures without changing the rows
+    pictures(); setInterval(pictures, 15000);
   });
 })();
