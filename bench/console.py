@@ -7,7 +7,9 @@ signed-in HTTP client on loopback:
 1. The incident page and the analytics page (this month; the whole year): time from
    request to the last byte, p50 / p99.
 2. The live board with 20 sessions open (server-sent events): a commit of a new
-   incident -> each session's board update received, p50 / p99 / max.
+   incident -> each session's board update received, p50 / p99 / max; the board sessions
+   fetch the buildings of their first two incidents as it changes (at most every 2 s),
+   as its script does.
 """
 
 from __future__ import annotations
@@ -222,10 +224,12 @@ async def pages(url: str, incidents: int, rounds: int) -> None:
             drawn = await answer.text()
         flats, alarms = drawn.count('<g class="flat'), drawn.count('class="floor alarm"')
         assert (flats, alarms) == (600, 2), (flats, alarms)  # the whole tower, two floors in alarm
-        tall = []
+        tall, alone = [], []
         for _ in range(max(5, rounds // 10)):
             await asyncio.sleep(PAGE_TTL_S + 0.1)
             tall.append(await timed(http, f"{url}/incidents/{incidents + 1}"))
+            await asyncio.sleep(PAGE_TTL_S + 0.1)
+            alone.append(await timed(http, f"{url}/incidents/{incidents + 1}/building"))
         month = [await timed(http, f"{url}/analytics") for _ in range(max(5, rounds // 5))]
         today = datetime.now(UTC).date()
         year = f"{url}/analytics?from={today - timedelta(days=366)}&until={today}"
@@ -236,6 +240,7 @@ async def pages(url: str, incidents: int, rounds: int) -> None:
         ("incident page", page),
         (f"... {FAN_OUT:,}-resident fan-out", fan_out),
         (f"... {TOWER_FLOORS}-floor, 600-flat picture", tall),
+        ("... the picture alone (board)", alone),
         ("analytics, this month", month),
         ("analytics, the year", whole),
     ):
@@ -255,15 +260,36 @@ async def board(url: str, store: Path, sessions: int, rounds: int) -> None:
     def on_board(i: int) -> bool:
         return i % 2 == 0
 
+    drawing: list[float] = []
+
+    async def draw(http: aiohttp.ClientSession, shown: list[str], changed: asyncio.Event) -> None:
+        """What the board's script does as it changes: the buildings of its first two
+        incidents, fetched again, at most every 2 s."""
+        while True:
+            await changed.wait()
+            changed.clear()
+            for number in shown[:2]:
+                drawing.append(await timed(http, f"{url}/incidents/{number}/building"))
+            await asyncio.sleep(2)
+
     async def listen(i: int) -> None:
         query, key = ("?rows=1", "html") if on_board(i) else ("", "banner")
-        async with clients[i].get(url + "/board/stream" + query) as stream:
-            async for line in stream.content:
-                if line.startswith(b"data: "):
-                    data = json.loads(line[6:])
-                    for found in re.findall(r'data-incident="(\d+)"', data[key]):
-                        got[i].setdefault(int(found), time.time())
-                    arrived.set()
+        shown: list[str] = []
+        changed = asyncio.Event()
+        painter = asyncio.create_task(draw(clients[i], shown, changed)) if on_board(i) else None
+        try:
+            async with clients[i].get(url + "/board/stream" + query) as stream:
+                async for line in stream.content:
+                    if line.startswith(b"data: "):
+                        data = json.loads(line[6:])
+                        shown[:] = re.findall(r'data-incident="(\d+)"', data[key])
+                        for found in shown:
+                            got[i].setdefault(int(found), time.time())
+                        arrived.set()
+                        changed.set()
+        finally:
+            if painter is not None:
+                painter.cancel()
 
     tasks = [asyncio.create_task(listen(i)) for i in range(sessions)]
     conn = sqlite3.connect(store, isolation_level=None)
@@ -309,6 +335,10 @@ async def board(url: str, store: Path, sessions: int, rounds: int) -> None:
             f"p50 {q(found, 50):.0f} ms, p99 {q(found, 99):.0f} ms, max {max(found):.0f} ms "
             f"({len(found)} updates)"
         )
+    print(
+        f"the board's building pictures, fetched as it changes: p50 {q(drawing, 50):.0f} ms, "
+        f"p99 {q(drawing, 99):.0f} ms ({len(drawing)} fetches)"
+    )
 
 
 async def run(quick: bool) -> None:

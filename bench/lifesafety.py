@@ -16,8 +16,9 @@ at 2,000 messages/s:
    own, real time): requests inside each Retry-After window, lost, duplicates.
 
 `--console N` (default 20; 0: none): `alertd web` runs on the same store throughout, with
-N signed-in sessions each holding the live board open (server-sent events) and loading
-the board and the fan-out's incident page every 2 s. The sessions are a niced process of
+N signed-in sessions each holding the live board open (server-sent events, its rows; the
+buildings of its first two incidents, at most every 2 s, as the board's script fetches them)
+and loading the board and the fan-out's incident page every 2 s. The sessions are a niced process of
 their own (on site, the browsers run on the desks' machines, not on alertd's).
 """
 
@@ -176,13 +177,29 @@ async def console_sessions(
     async def desk(http: aiohttp.ClientSession) -> None:
         nonlocal updates
 
-        async def stream() -> None:
-            nonlocal updates
-            async with http.get(url + "/board/stream") as answer:
-                async for line in answer.content:
-                    updates += line.startswith(b"data: ")
+        shown: list[str] = []
+        changed = asyncio.Event()
 
-        listening = asyncio.create_task(stream())
+        async def draw() -> None:
+            """As the board's script: its two most urgent buildings, at most every 2 s."""
+            while True:
+                await changed.wait()
+                changed.clear()
+                for number in shown[:2]:
+                    async with http.get(f"{url}/incidents/{number}/building") as picture:
+                        await picture.read()
+                await asyncio.sleep(2)
+
+        async def stream() -> None:
+            nonlocal updates, shown
+            async with http.get(url + "/board/stream?rows=1") as answer:
+                async for line in answer.content:
+                    if line.startswith(b"data: "):
+                        updates += 1
+                        shown = re.findall(r'data-incident=\\"(\d+)\\"', line.decode())
+                        changed.set()
+
+        listening, drawing = asyncio.create_task(stream()), asyncio.create_task(draw())
         try:
             while not stop.is_set():
                 for path in ("/", "/incidents/1"):
@@ -192,7 +209,8 @@ async def console_sessions(
                     await asyncio.wait_for(stop.wait(), 2)
         finally:
             listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
+            drawing.cancel()
+            await asyncio.gather(listening, drawing, return_exceptions=True)
 
     try:
         await asyncio.gather(*(desk(http) for http in clients))

@@ -199,6 +199,13 @@ async def test_a_smoke_alarm_flashes_on_the_open_board_and_an_ack_on_the_page_st
     await expect(row).to_be_visible(timeout=5000)
     await expect(row).to_contain_text("3号楼 12层 1203")
     assert await board.evaluate("document.body.classList.contains('alarm-on')")
+    # every cell of the flashing row readable on both of its colours (the severity too)
+    cells, flash = await row.evaluate(
+        """r => [Array.from(r.cells, c => getComputedStyle(c.querySelector('a') || c).color),
+                 ['--flash-a', '--flash-b'].map(v =>
+                     getComputedStyle(document.documentElement).getPropertyValue(v))]"""
+    )
+    assert min(contrast(c, f) for c in cells for f in flash) >= 4.5
     # the site as a row of buildings: building 3 in alarm, with its mark
     building = board.locator("#sites .bldg[data-building='3']")
     await expect(building).to_have_class(re.compile("alarm"))

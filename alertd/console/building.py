@@ -147,6 +147,7 @@ def svg(building: Building, words: Mapping[str, str]) -> str:
     from xml.sax.saxutils import escape
 
     floors = building.stack()
+    label = words["floor_label"]  # `12层` / `12F`
     widest = max((len(f.flats) for f in floors), default=1)
     width, height = LABEL + widest * CELL + 4, len(floors) * ROW + 4
     out = [
@@ -156,9 +157,10 @@ def svg(building: Building, words: Mapping[str, str]) -> str:
     for i, floor in enumerate(floors):
         y = 2 + i * ROW
         cls = "floor alarm" if floor.alarm else "floor"
+        said = floor.name if floor.name.endswith("层") else label.format(floor.name)
         out.append(
             f'<g class="{cls}" data-floor="{escape(floor.name)}">'
-            f'<text x="2" y="{y + 15}" class="floor-name">{escape(floor.name)}F</text>'
+            f'<text x="2" y="{y + 15}" class="floor-name">{escape(said)}</text>'
         )
         for j, flat in enumerate(sorted(floor.flats.values(), key=lambda f: _order(f.unit))):
             x = LABEL + j * CELL

@@ -104,6 +104,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "bs_acknowledged": ("事件处理中", "incident being handled"),
     "bs_quiet": ("正常", "all quiet"),
     "building_picture": ("楼栋示意图", "The building, floor by floor"),
+    "floor_label": ("{}层", "{}F"),
     "joined_at": ("加入于", "joined at"),
     "legend": ("图例", "Legend"),
     "lg_alarm": ("! 报警", "! in alarm"),

@@ -154,6 +154,8 @@ class Console:
         self.board: list[dict[str, Any]] = []
         self.board_at = time.time()
         self._changed = asyncio.Condition()
+        self._rendered: dict[Any, str] = {}
+        self._rendered_at = -1.0
         self.ending = False
         self.env = environment(self.tz)
         self._envs: dict[str, jinja2.Environment] = {}
@@ -232,6 +234,14 @@ class Console:
                     log.error("the board cannot read the store: %s (retrying)", exc)
                 failing = True
             await asyncio.sleep(WATCH_S)
+
+    def rendered(self, at: float, view: Any, render: Callable[[], str]) -> str:
+        """The board's update as of `at` for one view of it, rendered once per change."""
+        if self._rendered_at != at:
+            self._rendered, self._rendered_at = {}, at
+        if view not in self._rendered:
+            self._rendered[view] = render()
+        return self._rendered[view]
 
     async def next_board(self, seen: float) -> None:
         async with self._changed:
@@ -523,20 +533,28 @@ def routes(console: Console) -> web.RouteTableDef:
                 token = request.cookies.get(COOKIE, "")
                 if await c.read(accounts.session, token, c.now(), board=True) is None:
                     break  # signed out, disabled or reset meanwhile: no more updates
-                ringing = alarms(c, request)
-                payload = json.dumps(
-                    {
-                        **(
-                            {"html": board_rows(c, request), "strip": site_strip(c, request)}
-                            if rows
-                            else {}
-                        ),
-                        "banner": banner(c, request),
-                        "alarm": any(not r["drill"] for r in ringing),
-                        "drill": any(r["drill"] for r in ringing),
-                        "at": seen,
-                    }
-                )
+
+                def update(at: float = seen) -> str:
+                    ringing = alarms(c, request)
+                    return json.dumps(
+                        {
+                            **(
+                                {"html": board_rows(c, request), "strip": site_strip(c, request)}
+                                if rows
+                                else {}
+                            ),
+                            "banner": banner(c, request),
+                            "alarm": any(not r["drill"] for r in ringing),
+                            "drill": any(r["drill"] for r in ringing),
+                            "at": at,
+                        }
+                    )
+
+                # the desks that see the same board (same sites, language and role's
+                # view) share one rendering of it: 20 boards open cost one, not 20
+                view = (rows, language(request), may(request["session"].user.role, "names"),
+                        shown(c, request), granted(request))  # fmt: skip
+                payload = c.rendered(seen, view, update)
                 await response.write(f"event: board\ndata: {payload}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
