@@ -695,6 +695,12 @@ async def test_the_roll_call_puts_a_resident_who_needs_help_on_top_and_the_repor
     await door.locator("button").click()
     await expect(page.locator("#door-checks tr[data-unit='0805']")).to_contain_text("✔")
     await expect(page.locator("#timeline")).to_contain_text("已上门检查 0805")
+    # whom each step reached, by name, with the role they were reached as
+    await expect(page.locator("#timeline")).to_contain_text("给Wang 打电话（值班的 security）")
+    viewer = await console.page("guest")  # who may not see names reads the role alone
+    await viewer.goto(f"{console.url}/incidents/1")
+    await expect(viewer.locator("#timeline")).to_contain_text("给值班的 security 打电话")
+    await expect(viewer.locator("#timeline")).not_to_contain_text("Wang")
     await screenshot(page, "incident.png", full_page=True)
     # a viewer sees the same incident without a name or a number in it
     viewer = await console.page("guest")

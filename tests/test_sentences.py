@@ -84,6 +84,18 @@ def test_each_line_reads_as_a_sentence_in_the_pages_language(
     assert say(kind, text, "en") == en
 
 
+def test_an_action_names_whom_it_reached_when_the_page_may() -> None:
+    line = "steps step 1: call to oncall:security"
+    assert say("action", line, "zh", "Wang") == "给Wang 打电话（值班的 security）"
+    assert say("action", line, "en", "Wang") == "Calling Wang (security on call)"
+    escalated = "not acknowledged: notifying role:supervisor"
+    assert (
+        say("escalation", escalated, "zh", "Li, Zhou")
+        == "无人确认，通知Li, Zhou（全部 supervisor）"
+    )
+    assert say("action", "steps step 2: call to person:Wang", "en", "Wang") == "Calling Wang"
+
+
 def test_the_matcher_trace_is_kept_apart_from_the_line() -> None:
     line = "fire.alarm active at s1 (Bldg 3): new incident [fire-alarm: matched; x: kind y]"
     assert split_trace(line) == (

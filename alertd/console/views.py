@@ -11,7 +11,7 @@ from typing import Any
 
 from alertd.console.roles import Role, may
 from alertd.directory.phones import mask
-from alertd.incidents.sentences import split_trace
+from alertd.incidents.sentences import name_the_reached, split_trace
 from alertd.store import Conn
 from alertd.store import devices as devices_db
 from alertd.store import directory as directory_db
@@ -124,6 +124,7 @@ def timeline(conn: Conn, incident_id: int, role: Role) -> list[dict[str, Any]]:
     deliveries table shows them)."""
     rows = incidents_db.timeline(conn, incident_id, receipts=False)
     names = may(role, "names")
+    name_the_reached(rows, messages_db.staff_reached(conn, incident_id) if names else [])
     for r in rows:
         # the engine's matcher trace ("[fire-alarm: matched; water-leak: kind ...]"): for
         # supervisors and admins behind "details", never the line staff read

@@ -151,7 +151,7 @@ def place(location: Location, language: str) -> str:
 FLOOR = re.compile(r"\d+F")
 
 
-def replace(text: str, language: str) -> str:
+def reword_place(text: str, language: str) -> str:
     """A place the record wrote in English (`Bldg 3, 12F, 1203 kitchen`, what `place`
     makes) in `language`; a text that does not read as one (a masked number) as it is."""
     parts = text.split(", ")

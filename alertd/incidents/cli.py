@@ -17,6 +17,7 @@ from alertd.engine.wording import stamp
 from alertd.events import Kind
 from alertd.incidents import inputs
 from alertd.incidents.report import markdown
+from alertd.incidents.sentences import name_the_reached
 from alertd.sites import sites_of
 from alertd.store import Reader, StoreError
 from alertd.store import incidents as db
@@ -399,4 +400,5 @@ def _incident(
     if found is None:
         raise click.ClickException(f"no incident {incident_id}")
     timeline = db.timeline(store.conn, incident_id)
+    name_the_reached(timeline, messages_db.staff_reached(store.conn, incident_id))
     return found, timeline, messages_db.actions_with_totals(store.conn, incident_id)

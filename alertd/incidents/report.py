@@ -121,7 +121,9 @@ def markdown(
         if row["id"] in delivered:
             continue  # counted below, not listed one by one
         said, trace = split_trace(str(row["text"]))
-        text = say(row["type"], said, "en") + (f" (rules: {trace})" if trace else "")
+        text = say(row["type"], said, "en", row.get("who", "")) + (
+            f" (rules: {trace})" if trace else ""
+        )
         text = text.replace("|", "\\|")
         times = (event_times or {}).get(row.get("event_id") or 0)
         if times is not None:

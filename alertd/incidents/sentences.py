@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
-from alertd.engine.wording import kind_words, replace
+from alertd.engine.wording import kind_words, reword_place
 
 Say = Callable[[re.Match[str], str], str]
 
@@ -31,26 +32,35 @@ def audience(target: str, lang: str) -> str:
     }.get(target, (target, target))[0 if zh else 1]
 
 
-def _action(m: re.Match[str], lang: str) -> str:
-    channel, who = m["channel"], audience(m["target"], lang)
+def _whom(target: str, lang: str, names: str) -> tuple[str, str]:
+    """Whom a step reached and, aside, the role they were reached as: the people by name
+    once the console knows them ("Wang", "security on call"), else the role alone."""
+    said = audience(target, lang)
+    if not names or target.startswith("person:"):
+        return said, ""
+    return names, f"（{said}）" if lang == "zh" else f" ({said})"
+
+
+def _action(m: re.Match[str], lang: str, names: str = "") -> str:
+    channel, (who, aside) = m["channel"], _whom(m["target"], lang, names)
     if lang == "zh":
         to = f"给{who}" + (" " if who[-1:].isascii() else "")  # a Latin name, then a space
         return {
-            "call": f"{to}打电话",
-            "notify": f"{to}发短信",
-            "sms": f"{to}发短信",
-            "email": f"{to}发邮件",
+            "call": f"{to}打电话{aside}",
+            "notify": f"{to}发短信{aside}",
+            "sms": f"{to}发短信{aside}",
+            "email": f"{to}发邮件{aside}",
             "pa": "启动楼内广播",
             "webhook": f"通知工作群 {m['target']}",
-        }.get(channel, f"{channel} → {who}")
+        }.get(channel, f"{channel} → {who}{aside}")
     return {
-        "call": f"Calling {who}",
-        "notify": f"Texting {who}",
-        "sms": f"Texting {who}",
-        "email": f"Emailing {who}",
+        "call": f"Calling {who}{aside}",
+        "notify": f"Texting {who}{aside}",
+        "sms": f"Texting {who}{aside}",
+        "email": f"Emailing {who}{aside}",
         "pa": "PA broadcast started",
         "webhook": f"Posting to the group {m['target']}",
-    }.get(channel, f"{channel} to {who}")
+    }.get(channel, f"{channel} to {who}{aside}")
 
 
 def _news(listed: str, lang: str) -> str:
@@ -91,13 +101,24 @@ def _minutes(seconds: str) -> str:
     return f"{s / 60:g}" if s >= 60 else f"{s / 60:.1f}"
 
 
+def _escalation(m: re.Match[str], lang: str, names: str = "") -> str:
+    who, aside = _whom(m["target"], lang, names)
+    if lang == "zh":
+        return f"无人确认，通知{who}{aside}"
+    return f"Nobody acknowledged: telling {who}{aside}"
+
+
+#: the lines that can name whom they reached (the console knows it from the messages)
+NAMED = {"action": _action, "escalation": _escalation}
+
+
 ANSWER = re.compile(r"(?P<who>.*): (?P<what>need help|safe|other) \((?P<said>.*)\)$", re.S)
 
 
 def _answer(m: re.Match[str], lang: str) -> str:
     """A resident's or staff member's answer to a roll call: who, what it means, and
     their words as they wrote them."""
-    who = replace(m["who"], lang)
+    who = reword_place(m["who"], lang)
     if lang == "zh":
         return f"{who}：{_ANSWERS[m['what']][0]}（“{m['said']}”）"
     return f'{who}: {_ANSWERS[m["what"]][1]} ("{m["said"]}")'
@@ -126,11 +147,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "escalation",
         re.compile(r"not acknowledged: notifying (?P<target>\S+)$"),
-        lambda m, lang: (
-            f"无人确认，通知{audience(m['target'], lang)}"
-            if lang == "zh"
-            else f"Nobody acknowledged: telling {audience(m['target'], lang)}"
-        ),
+        _escalation,
     ),
     (
         "opened",
@@ -143,7 +160,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
             r"(?P<kind>[\w.]+) (?P<state>active|restore) at (?P<device>\S+) \((?P<place>[^)]*)\)"
         ),
         lambda m, lang: (
-            f"{replace(m['place'], lang)}：{kind_words(m['kind'], lang)}"
+            f"{reword_place(m['place'], lang)}：{kind_words(m['kind'], lang)}"
             + ("" if m["state"] == "active" else "恢复正常")
             if lang == "zh"
             else f"{kind_words(m['kind'], lang)} at {m['place']}"
@@ -157,7 +174,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
             " is explained by this incident"
         ),
         lambda m, lang: (
-            f"{replace(m['place'], lang)}：{kind_words(m['kind'], lang)}"
+            f"{reword_place(m['place'], lang)}：{kind_words(m['kind'], lang)}"
             + ("" if m["state"] == "active" else "恢复")
             + "，属于本事件，不另开事件"
             if lang == "zh"
@@ -238,7 +255,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
         "help_request",
         re.compile(r"(?P<who>.*) asked for help: (?P<said>.*)$", re.S),
         lambda m, lang: (
-            f"{replace(m['who'], lang)} 求助：{m['said']}"
+            f"{reword_place(m['who'], lang)} 求助：{m['said']}"
             if lang == "zh"
             else f"{m['who']} asks for help: {m['said']}"
         ),
@@ -435,7 +452,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
         "pa_ack",
         re.compile(r"building (?P<b>[^:]+): (?P<said>.*)$", re.S),
         lambda m, lang: (
-            f"{replace('Bldg ' + m['b'], lang)}广播已播放：{m['said']}"
+            f"{reword_place('Bldg ' + m['b'], lang)}广播已播放：{m['said']}"
             if lang == "zh"
             else f"PA played in Bldg {m['b']}: {m['said']}"
         ),
@@ -452,6 +469,22 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
 ]
 
 
+_ESCALATION = re.compile(r"not acknowledged: notifying (\S+)$")
+
+
+def name_the_reached(lines: list[dict[str, Any]], reached: list[tuple[str, list[str]]]) -> None:
+    """Each action and escalation line gets `who`: the staff its messages went to.
+    `reached`: each outbox action as its line says it, with their names, in order (the
+    same step run twice is two lines, matched in turn)."""
+    queues: dict[str, list[list[str]]] = {}
+    for said, names in reached:
+        queues.setdefault(said, []).append(names)
+    for line in lines:
+        key = _ESCALATION.sub(r"escalation: notify to \1", line["text"])
+        found = queues.get(key) if line["type"] in NAMED else None
+        line["who"] = ", ".join(found.pop(0)) if found else ""
+
+
 _TRACE = re.compile(r"(.*?)\s*(?:\[([^\[\]]*)\])?\s*$", re.S)
 
 
@@ -463,9 +496,11 @@ def split_trace(text: str) -> tuple[str, str]:
     return m[1], m[2] or ""
 
 
-def say(kind: str, text: str, lang: str) -> str:
-    """The line as people read it: its sentence in `lang`, or the text as written."""
+def say(kind: str, text: str, lang: str, names: str = "") -> str:
+    """The line as people read it: its sentence in `lang`, or the text as written.
+    `names`: whom an action or escalation reached, for those who may see names."""
     for pattern_kind, pattern, sentence in PATTERNS:
         if pattern_kind == kind and (m := pattern.match(text)):
-            return sentence(m, lang)
+            named = NAMED.get(kind) if names else None
+            return named(m, lang, names) if named else sentence(m, lang)
     return text

@@ -538,6 +538,25 @@ def actions_with_totals(conn: sqlite3.Connection, incident_id: int) -> list[dict
     )
 
 
+def staff_reached(conn: sqlite3.Connection, incident_id: int) -> list[tuple[str, list[str]]]:
+    """Each outbox action of the incident, as its timeline line says it (`steps step 1:
+    call to oncall:security`, escalations as `escalation: notify to role:x`), with the
+    staff members its messages went to, in order."""
+    rows = conn.execute(
+        "SELECT o.id, o.step, o.channel, o.target, m.recipient_ref FROM outbox o "
+        "LEFT JOIN messages m ON m.outbox_id = o.id AND m.recipient_kind = 'staff' "
+        "WHERE o.incident_id = ? ORDER BY o.id, m.id",
+        (incident_id,),
+    ).fetchall()
+    actions: dict[int, tuple[str, list[str]]] = {}
+    for oid, step, channel, target, name in rows:
+        label = "escalation" if step.startswith("escalation") else step
+        _, names = actions.setdefault(oid, (f"{label}: {channel} to {target}", []))
+        if name and name not in names:
+            names.append(name)
+    return list(actions.values())
+
+
 #: a resident's message to their directory entry (SQLite by its key; PostgreSQL will not
 #: cast a staff member's name to a number, so it compares text)
 _RESIDENT = {
