@@ -125,7 +125,8 @@ async def test_an_account_of_one_site_sees_and_acts_on_that_site_alone(sites: Si
     commands = len(sites.rows("SELECT id FROM commands"))
     audit = len(sites.rows("SELECT id FROM audit"))
     # every way to Pine Garden's incident, by hand: refused, and nothing written
-    for url in (f"/incidents/{pine}", f"/incidents/{pine}/report", "/board/stream?site=pine"):
+    for url in (f"/incidents/{pine}", f"/incidents/{pine}/report",
+                f"/incidents/{pine}/building", "/board/stream?site=pine"):  # fmt: skip
         answer = await api.get(sites.url + url)
         assert answer.status == 403, url
     resident = sites.rows("SELECT id FROM residents WHERE site = 'pine' LIMIT 1")[0][0]

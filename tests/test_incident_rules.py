@@ -673,6 +673,25 @@ def test_the_door_check_list_is_made_from_the_directory_and_says_how_many_more(
     assert listed[0].count("(lives alone)") == 56  # the timeline keeps the whole list
 
 
+def test_a_door_check_list_with_the_phone_link_points_to_it_and_leaves_it_room(
+    tmp_path: Path,
+) -> None:
+    """The guard on the stairs cannot type `alertd incidents show`: with the phone page's
+    link (which lists everyone) the text says so, and text and link fit the budget."""
+    from alertd.links import Links
+    from alertd.outbox.expand import with_list
+
+    entries = [f"{n:04d} Resident {n} (lives alone)" for n in range(60)]
+    links = Links(b"k" * 32, "https://desk.example.com")
+    room = len(links.url(1, "名" * 12, T0)) + 1
+    zh = with_list("【火警 #1】3号楼", entries, "zh", 1, room)
+    assert zh.endswith("户，完整名单见下方链接")
+    assert len(zh) + len("\n" + links.url(1, "王强", T0)) <= STAFF_BODY_MAX
+    en = with_list("Fire #1", entries, "en", 1, room)
+    assert en.endswith("more: the whole list at the link below")
+    assert with_list("Fire #1", entries, "en", 1).endswith("alertd incidents show 1")
+
+
 def test_a_signature_without_a_space_is_followed_by_one_in_english() -> None:
     """ "Harbour View:Fire alarm in building 7" read as one word."""
     from alertd.engine.templates import render

@@ -101,6 +101,11 @@ MORE = {
     "zh": "……另有 {n} 户，完整名单：alertd incidents show {id}",
     "en": "... and {n} more: alertd incidents show {id}",
 }
+#: the same where the text ends with the link to the phone page, which lists them all
+MORE_LINKED = {
+    "zh": "……另有 {n} 户，完整名单见下方链接",
+    "en": "... and {n} more: the whole list at the link below",
+}
 NONE = {"zh": "（本楼没有登记的独居、老人或行动不便住户）", "en": " (none registered here)"}
 
 
@@ -114,18 +119,20 @@ def vulnerable_residents(conn: Conn, incident: dict[str, Any]) -> list[str]:
     ]
 
 
-def with_list(text: str, entries: list[str], language: str, incident_id: int) -> str:
-    """The text followed by as many entries as fit, then "and N more"."""
+def with_list(text: str, entries: list[str], language: str, incident_id: int, link: int = 0) -> str:
+    """The text followed by as many entries as fit, then "and N more". `link`: the
+    characters kept for the phone page's link that follows (0: no link)."""
     if not entries:
         return text + NONE[language]
     sep = "；" if language == "zh" else "; "
+    words = (MORE_LINKED if link else MORE)[language]
     body = text + " "
     for shown, entry in enumerate(entries):
         left = len(entries) - shown
-        more = MORE[language].format(n=left - 1, id=incident_id)
+        more = words.format(n=left - 1, id=incident_id)
         last = left == 1
-        if len(body) + len(entry) + (0 if last else len(sep) + len(more)) > STAFF_BODY_MAX:
-            return body.rstrip(sep) + MORE[language].format(n=left, id=incident_id)
+        if len(body) + len(entry) + (0 if last else len(sep) + len(more)) + link > STAFF_BODY_MAX:
+            return body.rstrip(sep) + words.format(n=left, id=incident_id)
         body += entry + ("" if last else sep)
     return body
 
@@ -243,7 +250,11 @@ def expand(
         }
         listed = vulnerable_residents(conn, incident) if vlist else None
         if listed is not None:
-            texts = {lang: with_list(t, listed, lang, incident_id) for lang, t in texts.items()}
+            # room for the link, with a staff name of up to 12 Chinese characters in it
+            link = len(links.url(incident_id, "名" * 12, now)) + 1 if links is not None else 0
+            texts = {
+                lang: with_list(t, listed, lang, incident_id, link) for lang, t in texts.items()
+            }
         if channel == "sms":
             recipients = residents(conn, target, incident, bool(vfirst), local.unit_format)
             send_as = "sms"
