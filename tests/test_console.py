@@ -878,7 +878,8 @@ async def test_what_was_found_when_tried_at_the_desk(console: Console, broker: B
     finally:
         await desk.http.close()
     page = await console.page("desk")
-    await page.goto(f"{console.url}/incidents/1")
+    await page.goto(console.url + where)  # the refusal, as the desk reads it
+    await expect(page.locator("#flash")).to_contain_text("事件 1 仍在报警：smoke-3-12（火警）")
     await expect(page.locator("#still-active")).to_contain_text("smoke-3-12（火警）")
     # the guard at the door sees what the door-check SMS says: who needs what
     await expect(page.locator("#door-checks")).to_contain_text("lives alone, wheelchair")

@@ -150,3 +150,31 @@ def test_every_refusal_of_the_console_is_said_in_chinese() -> None:
     assert [m for m in messages if refusal(m, "zh") == m] == []
     assert refusal("no incident 9999", "zh") == "没有事件 9999"
     assert refusal("no incident 9999", "en") == "no incident 9999"
+
+
+@pytest.mark.parametrize(
+    ("answer", "zh"),
+    [
+        ("incident 4 is resolved already", "事件 4 已处理"),
+        ("already acknowledged by Wang at 2026-12-08 09:12:00 +08:00",
+         "已由 Wang 于 2026-12-08 09:12:00 +08:00 确认"),
+        ("resolved; the all-clear waits until these clear: smoke-3-12 fire.alarm",
+         "已处理；解除通知等待以下探测器恢复：smoke-3-12（火警）"),
+        ("incident 4 is still active: smoke-3-12 fire.alarm. To resolve it anyway, confirm "
+         "with a reason (console: tick and say why; CLI: --force --reason)",
+         "事件 4 仍在报警：smoke-3-12（火警）。如仍要执行，请勾选确认并写明原因"),
+        ("expected restore 2026-12-08 18:00:00 +08:00 recorded; playbook power-loss has no "
+         "on_eta steps, so nobody was told",
+         "已记录预计恢复时间 2026-12-08 18:00:00 +08:00；"
+         "预案 power-loss 没有相应通知步骤，未通知任何人"),
+        ("closed", "已关闭"),
+        ("event made", "已报告，事件随即开始"),
+    ],
+)  # fmt: skip
+def test_the_daemons_answer_to_an_action_is_said_in_the_pages_language(
+    answer: str, zh: str
+) -> None:
+    from alertd.console.i18n import refusal
+
+    assert refusal(answer, "zh") == zh
+    assert refusal(answer, "en") == answer

@@ -351,9 +351,54 @@ def words(language: str) -> dict[str, str]:
     return {key: pair[index] for key, pair in WORDS.items()}
 
 
-#: what the console refuses, in Chinese: its English message (the record's, and what
-#: scripts get) as a pattern; a message no pattern knows is shown as it is
+#: what the console refuses and the daemon answers to an action, in Chinese: the English
+#: message (the record's, and what scripts get) as a pattern; a message no pattern knows
+#: is shown as it is. A `state` is said with the catalogue's word, a `list` of detectors
+#: with their kinds.
 REFUSALS: list[tuple[str, str]] = [
+    # the daemon's answers to an action
+    (r"incident (?P<n>\d+) is (?P<state>\w+) already", "事件 {n} {state}"),
+    (r"incident (?P<n>\d+) is closed: the record is final", "事件 {n} 已关闭，记录不可更改"),
+    (r"incident (?P<n>\d+) is (?P<state>\w+)", "事件 {n} {state}"),
+    (r"already acknowledged by (?P<who>.+) at (?P<at>.+)", "已由 {who} 于 {at} 确认"),
+    (
+        r"expected restore (?P<at>.+); (?P<n>\d+) message step\(s\)",
+        "预计恢复时间 {at}；已执行 {n} 个通知步骤",
+    ),
+    (
+        r"expected restore (?P<at>.+) recorded; playbook (?P<p>\S+) has no on_eta steps, so "
+        r"nobody was told",
+        "已记录预计恢复时间 {at}；预案 {p} 没有相应通知步骤，未通知任何人",
+    ),
+    (
+        r"resolved; the all-clear waits until these clear: (?P<list>.*)",
+        "已处理；解除通知等待以下探测器恢复：{list}",
+    ),
+    (
+        r"resolved; all-clear: (?P<n>\d+) resident message step\(s\)",
+        "已处理；已发送解除通知（{n} 个住户通知步骤）",
+    ),
+    (r"all-clear: (?P<n>\d+) resident message step\(s\)", "已发送解除通知（{n} 个住户通知步骤）"),
+    (r"help request from (?P<who>.+) sent to staff", "{who} 的求助已通知员工"),
+    (r"closed", "已关闭"),
+    (r"closed; still active: (?P<list>.*)", "已关闭；仍在报警：{list}"),
+    (r"playbook (?P<p>\S+) has no all-clear steps", "预案 {p} 没有解除通知步骤"),
+    (r"incident (?P<n>\d+): the all-clear was sent already", "事件 {n} 的解除通知已发送过"),
+    (r"event made", "已报告，事件随即开始"),
+    (
+        r"incident (?P<n>\d+): say why you \w+ it while still active",
+        "事件 {n} 仍在报警：请写明原因",
+    ),
+    (
+        r"incident (?P<n>\d+) is still active: (?P<list>.*)\. To \w+ it anyway, .*",
+        "事件 {n} 仍在报警：{list}。如仍要执行，请勾选确认并写明原因",
+    ),
+    (
+        r"(?P<who>.+): staff actions need a name from the staff file",
+        "{who}：员工操作须使用员工名单中的姓名",
+    ),
+    (r"unknown command (?P<c>.+)", "未知操作 {c}"),
+    # the console's refusals
     (r"no incident (?P<n>\S+)", "没有事件 {n}"),
     (r"incident: no incident (?P<n>\S+)", "没有事件 {n}"),
     (r"incident: (?P<typed>.+) is not an incident number", "事件编号 {typed} 不是数字"),
@@ -407,9 +452,16 @@ def refusal(said: str, language: str) -> str:
     """A refusal's message in `language` (English as it was raised)."""
     import re
 
+    from alertd.incidents.sentences import conditions
+
     if language != "zh":
         return said
     for pattern, zh in REFUSALS:
         if m := re.fullmatch(pattern, said, re.S):
-            return zh.format(**m.groupdict())
+            found = m.groupdict()
+            if "state" in found:
+                found["state"] = WORDS.get(found["state"], (found["state"],))[0]
+            if "list" in found:
+                found["list"] = conditions(found["list"], "zh")
+            return zh.format(**found)
     return said

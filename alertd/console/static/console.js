@@ -124,10 +124,10 @@
       return fetch("/incidents/" + row.dataset.incident + "/building", { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : ""; }, function () { return ""; })
         .then(function (svg) { return { row: row, svg: svg }; });
-    })).then(function (drawn) {
+    })).then(function (figures) {
       if (turn !== drawing) return;
       box.textContent = "";
-      drawn.forEach(function (d) {
+      figures.forEach(function (d) {
         if (!d.svg) return;
         const figure = document.createElement("figure");
         figure.dataset.incident = d.row.dataset.incident;
