@@ -449,7 +449,7 @@ REFUSALS: list[tuple[str, str]] = [
 
 
 def refusal(said: str, language: str) -> str:
-    """A refusal's message in `language` (English as it was raised)."""
+    """A refusal or an answer to an action in `language` (English as it was said)."""
     import re
 
     from alertd.incidents.sentences import conditions
