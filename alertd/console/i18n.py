@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from alertd.incidents.sentences import conditions
+
 LANGUAGES = ("zh", "en")
 
 WORDS: dict[str, tuple[str, str]] = {
@@ -450,10 +454,6 @@ REFUSALS: list[tuple[str, str]] = [
 
 def refusal(said: str, language: str) -> str:
     """A refusal or an answer to an action in `language` (English as it was said)."""
-    import re
-
-    from alertd.incidents.sentences import conditions
-
     if language != "zh":
         return said
     for pattern, zh in REFUSALS:

@@ -92,11 +92,22 @@ _ANSWERS = {"need help": ("需要帮助", "needs help"), "safe": ("安全", "saf
             "other": ("回复", "replied")}  # fmt: skip
 
 
-def _fixed(zh: str, en: str) -> Say:
-    return lambda m, lang: zh if lang == "zh" else en
+def _said(zh: str, en: str, **said_as: Callable[[str, str], str]) -> Say:
+    """A sentence made from the line's parts: `{target}` in the text is the line's
+    `target` as written, or as `said_as["target"]` says it in the page's language."""
+
+    def sentence(m: re.Match[str], lang: str) -> str:
+        parts = {
+            name: said_as[name](value, lang) if name in said_as else value
+            for name, value in m.groupdict(default="").items()
+        }
+        return (zh if lang == "zh" else en).format(**parts)
+
+    return sentence
 
 
-def _minutes(seconds: str) -> str:
+def _in_minutes(seconds: str, _lang: str) -> str:
+    """Seconds as minutes, in either language: `2`, `0.5`."""
     s = float(seconds)
     return f"{s / 60:g}" if s >= 60 else f"{s / 60:.1f}"
 
@@ -133,16 +144,14 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "step",
         re.compile(r"step \d+: waiting up to (?P<s>[\d.]+) s for an acknowledgement$"),
-        lambda m, lang: (
-            f"等待确认，最多 {_minutes(m['s'])} 分钟"
-            if lang == "zh"
-            else f"Waiting up to {_minutes(m['s'])} min for an acknowledgement"
+        _said(
+            "等待确认，最多 {s} 分钟", "Waiting up to {s} min for an acknowledgement", s=_in_minutes
         ),
     ),
     (
         "step",
         re.compile(r"step \d+: already acknowledged$"),
-        _fixed("已有人确认，不再升级", "Already acknowledged"),
+        _said("已有人确认，不再升级", "Already acknowledged"),
     ),
     (
         "escalation",
@@ -152,7 +161,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "opened",
         re.compile(r"incident opened by (?P<book>\S+)$"),
-        _fixed("事件开始", "Incident opened"),
+        _said("事件开始", "Incident opened"),
     ),
     (
         "event",
@@ -186,50 +195,39 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "vulnerable_list",
         re.compile(r"door-check list for (?P<target>\S+) \((?P<n>\d+)\): (?P<list>.*)$", re.S),
-        lambda m, lang: (
-            f"上门检查名单（{m['n']} 户）已发给{audience(m['target'], lang)}：{m['list']}"
-            if lang == "zh"
-            else f"Door-check list ({m['n']}) sent to {audience(m['target'], lang)}: {m['list']}"
+        _said(
+            "上门检查名单（{n} 户）已发给{target}：{list}",
+            "Door-check list ({n}) sent to {target}: {list}",
+            target=audience,
         ),
     ),
     (
         "delivery",
         re.compile(r"message (?P<id>\d+) delivered$"),
-        lambda m, lang: (
-            f"消息 {m['id']} 已送达" if lang == "zh" else f"Message {m['id']} delivered"
-        ),
+        _said("消息 {id} 已送达", "Message {id} delivered"),
     ),
     (
         "delivery",
         re.compile(r"message (?P<id>\d+) not delivered: (?P<why>.*)$", re.S),
-        lambda m, lang: (
-            f"消息 {m['id']} 未送达：{m['why']}"
-            if lang == "zh"
-            else f"Message {m['id']} not delivered: {m['why']}"
-        ),
+        _said("消息 {id} 未送达：{why}", "Message {id} not delivered: {why}"),
     ),
     (
         "join",
         re.compile(r"new: (?P<news>.*); announced$"),
-        lambda m, lang: (
-            f"新的报警：{_news(m['news'], lang)}（已通知）"
-            if lang == "zh"
-            else f"Another alarm: {_news(m['news'], lang)} (announced)"
-        ),
+        _said("新的报警：{news}（已通知）", "Another alarm: {news} (announced)", news=_news),
     ),
     (
         "restored",
         re.compile(r"every condition is back to normal; all-clear after (?P<s>[\d.]+) s$"),
-        lambda m, lang: (
-            f"全部恢复正常，{m['s']} 秒后发送解除通知"
-            if lang == "zh"
-            else f"Everything back to normal; the all-clear in {m['s']} s"
+        _said(
+            "全部恢复正常，{s} 秒后发送解除通知",
+            "Everything back to normal; the all-clear in {s} s",
         ),
     ),
     (
         "confirm",
         re.compile(r"every condition is back to normal; the all-clear goes out when staff"),
-        _fixed(
+        _said(
             "全部恢复正常；值班人员点“处理完毕”后发送解除通知",
             "Everything back to normal; the all-clear goes out once staff resolve the incident",
         ),
@@ -237,7 +235,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "all_clear",
         re.compile(r"every condition is back to normal$"),
-        _fixed("全部恢复正常", "Everything back to normal"),
+        _said("全部恢复正常", "Everything back to normal"),
     ),
     ("check_in", ANSWER, _answer),
     ("reply", ANSWER, _answer),
@@ -254,30 +252,22 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "help_request",
         re.compile(r"(?P<who>.*) asked for help: (?P<said>.*)$", re.S),
-        lambda m, lang: (
-            f"{reword_place(m['who'], lang)} 求助：{m['said']}"
-            if lang == "zh"
-            else f"{m['who']} asks for help: {m['said']}"
-        ),
+        _said("{who} 求助：{said}", "{who} asks for help: {said}", who=reword_place),
     ),
     (
         "resolved",
         re.compile(r"resolved$"),
-        _fixed("已处理", "Resolved"),
+        _said("已处理", "Resolved"),
     ),
     (
         "closed",
         re.compile(r"closed$"),
-        _fixed("已关闭", "Closed"),
+        _said("已关闭", "Closed"),
     ),
     (
         "acknowledged",
         re.compile(r".* \(first: (?P<who>.*) at (?P<at>[^)]*)\)$", re.S),
-        lambda m, lang: (
-            f"再次确认（最先确认：{m['who']}，{m['at']}）"
-            if lang == "zh"
-            else f"Acknowledged again (first: {m['who']} at {m['at']})"
-        ),
+        _said("再次确认（最先确认：{who}，{at}）", "Acknowledged again (first: {who} at {at})"),
     ),
     (
         "acknowledged",
@@ -291,81 +281,65 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "reopened",
         re.compile(r"the condition came back$"),
-        _fixed("报警再次出现", "The alarm came back"),
+        _said("报警再次出现", "The alarm came back"),
     ),
     (
         "step",
         re.compile(r"mode restart: the steps start again$"),
-        _fixed("各步骤从头开始", "The steps start again"),
+        _said("各步骤从头开始", "The steps start again"),
     ),
     (
         "step",
         re.compile(r"step \d+: waiting (?P<s>[\d.]+) s$"),
-        lambda m, lang: (
-            f"等待 {_minutes(m['s'])} 分钟" if lang == "zh" else f"Waiting {_minutes(m['s'])} min"
-        ),
+        _said("等待 {s} 分钟", "Waiting {s} min", s=_in_minutes),
     ),
     (
         "step",
         re.compile(r"running the steps again for a queued event$"),
-        _fixed(
+        _said(
             "为期间新到的报警再次执行各步骤", "The steps again, for an alarm that came meanwhile"
         ),
     ),
     (
         "timer",
         re.compile(r"playbook (?P<book>\S+) is gone$"),
-        lambda m, lang: (
-            f"预案 {m['book']} 已删除，计时取消"
-            if lang == "zh"
-            else f"Playbook {m['book']} is gone: its timers are dropped"
-        ),
+        _said("预案 {book} 已删除，计时取消", "Playbook {book} is gone: its timers are dropped"),
     ),
     (
         "timer_failed",
         re.compile(r"(?P<timer>\w+) timer could not be applied: (?P<why>.*)$", re.S),
-        lambda m, lang: (
-            f"计时步骤无法执行（{m['timer']}）：{m['why']}"
-            if lang == "zh"
-            else f"A timed step could not be done ({m['timer']}): {m['why']}"
+        _said(
+            "计时步骤无法执行（{timer}）：{why}", "A timed step could not be done ({timer}): {why}"
         ),
     ),
     (
         "command_failed",
         re.compile(r"command (?P<id>\d+) failed: (?P<why>.*)$", re.S),
-        lambda m, lang: (
-            f"操作 {m['id']} 未完成：{m['why']}"
-            if lang == "zh"
-            else f"Action {m['id']} not done: {m['why']}"
-        ),
+        _said("操作 {id} 未完成：{why}", "Action {id} not done: {why}"),
     ),
     (
         "follow_up",
         re.compile(r"follow-up$"),
-        _fixed("开始回访", "Follow-up started"),
+        _said("开始回访", "Follow-up started"),
     ),
     (
         "follow_up",
         re.compile(r"follow-up due (?P<at>.*)$"),
-        lambda m, lang: f"回访时间：{m['at']}" if lang == "zh" else f"Follow-up due {m['at']}",
+        _said("回访时间：{at}", "Follow-up due {at}"),
     ),
     (
         "all_clear_held",
         re.compile(r"resolved; the all-clear waits until these clear: (?P<list>.*)$", re.S),
-        lambda m, lang: (
-            f"已处理；解除通知等待以下探测器恢复：{conditions(m['list'], lang)}"
-            if lang == "zh"
-            else f"Resolved; the all-clear waits until these clear: {conditions(m['list'], lang)}"
+        _said(
+            "已处理；解除通知等待以下探测器恢复：{list}",
+            "Resolved; the all-clear waits until these clear: {list}",
+            list=conditions,
         ),
     ),
     (
         "still_active",
         re.compile(r"still active: (?P<list>.*)$", re.S),
-        lambda m, lang: (
-            f"仍在报警：{conditions(m['list'], lang)}"
-            if lang == "zh"
-            else f"Still in alarm: {conditions(m['list'], lang)}"
-        ),
+        _said("仍在报警：{list}", "Still in alarm: {list}", list=conditions),
     ),
     (
         "all_clear",
@@ -397,11 +371,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "suppressed",
         re.compile(r".*: sms to (?P<target>\S+) \(a drill\)$"),
-        lambda m, lang: (
-            f"演练：不给{audience(m['target'], lang)}发短信"
-            if lang == "zh"
-            else f"A drill: no text to {audience(m['target'], lang)}"
-        ),
+        _said("演练：不给{target}发短信", "A drill: no text to {target}", target=audience),
     ),
     (
         "no_recipients",
@@ -421,31 +391,27 @@ PATTERNS: list[tuple[str, re.Pattern[str], Say]] = [
     (
         "no_recipients",
         re.compile(r"NOBODY TO TELL: no recipients for (?P<channel>\w+) to (?P<target>\S+) "),
-        lambda m, lang: (
-            f"无人可通知：{audience(m['target'], lang)}没有接收人，"
-            "也没有员工可改发（员工名单是否已加载？）"
-            if lang == "zh"
-            else f"NOBODY TO TELL: no recipients for {audience(m['target'], lang)} and no "
-            "staff to fall back on (is the staff file loaded?)"
+        _said(
+            "无人可通知：{target}没有接收人，也没有员工可改发（员工名单是否已加载？）",
+            "NOBODY TO TELL: no recipients for {target} and no staff to fall back on (is the "
+            "staff file loaded?)",
+            target=audience,
         ),
     ),
     (
         "in_flight",
         re.compile(r"(?P<n>\d+) message\(s\) were being sent when alertd stopped"),
-        lambda m, lang: (
-            f"alertd 停止时有 {m['n']} 条消息正在发送：已重发，个别人可能收到两次"
-            if lang == "zh"
-            else f"{m['n']} message(s) were being sent when alertd stopped: sent again, "
-            "some may arrive twice"
+        _said(
+            "alertd 停止时有 {n} 条消息正在发送：已重发，个别人可能收到两次",
+            "{n} message(s) were being sent when alertd stopped: sent again, some may arrive twice",
         ),
     ),
     (
         "delivery",
         re.compile(r"message (?P<id>\d+) to (?P<to>[^:]+): (?P<why>.*)$", re.S),
-        lambda m, lang: (
-            f"消息 {m['id']}（{m['to']}）改由下一个服务商发出：{m['why']}"
-            if lang == "zh"
-            else f"Message {m['id']} ({m['to']}) sent by the next provider: {m['why']}"
+        _said(
+            "消息 {id}（{to}）改由下一个服务商发出：{why}",
+            "Message {id} ({to}) sent by the next provider: {why}",
         ),
     ),
     (
