@@ -124,6 +124,10 @@ def test_every_line_the_daemon_writes_has_its_sentence() -> None:
     assert written - OWN_WORDS - {kind for kind, _, _ in PATTERNS} == set()
     # and what the line is about, in the catalogue
     assert {kind for kind in written if f"t_{kind}" not in WORDS} == set()
+    # the phone page's short timeline names kinds that exist
+    from alertd.console.web import PEOPLE
+
+    assert PEOPLE - written - OWN_WORDS - {kind for kind, _, _ in PATTERNS} == set()
 
 
 def test_every_refusal_of_the_console_is_said_in_chinese() -> None:

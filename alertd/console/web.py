@@ -68,7 +68,7 @@ LIST_PAGE = 200
 #: what people did and said, on the phone page's short timeline (not the engine's steps)
 PEOPLE = frozenset(
     {"opened", "acknowledged", "note", "on_site", "visited", "check_in", "reply",
-     "help_request", "resolved", "closed", "eta", "all_clear"}
+     "help_request", "resolved", "closed", "restore_eta", "all_clear"}
 )  # fmt: skip
 #: how long a declaration waits for its incident to open (WATCH_S each) before saying
 #: what became of the command instead
@@ -636,18 +636,17 @@ def routes(console: Console) -> web.RouteTableDef:
             }
 
         context = await c.read(gather)
-        if context is not None:  # where the alarms are: each active detector's place
-            places = {d.device_id: d.location for d in c.devices()[0]}
-            active = json.loads(context["incident"]["active"] or "[]")
-            context["alarms"] = sorted(
-                {
-                    place(places[device], language(request))
-                    for device in (entry.split(" ")[0] for entry in active)
-                    if device in places
-                }
-            )
         if context is None:
             raise web.HTTPNotFound(text=f"no incident {number}")
+        places = {d.device_id: d.location for d in c.devices()[0]}  # where the alarms are
+        active = json.loads(context["incident"]["active"] or "[]")
+        context["alarms"] = sorted(
+            {
+                place(places[device], language(request))
+                for device in (entry.split(" ")[0] for entry in active)
+                if device in places
+            }
+        )
         await c.write(record, phone_actor(grant, request), "phone_view", "", c.now(), number)
         return c.render(
             request,
